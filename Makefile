@@ -1,0 +1,65 @@
+# scanner-agent: everything a fresh Debian + Python 3.11 machine needs, from two commands.
+#   make demo   - set up and run the end-to-end demo on loopback
+#   make test   - set up and run lint, type checks and the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the optional parts need (pyzbar loads libzbar at run time).
+DEB_PACKAGES ?= libzbar0
+
+.PHONY: all demo test lint typecheck pytest bench deps venv clean help
+
+all: test
+
+help:
+	@echo "make demo   - run the end-to-end demo (trace service + agent + simulated scanner)"
+	@echo "make test   - ruff, mypy --strict and pytest"
+	@echo "make bench  - run the benchmarks in bench/ (JSON output)"
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    (apt-get install -y --no-install-recommends $$missing >/dev/null 2>&1 || \
+	     (apt-get update >/dev/null && apt-get install -y --no-install-recommends $$missing >/dev/null)) \
+	     || echo "warning: could not install$$missing; the parts that need them will be skipped"; \
+	  else \
+	    echo "note: Debian packages missing:$$missing (run 'sudo apt-get install$$missing'); the parts that need them will be skipped"; \
+	  fi; \
+	fi
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,tui]'
+	@touch $(STAMP)
+
+venv: deps $(STAMP)
+
+demo: venv
+	$(BIN)/scanner-agent demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: venv
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

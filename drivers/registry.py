@@ -1,0 +1,146 @@
+"""The table of source types: option schema and factory per ``[[source]] type``.
+
+Config validation asks this table about a source's keys when the file loads
+(so a typo is reported before anything starts), and the daemon asks it to
+build the source.  A new driver adds one :class:`SourceType` entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from scanner_agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from drivers.base import Source
+    from scanner_agent.config import SourceConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One type-specific key of a ``[[source]]`` table."""
+
+    type: type
+    default: Any = None
+    required: bool = False
+    help: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceType:
+    """A driver as the config sees it."""
+
+    name: str
+    factory: str
+    """``module:function`` taking ``(SourceConfig, options: dict)`` and returning a Source;
+    imported only when such a source is built, so unused drivers' libraries stay unloaded."""
+    options: Mapping[str, Option]
+    main_option: str
+    """Option whose value names the source by default (``tcp:127.0.0.1:9100``)."""
+    help: str = ""
+
+
+TERMINATOR_CHOICES = ("lf", "cr", "crlf", "tab")
+
+SOURCE_TYPES: dict[str, SourceType] = {
+    "tcp": SourceType(
+        name="tcp",
+        factory="drivers.tcp:build",
+        main_option="listen",
+        help="Fixed-mount scanners and terminals sending lines over TCP.",
+        options={
+            "listen": Option(str, required=True, help="host:port to listen on, e.g. 127.0.0.1:9100"),
+            "ack": Option(bool, False, help="answer each line with ACK <code> or NAK <code> <reason>"),
+            "terminator": Option(str, "lf", help="line end: lf, cr, crlf (any of them) or tab"),
+            "max_frame": Option(int, 4096, help="longest line accepted, in bytes"),
+            "max_clients": Option(int, 32, help="most simultaneous connections"),
+        },
+    ),
+    "replay": SourceType(
+        name="replay",
+        factory="drivers.replay:build",
+        main_option="path",
+        help="Lines from a file, or standard input with path = \"-\".",
+        options={
+            "path": Option(str, "-", help="file to read, - for standard input"),
+            "rate": Option(float, 0.0, help="scans per second, 0 for as fast as committed"),
+            "terminator": Option(str, "lf", help="line end: lf, cr, crlf (any of them) or tab"),
+            "max_frame": Option(int, 4096, help="longest line accepted, in bytes"),
+        },
+    ),
+}
+
+
+def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
+    """Type-check a source's options and fill in defaults.
+
+    Raises:
+        ConfigError: unknown type, unknown key, wrong type or missing key, named.
+    """
+    st = SOURCE_TYPES.get(src.type)
+    if st is None:
+        raise ConfigError(
+            f"{where}.type: unknown source type {src.type!r} (known: {', '.join(sorted(SOURCE_TYPES))})"
+        )
+    out: dict[str, Any] = {}
+    for key, value in src.options.items():
+        opt = st.options.get(key)
+        if opt is None:
+            known = ", ".join(["type", "name", "action", "bill", *sorted(st.options)])
+            raise ConfigError(f"{where}.{key}: unknown key for a {src.type} source (known: {known})")
+        if opt.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, opt.type) or (opt.type is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}.{key}: expected {opt.type.__name__}, got {value!r}")
+        out[key] = value
+    for key, opt in st.options.items():
+        if key not in out:
+            if opt.required:
+                raise ConfigError(f"{where}.{key}: missing (required for a {src.type} source)")
+            out[key] = opt.default
+    if "terminator" in out and out["terminator"] not in TERMINATOR_CHOICES:
+        raise ConfigError(
+            f"{where}.terminator: expected one of {', '.join(TERMINATOR_CHOICES)}, got {out['terminator']!r}"
+        )
+    if "max_frame" in out and not 16 <= out["max_frame"] <= 1 << 20:
+        raise ConfigError(f"{where}.max_frame: expected 16..1048576, got {out['max_frame']}")
+    if "listen" in out:
+        parse_listen(out["listen"], f"{where}.listen")
+    return out
+
+
+def validate_source_options(src: SourceConfig, where: str) -> None:
+    """Config-load-time check of one ``[[source]]`` table."""
+    resolve_options(src, where)
+
+
+def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:9100`` for IPv6).
+
+    Raises:
+        ConfigError: not host:port with a port in 0..65535.
+    """
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{key}: expected host:port, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit empty host means all
+
+
+def source_name(src: SourceConfig, options: Mapping[str, Any]) -> str:
+    """The label used in logs and scans: ``name`` or ``<type>:<main option>``."""
+    if src.name:
+        return src.name
+    st = SOURCE_TYPES[src.type]
+    return f"{src.type}:{options.get(st.main_option, '')}"
+
+
+def build_source(src: SourceConfig, where: str = "source") -> Source:
+    """Build the driver for one ``[[source]]`` table."""
+    options = resolve_options(src, where)
+    module_name, _, func = SOURCE_TYPES[src.type].factory.partition(":")
+    factory = getattr(importlib.import_module(module_name), func)
+    source: Source = factory(src, options)
+    return source

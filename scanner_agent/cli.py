@@ -1,0 +1,274 @@
+"""``scanner-agent``: one console script, a subcommand per job.
+
+The CLI is thin (sqlite-utils' rule): each command parses its arguments,
+calls one library function and maps :class:`ScannerAgentError` to a message
+on stderr and exit status 2, so piped JSON output is never mixed with errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import dataclasses
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from scanner_agent import __version__
+from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from scanner_agent.errors import ScannerAgentError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+# -- parse ---------------------------------------------------------------------
+
+
+def _inputs(codes: Sequence[str]) -> Iterable[bytes]:
+    if codes:
+        for c in codes:
+            yield c.encode("utf-8", "surrogateescape")
+        return
+    for line in sys.stdin.buffer:
+        yield line
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    """Print one JSON object per input code."""
+    from scanner_agent.codes import parse_scan
+
+    for data in _inputs(args.codes):
+        if not data.strip(b"\r\n"):
+            continue
+        _print_json(parse_scan(data).to_dict())
+    return 0
+
+
+# -- run -----------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> AgentConfig:
+    path = Path(args.config) if args.config else DEFAULT_CONFIG_PATH
+    return load_config(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM/SIGINT."""
+    from scanner_agent.daemon import Daemon, install_signal_handlers
+    from scanner_agent.logs import setup_logging
+
+    cfg = _load(args)
+    setup_logging(args.log_level or cfg.log_level)
+
+    async def main() -> None:
+        daemon = Daemon(cfg)
+        install_signal_handlers(daemon)
+        await daemon.run()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file and print it resolved."""
+    cfg = _load(args)
+    if args.json:
+        _print_json(dataclasses.asdict(cfg))
+    else:
+        print(f"{args.config or DEFAULT_CONFIG_PATH}: OK ({len(cfg.sources)} sources)")
+    return 0
+
+
+# -- demo / trace-server -------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the end-to-end demo on loopback."""
+    from scanner_agent.demo import main as demo_main
+    from scanner_agent.logs import setup_logging
+
+    setup_logging("error", json_lines=False)
+    return demo_main(args.count, keep=args.keep, as_json=args.json)
+
+
+def cmd_trace_server(args: argparse.Namespace) -> int:
+    """Run the reference trace service."""
+    from scanner_agent.logs import setup_logging
+    from scanner_agent.traceserver import serve
+
+    setup_logging("info")
+    token = args.token
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip()
+    if not token:
+        raise ScannerAgentError("trace-server: give --token or --token-file")
+    serve(args.listen, args.db, token)
+    return 0
+
+
+# -- queue ---------------------------------------------------------------------
+
+
+def _open_outbox(args: argparse.Namespace) -> Any:
+    from scanner_agent.outbox import Outbox
+
+    path = args.outbox or _load(args).outbox.path
+    if not Path(path).exists():
+        raise ScannerAgentError(f"Failed to open outbox {path!r}: no such file")
+    return Outbox.open(path)
+
+
+def cmd_queue_stats(args: argparse.Namespace) -> int:
+    """Counts per state, oldest pending, file sizes."""
+    with _open_outbox(args) as outbox:
+        stats = outbox.stats()
+        reasons = outbox.reject_reasons()
+    data = {**dataclasses.asdict(stats), "backlog": stats.backlog, "reject_reasons": reasons}
+    if args.json:
+        _print_json(data)
+        return 0
+    for state, n in stats.counts.items():
+        print(f"{state:<10} {n}")
+    print(f"backlog    {stats.backlog}")
+    print(f"oldest     {stats.oldest_pending_at or '-'}")
+    print(f"refused    {stats.rejects}  {reasons or ''}")
+    print(f"file       {stats.file_bytes} bytes (WAL {stats.wal_bytes}), schema v{stats.schema_version}")
+    return 0
+
+
+def cmd_queue_ls(args: argparse.Namespace) -> int:
+    """List outbox rows."""
+    with _open_outbox(args) as outbox:
+        rows = outbox.rows(state=args.state, code=args.code, bill=args.bill, limit=args.limit)
+    for r in rows:
+        if args.json:
+            _print_json(dataclasses.asdict(r))
+        else:
+            print(f"{r.seq:>8} {r.state:<10} {r.scheme:<5} {r.code:<40} {r.bill} {r.reason or ''}")
+    return 0
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    """Send dead letters again."""
+    with _open_outbox(args) as outbox:
+        n = outbox.requeue_rejected(args.seq or None)
+    print(f"{n} rows back to pending")
+    return 0
+
+
+def cmd_queue_export(args: argparse.Namespace) -> int:
+    """Export every row (JSON lines or CSV) for audit."""
+    from scanner_agent.outbox import OutboxRow
+
+    fields = [f.name for f in dataclasses.fields(OutboxRow)]
+    writer = csv.DictWriter(sys.stdout, fieldnames=fields) if args.format == "csv" else None
+    if writer:
+        writer.writeheader()
+    with _open_outbox(args) as outbox:
+        after = 0
+        while True:
+            rows = outbox.rows(after_seq=after, limit=5000)
+            if not rows:
+                break
+            for r in rows:
+                d = dataclasses.asdict(r)
+                if writer:
+                    writer.writerow(d)
+                else:
+                    _print_json(d)
+            after = rows[-1].seq
+    return 0
+
+
+# -- wiring --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used by the docs test to list commands)."""
+    parser = argparse.ArgumentParser(
+        prog="scanner-agent",
+        description="Edge agent for barcode scanners: read, validate, keep durably, sync.",
+    )
+    parser.add_argument("--version", action="version", version=f"scanner-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        return p
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", help=f"config file (default {DEFAULT_CONFIG_PATH})")
+
+    p = add("parse", cmd_parse, "Parse codes (arguments or stdin lines) and print JSON results.")
+    p.add_argument("codes", nargs="*", help="codes to parse; read lines from stdin when none")
+
+    p = add("run", cmd_run, "Run the agent daemon: sources -> outbox -> sync.")
+    config_arg(p)
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    p = add("check-config", cmd_check_config, "Validate a config file.")
+    config_arg(p)
+    p.add_argument("--json", action="store_true", help="print the resolved config as JSON")
+
+    p = add("demo", cmd_demo, "Run the end-to-end demo on loopback (no hardware, no network).")
+    p.add_argument("--count", type=int, default=300, help="simulated scans (default 300)")
+    p.add_argument("--keep", metavar="DIR", help="keep the outbox and service database in DIR")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = add("trace-server", cmd_trace_server, "Run the reference trace service (Trace API v1).")
+    p.add_argument("--listen", default="127.0.0.1:8900", help="host:port (default 127.0.0.1:8900)")
+    p.add_argument("--db", required=True, help="SQLite file of the service")
+    p.add_argument("--token", default="", help="bearer token clients must send")
+    p.add_argument("--token-file", help="read the token from this file instead")
+
+    q = add("queue", lambda a: 2, "Inspect and manage the outbox.")
+    qsub = q.add_subparsers(dest="queue_command", required=True, metavar="QUEUE_COMMAND")
+
+    def qadd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        p = qsub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        config_arg(p)
+        p.add_argument("--outbox", help="outbox file (default: outbox.path from the config)")
+        return p
+
+    p = qadd("stats", cmd_queue_stats, "Counts per state, oldest pending, file and WAL size.")
+    p.add_argument("--json", action="store_true")
+    p = qadd("ls", cmd_queue_ls, "List outbox rows.")
+    p.add_argument("--state", choices=["pending", "in_flight", "delivered", "rejected"])
+    p.add_argument("--code")
+    p.add_argument("--bill")
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p = qadd("retry", cmd_queue_retry, "Move dead letters (rejected rows) back to pending.")
+    p.add_argument("--seq", type=int, action="append", help="only this row (repeatable)")
+    p = qadd("export", cmd_queue_export, "Export every row for audit.")
+    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ScannerAgentError as exc:
+        print(f"scanner-agent: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

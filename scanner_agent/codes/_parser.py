@@ -1,0 +1,147 @@
+"""``parse_scan``: one scan in, one :class:`ScanResult` out, never an exception.
+
+The reader thread calls this for every frame a scanner sends, so two rules
+shape it. It must not raise, whatever arrives on the wire (line noise, a
+scanner in the wrong keyboard layout, a mis-set terminator): one bad read
+must not stop the reader. And it must be cheap for the common case, a cn20
+code, which is decided by string tests before any biip code runs.
+"""
+
+from __future__ import annotations
+
+from scanner_agent.codes import _cn20, _gs1, _ma
+from scanner_agent.codes._result import Decoded, ScanResult, one_line
+from scanner_agent.codes._symbology import split_symbology
+
+GS = "\x1d"
+ISO_15434_HEADER = "[)>\x1e"
+
+EMPTY = "empty scan"
+NON_PRINTABLE = "unreadable scan: non-printable characters"
+ISO_15434 = "iso/iec 15434 envelope ([)>): not supported"
+UNRECOGNISED = "not a recognised trace code"
+
+
+def decode_bytes(data: bytes) -> str:
+    """Decode scanner bytes without ever failing.
+
+    UTF-8 first (what modern scanners and GS1 Digital Links use), then GB18030
+    (the Chinese national superset of GBK/GB2312, which older scanners and
+    keyboard-wedge set-ups emit), then latin-1, which maps every byte and so
+    keeps the scan for the record even when it is garbage.
+    """
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1")
+
+
+def parse_scan(data: bytes | str) -> ScanResult:
+    """Classify and validate one scan.
+
+    ``data`` is one frame from a scanner, terminator included or not, with or
+    without an AIM symbology identifier. The result is always returned, with
+    ``valid=False`` and a short ``reason`` when the scan is not a trace code.
+    """
+    try:
+        raw = _as_text(data)
+    except Exception:
+        return _reject("", "", None, f"unsupported input type: {type(data).__name__}")
+    try:
+        return _parse_text(raw)
+    except Exception as exc:  # a bug here or in biip must not stop the reader
+        return _reject(raw, raw.strip(), None, f"internal parser error: {_exc_text(exc)}")
+
+
+def _as_text(data: object) -> str:
+    if isinstance(data, str):
+        return data
+    if isinstance(data, bytes | bytearray | memoryview):
+        return decode_bytes(bytes(data))
+    msg = f"expected bytes or str, got {type(data).__name__}"
+    raise TypeError(msg)
+
+
+def _exc_text(exc: Exception) -> str:
+    return one_line(f"{type(exc).__name__}: {exc}")
+
+
+def _parse_text(raw: str) -> ScanResult:
+    stripped = raw.strip()
+    # Fast path: a bare cn20 code needs no symbology or biip work at all.
+    if _cn20.is_cn20(stripped):
+        return _accept(raw, stripped, None, _cn20.decode_cn20(stripped))
+
+    symbology, gs1_symbology, text = split_symbology(stripped)
+    outcome = _classify(text, gs1_symbology=gs1_symbology)
+    if isinstance(outcome, str):
+        return _reject(raw, text, symbology, outcome)
+    return _accept(raw, text, symbology, outcome)
+
+
+def _classify(text: str, *, gs1_symbology: bool) -> Decoded | str:
+    """Pick the scheme the data claims to be, then let that scheme judge it."""
+    if not text:
+        return EMPTY
+    if text.startswith(ISO_15434_HEADER):
+        return ISO_15434
+    if not text.replace(GS, "").isprintable():
+        return NON_PRINTABLE
+    if text.isascii() and text.isdigit():
+        return _classify_digits(text, gs1_symbology=gs1_symbology)
+    if _ma.looks_like_ma(text):
+        return _ma.parse_ma(text)
+    if text.startswith("("):
+        return _gs1.parse_hri(text)
+    if _gs1.looks_like_digital_link(text):
+        return _gs1.parse_digital_link(text)
+    if gs1_symbology or _gs1.looks_like_element_string(text):
+        return _gs1.parse_element_string(text)
+    return UNRECOGNISED
+
+
+def _classify_digits(digits: str, *, gs1_symbology: bool) -> Decoded | str:
+    """All-digit data: cn20, a GS1 element string, or a known wrong scan."""
+    if _cn20.is_cn20(digits):
+        # Even under a GS1 symbology: a GS1 message starting with 8 has no
+        # GTIN, so it could never be a trace code, while cn20 can.
+        return _cn20.decode_cn20(digits)
+    if gs1_symbology:
+        return _gs1.parse_element_string(digits)
+    if _gs1.is_product_barcode(digits):
+        return _gs1.PRODUCT_BARCODE
+    if _gs1.looks_like_element_string(digits):
+        # ``01`` + GTIN (+ more AIs) sent without AIM identifier; this also
+        # takes 20 digits starting ``01``, which may be GTIN + a 2-digit serial.
+        return _gs1.parse_element_string(digits)
+    return _cn20.reject_digits(digits) or f"not a trace code: {len(digits)}-digit number"
+
+
+def _accept(raw: str, text: str, symbology: str | None, decoded: Decoded) -> ScanResult:
+    return ScanResult(
+        raw=raw,
+        text=text,
+        symbology=symbology,
+        scheme=decoded.scheme,
+        valid=True,
+        reason=None,
+        code=decoded.code,
+        product=decoded.product,
+        serial=decoded.serial,
+        gtin=decoded.gtin,
+        batch=decoded.batch,
+        expiry=decoded.expiry,
+    )
+
+
+def _reject(raw: str, text: str, symbology: str | None, reason: str) -> ScanResult:
+    return ScanResult(
+        raw=raw,
+        text=text,
+        symbology=symbology,
+        scheme=None,
+        valid=False,
+        reason=reason,
+    )

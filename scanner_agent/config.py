@@ -1,0 +1,317 @@
+"""Agent configuration: a TOML file read into frozen dataclasses.
+
+Every key has a default so ``scanner-agent run`` works with an almost empty
+file, and every mistake is reported with the key's full path
+(``sync.batch_size: expected an integer >= 1, got 0``) because installers
+edit this file by hand on a box with no debugger.  Unknown keys are errors,
+not silently ignored: a typo such as ``tokn_file`` must not leave the agent
+unauthenticated without a word.
+
+The keys ``device_id``, ``outbox.path``, ``sync.url``, ``sync.token_file`` /
+``sync.token_env`` and ``[[source]]`` with ``type``/``listen``/``ack`` are a
+contract that outside tools rely on; add keys freely, never rename these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from scanner_agent.errors import ConfigError
+
+ACTIONS: tuple[str, ...] = (
+    "receive",
+    "ship",
+    "return",
+    "sale",
+    "destroy",
+    "transfer",
+    "stocktake",
+    "produce",
+    "purchase",
+    "dispense",
+)
+"""Warehouse movements a scan can report (Trace API v1 ``action``)."""
+
+DEFAULT_CONFIG_PATH = Path("/etc/scanner-agent/agent.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class ScanConfig:
+    """How accepted scans are labelled and filtered."""
+
+    action: str = "ship"
+    """Default movement for scans whose source does not set one."""
+    bill: str = ""
+    """Default bill number; empty means ``<device_id>-<action>`` (a bill per device and action)."""
+    reject_duplicates: bool = True
+    """Refuse a code already queued for the same bill and action (bad read, ``duplicate scan``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    """The local SQLite outbox."""
+
+    path: str = "/var/lib/scanner-agent/outbox.db"
+    """SQLite file holding every accepted scan until the service confirms it."""
+    commit_interval_ms: float = 2.0
+    """Group commit window: scans arriving within it share one durable transaction."""
+    commit_max_rows: int = 512
+    """Group commit size cap: a transaction never holds more scans than this."""
+    min_free_mb: int = 64
+    """Free-space reserve: below it new scans are refused with ``outbox full``."""
+    retention_days: float = 30.0
+    """How long delivered rows are kept for audit and lookup before pruning."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """Delivery to the trace service (Trace API v1)."""
+
+    url: str = "http://127.0.0.1:8900"
+    """Base URL of the trace service."""
+    token_file: str = ""
+    """File holding the bearer token (preferred: keep it mode 0600)."""
+    token_env: str = ""
+    """Name of an environment variable holding the token, when no file is used."""
+    enabled: bool = True
+    """Turn syncing off (scans still queue) for a site with no link yet."""
+    batch_size: int = 1000
+    """Most scans sent in one request."""
+    batch_bytes: int = 2 * 1024 * 1024
+    """Most uncompressed JSON bytes in one request."""
+    gzip: bool = True
+    """Compress request bodies."""
+    idle_poll_s: float = 1.0
+    """How often an idle sync loop looks for work it was not told about."""
+    connect_timeout_s: float = 5.0
+    """TCP/TLS connect timeout."""
+    read_timeout_s: float = 30.0
+    """Timeout waiting for the service's reply."""
+    backoff_initial_s: float = 0.5
+    """First retry delay after a failure; doubles each time (full jitter)."""
+    backoff_max_s: float = 60.0
+    """Longest retry delay."""
+    lease_s: float = 60.0
+    """How long a batch stays leased to a sender before it may be reclaimed."""
+    verify_tls: bool = True
+    """Verify the service's certificate (never turn off outside a lab)."""
+    ca_bundle: str = ""
+    """PEM file of CA certificates to trust instead of the system store."""
+    client_cert: str = ""
+    """PEM client certificate for mutual TLS."""
+    client_key: str = ""
+    """PEM private key for ``client_cert``."""
+
+    def read_token(self) -> str:
+        """The bearer token, from ``token_file`` or ``token_env``; empty when neither is set.
+
+        Raises:
+            ConfigError: the file cannot be read or the variable is unset.
+        """
+        if self.token_file:
+            try:
+                return Path(self.token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"sync.token_file: failed to read {self.token_file!r}: {exc.strerror}"
+                ) from exc
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if value is None:
+                raise ConfigError(
+                    f"sync.token_env: environment variable {self.token_env!r} is not set"
+                )
+            return value.strip()
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One ``[[source]]`` table: a scanner input.
+
+    ``options`` holds the type-specific keys (``listen``, ``ack``, ``path``,
+    ``port``...), validated by the driver for ``type`` when the config loads.
+    """
+
+    type: str
+    """Driver name: ``tcp``, ``replay`` (file or stdin), and later hardware drivers."""
+    name: str = ""
+    """A label for logs and status; defaults to ``<type>:<main option>``."""
+    action: str = ""
+    """Movement for this source's scans; empty means ``scan.action``."""
+    bill: str = ""
+    """Bill for this source's scans; empty means the current/default bill."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """The driver's own keys, as written."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """The whole agent configuration."""
+
+    device_id: str = "scanner-agent"
+    """This agent's identity towards the trace service (one per box or dock)."""
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    sources: tuple[SourceConfig, ...] = ()
+    """Scanner inputs, in file order."""
+    log_level: str = "info"
+    """``debug``, ``info``, ``warning`` or ``error``."""
+
+    def default_bill(self, action: str) -> str:
+        """The bill a scan goes to when neither its source nor an open bill names one."""
+        return self.scan.bill or f"{self.device_id}-{action}"
+
+
+_T = TypeVar("_T")
+
+
+def _describe(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check one TOML value against a field type; ints are accepted where floats are."""
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
+
+
+def _build(cls: type[_T], table: Mapping[str, Any], prefix: str) -> _T:
+    """Build a flat dataclass from a TOML table, rejecting unknown keys."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.')}: expected a table, got {table!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
+        tp = hints[key]
+        if isinstance(tp, types.UnionType):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        kwargs[key] = _coerce(value, tp, prefix + key)
+    return cls(**kwargs)
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
+def _validate(cfg: AgentConfig) -> None:
+    _check(bool(cfg.device_id.strip()), "device_id", "must not be empty")
+    _check(cfg.scan.action in ACTIONS, "scan.action", f"expected one of {', '.join(ACTIONS)}")
+    _check(bool(cfg.outbox.path), "outbox.path", "must not be empty")
+    _check(cfg.outbox.commit_interval_ms >= 0, "outbox.commit_interval_ms", "must be >= 0")
+    _check(cfg.outbox.commit_max_rows >= 1, "outbox.commit_max_rows", "must be >= 1")
+    _check(cfg.outbox.min_free_mb >= 0, "outbox.min_free_mb", "must be >= 0")
+    _check(cfg.outbox.retention_days >= 0, "outbox.retention_days", "must be >= 0")
+    sync = cfg.sync
+    _check(
+        sync.url.startswith(("http://", "https://")),
+        "sync.url",
+        f"expected an http:// or https:// URL, got {sync.url!r}",
+    )
+    _check(
+        not (sync.token_file and sync.token_env),
+        "sync.token_file",
+        "set either token_file or token_env, not both",
+    )
+    _check(sync.batch_size >= 1, "sync.batch_size", "must be >= 1")
+    _check(sync.batch_bytes >= 1024, "sync.batch_bytes", "must be >= 1024")
+    for name in ("idle_poll_s", "connect_timeout_s", "read_timeout_s", "backoff_initial_s"):
+        _check(getattr(sync, name) > 0, f"sync.{name}", "must be > 0")
+    _check(sync.backoff_max_s >= sync.backoff_initial_s, "sync.backoff_max_s", "must be >= backoff_initial_s")
+    _check(sync.lease_s > 0, "sync.lease_s", "must be > 0")
+    _check(
+        bool(sync.client_cert) == bool(sync.client_key),
+        "sync.client_key",
+        "client_cert and client_key must be set together",
+    )
+    _check(
+        cfg.log_level in ("debug", "info", "warning", "error"),
+        "log_level",
+        "expected debug, info, warning or error",
+    )
+    for i, src in enumerate(cfg.sources):
+        if src.action:
+            _check(src.action in ACTIONS, f"source[{i}].action", f"expected one of {', '.join(ACTIONS)}")
+
+
+def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
+    """Build and validate a config from parsed TOML (or any nested mapping).
+
+    Raises:
+        ConfigError: naming the first bad key.
+    """
+    # Imported here: the driver registry imports config types, not the other way round.
+    from drivers.registry import validate_source_options
+
+    top_known = {"device_id", "log_level", "scan", "outbox", "sync", "source"}
+    for key in data:
+        if key not in top_known:
+            raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top_known))})")
+    kwargs: dict[str, Any] = {}
+    if "device_id" in data:
+        kwargs["device_id"] = _coerce(data["device_id"], str, "device_id")
+    if "log_level" in data:
+        kwargs["log_level"] = _coerce(data["log_level"], str, "log_level")
+    kwargs["scan"] = _build(ScanConfig, data.get("scan", {}), "scan.")
+    kwargs["outbox"] = _build(OutboxConfig, data.get("outbox", {}), "outbox.")
+    kwargs["sync"] = _build(SyncConfig, data.get("sync", {}), "sync.")
+    raw_sources = data.get("source", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError("source: expected an array of tables ([[source]])")
+    sources = []
+    for i, table in enumerate(raw_sources):
+        where = f"source[{i}]"
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where}: expected a table")
+        if "type" not in table:
+            raise ConfigError(f"{where}.type: missing (e.g. type = \"tcp\")")
+        common = {k: table[k] for k in ("type", "name", "action", "bill") if k in table}
+        for k, v in common.items():
+            _coerce(v, str, f"{where}.{k}")
+        options = {k: v for k, v in table.items() if k not in common}
+        src = SourceConfig(**common, options=options)
+        validate_source_options(src, where)
+        sources.append(src)
+    cfg = AgentConfig(**kwargs, sources=tuple(sources))
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read and validate a TOML config file.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, or has a bad key.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"Failed to read config {str(p)!r}: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Failed to parse config {str(p)!r} as TOML: {exc}") from exc
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None

@@ -1,0 +1,79 @@
+"""One exception tree for the whole agent.
+
+::
+
+    ScannerAgentError
+    ├── ConfigError            a bad or missing setting (names the key)
+    ├── OutboxError            the local SQLite outbox
+    │   ├── OutboxFullError    disk full or free-space reserve reached
+    │   └── OutboxCorruptError the file failed its integrity check
+    └── SyncError              talking to the trace service
+        ├── TransientSyncError worth retrying: network, timeout, 5xx, 429
+        │   └── RateLimitedError   the service asked us to wait (Retry-After)
+        ├── AuthError          401/403: stop syncing until the token is fixed
+        ├── BatchRejectedError other 4xx: the batch itself is refused
+        └── ProtocolError      the reply does not match the batch
+
+Third-party errors (sqlite3, httpx) are mapped to these at the module that
+talks to the library, with ``raise ... from exc``, so callers handle *our*
+failure modes and never a library's.
+"""
+
+from __future__ import annotations
+
+
+class ScannerAgentError(Exception):
+    """Root of every error the agent raises on purpose."""
+
+
+class ConfigError(ScannerAgentError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class OutboxError(ScannerAgentError):
+    """The outbox could not do what was asked."""
+
+
+class OutboxFullError(OutboxError):
+    """No room for new scans: the disk is full or the free-space reserve is reached."""
+
+
+class OutboxCorruptError(OutboxError):
+    """The outbox file failed ``PRAGMA quick_check``."""
+
+
+class SyncError(ScannerAgentError):
+    """A batch could not be delivered to the trace service."""
+
+
+class TransientSyncError(SyncError):
+    """A failure that a later retry may overcome (network, timeout, 5xx)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds the service asked us to wait, when it said so."""
+
+
+class RateLimitedError(TransientSyncError):
+    """The service answered 429 (or 503) with a ``Retry-After``."""
+
+
+class AuthError(SyncError):
+    """The service refused our token (401/403); syncing stops until it is fixed."""
+
+
+class BatchRejectedError(SyncError):
+    """The service refused the batch as a whole (a 4xx other than 401/403/413/429)."""
+
+    def __init__(self, message: str, *, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class BatchTooLargeError(SyncError):
+    """The service answered 413: send the same rows in smaller batches."""
+
+
+class ProtocolError(SyncError):
+    """The service's reply is malformed or does not match the batch sent."""

@@ -1,0 +1,293 @@
+"""From a raw frame to a committed scan: parse, label, group-commit, answer.
+
+The :class:`ScanIntake` is what every source submits to.  It parses the frame
+(pure, never raises), refuses what is not a trace code, labels the rest with
+its action and bill, and hands it to the :class:`GroupCommitter`.  The answer
+(:class:`drivers.base.ScanOutcome`) is returned only after the transaction
+holding the scan has committed, so a source's good-read signal is a promise
+that the scan survives a crash.
+
+Group commit: the committer takes every scan waiting when the writer becomes
+free (up to ``max_rows``, lingering at most ``linger_s`` for more) and commits
+them in one transaction on the outbox thread.  Under load the groups grow by
+themselves, so throughput scales while one fsync is paid per group; at a
+trickle each scan is committed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from drivers.base import RawScan, ScanOutcome, Verdict
+from scanner_agent.codes import ScanResult, parse_scan
+from scanner_agent.errors import OutboxError, OutboxFullError
+from scanner_agent.outbox import (
+    EnqueueResult,
+    EnqueueStatus,
+    NewScan,
+    Outbox,
+    RejectRecord,
+    uuid7,
+)
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class OutboxThread:
+    """Runs every outbox call on one dedicated thread, awaitable from asyncio.
+
+    SQLite work (and its fsync) never runs on the event loop, and one thread
+    means the outbox sees a strict order of operations.
+    """
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
+
+    async def call(self, fn: Callable[..., _T], /, *args: object, **kwargs: object) -> _T:
+        """Run ``fn(*args, **kwargs)`` on the outbox thread and await its result."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def shutdown(self) -> None:
+        """Wait for queued calls to finish, then stop the thread."""
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
+class _Pending:
+    scan: NewScan | None
+    reject: RejectRecord | None
+    future: asyncio.Future[EnqueueResult | None]
+
+
+class GroupCommitter:
+    """Collects scans from all sources and commits them in groups."""
+
+    def __init__(
+        self,
+        thread: OutboxThread,
+        *,
+        max_rows: int = 512,
+        linger_s: float = 0.0,
+        reject_duplicates: bool = True,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._thread = thread
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self.max_rows = max_rows
+        self.linger_s = linger_s
+        self.reject_duplicates = reject_duplicates
+        self._on_commit = on_commit
+        self.groups = 0
+        """Transactions committed (for stats and benchmarks)."""
+        self.rows = 0
+        """Scans queued by those transactions."""
+
+    async def submit(self, scan: NewScan) -> EnqueueResult:
+        """Queue one scan; returns once its group has committed.
+
+        Raises:
+            OutboxFullError: no room (the whole group failed; nothing written).
+            OutboxError: another storage failure.
+        """
+        fut: asyncio.Future[EnqueueResult | None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(scan, None, fut))
+        result = await fut
+        assert result is not None
+        return result
+
+    async def record_reject(self, reject: RejectRecord) -> None:
+        """Keep a refused scan for audit, committed with the next group."""
+        fut: asyncio.Future[EnqueueResult | None] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(None, reject, fut))
+        await fut
+
+    async def run(self) -> None:
+        """Commit groups until cancelled; on cancel, commit what is already queued."""
+        try:
+            while True:
+                first = await self._queue.get()
+                await self._commit(await self._gather(first))
+        except asyncio.CancelledError:
+            await self.drain()
+            raise
+
+    async def drain(self) -> None:
+        """Commit everything queued now (used at shutdown)."""
+        while not self._queue.empty():
+            group = [self._queue.get_nowait()]
+            while len(group) < self.max_rows and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            await self._commit(group)
+
+    async def _gather(self, first: _Pending) -> list[_Pending]:
+        group = [first]
+        deadline = time.monotonic() + self.linger_s
+        while len(group) < self.max_rows:
+            if not self._queue.empty():
+                group.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                group.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return group
+
+    async def _commit(self, group: list[_Pending]) -> None:
+        scans = [p.scan for p in group if p.scan is not None]
+        rejects = [p.reject for p in group if p.reject is not None]
+        try:
+            results = await self._thread.call(
+                self._thread.outbox.enqueue_many,
+                scans,
+                rejects,
+                reject_duplicates=self.reject_duplicates,
+            )
+        except Exception as exc:  # noqa: BLE001 - every waiter must hear of the failure
+            for p in group:
+                if not p.future.done():
+                    p.future.set_exception(exc)
+            return
+        self.groups += 1
+        it = iter(results)
+        queued = 0
+        for p in group:
+            if p.scan is None:
+                if not p.future.done():
+                    p.future.set_result(None)
+                continue
+            res = next(it)
+            queued += res.status is EnqueueStatus.QUEUED
+            if not p.future.done():
+                p.future.set_result(res)
+        self.rows += queued
+        if queued and self._on_commit is not None:
+            self._on_commit(queued)
+
+
+def reason_key(reason: str) -> str:
+    """The kind of a refusal, without the code-specific detail after a colon.
+
+    >>> reason_key("invalid GTIN check digit for '06900695828659': Expected 8, got 9")
+    'invalid GTIN check digit'
+    """
+    head = reason.split(":", 1)[0]
+    return head.split(" for '", 1)[0].strip()
+
+
+def _display_code(result: ScanResult) -> str:
+    text = result.code or result.text
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)[:120]
+
+
+@dataclass
+class IntakeStats:
+    """Counters since start, for status lines and the demo summary."""
+
+    scanned: int = 0
+    accepted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+    """Refused scans by reason."""
+
+
+class ScanIntake:
+    """The daemon's implementation of :class:`drivers.base.Intake`."""
+
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        *,
+        device_id: str,
+        bill_for: Callable[[str, str], str],
+        default_action: str,
+        listeners: list[Callable[[RawScan, ScanResult, ScanOutcome], None]] | None = None,
+    ) -> None:
+        self._committer = committer
+        self.device_id = device_id
+        self._bill_for = bill_for
+        """``(action, source_bill) -> bill`` (the open bill, or the default one)."""
+        self.default_action = default_action
+        self.stats = IntakeStats()
+        self.listeners = listeners if listeners is not None else []
+        """Called with every outcome (status, TUI stream); must not block."""
+
+    async def submit(
+        self, scan: RawScan, *, action: str = "", bill: str = ""
+    ) -> ScanOutcome:
+        """Parse, commit and answer one scan.  Never raises for bad input."""
+        result = parse_scan(scan.data)
+        outcome = await self._decide(scan, result, action or self.default_action, bill)
+        self.stats.scanned += 1
+        if outcome.accepted:
+            self.stats.accepted += 1
+        else:
+            self.stats.refused[reason_key(outcome.reason or outcome.verdict.value)] += 1
+        for listener in self.listeners:
+            try:
+                listener(scan, result, outcome)
+            except Exception:
+                log.exception("scan listener failed")
+        return outcome
+
+    async def _decide(
+        self, scan: RawScan, result: ScanResult, action: str, bill: str
+    ) -> ScanOutcome:
+        scanned_at = scan.scanned_at.isoformat(timespec="milliseconds")
+        shown = _display_code(result)
+        if not result.valid or result.code is None or result.scheme is None:
+            reason = result.reason or "not a trace code"
+            with contextlib.suppress(OutboxError):
+                await self._committer.record_reject(
+                    RejectRecord(
+                        raw=result.raw,
+                        code=shown,
+                        reason=reason,
+                        verdict=Verdict.INVALID.value,
+                        device_id=scan.device or self.device_id,
+                        source=scan.source,
+                        scanned_at=scanned_at,
+                    )
+                )
+            return ScanOutcome(Verdict.INVALID, shown, reason)
+        new = NewScan(
+            event_id=uuid7(),
+            code=result.code,
+            scheme=result.scheme.value,
+            raw=result.raw,
+            symbology=result.symbology,
+            action=action,
+            bill=self._bill_for(action, bill),
+            device_id=self.device_id,
+            source=scan.source,
+            scanned_at=scanned_at,
+            product=result.product,
+            gtin=result.gtin,
+            batch_no=result.batch,
+            expiry=result.expiry.isoformat() if result.expiry else None,
+            serial=result.serial,
+        )
+        try:
+            res = await self._committer.submit(new)
+        except OutboxFullError as exc:
+            log.error("scan refused, outbox full: %s", exc)
+            return ScanOutcome(Verdict.FULL, shown, "outbox full")
+        except OutboxError as exc:
+            log.error("scan refused, outbox error: %s", exc)
+            return ScanOutcome(Verdict.ERROR, shown, "storage error")
+        if res.status is EnqueueStatus.DUPLICATE:
+            return ScanOutcome(Verdict.DUPLICATE, shown, "duplicate scan", seq=res.seq)
+        return ScanOutcome(Verdict.ACCEPTED, shown, None, event_id=res.event_id, seq=res.seq)

@@ -1,0 +1,38 @@
+"""The durable local outbox: every accepted scan is a row here before anything else.
+
+See :mod:`scanner_agent.outbox._store` for the design and ``docs/outbox.md``.
+"""
+
+from scanner_agent.outbox._ids import uuid7
+from scanner_agent.outbox._models import (
+    Batch,
+    BatchEvent,
+    EnqueueResult,
+    EnqueueStatus,
+    EventResult,
+    NewScan,
+    OutboxRow,
+    QueueStats,
+    RejectRecord,
+    RowState,
+    SettleSummary,
+)
+from scanner_agent.outbox._schema import SCHEMA_VERSION
+from scanner_agent.outbox._store import Outbox
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Batch",
+    "BatchEvent",
+    "EnqueueResult",
+    "EnqueueStatus",
+    "EventResult",
+    "NewScan",
+    "Outbox",
+    "OutboxRow",
+    "QueueStats",
+    "RejectRecord",
+    "RowState",
+    "SettleSummary",
+    "uuid7",
+]

@@ -1,0 +1,170 @@
+"""Value objects passed in and out of the outbox."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class RowState(enum.StrEnum):
+    """Where a scan is on its way to the trace service."""
+
+    PENDING = "pending"
+    """Committed locally, waiting to be sent."""
+    IN_FLIGHT = "in_flight"
+    """Leased into a batch that is being (or was being) sent."""
+    DELIVERED = "delivered"
+    """The service answered ``accepted`` or ``duplicate``: done."""
+    REJECTED = "rejected"
+    """Dead letter: the service refused it; kept with the reason, re-sendable."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewScan:
+    """An accepted scan about to be committed."""
+
+    event_id: str
+    code: str
+    scheme: str
+    raw: str
+    symbology: str | None
+    action: str
+    bill: str
+    device_id: str
+    source: str
+    scanned_at: str
+    """RFC 3339 with offset."""
+    product: str | None = None
+    gtin: str | None = None
+    batch_no: str | None = None
+    expiry: str | None = None
+    serial: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RejectRecord:
+    """A scan refused before queueing (invalid or duplicate), kept for audit."""
+
+    raw: str
+    code: str
+    reason: str
+    verdict: str
+    device_id: str
+    source: str
+    scanned_at: str
+
+
+class EnqueueStatus(enum.StrEnum):
+    """What happened to one :class:`NewScan` in a group commit."""
+
+    QUEUED = "queued"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """The outcome for one scan of a group commit, known only after COMMIT."""
+
+    status: EnqueueStatus
+    event_id: str
+    seq: int | None
+    """Sequence number when queued; the first scan's number for a duplicate."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEvent:
+    """One event of a leased batch, in the shape Trace API v1 sends."""
+
+    seq: int
+    event_id: str
+    code: str
+    scheme: str
+    action: str
+    bill: str
+    scanned_at: str
+    source: str
+
+    def to_wire(self) -> dict[str, str]:
+        """The event as it goes in a ``POST /v1/batches`` body."""
+        return {
+            "event_id": self.event_id,
+            "code": self.code,
+            "scheme": self.scheme,
+            "action": self.action,
+            "bill": self.bill,
+            "scanned_at": self.scanned_at,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A leased batch: the same ``batch_id`` always carries the same events."""
+
+    batch_id: str
+    events: tuple[BatchEvent, ...]
+    attempts: int
+    """How many times this batch was leased before (0 on first send)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """The service's verdict on one event."""
+
+    status: str
+    """``accepted``, ``duplicate`` or ``rejected``."""
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettleSummary:
+    """Counts from settling one batch."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """A snapshot of the outbox for status, TUI and ``queue stats``."""
+
+    counts: dict[str, int]
+    """Rows per :class:`RowState`."""
+    rejects: int
+    """Scans refused at intake (invalid or duplicate scans)."""
+    oldest_pending_at: str | None
+    """``scanned_at`` of the oldest row not yet delivered (pending or in flight)."""
+    batches_open: int
+    file_bytes: int
+    wal_bytes: int
+    schema_version: int
+
+    @property
+    def backlog(self) -> int:
+        """Rows still owed to the service."""
+        return self.counts.get(RowState.PENDING, 0) + self.counts.get(RowState.IN_FLIGHT, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A full outbox row for listing, lookup and export."""
+
+    seq: int
+    event_id: str
+    code: str
+    scheme: str
+    raw: str
+    symbology: str | None
+    product: str | None
+    action: str
+    bill: str
+    device_id: str
+    source: str
+    scanned_at: str
+    state: str
+    batch_id: str | None
+    result: str | None
+    reason: str | None
+    attempts: int
+    settled_at: str | None

@@ -1,0 +1,132 @@
+"""Outbox schema and its migrations.
+
+Each migration is a function registered in order; :func:`migrate` applies the
+ones not yet recorded in ``_migrations``, each in its own transaction with the
+row that records it, so a crash mid-upgrade leaves the file at a known
+version.  ``PRAGMA user_version`` mirrors the latest version for tools that
+only peek at the header.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[int, str, Migration]] = []
+
+
+def migration(version: int, name: str) -> Callable[[Migration], Migration]:
+    """Register a schema migration; versions must be added in increasing order."""
+
+    def register(fn: Migration) -> Migration:
+        assert not MIGRATIONS or MIGRATIONS[-1][0] < version, "migrations out of order"
+        MIGRATIONS.append((version, name, fn))
+        return fn
+
+    return register
+
+
+@migration(1, "initial schema")
+def _initial(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE scans (
+            seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- capture order, never reused
+            event_id     TEXT NOT NULL UNIQUE,               -- UUIDv7, the service's key
+            code         TEXT NOT NULL,                      -- normalised trace code
+            scheme       TEXT NOT NULL,                      -- cn20 | gs1 | ma
+            raw          TEXT NOT NULL,                      -- as scanned (symbology id kept)
+            symbology    TEXT,
+            product      TEXT,
+            gtin         TEXT,
+            batch_no     TEXT,
+            expiry       TEXT,
+            serial       TEXT,
+            action       TEXT NOT NULL,
+            bill         TEXT NOT NULL,
+            device_id    TEXT NOT NULL,
+            source       TEXT NOT NULL,
+            scanned_at   TEXT NOT NULL,                      -- RFC 3339 with offset
+            state        TEXT NOT NULL DEFAULT 'pending'
+                         CHECK (state IN ('pending', 'in_flight', 'delivered', 'rejected')),
+            batch_id     TEXT,
+            result       TEXT CHECK (result IN ('accepted', 'duplicate', 'rejected')),
+            reason       TEXT,
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            settled_at   TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX scans_pending ON scans (state, seq)")
+    db.execute("CREATE INDEX scans_batch ON scans (batch_id) WHERE batch_id IS NOT NULL")
+    db.execute("CREATE INDEX scans_code ON scans (code, bill, action)")
+    db.execute(
+        """
+        CREATE TABLE batches (
+            batch_id     TEXT PRIMARY KEY,
+            created_at   TEXT NOT NULL,
+            lease_until  REAL NOT NULL,     -- unix time; expired leases are reclaimed
+            attempts     INTEGER NOT NULL DEFAULT 0,
+            events       INTEGER NOT NULL,
+            last_error   TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE rejects (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            raw          TEXT NOT NULL,
+            code         TEXT NOT NULL,
+            reason       TEXT NOT NULL,
+            verdict      TEXT NOT NULL,     -- invalid | duplicate
+            device_id    TEXT NOT NULL,
+            source       TEXT NOT NULL,
+            scanned_at   TEXT NOT NULL
+        )
+        """
+    )
+
+
+def current_version(db: sqlite3.Connection) -> int:
+    """The highest applied migration, 0 for a new file."""
+    exists = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
+    ).fetchone()
+    if not exists:
+        return 0
+    row = db.execute("SELECT MAX(version) FROM _migrations").fetchone()
+    return int(row[0] or 0)
+
+
+def migrate(db: sqlite3.Connection) -> list[int]:
+    """Apply pending migrations; return the versions applied (autocommit connection)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    done = current_version(db)
+    applied = []
+    for version, name, fn in MIGRATIONS:
+        if version <= done:
+            continue
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, datetime.now(UTC).isoformat()),
+            )
+            db.execute(f"PRAGMA user_version = {int(version)}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+"""The version this build writes."""

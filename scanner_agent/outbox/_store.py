@@ -1,0 +1,586 @@
+"""The outbox: a SQLite file that holds every accepted scan until delivered.
+
+Design (see docs/outbox.md):
+
+* WAL journal with ``synchronous=FULL``: a COMMIT that returned is on disk and
+  survives power loss, so a good-read signal given after it is a promise kept.
+* Writes are grouped: :meth:`Outbox.enqueue_many` commits a whole group of
+  scans in one ``BEGIN IMMEDIATE`` transaction (the daemon's group committer
+  gathers them), so durability costs one fsync per group, not per scan.
+* Delivery uses leases (Telegraf's buffer contract): :meth:`lease` hands out
+  the oldest pending rows under a new ``batch_id``; a retry, even after a
+  crash, gets the *same* batch id with the *same* rows back, so the service's
+  idempotency holds.  :meth:`settle` records per-event results; rows leave
+  the backlog only as ``delivered`` or ``rejected`` (dead letter, re-sendable).
+* Disk full and a free-space reserve raise :class:`OutboxFullError` before
+  anything is written; a file that fails ``PRAGMA quick_check`` at open is
+  moved aside (never deleted) and a fresh one started, with an alarm.
+
+The class is synchronous and does its own locking; the daemon calls it from a
+single dedicated thread so the event loop never blocks on fsync.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
+from scanner_agent.outbox._ids import uuid7
+from scanner_agent.outbox._models import (
+    Batch,
+    BatchEvent,
+    EnqueueResult,
+    EnqueueStatus,
+    EventResult,
+    NewScan,
+    OutboxRow,
+    QueueStats,
+    RejectRecord,
+    RowState,
+    SettleSummary,
+)
+from scanner_agent.outbox._schema import current_version, migrate
+
+log = logging.getLogger(__name__)
+
+_SCAN_COLUMNS = (
+    "event_id, code, scheme, raw, symbology, product, gtin, batch_no, expiry, serial, "
+    "action, bill, device_id, source, scanned_at"
+)
+_ROW_COLUMNS = (
+    "seq, event_id, code, scheme, raw, symbology, product, action, bill, device_id, source, "
+    "scanned_at, state, batch_id, result, reason, attempts, settled_at"
+)
+_EVENT_COLUMNS = "seq, event_id, code, scheme, action, bill, scanned_at, source"
+_EVENT_OVERHEAD_BYTES = 160
+"""JSON keys, quotes and punctuation of one event on the wire, for batch sizing."""
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+
+
+class Outbox:
+    """An open outbox file.  Use :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, *, min_free_bytes: int = 0) -> None:
+        self.path = path
+        self.min_free_bytes = min_free_bytes
+        """Free-space reserve on the outbox's filesystem; below it scans are refused."""
+        self.alarms: list[str] = []
+        """Loud problems found at open (e.g. a corrupt file moved aside), for status and logs."""
+        self._db = db
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, min_free_bytes: int = 0) -> Outbox:
+        """Open (creating, checking and migrating as needed) the outbox at ``path``.
+
+        A file that is not a database or fails ``PRAGMA quick_check`` is renamed
+        to ``<name>.corrupt-<UTC time>`` together with its WAL, and a fresh file
+        is started, so a damaged disk never turns into a crash loop.
+
+        Raises:
+            OutboxError: the directory cannot be created or the file opened.
+        """
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutboxError(f"Failed to create outbox directory {str(p.parent)!r}: {exc}") from exc
+        alarms: list[str] = []
+        try:
+            db = cls._connect_checked(p)
+        except OutboxCorruptError as exc:
+            moved = cls._move_aside(p)
+            alarm = f"outbox {p} failed its integrity check ({exc}); moved aside to {moved} and started a new one"
+            log.error(alarm)
+            alarms.append(alarm)
+            db = cls._connect_checked(p)
+        outbox = cls(p, db, min_free_bytes=min_free_bytes)
+        outbox.alarms.extend(alarms)
+        try:
+            applied = migrate(db)
+        except sqlite3.Error as exc:
+            db.close()
+            raise OutboxError(f"Failed to migrate outbox {str(p)!r}: {exc}") from exc
+        if applied:
+            log.info("outbox %s: applied schema migrations %s", p, applied)
+        return outbox
+
+    @staticmethod
+    def _connect_checked(p: Path) -> sqlite3.Connection:
+        try:
+            db = sqlite3.connect(p, isolation_level=None, check_same_thread=False, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
+        try:
+            db.execute("PRAGMA busy_timeout = 10000")
+            result = db.execute("PRAGMA quick_check").fetchone()
+            if result is None or result[0] != "ok":
+                raise OutboxCorruptError(str(result[0] if result else "no result"))
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise OutboxError(f"Failed to switch outbox {str(p)!r} to WAL: got {mode!r}")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if _is_full(exc):
+                raise OutboxFullError(f"Failed to open outbox {str(p)!r}: disk full") from exc
+            raise OutboxCorruptError(str(exc)) from exc
+        except OutboxError:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _move_aside(p: Path) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        target = p.with_name(f"{p.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(p) + suffix)
+            if src.exists():
+                os.replace(src, Path(str(target) + suffix))
+        return target
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close the file.  Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.warning("outbox %s: checkpoint at close failed: %s", self.path, exc)
+            self._db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions ------------------------------------------------------
+
+    @contextmanager
+    def atomic(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``), nested ones as savepoints.
+
+        SQLite errors are mapped to :class:`OutboxError` (disk full to
+        :class:`OutboxFullError`); the original error is chained, and a failed
+        rollback never hides it.
+        """
+        with self._lock:
+            if self._closed:
+                raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
+            db = self._db
+            outer = self._depth == 0
+            name = f"sp{self._depth}"
+            try:
+                db.execute("BEGIN IMMEDIATE" if outer else f"SAVEPOINT {name}")
+            except sqlite3.Error as exc:
+                raise self._map(exc, "begin a transaction") from exc
+            self._depth += 1
+            try:
+                yield db
+            except BaseException as exc:
+                self._depth -= 1
+                try:
+                    db.execute("ROLLBACK" if outer else f"ROLLBACK TO {name}")
+                    if not outer:
+                        db.execute(f"RELEASE {name}")
+                except sqlite3.Error:
+                    log.exception("outbox %s: rollback failed", self.path)
+                if isinstance(exc, sqlite3.Error):
+                    raise self._map(exc, "write") from exc
+                raise
+            self._depth -= 1
+            try:
+                db.execute("COMMIT" if outer else f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("outbox %s: rollback after failed commit failed", self.path)
+                raise self._map(exc, "commit") from exc
+
+    def _map(self, exc: sqlite3.Error, doing: str) -> OutboxError:
+        if _is_full(exc):
+            return OutboxFullError(f"Failed to {doing} in outbox {str(self.path)!r}: disk full")
+        return OutboxError(f"Failed to {doing} in outbox {str(self.path)!r}: {exc}")
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            if self._closed:
+                raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._map(exc, "read") from exc
+
+    def check_free_space(self) -> None:
+        """Raise :class:`OutboxFullError` when the free-space reserve is reached."""
+        if self.min_free_bytes <= 0:
+            return
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError as exc:
+            raise OutboxError(f"Failed to check free space for {str(self.path)!r}: {exc}") from exc
+        if free < self.min_free_bytes:
+            raise OutboxFullError(
+                f"Failed to queue scans in {str(self.path)!r}: free space {free // 1024} KiB "
+                f"is below the reserve of {self.min_free_bytes // 1024} KiB"
+            )
+
+    # -- intake ------------------------------------------------------------
+
+    def enqueue_many(
+        self,
+        scans: Sequence[NewScan],
+        rejects: Sequence[RejectRecord] = (),
+        *,
+        reject_duplicates: bool = True,
+    ) -> list[EnqueueResult]:
+        """Commit a group of scans (and refused scans for audit) in one transaction.
+
+        With ``reject_duplicates`` a code already held for the same bill and
+        action (in the file or earlier in this group) is not queued again; its
+        result says ``DUPLICATE`` and it is recorded among the rejects.
+
+        Returns:
+            One result per scan, in order, valid only because COMMIT returned.
+
+        Raises:
+            OutboxFullError: disk full or reserve reached; nothing was written.
+            OutboxError: any other storage failure; nothing was written.
+        """
+        if not scans and not rejects:
+            return []
+        self.check_free_space()
+        results: list[EnqueueResult] = []
+        refused: list[RejectRecord] = list(rejects)
+        with self.atomic() as db:
+            seen: dict[tuple[str, str, str], int] = {}
+            for scan in scans:
+                key = (scan.code, scan.bill, scan.action)
+                if reject_duplicates:
+                    first = seen.get(key)
+                    if first is None:
+                        row = db.execute(
+                            "SELECT seq FROM scans WHERE code = ? AND bill = ? AND action = ? "
+                            "ORDER BY seq LIMIT 1",
+                            key,
+                        ).fetchone()
+                        first = int(row[0]) if row else None
+                    if first is not None:
+                        results.append(EnqueueResult(EnqueueStatus.DUPLICATE, scan.event_id, first))
+                        refused.append(
+                            RejectRecord(
+                                raw=scan.raw,
+                                code=scan.code,
+                                reason="duplicate scan",
+                                verdict="duplicate",
+                                device_id=scan.device_id,
+                                source=scan.source,
+                                scanned_at=scan.scanned_at,
+                            )
+                        )
+                        continue
+                cur = db.execute(
+                    f"INSERT INTO scans ({_SCAN_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        scan.event_id,
+                        scan.code,
+                        scan.scheme,
+                        scan.raw,
+                        scan.symbology,
+                        scan.product,
+                        scan.gtin,
+                        scan.batch_no,
+                        scan.expiry,
+                        scan.serial,
+                        scan.action,
+                        scan.bill,
+                        scan.device_id,
+                        scan.source,
+                        scan.scanned_at,
+                    ),
+                )
+                seq = int(cur.lastrowid or 0)
+                seen[key] = seq
+                results.append(EnqueueResult(EnqueueStatus.QUEUED, scan.event_id, seq))
+            if refused:
+                db.executemany(
+                    "INSERT INTO rejects (raw, code, reason, verdict, device_id, source, scanned_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.raw, r.code, r.reason, r.verdict, r.device_id, r.source, r.scanned_at)
+                        for r in refused
+                    ],
+                )
+        return results
+
+    # -- delivery ----------------------------------------------------------
+
+    def lease(
+        self, limit: int, *, lease_s: float = 60.0, max_bytes: int | None = None
+    ) -> Batch | None:
+        """Lease the next batch to send, or ``None`` when nothing is due.
+
+        A batch whose lease has expired (its sender crashed, or released it
+        after a failure) is handed out again first, with the same id and rows.
+        Otherwise the oldest pending rows, up to ``limit`` events and about
+        ``max_bytes`` of JSON, become a new batch.
+        """
+        now = time.time()
+        with self.atomic() as db:
+            row = db.execute(
+                "SELECT batch_id, attempts FROM batches WHERE lease_until <= ? "
+                "ORDER BY rowid LIMIT 1",
+                (now,),
+            ).fetchone()
+            if row is not None:
+                batch_id, attempts = str(row[0]), int(row[1])
+                db.execute(
+                    "UPDATE batches SET lease_until = ?, attempts = attempts + 1 WHERE batch_id = ?",
+                    (now + lease_s, batch_id),
+                )
+                events = db.execute(
+                    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE batch_id = ? AND state = ? ORDER BY seq",
+                    (batch_id, RowState.IN_FLIGHT.value),
+                ).fetchall()
+                if events:
+                    return Batch(batch_id, tuple(BatchEvent(*e) for e in events), attempts + 1)
+                # Every row of it was settled some other way: the batch is spent.
+                db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+            rows = db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE state = ? ORDER BY seq LIMIT ?",
+                (RowState.PENDING.value, limit),
+            ).fetchall()
+            if not rows:
+                return None
+            if max_bytes is not None:
+                size, keep = 0, 0
+                for r in rows:
+                    size += _EVENT_OVERHEAD_BYTES + sum(len(str(v)) for v in r[1:])
+                    if keep and size > max_bytes:
+                        break
+                    keep += 1
+                rows = rows[:keep]
+            batch_id = uuid7()
+            last_seq = int(rows[-1][0])
+            db.execute(
+                "INSERT INTO batches (batch_id, created_at, lease_until, events) VALUES (?, ?, ?, ?)",
+                (batch_id, _now_iso(), now + lease_s, len(rows)),
+            )
+            db.execute(
+                "UPDATE scans SET state = ?, batch_id = ?, attempts = attempts + 1 "
+                "WHERE state = ? AND seq <= ?",
+                (RowState.IN_FLIGHT.value, batch_id, RowState.PENDING.value, last_seq),
+            )
+            return Batch(batch_id, tuple(BatchEvent(*r) for r in rows), 0)
+
+    def settle(self, batch_id: str, results: Mapping[str, EventResult]) -> SettleSummary:
+        """Record the service's per-event results for a leased batch.
+
+        ``accepted`` and ``duplicate`` rows become delivered; ``rejected`` rows
+        become dead letters with the service's reason.  A batch already settled
+        (a late duplicate reply) changes nothing.
+
+        Raises:
+            ValueError: ``results`` does not cover exactly the batch's events.
+        """
+        settled_at = _now_iso()
+        with self.atomic() as db:
+            ids = [
+                str(r[0])
+                for r in db.execute(
+                    "SELECT event_id FROM scans WHERE batch_id = ? AND state = ?",
+                    (batch_id, RowState.IN_FLIGHT.value),
+                )
+            ]
+            if set(ids) != set(results):
+                missing = len(set(ids) - set(results))
+                extra = len(set(results) - set(ids))
+                raise ValueError(
+                    f"Failed to settle batch {batch_id}: results do not match its events "
+                    f"({missing} missing, {extra} unknown)"
+                )
+            counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+            updates = []
+            for event_id in ids:
+                res = results[event_id]
+                counts[res.status] += 1
+                state = RowState.REJECTED if res.status == "rejected" else RowState.DELIVERED
+                updates.append((state.value, res.status, res.reason, settled_at, event_id))
+            db.executemany(
+                "UPDATE scans SET state = ?, result = ?, reason = ?, settled_at = ? WHERE event_id = ?",
+                updates,
+            )
+            db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        return SettleSummary(**counts)
+
+    def release(self, batch_id: str, error: str) -> None:
+        """Give a batch back after a failed send; the next lease returns it unchanged."""
+        with self.atomic() as db:
+            db.execute(
+                "UPDATE batches SET lease_until = 0, last_error = ? WHERE batch_id = ?",
+                (error[:500], batch_id),
+            )
+
+    def unbatch(self, batch_id: str) -> int:
+        """Dissolve a batch the service never stored (413): its rows are pending again.
+
+        Returns:
+            How many rows went back to pending.
+        """
+        with self.atomic() as db:
+            cur = db.execute(
+                "UPDATE scans SET state = ?, batch_id = NULL WHERE batch_id = ? AND state = ?",
+                (RowState.PENDING.value, batch_id, RowState.IN_FLIGHT.value),
+            )
+            db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+            return cur.rowcount
+
+    def dead_letter_batch(self, batch_id: str, reason: str) -> int:
+        """Move every row of a batch the service refused as a whole to ``rejected``."""
+        with self.atomic() as db:
+            cur = db.execute(
+                "UPDATE scans SET state = ?, result = 'rejected', reason = ?, settled_at = ? "
+                "WHERE batch_id = ? AND state = ?",
+                (RowState.REJECTED.value, reason, _now_iso(), batch_id, RowState.IN_FLIGHT.value),
+            )
+            db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+            return cur.rowcount
+
+    def requeue_rejected(self, seqs: Sequence[int] | None = None) -> int:
+        """Send dead letters again (all of them, or the given sequence numbers)."""
+        with self.atomic() as db:
+            base = (
+                "UPDATE scans SET state = ?, batch_id = NULL, result = NULL, reason = NULL, "
+                "settled_at = NULL WHERE state = ?"
+            )
+            params: list[object] = [RowState.PENDING.value, RowState.REJECTED.value]
+            if seqs is None:
+                return db.execute(base, params).rowcount
+            total = 0
+            for seq in seqs:
+                total += db.execute(base + " AND seq = ?", [*params, seq]).rowcount
+            return total
+
+    # -- housekeeping --------------------------------------------------------
+
+    def prune_delivered(self, older_than: datetime, *, limit: int = 1000) -> int:
+        """Delete up to ``limit`` delivered rows settled before ``older_than``.
+
+        Small steps keep each transaction short so scanning is never held up.
+        """
+        with self.atomic() as db:
+            cur = db.execute(
+                "DELETE FROM scans WHERE seq IN (SELECT seq FROM scans WHERE state = ? "
+                "AND settled_at < ? ORDER BY seq LIMIT ?)",
+                (RowState.DELIVERED.value, older_than.isoformat(timespec="milliseconds"), limit),
+            )
+            return cur.rowcount
+
+    def checkpoint(self) -> None:
+        """Fold the WAL back into the file (run when idle so the WAL stays small)."""
+        self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- queries -------------------------------------------------------------
+
+    def stats(self) -> QueueStats:
+        """Counts per state, oldest undelivered scan, file sizes."""
+        counts = {s.value: 0 for s in RowState}
+        for state, n in self._read("SELECT state, COUNT(*) FROM scans GROUP BY state"):
+            counts[str(state)] = int(n)
+        oldest = self._read(
+            "SELECT MIN(scanned_at) FROM scans WHERE state IN (?, ?)",
+            (RowState.PENDING.value, RowState.IN_FLIGHT.value),
+        )[0][0]
+        rejects = int(self._read("SELECT COUNT(*) FROM rejects")[0][0])
+        batches = int(self._read("SELECT COUNT(*) FROM batches")[0][0])
+        with self._lock:
+            version = current_version(self._db)
+
+        def size(p: Path) -> int:
+            try:
+                return p.stat().st_size
+            except OSError:
+                return 0
+
+        return QueueStats(
+            counts=counts,
+            rejects=rejects,
+            oldest_pending_at=str(oldest) if oldest is not None else None,
+            batches_open=batches,
+            file_bytes=size(self.path),
+            wal_bytes=size(Path(str(self.path) + "-wal")),
+            schema_version=version,
+        )
+
+    def rows(
+        self,
+        *,
+        state: str | None = None,
+        code: str | None = None,
+        bill: str | None = None,
+        after_seq: int = 0,
+        limit: int = 1000,
+    ) -> list[OutboxRow]:
+        """Rows in capture order, optionally filtered; page with ``after_seq``."""
+        where = ["seq > ?"]
+        params: list[object] = [after_seq]
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if code is not None:
+            where.append("code = ?")
+            params.append(code)
+        if bill is not None:
+            where.append("bill = ?")
+            params.append(bill)
+        params.append(limit)
+        rows = self._read(
+            f"SELECT {_ROW_COLUMNS} FROM scans WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+            params,
+        )
+        return [OutboxRow(*r) for r in rows]
+
+    def rejects(self, *, limit: int = 1000) -> list[RejectRecord]:
+        """Scans refused at intake, newest last."""
+        rows = self._read(
+            "SELECT raw, code, reason, verdict, device_id, source, scanned_at FROM rejects "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [RejectRecord(*r) for r in reversed(rows)]
+
+    def reject_reasons(self) -> dict[str, int]:
+        """How many scans were refused at intake, per reason."""
+        return {
+            str(reason): int(n)
+            for reason, n in self._read("SELECT reason, COUNT(*) FROM rejects GROUP BY reason")
+        }

@@ -1,0 +1,214 @@
+"""Trace API v1 client: one batch in, per-event results out (httpx).
+
+All httpx failures are mapped here, and only here, to the agent's
+:class:`scanner_agent.errors.SyncError` tree, so the sync loop decides on
+retry/stop/dead-letter from *our* types.  The token is sent but never logged
+or put in an exception message.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import ssl
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from scanner_agent import __version__
+from scanner_agent.config import SyncConfig
+from scanner_agent.errors import (
+    AuthError,
+    BatchRejectedError,
+    BatchTooLargeError,
+    ConfigError,
+    ProtocolError,
+    RateLimitedError,
+    TransientSyncError,
+)
+from scanner_agent.outbox import Batch, EventResult
+
+log = logging.getLogger(__name__)
+
+RESULT_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
+_RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None.
+
+    >>> parse_retry_after("7")
+    7.0
+    >>> parse_retry_after("soon") is None
+    True
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def build_ssl_context(cfg: SyncConfig) -> ssl.SSLContext | bool:
+    """The TLS settings: verification on unless turned off, optional CA bundle and mTLS.
+
+    Raises:
+        ConfigError: a CA bundle or client certificate cannot be loaded.
+    """
+    if not cfg.verify_tls:
+        return False
+    try:
+        ctx = ssl.create_default_context(cafile=cfg.ca_bundle or None)
+        if cfg.client_cert:
+            ctx.load_cert_chain(cfg.client_cert, cfg.client_key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"sync: failed to load TLS material: {exc}") from exc
+    return ctx
+
+
+def encode_batch(batch: Batch, device_id: str) -> bytes:
+    """The JSON body of ``POST /v1/batches`` for a leased batch."""
+    body = {
+        "batch_id": batch.batch_id,
+        "device_id": device_id,
+        "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "events": [e.to_wire() for e in batch.events],
+    }
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode_results(batch: Batch, content: bytes) -> dict[str, EventResult]:
+    """Check a 200 reply against the batch and return results by event id.
+
+    Raises:
+        ProtocolError: bad JSON, wrong batch id, or results that do not cover
+            exactly the batch's events with known statuses.
+    """
+    try:
+        reply = json.loads(content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"Failed to parse reply to batch {batch.batch_id} as JSON: {exc}") from exc
+    if not isinstance(reply, dict) or not isinstance(reply.get("results"), list):
+        raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: no results list")
+    if reply.get("batch_id") != batch.batch_id:
+        raise ProtocolError(
+            f"Failed to match reply to batch {batch.batch_id}: it names batch {reply.get('batch_id')!r}"
+        )
+    expected = {e.event_id for e in batch.events}
+    out: dict[str, EventResult] = {}
+    for item in reply["results"]:
+        if not isinstance(item, dict):
+            raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: result is not an object")
+        event_id, status, reason = item.get("event_id"), item.get("status"), item.get("reason")
+        if event_id not in expected:
+            raise ProtocolError(f"Failed to match reply to batch {batch.batch_id}: unknown event {event_id!r}")
+        if status not in RESULT_STATUSES:
+            raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: status {status!r}")
+        if event_id in out:
+            raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: event {event_id} twice")
+        out[event_id] = EventResult(str(status), str(reason) if reason is not None else None)
+    if len(out) != len(expected):
+        raise ProtocolError(
+            f"Failed to match reply to batch {batch.batch_id}: "
+            f"{len(expected) - len(out)} of {len(expected)} events have no result"
+        )
+    return out
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data: Any = response.json()
+        if isinstance(data, dict) and "error" in data:
+            return str(data["error"])[:300]
+    except ValueError:
+        pass
+    return response.text[:300].strip() or response.reason_phrase
+
+
+class TraceApiClient:
+    """A long-lived HTTP client for one trace service."""
+
+    def __init__(
+        self,
+        cfg: SyncConfig,
+        *,
+        token: str,
+        device_id: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device_id = device_id
+        headers = {"User-Agent": f"scanner-agent/{__version__}", "Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.AsyncClient(
+            base_url=cfg.url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(
+                connect=cfg.connect_timeout_s,
+                read=cfg.read_timeout_s,
+                write=cfg.read_timeout_s,
+                pool=cfg.connect_timeout_s,
+            ),
+            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            verify=build_ssl_context(cfg),
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        await self._client.aclose()
+
+    async def send_batch(self, batch: Batch) -> dict[str, EventResult]:
+        """Deliver one batch and return the service's verdict per event.
+
+        Raises:
+            TransientSyncError: network failure, timeout, 408/425/5xx.
+            RateLimitedError: 429 (or 503 with ``Retry-After``).
+            AuthError: 401/403.
+            BatchTooLargeError: 413.
+            BatchRejectedError: any other 4xx.
+            ProtocolError: a 200 whose body does not match the batch.
+        """
+        body = encode_batch(batch, self.device_id)
+        headers = {"Idempotency-Key": batch.batch_id}
+        if self.cfg.gzip:
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        try:
+            response = await self._client.post("/v1/batches", content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransientSyncError(f"timeout sending batch {batch.batch_id}: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise TransientSyncError(f"network error sending batch {batch.batch_id}: {exc}") from exc
+        status = response.status_code
+        if status == 200:
+            return decode_results(batch, response.content)
+        detail = _error_text(response)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if status == 429 or (status == 503 and retry_after is not None):
+            raise RateLimitedError(f"service busy ({status}): {detail}", retry_after=retry_after)
+        if status in (401, 403):
+            raise AuthError(f"service refused the token ({status}): {detail}")
+        if status == 413:
+            raise BatchTooLargeError(f"batch {batch.batch_id} too large (413): {detail}")
+        if status in _RETRYABLE or status >= 500:
+            raise TransientSyncError(f"service error ({status}): {detail}", retry_after=retry_after)
+        raise BatchRejectedError(f"service refused batch ({status}): {detail}", status_code=status)
+
+    async def health(self) -> bool:
+        """True when ``GET /v1/health`` answers 200 (for doctor and status)."""
+        try:
+            return (await self._client.get("/v1/health")).status_code == 200
+        except httpx.HTTPError:
+            return False

@@ -1,0 +1,48 @@
+"""The reference trace service: the server side of Trace API v1 (see ``docs/trace-api.md``).
+
+It stands in for the central trace platform in tests, demos and benchmarks:
+``POST /v1/batches`` with per-event verdicts and idempotent replays, look-ups
+by code, an ordered event feed, and fault hooks that make it answer 503/429.
+"""
+
+from __future__ import annotations
+
+from scanner_agent.traceserver._app import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_EVENTS,
+    EVENTS_PAGE_DEFAULT,
+    EVENTS_PAGE_MAX,
+    create_app,
+)
+from scanner_agent.traceserver._faults import Fault, Faults
+from scanner_agent.traceserver._protocol import (
+    ACTIONS,
+    REASON_NOT_REGISTERED,
+    SCHEMES,
+    ProtocolError,
+    fingerprint,
+    parse_batch,
+)
+from scanner_agent.traceserver._server import TraceServerThread, parse_listen, serve
+from scanner_agent.traceserver._store import EVENT_COLUMNS, TraceStore
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_EVENTS",
+    "EVENTS_PAGE_DEFAULT",
+    "EVENTS_PAGE_MAX",
+    "EVENT_COLUMNS",
+    "REASON_NOT_REGISTERED",
+    "SCHEMES",
+    "Fault",
+    "Faults",
+    "ProtocolError",
+    "TraceServerThread",
+    "TraceStore",
+    "create_app",
+    "fingerprint",
+    "parse_batch",
+    "parse_listen",
+    "serve",
+]

@@ -1,0 +1,227 @@
+"""The Trace API v1 web application (Starlette) in front of a :class:`TraceStore`.
+
+The event loop only does HTTP: the token check, fault hooks, and reading the
+body within ``max_body_bytes``.  Decompression, JSON parsing, validation and
+the SQLite transaction run together in one worker-thread call per batch.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import zlib
+from collections.abc import Mapping
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scanner_agent.traceserver._faults import Faults
+from scanner_agent.traceserver._protocol import ProtocolError
+from scanner_agent.traceserver._store import TraceStore, error_body
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_EVENTS",
+    "EVENTS_PAGE_DEFAULT",
+    "EVENTS_PAGE_MAX",
+    "create_app",
+]
+
+log = logging.getLogger("scanner_agent.traceserver")
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest batch body, compressed and decompressed: 8 MiB."""
+DEFAULT_MAX_EVENTS = 50_000
+"""Most events in one batch."""
+EVENTS_PAGE_DEFAULT = 1000
+"""``GET /v1/events`` page size when ``limit`` is not given."""
+EVENTS_PAGE_MAX = 10_000
+"""Largest ``GET /v1/events`` page; a bigger ``limit`` is lowered to this."""
+
+_JSON = "application/json"
+_CURSOR = re.compile(r"[0-9]{1,18}")
+_LIMIT = re.compile(r"[0-9]{1,9}")
+_FAULT_MESSAGES: Mapping[int, str] = {
+    429: "too many requests (simulated)",
+    503: "service unavailable (simulated)",
+}
+
+
+def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(body, status_code=status, headers=headers, media_type=_JSON)
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    return _json_response(status, error_body(message), headers)
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Decompress a gzip body (one or more members), never producing more than ``limit`` bytes."""
+    out = bytearray()
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            # max_length bounds the output: a gzip bomb stops at limit + 1 bytes.
+            out += inflater.decompress(data, limit - len(out) + 1)
+        except zlib.error as exc:
+            raise ProtocolError(400, f"body is not valid gzip: {exc}") from None
+        if len(out) > limit:
+            raise ProtocolError(413, f"decompressed body larger than {limit} bytes")
+        if not inflater.eof:
+            raise ProtocolError(400, "body is not valid gzip: truncated")
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body as it arrives, refused (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    store: TraceStore,
+    token: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_events: int = DEFAULT_MAX_EVENTS,
+    reject_codes: frozenset[str] = frozenset(),
+    faults: Faults | None = None,
+) -> Starlette:
+    """The Trace API v1 application serving ``store``; see ``docs/trace-api.md``.
+
+    ``token`` is the bearer token every endpoint but ``/v1/health`` requires.
+    ``reject_codes`` are answered ``rejected`` ("code not registered on the
+    platform"); ``faults`` (default: a new, unarmed :class:`Faults`, reachable as
+    ``app.state.faults``) makes batch requests fail on demand.
+    """
+    if not token:
+        raise ValueError("token must not be empty")
+    if max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be >= 1, not {max_body_bytes}")
+    if max_events < 1:
+        raise ValueError(f"max_events must be >= 1, not {max_events}")
+    expected = token.encode("utf-8")
+    reject = frozenset(reject_codes)
+    fault_hooks = Faults() if faults is None else faults
+
+    def authorized(request: Request) -> bool:
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        # Constant time; the presented token is never logged.
+        return hmac.compare_digest(credentials.strip().encode("utf-8", "replace"), expected)
+
+    def unauthorized() -> Response:
+        return _error(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+    def process(key: str, body: bytes, gzipped: bool) -> tuple[int, bytes]:
+        """Worker thread: decompress, parse, validate, store."""
+        try:
+            if gzipped:
+                body = _gunzip(body, max_body_bytes)
+            payload = json.loads(body)
+        except ProtocolError as exc:
+            return exc.status, error_body(exc.message)
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge int
+            return 400, error_body("body is not valid JSON")
+        return store.ingest_batch(key, None, payload, reject_codes=reject, max_events=max_events)
+
+    async def post_batch(request: Request) -> Response:
+        key = request.headers.get("idempotency-key", "").strip()
+        status, reply, headers = await handle_batch(request, key)
+        if status != 200:
+            log.debug(
+                "batch %s: %d %s", key or "(no key)", status, reply.decode("utf-8", "replace")
+            )
+        return _json_response(status, reply, headers)
+
+    async def handle_batch(
+        request: Request, key: str
+    ) -> tuple[int, bytes, Mapping[str, str] | None]:
+        if not authorized(request):
+            return (
+                401,
+                error_body("missing or invalid bearer token"),
+                {"WWW-Authenticate": "Bearer"},
+            )
+        fault = fault_hooks.take()
+        if fault is not None:
+            message = _FAULT_MESSAGES.get(fault.status, "simulated failure")
+            retry = None if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return fault.status, error_body(message), retry
+        if not key:
+            return 400, error_body("Idempotency-Key header is required"), None
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            return 415, error_body(f"unsupported Content-Encoding: {encoding}"), None
+        try:
+            body = await _read_body(request, max_body_bytes)
+        except ProtocolError as exc:
+            return exc.status, error_body(exc.message), None
+        except ClientDisconnect:
+            return 400, error_body("client disconnected before the body was complete"), None
+        status, reply = await run_in_threadpool(process, key, body, encoding != "identity")
+        return status, reply, None
+
+    async def get_code(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        code: str = request.path_params["code"]
+        events = await run_in_threadpool(store.events_for_code, code)
+        return _json_response(
+            200, json.dumps({"code": code, "events": events}, ensure_ascii=False).encode()
+        )
+
+    async def get_events(request: Request) -> Response:
+        if not authorized(request):
+            return unauthorized()
+        after = request.query_params.get("after", "0")
+        if _CURSOR.fullmatch(after) is None:
+            return _error(400, "after must be a cursor returned by this endpoint")
+        limit_text = request.query_params.get("limit", str(EVENTS_PAGE_DEFAULT))
+        if _LIMIT.fullmatch(limit_text) is None or int(limit_text) < 1:
+            return _error(400, f"limit must be an integer from 1 to {EVENTS_PAGE_MAX}")
+        limit = min(int(limit_text), EVENTS_PAGE_MAX)
+        events, last = await run_in_threadpool(store.events_after, int(after), limit)
+        page = {"events": events, "next": None if last is None else str(last)}
+        return _json_response(200, json.dumps(page, ensure_ascii=False).encode())
+
+    async def health(request: Request) -> Response:
+        return _json_response(200, b'{"status":"ok"}')
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return _error(exc.status_code, exc.detail, exc.headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return _error(500, "internal server error")
+
+    app = Starlette(
+        routes=[
+            Route("/v1/batches", post_batch, methods=["POST"]),
+            Route("/v1/codes/{code:path}", get_code, methods=["GET"]),
+            Route("/v1/events", get_events, methods=["GET"]),
+            Route("/v1/health", health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.store = store
+    app.state.faults = fault_hooks
+    return app

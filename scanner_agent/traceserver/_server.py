@@ -1,0 +1,182 @@
+"""Running the reference trace service: in the foreground (CLI) or a background thread (tests)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+
+from scanner_agent.traceserver._app import create_app
+from scanner_agent.traceserver._faults import Faults
+from scanner_agent.traceserver._store import TraceStore
+
+__all__ = ["TraceServerThread", "parse_listen", "serve"]
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"127.0.0.1:8900"``, ``"[::1]:8900"`` or ``":8900"`` (all interfaces) → ``(host, port)``."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"listen address must be HOST:PORT, got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host or "0.0.0.0", int(port_text)  # noqa: S104 - an empty host asks for every interface
+
+
+def _config(app: Any, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        log_config=None,  # leave the host process's logging set-up alone
+        lifespan="off",
+        ws="none",
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+def serve(listen: str, db_path: str | Path, token: str, **app_options: Any) -> None:
+    """Serve Trace API v1 on ``listen`` (``HOST:PORT``) from the SQLite file ``db_path``; blocks.
+
+    ``app_options`` go to :func:`create_app` (``max_body_bytes``, ``max_events``,
+    ``reject_codes``, ``faults``).  Returns after SIGINT/SIGTERM.
+    """
+    host, port = parse_listen(listen)
+    with TraceStore(db_path) as store:
+        app = create_app(store, token, **app_options)
+        uvicorn.Server(_config(app, host, port)).run()
+
+
+class TraceServerThread:
+    """The reference trace service on loopback in a background thread.
+
+    ::
+
+        with TraceServerThread(tmp_path / "trace.db", "secret") as trace:
+            httpx.post(trace.url + "/v1/batches", ...)
+            trace.faults.unavailable(2)
+            trace.store.count_events()
+
+    ``port`` 0 (default) picks a free port; :attr:`url` holds the real one.
+    ``app_options`` go to :func:`create_app`; pass ``faults`` to share a
+    :class:`Faults` object, otherwise a new one is made.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        token: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 10.0,
+        **app_options: Any,
+    ) -> None:
+        self._db_path = db_path
+        self._token = token
+        self._host = host
+        self._port = port
+        self._startup_timeout = startup_timeout
+        faults = app_options.pop("faults", None)
+        self._faults: Faults = Faults() if faults is None else faults
+        self._app_options = app_options
+        self._store: TraceStore | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``, without a trailing slash (only while running)."""
+        if self._url is None:
+            raise RuntimeError("trace server is not running")
+        return self._url
+
+    @property
+    def port(self) -> int:
+        """The port actually listened on (only while running)."""
+        return int(self.url.rpartition(":")[2])
+
+    @property
+    def store(self) -> TraceStore:
+        """The store the server writes to (only while running)."""
+        if self._store is None:
+            raise RuntimeError("trace server is not running")
+        return self._store
+
+    @property
+    def faults(self) -> Faults:
+        """Fault hooks of this server; arm them at any time."""
+        return self._faults
+
+    def start(self) -> Self:
+        """Open the store, start the server and wait until it accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("trace server already started")
+        store = TraceStore(self._db_path)
+        try:
+            app = create_app(store, self._token, faults=self._faults, **self._app_options)
+            server = uvicorn.Server(_config(app, self._host, self._port))
+            thread = threading.Thread(
+                target=self._run, args=(server,), name="trace-server", daemon=True
+            )
+            self._store, self._server, self._thread = store, server, thread
+            thread.start()
+            deadline = time.monotonic() + self._startup_timeout
+            while not server.started:
+                if not thread.is_alive():
+                    raise RuntimeError(
+                        f"trace server failed to start on {self._host}:{self._port}"
+                    ) from self._error
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"trace server did not start within {self._startup_timeout} s"
+                    )
+                time.sleep(0.005)
+            sockname = server.servers[0].sockets[0].getsockname()
+            host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
+            self._url = f"http://{host}:{sockname[1]}"
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _run(self, server: Any) -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # SystemExit from a failed bind: start() reports it
+            self._error = exc
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server, wait for its thread and close the store; idempotent."""
+        server, thread, store = self._server, self._thread, self._store
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(timeout)
+        if store is not None:
+            store.close()
+        self._server = self._thread = self._store = None
+        self._url = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
