@@ -123,7 +123,9 @@ class LineFramer:
     def _note_discard(self, events: list[FrameEvent], count: int, reason: str) -> None:
         self.discarded_bytes += count
         if count:
-            events.append(FrameError(reason=f"{reason} (over {self.max_frame} bytes)", discarded=count))
+            events.append(
+                FrameError(reason=f"{reason} (over {self.max_frame} bytes)", discarded=count)
+            )
 
     def flush(self) -> list[FrameEvent]:
         """End of stream: return a final unterminated frame, if any."""

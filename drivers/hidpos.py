@@ -69,9 +69,10 @@ class HidPosLayout:
             ends.append(self.length_offset + 1)
         if self.aim_offset is not None:
             ends.append(self.aim_offset + 3)
-        if min(self.data_offset, self.continuation_offset, self.data_size) < 0 or max(
-            ends
-        ) > self.report_size:
+        if (
+            min(self.data_offset, self.continuation_offset, self.data_size) < 0
+            or max(ends) > self.report_size
+        ):
             raise ValueError(
                 f"Failed to use {self!r} as HID POS layout: fields end past the report size"
             )

@@ -230,7 +230,9 @@ class MenuReplyFramer:
             if len(self._buffer) > self.max_frame:
                 self.discarded_bytes += len(self._buffer)
                 events.append(
-                    FrameError(f"menu reply too long (over {self.max_frame} bytes)", len(self._buffer))
+                    FrameError(
+                        f"menu reply too long (over {self.max_frame} bytes)", len(self._buffer)
+                    )
                 )
                 self._buffer.clear()
         return events
@@ -248,4 +250,3 @@ class MenuReplyFramer:
 def trigger(on: bool) -> bytes:
     """The serial trigger command: activate (``SYN T CR``) or deactivate (``SYN U CR``)."""
     return TRIGGER_ON if on else TRIGGER_OFF
-

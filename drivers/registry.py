@@ -52,8 +52,12 @@ SOURCE_TYPES: dict[str, SourceType] = {
         main_option="listen",
         help="Fixed-mount scanners and terminals sending lines over TCP.",
         options={
-            "listen": Option(str, required=True, help="host:port to listen on, e.g. 127.0.0.1:9100"),
-            "ack": Option(bool, False, help="answer each line with ACK <code> or NAK <code> <reason>"),
+            "listen": Option(
+                str, required=True, help="host:port to listen on, e.g. 127.0.0.1:9100"
+            ),
+            "ack": Option(
+                bool, False, help="answer each line with ACK <code> or NAK <code> <reason>"
+            ),
             "terminator": Option(str, "lf", help="line end: lf, cr, crlf (any of them) or tab"),
             "max_frame": Option(int, 4096, help="longest line accepted, in bytes"),
             "max_clients": Option(int, 32, help="most simultaneous connections"),
@@ -63,7 +67,7 @@ SOURCE_TYPES: dict[str, SourceType] = {
         name="replay",
         factory="drivers.replay:build",
         main_option="path",
-        help="Lines from a file, or standard input with path = \"-\".",
+        help='Lines from a file, or standard input with path = "-".',
         options={
             "path": Option(str, "-", help="file to read, - for standard input"),
             "rate": Option(float, 0.0, help="scans per second, 0 for as fast as committed"),
@@ -90,7 +94,9 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
         opt = st.options.get(key)
         if opt is None:
             known = ", ".join(["type", "name", "action", "bill", *sorted(st.options)])
-            raise ConfigError(f"{where}.{key}: unknown key for a {src.type} source (known: {known})")
+            raise ConfigError(
+                f"{where}.{key}: unknown key for a {src.type} source (known: {known})"
+            )
         if opt.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, opt.type) or (opt.type is int and isinstance(value, bool)):

@@ -9,9 +9,9 @@ throttled by the outbox's commit rate (or by ``rate``).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import sys
-import io
 from typing import Any, cast
 
 from drivers.base import Intake, RawScan
@@ -47,7 +47,9 @@ class ReplaySource:
         framer = LineFramer(self.terminator, max_frame=self.max_frame)
         stream = cast(
             io.BufferedReader,
-            sys.stdin.buffer if self.path == "-" else open(self.path, "rb"),  # noqa: SIM115
+            sys.stdin.buffer
+            if self.path == "-"
+            else await asyncio.to_thread(open, self.path, "rb"),
         )
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
         try:

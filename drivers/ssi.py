@@ -158,9 +158,7 @@ def _byte(value: int, what: str) -> int:
     return value
 
 
-def encode_packet(
-    opcode: int, data: bytes = b"", *, source: int = HOST, status: int = 0
-) -> bytes:
+def encode_packet(opcode: int, data: bytes = b"", *, source: int = HOST, status: int = 0) -> bytes:
     """Build one SSI packet with its length and checksum.
 
     >>> encode_packet(Opcode.BEEP, b"\\x00").hex(" ")
@@ -241,8 +239,7 @@ def param_number_bytes(number: int) -> bytes:
     if 0x100 <= number < 0x400:
         return bytes((0xF0 + (number >> 8) - 1, number & 0xFF))
     raise ValueError(
-        f"Failed to encode {number!r} as SSI parameter number: "
-        "expected 0..239 or 256..1023"
+        f"Failed to encode {number!r} as SSI parameter number: expected 0..239 or 256..1023"
     )
 
 

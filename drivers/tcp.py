@@ -86,7 +86,9 @@ class TcpSource:
             return
         self.clients += 1
         framer = LineFramer(self.terminator, max_frame=self.max_frame)
-        replies: asyncio.Queue[asyncio.Task[ScanOutcome] | bytes | None] = asyncio.Queue(MAX_IN_FLIGHT)
+        replies: asyncio.Queue[asyncio.Task[ScanOutcome] | bytes | None] = asyncio.Queue(
+            MAX_IN_FLIGHT
+        )
         answer = asyncio.create_task(self._answer(replies, writer))
         try:
             while True:
@@ -109,7 +111,9 @@ class TcpSource:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _submit(self, intake: Intake, event: object, device: str) -> asyncio.Task[ScanOutcome] | bytes:
+    def _submit(
+        self, intake: Intake, event: object, device: str
+    ) -> asyncio.Task[ScanOutcome] | bytes:
         if isinstance(event, Frame):
             scan = RawScan(event.data, source=self.name, device=device)
             return asyncio.create_task(intake.submit(scan))

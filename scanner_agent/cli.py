@@ -36,8 +36,7 @@ def _inputs(codes: Sequence[str]) -> Iterable[bytes]:
         for c in codes:
             yield c.encode("utf-8", "surrogateescape")
         return
-    for line in sys.stdin.buffer:
-        yield line
+    yield from sys.stdin.buffer
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -139,7 +138,9 @@ def cmd_queue_stats(args: argparse.Namespace) -> int:
     print(f"backlog    {stats.backlog}")
     print(f"oldest     {stats.oldest_pending_at or '-'}")
     print(f"refused    {stats.rejects}  {reasons or ''}")
-    print(f"file       {stats.file_bytes} bytes (WAL {stats.wal_bytes}), schema v{stats.schema_version}")
+    print(
+        f"file       {stats.file_bytes} bytes (WAL {stats.wal_bytes}), schema v{stats.schema_version}"
+    )
     return 0
 
 

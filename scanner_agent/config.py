@@ -236,7 +236,11 @@ def _validate(cfg: AgentConfig) -> None:
     _check(sync.batch_bytes >= 1024, "sync.batch_bytes", "must be >= 1024")
     for name in ("idle_poll_s", "connect_timeout_s", "read_timeout_s", "backoff_initial_s"):
         _check(getattr(sync, name) > 0, f"sync.{name}", "must be > 0")
-    _check(sync.backoff_max_s >= sync.backoff_initial_s, "sync.backoff_max_s", "must be >= backoff_initial_s")
+    _check(
+        sync.backoff_max_s >= sync.backoff_initial_s,
+        "sync.backoff_max_s",
+        "must be >= backoff_initial_s",
+    )
     _check(sync.lease_s > 0, "sync.lease_s", "must be > 0")
     _check(
         bool(sync.client_cert) == bool(sync.client_key),
@@ -250,7 +254,11 @@ def _validate(cfg: AgentConfig) -> None:
     )
     for i, src in enumerate(cfg.sources):
         if src.action:
-            _check(src.action in ACTIONS, f"source[{i}].action", f"expected one of {', '.join(ACTIONS)}")
+            _check(
+                src.action in ACTIONS,
+                f"source[{i}].action",
+                f"expected one of {', '.join(ACTIONS)}",
+            )
 
 
 def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
@@ -283,7 +291,7 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: expected a table")
         if "type" not in table:
-            raise ConfigError(f"{where}.type: missing (e.g. type = \"tcp\")")
+            raise ConfigError(f'{where}.type: missing (e.g. type = "tcp")')
         common = {k: table[k] for k in ("type", "name", "action", "bill") if k in table}
         for k, v in common.items():
             _coerce(v, str, f"{where}.{k}")

@@ -127,7 +127,10 @@ class Daemon:
         tasks: list[asyncio.Task[None]] = []
         try:
             self._client = TraceApiClient(
-                cfg.sync, token=cfg.sync.read_token(), device_id=cfg.device_id, transport=self._transport
+                cfg.sync,
+                token=cfg.sync.read_token(),
+                device_id=cfg.device_id,
+                transport=self._transport,
             )
             self.sync = SyncLoop(thread, self._client, cfg.sync)
             self.committer = GroupCommitter(
@@ -149,7 +152,8 @@ class Daemon:
             tasks.append(asyncio.create_task(self.sync.run(), name="sync"))
             tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
             source_tasks = [
-                asyncio.create_task(src.run(intake), name=f"source {src.name}") for src, intake in bound
+                asyncio.create_task(src.run(intake), name=f"source {src.name}")
+                for src, intake in bound
             ]
             await self._wait_sources_started(source_tasks)
             self.state = DaemonState.RUNNING
@@ -191,11 +195,18 @@ class Daemon:
         out: list[tuple[Source, Intake]] = []
         if self._override_sources is not None:
             for src, action, bill in self._override_sources:
-                out.append((src, BoundIntake(intake, action=action or self.cfg.scan.action, bill=bill)))
+                out.append(
+                    (src, BoundIntake(intake, action=action or self.cfg.scan.action, bill=bill))
+                )
         else:
             for i, sc in enumerate(self.cfg.sources):
                 src = build_source(sc, f"source[{i}]")
-                out.append((src, BoundIntake(intake, action=sc.action or self.cfg.scan.action, bill=sc.bill)))
+                out.append(
+                    (
+                        src,
+                        BoundIntake(intake, action=sc.action or self.cfg.scan.action, bill=sc.bill),
+                    )
+                )
         self.sources = [s for s, _ in out]
         return out
 
@@ -240,7 +251,10 @@ class Daemon:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
             try:
                 cutoff = datetime.now(UTC) - timedelta(days=self.cfg.outbox.retention_days)
-                while await self.thread.call(outbox.prune_delivered, cutoff, limit=500) == 500:
+                # Small steps, each its own short transaction, with scans let through between.
+                for _ in range(10_000):
+                    if await self.thread.call(outbox.prune_delivered, cutoff, limit=500) < 500:
+                        break
                     await asyncio.sleep(0.05)
                 await self.thread.call(outbox.checkpoint)
             except ScannerAgentError as exc:

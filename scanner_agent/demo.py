@@ -78,7 +78,9 @@ class _Progress:
         self.out.flush()
 
 
-async def _scanner(port: int, lines: list[str], progress: _Progress, daemon: Daemon) -> Counter[str]:
+async def _scanner(
+    port: int, lines: list[str], progress: _Progress, daemon: Daemon
+) -> Counter[str]:
     """A handheld on a TCP base station: send a code, wait for ACK/NAK, repeat."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     replies: Counter[str] = Counter()
@@ -144,7 +146,8 @@ async def run_demo(count: int = 300, *, workdir: Path, out: TextIO = sys.stderr)
                 break
             await asyncio.sleep(0.05)
         stats = await daemon.queue_stats()
-        assert daemon.thread is not None and daemon.intake is not None
+        assert daemon.thread is not None
+        assert daemon.intake is not None
         outbox = daemon.thread.outbox
         settled = await daemon.thread.call(outbox.rows, limit=10 * count)
         summary = DemoSummary(
@@ -153,11 +156,15 @@ async def run_demo(count: int = 300, *, workdir: Path, out: TextIO = sys.stderr)
             refused=dict(sorted(daemon.intake.stats.refused.items())),
             delivered=stats.counts.get(RowState.DELIVERED, 0),
             service_duplicates=sum(1 for r in settled if r.result == "duplicate"),
-            service_rejected=dict(Counter(r.reason or "" for r in settled if r.result == "rejected")),
+            service_rejected=dict(
+                Counter(r.reason or "" for r in settled if r.result == "rejected")
+            ),
             still_queued=stats.backlog,
             service_events=trace.store.count_events(),
         )
-        progress.show(f"done: delivered {summary.delivered}, backlog {summary.still_queued}", final=True)
+        progress.show(
+            f"done: delivered {summary.delivered}, backlog {summary.still_queued}", final=True
+        )
         daemon.request_stop()
         await task
     summary.seconds = round(time.monotonic() - started, 2)
@@ -173,7 +180,9 @@ def format_summary(s: DemoSummary) -> str:
         f"  accepted (ACK)     {s.accepted}",
         f"  refused (NAK)      {sum(s.refused.values())}",
     ]
-    lines += [f"    {n:>4}  {reason}" for reason, n in sorted(s.refused.items(), key=lambda kv: -kv[1])]
+    lines += [
+        f"    {n:>4}  {reason}" for reason, n in sorted(s.refused.items(), key=lambda kv: -kv[1])
+    ]
     lines += [
         f"  delivered          {s.delivered}  (service already had {s.service_duplicates} of them)",
         f"  rejected by service {sum(s.service_rejected.values())}",

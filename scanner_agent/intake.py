@@ -157,7 +157,7 @@ class GroupCommitter:
                 rejects,
                 reject_duplicates=self.reject_duplicates,
             )
-        except Exception as exc:  # noqa: BLE001 - every waiter must hear of the failure
+        except Exception as exc:  # every waiter must hear of the failure
             for p in group:
                 if not p.future.done():
                     p.future.set_exception(exc)
@@ -225,9 +225,7 @@ class ScanIntake:
         self.listeners = listeners if listeners is not None else []
         """Called with every outcome (status, TUI stream); must not block."""
 
-    async def submit(
-        self, scan: RawScan, *, action: str = "", bill: str = ""
-    ) -> ScanOutcome:
+    async def submit(self, scan: RawScan, *, action: str = "", bill: str = "") -> ScanOutcome:
         """Parse, commit and answer one scan.  Never raises for bad input."""
         result = parse_scan(scan.data)
         outcome = await self._decide(scan, result, action or self.default_action, bill)

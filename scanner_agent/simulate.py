@@ -38,13 +38,17 @@ def cn20_code(rng: random.Random, product: str) -> str:
 
 def gs1_code(rng: random.Random, gtin: str) -> str:
     """A GS1 DataMatrix element string with ``]d2`` and GS separators."""
-    expiry = f"{rng.randrange(26, 30):02d}{rng.randrange(1, 13):02d}{rng.choice(['00', '15', '28'])}"
+    expiry = (
+        f"{rng.randrange(26, 30):02d}{rng.randrange(1, 13):02d}{rng.choice(['00', '15', '28'])}"
+    )
     batch = f"B{rng.randrange(10**5):05d}"
     serial = f"{rng.randrange(10**10):010d}"
     return f"]d201{gtin}17{expiry}10{batch}{GS}21{serial}"
 
 
-def simulate(count: int, *, seed: int = 7, invalid_every: int = 15, repeat_every: int = 20) -> list[SimScan]:
+def simulate(
+    count: int, *, seed: int = 7, invalid_every: int = 15, repeat_every: int = 20
+) -> list[SimScan]:
     """``count`` scans: mostly valid cn20 and GS1, some invalid, some repeated."""
     rng = random.Random(seed)
     products = ["8" + f"{rng.randrange(10**6):06d}" for _ in range(6)]

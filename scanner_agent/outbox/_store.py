@@ -106,7 +106,9 @@ class Outbox:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutboxError(f"Failed to create outbox directory {str(p.parent)!r}: {exc}") from exc
+            raise OutboxError(
+                f"Failed to create outbox directory {str(p.parent)!r}: {exc}"
+            ) from exc
         alarms: list[str] = []
         try:
             db = cls._connect_checked(p)

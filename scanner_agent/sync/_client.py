@@ -97,7 +97,9 @@ def decode_results(batch: Batch, content: bytes) -> dict[str, EventResult]:
     try:
         reply = json.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"Failed to parse reply to batch {batch.batch_id} as JSON: {exc}") from exc
+        raise ProtocolError(
+            f"Failed to parse reply to batch {batch.batch_id} as JSON: {exc}"
+        ) from exc
     if not isinstance(reply, dict) or not isinstance(reply.get("results"), list):
         raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: no results list")
     if reply.get("batch_id") != batch.batch_id:
@@ -108,14 +110,22 @@ def decode_results(batch: Batch, content: bytes) -> dict[str, EventResult]:
     out: dict[str, EventResult] = {}
     for item in reply["results"]:
         if not isinstance(item, dict):
-            raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: result is not an object")
+            raise ProtocolError(
+                f"Failed to read reply to batch {batch.batch_id}: result is not an object"
+            )
         event_id, status, reason = item.get("event_id"), item.get("status"), item.get("reason")
         if event_id not in expected:
-            raise ProtocolError(f"Failed to match reply to batch {batch.batch_id}: unknown event {event_id!r}")
+            raise ProtocolError(
+                f"Failed to match reply to batch {batch.batch_id}: unknown event {event_id!r}"
+            )
         if status not in RESULT_STATUSES:
-            raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: status {status!r}")
+            raise ProtocolError(
+                f"Failed to read reply to batch {batch.batch_id}: status {status!r}"
+            )
         if event_id in out:
-            raise ProtocolError(f"Failed to read reply to batch {batch.batch_id}: event {event_id} twice")
+            raise ProtocolError(
+                f"Failed to read reply to batch {batch.batch_id}: event {event_id} twice"
+            )
         out[event_id] = EventResult(str(status), str(reason) if reason is not None else None)
     if len(out) != len(expected):
         raise ProtocolError(
@@ -188,9 +198,13 @@ class TraceApiClient:
         try:
             response = await self._client.post("/v1/batches", content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            raise TransientSyncError(f"timeout sending batch {batch.batch_id}: {type(exc).__name__}") from exc
+            raise TransientSyncError(
+                f"timeout sending batch {batch.batch_id}: {type(exc).__name__}"
+            ) from exc
         except httpx.TransportError as exc:
-            raise TransientSyncError(f"network error sending batch {batch.batch_id}: {exc}") from exc
+            raise TransientSyncError(
+                f"network error sending batch {batch.batch_id}: {exc}"
+            ) from exc
         status = response.status_code
         if status == 200:
             return decode_results(batch, response.content)

@@ -8,6 +8,7 @@ status lines and the TUI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import random
@@ -92,10 +93,8 @@ class SyncLoop:
 
     async def _idle(self, seconds: float) -> None:
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     def _note_failure(self, state: LinkState, message: str) -> None:
         self.state = state
@@ -110,7 +109,10 @@ class SyncLoop:
         """Lease and send one batch.  Returns False when there was nothing to send."""
         outbox = self._thread.outbox
         batch = await self._thread.call(
-            outbox.lease, self._batch_limit, lease_s=self.cfg.lease_s, max_bytes=self.cfg.batch_bytes
+            outbox.lease,
+            self._batch_limit,
+            lease_s=self.cfg.lease_s,
+            max_bytes=self.cfg.batch_bytes,
         )
         if batch is None:
             return False
@@ -138,7 +140,9 @@ class SyncLoop:
         self.stats.rejected += summary.rejected
         self.stats.last_success_at = time.time()
         if summary.rejected:
-            log.warning("sync: service rejected %d scans of batch %s", summary.rejected, batch.batch_id)
+            log.warning(
+                "sync: service rejected %d scans of batch %s", summary.rejected, batch.batch_id
+            )
         return True
 
     async def run(self) -> None:

@@ -21,7 +21,7 @@ import operator
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date
 from typing import Any, Final, NoReturn
 
 SCHEMES: Final[frozenset[str]] = frozenset({"cn20", "gs1", "ma"})
@@ -61,8 +61,11 @@ REASON_NOT_REGISTERED: Final[str] = "code not registered on the platform"
 """Reason given for a code in the server's ``reject_codes`` set."""
 
 _CN20 = re.compile(r"8[0-9]{19}")
+# Field ranges are in the pattern, so only a day 29-31 needs a calendar check.
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 
 
@@ -141,10 +144,11 @@ def _raise_event_error(events: list[Any]) -> NoReturn:
         if not isinstance(event, dict):
             raise ProtocolError(400, f"events[{index}] must be an object")
         for name in EVENT_FIELDS:
-            value = event.get(name)
+            if name not in event:
+                raise ProtocolError(400, f"events[{index}]: missing field: {name}")
+            value = event[name]
             if not isinstance(value, str):
-                what = "missing field" if value is None else "field must be a string"
-                raise ProtocolError(400, f"events[{index}]: {what}: {name}")
+                raise ProtocolError(400, f"events[{index}]: field must be a string: {name}")
             if not _is_text(value):
                 raise ProtocolError(400, f"events[{index}]: {name} is not valid Unicode text")
         event_id = event["event_id"]
@@ -181,13 +185,14 @@ def fingerprint(batch: Batch) -> str:
 
 def is_rfc3339(value: str) -> bool:
     """True for an RFC 3339 date-time *with* an offset (``Z`` or ``±hh:mm``)."""
-    if _RFC3339.fullmatch(value) is None:
+    match = _RFC3339.fullmatch(value)
+    if match is None:
         return False
-    if value[17:19] == "60":  # a leap second is valid RFC 3339; datetime cannot hold it
-        value = value[:17] + "59" + value[19:]
-    try:
-        datetime.fromisoformat(value.upper())
-    except ValueError:  # out-of-range field such as month 13 or 25:00
+    if match[1] < "29":
+        return True
+    try:  # 2023-02-29, 2024-04-31 ...
+        date.fromisoformat(value[:10])
+    except ValueError:
         return False
     return True
 

@@ -12,7 +12,7 @@ import uvicorn
 
 from scanner_agent.traceserver._app import create_app
 from scanner_agent.traceserver._faults import Faults
-from scanner_agent.traceserver._store import TraceStore
+from scanner_agent.traceserver._store import Synchronous, TraceStore
 
 __all__ = ["TraceServerThread", "parse_listen", "serve"]
 
@@ -42,14 +42,22 @@ def _config(app: Any, host: str, port: int) -> uvicorn.Config:
     )
 
 
-def serve(listen: str, db_path: str | Path, token: str, **app_options: Any) -> None:
+def serve(
+    listen: str,
+    db_path: str | Path,
+    token: str,
+    *,
+    synchronous: Synchronous = "NORMAL",
+    **app_options: Any,
+) -> None:
     """Serve Trace API v1 on ``listen`` (``HOST:PORT``) from the SQLite file ``db_path``; blocks.
 
-    ``app_options`` go to :func:`create_app` (``max_body_bytes``, ``max_events``,
-    ``reject_codes``, ``faults``).  Returns after SIGINT/SIGTERM.
+    ``synchronous`` goes to :class:`TraceStore`; ``app_options`` to
+    :func:`create_app` (``max_body_bytes``, ``max_events``, ``reject_codes``,
+    ``faults``).  Returns after SIGINT/SIGTERM.
     """
     host, port = parse_listen(listen)
-    with TraceStore(db_path) as store:
+    with TraceStore(db_path, synchronous=synchronous) as store:
         app = create_app(store, token, **app_options)
         uvicorn.Server(_config(app, host, port)).run()
 
@@ -76,6 +84,7 @@ class TraceServerThread:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        synchronous: Synchronous = "NORMAL",
         startup_timeout: float = 10.0,
         **app_options: Any,
     ) -> None:
@@ -83,6 +92,7 @@ class TraceServerThread:
         self._token = token
         self._host = host
         self._port = port
+        self._synchronous: Synchronous = synchronous
         self._startup_timeout = startup_timeout
         faults = app_options.pop("faults", None)
         self._faults: Faults = Faults() if faults is None else faults
@@ -121,7 +131,7 @@ class TraceServerThread:
         """Open the store, start the server and wait until it accepts connections."""
         if self._thread is not None:
             raise RuntimeError("trace server already started")
-        store = TraceStore(self._db_path)
+        store = TraceStore(self._db_path, synchronous=self._synchronous)
         try:
             app = create_app(store, self._token, faults=self._faults, **self._app_options)
             server = uvicorn.Server(_config(app, self._host, self._port))

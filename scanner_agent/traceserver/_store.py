@@ -125,11 +125,12 @@ def _in_json(values: Iterable[str]) -> str:
 class TraceStore:
     """Batches and events held by the reference trace service, in one SQLite file.
 
-    ``synchronous`` is SQLite's WAL durability level: ``FULL`` (default) makes
-    every acknowledged batch survive a power cut; ``NORMAL`` only a process crash.
+    ``synchronous`` is SQLite's durability level in WAL mode: with ``NORMAL``
+    (default) an acknowledged batch survives a crash of the server process but
+    not a power cut; ``FULL`` also survives a power cut, at one fsync per batch.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(self, path: str | Path, *, synchronous: Synchronous = "NORMAL") -> None:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._path = str(path)

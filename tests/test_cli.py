@@ -1,0 +1,117 @@
+"""The console script, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AGENT = [sys.executable, "-m", "scanner_agent"]
+
+
+def run(
+    *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AGENT, *args], input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_parse_prints_one_json_object_per_code() -> None:
+    proc = run("parse", "81234560000000011234", "6901234567892")
+    assert proc.returncode == 0
+    first, second = (json.loads(line) for line in proc.stdout.splitlines())
+    assert first["scheme"] == "cn20"
+    assert first["valid"] is True
+    assert first["product"] == "8123456"
+    assert second["valid"] is False
+    assert second["reason"] == "a product barcode, not a trace code"
+    for key in (
+        "raw",
+        "scheme",
+        "valid",
+        "reason",
+        "symbology",
+        "product",
+        "serial",
+        "gtin",
+        "batch",
+        "expiry",
+    ):
+        assert key in first
+
+
+def test_parse_reads_lines_from_stdin_keeping_gs_separators() -> None:
+    proc = run(
+        "parse", stdin="]d2010690123456789217280500104711\x1d21ABC123\n\n81234560000000011234\r\n"
+    )
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["scheme"] for r in results] == ["gs1", "cn20"]
+    assert results[0]["symbology"] == "]d2"
+    assert results[0]["batch"] == "4711"
+    assert results[0]["serial"] == "ABC123"
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('[[source]]\ntype = "tcp"\nlisten = "127.0.0.1:9100"\nakc = true\n')
+    proc = run("run", "--config", str(cfg))
+    assert proc.returncode == 2
+    assert "source[0].akc: unknown key" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_queue_commands_read_an_outbox_file(tmp_path: Path) -> None:
+    from scanner_agent.outbox import NewScan, Outbox, uuid7
+
+    path = tmp_path / "o.db"
+    with Outbox.open(path) as box:
+        box.enqueue_many(
+            [
+                NewScan(
+                    uuid7(),
+                    "81234560000000011234",
+                    "cn20",
+                    "r",
+                    None,
+                    "ship",
+                    "B",
+                    "d",
+                    "s",
+                    "2026-11-23T00:00:00+00:00",
+                )
+            ]
+        )
+    stats = json.loads(run("queue", "stats", "--outbox", str(path), "--json").stdout)
+    assert stats["counts"]["pending"] == 1
+    assert stats["backlog"] == 1
+    rows = [
+        json.loads(x)
+        for x in run("queue", "ls", "--outbox", str(path), "--json").stdout.splitlines()
+    ]
+    assert rows[0]["code"] == "81234560000000011234"
+    csv_out = run("queue", "export", "--outbox", str(path), "--format", "csv").stdout.splitlines()
+    assert csv_out[0].startswith("seq,event_id,code")
+    assert len(csv_out) == 2
+    missing = run("queue", "stats", "--outbox", str(tmp_path / "none.db"))
+    assert missing.returncode == 2
+    assert "no such file" in missing.stderr
+
+
+@pytest.mark.skipif(os.environ.get("SCANNER_AGENT_SKIP_DEMO") == "1", reason="demo disabled")
+def test_demo_balances_every_accepted_scan(tmp_path: Path) -> None:
+    proc = run("demo", "--count", "200", "--json", "--keep", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["ok"] is True
+    assert summary["scanned"] == 200
+    assert summary["still_queued"] == 0
+    assert summary["accepted"] + sum(summary["refused"].values()) == 200
+    assert summary["refused"]["duplicate scan"] > 0
+    assert summary["refused"]["a product barcode, not a trace code"] > 0
+    assert sum(summary["service_rejected"].values()) == 2
+    assert (tmp_path / "outbox.db").exists()

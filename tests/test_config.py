@@ -1,0 +1,108 @@
+"""Config loading: defaults, the contract keys, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scanner_agent.config import AgentConfig, config_from_dict, load_config
+from scanner_agent.errors import ConfigError
+
+CONTRACT_TOML = """
+device_id = "dock-1"
+[outbox]
+path = "/var/lib/scanner-agent/outbox.db"
+[sync]
+url = "http://127.0.0.1:8900"        # Trace API v1 base URL
+token_file = "/etc/scanner-agent/token"  # or token_env = "NAME"
+[[source]]
+type = "tcp"
+listen = "127.0.0.1:9100"
+ack = true
+"""
+
+
+def test_the_documented_contract_keys_load(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(CONTRACT_TOML)
+    cfg = load_config(path)
+    assert cfg.device_id == "dock-1"
+    assert cfg.outbox.path == "/var/lib/scanner-agent/outbox.db"
+    assert cfg.sync.url == "http://127.0.0.1:8900"
+    assert cfg.sync.token_file == "/etc/scanner-agent/token"
+    (src,) = cfg.sources
+    assert (src.type, src.options["listen"], src.options["ack"]) == ("tcp", "127.0.0.1:9100", True)
+
+
+def test_an_empty_config_has_working_defaults() -> None:
+    cfg = config_from_dict({})
+    assert cfg == AgentConfig()
+    assert cfg.sync.verify_tls is True
+    assert cfg.default_bill("ship") == "scanner-agent-ship"
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"sync": {"tokn_file": "x"}}, "sync.tokn_file: unknown key"),
+        ({"sync": {"batch_size": 0}}, "sync.batch_size: must be >= 1"),
+        ({"sync": {"batch_size": "10"}}, "sync.batch_size: expected an integer"),
+        ({"sync": {"verify_tls": "yes"}}, "sync.verify_tls: expected true or false"),
+        ({"sync": {"url": "ftp://x"}}, "sync.url: expected an http:// or https:// URL"),
+        ({"sync": {"token_file": "a", "token_env": "B"}}, "sync.token_file: set either"),
+        ({"scan": {"action": "steal"}}, "scan.action: expected one of"),
+        ({"outbox": []}, "outbox: expected a table"),
+        ({"device_id": ""}, "device_id: must not be empty"),
+        ({"colour": "blue"}, "colour: unknown key"),
+        ({"source": [{"listen": "x:1"}]}, "source[0].type: missing"),
+        ({"source": [{"type": "usb-magic"}]}, "source[0].type: unknown source type 'usb-magic'"),
+        ({"source": [{"type": "tcp"}]}, "source[0].listen: missing"),
+        ({"source": [{"type": "tcp", "listen": "9100"}]}, "source[0].listen: expected host:port"),
+        ({"source": [{"type": "tcp", "listen": "h:1", "ack": 1}]}, "source[0].ack: expected bool"),
+        (
+            {"source": [{"type": "tcp", "listen": "h:1", "baud": 9600}]},
+            "source[0].baud: unknown key",
+        ),
+        (
+            {"source": [{"type": "tcp", "listen": "h:1", "terminator": "nul"}]},
+            "source[0].terminator",
+        ),
+        ({"source": [{"type": "replay", "action": "nope"}]}, "source[0].action: expected one of"),
+    ],
+)
+def test_a_bad_value_is_reported_with_its_key(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(data)
+    assert key in str(info.value)
+
+
+def test_a_file_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text("[sync]\nbatch_size = -1\n")
+    with pytest.raises(ConfigError, match=r"agent\.toml: sync\.batch_size"):
+        load_config(path)
+    path.write_text("[sync\n")
+    with pytest.raises(ConfigError, match="as TOML"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="Failed to read config"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_token_is_read_from_file_or_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    assert config_from_dict({"sync": {"token_file": str(token)}}).sync.read_token() == "s3cret"
+    monkeypatch.setenv("AGENT_TOKEN", " abc ")
+    assert config_from_dict({"sync": {"token_env": "AGENT_TOKEN"}}).sync.read_token() == "abc"
+    missing = config_from_dict({"sync": {"token_env": "NO_SUCH_VAR_X"}})
+    with pytest.raises(ConfigError, match="NO_SUCH_VAR_X"):
+        missing.sync.read_token()
+
+
+def test_unreadable_token_file_error_does_not_contain_a_token(tmp_path: Path) -> None:
+    cfg = config_from_dict({"sync": {"token_file": str(tmp_path / "nope")}})
+    with pytest.raises(ConfigError, match=r"sync\.token_file: failed to read"):
+        cfg.sync.read_token()
