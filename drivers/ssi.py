@@ -320,8 +320,12 @@ class SsiFramer:
     candidate's checksum fails, one :class:`SsiError` of kind CHECKSUM is
     reported and the framer moves on by a single byte, so a real packet that
     starts inside a corrupted one is never skipped; bytes dropped while
-    resynchronising are reported as GARBAGE (one event per run).  The buffer
-    never holds more than :data:`MAX_PACKET_SIZE` bytes.
+    resynchronising are reported as GARBAGE (one event per run).  While a
+    candidate is still incomplete, a complete packet with a good checksum found
+    *inside* it wins (the candidate was garbage that looked like a header), so a
+    stray length byte cannot hold back the packets behind it.  The buffer never
+    holds more than :data:`MAX_PACKET_SIZE` bytes; :meth:`flush` drops a partial
+    packet when the caller's inter-byte time-out expires.
     """
 
     def __init__(self) -> None:
@@ -360,7 +364,15 @@ class SsiFramer:
                 continue
             total = buf[0] + CHECKSUM_SIZE
             if len(buf) < total:
-                break
+                start = self._complete_packet_after(buf)
+                if start < 0:
+                    break
+                # The incomplete candidate was garbage: a whole, valid packet
+                # starts inside it.  Drop the bytes before that packet.
+                del buf[:start]
+                garbage += start
+                self._quiet_until = max(self._quiet_until - start, 0)
+                continue
             body = bytes(buf[: buf[0]])
             got = int.from_bytes(buf[buf[0] : total], "big")
             if got == checksum(body):
@@ -387,6 +399,19 @@ class SsiFramer:
             self._quiet_until = max(self._quiet_until - 1, 0)
         self._flush_garbage(events, garbage)
         return events
+
+    def _complete_packet_after(self, buf: bytearray) -> int:
+        """Offset > 0 of a complete packet with a good checksum, or -1."""
+        for start in range(1, len(buf) - HEADER_SIZE - CHECKSUM_SIZE + 1):
+            length = buf[start]
+            end = start + length + CHECKSUM_SIZE
+            if length < HEADER_SIZE or end > len(buf) or buf[start + 2] not in (DECODER, HOST):
+                continue
+            if int.from_bytes(buf[end - CHECKSUM_SIZE : end], "big") == checksum(
+                bytes(buf[start : start + length])
+            ):
+                return start
+        return -1
 
     def _flush_garbage(self, events: list[SsiEvent], count: int) -> int:
         if count:

@@ -30,6 +30,7 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
 from scanner_agent.outbox import Outbox, QueueStats
+from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sync import SyncLoop, TraceApiClient
 
 log = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ class Daemon:
             committer_task = asyncio.create_task(self.committer.run(), name="committer")
             tasks.append(asyncio.create_task(self.sync.run(), name="sync"))
             tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+            tasks.append(asyncio.create_task(self._systemd(), name="systemd"))
             source_tasks = [
                 asyncio.create_task(src.run(intake), name=f"source {src.name}")
                 for src, intake in bound
@@ -259,6 +261,37 @@ class Daemon:
                 await self.thread.call(outbox.checkpoint)
             except ScannerAgentError as exc:
                 log.warning("housekeeping: %s", exc)
+
+    async def _systemd(self) -> None:
+        """Tell systemd we are ready, ping its watchdog from this loop, publish STATUS=.
+
+        The pings come from the event loop itself, so a stalled loop (a blocked
+        call, a deadlock) stops them and systemd restarts the service.
+        """
+        notifier = Notifier()
+        if not notifier.enabled:
+            return
+        await self._ready.wait()
+        notifier.notify(ready=1, status="running")
+        interval = watchdog_interval_s()
+        period = min(interval, 5.0) if interval else 5.0
+        last_status = ""
+        try:
+            while True:
+                if interval:
+                    notifier.notify(watchdog=1)
+                try:
+                    st = await self.status()
+                    line = f"backlog {st['backlog']}, link {st['link']}, scanned {st['scanned']}"
+                except ScannerAgentError as exc:
+                    line = f"outbox error: {exc}"
+                if line != last_status:
+                    notifier.notify(status=line)
+                    last_status = line
+                await asyncio.sleep(period)
+        finally:
+            notifier.notify(stopping=1)
+            notifier.close()
 
     # -- observation -------------------------------------------------------------
 

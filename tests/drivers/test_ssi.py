@@ -105,8 +105,16 @@ def test_param_send_permanent_sets_the_change_type_bit() -> None:
 
 @pytest.mark.parametrize(
     ("number", "encoded"),
-    [(0, b"\x00"), (0xEF, b"\xef"), (256, b"\xf0\x00"), (298, b"\xf0\x2a"), (576, b"\xf1\x40"),
-     (0x2FF, b"\xf1\xff"), (768, b"\xf2\x00"), (1023, b"\xf2\xff")],
+    [
+        (0, b"\x00"),
+        (0xEF, b"\xef"),
+        (256, b"\xf0\x00"),
+        (298, b"\xf0\x2a"),
+        (576, b"\xf1\x40"),
+        (0x2FF, b"\xf1\xff"),
+        (768, b"\xf2\x00"),
+        (1023, b"\xf2\xff"),
+    ],
 )
 def test_parameter_numbers_above_255_use_the_extended_prefixes(number: int, encoded: bytes) -> None:
     assert ssi.param_number_bytes(number) == encoded
@@ -324,7 +332,7 @@ def test_session_drops_a_decode_longer_than_the_cap_and_reports_it() -> None:
     events = session.receive(first) + session.receive(last)
     assert writes(events) == [ACK, ACK]
     assert not [e for e in events if isinstance(e, Decode)]
-    assert [e for e in events if isinstance(e, FrameError)][0].discarded == 16
+    assert next(e for e in events if isinstance(e, FrameError)).discarded == 16
     assert session.dropped_decodes == 1
     assert session.receive(NR_DECODE)[-1] == Decode(0x01, b"NR")
 

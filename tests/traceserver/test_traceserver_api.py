@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import socket
@@ -117,6 +118,20 @@ def server(db_path: Path) -> Iterator[TraceServerThread]:
 @pytest.fixture
 def client(server: TraceServerThread) -> Iterator[httpx.Client]:
     with authed_client(server.url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraceServerThread]:
+    """One server for the tests of refused requests, which must leave its store unchanged."""
+    db = tmp_path_factory.mktemp("shared") / "trace.db"
+    with TraceServerThread(db, TOKEN) as running:
+        yield running
+
+
+@pytest.fixture
+def shared_client(shared: TraceServerThread) -> Iterator[httpx.Client]:
+    with authed_client(shared.url) as c:
         yield c
 
 
@@ -423,9 +438,7 @@ def test_chunked_body_over_the_limit_is_413(small_client: httpx.Client) -> None:
             yield json.dumps(make_event(101, source="y" * 1000)).encode() + b","
         yield b"{}]}"
 
-    response = small_client.post(
-        "/v1/batches", content=chunks(), headers={"Idempotency-Key": "b"}
-    )
+    response = small_client.post("/v1/batches", content=chunks(), headers={"Idempotency-Key": "b"})
 
     assert response.status_code == 413
 
@@ -486,7 +499,9 @@ def _without(field: str) -> dict[str, Any]:
             "events must be a list",
         ),
         (
-            json.dumps({"batch_id": "b", "device_id": "d", "sent_at": "s", "events": ["x"]}).encode(),
+            json.dumps(
+                {"batch_id": "b", "device_id": "d", "sent_at": "s", "events": ["x"]}
+            ).encode(),
             "events[0] must be an object",
         ),
         (json.dumps({**make_batch([]), "batch_id": 7}).encode(), "batch_id"),
@@ -509,19 +524,17 @@ def _without(field: str) -> dict[str, Any]:
     ],
 )
 def test_malformed_batch_is_400_with_an_error_and_stores_nothing(
-    client: httpx.Client, server: TraceServerThread, content: bytes, error: str
+    shared_client: httpx.Client, shared: TraceServerThread, content: bytes, error: str
 ) -> None:
     batch_id = "b"
-    try:
+    with contextlib.suppress(ValueError, TypeError, KeyError, RecursionError):
         batch_id = json.loads(content)["batch_id"]
-    except (ValueError, TypeError, KeyError, RecursionError):
-        pass
-    response = post(client, key=str(batch_id), content=content)
+    before = (shared.store.count_events(), shared.store.count_batches())
+    response = post(shared_client, key=str(batch_id), content=content)
 
     assert response.status_code == 400, response.text
     assert error in response.json()["error"]
-    assert server.store.count_events() == 0
-    assert server.store.count_batches() == 0
+    assert (shared.store.count_events(), shared.store.count_batches()) == before
 
 
 @pytest.mark.parametrize(
@@ -529,24 +542,24 @@ def test_malformed_batch_is_400_with_an_error_and_stores_nothing(
     [b"plain text, not gzip", gzip.compress(b'{"batch_id": "b"}')[:-12]],
     ids=["not-gzip", "truncated"],
 )
-def test_bad_gzip_body_is_400(client: httpx.Client, content: bytes) -> None:
-    response = post(client, key="b", content=content, headers=_gzip_header())
+def test_bad_gzip_body_is_400(shared_client: httpx.Client, content: bytes) -> None:
+    response = post(shared_client, key="b", content=content, headers=_gzip_header())
 
     assert response.status_code == 400
     assert "gzip" in response.json()["error"]
 
 
-def test_unsupported_content_encoding_is_415(client: httpx.Client) -> None:
+def test_unsupported_content_encoding_is_415(shared_client: httpx.Client) -> None:
     batch = make_batch([make_event(120)])
-    response = post(client, batch, headers={"Content-Encoding": "br"})
+    response = post(shared_client, batch, headers={"Content-Encoding": "br"})
 
     assert response.status_code == 415
     assert "br" in response.json()["error"]
 
 
-def test_unknown_path_and_wrong_method_get_json_errors(client: httpx.Client) -> None:
-    missing = client.get("/v2/batches")
-    wrong = client.get("/v1/batches")
+def test_unknown_path_and_wrong_method_get_json_errors(shared_client: httpx.Client) -> None:
+    missing = shared_client.get("/v2/batches")
+    wrong = shared_client.get("/v1/batches")
 
     assert missing.status_code == 404
     assert "error" in missing.json()
@@ -574,32 +587,33 @@ def test_unknown_path_and_wrong_method_get_json_errors(client: httpx.Client) -> 
     [("POST", "/v1/batches"), ("GET", "/v1/events"), ("GET", f"/v1/codes/{cn20(1)}")],
 )
 def test_missing_or_wrong_token_is_401_on_every_data_endpoint(
-    server: TraceServerThread, authorization: str | bytes | None, method: str, path: str
+    shared: TraceServerThread, authorization: str | bytes | None, method: str, path: str
 ) -> None:
     headers: dict[str, str | bytes] = {"Idempotency-Key": "b"}
     if authorization is not None:
         headers["Authorization"] = authorization
     batch = make_batch([make_event(130)], batch_id="b")
-    with httpx.Client(base_url=server.url, timeout=10) as anonymous:
+    before = shared.store.count_batches()
+    with httpx.Client(base_url=shared.url, timeout=10) as anonymous:
         content = json.dumps(batch).encode() if method == "POST" else None
         response = anonymous.request(method, path, headers=headers, content=content)
 
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "Bearer"
     assert "error" in response.json()
-    assert server.store.count_events() == 0
+    assert shared.store.count_batches() == before
 
 
-def test_health_needs_no_token(server: TraceServerThread) -> None:
-    response = httpx.get(server.url + "/v1/health", timeout=10)
+def test_health_needs_no_token(shared: TraceServerThread) -> None:
+    response = httpx.get(shared.url + "/v1/health", timeout=10)
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-def test_token_scheme_is_case_insensitive(server: TraceServerThread) -> None:
+def test_token_scheme_is_case_insensitive(shared: TraceServerThread) -> None:
     headers = {"Authorization": f"bearer {TOKEN}"}
-    response = httpx.get(server.url + "/v1/events", headers=headers, timeout=10)
+    response = httpx.get(shared.url + "/v1/events", headers=headers, timeout=10)
 
     assert response.status_code == 200
 
@@ -696,8 +710,8 @@ def test_events_cursor_resumes_after_new_events_arrive(client: httpx.Client) -> 
     "params",
     [{"limit": "0"}, {"limit": "-1"}, {"limit": "ten"}, {"after": "-1"}, {"after": "abc"}],
 )
-def test_bad_events_query_is_400(client: httpx.Client, params: dict[str, str]) -> None:
-    response = client.get("/v1/events", params=params)
+def test_bad_events_query_is_400(shared_client: httpx.Client, params: dict[str, str]) -> None:
+    response = shared_client.get("/v1/events", params=params)
 
     assert response.status_code == 400
     assert "error" in response.json()
