@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import csv
 import dataclasses
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +23,11 @@ from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from scanner_agent.errors import ScannerAgentError
 
 Handler = Callable[[argparse.Namespace], int]
+AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
+"""``add(name, handler, help)``: registers a subcommand and returns its parser."""
+
+EXTENSIONS: tuple[str, ...] = ()
+"""Modules whose ``register(add: AddCommand)`` adds subcommands (hardware, bills, install...)."""
 
 
 def _print_json(obj: Any) -> None:
@@ -252,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq", type=int, action="append", help="only this row (repeatable)")
     p = qadd("export", cmd_queue_export, "Export every row for audit.")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+
+    # Feature modules add their own commands; each exposes register(add) -> None.
+    for module in EXTENSIONS:
+        importlib.import_module(module).register(add)
     return parser
 
 

@@ -44,6 +44,7 @@ def _initial(db: sqlite3.Connection) -> None:
             batch_no     TEXT,
             expiry       TEXT,
             serial       TEXT,
+            dup_key      TEXT,                               -- code|bill|action when duplicates are refused
             action       TEXT NOT NULL,
             bill         TEXT NOT NULL,
             device_id    TEXT NOT NULL,
@@ -61,7 +62,10 @@ def _initial(db: sqlite3.Connection) -> None:
     )
     db.execute("CREATE INDEX scans_pending ON scans (state, seq)")
     db.execute("CREATE INDEX scans_batch ON scans (batch_id) WHERE batch_id IS NOT NULL")
-    db.execute("CREATE INDEX scans_code ON scans (code, bill, action)")
+    db.execute("CREATE INDEX scans_code ON scans (code)")
+    # One statement both inserts a group and refuses duplicates: ON CONFLICT DO NOTHING on this
+    # index.  NULL keys never conflict, so scans taken with the check off are always queued.
+    db.execute("CREATE UNIQUE INDEX scans_dup ON scans (dup_key)")
     db.execute(
         """
         CREATE TABLE batches (

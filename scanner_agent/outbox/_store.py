@@ -55,8 +55,11 @@ log = logging.getLogger(__name__)
 
 _SCAN_COLUMNS = (
     "event_id, code, scheme, raw, symbology, product, gtin, batch_no, expiry, serial, "
-    "action, bill, device_id, source, scanned_at"
+    "action, bill, device_id, source, scanned_at, dup_key"
 )
+_SCAN_PARAMS = "(" + ", ".join("?" * len(_SCAN_COLUMNS.split(","))) + ")"
+_ROWS_PER_STATEMENT = 1000
+"""Rows per multi-row INSERT (16 bound values each, well under SQLite's 32766 limit)."""
 _ROW_COLUMNS = (
     "seq, event_id, code, scheme, raw, symbology, product, action, bill, device_id, source, "
     "scanned_at, state, batch_id, result, reason, attempts, settled_at"
@@ -68,6 +71,11 @@ _EVENT_OVERHEAD_BYTES = 160
 
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def dup_key(scan: NewScan) -> str:
+    """The identity of a scan for the duplicate check: code, bill and action."""
+    return f"{scan.code}\x1f{scan.bill}\x1f{scan.action}"
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -280,59 +288,63 @@ class Outbox:
         if not scans and not rejects:
             return []
         self.check_free_space()
-        results: list[EnqueueResult] = []
         refused: list[RejectRecord] = list(rejects)
+        inserted: dict[str, int] = {}
         with self.atomic() as db:
-            seen: dict[tuple[str, str, str], int] = {}
-            for scan in scans:
-                key = (scan.code, scan.bill, scan.action)
-                if reject_duplicates:
-                    first = seen.get(key)
-                    if first is None:
-                        row = db.execute(
-                            "SELECT seq FROM scans WHERE code = ? AND bill = ? AND action = ? "
-                            "ORDER BY seq LIMIT 1",
-                            key,
-                        ).fetchone()
-                        first = int(row[0]) if row else None
-                    if first is not None:
-                        results.append(EnqueueResult(EnqueueStatus.DUPLICATE, scan.event_id, first))
-                        refused.append(
-                            RejectRecord(
-                                raw=scan.raw,
-                                code=scan.code,
-                                reason="duplicate scan",
-                                verdict="duplicate",
-                                device_id=scan.device_id,
-                                source=scan.source,
-                                scanned_at=scan.scanned_at,
-                            )
-                        )
-                        continue
+            for start in range(0, len(scans), _ROWS_PER_STATEMENT):
+                chunk = scans[start : start + _ROWS_PER_STATEMENT]
+                params: list[object] = []
+                for s in chunk:
+                    params += (
+                        s.event_id,
+                        s.code,
+                        s.scheme,
+                        s.raw,
+                        s.symbology,
+                        s.product,
+                        s.gtin,
+                        s.batch_no,
+                        s.expiry,
+                        s.serial,
+                        s.action,
+                        s.bill,
+                        s.device_id,
+                        s.source,
+                        s.scanned_at,
+                        dup_key(s) if reject_duplicates else None,
+                    )
+                # One statement per chunk: a duplicate (same dup_key, in the file or earlier
+                # in this chunk) is skipped by ON CONFLICT and simply not RETURNed.
                 cur = db.execute(
-                    f"INSERT INTO scans ({_SCAN_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        scan.event_id,
-                        scan.code,
-                        scan.scheme,
-                        scan.raw,
-                        scan.symbology,
-                        scan.product,
-                        scan.gtin,
-                        scan.batch_no,
-                        scan.expiry,
-                        scan.serial,
-                        scan.action,
-                        scan.bill,
-                        scan.device_id,
-                        scan.source,
-                        scan.scanned_at,
-                    ),
+                    f"INSERT INTO scans ({_SCAN_COLUMNS}) VALUES "
+                    + ", ".join([_SCAN_PARAMS] * len(chunk))
+                    + " ON CONFLICT DO NOTHING RETURNING event_id, seq",
+                    params,
                 )
-                seq = int(cur.lastrowid or 0)
-                seen[key] = seq
-                results.append(EnqueueResult(EnqueueStatus.QUEUED, scan.event_id, seq))
+                inserted.update(cur.fetchall())
+            results: list[EnqueueResult] = []
+            for s in scans:
+                seq = inserted.get(s.event_id)
+                if seq is not None:
+                    results.append(EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq))
+                    continue
+                row = db.execute(
+                    "SELECT seq FROM scans WHERE dup_key = ?", (dup_key(s),)
+                ).fetchone()
+                results.append(
+                    EnqueueResult(EnqueueStatus.DUPLICATE, s.event_id, int(row[0]) if row else None)
+                )
+                refused.append(
+                    RejectRecord(
+                        raw=s.raw,
+                        code=s.code,
+                        reason="duplicate scan",
+                        verdict="duplicate",
+                        device_id=s.device_id,
+                        source=s.source,
+                        scanned_at=s.scanned_at,
+                    )
+                )
             if refused:
                 db.executemany(
                     "INSERT INTO rejects (raw, code, reason, verdict, device_id, source, scanned_at) "
