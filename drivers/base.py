@@ -11,6 +11,12 @@ Keeping this contract tiny is deliberate: the core never learns how a device
 talks, and a driver never learns how scans are stored.  Data flows one way,
 driver -> parser -> outbox -> sync, with the outcome as the only thing flowing
 back.
+
+Hardware sources (serial, HID POS, keyboard wedge) also expose their device's
+state as plain attributes, summarised by :class:`DeviceStatus`: ``connected``,
+``device``, ``model``, ``last_scan_at`` and ``errors`` (see
+:mod:`drivers.device`), so the daemon and the TUI can show a scanner that is
+unplugged without knowing which driver reads it.
 """
 
 from __future__ import annotations
@@ -79,11 +85,39 @@ class ScanOutcome:
         return self.verdict is Verdict.ACCEPTED
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A snapshot of one hardware source's device, for status lines and the TUI."""
+
+    source: str
+    """The source's name."""
+    connected: bool
+    """True while the device is open and being read."""
+    device: str
+    """The device path (or URL) being read or waited for."""
+    model: str | None = None
+    """Vendor and model from the firmware profile, when known."""
+    last_scan_at: float | None = None
+    """``time.time()`` of the last frame read, or ``None`` before the first."""
+    errors: int = 0
+    """I/O failures, malformed input and handler faults since the source started."""
+    reason: str | None = None
+    """Why the device is offline (the last open or read error), when it is."""
+
+
 class Intake(Protocol):
     """What a source hands its frames to (implemented by the daemon)."""
 
     async def submit(self, scan: RawScan) -> ScanOutcome:
         """Parse, commit and answer one scan. Never raises for bad input."""
+        ...
+
+    async def submit_many(self, scans: list[RawScan]) -> list[ScanOutcome]:
+        """Like :meth:`submit` for frames that arrived together; outcomes in order.
+
+        Sources that read many frames at once (a TCP segment, a replayed file)
+        use this so the lot shares one group-commit entry.
+        """
         ...
 
 

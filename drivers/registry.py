@@ -75,7 +75,63 @@ SOURCE_TYPES: dict[str, SourceType] = {
             "max_frame": Option(int, 4096, help="longest line accepted, in bytes"),
         },
     ),
+    "serial": SourceType(
+        name="serial",
+        factory="drivers.serialport:build",
+        main_option="port",
+        help="RS-232 and USB CDC-ACM scanners through pyserial: plain text, Honeywell or Zebra SSI.",
+        options={
+            "port": Option(
+                str, required=True, help="device path or pyserial URL, e.g. /dev/ttyACM0"
+            ),
+            "profile": Option(
+                str, "generic-serial", help="firmware profile: a file stem in firmware_profiles"
+            ),
+            "protocol": Option(str, None, help="plain, honeywell or ssi (default: the profile's)"),
+            "baudrate": Option(
+                int, None, help="bits per second (default: the profile's, else 9600)"
+            ),
+            "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
+        },
+    ),
+    "hidpos": SourceType(
+        name="hidpos",
+        factory="drivers.hidraw:build",
+        main_option="device",
+        help="USB HID POS scanners read through Linux hidraw (/dev/hidrawN).",
+        options={
+            "profile": Option(
+                str, "generic-hidpos", help="firmware profile with a [hidpos] layout"
+            ),
+            "device": Option(
+                str, "", help="/dev/hidrawN (default: found by the profile's USB ids)"
+            ),
+            "usb_serial": Option(str, "", help="only the scanner with this USB serial number"),
+            "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
+        },
+    ),
+    "wedge": SourceType(
+        name="wedge",
+        factory="drivers.wedge:build",
+        main_option="device",
+        help="USB keyboard-wedge scanners read (and grabbed) through evdev.",
+        options={
+            "profile": Option(
+                str, "generic-wedge", help="firmware profile with a keyboard interface"
+            ),
+            "device": Option(
+                str, "", help="/dev/input/eventN (default: found by the profile's USB ids)"
+            ),
+            "usb_serial": Option(str, "", help="only the scanner with this USB serial number"),
+            "layout": Option(str, "us", help="host keyboard layout: us, uk, de or fr"),
+            "grab": Option(bool, True, help="take the device exclusively (keys reach no console)"),
+            "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
+        },
+    ),
 }
+
+HARDWARE_TYPES = ("serial", "hidpos", "wedge")
+"""Source types backed by a device and a firmware profile (checked by drivers.device)."""
 
 
 def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
@@ -115,6 +171,10 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}.max_frame: expected 16..1048576, got {out['max_frame']}")
     if "listen" in out:
         parse_listen(out["listen"], f"{where}.listen")
+    if src.type in HARDWARE_TYPES:
+        from drivers.device import check_options
+
+        check_options(src.type, out, where)
     return out
 
 

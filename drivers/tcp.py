@@ -16,14 +16,17 @@ import logging
 from typing import Any
 
 from drivers.base import Intake, RawScan, ScanOutcome
-from drivers.framing import Frame, LineFramer
+from drivers.framing import Frame, FrameEvent, LineFramer
 from drivers.registry import parse_listen, source_name
 from scanner_agent.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 1024
-"""Unanswered lines per connection before we stop reading from it."""
+MAX_IN_FLIGHT = 256
+"""Unanswered reads per connection before we stop reading from it."""
+
+_Reply = asyncio.Task[list[ScanOutcome]] | list[bytes]
+"""What the answering task gets per read: pending outcomes, or ready-made lines."""
 
 
 def format_reply(outcome: ScanOutcome) -> bytes:
@@ -86,9 +89,9 @@ class TcpSource:
             return
         self.clients += 1
         framer = LineFramer(self.terminator, max_frame=self.max_frame)
-        replies: asyncio.Queue[asyncio.Task[ScanOutcome] | bytes | None] = asyncio.Queue(
-            MAX_IN_FLIGHT
-        )
+        # Each read's frames are submitted together (one group-commit entry) and answered
+        # in order; the bounded queue stops reading from a sender that never reads replies.
+        replies: asyncio.Queue[_Reply | None] = asyncio.Queue(MAX_IN_FLIGHT)
         answer = asyncio.create_task(self._answer(replies, writer))
         try:
             while True:
@@ -98,10 +101,8 @@ class TcpSource:
                     break
                 if not data:
                     break
-                for event in framer.feed(data):
-                    await replies.put(self._submit(intake, event, device))
-            for event in framer.flush():
-                await replies.put(self._submit(intake, event, device))
+                await self._submit(intake, framer.feed(data), device, replies)
+            await self._submit(intake, framer.flush(), device, replies)
         finally:
             await replies.put(None)
             with contextlib.suppress(Exception):
@@ -111,19 +112,28 @@ class TcpSource:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _submit(
-        self, intake: Intake, event: object, device: str
-    ) -> asyncio.Task[ScanOutcome] | bytes:
-        if isinstance(event, Frame):
-            scan = RawScan(event.data, source=self.name, device=device)
-            return asyncio.create_task(intake.submit(scan))
-        log.warning("%s: %s from %s", self.name, getattr(event, "reason", event), device)
-        return b"NAK - frame too long\n"
+    async def _submit(
+        self,
+        intake: Intake,
+        events: list[FrameEvent],
+        device: str,
+        replies: asyncio.Queue[_Reply | None],
+    ) -> None:
+        scans: list[RawScan] = []
+        for event in events:
+            if isinstance(event, Frame):
+                scans.append(RawScan(event.data, source=self.name, device=device))
+                continue
+            if scans:
+                await replies.put(asyncio.create_task(intake.submit_many(scans)))
+                scans = []
+            log.warning("%s: %s from %s", self.name, event.reason, device)
+            await replies.put([b"NAK - frame too long\n"])
+        if scans:
+            await replies.put(asyncio.create_task(intake.submit_many(scans)))
 
     async def _answer(
-        self,
-        replies: asyncio.Queue[asyncio.Task[ScanOutcome] | bytes | None],
-        writer: asyncio.StreamWriter,
+        self, replies: asyncio.Queue[_Reply | None], writer: asyncio.StreamWriter
     ) -> None:
         """Await outcomes in arrival order and write the replies (when ack is on)."""
         broken = False
@@ -131,15 +141,15 @@ class TcpSource:
             item = await replies.get()
             if item is None:
                 return
-            line = item if isinstance(item, bytes) else format_reply(await item)
+            lines = item if isinstance(item, list) else [format_reply(o) for o in await item]
             if not self.ack or broken:
-                continue
+                continue  # keep awaiting outcomes: every scan still gets committed
             try:
-                writer.write(line)
+                writer.write(b"".join(lines))
                 if replies.empty():
                     await writer.drain()
             except (ConnectionError, OSError):
-                broken = True  # keep awaiting outcomes: every scan still gets committed
+                broken = True
 
 
 def build(src: SourceConfig, options: dict[str, Any]) -> TcpSource:

@@ -26,7 +26,7 @@ Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 """``add(name, handler, help)``: registers a subcommand and returns its parser."""
 
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("scanner_agent.cli_hw",)
 """Modules whose ``register(add: AddCommand)`` adds subcommands (hardware, bills, install...)."""
 
 

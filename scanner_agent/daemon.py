@@ -60,6 +60,10 @@ class BoundIntake:
         """Submit with this source's labels."""
         return await self._intake.submit(scan, action=self.action, bill=self.bill)
 
+    async def submit_many(self, scans: list[RawScan]) -> list[ScanOutcome]:
+        """Submit frames that arrived together with this source's labels."""
+        return await self._intake.submit_many(scans, action=self.action, bill=self.bill)
+
 
 class Daemon:
     """One running agent."""

@@ -17,7 +17,6 @@ trickle each scan is committed at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter
@@ -66,9 +65,9 @@ class OutboxThread:
 
 @dataclass
 class _Pending:
-    scan: NewScan | None
-    reject: RejectRecord | None
-    future: asyncio.Future[EnqueueResult | None]
+    scans: list[NewScan]
+    rejects: list[RejectRecord]
+    future: asyncio.Future[list[EnqueueResult]]
 
 
 class GroupCommitter:
@@ -101,17 +100,23 @@ class GroupCommitter:
             OutboxFullError: no room (the whole group failed; nothing written).
             OutboxError: another storage failure.
         """
-        fut: asyncio.Future[EnqueueResult | None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(scan, None, fut))
-        result = await fut
-        assert result is not None
-        return result
+        return (await self.submit_many([scan]))[0]
+
+    async def submit_many(
+        self, scans: list[NewScan], rejects: list[RejectRecord] | None = None
+    ) -> list[EnqueueResult]:
+        """Queue scans (and refused scans for audit) that arrived together.
+
+        They are committed in the same transaction; results come back in order
+        once it has committed.
+        """
+        fut: asyncio.Future[list[EnqueueResult]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(scans, rejects or [], fut))
+        return await fut
 
     async def record_reject(self, reject: RejectRecord) -> None:
         """Keep a refused scan for audit, committed with the next group."""
-        fut: asyncio.Future[EnqueueResult | None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(None, reject, fut))
-        await fut
+        await self.submit_many([], [reject])
 
     async def run(self) -> None:
         """Commit groups until cancelled; on cancel, commit what is already queued."""
@@ -127,29 +132,34 @@ class GroupCommitter:
         """Commit everything queued now (used at shutdown)."""
         while not self._queue.empty():
             group = [self._queue.get_nowait()]
-            while len(group) < self.max_rows and not self._queue.empty():
+            size = len(group[0].scans)
+            while size < self.max_rows and not self._queue.empty():
                 group.append(self._queue.get_nowait())
+                size += len(group[-1].scans)
             await self._commit(group)
 
     async def _gather(self, first: _Pending) -> list[_Pending]:
         group = [first]
+        size = len(first.scans)
         deadline = time.monotonic() + self.linger_s
-        while len(group) < self.max_rows:
+        while size < self.max_rows:
             if not self._queue.empty():
                 group.append(self._queue.get_nowait())
+                size += len(group[-1].scans)
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
                 group.append(await asyncio.wait_for(self._queue.get(), remaining))
+                size += len(group[-1].scans)
             except TimeoutError:
                 break
         return group
 
     async def _commit(self, group: list[_Pending]) -> None:
-        scans = [p.scan for p in group if p.scan is not None]
-        rejects = [p.reject for p in group if p.reject is not None]
+        scans = [s for p in group for s in p.scans]
+        rejects = [r for p in group for r in p.rejects]
         try:
             results = await self._thread.call(
                 self._thread.outbox.enqueue_many,
@@ -163,17 +173,13 @@ class GroupCommitter:
                     p.future.set_exception(exc)
             return
         self.groups += 1
-        it = iter(results)
-        queued = 0
+        queued = sum(r.status is EnqueueStatus.QUEUED for r in results)
+        pos = 0
         for p in group:
-            if p.scan is None:
-                if not p.future.done():
-                    p.future.set_result(None)
-                continue
-            res = next(it)
-            queued += res.status is EnqueueStatus.QUEUED
+            n = len(p.scans)
             if not p.future.done():
-                p.future.set_result(res)
+                p.future.set_result(results[pos : pos + n])
+            pos += n
         self.rows += queued
         if queued and self._on_commit is not None:
             self._on_commit(queued)
@@ -227,29 +233,28 @@ class ScanIntake:
 
     async def submit(self, scan: RawScan, *, action: str = "", bill: str = "") -> ScanOutcome:
         """Parse, commit and answer one scan.  Never raises for bad input."""
-        result = parse_scan(scan.data)
-        outcome = await self._decide(scan, result, action or self.default_action, bill)
-        self.stats.scanned += 1
-        if outcome.accepted:
-            self.stats.accepted += 1
-        else:
-            self.stats.refused[reason_key(outcome.reason or outcome.verdict.value)] += 1
-        for listener in self.listeners:
-            try:
-                listener(scan, result, outcome)
-            except Exception:
-                log.exception("scan listener failed")
-        return outcome
+        return (await self.submit_many([scan], action=action, bill=bill))[0]
 
-    async def _decide(
-        self, scan: RawScan, result: ScanResult, action: str, bill: str
-    ) -> ScanOutcome:
-        scanned_at = scan.scanned_at.isoformat(timespec="milliseconds")
-        shown = _display_code(result)
-        if not result.valid or result.code is None or result.scheme is None:
-            reason = result.reason or "not a trace code"
-            with contextlib.suppress(OutboxError):
-                await self._committer.record_reject(
+    async def submit_many(
+        self, scans: list[RawScan], *, action: str = "", bill: str = ""
+    ) -> list[ScanOutcome]:
+        """Parse, commit and answer scans that arrived together (one read of a socket).
+
+        One group-commit entry for the lot keeps the per-scan cost low at high
+        rates; outcomes come back in order, all after the commit.
+        """
+        action = action or self.default_action
+        bill_name = self._bill_for(action, bill)
+        parsed = [parse_scan(s.data) for s in scans]
+        new: list[NewScan] = []
+        rejects: list[RejectRecord] = []
+        slots: list[ScanOutcome | int] = []
+        for scan, result in zip(scans, parsed, strict=True):
+            scanned_at = scan.scanned_at.isoformat(timespec="milliseconds")
+            if not result.valid or result.code is None or result.scheme is None:
+                shown = _display_code(result)
+                reason = result.reason or "not a trace code"
+                rejects.append(
                     RejectRecord(
                         raw=result.raw,
                         code=shown,
@@ -260,32 +265,69 @@ class ScanIntake:
                         scanned_at=scanned_at,
                     )
                 )
-            return ScanOutcome(Verdict.INVALID, shown, reason)
-        new = NewScan(
-            event_id=uuid7(),
-            code=result.code,
-            scheme=result.scheme.value,
-            raw=result.raw,
-            symbology=result.symbology,
-            action=action,
-            bill=self._bill_for(action, bill),
-            device_id=self.device_id,
-            source=scan.source,
-            scanned_at=scanned_at,
-            product=result.product,
-            gtin=result.gtin,
-            batch_no=result.batch,
-            expiry=result.expiry.isoformat() if result.expiry else None,
-            serial=result.serial,
-        )
+                slots.append(ScanOutcome(Verdict.INVALID, shown, reason))
+                continue
+            slots.append(len(new))
+            new.append(
+                NewScan(
+                    event_id=uuid7(),
+                    code=result.code,
+                    scheme=result.scheme.value,
+                    raw=result.raw,
+                    symbology=result.symbology,
+                    action=action,
+                    bill=bill_name,
+                    device_id=self.device_id,
+                    source=scan.source,
+                    scanned_at=scanned_at,
+                    product=result.product,
+                    gtin=result.gtin,
+                    batch_no=result.batch,
+                    expiry=result.expiry.isoformat() if result.expiry else None,
+                    serial=result.serial,
+                )
+            )
+        failure: ScanOutcome | None = None
+        results: list[EnqueueResult] = []
         try:
-            res = await self._committer.submit(new)
+            results = await self._committer.submit_many(new, rejects)
         except OutboxFullError as exc:
-            log.error("scan refused, outbox full: %s", exc)
-            return ScanOutcome(Verdict.FULL, shown, "outbox full")
+            log.error("scans refused, outbox full: %s", exc)
+            failure = ScanOutcome(Verdict.FULL, "", "outbox full")
         except OutboxError as exc:
-            log.error("scan refused, outbox error: %s", exc)
-            return ScanOutcome(Verdict.ERROR, shown, "storage error")
-        if res.status is EnqueueStatus.DUPLICATE:
-            return ScanOutcome(Verdict.DUPLICATE, shown, "duplicate scan", seq=res.seq)
-        return ScanOutcome(Verdict.ACCEPTED, shown, None, event_id=res.event_id, seq=res.seq)
+            log.error("scans refused, outbox error: %s", exc)
+            failure = ScanOutcome(Verdict.ERROR, "", "storage error")
+        outcomes: list[ScanOutcome] = []
+        for slot in slots:
+            if isinstance(slot, ScanOutcome):
+                outcomes.append(slot)
+                continue
+            code = new[slot].code
+            if failure is not None:
+                outcomes.append(ScanOutcome(failure.verdict, code, failure.reason))
+                continue
+            res = results[slot]
+            if res.status is EnqueueStatus.DUPLICATE:
+                outcomes.append(ScanOutcome(Verdict.DUPLICATE, code, "duplicate scan", seq=res.seq))
+            else:
+                outcomes.append(
+                    ScanOutcome(Verdict.ACCEPTED, code, None, event_id=res.event_id, seq=res.seq)
+                )
+        self._account(scans, parsed, outcomes)
+        return outcomes
+
+    def _account(
+        self, scans: list[RawScan], parsed: list[ScanResult], outcomes: list[ScanOutcome]
+    ) -> None:
+        stats = self.stats
+        for scan, result, outcome in zip(scans, parsed, outcomes, strict=True):
+            stats.scanned += 1
+            if outcome.accepted:
+                stats.accepted += 1
+            else:
+                stats.refused[reason_key(outcome.reason or outcome.verdict.value)] += 1
+            for listener in self.listeners:
+                try:
+                    listener(scan, result, outcome)
+                except Exception:
+                    log.exception("scan listener failed")

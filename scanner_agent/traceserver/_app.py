@@ -45,6 +45,8 @@ EVENTS_PAGE_MAX = 10_000
 """Largest ``GET /v1/events`` page; a bigger ``limit`` is lowered to this."""
 
 _JSON = "application/json"
+_UNAUTHORIZED = "missing or invalid bearer token"
+_CHALLENGE: Mapping[str, str] = {"WWW-Authenticate": "Bearer"}
 _CURSOR = re.compile(r"[0-9]{1,18}")
 _LIMIT = re.compile(r"[0-9]{1,9}")
 _FAULT_MESSAGES: Mapping[int, str] = {
@@ -55,6 +57,10 @@ _FAULT_MESSAGES: Mapping[int, str] = {
 
 def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
     return Response(body, status_code=status, headers=headers, media_type=_JSON)
+
+
+def _compact(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -83,7 +89,7 @@ def _gunzip(data: bytes, limit: int) -> bytes:
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body as it arrives, refused (413) as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ProtocolError(413, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -125,11 +131,12 @@ def create_app(
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return False
+        # Header values arrive decoded as Latin-1: re-encode to get the raw bytes.
         # Constant time; the presented token is never logged.
-        return hmac.compare_digest(credentials.strip().encode("utf-8", "replace"), expected)
+        return hmac.compare_digest(credentials.strip().encode("latin-1"), expected)
 
     def unauthorized() -> Response:
-        return _error(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+        return _error(401, _UNAUTHORIZED, _CHALLENGE)
 
     def process(key: str, body: bytes, gzipped: bool) -> tuple[int, bytes]:
         """Worker thread: decompress, parse, validate, store."""
@@ -144,7 +151,9 @@ def create_app(
         return store.ingest_batch(key, None, payload, reject_codes=reject, max_events=max_events)
 
     async def post_batch(request: Request) -> Response:
-        key = request.headers.get("idempotency-key", "").strip()
+        # Raw header bytes as UTF-8, like the body's batch_id.
+        raw_key = request.headers.get("idempotency-key", "").strip().encode("latin-1")
+        key = raw_key.decode("utf-8", "replace")
         status, reply, headers = await handle_batch(request, key)
         if status != 200:
             log.debug(
@@ -156,11 +165,7 @@ def create_app(
         request: Request, key: str
     ) -> tuple[int, bytes, Mapping[str, str] | None]:
         if not authorized(request):
-            return (
-                401,
-                error_body("missing or invalid bearer token"),
-                {"WWW-Authenticate": "Bearer"},
-            )
+            return 401, error_body(_UNAUTHORIZED), _CHALLENGE
         fault = fault_hooks.take()
         if fault is not None:
             message = _FAULT_MESSAGES.get(fault.status, "simulated failure")
@@ -184,10 +189,11 @@ def create_app(
         if not authorized(request):
             return unauthorized()
         code: str = request.path_params["code"]
-        events = await run_in_threadpool(store.events_for_code, code)
-        return _json_response(
-            200, json.dumps({"code": code, "events": events}, ensure_ascii=False).encode()
-        )
+
+        def lookup() -> bytes:  # worker thread: query and encode off the event loop
+            return _compact({"code": code, "events": store.events_for_code(code)})
+
+        return _json_response(200, await run_in_threadpool(lookup))
 
     async def get_events(request: Request) -> Response:
         if not authorized(request):
@@ -199,9 +205,12 @@ def create_app(
         if _LIMIT.fullmatch(limit_text) is None or int(limit_text) < 1:
             return _error(400, f"limit must be an integer from 1 to {EVENTS_PAGE_MAX}")
         limit = min(int(limit_text), EVENTS_PAGE_MAX)
-        events, last = await run_in_threadpool(store.events_after, int(after), limit)
-        page = {"events": events, "next": None if last is None else str(last)}
-        return _json_response(200, json.dumps(page, ensure_ascii=False).encode())
+
+        def page() -> bytes:  # worker thread: query and encode off the event loop
+            events, last = store.events_after(int(after), limit)
+            return _compact({"events": events, "next": None if last is None else str(last)})
+
+        return _json_response(200, await run_in_threadpool(page))
 
     async def health(request: Request) -> Response:
         return _json_response(200, b'{"status":"ok"}')

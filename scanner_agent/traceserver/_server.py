@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Self
 
 import uvicorn
@@ -16,11 +18,13 @@ from scanner_agent.traceserver._store import Synchronous, TraceStore
 
 __all__ = ["TraceServerThread", "parse_listen", "serve"]
 
+log = logging.getLogger("scanner_agent.traceserver")
+
 
 def parse_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:8900"``, ``"[::1]:8900"`` or ``":8900"`` (all interfaces) → ``(host, port)``."""
     host, sep, port_text = listen.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+    if not sep or not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
         raise ValueError(f"listen address must be HOST:PORT, got {listen!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -54,12 +58,33 @@ def serve(
 
     ``synchronous`` goes to :class:`TraceStore`; ``app_options`` to
     :func:`create_app` (``max_body_bytes``, ``max_events``, ``reject_codes``,
-    ``faults``).  Returns after SIGINT/SIGTERM.
+    ``faults``).  Call it from the main thread: SIGINT or SIGTERM stops the
+    server gracefully, closes the store and makes it return normally.
+    Raises RuntimeError if the server cannot start (e.g. the port is taken).
     """
     host, port = parse_listen(listen)
-    with TraceStore(db_path, synchronous=synchronous) as store:
-        app = create_app(store, token, **app_options)
-        uvicorn.Server(_config(app, host, port)).run()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # uvicorn runs in a worker thread, where it leaves signals alone; in the
+    # main thread it would re-raise the signal after shutting down and the
+    # process would die before the store is closed.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server = TraceServerThread(
+            db_path, token, host=host, port=port, synchronous=synchronous, **app_options
+        )
+        with server:
+            log.info("trace service listening on %s, store %s", server.url, server.store.path)
+            while not stop.wait(0.5):
+                if not server.running:
+                    raise RuntimeError("trace server stopped unexpectedly")
+            log.info("trace service stopping")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class TraceServerThread:
@@ -121,6 +146,11 @@ class TraceServerThread:
         if self._store is None:
             raise RuntimeError("trace server is not running")
         return self._store
+
+    @property
+    def running(self) -> bool:
+        """True between a successful :meth:`start` and :meth:`stop`, while the server thread lives."""
+        return self._url is not None and self._thread is not None and self._thread.is_alive()
 
     @property
     def faults(self) -> Faults:

@@ -1,10 +1,14 @@
 """The reference trace service's SQLite store: batches with their first reply, events once each.
 
 One writer connection behind a lock does every ingest in a single
-``BEGIN IMMEDIATE`` transaction (one look-up of held event ids, one of held
-codes, one ``executemany``), so the cost per batch is a handful of SQLite
-calls whatever its size.  Reads use a second connection, which in WAL mode
-sees the last committed state without waiting for a writer.
+``BEGIN IMMEDIATE`` transaction: look up the batch id (replay?), then one
+``executemany`` of ``INSERT OR IGNORE`` for all valid events.  When no row was
+ignored nothing was held before, and the batch is done; otherwise that insert
+is rolled back to a savepoint and each event is classified against one
+look-up of held event ids and one of held codes.  Either way the cost per
+batch is a handful of SQLite calls whatever its size.  Reads use a second
+connection, which in WAL mode sees the last committed state without waiting
+for a writer.
 
 Both connections are opened with ``check_same_thread=False`` and used from
 the web server's worker threads, each only while holding its own lock.

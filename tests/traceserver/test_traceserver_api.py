@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import logging
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +21,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from scanner_agent.traceserver import Faults, TraceServerThread
+from scanner_agent.traceserver import Faults, TraceServerThread, TraceStore
 
 TOKEN = "test-token-0123456789"
 UNREGISTERED = "80000000000000000999"
@@ -52,7 +57,7 @@ def make_event(n: int, **fields: str) -> dict[str, str]:
     return event
 
 
-def make_batch(events: list[dict[str, str]], batch_id: str | None = None) -> dict[str, Any]:
+def make_batch(events: list[dict[str, Any]], batch_id: str | None = None) -> dict[str, Any]:
     return {
         "batch_id": batch_id or str(uuid.uuid4()),
         "device_id": "warehouse-01",
@@ -480,6 +485,10 @@ def _dup_id_batch() -> dict[str, Any]:
     return make_batch([event, {**event, "code": cn20(111)}])
 
 
+def _with(**fields: Any) -> dict[str, Any]:
+    return {**make_event(113), **fields}
+
+
 def _without(field: str) -> dict[str, Any]:
     event = make_event(112)
     del event[field]
@@ -508,11 +517,11 @@ def _without(field: str) -> dict[str, Any]:
         (json.dumps(_without("code")).encode(), "missing field: code"),
         (json.dumps(_without("event_id")).encode(), "missing field: event_id"),
         (
-            json.dumps(make_batch([{**make_event(113), "bill": None}])).encode(),
+            json.dumps(make_batch([_with(bill=None)])).encode(),
             "field must be a string: bill",
         ),
         (
-            json.dumps(make_batch([{**make_event(113), "code": 80000000000000000113}])).encode(),
+            json.dumps(make_batch([_with(code=80000000000000000113)])).encode(),
             "field must be a string: code",
         ),
         (json.dumps(make_batch([make_event(114, event_id="")])).encode(), "event_id"),
@@ -589,9 +598,10 @@ def test_unknown_path_and_wrong_method_get_json_errors(shared_client: httpx.Clie
 def test_missing_or_wrong_token_is_401_on_every_data_endpoint(
     shared: TraceServerThread, authorization: str | bytes | None, method: str, path: str
 ) -> None:
-    headers: dict[str, str | bytes] = {"Idempotency-Key": "b"}
+    headers = [(b"Idempotency-Key", b"b")]
     if authorization is not None:
-        headers["Authorization"] = authorization
+        value = authorization if isinstance(authorization, bytes) else authorization.encode()
+        headers.append((b"Authorization", value))
     batch = make_batch([make_event(130)], batch_id="b")
     before = shared.store.count_batches()
     with httpx.Client(base_url=shared.url, timeout=10) as anonymous:
@@ -804,11 +814,14 @@ def test_store_survives_a_restart_and_replays_still_return_the_first_reply(
 
 def test_server_thread_reports_its_real_port_and_stops_cleanly(db_path: Path) -> None:
     running = TraceServerThread(db_path, TOKEN)
+    assert not running.running
     with running:
+        assert running.running
         port = running.port
         assert port > 0
         assert running.url == f"http://127.0.0.1:{port}"
         assert httpx.get(running.url + "/v1/health", timeout=10).status_code == 200
+    assert not running.running
     with pytest.raises(RuntimeError):
         _ = running.url
     with pytest.raises(httpx.ConnectError):
@@ -823,3 +836,82 @@ def test_server_thread_on_a_busy_port_fails_to_start(db_path: Path) -> None:
         port = busy.getsockname()[1]
         with pytest.raises(RuntimeError, match="failed to start"):
             TraceServerThread(db_path, TOKEN, port=port).start()
+
+
+# -- logging and the foreground server ---------------------------------------
+
+
+def test_each_batch_is_logged_once_at_debug_and_the_token_never(
+    client: httpx.Client, server: TraceServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="scanner_agent.traceserver")
+    good = make_batch([make_event(1600), make_event(1600)])
+    post(client, good)
+    post(client, good)
+    post(client, make_batch([make_event(1601)]), key="mismatch")
+    with httpx.Client(base_url=server.url, timeout=10) as stranger:
+        stranger.post(
+            "/v1/batches",
+            json=good,
+            headers={"Authorization": "Bearer guessed-secret", "Idempotency-Key": "x"},
+        )
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "scanner_agent.traceserver"]
+    assert len(lines) == 4
+    assert "1 accepted" in lines[0]
+    assert "1 duplicate" in lines[0]
+    assert "replay" in lines[1]
+    assert "400" in lines[2]
+    assert "401" in lines[3]
+    assert not any(TOKEN in line or "guessed-secret" in line for line in lines)
+
+
+def test_serve_runs_in_the_foreground_until_sigterm(db_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "from scanner_agent.traceserver import serve; "
+        f"serve('127.0.0.1:{port}', {str(db_path)!r}, {TOKEN!r}, max_events=10)"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "server exited early"
+            assert time.monotonic() < deadline, "server did not come up"
+            time.sleep(0.05)
+        with authed_client(url) as c:
+            assert statuses(post(c, make_batch([make_event(1700)]))) == ["accepted"]
+            too_many = post(c, make_batch([make_event(1710 + i) for i in range(11)]))
+            assert too_many.status_code == 400
+    finally:
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=20)
+
+    assert exit_code == 0
+    with TraceStore(db_path) as store:
+        assert store.count_events() == 1
+
+
+def test_utf8_token_and_batch_id_are_compared_as_sent(db_path: Path) -> None:
+    token = "令牌-secret"
+    batch = make_batch([make_event(1800)], batch_id="批次-0001")
+    headers = [
+        (b"Authorization", f"Bearer {token}".encode()),
+        (b"Idempotency-Key", batch["batch_id"].encode()),
+        (b"Content-Type", b"application/json"),
+    ]
+    with TraceServerThread(db_path, token) as running, httpx.Client(timeout=10) as c:
+        response = c.post(
+            running.url + "/v1/batches", content=json.dumps(batch).encode(), headers=headers
+        )
+
+    assert statuses(response) == ["accepted"]
+    assert response.json()["batch_id"] == "批次-0001"

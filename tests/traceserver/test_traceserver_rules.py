@@ -39,7 +39,7 @@ def event(**fields: str) -> dict[str, str]:
     return base
 
 
-def batch(*events: dict[str, str], batch_id: str = "b-1") -> dict[str, Any]:
+def batch(*events: dict[str, Any], batch_id: str = "b-1") -> dict[str, Any]:
     return {
         "batch_id": batch_id,
         "device_id": "d",
@@ -199,8 +199,9 @@ def test_fingerprint_depends_on_event_order_and_device() -> None:
 
 
 def test_parse_batch_reports_the_first_bad_event_by_index() -> None:
+    bad: dict[str, Any] = {**event(), "scheme": 1}
     with pytest.raises(ProtocolError) as caught:
-        parse_batch(batch(event(), {**event(), "scheme": 1}), max_events=10)
+        parse_batch(batch(event(), bad), max_events=10)
 
     assert caught.value.status == 400
     assert caught.value.message == "events[1]: field must be a string: scheme"

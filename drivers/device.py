@@ -1,0 +1,649 @@
+"""What every hardware source shares: one reader thread, reconnects, status, feedback order.
+
+A hardware source (:mod:`drivers.serialport`, :mod:`drivers.hidraw`,
+:mod:`drivers.wedge`) is a :class:`DeviceSource`.  Its ``run`` loop opens the
+device, reads it until the device goes away, marks it offline and opens it
+again with a capped exponential backoff when it comes back (hot-plug by
+polling: an absent ``/dev`` node simply fails to open until udev recreates
+it).  Everything device-specific is three methods: ``_open`` (blocking, run in
+a worker thread), ``_handle`` (one chunk read, on the event loop) and
+``_feedback`` (one committed outcome, on the event loop).
+
+Reading follows pyserial's ``ReaderThread``: **one thread per device** does
+the blocking reads, with the read and the hand-over to the event loop in
+**separate try blocks**, both ending in one ``connection_lost(exc)``.  A read
+failure arrives as a :class:`DeviceError` (the device is offline and is
+reopened); a failure while handling data on the loop is logged with its
+traceback, counted in ``errors`` and the connection keeps going, so a parser
+bug is never mistaken for an unplugged scanner and never loses the next scan.
+
+Scans are submitted as soon as they are framed (they join the intake's group
+commit) and their outcomes are awaited in arrival order, so feedback (a beep,
+an LED) goes out in scan order, only after the commit, and only to the
+connection that read the scan.
+
+Status attributes (read them directly or through :meth:`DeviceSource.status`):
+
+``connected`` (bool)
+    True while the device is open and being read.
+``device`` (str)
+    The path or URL read, e.g. ``/dev/ttyACM0`` or ``/dev/hidraw3``.
+``model`` (str | None)
+    Vendor and model from the firmware profile.
+``last_scan_at`` (float | None)
+    ``time.time()`` of the last frame read.
+``errors`` (int)
+    Disconnects, read errors, malformed input and handler faults.
+``last_outcome`` (ScanOutcome | None)
+    The last committed outcome: where a device has no way back (a keyboard
+    wedge), the terminal bell or the TUI shows it from here.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from drivers.base import DeviceStatus, Intake, RawScan, ScanOutcome
+from scanner_agent import profiles
+from scanner_agent.errors import ConfigError, ScannerAgentError
+from scanner_agent.profiles import Profile
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+PROFILE_DIRS = (profiles.SITE_PROFILE_DIR,)
+"""Where site profiles are looked for, besides the shipped ones."""
+MAX_IN_FLIGHT = 256
+"""Scans submitted but not yet answered before a source stops reading."""
+STABLE_S = 1.0
+"""A link that lasted this long resets the reconnect backoff."""
+MAX_CHUNKS = 1024
+"""Chunks a reader thread may hand to the event loop before it waits."""
+
+
+class DeviceError(ScannerAgentError):
+    """A scanner device could not be opened, read or written."""
+
+    def __init__(self, message: str, *, device: str) -> None:
+        super().__init__(message)
+        self.device = device
+        """The path or URL of the device."""
+
+
+class DeviceUnavailable(DeviceError):
+    """The device is absent, busy or not permitted; it is retried with backoff."""
+
+
+class DeviceDisconnected(DeviceError):
+    """The device went away while open (unplugged, EIO, end of file)."""
+
+
+@contextlib.contextmanager
+def device_errors(device: str, verb: str, error: type[DeviceError] = DeviceError) -> Iterator[None]:
+    """Map ``OSError`` (pyserial's ``SerialException`` is one) to our :class:`DeviceError`.
+
+    Raises:
+        DeviceError: of class ``error``, naming the device, ``from`` the original.
+    """
+    try:
+        yield
+    except DeviceError:
+        raise
+    except OSError as exc:
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        raise error(f"Failed to {verb} {device!r}: {detail}", device=device) from exc
+
+
+class Backoff:
+    """Capped exponential delays between reconnect attempts (no jitter: one local device)."""
+
+    def __init__(self, initial: float = 0.05, maximum: float = 5.0) -> None:
+        if not 0 < initial <= maximum:
+            raise ValueError(
+                f"Failed to use backoff {initial}..{maximum}: expected 0 < initial <= maximum"
+            )
+        self.initial = initial
+        self.maximum = maximum
+        self._next = initial
+
+    def next(self) -> float:
+        """The delay before the next attempt (doubles each call, up to ``maximum``)."""
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum)
+        return delay
+
+    def reset(self) -> None:
+        """Start again from ``initial`` (after a successful open)."""
+        self._next = self.initial
+
+
+# -- the reader thread ---------------------------------------------------------
+
+
+class ReaderProtocol(Protocol[T_contra]):
+    """What a :class:`ReaderThread` hands its reads to (pyserial's ``Protocol``)."""
+
+    def data_received(self, data: T_contra) -> None:
+        """One successful read (called in the reader thread)."""
+        ...
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        """The thread ends: ``exc`` is a :class:`DeviceError` for a read failure,
+        another exception for a handler failure, ``None`` after :meth:`ReaderThread.stop`."""
+        ...
+
+
+class ReaderThread(threading.Thread, Generic[T]):
+    """One thread per device: blocking reads in, ``data_received`` calls out.
+
+    ``read`` blocks until data arrives, returns an empty value on a time-out
+    or cancellation, and raises on failure; ``cancel`` (optional) wakes a
+    blocked ``read`` so :meth:`stop` is prompt.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[], T],
+        protocol: ReaderProtocol[T],
+        *,
+        device: str,
+        cancel: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(name=f"reader {device}", daemon=True)
+        self._read = read
+        self._protocol = protocol
+        self._cancel = cancel
+        self.device = device
+        self.alive = True
+
+    def run(self) -> None:
+        """Read until stopped or failed; always ends in ``connection_lost``."""
+        error: BaseException | None = None
+        while self.alive:
+            try:
+                with device_errors(self.device, "read", DeviceDisconnected):
+                    data = self._read()
+            except Exception as exc:
+                error = exc if self.alive else None
+                break
+            if not data:
+                continue
+            try:
+                self._protocol.data_received(data)
+            except Exception as exc:
+                error = exc
+                break
+        self.alive = False
+        self._protocol.connection_lost(error)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Ask the thread to finish, wake its read and wait for it."""
+        self.alive = False
+        if self._cancel is not None:
+            with contextlib.suppress(Exception):
+                self._cancel()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
+
+
+class FdReader:
+    """Blocking reads of a file descriptor that another thread can interrupt.
+
+    ``os.read`` on ``/dev/hidrawN`` (one report per read), a pipe or a pty,
+    with a wake-up pipe beside it in ``select`` so :meth:`cancel` returns a
+    blocked :meth:`read` at once.  End of file raises :class:`DeviceDisconnected`.
+    """
+
+    def __init__(self, fd: int, device: str, *, size: int = 4096) -> None:
+        self.fd = fd
+        self.device = device
+        self.size = size
+        self._wake_r, self._wake_w = os.pipe()
+        self._closed = False
+
+    def wait(self) -> bool:
+        """Block until the fd is readable (True) or :meth:`cancel` was called (False)."""
+        ready, _, _ = select.select([self.fd, self._wake_r], [], [])
+        return self._wake_r not in ready
+
+    def read(self) -> bytes:
+        """Bytes available now (b"" when cancelled).
+
+        Raises:
+            DeviceDisconnected: end of file (the writer or device went away).
+            OSError: the read failed (mapped by the reader thread).
+        """
+        if not self.wait():
+            return b""
+        data = os.read(self.fd, self.size)
+        if not data:
+            raise DeviceDisconnected(
+                f"Failed to read {self.device!r}: end of file", device=self.device
+            )
+        return data
+
+    def cancel(self) -> None:
+        """Wake a blocked :meth:`read` (idempotent)."""
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+
+    def close(self) -> None:
+        """Close the wake-up pipe (the device fd belongs to the caller)."""
+        if not self._closed:
+            self._closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+
+def open_device_fd(path: str, *, exclusive: bool = True) -> int:
+    """Open a character device read-only and (advisory) lock it: one reader per device.
+
+    Raises:
+        DeviceUnavailable: absent, not permitted, or locked by another reader.
+    """
+    with device_errors(path, "open", DeviceUnavailable):
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    if exclusive:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise DeviceUnavailable(
+                f"Failed to lock {path!r}: another reader has it open", device=path
+            ) from exc
+    return fd
+
+
+@dataclass(frozen=True, slots=True)
+class _Lost:
+    error: BaseException | None
+
+
+class _LoopBridge(Generic[T]):
+    """Hands a reader thread's data to an asyncio queue, with backpressure."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[T | _Lost]) -> None:
+        self._loop = loop
+        self._queue = queue
+        self.slots = threading.BoundedSemaphore(MAX_CHUNKS)
+        self.alive = True
+
+    def data_received(self, data: T) -> None:
+        while not self.slots.acquire(timeout=0.2):
+            if not self.alive:
+                return
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, _Lost(exc))
+
+
+class Link(Protocol[T_co]):
+    """An open device as the base class sees it."""
+
+    def read(self) -> T_co:
+        """Blocking read (run in the reader thread); empty on time-out or cancel."""
+        ...
+
+    def cancel(self) -> None:
+        """Wake a blocked :meth:`read`."""
+        ...
+
+    def close(self) -> None:
+        """Release the device (after the reader thread has stopped)."""
+        ...
+
+
+@dataclass(slots=True)
+class _InFlight:
+    task: asyncio.Task[ScanOutcome]
+    scan: RawScan
+    link: int
+
+
+def _close_result(future: asyncio.Future[Link[T]]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        future.result().close()
+
+
+# -- the base class ------------------------------------------------------------
+
+
+class DeviceSource(abc.ABC, Generic[T]):
+    """A :class:`drivers.base.Source` reading one hardware device (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        device: str,
+        *,
+        model: str | None = None,
+        reconnect_initial_s: float = 0.05,
+        reconnect_max_s: float = 5.0,
+    ) -> None:
+        self.name = name
+        self.device = device
+        """The path or URL read (updated when a device is found by USB ids)."""
+        self.model = model
+        """Vendor and model from the profile."""
+        self.connected = False
+        """True while the device is open and being read."""
+        self.last_scan_at: float | None = None
+        """``time.time()`` of the last frame read."""
+        self.errors = 0
+        """Disconnects, read errors, malformed input and handler faults."""
+        self.reason: str | None = None
+        """Why the device is offline, when it is."""
+        self.scans = 0
+        """Frames submitted since the source started."""
+        self.connects = 0
+        """Successful opens (1 + reconnects)."""
+        self.last_outcome: ScanOutcome | None = None
+        """The last committed outcome (what the operator should hear or see)."""
+        self.backoff = Backoff(reconnect_initial_s, reconnect_max_s)
+        self._link_id = 0
+        self._link: Link[T] | None = None
+        self._intake: Intake | None = None
+        self._in_flight: asyncio.Queue[_InFlight | None] | None = None
+
+    # -- for subclasses ----------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Check once, before the first open, what can never work (raise to stop)."""
+
+    @abc.abstractmethod
+    def _open(self) -> Link[T]:
+        """Open the device (blocking; runs in a worker thread).
+
+        Raises:
+            DeviceUnavailable: the device is absent or busy (retried with backoff).
+        """
+
+    async def _connected(self, link: Link[T]) -> None:
+        """Called on the loop once the reader runs (send a wake-up, query the model)."""
+
+    @abc.abstractmethod
+    async def _handle(self, link: Link[T], data: T) -> None:
+        """Process one read on the event loop: frame it and :meth:`_submit` the frames."""
+
+    async def _feedback(self, link: Link[T], outcome: ScanOutcome) -> None:
+        """Tell the device the outcome of one of its scans (default: nothing)."""
+
+    def _disconnected(self, link: Link[T]) -> None:
+        """Called on the loop when a link ends (cancel timers)."""
+
+    async def _submit(self, data: bytes) -> None:
+        """Submit one frame; its outcome is awaited (and fed back) in order."""
+        assert self._intake is not None
+        assert self._in_flight is not None
+        scan = RawScan(data, source=self.name, device=self.device)
+        self.scans += 1
+        self.last_scan_at = time.time()
+        task = asyncio.create_task(self._intake.submit(scan))
+        await self._in_flight.put(_InFlight(task, scan, self._link_id))
+
+    def _error(self, message: str, *args: object) -> None:
+        """Log a device-side problem (malformed input) and count it."""
+        self.errors += 1
+        log.warning("%s: " + message, self.name, *args)
+
+    # -- status --------------------------------------------------------------------
+
+    def status(self) -> DeviceStatus:
+        """A snapshot of the status attributes."""
+        return DeviceStatus(
+            source=self.name,
+            connected=self.connected,
+            device=self.device,
+            model=self.model,
+            last_scan_at=self.last_scan_at,
+            errors=self.errors,
+            reason=self.reason,
+        )
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(self, intake: Intake) -> None:
+        """Open, read, reconnect, until cancelled."""
+        self._prepare()
+        self._intake = intake
+        self._in_flight = asyncio.Queue(MAX_IN_FLIGHT)
+        answers = asyncio.create_task(self._answer(), name=f"feedback {self.name}")
+        self.backoff.reset()
+        try:
+            while True:
+                try:
+                    link = await self._open_in_thread()
+                except DeviceError as exc:
+                    self._offline(str(exc), waiting=True)
+                    await asyncio.sleep(self.backoff.next())
+                    continue
+                opened_at = time.monotonic()
+                reason = await self._serve(link)
+                self._offline(reason)
+                if time.monotonic() - opened_at >= STABLE_S:
+                    self.backoff.reset()  # a flapping device keeps backing off
+                await asyncio.sleep(self.backoff.next())
+        finally:
+            self.connected = False
+            await self._finish(answers)
+
+    async def _open_in_thread(self) -> Link[T]:
+        """``_open`` in a worker thread; a link opened after we were cancelled is closed."""
+        future = asyncio.get_running_loop().run_in_executor(None, self._open)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_close_result)
+            raise
+
+    def _offline(self, reason: str, *, waiting: bool = False) -> None:
+        first = self.reason is None or not waiting
+        if first:
+            self.errors += 1
+            log.warning("%s: offline: %s", self.name, reason)
+        else:
+            log.debug("%s: still offline: %s", self.name, reason)
+        self.connected = False
+        self.reason = reason
+
+    async def _serve(self, link: Link[T]) -> str:
+        """Read one open link until it is lost; return why."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[T | _Lost] = asyncio.Queue()
+        bridge: _LoopBridge[T] = _LoopBridge(loop, queue)
+        reader = ReaderThread(link.read, bridge, device=self.device, cancel=link.cancel)
+        self._link_id += 1
+        self._link = link
+        self.connects += 1
+        self.connected = True
+        self.reason = None
+        log.info("%s: connected to %s", self.name, self.device)
+        reader.start()
+        try:
+            await self._connected(link)
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Lost):
+                    return self._lost_reason(item.error)
+                bridge.slots.release()
+                try:
+                    await self._handle(link, item)
+                except Exception:
+                    # A handler fault is a bug, not an unplugged device: keep reading.
+                    self.errors += 1
+                    log.exception("%s: failed to handle data from %s", self.name, self.device)
+        finally:
+            bridge.alive = False
+            self._link = None
+            self._disconnected(link)
+            reader.stop()
+            link.close()
+
+    def _lost_reason(self, error: BaseException | None) -> str:
+        if error is None:
+            return "reader stopped"
+        if isinstance(error, DeviceError):
+            return str(error)
+        log.error("%s: reader thread failed", self.name, exc_info=error)
+        return f"reader thread failed: {error!r}"
+
+    async def _answer(self) -> None:
+        """Await outcomes in arrival order; feed each back on the link that read it."""
+        assert self._in_flight is not None
+        while True:
+            item = await self._in_flight.get()
+            if item is None:
+                return
+            outcome = await item.task
+            self.last_outcome = outcome
+            log.debug("%s: %s %s", self.name, outcome.verdict.value, outcome.code)
+            link = self._link
+            if link is None or item.link != self._link_id:
+                continue  # the device that read it is gone: nobody to tell
+            try:
+                await self._feedback(link, outcome)
+            except DeviceError as exc:
+                log.debug("%s: feedback not sent: %s", self.name, exc)
+            except Exception:
+                self.errors += 1
+                log.exception("%s: failed to send feedback", self.name)
+
+    async def _finish(self, answers: asyncio.Task[None]) -> None:
+        """Let submitted scans finish committing (they are not cancelled), then stop."""
+        answers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await answers
+
+
+# -- config helpers (used by drivers.registry at config load) --------------------
+
+SERIAL_INTERFACES = ("rs232", "cdc-acm", "ssi-cdc")
+"""Profile interfaces a ``serial`` source can read."""
+
+
+def load_source_profile(name: str, where: str) -> Profile:
+    """The firmware profile a ``[[source]]`` names (shipped or in the site directory).
+
+    Raises:
+        ConfigError: ``<where>.profile`` names no valid profile.
+    """
+    try:
+        return profiles.load_profile(name, extra_dirs=PROFILE_DIRS)
+    except profiles.ProfileError as exc:
+        raise ConfigError(f"{where}.profile: {exc}") from None
+
+
+def ssi_packets(command: bytes) -> list[bytes]:
+    """Split a profile command into SSI packets.
+
+    Raises:
+        ValueError: the bytes are not a run of whole, valid SSI packets.
+    """
+    from drivers.ssi import SsiFramer, SsiPacket
+
+    framer = SsiFramer()
+    events = framer.feed(command)
+    packets = [e.encode() for e in events if isinstance(e, SsiPacket)]
+    if framer.buffered or len(packets) != len(events) or not packets:
+        raise ValueError(f"Failed to use {command!r} as SSI command: not whole SSI packets")
+    return packets
+
+
+def check_options(type_name: str, options: Mapping[str, Any], where: str) -> None:
+    """Config-load checks of the ``serial``, ``hidpos`` and ``wedge`` keys.
+
+    Raises:
+        ConfigError: naming the key (``source[0].profile: ...``).
+    """
+    from drivers.wedge_keys import LAYOUTS as KEYBOARD_LAYOUTS
+
+    profile = load_source_profile(options["profile"], where)
+    if not 0 < options["reconnect_max_s"] <= 3600:
+        raise ConfigError(
+            f"{where}.reconnect_max_s: expected 0 < seconds <= 3600, got {options['reconnect_max_s']}"
+        )
+    if type_name == "serial":
+        if not options["port"]:
+            raise ConfigError(f"{where}.port: expected a device path or URL, got ''")
+        if not set(profile.interfaces) & set(SERIAL_INTERFACES):
+            raise ConfigError(
+                f"{where}.profile: profile {profile.id!r} has no serial interface "
+                f"(interfaces: {', '.join(profile.interfaces)})"
+            )
+        protocol = options["protocol"]
+        if protocol is not None and protocol not in profiles.PROTOCOLS:
+            raise ConfigError(
+                f"{where}.protocol: expected one of {', '.join(profiles.PROTOCOLS)}, got {protocol!r}"
+            )
+        baudrate = options["baudrate"]
+        if baudrate is not None and not 50 <= baudrate <= 4_000_000:
+            raise ConfigError(f"{where}.baudrate: expected 50..4000000, got {baudrate}")
+        if effective_protocol(profile, protocol) == "ssi":
+            for key in ("trigger_on", "trigger_off", "good_read", "bad_read", "duplicate_read"):
+                command = getattr(profile.commands, key)
+                if command is None:
+                    continue
+                try:
+                    ssi_packets(command)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"{where}.profile: [commands].{key} of {profile.id!r}: {exc}"
+                    ) from None
+    elif type_name == "hidpos":
+        if profile.hidpos_layout is None:
+            raise ConfigError(
+                f"{where}.profile: profile {profile.id!r} has no [hidpos] layout "
+                "(choose a profile for a HID POS scanner, e.g. generic-hidpos)"
+            )
+    elif type_name == "wedge":
+        if "keyboard" not in profile.interfaces:
+            raise ConfigError(
+                f"{where}.profile: profile {profile.id!r} has no keyboard interface "
+                f"(interfaces: {', '.join(profile.interfaces)})"
+            )
+        if options["layout"].lower() not in KEYBOARD_LAYOUTS:
+            raise ConfigError(
+                f"{where}.layout: expected one of {', '.join(sorted(KEYBOARD_LAYOUTS))}, "
+                f"got {options['layout']!r}"
+            )
+        if not options["device"] and not usb_ids(profile, "keyboard"):
+            raise ConfigError(
+                f"{where}.device: missing: profile {profile.id!r} lists no keyboard USB id "
+                'to find the scanner by; give device = "/dev/input/by-id/...-event-kbd"'
+            )
+
+
+def effective_protocol(profile: Profile, protocol: str | None) -> str:
+    """The serial protocol used: the source's, else the profile's, else ``plain``."""
+    if protocol:
+        return protocol
+    if profile.serial is not None and profile.serial.protocol:
+        return profile.serial.protocol
+    return "plain"
+
+
+def usb_ids(profile: Profile, mode: str) -> list[tuple[int, int]]:
+    """The profile's ``(vid, pid)`` pairs for one USB mode."""
+    return [(u.vid, u.pid) for u in profile.usb_ids if u.mode == mode]
+
+
+def describe(profile: Profile) -> str:
+    """``Vendor Model`` for status lines."""
+    return f"{profile.vendor} {profile.model}"

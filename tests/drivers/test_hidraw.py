@@ -1,0 +1,137 @@
+"""The hidraw reader: a pty stands in for /dev/hidrawN (os.read works on both)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers.device import DeviceUnavailable
+from drivers.hidpos import LAYOUTS
+from drivers.hidraw import HidPosSource, ReportSplitter
+from scanner_agent.profiles import load_profile
+from tests.drivers.conftest import AgentRun, cn20
+from tests.drivers.emulators import PtyScanner, eventually
+from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
+
+RunSource = Callable[[HidPosSource], Awaitable[AgentRun]]
+LAYOUT = LAYOUTS["honeywell"]
+GS1 = "]d2010690123456789217280500" + "10LOT-2024-0001-ABCDEF" + "\x1d" + "21SERIAL0123456789ABCD"
+GS1_HRI = "(01)06901234567892(17)280500(10)LOT-2024-0001-ABCDEF(21)SERIAL0123456789ABCD"
+
+
+def reports(code: str, aim: bytes = b"]C0") -> list[bytes]:
+    """Honeywell-layout input reports for one bar code (56 data bytes each)."""
+    data = code.encode()
+    if data.startswith(b"]"):
+        aim, data = data[:3], data[3:]
+    chunks = [data[i : i + 56] for i in range(0, len(data), 56)] or [b""]
+    out = []
+    for index, chunk in enumerate(chunks):
+        more = 1 if index < len(chunks) - 1 else 0
+        out.append(bytes([2, len(chunk)]) + aim + chunk.ljust(56, b"\0") + b"\0\0" + bytes([more]))
+    return out
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[PtyScanner]:
+    emu = PtyScanner(tmp_path / "hidraw-link")
+    yield emu
+    emu.close()
+
+
+def source_for(path: Path | str, **kwargs: object) -> HidPosSource:
+    return HidPosSource(
+        "hidpos:test",
+        str(path),
+        profile=load_profile("honeywell-xenon-1900g"),
+        reconnect_initial_s=0.01,
+        reconnect_max_s=0.05,
+        **kwargs,
+    )
+
+
+def test_report_splitter_cuts_joins_and_passes_other_report_ids() -> None:
+    splitter = ReportSplitter(LAYOUT)
+    one, two = reports(cn20(1))[0], reports(cn20(2))[0]
+    assert splitter.feed(one[:10]) == []
+    assert splitter.buffered == 10
+    assert splitter.feed(one[10:] + two) == [one, two]
+    assert splitter.feed(b"\x04\x01\x02") == [b"\x04\x01\x02"]  # a status report: passed whole
+    assert splitter.buffered == 0
+
+
+async def test_reports_from_the_node_are_assembled_and_committed(
+    node: PtyScanner, run_source: RunSource
+) -> None:
+    source = source_for(node.link)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+
+    for report in reports(cn20(1)):
+        node.write(report)
+    node.write(b"".join(reports(GS1)))  # two reports (continuation bit) in one write
+    for report in reports(cn20(2)):
+        node.write(report, dribble=True)  # a byte at a time
+    node.write(b"\x04" + bytes(63))  # another report ID: ignored
+    await eventually(lambda: source.scans == 3)
+    assert len(reports(GS1)) == 2
+
+    node.unplug()
+    await eventually(lambda: not source.connected)
+    node.plug()
+    await eventually(lambda: source.connected)
+    node.write(reports(cn20(3))[0])
+    await eventually(lambda: source.scans == 4)
+
+    assert await agent.stop() == [cn20(1), GS1_HRI, cn20(2), cn20(3)]
+    assert source.connects == 2
+    assert source.errors == 1  # the unplug
+    assert source.last_outcome is not None
+    assert source.last_outcome.accepted
+
+
+async def test_a_malformed_report_is_counted_not_committed(
+    node: PtyScanner, run_source: RunSource
+) -> None:
+    source = source_for(node.link)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    bad = bytearray(reports(cn20(5))[0])
+    bad[1] = 60  # length byte beyond the 56 data bytes
+    node.write(bytes(bad))
+    node.write(reports(cn20(6))[0])
+    await eventually(lambda: source.scans == 1)
+    assert source.errors == 1
+    assert await agent.stop() == [cn20(6)]
+
+
+def test_the_node_is_found_by_the_profiles_usb_ids_or_the_hid_pos_usage_page(
+    tmp_path: Path,
+) -> None:
+    fake = FakeSysfs(tmp_path / "sys")
+    usb = fake.usb_device("1-1", 0x1EAB, 0x1A10, serial="A1")
+    fake.hidraw(
+        4,
+        fake.interface(usb, 0, "usbhid"),
+        vid=0x1EAB,
+        pid=0x1A10,
+        name="HR22",
+        descriptor=HID_POS_DESCRIPTOR,
+    )
+    newland = load_profile("newland-hr22")
+    generic = load_profile("generic-hidpos")
+    found = HidPosSource("s", profile=newland, sysfs=fake.root, dev=tmp_path / "dev")
+    assert found.find() == str(tmp_path / "dev" / "hidraw4")
+    by_page = HidPosSource("s", profile=generic, sysfs=fake.root, dev="/dev")
+    assert by_page.find() == "/dev/hidraw4"
+    other = HidPosSource("s", profile=newland, usb_serial="B2", sysfs=fake.root)
+    assert other.find() is None
+    with pytest.raises(DeviceUnavailable, match="USB serial 'B2'"):
+        other._open()
+
+
+def test_a_profile_without_a_hidpos_layout_is_refused() -> None:
+    with pytest.raises(ValueError, match="no \\[hidpos\\] layout"):
+        HidPosSource("s", "/dev/hidraw0", profile=load_profile("generic-serial"))

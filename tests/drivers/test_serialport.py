@@ -1,0 +1,380 @@
+"""The serial driver against scanner emulators on real pseudo-terminals.
+
+Each test runs the real daemon (real SQLite outbox, sync off) with a
+:class:`SerialSource` whose port is a symlink to a pty; the emulator plays a
+plain, Honeywell or Zebra SSI scanner on the master side.  What must hold:
+every good scan is committed exactly once, whatever the read boundaries, bad
+checksums, retransmissions or an unplug; and the feedback bytes after commit
+are exactly the profile's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from drivers import honeywell, ssi
+from drivers.device import DeviceUnavailable
+from drivers.framing import Frame, FrameError
+from drivers.serialport import HoneywellStream, PortSettings, ScanLineFramer, SerialSource
+from drivers.ssi import NakCause, Opcode
+from scanner_agent import profiles
+from scanner_agent.errors import ConfigError
+from scanner_agent.profiles import Profile, parse_profile
+from tests.drivers.conftest import AgentRun, cn20
+from tests.drivers.emulators import HoneywellScanner, PlainScanner, SsiScanner, eventually
+
+RunSource = Callable[[SerialSource], Awaitable[AgentRun]]
+
+
+def toml_bytes(data: bytes) -> str:
+    """A TOML basic string holding ``data`` byte for byte (as profiles write commands)."""
+    return '"' + "".join(f"\\u{b:04X}" for b in data) + '"'
+
+
+PLAIN = parse_profile(
+    "test-plain",
+    """
+[profile]
+vendor = "Test"
+model = "Plain"
+interfaces = ["rs232"]
+[serial]
+protocol = "plain"
+baudrate = 115200
+[framing]
+terminator = "crlf"
+[commands]
+good_read = "G"
+bad_read = "B"
+duplicate_read = "D"
+""",
+)
+
+HONEYWELL = parse_profile(
+    "test-honeywell",
+    """
+[profile]
+vendor = "Honeywell"
+model = "Test"
+interfaces = ["rs232", "cdc-acm"]
+[serial]
+protocol = "honeywell"
+[framing]
+terminator = "cr"
+[commands]
+good_read = { honeywell_menu = [["BEP", "LVL", "3"]] }
+bad_read = { honeywell_menu = [["BEP", "ERR", "1"], ["BEP", "FQ1", "1600"]] }
+duplicate_read = { honeywell_menu = [["BEP", "ERR", "2"]] }
+""",
+)
+
+BAD_READ_SSI = ssi.beep(3) + ssi.led_on(0x01)
+SSI = parse_profile(
+    "test-ssi",
+    f"""
+[profile]
+vendor = "Zebra"
+model = "Test"
+interfaces = ["rs232", "ssi-cdc"]
+[serial]
+protocol = "ssi"
+[commands]
+good_read = {{ ssi = "BEEP", data = [1] }}
+bad_read = {toml_bytes(BAD_READ_SSI)}
+duplicate_read = {{ ssi = "BEEP", data = [4] }}
+""",
+)
+
+
+def source_for(link: Path, profile: Profile, **kwargs: object) -> SerialSource:
+    return SerialSource(
+        "serial:test",
+        str(link),
+        profile=profile,
+        reconnect_initial_s=0.01,
+        reconnect_max_s=0.05,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def plain(tmp_path: Path) -> Iterator[PlainScanner]:
+    emu = PlainScanner(tmp_path / "scanner-plain")
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def hon(tmp_path: Path) -> Iterator[HoneywellScanner]:
+    emu = HoneywellScanner(tmp_path / "scanner-honeywell")
+    yield emu
+    emu.close()
+
+
+@pytest.fixture
+def zebra(tmp_path: Path) -> Iterator[SsiScanner]:
+    emu = SsiScanner(tmp_path / "scanner-ssi")
+    yield emu
+    emu.close()
+
+
+# -- plain -----------------------------------------------------------------------------
+
+
+async def test_plain_scans_are_committed_once_whatever_the_read_boundaries(
+    plain: PlainScanner, run_source: RunSource
+) -> None:
+    source = source_for(plain.link, PLAIN)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+
+    plain.scan(cn20(1))
+    plain.scan(cn20(2), dribble=True)
+    plain.write(f"{cn20(3)}\r\n{cn20(4)}\r\n".encode())  # two in one read
+    plain.scan("6901234567892")  # a retail EAN-13: bad read
+    plain.scan(cn20(1))  # again: duplicate
+    plain.scan(cn20(5), suffix=b"\r")  # CR alone ends a frame at once
+
+    await eventually(lambda: len(plain.received) == 7)
+    assert bytes(plain.received) == b"GGGGBDG"
+    assert await agent.stop() == [cn20(i) for i in (1, 2, 3, 4, 5)]
+    assert source.scans == 7
+    assert source.errors == 0
+    assert source.last_scan_at is not None
+    assert source.last_outcome is not None
+    assert source.last_outcome.accepted
+
+
+async def test_plain_scanner_unplugged_goes_offline_and_is_read_again_when_replugged(
+    plain: PlainScanner, run_source: RunSource
+) -> None:
+    source = source_for(plain.link, PLAIN)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    first = plain.line
+    assert first is not None
+    assert source.status().connected
+    assert source.status().model == "Test Plain"
+
+    plain.scan(cn20(10))
+    await eventually(lambda: plain.received == b"G")
+
+    plain.unplug()
+    await eventually(lambda: not source.connected)
+    status = source.status()
+    assert not status.connected
+    assert status.errors == 1
+    assert status.reason
+    assert str(plain.link) in status.reason
+
+    plain.plug()  # a new pty: the link now points at another /dev/pts/N
+    await eventually(lambda: source.connected)
+    assert source.connects == 2
+    plain.scan(cn20(11), dribble=True)
+    await eventually(lambda: plain.received == b"GG")
+
+    assert await agent.stop() == [cn20(10), cn20(11)]
+    assert source.device == str(plain.link)
+
+
+async def test_a_port_that_is_absent_at_start_is_waited_for(
+    tmp_path: Path, run_source: RunSource
+) -> None:
+    link = tmp_path / "not-yet"
+    source = source_for(link, PLAIN)
+    agent = await run_source(source)  # the daemon starts without the scanner
+    await eventually(lambda: source.reason is not None)
+    assert not source.connected
+    assert source.errors == 1  # the outage counts once, not once per attempt
+
+    emu = PlainScanner(link)
+    try:
+        await eventually(lambda: source.connected)
+        emu.scan(cn20(20))
+        await eventually(lambda: emu.received == b"G")
+    finally:
+        emu.close()
+    assert await agent.stop() == [cn20(20)]
+
+
+# -- Honeywell -------------------------------------------------------------------------
+
+
+async def test_honeywell_serial_trigger_and_menu_command_feedback_byte_for_byte(
+    hon: HoneywellScanner, run_source: RunSource
+) -> None:
+    source = source_for(hon.link, HONEYWELL)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    good = honeywell.menu_command([("BEP", "LVL", "3")])
+    dup = honeywell.menu_command([("BEP", "ERR", "2")])
+    bad = honeywell.menu_command([("BEP", "ERR", "1"), ("BEP", "FQ1", "1600")])
+    assert good == b"\x16M\rBEPLVL3!"
+
+    expected = b""
+    hon.dribble = True  # the scanner's data and replies arrive a byte at a time
+    for code, feedback in [(cn20(30), good), (cn20(30), dup), ("6901234567892", bad)]:
+        hon.queue_code(code)
+        assert await source.trigger()
+        expected += honeywell.TRIGGER_ON + feedback
+        await eventually(lambda e=expected: bytes(hon.received) == e)
+    hon.dribble = False
+    hon.queue_code(cn20(31))
+    assert await source.trigger()
+    expected += honeywell.TRIGGER_ON + good
+    await eventually(lambda: bytes(hon.received) == expected)
+
+    assert hon.menu_commands == [good, dup, bad, good]
+    assert hon.triggers == 4
+    assert not hon.unknown
+    # The menu replies (BEPLVL3<ACK>! ...) never reached the parser as bar codes.
+    await eventually(lambda: source.scans == 4)
+    assert source.errors == 0
+    assert await agent.stop() == [cn20(30), cn20(31)]
+
+
+def test_honeywell_stream_cuts_replies_out_of_lines_only_while_one_is_expected() -> None:
+    stream = HoneywellStream(b"\r")
+    assert stream.feed(b"ABC\x06!\r", 0.0) == [Frame(b"ABC\x06!")]  # nothing expected: data
+    stream.expect_reply(0.0)
+    events = stream.feed(b"BEPLVL3\x06!0123", 0.1)
+    assert [type(e).__name__ for e in events] == ["MenuReply"]
+    assert events[0] == honeywell.MenuReply(
+        (honeywell.MenuReplyItem("BEP", "LVL", "3", honeywell.MenuStatus.ACK),),
+        b"BEPLVL3\x06!",
+    )
+    assert stream.feed(b"45\r", 0.2) == [Frame(b"012345")]
+    # An echoed SYN M CR prefix is part of the reply, not a line.
+    stream.expect_reply(1.0)
+    events = stream.feed(b"\x16M\rBEPERR1\x15!99\r", 1.1)
+    assert isinstance(events[0], honeywell.MenuReply)
+    assert not events[0].ok
+    assert events[1:] == [Frame(b"99")]
+    # A reply that never comes stops being expected after the time-out.
+    stream.expect_reply(2.0)
+    assert stream.expecting == 1
+    assert stream.feed(b"X\x06!\r", 2.0 + stream.reply_timeout + 0.1) == [Frame(b"X\x06!")]
+
+
+def test_scan_line_framer_ends_a_frame_at_cr_and_swallows_the_lf_after_it() -> None:
+    framer = ScanLineFramer(b"\r\n")
+    assert framer.feed(b"A\r") == [Frame(b"A")]
+    assert framer.feed(b"\nB\r\n") == [Frame(b"B")]
+    assert framer.feed(b"C\n\nD\r") == [Frame(b"C"), Frame(b"D")]
+    tab = ScanLineFramer(b"\t", max_frame=4)
+    assert tab.feed(b"12\t12345\t") == [
+        Frame(b"12"),
+        FrameError("frame too long (over 4 bytes)", 5),
+    ]
+
+
+# -- Zebra SSI -------------------------------------------------------------------------
+
+
+async def test_ssi_decodes_are_acked_joined_and_committed_once(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    source = source_for(zebra.link, SSI)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    gs1 = "010690123456789217280500104711\x1d21ABC123"
+    gs1_hri = "(01)06901234567892(17)280500(10)4711(21)ABC123"
+
+    zebra.send_decode(cn20(40))
+    zebra.send_decode(cn20(41), dribble=True)
+    zebra.send_decode(cn20(42), corrupt=True)  # host NAKs, decoder resends
+    zebra.send_decode(gs1, chunk=8)  # five packets, continuation bit on four
+    zebra.send_decode(cn20(43), lose_ack=True)  # the same packet twice
+    zebra.send_decode(cn20(40))  # duplicate
+    zebra.send_decode("6901234567892")  # bad read
+    await zebra.idle()
+
+    good = ssi.beep(1)
+    await eventually(lambda: len(zebra.commands) == 8)
+    sent = [c.encode() for c in zebra.commands]
+    assert sent == [good] * 5 + [ssi.beep(4), ssi.beep(3), ssi.led_on(0x01)]
+    assert zebra.naks == [NakCause.RESEND]
+    # One host CMD_ACK per good DECODE_DATA packet the decoder sent.
+    decodes = [p for p in zebra.sent_packets if p[1] == Opcode.DECODE_DATA]
+    bad_checksums = 1
+    assert zebra.acks == len(decodes) - bad_checksums
+    assert bytes(zebra.received).count(ssi.cmd_ack()) == zebra.acks
+    assert zebra.failures == []
+
+    assert await agent.stop() == [cn20(40), cn20(41), cn20(42), gs1_hri, cn20(43)]
+    assert source.errors == 1  # the bad checksum
+
+
+async def test_ssi_host_resends_a_command_the_decoder_naks_and_triggers_start_decode(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    source = source_for(zebra.link, SSI, response_timeout_s=0.5)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+
+    zebra.nak_commands = 1  # the decoder garbles our BEEP once
+    zebra.send_decode(cn20(50))
+    await zebra.idle()
+    await eventually(lambda: len(zebra.commands) == 2)
+    first, resent = zebra.commands
+    assert first.encode() == ssi.beep(1)
+    assert first.status == 0
+    assert resent.opcode == Opcode.BEEP
+    assert resent.data == b"\x01"
+    assert resent.status == ssi.STATUS_RETRANSMIT
+
+    assert await source.trigger()
+    await eventually(lambda: len(zebra.commands) == 3)
+    assert zebra.commands[2].encode() == ssi.start_decode()
+    assert await source.trigger(on=False)
+    await eventually(lambda: len(zebra.commands) == 4)
+    assert zebra.commands[3].encode() == ssi.stop_decode()
+    assert await agent.stop() == [cn20(50)]
+
+
+async def test_ssi_scanner_unplugged_mid_stream_and_replugged(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    source = source_for(zebra.link, SSI)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    zebra.send_decode(cn20(60), chunk=6)
+    await zebra.idle()
+    await eventually(lambda: len(zebra.commands) == 1)
+
+    zebra.unplug()
+    await eventually(lambda: not source.connected)
+    assert source.errors == 1
+    zebra.plug()
+    await eventually(lambda: source.connected)
+    zebra.send_decode(cn20(61), chunk=6, dribble=True)
+    zebra.send_decode(cn20(62), corrupt=True)
+    await zebra.idle()
+    await eventually(lambda: len(zebra.commands) == 3)
+    assert [c.encode() for c in zebra.commands] == [ssi.beep(1)] * 3
+    assert await agent.stop() == [cn20(60), cn20(61), cn20(62)]
+
+
+# -- settings and config -----------------------------------------------------------------
+
+
+def test_port_settings_come_from_the_profile_with_the_source_baudrate_winning() -> None:
+    xenon = profiles.load_profile("honeywell-xenon-1900g")
+    assert PortSettings.from_profile(xenon) == PortSettings(9600, 8, "none", 1, "none")
+    assert PortSettings.from_profile(PLAIN).baudrate == 115200
+    assert PortSettings.from_profile(PLAIN, 38400).baudrate == 38400
+    assert PortSettings.from_profile(PLAIN).kwargs()["parity"] == "N"
+
+
+def test_an_ssi_source_refuses_profile_commands_that_are_not_ssi_packets() -> None:
+    with pytest.raises(ConfigError, match="good_read"):
+        SerialSource("s", "loop://", profile=PLAIN, protocol="ssi")
+
+
+def test_opening_a_missing_port_is_a_device_unavailable_error(tmp_path: Path) -> None:
+    source = source_for(tmp_path / "nothing", PLAIN)
+    with pytest.raises(DeviceUnavailable, match="nothing"):
+        source._open()
