@@ -15,7 +15,7 @@ import contextlib
 import logging
 from typing import Any
 
-from drivers.base import Intake, RawScan, ScanOutcome
+from drivers.base import Intake, RawScan, ScanOutcome, utc_now
 from drivers.framing import Frame, FrameEvent, LineFramer
 from drivers.registry import parse_listen, source_name
 from scanner_agent.config import SourceConfig
@@ -120,9 +120,10 @@ class TcpSource:
         replies: asyncio.Queue[_Reply | None],
     ) -> None:
         scans: list[RawScan] = []
+        now = utc_now()  # frames of one read arrived together: one capture time
         for event in events:
             if isinstance(event, Frame):
-                scans.append(RawScan(event.data, source=self.name, device=device))
+                scans.append(RawScan(event.data, source=self.name, device=device, scanned_at=now))
                 continue
             if scans:
                 await replies.put(asyncio.create_task(intake.submit_many(scans)))

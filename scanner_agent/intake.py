@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TypeVar
 
 from drivers.base import RawScan, ScanOutcome, Verdict
@@ -249,8 +250,13 @@ class ScanIntake:
         new: list[NewScan] = []
         rejects: list[RejectRecord] = []
         slots: list[ScanOutcome | int] = []
+        stamps: dict[datetime, str] = {}  # frames of one read usually share a capture time
         for scan, result in zip(scans, parsed, strict=True):
-            scanned_at = scan.scanned_at.isoformat(timespec="milliseconds")
+            scanned_at = stamps.get(scan.scanned_at)
+            if scanned_at is None:
+                scanned_at = stamps[scan.scanned_at] = scan.scanned_at.isoformat(
+                    timespec="milliseconds"
+                )
             if not result.valid or result.code is None or result.scheme is None:
                 shown = _display_code(result)
                 reason = result.reason or "not a trace code"
