@@ -485,6 +485,8 @@ class DeviceSource(abc.ABC, Generic[T]):
                 bridge.slots.release()
                 try:
                     await self._handle(link, item)
+                except DeviceError as exc:
+                    return str(exc)  # a write while handling (an SSI ACK) failed: the link is gone
                 except Exception:
                     # A handler fault is a bug, not an unplugged device: keep reading.
                     self.errors += 1
@@ -511,7 +513,12 @@ class DeviceSource(abc.ABC, Generic[T]):
             item = await self._in_flight.get()
             if item is None:
                 return
-            outcome = await item.task
+            try:
+                outcome = await item.task
+            except Exception:
+                self.errors += 1
+                log.exception("%s: failed to submit a scan", self.name)
+                continue
             self.last_outcome = outcome
             log.debug("%s: %s %s", self.name, outcome.verdict.value, outcome.code)
             link = self._link

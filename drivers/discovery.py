@@ -424,16 +424,18 @@ def discover(
     comports: Callable[[], Iterable[Any]] | None = None,
     profile_dirs: Iterable[Path | str] = (profiles.SITE_PROFILE_DIR,),
     kinds: Iterable[str] = KINDS,
+    match_profiles: bool = True,
 ) -> Discovery:
     """List the devices of ``kinds`` found now (see the module docstring).
 
     ``comports`` replaces pyserial's ``list_ports.comports`` (tests); ``dev``
-    is the directory the node paths are reported under.
+    is the directory the node paths are reported under; ``match_profiles =
+    False`` skips loading the profiles (a driver searching by ids it knows).
     """
     root = Path(sysfs)
     dev_dir = Path(dev)
     wanted = set(kinds)
-    index = profile_index(profile_dirs)
+    index = profile_index(profile_dirs) if match_profiles else {}
     return Discovery(
         serial=_serial(comports or _pyserial_comports, index) if "serial" in wanted else (),
         hid=_hidraw(root, dev_dir, index) if "hid" in wanted else (),

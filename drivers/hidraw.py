@@ -151,7 +151,9 @@ class HidPosSource(DeviceSource[bytes]):
     def find(self) -> str | None:
         """The hidraw node of the profile's scanner, if one is plugged in."""
         ids = usb_ids(self.profile, "hid-pos")
-        found = discovery.discover(self.sysfs, dev=self.dev, kinds=("hid",)).hid
+        found = discovery.discover(
+            self.sysfs, dev=self.dev, kinds=("hid",), match_profiles=False
+        ).hid
         device = discovery.select(
             found,
             ids=ids,

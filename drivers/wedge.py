@@ -199,7 +199,9 @@ class WedgeSource(DeviceSource[KeyEvents]):
 
     def find(self) -> str | None:
         """The event node of the profile's scanner, if one is plugged in."""
-        found = discovery.discover(self.sysfs, dev=self.dev, kinds=("input",)).input
+        found = discovery.discover(
+            self.sysfs, dev=self.dev, kinds=("input",), match_profiles=False
+        ).input
         device = discovery.select(
             found,
             ids=usb_ids(self.profile, "keyboard"),

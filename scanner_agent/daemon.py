@@ -307,7 +307,7 @@ class Daemon:
     async def status(self) -> dict[str, Any]:
         """A JSON-ready snapshot for status lines, ``scanner-agent status`` and the TUI."""
         stats = await self.queue_stats()
-        intake = self.intake.stats if self.intake else None
+        counts = self.intake.stats if self.intake else None
         sync = self.sync
         return {
             "device_id": self.cfg.device_id,
@@ -318,11 +318,14 @@ class Daemon:
             "backlog": stats.backlog,
             "queue": stats.counts,
             "oldest_pending_at": stats.oldest_pending_at,
-            "scanned": intake.scanned if intake else 0,
-            "accepted": intake.accepted if intake else 0,
-            "refused": dict(intake.refused) if intake else {},
+            "scanned": counts.scanned if counts else 0,
+            "accepted": counts.accepted if counts else 0,
+            "refused": dict(counts.refused) if counts else {},
             "sources": [s.name for s in self.sources],
-            "alarms": list(self.outbox.alarms) if self.outbox else [],
+            "alarms": [
+                *(self.outbox.alarms if self.outbox else []),
+                *([self.intake.full_alarm] if self.intake and self.intake.full_alarm else []),
+            ],
         }
 
 

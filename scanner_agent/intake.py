@@ -231,6 +231,8 @@ class ScanIntake:
         self.stats = IntakeStats()
         self.listeners = listeners if listeners is not None else []
         """Called with every outcome (status, TUI stream); must not block."""
+        self.full_alarm: str | None = None
+        """Set while the outbox refuses scans for lack of space; cleared by the next commit."""
 
     async def submit(self, scan: RawScan, *, action: str = "", bill: str = "") -> ScanOutcome:
         """Parse, commit and answer one scan.  Never raises for bad input."""
@@ -298,11 +300,17 @@ class ScanIntake:
         try:
             results = await self._committer.submit_many(new, rejects)
         except OutboxFullError as exc:
-            log.error("scans refused, outbox full: %s", exc)
+            if self.full_alarm is None:
+                log.error("ALARM: outbox full, scans are refused until space returns: %s", exc)
+            self.full_alarm = f"outbox full: {exc}"
             failure = ScanOutcome(Verdict.FULL, "", "outbox full")
         except OutboxError as exc:
             log.error("scans refused, outbox error: %s", exc)
             failure = ScanOutcome(Verdict.ERROR, "", "storage error")
+        else:
+            if self.full_alarm is not None and new:
+                log.warning("outbox has room again; scans are accepted")
+                self.full_alarm = None
         outcomes: list[ScanOutcome] = []
         for slot in slots:
             if isinstance(slot, ScanOutcome):
