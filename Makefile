@@ -46,9 +46,11 @@ venv: deps $(STAMP)
 demo: venv
 	$(BIN)/scanner-agent demo
 
+LINT_PATHS := scanner_agent drivers firmware_profiles tests bench
+
 lint: venv
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: venv
 	$(BIN)/mypy
