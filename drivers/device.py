@@ -69,6 +69,8 @@ PROFILE_DIRS = (profiles.SITE_PROFILE_DIR,)
 """Where site profiles are looked for, besides the shipped ones."""
 MAX_IN_FLIGHT = 256
 """Scans submitted but not yet answered before a source stops reading."""
+FINISH_TIMEOUT_S = 5.0
+"""Longest a stopping source waits for its scans in flight to commit."""
 STABLE_S = 1.0
 """A link that lasted this long resets the reconnect backoff."""
 MAX_CHUNKS = 1024
@@ -361,6 +363,7 @@ class DeviceSource(abc.ABC, Generic[T]):
         self._link: Link[T] | None = None
         self._intake: Intake | None = None
         self._in_flight: asyncio.Queue[_InFlight | None] | None = None
+        self._submitting: set[asyncio.Task[ScanOutcome]] = set()
 
     # -- for subclasses ----------------------------------------------------------
 
@@ -396,6 +399,8 @@ class DeviceSource(abc.ABC, Generic[T]):
         self.scans += 1
         self.last_scan_at = time.time()
         task = asyncio.create_task(self._intake.submit(scan))
+        self._submitting.add(task)
+        task.add_done_callback(self._submitting.discard)
         await self._in_flight.put(_InFlight(task, scan, self._link_id))
 
     def _error(self, message: str, *args: object) -> None:
@@ -533,7 +538,14 @@ class DeviceSource(abc.ABC, Generic[T]):
                 log.exception("%s: failed to send feedback", self.name)
 
     async def _finish(self, answers: asyncio.Task[None]) -> None:
-        """Let submitted scans finish committing (they are not cancelled), then stop."""
+        """Let scans already read reach their commit, then stop the feedback task.
+
+        The daemon cancels its sources before it drains the committer, so
+        waiting here (briefly) gets every scan read before the stop committed;
+        nothing is fed back any more, the device is closed.
+        """
+        if self._submitting:
+            await asyncio.wait(set(self._submitting), timeout=FINISH_TIMEOUT_S)
         answers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await answers

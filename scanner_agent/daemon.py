@@ -325,7 +325,9 @@ class Daemon:
             "alarms": [
                 *(self.outbox.alarms if self.outbox else []),
                 *([self.intake.full_alarm] if self.intake and self.intake.full_alarm else []),
+                *([sync.stats.alarm] if sync and sync.stats.alarm else []),
             ],
+            "sync": sync.snapshot() if sync else None,
         }
 
 

@@ -1,16 +1,29 @@
 """Delivery of the outbox to the trace service (Trace API v1)."""
 
 from scanner_agent.sync._client import (
+    NetworkError,
+    ServiceError,
     TraceApiClient,
     build_ssl_context,
     decode_results,
     encode_batch,
     parse_retry_after,
 )
-from scanner_agent.sync._loop import LinkState, SyncLoop, SyncStats, backoff_delay
+from scanner_agent.sync._loop import (
+    RECENT_REJECTIONS,
+    LinkState,
+    Rejection,
+    SyncLoop,
+    SyncStats,
+    backoff_delay,
+)
 
 __all__ = [
+    "RECENT_REJECTIONS",
     "LinkState",
+    "NetworkError",
+    "Rejection",
+    "ServiceError",
     "SyncLoop",
     "SyncStats",
     "TraceApiClient",

@@ -37,6 +37,18 @@ RESULT_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
+class NetworkError(TransientSyncError):
+    """The service could not be reached, or did not answer in time (no HTTP status)."""
+
+
+class ServiceError(TransientSyncError):
+    """The service answered with a status worth retrying (5xx, 408, 425)."""
+
+    def __init__(self, message: str, *, status_code: int, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status_code = status_code
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date), or None.
 
@@ -146,7 +158,12 @@ def _error_text(response: httpx.Response) -> str:
 
 
 class TraceApiClient:
-    """A long-lived HTTP client for one trace service."""
+    """A long-lived HTTP client for one trace service.
+
+    One :class:`httpx.AsyncClient` for the life of the agent: connections are
+    kept alive between batches (one per batch in flight), every phase has its
+    own timeout, and TLS is verified unless the config says otherwise.
+    """
 
     def __init__(
         self,
@@ -158,57 +175,96 @@ class TraceApiClient:
     ) -> None:
         self.cfg = cfg
         self.device_id = device_id
+        self._token = ""
         headers = {"User-Agent": f"scanner-agent/{__version__}", "Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        connections = cfg.max_in_flight + 1  # one per batch in flight, one for health checks
         self._client = httpx.AsyncClient(
             base_url=cfg.url.rstrip("/"),
             headers=headers,
             timeout=httpx.Timeout(
                 connect=cfg.connect_timeout_s,
                 read=cfg.read_timeout_s,
-                write=cfg.read_timeout_s,
+                write=cfg.write_timeout_s,
+                # A free connection is always there (one per batch in flight); waiting
+                # for one longer than a connect would take means something is stuck.
                 pool=cfg.connect_timeout_s,
             ),
-            limits=httpx.Limits(max_connections=8, max_keepalive_connections=8),
+            limits=httpx.Limits(
+                max_connections=connections,
+                max_keepalive_connections=connections,
+                keepalive_expiry=30.0,
+            ),
             verify=build_ssl_context(cfg),
             transport=transport,
         )
+        self.set_token(token)
+
+    def __repr__(self) -> str:
+        return f"TraceApiClient(url={self.cfg.url!r}, device_id={self.device_id!r})"
+
+    def set_token(self, token: str) -> bool:
+        """Use ``token`` from the next request on; True when it differs from the one in use.
+
+        The token is only ever put in the ``Authorization`` header, never in a
+        log line or an exception.
+        """
+        token = token.strip()
+        if token == self._token:
+            return False
+        self._token = token
+        if token:
+            self._client.headers["Authorization"] = f"Bearer {token}"
+        else:
+            self._client.headers.pop("Authorization", None)
+        return True
 
     async def aclose(self) -> None:
         """Close connections."""
         await self._client.aclose()
 
-    async def send_batch(self, batch: Batch) -> dict[str, EventResult]:
+    def encode(self, batch: Batch) -> bytes:
+        """The request body for ``batch``, gzip-compressed when configured."""
+        body = encode_batch(batch, self.device_id)
+        if self.cfg.gzip:
+            body = gzip.compress(body, compresslevel=self.cfg.gzip_level, mtime=0)
+        return body
+
+    async def send_batch(self, batch: Batch, body: bytes | None = None) -> dict[str, EventResult]:
         """Deliver one batch and return the service's verdict per event.
 
+        ``body`` is :meth:`encode`'s result when the caller prepared it already.
+
         Raises:
-            TransientSyncError: network failure, timeout, 408/425/5xx.
+            NetworkError: connection failure, reset, truncated reply or timeout.
+            ServiceError: 408/425/5xx (with ``retry_after`` when the service said).
             RateLimitedError: 429 (or 503 with ``Retry-After``).
             AuthError: 401/403.
             BatchTooLargeError: 413.
             BatchRejectedError: any other 4xx.
             ProtocolError: a 200 whose body does not match the batch.
         """
-        body = encode_batch(batch, self.device_id)
+        if body is None:
+            body = self.encode(batch)
         headers = {"Idempotency-Key": batch.batch_id}
         if self.cfg.gzip:
-            body = gzip.compress(body, compresslevel=5)
             headers["Content-Encoding"] = "gzip"
         try:
             response = await self._client.post("/v1/batches", content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            raise TransientSyncError(
+            raise NetworkError(
                 f"timeout sending batch {batch.batch_id}: {type(exc).__name__}"
             ) from exc
-        except httpx.TransportError as exc:
-            raise TransientSyncError(
-                f"network error sending batch {batch.batch_id}: {exc}"
+        except httpx.HTTPError as exc:
+            # TransportError (refused, reset, TLS, truncated reply) and decoding errors.
+            raise NetworkError(
+                f"network error sending batch {batch.batch_id}: {type(exc).__name__}: {exc}"
             ) from exc
         status = response.status_code
         if status == 200:
             return decode_results(batch, response.content)
         detail = _error_text(response)
+        if self._token and self._token in detail:  # a proxy's error page echoing our headers
+            detail = detail.replace(self._token, "<token>")
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status == 429 or (status == 503 and retry_after is not None):
             raise RateLimitedError(f"service busy ({status}): {detail}", retry_after=retry_after)
@@ -217,7 +273,9 @@ class TraceApiClient:
         if status == 413:
             raise BatchTooLargeError(f"batch {batch.batch_id} too large (413): {detail}")
         if status in _RETRYABLE or status >= 500:
-            raise TransientSyncError(f"service error ({status}): {detail}", retry_after=retry_after)
+            raise ServiceError(
+                f"service error ({status}): {detail}", status_code=status, retry_after=retry_after
+            )
         raise BatchRejectedError(f"service refused batch ({status}): {detail}", status_code=status)
 
     async def health(self) -> bool:

@@ -1,8 +1,19 @@
-"""The sync loop: lease a batch, send it, settle it; back off on failure.
+"""The sync loop: lease batches, send them, settle them; back off on failure.
 
 It never blocks scanning: it only talks to the outbox through the outbox
-thread, and a dead service just grows the backlog.  Link state is kept for
-status lines and the TUI.
+thread, and a dead service just grows the backlog.
+
+Pipelining: while a backlog exists, up to ``sync.max_in_flight`` batches are
+awaiting the service at once.  Batches are leased in capture order (the
+outbox hands out the oldest rows first) and settled in whatever order their
+replies come back.  After any failure the window drops to one batch (a probe)
+and nothing new is leased until the backoff has passed; the first success
+opens it again.
+
+State is only changed on the event loop, and the link state follows the most
+recently *started* request that has finished, so a slow reply to an old
+request never overrides what a newer one found out.  Link state, counters and
+the recent rejections are kept for status lines and the TUI.
 """
 
 from __future__ import annotations
@@ -13,20 +24,33 @@ import enum
 import logging
 import random
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 from scanner_agent.config import SyncConfig
 from scanner_agent.errors import (
     AuthError,
     BatchRejectedError,
     BatchTooLargeError,
+    ConfigError,
     ProtocolError,
+    ScannerAgentError,
     TransientSyncError,
 )
 from scanner_agent.intake import OutboxThread
-from scanner_agent.sync._client import TraceApiClient
+from scanner_agent.outbox import Batch, EventResult, RowState
+from scanner_agent.sync._client import NetworkError, TraceApiClient
 
 log = logging.getLogger(__name__)
+
+RECENT_REJECTIONS = 50
+"""How many of the latest rejected scans :class:`SyncStats` keeps for the operator."""
+RETRY_AFTER_CAP_S = 900.0
+"""A ``Retry-After`` above this (or above ``backoff_max_s``, if larger) is cut to it."""
+_REJECTIONS_LOGGED = 3
+"""Rejected scans named in the log line of one batch; the rest are counted."""
 
 
 class LinkState(enum.StrEnum):
@@ -37,7 +61,7 @@ class LinkState(enum.StrEnum):
     ONLINE = "online"
     """The last request succeeded."""
     DEGRADED = "degraded"
-    """The service answered but asked us to slow down, or sent a bad reply."""
+    """The service answered but asked us to slow down, failed, or sent a bad reply."""
     OFFLINE = "offline"
     """The service cannot be reached."""
     AUTH_FAILED = "auth_failed"
@@ -46,17 +70,77 @@ class LinkState(enum.StrEnum):
     """Syncing turned off in config."""
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A scan the service refused, kept for the operator (status, TUI)."""
+
+    at: float
+    """When the verdict came (Unix time)."""
+    batch_id: str
+    seq: int
+    event_id: str
+    code: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "at": self.at,
+            "batch_id": self.batch_id,
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "code": self.code,
+            "reason": self.reason,
+        }
+
+
 @dataclass
 class SyncStats:
-    """Counters since start."""
+    """Counters since start, and what the operator should see now."""
 
     batches: int = 0
+    """Batches the service answered with verdicts."""
     delivered: int = 0
+    """Scans the service holds (``accepted`` or ``duplicate``)."""
     duplicate: int = 0
+    """Of those, scans the service already had under another event."""
     rejected: int = 0
+    """Scans moved to dead letters (refused by the service)."""
     failures: int = 0
+    """Failed sends (each is retried)."""
     last_error: str | None = None
     last_success_at: float | None = None
+    in_flight: int = 0
+    """Batches awaiting the service right now."""
+    consecutive_failures: int = 0
+    retry_at: float | None = None
+    """While backing off: when the next attempt is due (Unix time)."""
+    batch_limit: int = 0
+    """Events per batch now (halved after a 413)."""
+    alarm: str | None = None
+    """A problem that needs a person (the token was refused)."""
+    recent_rejections: deque[Rejection] = field(
+        default_factory=lambda: deque(maxlen=RECENT_REJECTIONS)
+    )
+    """The latest refused scans, oldest first."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-ready copy for ``Daemon.status()`` and the TUI."""
+        return {
+            "batches": self.batches,
+            "delivered": self.delivered,
+            "duplicate": self.duplicate,
+            "rejected": self.rejected,
+            "failures": self.failures,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "last_success_at": self.last_success_at,
+            "in_flight": self.in_flight,
+            "retry_at": self.retry_at,
+            "batch_limit": self.batch_limit,
+            "alarm": self.alarm,
+            "recent_rejections": [r.to_dict() for r in self.recent_rejections],
+        }
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
@@ -65,8 +149,19 @@ def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Rand
     return rng.uniform(0, ceiling)
 
 
+def _kind(exc: BaseException) -> str:
+    """What a failure is, for logging it once rather than on every retry."""
+    status = getattr(exc, "status_code", None)
+    return type(exc).__name__ + (f":{status}" if status is not None else "")
+
+
 class SyncLoop:
-    """Drains the outbox to the trace service."""
+    """Drains the outbox to the trace service.
+
+    ``token_reader`` gives the current token (default: ``cfg.read_token``); it
+    is read again every ``cfg.token_poll_s`` while the service refuses the
+    token, and by :meth:`reload`.
+    """
 
     def __init__(
         self,
@@ -75,100 +170,380 @@ class SyncLoop:
         cfg: SyncConfig,
         *,
         rng: random.Random | None = None,
+        token_reader: Callable[[], str] | None = None,
     ) -> None:
         self._thread = thread
         self._client = client
         self.cfg = cfg
         self.state = LinkState.UNKNOWN
-        self.stats = SyncStats()
-        self._wake = asyncio.Event()
+        self.stats = SyncStats(batch_limit=cfg.batch_size)
         self._rng = rng or random.Random()
+        self._token_reader = token_reader if token_reader is not None else cfg.read_token
+        self._changed = asyncio.Event()
+        self._generation = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._awaiting: set[str] = set()
+        """Batches whose reply is awaited now (the window counts these)."""
+        self._window = 1
+        self._resume_at = 0.0
         self._failures = 0
+        self._next_epoch = 0
+        self._state_epoch = -1
         self._batch_limit = cfg.batch_size
-        self._last_logged: str | None = None
+        self._last_kind: str | None = None
+        self._token_problem: str | None = None
+        self._next_token_poll = 0.0
+        # A batch must not come back from its lease while its reply can still arrive.
+        self._lease_s = max(
+            cfg.lease_s,
+            cfg.connect_timeout_s + cfg.write_timeout_s + cfg.read_timeout_s + 5.0,
+        )
+
+    # -- hooks for the daemon ------------------------------------------------
 
     def wake(self, _count: int = 0) -> None:
         """Tell the loop new scans were committed (called after each group commit)."""
-        self._wake.set()
+        self._signal()
 
-    async def _idle(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+    def set_token(self, token: str) -> bool:
+        """Use a new token; resume syncing if it was paused on a refused token.
 
-    def _note_failure(self, state: LinkState, message: str) -> None:
-        self.state = state
-        self.stats.failures += 1
-        self.stats.last_error = message
-        # Log a failure once when it starts or changes, not on every retry.
-        if message != self._last_logged:
-            log.warning("sync: %s", message)
-            self._last_logged = message
+        Returns True when the token differs from the one in use.
+        """
+        changed = self._client.set_token(token)
+        if self.state is LinkState.AUTH_FAILED:
+            self._resume("token replaced" if changed else "token set again")
+        return changed
 
-    async def run_once(self) -> bool:
-        """Lease and send one batch.  Returns False when there was nothing to send."""
-        outbox = self._thread.outbox
-        batch = await self._thread.call(
-            outbox.lease,
-            self._batch_limit,
-            lease_s=self.cfg.lease_s,
-            max_bytes=self.cfg.batch_bytes,
-        )
-        if batch is None:
-            return False
-        try:
-            results = await self._client.send_batch(batch)
-        except BatchTooLargeError as exc:
-            await self._thread.call(outbox.unbatch, batch.batch_id)
-            self._batch_limit = max(1, len(batch.events) // 2)
-            self._note_failure(LinkState.DEGRADED, f"{exc}; batch size now {self._batch_limit}")
-            return True
-        except BatchRejectedError as exc:
-            n = await self._thread.call(outbox.dead_letter_batch, batch.batch_id, str(exc))
-            self._note_failure(LinkState.DEGRADED, f"{exc}; {n} scans moved to dead letters")
-            return True
-        except (TransientSyncError, ProtocolError, AuthError) as exc:
-            await self._thread.call(outbox.release, batch.batch_id, str(exc))
-            raise
-        summary = await self._thread.call(outbox.settle, batch.batch_id, results)
-        self.state = LinkState.ONLINE
-        self._failures = 0
-        self._last_logged = None
-        self.stats.batches += 1
-        self.stats.delivered += summary.accepted + summary.duplicate
-        self.stats.duplicate += summary.duplicate
-        self.stats.rejected += summary.rejected
-        self.stats.last_success_at = time.time()
-        if summary.rejected:
-            log.warning(
-                "sync: service rejected %d scans of batch %s", summary.rejected, batch.batch_id
-            )
-        return True
+    def reload(self) -> bool:
+        """Read the token file or variable again (e.g. on SIGHUP) and resume if paused.
+
+        Returns True when the token changed.
+
+        Raises:
+            ConfigError: the token file or variable cannot be read.
+        """
+        return self.set_token(self._token_reader())
+
+    def snapshot(self) -> dict[str, Any]:
+        """Link state and counters, JSON-ready (``Daemon.status()['sync']``)."""
+        return {"link": self.state.value, **self.stats.snapshot()}
+
+    # -- the loop ------------------------------------------------------------
 
     async def run(self) -> None:
         """Sync until cancelled."""
         if not self.cfg.enabled:
             self.state = LinkState.DISABLED
             await asyncio.Event().wait()
-        while True:
-            try:
-                busy = await self.run_once()
-            except AuthError as exc:
-                self._note_failure(LinkState.AUTH_FAILED, str(exc))
-                await self._idle(self.cfg.backoff_max_s)
-                continue
-            except (TransientSyncError, ProtocolError) as exc:
-                state = LinkState.DEGRADED if isinstance(exc, ProtocolError) else LinkState.OFFLINE
-                if isinstance(exc, TransientSyncError) and exc.retry_after is not None:
-                    state = LinkState.DEGRADED
-                self._note_failure(state, str(exc))
-                delay = backoff_delay(
-                    self._failures, self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self._rng
+        await self._release_leftovers()
+        try:
+            while True:
+                await self._step()
+        finally:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _step(self) -> None:
+        """Decide once: wait (paused, backing off, window full, idle) or lease and send a batch."""
+        generation = self._generation
+        loop = asyncio.get_running_loop()
+        if self.state is LinkState.AUTH_FAILED:
+            due = self._next_token_poll - loop.time()
+            if due > 0:
+                await self._wait_change(generation, due)
+                return
+            self._next_token_poll = loop.time() + self.cfg.token_poll_s
+            self._poll_token()
+            return
+        delay = self._resume_at - loop.time()
+        if delay > 0:
+            await self._wait_change(generation, delay)
+            return
+        if len(self._awaiting) >= self._window:
+            await self._wait_change(generation, None)
+            return
+        outbox = self._thread.outbox
+        try:
+            batch = await self._thread.call(
+                outbox.lease,
+                self._batch_limit,
+                lease_s=self._lease_s,
+                max_bytes=self.cfg.batch_bytes,
+            )
+        except ScannerAgentError as exc:
+            self._failed(self._next_epoch, exc, LinkState.DEGRADED, f"outbox: {exc}")
+            return
+        if batch is None:
+            await self._wait_change(generation, self.cfg.idle_poll_s)
+            return
+        if batch.batch_id in self._awaiting:
+            # Its lease ran out while the reply is still awaited here: the lease call
+            # renewed it, and the sender already on it settles or releases it.
+            return
+        epoch = self._next_epoch
+        self._next_epoch += 1
+        self._awaiting.add(batch.batch_id)
+        self.stats.in_flight = len(self._awaiting)
+        task = asyncio.create_task(self._deliver(batch, epoch), name=f"sync {batch.batch_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _signal(self) -> None:
+        self._generation += 1
+        self._changed.set()
+
+    async def _wait_change(self, since: int, seconds: float | None) -> None:
+        """Wait for a change after generation ``since`` (new scans, a batch done, a hook)."""
+        if self._generation != since:
+            return
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), seconds)
+
+    async def _release_leftovers(self) -> None:
+        """Batches leased by a previous run that ended mid-send go out again now, unchanged."""
+        outbox = self._thread.outbox
+
+        def leftover_batches() -> list[str]:
+            found: dict[str, None] = {}
+            after = 0
+            while True:
+                rows = outbox.rows(state=RowState.IN_FLIGHT.value, after_seq=after, limit=5000)
+                if not rows:
+                    return list(found)
+                for row in rows:
+                    if row.batch_id:
+                        found[row.batch_id] = None
+                after = rows[-1].seq
+
+        try:
+            batch_ids = await self._thread.call(leftover_batches)
+            for batch_id in batch_ids:
+                await self._thread.call(
+                    outbox.release, batch_id, "in flight when the agent stopped"
                 )
-                if isinstance(exc, TransientSyncError) and exc.retry_after is not None:
-                    delay = max(delay, min(exc.retry_after, self.cfg.backoff_max_s))
-                self._failures += 1
-                await asyncio.sleep(delay)
-                continue
-            if not busy:
-                await self._idle(self.cfg.idle_poll_s)
+        except ScannerAgentError as exc:
+            log.warning("sync: could not release batches left in flight: %s", exc)
+            return
+        if batch_ids:
+            log.info(
+                "sync: %d batches left in flight by the last run will be sent again", len(batch_ids)
+            )
+
+    # -- one batch -----------------------------------------------------------
+
+    async def _deliver(self, batch: Batch, epoch: int) -> None:
+        """Send one batch and record the outcome; never raises (but for cancellation)."""
+        try:
+            try:
+                results = await self._client.send_batch(batch)
+            finally:
+                # Before any outbox call below: a released batch must be leasable again.
+                self._replied(batch)
+        except BatchTooLargeError as exc:
+            await self._guarded(batch, epoch, self._too_large(batch, epoch, exc))
+            return
+        except BatchRejectedError as exc:
+            # The service refuses the batch as a whole: dead letters, re-sendable by hand.
+            # Paced like a failure, so a misconfigured URL cannot burn through the backlog.
+            self._failed(epoch, exc, LinkState.DEGRADED, f"{exc}; batch moved to dead letters")
+            await self._guarded(batch, epoch, self._dead_letter(batch, str(exc)))
+            return
+        except AuthError as exc:
+            self._failed(epoch, exc, LinkState.AUTH_FAILED, str(exc))
+            await self._guarded(batch, epoch, self._release(batch, str(exc)))
+            return
+        except (TransientSyncError, ProtocolError) as exc:
+            state = LinkState.OFFLINE if isinstance(exc, NetworkError) else LinkState.DEGRADED
+            self._failed(epoch, exc, state, str(exc))
+            await self._guarded(batch, epoch, self._release(batch, str(exc)))
+            return
+        except asyncio.CancelledError:
+            # Stopping: give the batch back so the next run sends it again at once.
+            with contextlib.suppress(Exception):
+                await self._release(batch, "agent stopping")
+            raise
+        except Exception as exc:  # a bug in the client: never kill the loop over it
+            log.exception("sync: unexpected error sending batch %s", batch.batch_id)
+            self._failed(epoch, exc, LinkState.DEGRADED, f"batch {batch.batch_id}: {exc!r}")
+            await self._guarded(batch, epoch, self._release(batch, repr(exc)))
+            return
+        await self._guarded(batch, epoch, self._settle(batch, epoch, results))
+
+    def _replied(self, batch: Batch) -> None:
+        self._awaiting.discard(batch.batch_id)
+        self.stats.in_flight = len(self._awaiting)
+        self._signal()
+
+    async def _guarded(self, batch: Batch, epoch: int, work: Coroutine[Any, Any, None]) -> None:
+        """Run outbox bookkeeping for ``batch``; an outbox failure backs off, never escapes."""
+        try:
+            await work
+        except ScannerAgentError as exc:
+            self._failed(epoch, exc, LinkState.DEGRADED, f"outbox, batch {batch.batch_id}: {exc}")
+            with contextlib.suppress(Exception):
+                await self._release(batch, str(exc))
+        finally:
+            self._signal()
+
+    async def _release(self, batch: Batch, error: str) -> None:
+        await self._thread.call(self._thread.outbox.release, batch.batch_id, error)
+
+    async def _dead_letter(self, batch: Batch, reason: str) -> None:
+        n = await self._thread.call(self._thread.outbox.dead_letter_batch, batch.batch_id, reason)
+        self._rejected(batch, dict.fromkeys((e.event_id for e in batch.events), reason), n)
+
+    async def _settle(self, batch: Batch, epoch: int, results: dict[str, EventResult]) -> None:
+        try:
+            summary = await self._thread.call(self._thread.outbox.settle, batch.batch_id, results)
+        except ValueError as exc:
+            # Its rows were settled some other way meanwhile: nothing left to record.
+            log.warning("sync: %s", exc)
+            return
+        self._succeeded(epoch)
+        self.stats.batches += 1
+        self.stats.delivered += summary.accepted + summary.duplicate
+        self.stats.duplicate += summary.duplicate
+        if summary.rejected:
+            self._rejected(batch, _reasons(results), summary.rejected)
+
+    async def _too_large(self, batch: Batch, epoch: int, exc: BatchTooLargeError) -> None:
+        """413: the service stored nothing; send the same rows again in halves (new batch ids)."""
+        outbox = self._thread.outbox
+        if len(batch.events) <= 1:
+            self._failed(
+                epoch, exc, LinkState.DEGRADED, f"{exc}; a single scan, moved to dead letters"
+            )
+            await self._dead_letter(batch, str(exc))
+            return
+        self._batch_limit = min(self._batch_limit, max(1, len(batch.events) // 2))
+        self.stats.batch_limit = self._batch_limit
+        self._note(epoch, exc, LinkState.DEGRADED, f"{exc}; batch size now {self._batch_limit}")
+        await self._thread.call(outbox.unbatch, batch.batch_id)
+
+    # -- bookkeeping (event loop only, no awaits) -----------------------------
+
+    def _current(self, epoch: int) -> bool:
+        """Whether an outcome of the request started as ``epoch`` may set the link state."""
+        if epoch < self._state_epoch:
+            return False
+        self._state_epoch = epoch
+        return True
+
+    def _note(self, epoch: int, exc: BaseException, state: LinkState, message: str) -> None:
+        """Record a problem that needs no backoff; log it once per kind."""
+        self.stats.last_error = message
+        if self._current(epoch):
+            self.state = state
+        self._log_once(exc, message)
+
+    def _failed(self, epoch: int, exc: BaseException, state: LinkState, message: str) -> None:
+        """Record a failed send: back off (and drop to one batch in flight) unless it is stale."""
+        self.stats.failures += 1
+        self.stats.last_error = message
+        if not self._current(epoch):
+            log.debug("sync: %s (stale: a newer request has finished)", message)
+            return
+        self._window = 1
+        self.state = state
+        self._failures += 1
+        self.stats.consecutive_failures = self._failures
+        if state is LinkState.AUTH_FAILED:
+            self.stats.alarm = (
+                f"the trace service refused the token ({message}); scans are kept and syncing "
+                f"resumes when the token is replaced"
+            )
+            log.error("ALARM: sync: %s", self.stats.alarm)
+            self._last_kind = _kind(exc)
+            return
+        delay = backoff_delay(
+            self._failures - 1, self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self._rng
+        )
+        retry_after = exc.retry_after if isinstance(exc, TransientSyncError) else None
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, max(self.cfg.backoff_max_s, RETRY_AFTER_CAP_S)))
+        self._resume_at = asyncio.get_running_loop().time() + delay
+        self.stats.retry_at = time.time() + delay
+        self._log_once(exc, f"{message} (retrying in {delay:.1f} s)")
+
+    def _succeeded(self, epoch: int) -> None:
+        self.stats.last_success_at = time.time()
+        if not self._current(epoch):
+            return
+        if self._failures:
+            log.info("sync: delivering again after %d failed attempts", self._failures)
+        self.state = LinkState.ONLINE
+        self._window = self.cfg.max_in_flight
+        self._failures = 0
+        self._resume_at = 0.0
+        self._last_kind = None
+        self.stats.consecutive_failures = 0
+        self.stats.retry_at = None
+
+    def _log_once(self, exc: BaseException, message: str) -> None:
+        """Log a failure when it starts or changes kind, not on every retry."""
+        kind = _kind(exc)
+        if kind == self._last_kind:
+            log.debug("sync: %s", message)
+            return
+        self._last_kind = kind
+        log.warning("sync: %s", message)
+
+    def _rejected(self, batch: Batch, reasons: dict[str, str], count: int) -> None:
+        """Keep and log scans the service refused (they are dead letters in the outbox)."""
+        self.stats.rejected += count
+        now = time.time()
+        refused = [e for e in batch.events if e.event_id in reasons]
+        for e in refused[-RECENT_REJECTIONS:]:
+            self.stats.recent_rejections.append(
+                Rejection(now, batch.batch_id, e.seq, e.event_id, e.code, reasons[e.event_id])
+            )
+        named = "; ".join(f"{e.code}: {reasons[e.event_id]}" for e in refused[:_REJECTIONS_LOGGED])
+        more = len(refused) - _REJECTIONS_LOGGED
+        log.warning(
+            "sync: the service rejected %d of %d scans in batch %s (dead letters; "
+            "`scanner-agent queue ls --state rejected`): %s%s",
+            len(refused),
+            len(batch.events),
+            batch.batch_id,
+            named,
+            f"; and {more} more" if more > 0 else "",
+        )
+
+    # -- a refused token -----------------------------------------------------
+
+    def _poll_token(self) -> None:
+        """While paused on a refused token: resume when the token file or variable changes."""
+        try:
+            token = self._token_reader()
+        except ConfigError as exc:
+            if str(exc) != self._token_problem:
+                log.warning("sync: %s", exc)
+                self._token_problem = str(exc)
+            return
+        self._token_problem = None
+        if self._client.set_token(token):
+            self._resume("token changed")
+
+    def _resume(self, why: str) -> None:
+        log.info("sync: %s; syncing resumes", why)
+        self.state = LinkState.UNKNOWN
+        self.stats.alarm = None
+        self._state_epoch = self._next_epoch  # outcomes of requests sent before are stale
+        self._window = 1
+        self._failures = 0
+        self._resume_at = 0.0
+        self._last_kind = None
+        self.stats.retry_at = None
+        self._signal()
+
+
+def _reasons(results: dict[str, EventResult]) -> dict[str, str]:
+    return {
+        event_id: r.reason or "rejected"
+        for event_id, r in results.items()
+        if r.status == "rejected"
+    }

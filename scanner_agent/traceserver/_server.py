@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
@@ -31,11 +33,12 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port_text)  # noqa: S104 - an empty host asks for every interface
 
 
-def _config(app: Any, host: str, port: int) -> uvicorn.Config:
+def _config(app: Any, host: str, port: int, tls: Mapping[str, Any]) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        **tls,
         log_level="warning",
         access_log=False,
         log_config=None,  # leave the host process's logging set-up alone
@@ -100,6 +103,11 @@ class TraceServerThread:
     ``port`` 0 (default) picks a free port; :attr:`url` holds the real one.
     ``app_options`` go to :func:`create_app`; pass ``faults`` to share a
     :class:`Faults` object, otherwise a new one is made.
+
+    HTTPS: ``ssl_certfile`` (PEM certificate chain, may hold the key too) and
+    ``ssl_keyfile`` turn TLS on and :attr:`url` becomes ``https://``;
+    ``ssl_ca_certs`` with ``ssl_cert_reqs=ssl.CERT_REQUIRED`` demands a client
+    certificate signed by those CAs (mutual TLS).  They go to uvicorn as given.
     """
 
     def __init__(
@@ -111,9 +119,21 @@ class TraceServerThread:
         port: int = 0,
         synchronous: Synchronous = "NORMAL",
         startup_timeout: float = 10.0,
+        ssl_certfile: str | Path | None = None,
+        ssl_keyfile: str | Path | None = None,
+        ssl_ca_certs: str | Path | None = None,
+        ssl_cert_reqs: int = ssl.CERT_NONE,
         **app_options: Any,
     ) -> None:
         self._db_path = db_path
+        self._tls: dict[str, Any] = {}
+        if ssl_certfile is not None:
+            self._tls = {
+                "ssl_certfile": str(ssl_certfile),
+                "ssl_keyfile": None if ssl_keyfile is None else str(ssl_keyfile),
+                "ssl_ca_certs": None if ssl_ca_certs is None else str(ssl_ca_certs),
+                "ssl_cert_reqs": ssl_cert_reqs,
+            }
         self._token = token
         self._host = host
         self._port = port
@@ -164,7 +184,7 @@ class TraceServerThread:
         store = TraceStore(self._db_path, synchronous=self._synchronous)
         try:
             app = create_app(store, self._token, faults=self._faults, **self._app_options)
-            server = uvicorn.Server(_config(app, self._host, self._port))
+            server = uvicorn.Server(_config(app, self._host, self._port, self._tls))
             thread = threading.Thread(
                 target=self._run, args=(server,), name="trace-server", daemon=True
             )
@@ -183,7 +203,8 @@ class TraceServerThread:
                 time.sleep(0.005)
             sockname = server.servers[0].sockets[0].getsockname()
             host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
-            self._url = f"http://{host}:{sockname[1]}"
+            scheme = "https" if self._tls else "http"
+            self._url = f"{scheme}://{host}:{sockname[1]}"
         except BaseException:
             self.stop()
             raise
