@@ -56,7 +56,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from drivers.base import DeviceStatus, Intake, RawScan, ScanOutcome
 from scanner_agent import profiles
-from scanner_agent.errors import ConfigError, ScannerAgentError
+from scanner_agent.errors import (
+    ConfigError,
+    DeviceDisconnected,
+    DeviceError,
+    DeviceUnavailable,
+)
 from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -75,23 +80,6 @@ STABLE_S = 1.0
 """A link that lasted this long resets the reconnect backoff."""
 MAX_CHUNKS = 1024
 """Chunks a reader thread may hand to the event loop before it waits."""
-
-
-class DeviceError(ScannerAgentError):
-    """A scanner device could not be opened, read or written."""
-
-    def __init__(self, message: str, *, device: str) -> None:
-        super().__init__(message)
-        self.device = device
-        """The path or URL of the device."""
-
-
-class DeviceUnavailable(DeviceError):
-    """The device is absent, busy or not permitted; it is retried with backoff."""
-
-
-class DeviceDisconnected(DeviceError):
-    """The device went away while open (unplugged, EIO, end of file)."""
 
 
 @contextlib.contextmanager

@@ -84,24 +84,31 @@ class LineFramer:
         """Bytes held waiting for a terminator (never more than ``max_frame``)."""
         return len(self._buffer)
 
-    def _split(self, data: bytes) -> tuple[list[bytes], bytes]:
-        if self.any_eol:
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            parts = data.split(b"\n")
-        else:
-            parts = data.split(self.terminator)
-        return parts[:-1], parts[-1]
-
     def feed(self, data: bytes) -> list[FrameEvent]:
-        """Add bytes; return frames (and errors) completed by them, in order."""
+        """Add bytes; return frames (and errors) completed by them, in order.
+
+        A frame ends as soon as its terminator arrives (a CR-only scanner's code
+        is complete at the CR); the LF of a CRLF that arrives in the next read
+        just ends an empty frame, which is skipped.
+        """
         events: list[FrameEvent] = []
         if not data:
             return events
+        if self.any_eol:
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            sep = b"\n"
+        else:
+            sep = self.terminator
         self._buffer += data
-        # A CR at the very end may be the first half of CRLF: keep it until we know.
-        hold_cr = self.any_eol and self._buffer.endswith(b"\r")
-        work = bytes(self._buffer[:-1] if hold_cr else self._buffer)
-        complete, rest = self._split(work)
+        if sep not in data and (len(sep) == 1 or sep not in self._buffer):
+            if len(self._buffer) > self.max_frame:
+                # Keep what could be the start of a multi-byte terminator.
+                keep = len(sep) - 1
+                self._note_discard(events, len(self._buffer) - keep, "frame too long")
+                self._discarding = True
+                del self._buffer[: len(self._buffer) - keep]
+            return events
+        *complete, rest = bytes(self._buffer).split(sep)
         for part in complete:
             if self._discarding:
                 # The tail of an over-long frame: drop it, resume with the next frame.
@@ -114,10 +121,11 @@ class LineFramer:
             if part:
                 events.append(Frame(part))
         if len(rest) > self.max_frame:
-            self._note_discard(events, len(rest), "frame too long")
+            keep = len(sep) - 1
+            self._note_discard(events, len(rest) - keep, "frame too long")
             self._discarding = True
-            rest = b""
-        self._buffer = bytearray(rest + (b"\r" if hold_cr else b""))
+            rest = rest[len(rest) - keep :]
+        self._buffer = bytearray(rest)
         return events
 
     def _note_discard(self, events: list[FrameEvent], count: int, reason: str) -> None:
@@ -129,7 +137,7 @@ class LineFramer:
 
     def flush(self) -> list[FrameEvent]:
         """End of stream: return a final unterminated frame, if any."""
-        rest = bytes(self._buffer).rstrip(b"\r")
+        rest = bytes(self._buffer)
         self._buffer.clear()
         discarding, self._discarding = self._discarding, False
         if discarding or not rest:

@@ -34,7 +34,6 @@ from typing import Any
 from drivers import discovery
 from drivers.device import (
     DeviceSource,
-    DeviceUnavailable,
     FdReader,
     describe,
     load_source_profile,
@@ -44,6 +43,7 @@ from drivers.device import (
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
 from drivers.hidpos import LAYOUTS, HidPosAssembler, HidPosLayout
 from scanner_agent.config import SourceConfig
+from scanner_agent.errors import DeviceUnavailable
 from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)

@@ -44,9 +44,7 @@ import serial
 from drivers import honeywell, ssi
 from drivers.base import ScanOutcome, Verdict
 from drivers.device import (
-    DeviceError,
     DeviceSource,
-    DeviceUnavailable,
     describe,
     device_errors,
     effective_protocol,
@@ -56,7 +54,7 @@ from drivers.device import (
 from drivers.framing import DEFAULT_MAX_FRAME, Frame, FrameError, FrameEvent, LineFramer
 from drivers.registry import source_name
 from scanner_agent.config import SourceConfig
-from scanner_agent.errors import ConfigError
+from scanner_agent.errors import ConfigError, DeviceError, DeviceUnavailable
 from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import enum
 import logging
 import signal
@@ -299,6 +300,10 @@ class Daemon:
 
     # -- observation -------------------------------------------------------------
 
+    def device_status(self) -> list[dict[str, Any]]:
+        """Connected/model/last scan of each hardware source (those that report it)."""
+        return [d for d in (_device_status(s) for s in self.sources) if d is not None]
+
     async def queue_stats(self) -> QueueStats:
         """Outbox counts (runs on the outbox thread)."""
         assert self.thread is not None
@@ -322,6 +327,7 @@ class Daemon:
             "accepted": counts.accepted if counts else 0,
             "refused": dict(counts.refused) if counts else {},
             "sources": [s.name for s in self.sources],
+            "devices": self.device_status(),
             "alarms": [
                 *(self.outbox.alarms if self.outbox else []),
                 *([self.intake.full_alarm] if self.intake and self.intake.full_alarm else []),
@@ -329,6 +335,14 @@ class Daemon:
             ],
             "sync": sync.snapshot() if sync else None,
         }
+
+
+def _device_status(source: Source) -> dict[str, Any] | None:
+    status = getattr(source, "status", None)
+    if not callable(status):
+        return None
+    snapshot = status()
+    return dataclasses.asdict(snapshot) if dataclasses.is_dataclass(snapshot) else None
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

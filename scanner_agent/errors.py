@@ -4,6 +4,9 @@
 
     ScannerAgentError
     ├── ConfigError            a bad or missing setting (names the key)
+    ├── DeviceError            a scanner device could not be opened, read or written
+    │   ├── DeviceUnavailable  absent, busy or not permitted: retried with backoff
+    │   └── DeviceDisconnected went away while open (unplugged, EIO, end of file)
     ├── OutboxError            the local SQLite outbox
     │   ├── OutboxFullError    disk full or free-space reserve reached
     │   └── OutboxCorruptError the file failed its integrity check
@@ -28,6 +31,23 @@ class ScannerAgentError(Exception):
 
 class ConfigError(ScannerAgentError):
     """The configuration is invalid; the message names the offending key."""
+
+
+class DeviceError(ScannerAgentError):
+    """A scanner device could not be opened, read or written."""
+
+    def __init__(self, message: str, *, device: str) -> None:
+        super().__init__(message)
+        self.device = device
+        """The path or URL of the device."""
+
+
+class DeviceUnavailable(DeviceError):
+    """The device is absent, busy or not permitted; it is retried with backoff."""
+
+
+class DeviceDisconnected(DeviceError):
+    """The device went away while open (unplugged, EIO, end of file)."""
 
 
 class OutboxError(ScannerAgentError):

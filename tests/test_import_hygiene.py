@@ -15,6 +15,11 @@ CORE_MODULES = [
     "scanner_agent.sync",
     "drivers.tcp",
     "drivers.replay",
+    "drivers.serialport",
+    "drivers.hidraw",
+    "drivers.wedge",
+    "drivers.discovery",
+    "scanner_agent.cli_hw",
 ]
 
 

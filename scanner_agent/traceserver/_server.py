@@ -33,6 +33,19 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port_text)  # noqa: S104 - an empty host asks for every interface
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, which on a forced exit resets the connections still open.
+
+    Left alone they would outlive the server's event loop, half-served.
+    """
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        if self.force_exit:
+            for connection in list(self.server_state.connections):
+                connection.transport.abort()
+        await super().shutdown(sockets)
+
+
 def _config(app: Any, host: str, port: int, tls: Mapping[str, Any]) -> uvicorn.Config:
     return uvicorn.Config(
         app,
@@ -150,7 +163,7 @@ class TraceServerThread:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``, without a trailing slash (only while running)."""
+        """``http://127.0.0.1:<port>`` (``https://`` with TLS), no trailing slash (only while running)."""
         if self._url is None:
             raise RuntimeError("trace server is not running")
         return self._url
@@ -184,7 +197,7 @@ class TraceServerThread:
         store = TraceStore(self._db_path, synchronous=self._synchronous)
         try:
             app = create_app(store, self._token, faults=self._faults, **self._app_options)
-            server = uvicorn.Server(_config(app, self._host, self._port, self._tls))
+            server = _Server(_config(app, self._host, self._port, self._tls))
             thread = threading.Thread(
                 target=self._run, args=(server,), name="trace-server", daemon=True
             )
@@ -215,6 +228,16 @@ class TraceServerThread:
             server.run()
         except BaseException as exc:  # SystemExit from a failed bind: start() reports it
             self._error = exc
+
+    def kill(self) -> None:
+        """Stop at once, resetting every open connection: a crash, as clients see it.
+
+        A request still arriving is cut off; the store stays consistent (every
+        batch is one SQLite transaction) and is closed.  Idempotent.
+        """
+        if self._server is not None:
+            self._server.force_exit = True
+        self.stop()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server, wait for its thread and close the store; idempotent."""

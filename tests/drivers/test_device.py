@@ -12,13 +12,12 @@ import pytest
 
 from drivers.device import (
     Backoff,
-    DeviceDisconnected,
-    DeviceUnavailable,
     FdReader,
     ReaderThread,
     open_device_fd,
 )
 from drivers.serialport import SerialSource
+from scanner_agent.errors import DeviceDisconnected, DeviceUnavailable
 from tests.drivers.conftest import cn20
 from tests.drivers.emulators import PlainScanner, eventually
 from tests.drivers.test_serialport import PLAIN, RunSource

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from drivers.device import DeviceUnavailable
 from drivers.hidpos import LAYOUTS
 from drivers.hidraw import HidPosSource, ReportSplitter
+from scanner_agent.errors import DeviceUnavailable
 from scanner_agent.profiles import load_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import PtyScanner, eventually

@@ -10,9 +10,8 @@ import pytest
 
 from drivers import wedge_keys as k
 from drivers.base import Verdict
-from drivers.device import DeviceUnavailable
 from drivers.wedge import EV_KEY, WedgeSource
-from scanner_agent.errors import ConfigError
+from scanner_agent.errors import ConfigError, DeviceUnavailable
 from scanner_agent.profiles import load_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import FakeInputDevice, eventually
