@@ -342,7 +342,9 @@ def _device_status(source: Source) -> dict[str, Any] | None:
     if not callable(status):
         return None
     snapshot = status()
-    return dataclasses.asdict(snapshot) if dataclasses.is_dataclass(snapshot) else None
+    if dataclasses.is_dataclass(snapshot) and not isinstance(snapshot, type):
+        return dataclasses.asdict(snapshot)
+    return None
 
 
 def install_signal_handlers(daemon: Daemon) -> None:

@@ -139,6 +139,10 @@ class QueueStats:
     file_bytes: int
     wal_bytes: int
     schema_version: int
+    removed: int = 0
+    """Scans taken off their bill (kept for audit, never sent, not in ``counts``)."""
+    held: int = 0
+    """Pending scans held back because their bill is still open (part of the backlog)."""
 
     @property
     def backlog(self) -> int:
@@ -168,3 +172,5 @@ class OutboxRow:
     reason: str | None
     attempts: int
     settled_at: str | None
+    removed: int = 0
+    """1 when the scan was taken off its bill (see the ``removals`` table)."""

@@ -94,6 +94,90 @@ def _initial(db: sqlite3.Connection) -> None:
     )
 
 
+@migration(2, "bills, pack ratios and scan removals")
+def _bills(db: sqlite3.Connection) -> None:
+    # A removed scan stays in the file (audit); the flag keeps it out of sync and the backlog.
+    # ADD COLUMN with a constant default does not rewrite the table.
+    db.execute("ALTER TABLE scans ADD COLUMN removed INTEGER NOT NULL DEFAULT 0")
+    db.execute("CREATE INDEX scans_bill ON scans (bill, seq)")
+    db.execute(
+        """
+        CREATE TABLE bills (
+            number       TEXT PRIMARY KEY,                   -- unique per site; the events' bill
+            type         INTEGER NOT NULL,                   -- trace platform code (101, 201...)
+            action       TEXT NOT NULL,                      -- the scans' action
+            device_id    TEXT NOT NULL,
+            from_party   TEXT NOT NULL DEFAULT '',
+            to_party     TEXT NOT NULL DEFAULT '',
+            note         TEXT NOT NULL DEFAULT '',
+            state        TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed')),
+            opened_at    TEXT NOT NULL,
+            closed_at    TEXT
+        )
+        """
+    )
+    # At most one open bill per device and action: it is where their scans go.
+    db.execute("CREATE UNIQUE INDEX bills_open ON bills (device_id, action) WHERE state = 'open'")
+    db.execute(
+        """
+        CREATE TABLE bill_expected (
+            bill         TEXT NOT NULL REFERENCES bills (number),
+            product      TEXT NOT NULL,                      -- product code or GTIN-14
+            name         TEXT NOT NULL DEFAULT '',
+            count        INTEGER NOT NULL CHECK (count >= 0),
+            PRIMARY KEY (bill, product)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE bill_log (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            bill         TEXT NOT NULL,
+            at           TEXT NOT NULL,
+            event        TEXT NOT NULL,                      -- open | close | remove | import
+            detail       TEXT NOT NULL DEFAULT ''
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE removals (
+            id           INTEGER PRIMARY KEY AUTOINCREMENT,
+            seq          INTEGER NOT NULL UNIQUE,            -- the removed scan (never deleted)
+            event_id     TEXT NOT NULL,
+            bill         TEXT NOT NULL,
+            code         TEXT NOT NULL,
+            reason       TEXT NOT NULL,
+            origin       TEXT NOT NULL DEFAULT '',           -- who asked: cli, tui, ...
+            removed_at   TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE packs (
+            key          TEXT PRIMARY KEY,                   -- a carton's code, or a product code/GTIN
+            units        INTEGER NOT NULL CHECK (units >= 1),
+            unit_product TEXT NOT NULL DEFAULT '',           -- what the units are ('' = same product)
+            name         TEXT NOT NULL DEFAULT ''
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE pack_children (
+            parent       TEXT NOT NULL,
+            child        TEXT NOT NULL,
+            PRIMARY KEY (parent, child)
+        )
+        """
+    )
+    db.execute(
+        "CREATE TABLE products (product TEXT PRIMARY KEY, name TEXT NOT NULL)"
+    )
+
+
 def current_version(db: sqlite3.Connection) -> int:
     """The highest applied migration, 0 for a new file."""
     exists = db.execute(

@@ -62,11 +62,13 @@ _ROWS_PER_STATEMENT = 1000
 """Rows per multi-row INSERT (16 bound values each, well under SQLite's 32766 limit)."""
 _ROW_COLUMNS = (
     "seq, event_id, code, scheme, raw, symbology, product, action, bill, device_id, source, "
-    "scanned_at, state, batch_id, result, reason, attempts, settled_at"
+    "scanned_at, state, batch_id, result, reason, attempts, settled_at, removed"
 )
 _EVENT_COLUMNS = "seq, event_id, code, scheme, action, bill, scanned_at, source"
 _EVENT_OVERHEAD_BYTES = 160
 """JSON keys, quotes and punctuation of one event on the wire, for batch sizing."""
+_SENDABLE = "removed = 0 AND bill NOT IN (SELECT number FROM bills WHERE state = 'open')"
+"""Pending rows that may be leased: not removed, and not held back by an open bill."""
 
 
 def _now_iso() -> str:
@@ -366,7 +368,8 @@ class Outbox:
         A batch whose lease has expired (its sender crashed, or released it
         after a failure) is handed out again first, with the same id and rows.
         Otherwise the oldest pending rows, up to ``limit`` events and about
-        ``max_bytes`` of JSON, become a new batch.
+        ``max_bytes`` of JSON, become a new batch.  Removed rows and rows of a
+        bill that is still open are never leased (see ``docs/control.md``).
         """
         now = time.time()
         with self.atomic() as db:
@@ -390,7 +393,8 @@ class Outbox:
                 # Every row of it was settled some other way: the batch is spent.
                 db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
             rows = db.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE state = ? ORDER BY seq LIMIT ?",
+                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE state = ? AND {_SENDABLE} "
+                "ORDER BY seq LIMIT ?",
                 (RowState.PENDING.value, limit),
             ).fetchall()
             if not rows:
@@ -411,7 +415,7 @@ class Outbox:
             )
             db.execute(
                 "UPDATE scans SET state = ?, batch_id = ?, attempts = attempts + 1 "
-                "WHERE state = ? AND seq <= ?",
+                f"WHERE state = ? AND seq <= ? AND {_SENDABLE}",
                 (RowState.IN_FLIGHT.value, batch_id, RowState.PENDING.value, last_seq),
             )
             return Batch(batch_id, tuple(BatchEvent(*r) for r in rows), 0)
@@ -526,12 +530,25 @@ class Outbox:
     # -- queries -------------------------------------------------------------
 
     def stats(self) -> QueueStats:
-        """Counts per state, oldest undelivered scan, file sizes."""
+        """Counts per state, oldest undelivered scan, file sizes.
+
+        Removed scans are counted apart and are not part of any state's count.
+        """
         counts = {s.value: 0 for s in RowState}
-        for state, n in self._read("SELECT state, COUNT(*) FROM scans GROUP BY state"):
+        for state, n in self._read(
+            "SELECT state, COUNT(*) FROM scans WHERE removed = 0 GROUP BY state"
+        ):
             counts[str(state)] = int(n)
+        removed = int(self._read("SELECT COUNT(*) FROM scans WHERE removed != 0")[0][0])
+        held = int(
+            self._read(
+                "SELECT COUNT(*) FROM scans WHERE state = ? AND removed = 0 AND bill IN "
+                "(SELECT number FROM bills WHERE state = 'open')",
+                (RowState.PENDING.value,),
+            )[0][0]
+        )
         oldest = self._read(
-            "SELECT MIN(scanned_at) FROM scans WHERE state IN (?, ?)",
+            "SELECT MIN(scanned_at) FROM scans WHERE state IN (?, ?) AND removed = 0",
             (RowState.PENDING.value, RowState.IN_FLIGHT.value),
         )[0][0]
         rejects = int(self._read("SELECT COUNT(*) FROM rejects")[0][0])
@@ -553,6 +570,8 @@ class Outbox:
             file_bytes=size(self.path),
             wal_bytes=size(Path(str(self.path) + "-wal")),
             schema_version=version,
+            removed=removed,
+            held=held,
         )
 
     def rows(

@@ -53,8 +53,13 @@ def gs1dm(rng: random.Random) -> Code:
 
 
 def symbol(code: Code, module_px: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """The symbol as a grayscale image with quiet zones, ``module_px`` pixels per module."""
+    """The symbol as a grayscale image with quiet zones, ``module_px`` pixels per module.
+
+    Code 128 uses one pixel less per module than DataMatrix (a 20-digit Code 128 is
+    about 165 modules long).
+    """
     if code.kind == "cn20":
+        module_px = max(module_px - 1, 1)
         bc = zxingcpp.create_barcode(code.hri, zxingcpp.BarcodeFormat.Code128)
         img = np.asarray(bc.to_image(scale=module_px))
         # Linear symbols come out one module tall and stretched; make the bars 40 modules high.
@@ -99,7 +104,8 @@ def carton_scene(seed: int = 1, count: int = 3) -> list[Code]:
 
 def layout(codes: list[Code], t: int, *, speed: int = 6) -> list[tuple[Code, int, int]]:
     """Positions at frame ``t``: a row of codes drifting right and down as a carton moves."""
-    return [(c, 60 + 400 * (i % 3) + speed * t, 80 + 300 * (i // 3) + t) for i, c in enumerate(codes)]
+    spots = [(40, 60), (480, 260), (860, 470), (60, 420), (560, 40), (900, 200)]
+    return [(c, spots[i % 6][0] + speed * t, spots[i % 6][1] + t) for i, c in enumerate(codes)]
 
 
 def write_video(
