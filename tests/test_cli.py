@@ -115,3 +115,68 @@ def test_demo_balances_every_accepted_scan(tmp_path: Path) -> None:
     assert summary["refused"]["a product barcode, not a trace code"] > 0
     assert sum(summary["service_rejected"].values()) == 2
     assert (tmp_path / "outbox.db").exists()
+
+
+def test_trace_server_command_serves_trace_api_v1_until_sigterm(tmp_path: Path) -> None:
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            *AGENT,
+            "trace-server",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--db",
+            str(tmp_path / "t.db"),
+            "--token",
+            "tok",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(url + "/v1/health").json() == {"status": "ok"}:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert httpx.get(url + "/v1/events").status_code == 401
+        batch = {
+            "batch_id": "b-1",
+            "device_id": "dock",
+            "sent_at": "2026-11-23T10:00:00+08:00",
+            "events": [
+                {
+                    "event_id": "e-1",
+                    "code": "81234560000000011234",
+                    "scheme": "cn20",
+                    "action": "ship",
+                    "bill": "B",
+                    "scanned_at": "2026-11-23T10:00:00+08:00",
+                    "source": "test",
+                }
+            ],
+        }
+        headers = {"Authorization": "Bearer tok", "Idempotency-Key": "b-1"}
+        reply = httpx.post(url + "/v1/batches", json=batch, headers=headers).json()
+        assert reply["results"] == [{"event_id": "e-1", "status": "accepted", "reason": None}]
+        events = httpx.get(url + "/v1/codes/81234560000000011234", headers=headers).json()["events"]
+        assert [e["event_id"] for e in events] == ["e-1"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "tok" not in err.replace("token", "")
