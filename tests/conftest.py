@@ -58,6 +58,20 @@ def make_config(tmp_path: Path, token_file: Path) -> Callable[..., AgentConfig]:
     return make
 
 
+async def run_until_ready(daemon: Daemon) -> asyncio.Task[None]:
+    """Start ``daemon.run()`` and return its task once the daemon is ready.
+
+    A daemon that fails to start raises its error here instead.
+    """
+    task = asyncio.create_task(daemon.run())
+    ready = asyncio.create_task(daemon.wait_ready())
+    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        await task
+    return task
+
+
 class RunningAgent:
     """A daemon running in the test's event loop with one TCP source (ack on)."""
 
@@ -104,13 +118,7 @@ async def start_agent() -> AsyncIterator[Callable[..., Any]]:
     async def start(cfg: AgentConfig, *, action: str = "ship", bill: str = "") -> RunningAgent:
         source = TcpSource("tcp:test", "127.0.0.1", 0, ack=True)
         daemon = Daemon(cfg, sources=[(source, action, bill)])
-        task = asyncio.create_task(daemon.run())
-        ready = asyncio.create_task(daemon.wait_ready())
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            ready.cancel()
-            await task
-        agent = RunningAgent(daemon, source, task)
+        agent = RunningAgent(daemon, source, await run_until_ready(daemon))
         running.append(agent)
         return agent
 

@@ -24,23 +24,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final, NoReturn
 
+from scanner_agent.config import ACTIONS as AGENT_ACTIONS
+
 SCHEMES: Final[frozenset[str]] = frozenset({"cn20", "gs1", "ma"})
 """Code schemes the service knows: 20-digit drug trace code, GS1 element string, MA code."""
 
-ACTIONS: Final[frozenset[str]] = frozenset(
-    {
-        "receive",
-        "ship",
-        "return",
-        "sale",
-        "destroy",
-        "transfer",
-        "stocktake",
-        "produce",
-        "purchase",
-        "dispense",
-    }
-)
+ACTIONS: Final[frozenset[str]] = frozenset(AGENT_ACTIONS)
 """Actions (business operations) the service accepts on an event."""
 
 EVENT_FIELDS: Final[tuple[str, ...]] = (

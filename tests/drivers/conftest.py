@@ -12,6 +12,7 @@ from drivers.base import Source
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import Outbox, OutboxRow
+from tests.conftest import run_until_ready
 
 
 def cn20(i: int) -> str:
@@ -54,13 +55,7 @@ async def run_source(
     async def start(source: Source, **kwargs: Any) -> AgentRun:
         cfg = make_config(sync={"enabled": False}, **kwargs)
         daemon = Daemon(cfg, sources=[(source, "ship", "")])
-        task = asyncio.create_task(daemon.run())
-        ready = asyncio.create_task(daemon.wait_ready())
-        await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            ready.cancel()
-            await task
-        run = AgentRun(cfg, daemon, task)
+        run = AgentRun(cfg, daemon, await run_until_ready(daemon))
         runs.append(run)
         return run
 
