@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 def utc_now() -> datetime:
@@ -65,9 +65,11 @@ class Verdict(enum.StrEnum):
     """An internal fault while storing: bad read; the scan must be repeated."""
 
 
-@dataclass(frozen=True, slots=True)
-class ScanOutcome:
-    """The intake's answer for one :class:`RawScan`, given only after commit."""
+class ScanOutcome(NamedTuple):
+    """The intake's answer for one :class:`RawScan`, given only after commit.
+
+    A named tuple (immutable, and cheap to build once per scan on the hot path).
+    """
 
     verdict: Verdict
     code: str

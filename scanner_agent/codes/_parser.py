@@ -10,7 +10,7 @@ code, which is decided by string tests before any biip code runs.
 from __future__ import annotations
 
 from scanner_agent.codes import _cn20, _gs1, _ma
-from scanner_agent.codes._result import Decoded, ScanResult, one_line
+from scanner_agent.codes._result import Decoded, ScanResult, Scheme, one_line
 from scanner_agent.codes._symbology import split_symbology
 
 GS = "\x1d"
@@ -70,9 +70,12 @@ def _exc_text(exc: Exception) -> str:
 
 def _parse_text(raw: str) -> ScanResult:
     stripped = raw.strip()
-    # Fast path: a bare cn20 code needs no symbology or biip work at all.
+    # Fast path: a bare cn20 code needs no symbology or biip work at all (and no
+    # intermediate object: this line runs for most scans in a Chinese warehouse).
     if _cn20.is_cn20(stripped):
-        return _accept(raw, stripped, None, _cn20.decode_cn20(stripped))
+        return ScanResult(
+            raw, stripped, None, Scheme.CN20, True, None, stripped, stripped[:7], stripped[7:16]
+        )
 
     symbology, gs1_symbology, text = split_symbology(stripped)
     outcome = _classify(text, gs1_symbology=gs1_symbology)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class RowState(enum.StrEnum):
@@ -19,9 +20,12 @@ class RowState(enum.StrEnum):
     """Dead letter: the service refused it; kept with the reason, re-sendable."""
 
 
-@dataclass(frozen=True, slots=True)
-class NewScan:
-    """An accepted scan about to be committed."""
+class NewScan(NamedTuple):
+    """An accepted scan about to be committed.
+
+    A named tuple rather than a dataclass: one is built per scan on the intake's
+    hot path, and its fields are, in order, the outbox's insert parameters.
+    """
 
     event_id: str
     code: str

@@ -173,9 +173,7 @@ def _bills(db: sqlite3.Connection) -> None:
         )
         """
     )
-    db.execute(
-        "CREATE TABLE products (product TEXT PRIMARY KEY, name TEXT NOT NULL)"
-    )
+    db.execute("CREATE TABLE products (product TEXT PRIMARY KEY, name TEXT NOT NULL)")
 
 
 def current_version(db: sqlite3.Connection) -> int:

@@ -53,10 +53,8 @@ from scanner_agent.outbox._schema import current_version, migrate
 
 log = logging.getLogger(__name__)
 
-_SCAN_COLUMNS = (
-    "event_id, code, scheme, raw, symbology, product, gtin, batch_no, expiry, serial, "
-    "action, bill, device_id, source, scanned_at, dup_key"
-)
+_SCAN_COLUMNS = ", ".join([*NewScan._fields, "dup_key"])
+"""Insert columns: a :class:`NewScan`'s fields in order, then its duplicate key."""
 _SCAN_PARAMS = "(" + ", ".join("?" * len(_SCAN_COLUMNS.split(","))) + ")"
 _ROWS_PER_STATEMENT = 1000
 """Rows per multi-row INSERT (16 bound values each, well under SQLite's 32766 limit)."""
@@ -297,24 +295,8 @@ class Outbox:
                 chunk = scans[start : start + _ROWS_PER_STATEMENT]
                 params: list[object] = []
                 for s in chunk:
-                    params += (
-                        s.event_id,
-                        s.code,
-                        s.scheme,
-                        s.raw,
-                        s.symbology,
-                        s.product,
-                        s.gtin,
-                        s.batch_no,
-                        s.expiry,
-                        s.serial,
-                        s.action,
-                        s.bill,
-                        s.device_id,
-                        s.source,
-                        s.scanned_at,
-                        dup_key(s) if reject_duplicates else None,
-                    )
+                    params += s
+                    params.append(dup_key(s) if reject_duplicates else None)
                 # One statement per chunk: a duplicate (same dup_key, in the file or earlier
                 # in this chunk) is skipped by ON CONFLICT and simply not RETURNed.
                 cur = db.execute(
