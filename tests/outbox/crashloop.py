@@ -78,7 +78,9 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], deadline_s: float 
     raise RuntimeError("daemon did not start listening")
 
 
-def _scanner(port: int, codes: list[str], acked: set[str], stop: threading.Event) -> int:
+def _scanner(
+    port: int, codes: list[str], acked: set[str], stop: threading.Event, first_ack: threading.Event
+) -> int:
     """Send codes in small bursts and record every ACK, until the daemon dies."""
     sent = 0
     try:
@@ -106,6 +108,7 @@ def _scanner(port: int, codes: list[str], acked: set[str], stop: threading.Event
                         text = line.decode()
                         if text.startswith("ACK "):
                             acked.add(text[4:])
+                            first_ack.set()
                         want -= 1
         except OSError:
             pass
@@ -142,15 +145,23 @@ def run_crash_cycles(
                 _wait_listening(port, proc)
                 codes = [f"8{cycle:03d}{i:016d}" for i in range(5000)]
                 stop = threading.Event()
+                first_ack = threading.Event()
                 before = len(report.acked)
                 result: list[int] = []
                 t = threading.Thread(
-                    target=lambda c=codes, s=stop, r=result: r.append(
-                        _scanner(port, c, report.acked, s)
+                    target=lambda c=codes, s=stop, f=first_ack, r=result: r.append(
+                        _scanner(port, c, report.acked, s, f)
                     )
                 )
                 t.start()
-                time.sleep(rng.uniform(0.02, 0.6))
+                if cycle % 4 == 3:
+                    # Some kills land early: during start-up, before or at the first commit.
+                    time.sleep(rng.uniform(0.0, 0.05))
+                else:
+                    # Most land mid-stream, at a random moment after scans are being ACKed,
+                    # however slow the machine is to start the daemon.
+                    first_ack.wait(timeout=60)
+                    time.sleep(rng.uniform(0.0, 0.4))
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
                 stop.set()

@@ -14,6 +14,7 @@ def test_every_acked_scan_is_held_once_after_twenty_random_sigkills(tmp_path: Pa
     finally:
         server.stop()
     assert figures["cycles"] == 20
-    # The test is only meaningful if scans were actually acknowledged along the way.
+    # Meaningful only if kills landed while scans were being acknowledged: three cycles
+    # in four wait for the first ACK before their random kill.
     assert figures["acked"] > 0
-    assert report.cycles - report.kills_before_first_ack >= 5
+    assert report.cycles - report.kills_before_first_ack >= 15
