@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 256
 """Unanswered reads per connection before we stop reading from it."""
 
+DRAIN_TIMEOUT_S = 5.0
+"""At stop, how long connections get to have their last lines committed and answered."""
+
 _Reply = asyncio.Task[list[ScanOutcome]] | list[bytes]
 """What the answering task gets per read: pending outcomes, or ready-made lines."""
 
@@ -62,9 +65,16 @@ class TcpSource:
         """The real address once listening (useful with port 0)."""
         self.listening = asyncio.Event()
         self.clients = 0
+        self._connections: dict[asyncio.StreamReader, asyncio.Task[Any]] = {}
 
     async def run(self, intake: Intake) -> None:
-        """Serve until cancelled."""
+        """Serve until cancelled; then drain connections gracefully.
+
+        On cancel the listener closes, every connection stops reading, and the
+        lines already read are still committed and answered (the committer runs
+        until sources have stopped), so a clean stop never leaves a committed
+        scan without its ACK.
+        """
         server = await asyncio.start_server(
             lambda r, w: self._serve(intake, r, w), self.host, self.port, reuse_address=True
         )
@@ -73,10 +83,24 @@ class TcpSource:
         log.info("%s: listening on %s:%d", self.name, *self.bound)
         self.listening.set()
         try:
-            async with server:
-                await server.serve_forever()
+            await server.serve_forever()
         finally:
             self.listening.clear()
+            server.close()
+            await self._drain_connections()
+            await server.wait_closed()
+
+    async def _drain_connections(self) -> None:
+        for reader in self._connections:
+            reader.feed_eof()  # the handler stops reading and answers what it has
+        handlers = set(self._connections.values())
+        if not handlers:
+            return
+        _, late = await asyncio.wait(handlers, timeout=DRAIN_TIMEOUT_S)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
     async def _serve(
         self, intake: Intake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -88,6 +112,9 @@ class TcpSource:
             writer.close()
             return
         self.clients += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections[reader] = task
         framer = LineFramer(self.terminator, max_frame=self.max_frame)
         # Each read's frames are submitted together (one group-commit entry) and answered
         # in order; the bounded queue stops reading from a sender that never reads replies.
@@ -107,6 +134,7 @@ class TcpSource:
             await replies.put(None)
             with contextlib.suppress(Exception):
                 await answer
+            self._connections.pop(reader, None)
             self.clients -= 1
             writer.close()
             with contextlib.suppress(Exception):

@@ -116,3 +116,27 @@ async def test_many_concurrent_scanners_each_get_every_reply_in_order(
     assert trace_server.store.count_events() == 1000
     assert agent.daemon.committer is not None
     assert agent.daemon.committer.groups < 1000  # scans shared transactions
+
+
+async def test_a_clean_stop_answers_every_scan_it_committed(
+    make_config: Callable[..., AgentConfig], start_agent: Any, caplog: Any
+) -> None:
+    from scanner_agent.outbox import Outbox
+
+    cfg = make_config(sync={"enabled": False})
+    agent = await start_agent(cfg)
+    reader, writer = await asyncio.open_connection("127.0.0.1", agent.port)
+    lines = [f"8{i:019d}" for i in range(3000)]
+    writer.write(b"".join(c.encode() + b"\r\n" for c in lines))
+    await writer.drain()
+    await reader.readline()  # the daemon is busy with this connection now
+    stop = asyncio.create_task(agent.stop())
+    async with asyncio.timeout(30):  # the daemon must close the connection when it is done
+        replies = [line.decode() async for line in reader]
+        await stop
+    writer.close()
+    acked = {r.split()[1] for r in replies if r.startswith("ACK ")} | {lines[0]}
+    with Outbox.open(cfg.outbox.path) as box:
+        committed = {r.code for r in box.rows(limit=10_000)}
+    assert committed == acked  # nothing committed went unanswered, nothing answered is missing
+    assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "asyncio"]
