@@ -6,10 +6,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the optional parts need (pyzbar loads libzbar at run time).
-DEB_PACKAGES ?= libzbar0
+# Debian packages the optional parts need (pyzbar loads libzbar at run time; systemd provides
+# systemd-analyze, systemd-sysusers and systemd-tmpfiles for the tests of the unit in tests/ops).
+DEB_PACKAGES ?= libzbar0 systemd
+# `sudo make install`: the service into $(DESTDIR)$(PREFIX), its files under $(DESTDIR)$(SYSCONFDIR).
+# Runs with the system Python (no dev venv needed); INSTALL_FLAGS=--no-venv for packaging.
+PREFIX ?= /opt/scanner-agent
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+INSTALL_PYTHON ?= $(shell command -v /usr/bin/python3 || command -v $(PYTHON))
+INSTALL_FLAGS ?=
+INSTALL_ARGS = --destdir "$(DESTDIR)" --prefix "$(PREFIX)" --sysconfdir "$(SYSCONFDIR)"
 
-.PHONY: all demo test lint typecheck pytest bench deps venv clean help
+.PHONY: all demo test lint typecheck pytest bench deps venv clean help install uninstall
 
 all: test
 
@@ -17,6 +26,8 @@ help:
 	@echo "make demo   - run the end-to-end demo (trace service + agent + simulated scanner)"
 	@echo "make test   - ruff, mypy --strict and pytest"
 	@echo "make bench  - run the benchmarks in bench/ (JSON output)"
+	@echo "sudo make install   - install/upgrade the systemd service (DESTDIR, PREFIX, SYSCONFDIR)"
+	@echo "sudo make uninstall - remove it (the config and /var/lib/scanner-agent stay)"
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -38,7 +49,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,tui]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,tui,camera]'
 	@touch $(STAMP)
 
 venv: deps $(STAMP)
@@ -62,6 +73,12 @@ test: lint typecheck pytest
 
 bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+install:
+	$(INSTALL_PYTHON) -m scanner_agent.cli_ops install $(INSTALL_ARGS) $(INSTALL_FLAGS)
+
+uninstall:
+	$(INSTALL_PYTHON) -m scanner_agent.cli_ops uninstall $(INSTALL_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

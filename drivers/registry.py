@@ -8,7 +8,7 @@ build the source.  A new driver adds one :class:`SourceType` entry.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,10 @@ class Option:
     default: Any = None
     required: bool = False
     help: str = ""
+    item: Any = None
+    """For ``type=list``: the type every element must have (a class)."""
+    check: Callable[[Any], object] | None = None
+    """Further validation of a given value; raises ConfigError saying what is wrong."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,56 @@ SOURCE_TYPES: dict[str, SourceType] = {
             "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
         },
     ),
+    "camera": SourceType(
+        name="camera",
+        factory="drivers.camera:build",
+        main_option="device",
+        help="Every code on a carton or pallet face, read from camera or video frames (OpenCV).",
+        options={
+            "device": Option(
+                str,
+                required=True,
+                help="/dev/video0, rtsp://... or http://... stream, a video file or an image folder",
+            ),
+            "decoder": Option(
+                str,
+                "zxing",
+                help="zxing (zxing-cpp), pyzbar, or both",
+                check=lambda v: importlib.import_module("drivers.decoders").check_decoder(v),
+            ),
+            "formats": Option(
+                list,
+                ("Code128", "DataMatrix", "QRCode"),
+                item=str,
+                check=lambda v: importlib.import_module("drivers.decoders").format_names(v),
+                help='symbologies to look for, e.g. ["DataMatrix", "Code128"]; [] for all (slower)',
+            ),
+            "width": Option(int, 0, help="requested capture width in pixels, 0 for the device's"),
+            "height": Option(int, 0, help="requested capture height in pixels, 0 for the device's"),
+            "fps": Option(
+                float,
+                0.0,
+                help="camera frame rate to request; files: playback rate, 0 for every frame",
+            ),
+            "roi": Option(
+                list,
+                (),
+                item=int,
+                check=lambda v: importlib.import_module("drivers.decoders").check_roi(v),
+                help="[x, y, w, h] region to decode, [] for the whole frame",
+            ),
+            "dedupe_s": Option(
+                float, 2.0, help="a code seen again within this many seconds is the same scan"
+            ),
+            "confirm_frames": Option(int, 1, help="accept a code once seen in this many frames"),
+            "frame_budget_ms": Option(
+                float,
+                50.0,
+                help="no retry pass starts after this much decoding per frame, 0 for no limit",
+            ),
+            "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
+        },
+    ),
 }
 
 HARDWARE_TYPES = ("serial", "hidpos", "wedge")
@@ -157,12 +211,28 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
             value = float(value)
         if not isinstance(value, opt.type) or (opt.type is int and isinstance(value, bool)):
             raise ConfigError(f"{where}.{key}: expected {opt.type.__name__}, got {value!r}")
+        if (
+            opt.item is not None
+            and isinstance(value, list)
+            and any(
+                not isinstance(v, opt.item) or (opt.item is int and isinstance(v, bool))
+                for v in value
+            )
+        ):
+            raise ConfigError(
+                f"{where}.{key}: expected a list of {opt.item.__name__}, got {value!r}"
+            )
+        if opt.check is not None:
+            try:
+                opt.check(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.{key}: {exc}") from exc
         out[key] = value
     for key, opt in st.options.items():
         if key not in out:
             if opt.required:
                 raise ConfigError(f"{where}.{key}: missing (required for a {src.type} source)")
-            out[key] = opt.default
+            out[key] = list(opt.default) if isinstance(opt.default, list | tuple) else opt.default
     if "terminator" in out and out["terminator"] not in TERMINATOR_CHOICES:
         raise ConfigError(
             f"{where}.terminator: expected one of {', '.join(TERMINATOR_CHOICES)}, got {out['terminator']!r}"

@@ -26,7 +26,12 @@ Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 """``add(name, handler, help)``: registers a subcommand and returns its parser."""
 
-EXTENSIONS: tuple[str, ...] = ("scanner_agent.cli_hw",)
+EXTENSIONS: tuple[str, ...] = (
+    "scanner_agent.cli_hw",
+    "scanner_agent.cli_camera",
+    "scanner_agent.cli_bills",
+    "scanner_agent.cli_ops",
+)
 """Modules whose ``register(add: AddCommand)`` adds subcommands (hardware, bills, install...)."""
 
 
@@ -73,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or cfg.log_level)
 
     async def main() -> None:
-        daemon = Daemon(cfg)
+        daemon = Daemon(cfg, config_path=args.config or DEFAULT_CONFIG_PATH)
         install_signal_handlers(daemon)
         await daemon.run()
 

@@ -83,8 +83,9 @@ class SyncConfig:
     """Name of an environment variable holding the token, when no file is used."""
     enabled: bool = True
     """Turn syncing off (scans still queue) for a site with no link yet."""
-    batch_size: int = 1000
-    """Most scans sent in one request."""
+    batch_size: int = 2500
+    """Most scans sent in one request (bench/sync.py: 2,000-5,000 drain alike; smaller
+    batches hold the outbox thread, and so scan acknowledgements, for less time)."""
     batch_bytes: int = 2 * 1024 * 1024
     """Most uncompressed JSON bytes in one request."""
     gzip: bool = True
@@ -142,6 +143,31 @@ class SyncConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """The local control interface (``docs/control.md``): CLI and TUI talk to the daemon here."""
+
+    socket: str = "/run/scanner-agent/control.sock"
+    """UNIX socket path; empty turns the interface off."""
+    group: str = ""
+    """Group owning the socket (e.g. the dispatch clerks'); empty keeps the daemon's."""
+    mode: str = "0660"
+    """Socket permissions, octal."""
+
+    @property
+    def mode_bits(self) -> int:
+        """``mode`` as a number."""
+        return int(self.mode, 8)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The optional Prometheus endpoint (``docs/operations.md``)."""
+
+    listen: str = ""
+    """``host:port`` on loopback for ``GET /metrics``, e.g. ``127.0.0.1:9464``; empty turns it off."""
+
+
+@dataclass(frozen=True, slots=True)
 class SourceConfig:
     """One ``[[source]]`` table: a scanner input.
 
@@ -170,6 +196,8 @@ class AgentConfig:
     scan: ScanConfig = field(default_factory=ScanConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     sources: tuple[SourceConfig, ...] = ()
     """Scanner inputs, in file order."""
     log_level: str = "info"
@@ -260,11 +288,22 @@ def _validate(cfg: AgentConfig) -> None:
         "must be >= backoff_initial_s",
     )
     _check(sync.lease_s > 0, "sync.lease_s", "must be > 0")
+    mode = cfg.control.mode
+    _check(
+        len(mode) <= 4
+        and mode.isascii()
+        and mode.isdigit()
+        and "8" not in mode
+        and "9" not in mode,
+        "control.mode",
+        f"expected an octal mode such as 0660, got {mode!r}",
+    )
     _check(
         bool(sync.client_cert) == bool(sync.client_key),
         "sync.client_key",
         "client_cert and client_key must be set together",
     )
+    _check_metrics(cfg.metrics)
     _check(
         cfg.log_level in ("debug", "info", "warning", "error"),
         "log_level",
@@ -279,6 +318,27 @@ def _validate(cfg: AgentConfig) -> None:
             )
 
 
+LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
+"""Hosts the unauthenticated metrics endpoint may listen on."""
+
+
+def _check_metrics(metrics: MetricsConfig) -> None:
+    if not metrics.listen:
+        return
+    host, sep, port = metrics.listen.rpartition(":")
+    host = host.strip("[]")
+    _check(
+        bool(sep) and port.isdigit() and int(port) <= 65535,
+        "metrics.listen",
+        f"expected host:port such as 127.0.0.1:9464, got {metrics.listen!r}",
+    )
+    _check(
+        host in LOOPBACK_HOSTS or host.startswith("127."),
+        "metrics.listen",
+        f"expected a loopback address (the endpoint has no authentication), got {host!r}",
+    )
+
+
 def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     """Build and validate a config from parsed TOML (or any nested mapping).
 
@@ -288,7 +348,7 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     # Imported here: the driver registry imports config types, not the other way round.
     from drivers.registry import validate_source_options
 
-    top_known = {"device_id", "log_level", "scan", "outbox", "sync", "source"}
+    top_known = {"device_id", "log_level", "scan", "outbox", "sync", "control", "metrics", "source"}
     for key in data:
         if key not in top_known:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top_known))})")
@@ -300,6 +360,8 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     kwargs["scan"] = _build(ScanConfig, data.get("scan", {}), "scan.")
     kwargs["outbox"] = _build(OutboxConfig, data.get("outbox", {}), "outbox.")
     kwargs["sync"] = _build(SyncConfig, data.get("sync", {}), "sync.")
+    kwargs["control"] = _build(ControlConfig, data.get("control", {}), "control.")
+    kwargs["metrics"] = _build(MetricsConfig, data.get("metrics", {}), "metrics.")
     raw_sources = data.get("source", [])
     if not isinstance(raw_sources, list):
         raise ConfigError("source: expected an array of tables ([[source]])")

@@ -6,8 +6,8 @@ stop before the committer drains, and the committer drains before the outbox
 closes, so no acknowledged scan is ever lost on a clean stop, and a crash
 loses nothing that was acknowledged because acknowledgement follows COMMIT.
 
-The core imports nothing from Textual; the TUI observes through a control
-interface (see ``docs/control.md`` once it lands).
+The core imports nothing from Textual; the TUI observes and gives commands
+through the control interface on a UNIX socket (see ``docs/control.md``).
 """
 
 from __future__ import annotations
@@ -20,19 +20,27 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from drivers.base import Intake, RawScan, ScanOutcome, Source
 from drivers.registry import build_source
-from scanner_agent.config import AgentConfig
+from scanner_agent import logs
+from scanner_agent.bills import BillDesk
+from scanner_agent.config import AgentConfig, load_config
+from scanner_agent.control import ControlServer
 from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
 from scanner_agent.outbox import Outbox, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sync import SyncLoop, TraceApiClient
+
+if TYPE_CHECKING:
+    from scanner_agent.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +74,56 @@ class BoundIntake:
         return await self._intake.submit_many(scans, action=self.action, bill=self.bill)
 
 
+SyncObserver = Callable[[float, str], None]
+"""``(seconds, outcome)`` for each finished ``POST /v1/batches``; outcome is ``ok`` or the
+error type.  Must not block (it runs on the event loop)."""
+
+
+class ObservedTraceApiClient(TraceApiClient):
+    """The sync client with the daemon's hook: each batch request's duration, to observers."""
+
+    def __init__(self, *args: Any, observers: list[SyncObserver], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.observers = observers
+
+    async def post_batch(self, batch_id: str, body: bytes) -> bytes:
+        """``POST /v1/batches`` as usual, reporting how long it took and how it ended."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await super().post_batch(batch_id, body)
+        except asyncio.CancelledError:
+            outcome = ""
+            raise
+        except Exception as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            if outcome:
+                elapsed = time.perf_counter() - started
+                for observe in self.observers:
+                    try:
+                        observe(elapsed, outcome)
+                    except Exception:
+                        log.exception("sync observer failed")
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadResult:
+    """What :meth:`Daemon.reload` did."""
+
+    applied: tuple[str, ...] = ()
+    """Keys whose new value is in effect (``sync.url``, ``sync.token``, ``log_level``...)."""
+    needs_restart: tuple[str, ...] = ()
+    """Keys that changed in the file but take effect only after a restart."""
+    error: str | None = None
+    """Why the new config was refused (the old one is kept), or None."""
+
+
+RELOADABLE = ("sync.url", "sync.token_file", "sync.token_env", "log_level", "metrics.listen")
+"""Config keys :meth:`Daemon.reload` applies to a running daemon."""
+
+
 class Daemon:
     """One running agent."""
 
@@ -75,14 +133,17 @@ class Daemon:
         *,
         sources: list[tuple[Source, str, str]] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        config_path: Path | str | None = None,
     ) -> None:
         """Prepare (but do not start) the daemon.
 
         ``sources`` overrides the configured ones with ``(source, action, bill)``
         triples (used by the demo and tests to inject prepared sources);
-        ``transport`` is passed to the HTTP client (tests only).
+        ``transport`` is passed to the HTTP client (tests only); ``config_path``
+        is the file :meth:`reload` reads again (SIGHUP).
         """
         self.cfg = cfg
+        self.config_path = Path(config_path) if config_path is not None else None
         self.state = DaemonState.NEW
         self.started_at: float | None = None
         self._override_sources = sources
@@ -96,8 +157,19 @@ class Daemon:
         self._client: TraceApiClient | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
-        self.listeners: list[Callable[[RawScan, Any, ScanOutcome], None]] = []
+        self.listeners: list[Callable[[RawScan, Any, ScanOutcome], None]] = [self._seen]
         """Observers of every scan outcome (status stream, TUI); must not block."""
+        self.sync_observers: list[SyncObserver] = []
+        """Observers of every batch request's duration (metrics); must not block."""
+        self.metrics_server: MetricsServer | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.desk: BillDesk | None = None
+        """Bills: the open one per action gets the scans (see :meth:`bill_for`)."""
+        self.control: ControlServer | None = None
+        self.control_error: str | None = None
+        """Why the control interface is off (it never stops scanning)."""
+        self._routes: dict[str, tuple[str, str]] = {}
+        self._last_scan_at: dict[str, float] = {}
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -110,8 +182,24 @@ class Daemon:
         await self._ready.wait()
 
     def bill_for(self, action: str, source_bill: str) -> str:
-        """The bill a scan belongs to: its source's, else the default for the action."""
-        return source_bill or self.cfg.default_bill(action)
+        """The bill a scan belongs to: its source's, else the bill open for the action
+        on this device, else the default bill for the action (never none)."""
+        if source_bill:
+            return source_bill
+        opened = self.desk.bill_for(action) if self.desk is not None else None
+        return opened or self.cfg.default_bill(action)
+
+    def route_of(self, source: str) -> tuple[str, str]:
+        """``(action, bill)`` a source's next scan gets."""
+        action, bill = self._routes.get(source, (self.cfg.scan.action, ""))
+        return action, self.bill_for(action, bill)
+
+    def source_actions(self) -> list[str]:
+        """The action of each source's scans."""
+        return [action for action, _bill in self._routes.values()]
+
+    def _seen(self, scan: RawScan, _result: Any, _outcome: ScanOutcome) -> None:
+        self._last_scan_at[scan.source] = time.time()
 
     async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         """Run until :meth:`request_stop` (or SIGTERM/SIGINT when installed).
@@ -132,13 +220,16 @@ class Daemon:
         self.thread = thread = OutboxThread(outbox)
         tasks: list[asyncio.Task[None]] = []
         try:
-            self._client = TraceApiClient(
+            self._client = ObservedTraceApiClient(
                 cfg.sync,
-                token=cfg.sync.read_token(),
+                token=self._read_token(),
                 device_id=cfg.device_id,
                 transport=self._transport,
+                observers=self.sync_observers,
             )
-            self.sync = SyncLoop(thread, self._client, cfg.sync)
+            self.sync = SyncLoop(thread, self._client, cfg.sync, token_reader=self._read_token)
+            self.desk = BillDesk(thread, device_id=cfg.device_id, on_close=self.sync.wake)
+            await self.desk.start()
             self.committer = GroupCommitter(
                 thread,
                 max_rows=cfg.outbox.commit_max_rows,
@@ -163,6 +254,7 @@ class Daemon:
                 for src, intake in bound
             ]
             await self._wait_sources_started(source_tasks)
+            await self._start_control()
             self.state = DaemonState.RUNNING
             self.started_at = time.time()
             self._ready.set()
@@ -173,11 +265,13 @@ class Daemon:
                 cfg.outbox.path,
                 cfg.sync.url,
             )
+            self._start_metrics()
             if on_ready is not None:
                 on_ready()
             stop = asyncio.create_task(self._stop.wait())
             failed = await self._watch(stop, source_tasks)
             self.state = DaemonState.STOPPING
+            await self._stop_control()
             # Sources first: nothing new arrives while the committer drains.
             for t in source_tasks:
                 t.cancel()
@@ -188,15 +282,125 @@ class Daemon:
                 raise failed
         finally:
             self.state = DaemonState.STOPPING
-            for t in tasks:
+            self._stop_metrics()
+            for t in [*tasks, *self._background]:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+            await self._stop_control()
             if self._client is not None:
                 await self._client.aclose()
             thread.shutdown()
             outbox.close()
             self.state = DaemonState.STOPPED
             log.info("scanner-agent stopped")
+
+    def _read_token(self) -> str:
+        """The current token (from the config in effect), registered for log redaction."""
+        token = self.cfg.sync.read_token()
+        logs.add_secret(token)
+        return token
+
+    # -- metrics -----------------------------------------------------------------
+
+    def _start_metrics(self) -> None:
+        """Serve ``[metrics] listen`` if set; a failure is logged, never fatal."""
+        listen = self.cfg.metrics.listen
+        if not listen:
+            return
+        # Imported only when configured: prometheus-client stays unloaded otherwise.
+        from scanner_agent.metrics import AgentMetrics, MetricsServer, loop_snapshot
+
+        metrics = AgentMetrics(loop_snapshot(self, asyncio.get_running_loop()))
+        server = MetricsServer(metrics, listen)
+        try:
+            server.start()
+        except (OSError, ScannerAgentError) as exc:
+            log.error("metrics: failed to listen on %s: %s", listen, exc)
+            return
+        self.sync_observers.append(metrics.observe_sync)
+        self.metrics_server = server
+
+    def _stop_metrics(self) -> None:
+        server, self.metrics_server = self.metrics_server, None
+        if server is not None:
+            with contextlib.suppress(ValueError):
+                self.sync_observers.remove(server.metrics.observe_sync)
+            server.stop()
+
+    # -- reload ------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Reload the config file soon (safe from signal handlers: SIGHUP).
+
+        During start-up the reload waits until the daemon is ready; while
+        stopping it is ignored.
+        """
+        if self.state in (DaemonState.STOPPING, DaemonState.STOPPED):
+            log.warning("reload ignored: the daemon is %s", self.state.value)
+            return
+
+        async def when_ready() -> None:
+            await self._ready.wait()
+            await self.reload()
+
+        task = asyncio.get_running_loop().create_task(when_ready(), name="reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self) -> ReloadResult:
+        """Read the config file again and apply what can change while running.
+
+        Applied at once: the sync target (``sync.url``), the token (re-read
+        from ``sync.token_file``/``token_env`` even when the config is
+        unchanged, so SIGHUP after a token rotation is enough), ``log_level``
+        and ``metrics.listen``.  Every other changed key is logged as needing
+        a restart.  A config that fails to load or validate, or whose token
+        cannot be read, is logged and the running one kept.
+        """
+        if self.config_path is None:
+            return self._refuse("no config file to reload (the daemon was started without one)")
+        if self.sync is None or self.state is not DaemonState.RUNNING:
+            return self._refuse(f"the daemon is {self.state.value}, not running")
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+            token = await asyncio.to_thread(new.sync.read_token)
+        except ScannerAgentError as exc:
+            return self._refuse(str(exc))
+        logs.add_secret(token)
+        old = self.cfg
+        changed = _changed_keys(old, new)
+        applied: list[str] = []
+        if new.sync.url != old.sync.url and self._client is not None:
+            self._client.set_base_url(new.sync.url)
+            applied.append("sync.url")
+        sync_cfg = dataclasses.replace(
+            old.sync, url=new.sync.url, token_file=new.sync.token_file, token_env=new.sync.token_env
+        )
+        self.cfg = dataclasses.replace(
+            old, sync=sync_cfg, log_level=new.log_level, metrics=new.metrics
+        )
+        applied.extend(k for k in ("sync.token_file", "sync.token_env") if k in changed)
+        if self.sync.set_token(token):
+            applied.append("sync.token")
+        if new.log_level != old.log_level:
+            logs.set_level(new.log_level)
+            applied.append("log_level")
+        if new.metrics != old.metrics:
+            self._stop_metrics()
+            self._start_metrics()
+            applied.append("metrics.listen")
+        restart = tuple(k for k in changed if k not in RELOADABLE)
+        if restart:
+            log.warning(
+                "reload: %s changed; restart the service to apply (systemctl restart scanner-agent)",
+                ", ".join(restart),
+            )
+        log.info("reload: applied %s", ", ".join(applied) or "nothing (no change)")
+        return ReloadResult(applied=tuple(applied), needs_restart=restart)
+
+    def _refuse(self, why: str) -> ReloadResult:
+        log.error("reload: %s; keeping the running config", why)
+        return ReloadResult(error=why)
 
     def _build_sources(self, intake: ScanIntake) -> list[tuple[Source, Intake]]:
         out: list[tuple[Source, Intake]] = []
@@ -215,7 +419,32 @@ class Daemon:
                     )
                 )
         self.sources = [s for s, _ in out]
+        self._routes = {s.name: (i.action, i.bill) for s, i in out if isinstance(i, BoundIntake)}
         return out
+
+    async def _start_control(self) -> None:
+        """Serve the control socket; a failure is logged and shown, scanning goes on."""
+        if not self.cfg.control.socket:
+            return
+        server = ControlServer(self, self.cfg.control)
+        try:
+            await server.start()
+        except ScannerAgentError as exc:
+            self.control_error = str(exc)
+            log.warning("control interface off: %s", exc)
+            return
+        self.control = server
+        self.listeners.append(server.on_scan)
+        assert self.desk is not None
+        self.desk.listeners.append(server.on_bill)
+
+    async def _stop_control(self) -> None:
+        server, self.control = self.control, None
+        if server is None:
+            return
+        with contextlib.suppress(ValueError):
+            self.listeners.remove(server.on_scan)
+        await server.stop()
 
     async def _wait_sources_started(self, tasks: list[asyncio.Task[None]]) -> None:
         """Give sources a moment to fail on start (port in use, missing file)."""
@@ -321,6 +550,8 @@ class Daemon:
             "link": sync.state.value if sync else "unknown",
             "last_error": sync.stats.last_error if sync else None,
             "backlog": stats.backlog,
+            "held": stats.held,
+            "removed": stats.removed,
             "queue": stats.counts,
             "oldest_pending_at": stats.oldest_pending_at,
             "scanned": counts.scanned if counts else 0,
@@ -328,6 +559,16 @@ class Daemon:
             "refused": dict(counts.refused) if counts else {},
             "sources": [s.name for s in self.sources],
             "devices": self.device_status(),
+            "last_scan_at": dict(self._last_scan_at),
+            "bills": [
+                {"number": b.number, "type": b.type, "action": b.action, "opened_at": b.opened_at}
+                for b in (self.desk.open_bills if self.desk else [])
+            ],
+            "control": {
+                "socket": self.cfg.control.socket,
+                "serving": self.control is not None,
+                "error": self.control_error,
+            },
             "alarms": [
                 *(self.outbox.alarms if self.outbox else []),
                 *([self.intake.full_alarm] if self.intake and self.intake.full_alarm else []),
@@ -335,6 +576,24 @@ class Daemon:
             ],
             "sync": sync.snapshot() if sync else None,
         }
+
+
+def _changed_keys(old: AgentConfig, new: AgentConfig) -> list[str]:
+    """Dotted keys whose value differs (a section's fields, or ``source`` as a whole)."""
+    out: list[str] = []
+    for f in dataclasses.fields(old):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if a == b:
+            continue
+        if dataclasses.is_dataclass(a) and not isinstance(a, type):
+            out.extend(
+                f"{f.name}.{g.name}"
+                for g in dataclasses.fields(a)
+                if getattr(a, g.name) != getattr(b, g.name)
+            )
+        else:
+            out.append("source" if f.name == "sources" else f.name)
+    return out
 
 
 def _device_status(source: Source) -> dict[str, Any] | None:
@@ -348,8 +607,10 @@ def _device_status(source: Source) -> dict[str, Any] | None:
 
 
 def install_signal_handlers(daemon: Daemon) -> None:
-    """SIGTERM and SIGINT stop the daemon cleanly."""
+    """SIGTERM and SIGINT stop the daemon cleanly; SIGHUP reloads its config."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, daemon.request_stop)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, daemon.request_reload)

@@ -5,6 +5,12 @@ free port) in a temporary directory, plays a simulated handheld scanner that
 sends a few hundred realistic codes (some invalid, some repeated) and waits
 for each ACK/NAK like a real one, then waits for the outbox to drain and
 prints a summary checked against what the service actually holds.
+
+On a terminal (and without ``--json``) the same run is shown live in the
+dispatch TUI, attached to the demo's daemon over its control socket: the scans
+go to a demo bill with an expected list, which is closed when the scanner is
+done, so its results arrive on screen.  The TUI quits when the demo ends (or
+on ``q``); the summary follows.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from drivers.tcp import TcpSource
 from scanner_agent.config import config_from_dict
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import RowState
-from scanner_agent.simulate import simulate
+from scanner_agent.simulate import SimScan, simulate
 from scanner_agent.traceserver import TraceServerThread
 
 DEMO_TOKEN = "demo-token-not-secret"  # noqa: S105 - a loopback demo's throwaway token
@@ -79,7 +85,7 @@ class _Progress:
 
 
 async def _scanner(
-    port: int, lines: list[str], progress: _Progress, daemon: Daemon
+    port: int, lines: list[str], progress: _Progress, daemon: Daemon, pace_s: float = 0.002
 ) -> Counter[str]:
     """A handheld on a TCP base station: send a code, wait for ACK/NAK, repeat."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -95,15 +101,29 @@ async def _scanner(
                 f"scanning {i}/{len(lines)}  ACK {replies['ACK']}  NAK {replies['NAK']}  "
                 f"delivered {daemon.sync.stats.delivered}  link {daemon.sync.state.value}"
             )
-            await asyncio.sleep(0.002)  # a fast operator, not a flood
+            await asyncio.sleep(pace_s)  # a fast operator, not a flood
     finally:
         writer.close()
         await writer.wait_closed()
     return replies
 
 
-async def run_demo(count: int = 300, *, workdir: Path, out: TextIO = sys.stderr) -> DemoSummary:
-    """Run the demo in ``workdir`` and return its summary."""
+async def run_demo(
+    count: int = 300,
+    *,
+    workdir: Path,
+    out: TextIO = sys.stderr,
+    control_socket: str = "",
+    pace_s: float = 0.002,
+    bill: bool = False,
+    linger_s: float = 0.0,
+) -> DemoSummary:
+    """Run the demo in ``workdir`` and return its summary.
+
+    ``control_socket`` serves the control interface (for the TUI); ``bill``
+    puts the scans on a demo bill with an expected list, closed after the
+    last scan; ``linger_s`` keeps the daemon up that long after the end.
+    """
     started = time.monotonic()
     sims = simulate(count)
     # Two codes the "platform" does not know, to show a service-side rejection.
@@ -118,6 +138,7 @@ async def run_demo(count: int = 300, *, workdir: Path, out: TextIO = sys.stderr)
                 "scan": {"action": "ship"},
                 "outbox": {"path": str(workdir / "outbox.db"), "min_free_mb": 0},
                 "sync": {"url": trace.url, "token_file": str(token_file), "idle_poll_s": 0.2},
+                "control": {"socket": control_socket},
             }
         )
         source = TcpSource("tcp:demo-scanner", "127.0.0.1", 0, ack=True)
@@ -133,7 +154,12 @@ async def run_demo(count: int = 300, *, workdir: Path, out: TextIO = sys.stderr)
             f"outbox {cfg.outbox.path}\n"
         )
         progress = _Progress(out, count)
-        await _scanner(source.bound[1], [s.line for s in sims], progress, daemon)
+        if bill:
+            await _open_demo_bill(daemon, sims)
+        await _scanner(source.bound[1], [s.line for s in sims], progress, daemon, pace_s)
+        if bill:
+            assert daemon.desk is not None
+            await daemon.desk.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             stats = await daemon.queue_stats()
@@ -165,10 +191,38 @@ async def run_demo(count: int = 300, *, workdir: Path, out: TextIO = sys.stderr)
         progress.show(
             f"done: delivered {summary.delivered}, backlog {summary.still_queued}", final=True
         )
+        await asyncio.sleep(linger_s)
         daemon.request_stop()
         await task
     summary.seconds = round(time.monotonic() - started, 2)
     return summary
+
+
+async def _open_demo_bill(daemon: Daemon, sims: list[SimScan]) -> None:
+    """A sales shipment expecting the simulated products (a few short, to show it)."""
+    assert daemon.desk is not None
+    counts = Counter(
+        s.line[:7] if s.kind == "cn20" else s.line[5:19] for s in sims if s.kind in ("cn20", "gs1")
+    )
+    names = [
+        "阿莫西林胶囊",
+        "布洛芬缓释胶囊",
+        "头孢克肟片",
+        "连花清瘟胶囊",
+        "二甲双胍缓释片",
+        "阿托伐他汀钙片",
+        "维生素C片",
+        "氯雷他定片",
+        "奥美拉唑肠溶胶囊",
+        "蒙脱石散",
+    ]
+    rows = [
+        f"{p},{names[i % len(names)]},{n + 2}" for i, (p, n) in enumerate(sorted(counts.items()))
+    ]
+    await daemon.desk.open(
+        time.strftime("DEMO-%H%M%S"), 201, from_party="演示仓", to_party="演示药房"
+    )
+    await daemon.desk.import_expected(None, "product,name,count\n" + "\n".join(rows) + "\n")
 
 
 def format_summary(s: DemoSummary) -> str:
@@ -197,15 +251,63 @@ def format_summary(s: DemoSummary) -> str:
     return "\n".join(lines)
 
 
+def _run_plain(count: int, workdir: Path) -> DemoSummary:
+    return asyncio.run(run_demo(count, workdir=workdir))
+
+
+def _tui_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("textual") is not None
+
+
+def _run_with_tui(count: int, workdir: Path) -> DemoSummary:
+    """The demo on a background loop, shown in the TUI until it ends (or ``q``)."""
+    import io
+    import threading
+
+    from scanner_agent.tui import BackgroundLoop, SocketAgent, make_app
+
+    sock = workdir / "control.sock"
+    done = threading.Event()
+    result: list[DemoSummary] = []
+
+    async def demo() -> None:
+        try:
+            result.append(
+                await run_demo(
+                    count,
+                    workdir=workdir,
+                    out=io.StringIO(),
+                    control_socket=str(sock),
+                    pace_s=0.03,
+                    bill=True,
+                    linger_s=3.0,
+                )
+            )
+        finally:
+            done.set()
+
+    runner = BackgroundLoop(demo, name="demo")
+    runner.start()
+    make_app(SocketAgent(str(sock)), exit_when=done).run()
+    runner.join()
+    if runner.error is not None:
+        raise runner.error
+    return result[0]
+
+
 def main(count: int = 300, *, keep: str | None = None, as_json: bool = False) -> int:
     """Entry point for ``scanner-agent demo``; exit status 0 when the demo balanced."""
+    live = sys.stdout.isatty() and not as_json and _tui_available()
+    run = _run_with_tui if live else _run_plain
     if keep:
         workdir = Path(keep)
         workdir.mkdir(parents=True, exist_ok=True)
-        summary = asyncio.run(run_demo(count, workdir=workdir))
+        summary = run(count, workdir)
     else:
         with tempfile.TemporaryDirectory(prefix="scanner-agent-demo-") as tmp:
-            summary = asyncio.run(run_demo(count, workdir=Path(tmp)))
+            summary = run(count, Path(tmp))
     if as_json:
         print(json.dumps({**asdict(summary), "ok": summary.ok}, ensure_ascii=False))
     else:

@@ -1,19 +1,146 @@
 """Logging set-up: readable lines on a terminal, one JSON object per line otherwise.
 
 journald keeps stderr; JSON there lets a log shipper pick out device, bill
-and event ids without regexes.  Nothing here ever formats a token: the
-config keeps only the token's file or variable name, and the HTTP client
-adds the Authorization header itself.
+and event ids without regexes (pass them as ``extra={"device": ..., "bill":
+..., "event_id": ...}``).
+
+Tokens never reach a log line.  The config keeps only the token's file or
+variable name and the HTTP client adds the Authorization header itself, but a
+mistake (an exception text echoing a header, a debug line printing a
+request) must not leak one either: :func:`install_redaction` wraps the log
+record factory so every record, whatever handler receives it (stderr,
+journald, pytest's ``caplog``), has each registered secret and every
+``Authorization: Bearer ...`` value replaced by ``<redacted>`` before any
+handler sees it.
+
+>>> r = Redactor()
+>>> r.add_secret("s3cr3t-t0ken")
+>>> r.redact("sent Authorization: Bearer abc.def with s3cr3t-t0ken")
+'sent Authorization: Bearer <redacted> with <redacted>'
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-_EXTRA_KEYS = ("device", "bill", "event_id", "source", "batch_id")
+EXTRA_KEYS = ("device", "bill", "event_id", "source", "batch_id")
+"""``extra=`` keys copied into JSON lines (and redacted like the message)."""
+REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 6
+"""Shorter "secrets" are not redacted: replacing every ``abc`` would garble logs."""
+
+_BEARER = re.compile(r"(?i)(bearer\s+)([A-Za-z0-9._~+/=\-]+)")
+
+
+class Redactor:
+    """Replaces registered secrets and bearer credentials in text."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: tuple[str, ...] = ()
+
+    def add_secret(self, secret: str) -> None:
+        """Redact ``secret`` from now on (blank or very short values are ignored)."""
+        secret = secret.strip()
+        if len(secret) < MIN_SECRET_LENGTH:
+            return
+        with self._lock:
+            if secret not in self._secrets:
+                # Longest first, so a token containing another is replaced whole.
+                self._secrets = tuple(sorted({*self._secrets, secret}, key=len, reverse=True))
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret and bearer value replaced by ``<redacted>``."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        if "earer" in text or "EARER" in text:
+            text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
+        return text
+
+    def needs(self, text: str) -> bool:
+        """Whether :meth:`redact` would change ``text``."""
+        return self.redact(text) != text
+
+    def redact_record(self, record: logging.LogRecord) -> None:
+        """Rewrite a record in place: message, known extras and exception text."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a bad format string; logging reports it later
+            message = str(record.msg)
+        clean = self.redact(message)
+        if clean != message:
+            record.msg = clean
+            record.args = None
+        for key in EXTRA_KEYS:
+            value = getattr(record, key, None)
+            if isinstance(value, str):
+                setattr(record, key, self.redact(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            if self.needs(text):
+                record.exc_text = self.redact(text)
+                record.exc_info = None
+
+
+_redactor = Redactor()
+_install_lock = threading.Lock()
+
+
+def redactor() -> Redactor:
+    """The process's redactor (logging is process-wide, so is this)."""
+    return _redactor
+
+
+def add_secret(secret: str) -> None:
+    """Never log ``secret`` (the daemon calls this with each token it reads)."""
+    install_redaction()
+    _redactor.add_secret(secret)
+
+
+def install_redaction(secrets: Iterable[str] = ()) -> Redactor:
+    """Wrap the log record factory so every record is redacted at creation.
+
+    Idempotent: installing twice wraps once.
+    """
+    with _install_lock:
+        current = logging.getLogRecordFactory()
+        if not getattr(current, "_scanner_agent_redacting", False):
+            logging.setLogRecordFactory(_redacting_factory(current))
+    for secret in secrets:
+        _redactor.add_secret(secret)
+    return _redactor
+
+
+def _redacting_factory(inner: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = inner(*args, **kwargs)
+        _redactor.redact_record(record)
+        return record
+
+    factory._scanner_agent_redacting = True  # type: ignore[attr-defined]
+    return factory
+
+
+class RedactingFilter(logging.Filter):
+    """The same redaction as a handler filter (``setup_logging`` puts it on stderr).
+
+    ``extra=`` values are set on a record after the factory ran, so this
+    filter (and :class:`JsonFormatter`) redacts them again at output time.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never drops it."""
+        _redactor.redact_record(record)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,17 +154,23 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in _EXTRA_KEYS:
+        for key in EXTRA_KEYS:
             if hasattr(record, key):
-                out[key] = getattr(record, key)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False)
+                value = getattr(record, key)
+                # Extras are set after the record factory ran: redact them here.
+                out[key] = _redactor.redact(value) if isinstance(value, str) else value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False, default=str)
 
 
 def setup_logging(level: str = "info", *, json_lines: bool | None = None) -> None:
-    """Configure the root logger on stderr (JSON when stderr is not a TTY)."""
+    """Configure the root logger on stderr (JSON when stderr is not a TTY), redacting secrets."""
+    install_redaction()
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     if json_lines:
@@ -46,7 +179,12 @@ def setup_logging(level: str = "info", *, json_lines: bool | None = None) -> Non
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    set_level(level)
     # httpx logs every request at INFO; that is noise at a warehouse's scan rate.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def set_level(level: str) -> None:
+    """Change the root log level (at start and on reload)."""
+    logging.getLogger().setLevel(level.upper())

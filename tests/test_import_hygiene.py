@@ -20,6 +20,9 @@ CORE_MODULES = [
     "drivers.wedge",
     "drivers.discovery",
     "scanner_agent.cli_hw",
+    "scanner_agent.bills",
+    "scanner_agent.control",
+    "scanner_agent.cli_bills",
 ]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 import zxingcpp
+from numpy.typing import NDArray
 
 from scanner_agent.simulate import gtin_check_digit
 
@@ -39,7 +40,12 @@ class Code:
 
 
 def cn20(rng: random.Random) -> Code:
-    text = "8" + f"{rng.randrange(10**6):06d}" + f"{rng.randrange(10**9):09d}" + f"{rng.randrange(10**4):04d}"
+    text = (
+        "8"
+        + f"{rng.randrange(10**6):06d}"
+        + f"{rng.randrange(10**9):09d}"
+        + f"{rng.randrange(10**4):04d}"
+    )
     return Code("cn20", text, text)
 
 
@@ -52,7 +58,7 @@ def gs1dm(rng: random.Random) -> Code:
     return Code("gs1dm", text, f"(01){gtin}(17)281231(10){batch}(21){serial}")
 
 
-def symbol(code: Code, module_px: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
+def symbol(code: Code, module_px: int) -> NDArray[Any]:
     """The symbol as a grayscale image with quiet zones, ``module_px`` pixels per module.
 
     Code 128 uses one pixel less per module than DataMatrix (a 20-digit Code 128 is
@@ -76,10 +82,10 @@ def frame(
     blur: float = 0.8,
     noise: float = 6.0,
     rng: np.random.Generator | None = None,
-) -> np.ndarray[Any, np.dtype[np.uint8]]:
+) -> NDArray[Any]:
     """A BGR frame with each code pasted at ``(x, y)`` on a carton-brown background."""
     w, h = size
-    gray = np.full((h, w), 170, np.uint8)
+    gray: NDArray[Any] = np.full((h, w), 170, np.uint8)
     gray[:, :] += np.linspace(0, 40, w, dtype=np.uint8)[None, :]
     for code, x, y in codes:
         img = symbol(code, module_px)
@@ -115,7 +121,7 @@ def write_video(
 
     Returns the number of frames written.
     """
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (1280, 720))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (1280, 720))
     if not writer.isOpened():
         raise RuntimeError(f"Failed to open {path} as an MJPG video writer")
     rng = np.random.default_rng(3)

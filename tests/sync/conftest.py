@@ -17,9 +17,9 @@ from tests.sync.faultproxy import FaultProxy
 
 FAST_SYNC: dict[str, Any] = {
     "idle_poll_s": 0.05,
-    "connect_timeout_s": 1.0,
-    "read_timeout_s": 1.0,
-    "write_timeout_s": 1.0,
+    "connect_timeout_s": 5.0,
+    "read_timeout_s": 5.0,
+    "write_timeout_s": 5.0,
     "backoff_initial_s": 0.02,
     "backoff_max_s": 0.2,
     "batch_size": 40,

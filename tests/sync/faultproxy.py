@@ -72,6 +72,13 @@ class Seen:
     """The fault spent on it, if any."""
 
 
+class _Link:
+    """The service side of one agent connection."""
+
+    def __init__(self) -> None:
+        self.upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+
 class _Closed(Exception):
     """A peer closed its side mid-message."""
 
@@ -190,7 +197,8 @@ class FaultProxy:
     def release_held(self) -> None:
         """Let a ``HOLD_REQUEST`` go on (it then resets the agent's connection)."""
         loop, release = self._loop, self._release
-        assert loop is not None and release is not None
+        assert loop is not None
+        assert release is not None
         loop.call_soon_threadsafe(release.set)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -237,6 +245,8 @@ class FaultProxy:
             for task in list(self._handlers):
                 task.cancel()
             await asyncio.gather(*self._handlers, return_exceptions=True)
+            for _ in range(3):  # let the closed transports run their close callbacks
+                await asyncio.sleep(0)
             loop.stop()
 
         loop.call_soon_threadsafe(lambda: loop.create_task(shutdown()))
@@ -268,93 +278,105 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        conn = _Link()
         try:
-            upstream = await self._serve(reader, writer)
+            await self._serve(conn, reader, writer)
         except (_Closed, ConnectionError):
             _reset(writer)
         finally:
             self._handlers.discard(task)
             writer.close()
-            if upstream is not None:
-                upstream[1].close()
+            if conn.upstream is not None:
+                conn.upstream[1].close()
 
     async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        self, conn: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         """Relay requests on one agent connection until it closes or a fault ends it."""
-        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         while True:
             request = await _read_message(reader)
             if request is None:
-                return upstream
+                return
             head, body = request
             is_batch = head.startswith(b"POST /v1/batches ")
             armed = self._take() if is_batch else None
             if is_batch:
                 self._record(_header(head, b"idempotency-key"), armed)
-            fault = armed.fault if armed else None
-            if fault is Fault.REFUSE:
-                _reset(writer)
-                return upstream
-            if upstream is None or upstream[0].at_eof():
-                if upstream is not None:
-                    upstream[1].close()
-                try:
-                    upstream = await asyncio.open_connection(self.host, self.upstream_port)
-                except OSError:
-                    upstream = None
-                    _reset(writer)  # the service is down: the agent sees a reset
-                    return None
-            up_reader, up_writer = upstream
-            if fault is Fault.HOLD_REQUEST:
-                up_writer.write(head + body[: len(body) // 2])
-                await up_writer.drain()
-                assert self._release is not None
-                self._release.clear()
-                self.held.set()
-                await self._release.wait()
-                self.held.clear()
-                _reset(writer)
-                _reset(up_writer)
-                return None
-            up_writer.write(head + body)
-            await up_writer.drain()
-            if is_batch:
-                self._count(+1)
+                self._count(+1)  # until its reply is forwarded (or the connection ends)
             try:
-                reply = await _read_message(up_reader)
+                if not await self._relay(conn, head, body, armed, writer, is_batch):
+                    return
             finally:
                 if is_batch:
                     self._count(-1)
-            if reply is None:
-                _reset(writer)  # the service went away without answering
-                return upstream
-            if self.slow and is_batch:
-                await asyncio.sleep(self.slow)
-            r_head, r_body = reply
-            if fault is None:
-                writer.write(r_head + r_body)
-            elif fault is Fault.RESET_AFTER_REPLY:
-                _reset(writer)
-                return upstream
-            elif fault is Fault.DELAY_REPLY:
-                assert armed is not None
-                await asyncio.sleep(armed.delay)
-                writer.write(r_head + r_body)  # to a client that has long given up
-            elif fault is Fault.STATUS:
-                assert armed is not None
-                writer.write(_response(armed.status, b'{"error":"injected"}', armed.headers))
-            elif fault is Fault.TRUNCATE_REPLY:
-                writer.write(r_head + r_body[: len(r_body) // 2])
-                await writer.drain()
-                writer.close()
-                return upstream
-            elif fault is Fault.GARBAGE_REPLY:
-                writer.write(_response(200, b'{"batch_id": "x", "results": [}garbage'))
-            elif fault is Fault.MISMATCH_REPLY:
-                writer.write(_response(200, _mismatch(r_body)))
+
+    async def _relay(
+        self,
+        conn: _Link,
+        head: bytes,
+        body: bytes,
+        armed: Armed | None,
+        writer: asyncio.StreamWriter,
+        is_batch: bool,
+    ) -> bool:
+        """Relay one request and its reply, applying ``armed``; False ends the connection."""
+        fault = armed.fault if armed else None
+        if fault is Fault.REFUSE:
+            _reset(writer)
+            return False
+        if conn.upstream is None or conn.upstream[0].at_eof():
+            if conn.upstream is not None:
+                conn.upstream[1].close()
+                conn.upstream = None
+            try:
+                conn.upstream = await asyncio.open_connection(self.host, self.upstream_port)
+            except OSError:
+                _reset(writer)  # the service is down: the agent sees a reset
+                return False
+        up_reader, up_writer = conn.upstream
+        if fault is Fault.HOLD_REQUEST:
+            up_writer.write(head + body[: len(body) // 2])
+            await up_writer.drain()
+            assert self._release is not None
+            self._release.clear()
+            self.held.set()
+            await self._release.wait()
+            self.held.clear()
+            _reset(writer)
+            _reset(up_writer)
+            return False
+        up_writer.write(head + body)
+        await up_writer.drain()
+        reply = await _read_message(up_reader)
+        if reply is None:
+            _reset(writer)  # the service went away without answering
+            return False
+        if self.slow and is_batch:
+            await asyncio.sleep(self.slow)
+        r_head, r_body = reply
+        if fault is None:
+            writer.write(r_head + r_body)
+        elif fault is Fault.RESET_AFTER_REPLY:
+            _reset(writer)
+            return False
+        elif fault is Fault.DELAY_REPLY:
+            assert armed is not None
+            await asyncio.sleep(armed.delay)
+            writer.write(r_head + r_body)  # to a client that has long given up
+        elif fault is Fault.STATUS:
+            assert armed is not None
+            writer.write(_response(armed.status, b'{"error":"injected"}', armed.headers))
+        elif fault is Fault.TRUNCATE_REPLY:
+            writer.write(r_head + r_body[: len(r_body) // 2])
             await writer.drain()
+            writer.close()
+            return False
+        elif fault is Fault.GARBAGE_REPLY:
+            writer.write(_response(200, b'{"batch_id": "x", "results": [}garbage'))
+        elif fault is Fault.MISMATCH_REPLY:
+            writer.write(_response(200, _mismatch(r_body)))
+        await writer.drain()
+        return True
 
     def _count(self, delta: int) -> None:
         with self._lock:

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.config import SyncConfig
-from scanner_agent.errors import AuthError, ProtocolError, RateLimitedError, TransientSyncError
+from scanner_agent.errors import (
+    AuthError,
+    BatchRejectedError,
+    ProtocolError,
+    RateLimitedError,
+    TransientSyncError,
+)
 from scanner_agent.outbox import Batch, BatchEvent, uuid7
 from scanner_agent.sync import TraceApiClient, backoff_delay, decode_results, parse_retry_after
 from scanner_agent.traceserver import TraceServerThread
@@ -153,3 +159,16 @@ def test_backoff_is_full_jitter_capped_at_the_maximum() -> None:
     assert all(0 <= d <= 10.0 for d in delays)
     assert max(delays[:1]) <= 0.5
     assert max(delays[10:]) > 2.0
+
+
+async def test_a_batch_id_reused_for_other_events_is_refused_422_and_stores_nothing(
+    client: TraceApiClient, server: TraceServerThread
+) -> None:
+    batch = make_batch("80000000000000000009")
+    await client.send_batch(batch)
+    other = Batch(batch.batch_id, make_batch("80000000000000000010").events, 0)
+    with pytest.raises(BatchRejectedError) as info:
+        await client.send_batch(other)
+    assert info.value.status_code == 422
+    assert server.store.count_events() == 1
+    assert await client.send_batch(batch) == await client.send_batch(batch)  # replay: same reply

@@ -1,0 +1,189 @@
+"""The daemon's bill desk: bill commands from the event loop, and the routing of scans.
+
+:class:`BillDesk` runs every :class:`BillBook` call on the outbox thread and
+keeps in memory what the hot path needs without touching SQLite: the open
+bill per action (``bill_for``, called for every scan), product names and
+pack ratios (to describe a scan in the live stream).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from scanner_agent.bills._errors import BillError
+from scanner_agent.bills._files import parse_expected_csv, parse_packs_csv
+from scanner_agent.bills._models import Bill, BillView, CodeHistory, Removal
+from scanner_agent.bills._store import BillBook
+from scanner_agent.intake import OutboxThread
+
+log = logging.getLogger(__name__)
+
+BillListener = Callable[[str, str, dict[str, Any]], None]
+"""``(what, bill number, details)``: opened, closed, removed, imported."""
+
+
+class BillDesk:
+    """Bills of one device (``device_id``), served on the daemon's loop."""
+
+    def __init__(
+        self,
+        thread: OutboxThread,
+        *,
+        device_id: str,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self._thread = thread
+        self.book = BillBook(thread.outbox)
+        self.device_id = device_id
+        self._on_close = on_close
+        self._open: dict[str, Bill] = {}
+        """Open bill per action on this device."""
+        self.names: dict[str, str] = {}
+        """Product code or GTIN -> name."""
+        self._ratios: dict[str, tuple[int, str]] = {}
+        self._children: dict[str, int] = {}
+        self.listeners: list[BillListener] = []
+        """Told of every change (the control interface's event stream)."""
+
+    async def start(self) -> None:
+        """Load the open bills and the catalogue (after the outbox opened)."""
+        await self._reload_open()
+        self.names = await self._thread.call(self.book.product_names)
+        self._ratios, self._children = await self._thread.call(self.book.pack_units)
+
+    async def _reload_open(self) -> None:
+        bills = await self._thread.call(self.book.open_bills, self.device_id)
+        self._open = {b.action: b for b in bills}
+
+    # -- hot path (event loop, no I/O) ----------------------------------------
+
+    def bill_for(self, action: str) -> str | None:
+        """The bill open for ``action`` on this device, if any."""
+        bill = self._open.get(action)
+        return bill.number if bill is not None else None
+
+    @property
+    def open_bills(self) -> list[Bill]:
+        """Bills open on this device (as last loaded)."""
+        return list(self._open.values())
+
+    def describe(self, code: str | None, product: str | None) -> tuple[str, int, bool]:
+        """``(product name, units, is a carton)`` of a scanned code, from memory."""
+        units: int | None = None
+        unit_product = product or ""
+        if code and code in self._children:
+            units = self._children[code]
+        else:
+            for key in (code, product):
+                if key and key in self._ratios:
+                    units, up = self._ratios[key]
+                    unit_product = up or unit_product
+                    break
+        name = self.names.get(unit_product) or self.names.get(product or "", "")
+        return name, units or 1, units is not None and units > 1
+
+    # -- commands -----------------------------------------------------------------
+
+    def _tell(self, what: str, number: str, **details: Any) -> None:
+        for listener in self.listeners:
+            try:
+                listener(what, number, details)
+            except Exception:
+                log.exception("bill listener failed")
+
+    def current(self, number: str | None) -> str:
+        """The bill a command without a number means: the only open one.
+
+        Raises:
+            BillError: none or several are open.
+        """
+        if number:
+            return number
+        bills = self.open_bills
+        if len(bills) == 1:
+            return bills[0].number
+        if not bills:
+            raise BillError("Failed to pick a bill: none is open; name one", code="not_found")
+        names = ", ".join(b.number for b in bills)
+        raise BillError(f"Failed to pick a bill: several are open ({names}); name one")
+
+    async def open(self, number: str, type_code: int | str, **fields: Any) -> Bill:
+        """Open a bill on this device (see :meth:`BillBook.open`)."""
+        bill = await self._thread.call(
+            self.book.open, number, type_code, device_id=self.device_id, **fields
+        )
+        self._open[bill.action] = bill
+        self._tell("opened", bill.number, action=bill.action, type=bill.type)
+        return bill
+
+    async def close(self, number: str | None = None) -> Bill:
+        """Close a bill and hand its scans to sync."""
+        number = self.current(number)
+        try:
+            bill = await self._thread.call(self.book.close, number)
+        finally:
+            await self._reload_open()
+        if self._on_close is not None:
+            self._on_close()
+        self._tell("closed", bill.number, scans=bill.totals.scans)
+        return bill
+
+    async def undo(self, number: str | None, *, reason: str, origin: str = "") -> Removal:
+        """Take the last scan off a bill."""
+        number = self.current(number)
+        removal = await self._thread.call(self.book.undo, number, reason=reason, origin=origin)
+        self._tell("removed", number, seq=removal.seq, code=removal.code, reason=removal.reason)
+        return removal
+
+    async def remove(
+        self,
+        number: str | None,
+        *,
+        reason: str,
+        seq: int | None = None,
+        code: str | None = None,
+        origin: str = "",
+    ) -> Removal:
+        """Take one scan off a bill."""
+        number = self.current(number)
+        removal = await self._thread.call(
+            self.book.remove, number, reason=reason, seq=seq, code=code, origin=origin
+        )
+        self._tell("removed", number, seq=removal.seq, code=removal.code, reason=removal.reason)
+        return removal
+
+    async def import_expected(self, number: str | None, text: str) -> int:
+        """Replace a bill's expected list from CSV text."""
+        number = self.current(number)
+        lines = parse_expected_csv(text)
+        n = await self._thread.call(self.book.import_expected, number, lines)
+        self.names.update({e.product: e.name for e in lines if e.name})
+        self._tell("imported", number, products=n)
+        return n
+
+    async def import_packs(self, text: str) -> tuple[int, int]:
+        """Add pack ratios or parent -> child relations from CSV text."""
+        table = parse_packs_csv(text)
+        counts = await self._thread.call(self.book.import_packs, table)
+        self.names.update({r.key: r.name for r in table.ratios if r.name})
+        self._ratios, self._children = await self._thread.call(self.book.pack_units)
+        return counts
+
+    async def view(self, number: str | None = None, *, scan_limit: int = 100) -> BillView:
+        """The bill screen's data."""
+        number = self.current(number)
+        return await self._thread.call(self.book.view, number, scan_limit=scan_limit)
+
+    async def list_bills(self, *, state: str | None = None, limit: int = 50) -> list[Bill]:
+        """Opened bills, newest first."""
+        return await self._thread.call(self.book.list_bills, state=state, limit=limit)
+
+    async def history(self, number: str | None = None) -> list[dict[str, str]]:
+        """The bill's log."""
+        return await self._thread.call(self.book.history, self.current(number))
+
+    async def lookup(self, code: str) -> CodeHistory:
+        """A code's history."""
+        return await self._thread.call(self.book.lookup, code)

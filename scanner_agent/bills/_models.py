@@ -1,0 +1,136 @@
+"""Value objects of the bill desk; every one turns into JSON with :func:`dataclasses.asdict`."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class BillState(enum.StrEnum):
+    """Where a bill is.  ``delivered`` and ``partly_rejected`` follow from its scans' results."""
+
+    OPEN = "open"
+    """Taking scans; they are held back from sync until it closes."""
+    CLOSED = "closed"
+    """Handed to sync; some scans are still owed to the service."""
+    DELIVERED = "delivered"
+    """Closed, and the service holds every scan."""
+    PARTLY_REJECTED = "partly_rejected"
+    """Closed and settled, but the service refused one or more scans (dead letters)."""
+    DEFAULT = "default"
+    """Not opened by anyone: a device's default bill for an action, synced continuously."""
+
+
+@dataclass(frozen=True, slots=True)
+class BillTotals:
+    """Counts over a bill's scans."""
+
+    scans: int = 0
+    """Scans on the bill (removed ones not counted)."""
+    cartons: int = 0
+    """Of those, scans of a code known to hold more than one unit (a carton or case)."""
+    units: int = 0
+    """Units the scans stand for (a carton counts as its units)."""
+    removed: int = 0
+    """Scans taken off the bill (kept for audit, never sent)."""
+    pending: int = 0
+    """Not yet sent (held back while the bill is open)."""
+    in_flight: int = 0
+    delivered: int = 0
+    """The service holds them (``accepted`` or ``duplicate``)."""
+    duplicate: int = 0
+    """Of the delivered, the service already had the code under another event."""
+    rejected: int = 0
+    """The service refused them (dead letters, reason kept)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    """A bill (出入库单据) and its totals."""
+
+    number: str
+    type: int | None
+    """The platform's bill type code; ``None`` for a default bill."""
+    type_zh: str
+    type_en: str
+    action: str
+    device_id: str
+    from_party: str
+    to_party: str
+    note: str
+    state: str
+    """A :class:`BillState` value."""
+    opened_at: str | None
+    closed_at: str | None
+    totals: BillTotals = field(default_factory=BillTotals)
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressLine:
+    """One product of a bill against its expected list."""
+
+    product: str
+    name: str
+    expected: int
+    scanned: int
+    """Units scanned (cartons count as their units)."""
+    cartons: int
+    missing: int
+    extra: int
+
+
+@dataclass(frozen=True, slots=True)
+class BillScan:
+    """One scan of a bill with its delivery result."""
+
+    seq: int
+    code: str
+    product: str
+    name: str
+    units: int
+    carton: bool
+    scanned_at: str
+    state: str
+    """Outbox state: ``pending``, ``in_flight``, ``delivered``, ``rejected``."""
+    result: str | None
+    """The service's verdict: ``accepted``, ``duplicate``, ``rejected`` (``None`` before)."""
+    reason: str | None
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """A scan taken off its bill: the row stays, this record says why."""
+
+    seq: int
+    event_id: str
+    bill: str
+    code: str
+    reason: str
+    origin: str
+    removed_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class BillView:
+    """Everything the bill screen shows."""
+
+    bill: Bill
+    lines: tuple[ProgressLine, ...]
+    """Per product: expected, scanned, missing, extra (expected products first)."""
+    scans: tuple[BillScan, ...]
+    """The latest scans, newest first (removed ones included, marked)."""
+    removals: tuple[Removal, ...]
+    has_expected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CodeHistory:
+    """Everything the outbox knows about one code."""
+
+    code: str
+    scans: tuple[dict[str, object], ...]
+    """Outbox rows of the code, oldest first."""
+    refused: tuple[dict[str, object], ...]
+    """Times it was refused at intake (duplicate scans, invalid reads)."""
+    removals: tuple[Removal, ...]

@@ -1,0 +1,326 @@
+"""``scanner-agent status``, ``bill ...``, ``lookup`` and ``tui``: talk to the running daemon.
+
+Every command here is a thin call over the control socket
+(:mod:`scanner_agent.control`); the daemon does the work, so a bill opened
+from the CLI and one opened in the TUI are the same thing.  Textual is only
+imported by ``tui``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from scanner_agent.config import DEFAULT_CONFIG_PATH, ControlConfig, load_config
+from scanner_agent.errors import ScannerAgentError
+
+AddCommand = Any  # scanner_agent.cli.AddCommand; not imported to keep the module light
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def socket_path(args: argparse.Namespace) -> str:
+    """``--socket``, else ``control.socket`` of the config (``-c`` or the default file)."""
+    if getattr(args, "socket", None):
+        return str(args.socket)
+    config = getattr(args, "config", None)
+    if config:
+        return load_config(config).control.socket
+    if DEFAULT_CONFIG_PATH.exists():
+        return load_config(DEFAULT_CONFIG_PATH).control.socket
+    return ControlConfig().socket
+
+
+def _call(args: argparse.Namespace, cmd: str, **params: Any) -> Any:
+    from scanner_agent.control import ControlClient, RemoteError
+
+    path = socket_path(args)
+    if not path:
+        raise ScannerAgentError("control.socket is empty: the control interface is off")
+    with ControlClient(path) as client:
+        try:
+            return client.call(cmd, **{k: v for k, v in params.items() if v is not None})
+        except RemoteError as exc:
+            raise ScannerAgentError(str(exc)) from None
+
+
+# -- status ----------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the daemon's status."""
+    st = _call(args, "status")
+    if args.json:
+        _print_json(st)
+        return 0
+    print(f"agent      {st['device_id']}  {st['state']}  up {st['uptime_s']} s")
+    print(
+        f"link       {st['link']}  backlog {st['backlog']}  oldest {st['oldest_pending_at'] or '-'}"
+    )
+    if st.get("last_error"):
+        print(f"last error {st['last_error']}")
+    print(f"scans      {st['scanned']} scanned, {st['accepted']} accepted, refused {st['refused']}")
+    for b in st.get("bills", []):
+        print(f"open bill  {b['number']}  type {b['type']}  {b['action']}  since {b['opened_at']}")
+    for d in st.get("devices", []):
+        state = "connected" if d.get("connected") else "offline"
+        print(f"device     {d.get('source')}  {d.get('device')}  {d.get('model') or ''}  {state}")
+    for alarm in st.get("alarms", []):
+        print(f"ALARM      {alarm}")
+    return 0
+
+
+# -- bills -----------------------------------------------------------------------
+
+
+def _bill_line(b: dict[str, Any]) -> str:
+    t = b["totals"]
+    kind = f"{b['type']} {b['type_zh']}" if b.get("type") else b["type_zh"]
+    return (
+        f"{b['number']:<20} {kind:<10} {b['state']:<15} {t['scans']:>5} scans "
+        f"{t['units']:>6} units  delivered {t['delivered']}  rejected {t['rejected']}"
+    )
+
+
+def cmd_bill_open(args: argparse.Namespace) -> int:
+    """Open a bill; scans for its action go to it until it is closed."""
+    bill = _call(
+        args,
+        "bill.open",
+        number=args.number,
+        type=args.type,
+        action=args.action,
+        note=args.note,
+        **{"from": args.from_party, "to": args.to_party},
+    )
+    if args.expected:
+        _import(args, args.expected, number=bill["number"], packs=False)
+    if args.json:
+        _print_json(bill)
+    else:
+        print(f"opened {bill['number']}: {bill['type']} {bill['type_zh']} ({bill['action']})")
+    if bill.get("warning"):
+        print(f"warning: {bill['warning']}", file=sys.stderr)
+    return 0
+
+
+def cmd_bill_close(args: argparse.Namespace) -> int:
+    """Close a bill and hand its scans to sync."""
+    bill = _call(args, "bill.close", number=args.number)
+    if args.json:
+        _print_json(bill)
+    else:
+        print(f"closed {bill['number']}: {bill['totals']['scans']} scans handed to sync")
+    return 0
+
+
+def cmd_bill_undo(args: argparse.Namespace) -> int:
+    """Take the last scan off a bill."""
+    r = _call(args, "bill.undo", number=args.number, reason=args.reason, origin="cli")
+    print(f"removed scan {r['seq']} {r['code']} from {r['bill']}: {r['reason']}")
+    return 0
+
+
+def cmd_bill_remove(args: argparse.Namespace) -> int:
+    """Take one scan off a bill."""
+    r = _call(
+        args,
+        "bill.remove",
+        number=args.number,
+        seq=args.seq,
+        code=args.code,
+        reason=args.reason,
+        origin="cli",
+    )
+    print(f"removed scan {r['seq']} {r['code']} from {r['bill']}: {r['reason']}")
+    return 0
+
+
+def _import(args: argparse.Namespace, file: str, *, number: str | None, packs: bool) -> Any:
+    try:
+        text = Path(file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScannerAgentError(f"Failed to read {file!r}: {exc}") from exc
+    return _call(
+        args, "bill.import", number=number, csv=text, kind="packs" if packs else "expected"
+    )
+
+
+def cmd_bill_import(args: argparse.Namespace) -> int:
+    """Import a bill's expected list, or pack ratios, from CSV."""
+    r = _import(args, args.file, number=args.number, packs=args.packs)
+    if r["kind"] == "packs":
+        print(f"imported {r['ratios']} pack ratios and {r['relations']} parent-child relations")
+    else:
+        print(f"imported the expected list of {r['bill']}: {r['products']} products")
+    return 0
+
+
+def cmd_bill_show(args: argparse.Namespace) -> int:
+    """Show a bill: progress per product and its latest scans."""
+    view = _call(args, "bill.show", number=args.number, scans=args.scans)
+    if args.json:
+        _print_json(view)
+        return 0
+    b = view["bill"]
+    t = b["totals"]
+    print(_bill_line(b))
+    print(f"  from {b['from_party'] or '-'} to {b['to_party'] or '-'}  action {b['action']}")
+    print(
+        f"  cartons {t['cartons']}  removed {t['removed']}  pending {t['pending']}  "
+        f"in flight {t['in_flight']}  duplicate {t['duplicate']}"
+    )
+    if view["lines"]:
+        print(f"  {'product':<16} {'expected':>8} {'scanned':>8} {'missing':>8} {'extra':>6}  name")
+        for ln in view["lines"]:
+            print(
+                f"  {ln['product']:<16} {ln['expected']:>8} {ln['scanned']:>8} "
+                f"{ln['missing']:>8} {ln['extra']:>6}  {ln['name']}"
+            )
+    for s in view["scans"]:
+        result = "removed" if s["removed"] else (s["result"] or s["state"])
+        units = f"x{s['units']}" if s["carton"] else ""
+        print(f"  {s['seq']:>8} {s['code']:<44} {units:<5} {result} {s['reason'] or ''}")
+    return 0
+
+
+def cmd_bill_list(args: argparse.Namespace) -> int:
+    """List bills, newest first."""
+    bills = _call(args, "bill.list", state=args.state, limit=args.limit)
+    for b in bills:
+        if args.json:
+            _print_json(b)
+        else:
+            print(_bill_line(b))
+    return 0
+
+
+def cmd_bill_types(args: argparse.Namespace) -> int:
+    """List the platform's bill types (offline: the shipped table)."""
+    from scanner_agent.bills import bill_types
+
+    for t in bill_types().values():
+        if args.json:
+            _print_json(t.to_dict())
+        else:
+            print(f"{t.code}  {t.direction:<3}  {t.action:<9}  {t.zh}  {t.en}")
+    return 0
+
+
+def cmd_lookup(args: argparse.Namespace) -> int:
+    """A code's history: scans on every bill, refusals and removals."""
+    h = _call(args, "lookup", code=args.code)
+    if args.json:
+        _print_json(h)
+        return 0
+    print(f"{h['code']}  {h['name'] or ''}")
+    for s in h["scans"]:
+        state = "removed" if s["removed"] else (s["result"] or s["state"])
+        print(f"  {s['scanned_at']}  {s['action']:<8} {s['bill']:<20} {state} {s['reason'] or ''}")
+    for r in h["refused"]:
+        print(f"  {r['scanned_at']}  refused: {r['reason']}")
+    for r in h["removals"]:
+        print(f"  {r['removed_at']}  removed from {r['bill']}: {r['reason']}")
+    if not (h["scans"] or h["refused"]):
+        print("  never scanned here")
+    return 0
+
+
+# -- tui ---------------------------------------------------------------------------
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    """Run the dispatch terminal (Textual) attached to the daemon, or with one embedded."""
+    try:
+        from scanner_agent.tui import run_tui
+    except ImportError as exc:  # the [tui] extra is not installed
+        raise ScannerAgentError(
+            f"Failed to start the TUI: {exc} (install scanner-agent[tui])"
+        ) from exc
+    if args.embedded:
+        cfg = load_config(args.config or DEFAULT_CONFIG_PATH)
+        return run_tui(None, config=cfg, bell=args.bell)
+    return run_tui(socket_path(args), bell=args.bell)
+
+
+# -- wiring -------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    p.add_argument("--config", "-c", help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    p.add_argument("--socket", help="control socket (default: control.socket of the config)")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def register(add: AddCommand) -> None:
+    """Add ``status``, ``bill``, ``lookup`` and ``tui``."""
+    p = add("status", cmd_status, "Show the running agent's status (over its control socket).")
+    _common(p)
+
+    p = add("lookup", cmd_lookup, "Show a code's history: scans, refusals, removals.")
+    _common(p)
+    p.add_argument("code", help="the code (as scanned or normalised)")
+
+    p = add("tui", cmd_tui, "Run the dispatch terminal attached to the running agent.")
+    _common(p, json_flag=False)
+    p.add_argument(
+        "--embedded", action="store_true", help="run the agent inside the TUI (needs --config)"
+    )
+    p.add_argument("--bell", action="store_true", help="ring the terminal bell on a bad scan")
+
+    bill = add("bill", lambda a: 2, "Bills (出入库单据): open, close, undo, import, show.")
+    sub = bill.add_subparsers(dest="bill_command", required=True, metavar="BILL_COMMAND")
+
+    def badd(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(handler=handler)
+        _common(p)
+        return p
+
+    p = badd("open", cmd_bill_open, "Open a bill; scans for its action go to it until closed.")
+    p.add_argument("number", help="bill number (unique per site)")
+    p.add_argument("--type", "-t", required=True, help="platform bill type, e.g. 201 (bill types)")
+    p.add_argument("--from", dest="from_party", help="shipping party")
+    p.add_argument("--to", dest="to_party", help="receiving party")
+    p.add_argument("--note")
+    p.add_argument("--action", help="override the type's scan action")
+    p.add_argument("--expected", metavar="CSV", help="import this expected list at once")
+
+    p = badd("close", cmd_bill_close, "Close a bill and hand its scans to sync.")
+    p.add_argument("number", nargs="?", help="bill number (default: the open one)")
+
+    p = badd("undo", cmd_bill_undo, "Take the last scan off an open bill.")
+    p.add_argument("number", nargs="?", help="bill number (default: the open one)")
+    p.add_argument("--reason", "-r", required=True, help="why (kept in the bill's log)")
+
+    p = badd("remove", cmd_bill_remove, "Take one scan off an open bill.")
+    p.add_argument("number", nargs="?", help="bill number (default: the open one)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--seq", type=int, help="the scan's sequence number")
+    which.add_argument("--code", help="the scanned code")
+    p.add_argument("--reason", "-r", required=True, help="why (kept in the bill's log)")
+
+    p = badd("import", cmd_bill_import, "Import an expected list (or --packs ratios) from CSV.")
+    p.add_argument("file", help="CSV file (UTF-8)")
+    p.add_argument("--bill", dest="number", help="bill number (default: the open one)")
+    p.add_argument("--packs", action="store_true", help="the file is a pack-ratio table")
+
+    p = badd("show", cmd_bill_show, "Show a bill's progress and latest scans.")
+    p.add_argument("number", nargs="?", help="bill number (default: the open one)")
+    p.add_argument("--scans", type=int, default=20, help="latest scans to list (default 20)")
+
+    p = badd("list", cmd_bill_list, "List bills, newest first.")
+    p.add_argument(
+        "--state", choices=["open", "closed", "delivered", "partly_rejected"], help="filter"
+    )
+    p.add_argument("--limit", type=int, default=50)
+
+    p = sub.add_parser("types", help="List the platform's bill types.")
+    p.set_defaults(handler=cmd_bill_types)
+    p.add_argument("--json", action="store_true")

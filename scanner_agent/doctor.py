@@ -1,0 +1,503 @@
+"""``scanner-agent doctor``: is this box ready to scan and sync?  One line per check.
+
+Each check returns a :class:`Check` with a status (``ok``, ``warn``, ``fail``,
+``skip``), what it saw, and for anything not ok a fix hint.  The checks, in
+order:
+
+* ``config``: the file loads and validates.
+* ``service user``: the ``scanner-agent`` user exists (install creates it).
+* ``outbox``: the file passes ``PRAGMA quick_check`` (opened read-only), or its
+  directory is there and writable for the agent to create it.
+* ``disk space``: free space above the reserve (``outbox.min_free_mb``).
+* ``device <path>``: each configured device path exists and the service user
+  (else the current user) may read and write it.
+* ``discovery``: serial ports, HID and input devices, cameras found now.
+* ``profile <id>``: each hardware source's profile loads and an attached device
+  matches its USB ids; every site profile is valid.
+* ``trace service``: ``GET /v1/health`` answers 200.
+* ``token``: an authenticated ``GET /v1/events?limit=1`` is not refused.
+* ``clock``: the local clock is within :data:`MAX_CLOCK_SKEW_S` of the
+  service's HTTP ``Date`` header (scan times are stamped here).
+
+The library never prints; ``scanner_agent.cli_ops`` renders the report and
+exits non-zero when any check failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import grp
+import os
+import pwd
+import shutil
+import sqlite3
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from scanner_agent.errors import ScannerAgentError
+from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
+
+MAX_CLOCK_SKEW_S = 120.0
+"""More skew than this between here and the trace service is a failure."""
+HTTP_TIMEOUT_S = 5.0
+DEVICE_OPTIONS = ("port", "device")
+"""Source options that may name a device node (an absolute path; ``loop://`` URLs are not)."""
+
+
+class Status(enum.StrEnum):
+    """The verdict of one check."""
+
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report."""
+
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+    """What to do about it (empty when ok)."""
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "status": self.status.value,
+            "detail": self.detail,
+            "hint": self.hint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Every check, in order."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no check failed (warnings allowed)."""
+        return all(c.status is not Status.FAIL for c in self.checks)
+
+    def by_name(self, name: str) -> Check:
+        """The check called ``name`` (tests and tools)."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"ok": self.ok, "checks": [c.to_dict() for c in self.checks]}
+
+
+def _ok(name: str, detail: str) -> Check:
+    return Check(name, Status.OK, detail)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where doctor looks; every default is the live system's, tests point them elsewhere."""
+
+    config_path: Path = DEFAULT_CONFIG_PATH
+    service_user: str = SERVICE_USER
+    sysfs: Path = Path("/sys")
+    dev: Path = Path("/dev")
+    comports: Callable[[], Iterable[Any]] | None = None
+    """Replaces pyserial's port listing (tests)."""
+    profile_dirs: tuple[Path, ...] = field(default_factory=tuple)
+    """Site profile directories (default: ``/etc/scanner-agent/profiles``)."""
+    transport: Any = None
+    """An ``httpx.BaseTransport`` for the HTTP checks (tests)."""
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def run_doctor(options: Options | None = None) -> Report:
+    """Run every check (see the module docstring)."""
+    opts = options or Options()
+    return Report(tuple(_checks(opts)))
+
+
+def _checks(opts: Options) -> Iterator[Check]:
+    try:
+        cfg = load_config(opts.config_path)
+    except ScannerAgentError as exc:
+        yield Check(
+            "config",
+            Status.FAIL,
+            str(exc),
+            "fix the key named above (`scanner-agent check-config -c FILE`); "
+            "the installed default is /etc/scanner-agent/agent.toml",
+        )
+        return
+    yield _ok("config", f"{opts.config_path}: {len(cfg.sources)} sources, device {cfg.device_id}")
+    user = _user(opts.service_user)
+    yield _service_user_check(opts.service_user, user)
+    yield from _outbox_checks(cfg, user)
+    yield from _device_checks(cfg, user)
+    yield from _discovery_checks(cfg, opts)
+    yield from _service_checks(cfg, opts)
+
+
+# -- users and permissions ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _User:
+    name: str
+    uid: int
+    gids: frozenset[int]
+
+
+def _user(name: str) -> _User | None:
+    """The user and every group it has under the unit (its groups plus the device groups)."""
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    gids = {pw.pw_gid}
+    for g in grp.getgrall():
+        if name in g.gr_mem or g.gr_name in DEVICE_GROUPS:
+            gids.add(g.gr_gid)
+    return _User(name, pw.pw_uid, frozenset(gids))
+
+
+def _service_user_check(name: str, user: _User | None) -> Check:
+    if user is None:
+        return Check(
+            "service user",
+            Status.WARN,
+            f"no user {name!r}; checking access as {_current_user()} instead",
+            "install creates it: `sudo make install` (or systemd-sysusers scanner-agent.conf)",
+        )
+    return _ok("service user", f"{name} (uid {user.uid})")
+
+
+def _current_user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
+
+
+def _may(path: Path, user: _User | None, want: int) -> bool:
+    """Whether ``user`` (None: the current process) has ``want`` (os.R_OK | os.W_OK ...)."""
+    if user is None:
+        return os.access(path, want)
+    if user.uid == 0:
+        return True
+    st = path.stat()
+    if st.st_uid == user.uid:
+        bits = (stat.S_IRUSR if want & os.R_OK else 0) | (stat.S_IWUSR if want & os.W_OK else 0)
+        bits |= stat.S_IXUSR if want & os.X_OK else 0
+    elif st.st_gid in user.gids:
+        bits = (stat.S_IRGRP if want & os.R_OK else 0) | (stat.S_IWGRP if want & os.W_OK else 0)
+        bits |= stat.S_IXGRP if want & os.X_OK else 0
+    else:
+        bits = (stat.S_IROTH if want & os.R_OK else 0) | (stat.S_IWOTH if want & os.W_OK else 0)
+        bits |= stat.S_IXOTH if want & os.X_OK else 0
+    return st.st_mode & bits == bits
+
+
+def _who(user: _User | None) -> str:
+    return user.name if user is not None else _current_user()
+
+
+# -- outbox ----------------------------------------------------------------------
+
+
+def _outbox_checks(cfg: AgentConfig, user: _User | None) -> Iterator[Check]:
+    path = Path(cfg.outbox.path)
+    directory = path.parent
+    if not directory.is_dir():
+        yield Check(
+            "outbox",
+            Status.FAIL,
+            f"directory {directory} does not exist",
+            f"create it for the service: `sudo install -d -o {SERVICE_USER} -m 0750 {directory}` "
+            "(install's tmpfiles entry does this for /var/lib/scanner-agent)",
+        )
+        yield Check("disk space", Status.SKIP, "no outbox directory")
+        return
+    if not path.exists():
+        if _may(directory, user, os.W_OK | os.X_OK):
+            yield _ok("outbox", f"{path} not created yet (the agent creates it on start)")
+        else:
+            yield Check(
+                "outbox",
+                Status.FAIL,
+                f"{_who(user)} cannot create files in {directory}",
+                f"`sudo chown {SERVICE_USER}: {directory}`",
+            )
+    else:
+        yield _outbox_integrity(path, user)
+    yield _disk_space(directory, cfg.outbox.min_free_mb)
+
+
+def _outbox_integrity(path: Path, user: _User | None) -> Check:
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        return Check(
+            "outbox", Status.FAIL, f"{path}: cannot open: {exc}", "check its owner and mode"
+        )
+    pending = None
+    try:
+        row = db.execute("PRAGMA quick_check").fetchone()
+        result = str(row[0]) if row else "no result"
+        with contextlib.suppress(sqlite3.Error):  # a file the agent has not migrated yet
+            pending = db.execute(
+                "SELECT COUNT(*) FROM scans WHERE state IN ('pending', 'in_flight')"
+            ).fetchone()
+    except sqlite3.Error as exc:
+        result = f"{type(exc).__name__}: {exc}"
+    finally:
+        db.close()
+    if result != "ok":
+        return Check(
+            "outbox",
+            Status.FAIL,
+            f"{path} failed its integrity check: {result}",
+            "the agent moves a corrupt outbox aside and starts a new one on its next start; "
+            "export what can be read first: `scanner-agent queue export --outbox FILE`",
+        )
+    if not _may(path, user, os.R_OK | os.W_OK):
+        return Check(
+            "outbox",
+            Status.FAIL,
+            f"{path}: {_who(user)} cannot read and write it",
+            f"`sudo chown {SERVICE_USER}: {path}*`",
+        )
+    backlog = f", {pending[0]} scans not yet delivered" if pending else ""
+    return _ok("outbox", f"{path}: integrity ok{backlog}")
+
+
+def _disk_space(directory: Path, reserve_mb: int) -> Check:
+    free_mb = shutil.disk_usage(directory).free / (1024 * 1024)
+    detail = f"{free_mb:.0f} MiB free in {directory}, reserve {reserve_mb} MiB"
+    if free_mb < reserve_mb:
+        return Check(
+            "disk space",
+            Status.FAIL,
+            detail + ": new scans are refused",
+            "free space (old logs, `journalctl --vacuum-size=`), or lower outbox.min_free_mb",
+        )
+    if free_mb < 2 * reserve_mb:
+        return Check("disk space", Status.WARN, detail, "free space before the reserve is hit")
+    return _ok("disk space", detail)
+
+
+# -- devices and profiles --------------------------------------------------------------
+
+
+def _device_paths(cfg: AgentConfig) -> list[tuple[str, Path]]:
+    out = []
+    for i, src in enumerate(cfg.sources):
+        for key in DEVICE_OPTIONS:
+            value = src.options.get(key)
+            if isinstance(value, str) and value.startswith("/"):
+                out.append((src.name or f"source[{i}]", Path(value)))
+    return out
+
+
+def _device_checks(cfg: AgentConfig, user: _User | None) -> Iterator[Check]:
+    for source, path in _device_paths(cfg):
+        name = f"device {path}"
+        if not path.exists():
+            yield Check(
+                name,
+                Status.FAIL,
+                f"{source}: {path} does not exist (unplugged, or another name)",
+                "plug the scanner in; `scanner-agent devices` lists what is attached; "
+                "prefer the stable /dev/scanner/<profile>-<serial> names",
+            )
+            continue
+        if not (path.is_char_device() or path.is_file()):
+            yield Check(name, Status.WARN, f"{source}: {path} is not a character device")
+            continue
+        if _may(path, user, os.R_OK | os.W_OK):
+            yield _ok(name, f"{source}: readable and writable by {_who(user)}")
+            continue
+        st = path.stat()
+        group = _group_name(st.st_gid)
+        yield Check(
+            name,
+            Status.FAIL,
+            f"{source}: {_who(user)} cannot read and write {path} "
+            f"(mode {stat.filemode(st.st_mode)}, group {group})",
+            "install the udev rules (`sudo make install`) and re-plug, or add a site profile "
+            "with the scanner's USB ids and run `scanner-agent install` again",
+        )
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _discovery_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
+    from drivers.discovery import discover
+    from drivers.registry import HARDWARE_TYPES, resolve_options
+    from scanner_agent import profiles
+
+    dirs = list(opts.profile_dirs) or [profiles.SITE_PROFILE_DIR]
+    found = discover(opts.sysfs, dev=opts.dev, comports=opts.comports, profile_dirs=dirs)
+    hardware = [s for s in cfg.sources if s.type in HARDWARE_TYPES]
+    known = [d for d in found.all() if d.profiles]
+    summary = (
+        f"{len(found.serial)} serial ports, {len(found.hid)} HID, {len(found.input)} input, "
+        f"{len(found.cameras)} cameras; {len(known)} match a profile"
+    )
+    if hardware and not found.all():
+        yield Check(
+            "discovery",
+            Status.WARN,
+            summary,
+            "no device found: check cables and `dmesg`; `scanner-agent devices` lists them",
+        )
+    else:
+        yield _ok("discovery", summary)
+    for error in profiles.validate_all(dirs):
+        yield Check("profiles", Status.FAIL, error, "fix or remove the site profile named")
+    for i, src in enumerate(cfg.sources):
+        if src.type not in HARDWARE_TYPES:
+            continue
+        profile_id = str(resolve_options(src, f"source[{i}]").get("profile") or "")
+        name = f"profile {profile_id or '?'}"
+        try:
+            profile = profiles.load_profile(profile_id, dirs)
+        except profiles.ProfileError as exc:
+            yield Check(name, Status.FAIL, str(exc), "`scanner-agent profiles list` names them")
+            continue
+        ids = {(u.vid, u.pid) for u in profile.usb_ids}
+        if not ids:
+            yield _ok(name, f"source[{i}]: {profile.vendor} {profile.model} (no USB ids to match)")
+            continue
+        matches = [d.path for d in found.all() if (d.vid, d.pid) in ids]
+        if matches:
+            yield _ok(name, f"source[{i}]: attached as {', '.join(matches)}")
+        else:
+            yield Check(
+                name,
+                Status.WARN,
+                f"source[{i}]: no attached device has the USB ids of {profile.vendor} {profile.model}",
+                "plug it in, or check its USB mode (CDC, HID POS, keyboard) matches the source type",
+            )
+
+
+# -- the trace service -------------------------------------------------------------------
+
+
+def _service_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
+    import httpx
+
+    from scanner_agent.sync import build_ssl_context
+
+    if not cfg.sync.enabled:
+        for name in ("trace service", "token", "clock"):
+            yield Check(name, Status.SKIP, "sync.enabled = false")
+        return
+    try:
+        token = cfg.sync.read_token()
+        verify = build_ssl_context(cfg.sync)
+    except ScannerAgentError as exc:
+        yield Check("token", Status.FAIL, str(exc), "create the token file or set the variable")
+        return
+    url = cfg.sync.url.rstrip("/")
+    with httpx.Client(
+        base_url=url, timeout=HTTP_TIMEOUT_S, verify=verify, transport=opts.transport
+    ) as client:
+        try:
+            health = client.get("/v1/health")
+        except httpx.HTTPError as exc:
+            yield Check(
+                "trace service",
+                Status.FAIL,
+                f"{url}: {type(exc).__name__}: {exc}",
+                "check sync.url, the network and firewall, and TLS (sync.ca_bundle)",
+            )
+            yield Check("token", Status.SKIP, "service unreachable")
+            yield Check("clock", Status.SKIP, "service unreachable")
+            return
+        if health.status_code == 200:
+            yield _ok("trace service", f"{url}/v1/health: 200")
+        else:
+            yield Check(
+                "trace service",
+                Status.FAIL,
+                f"{url}/v1/health: {health.status_code}",
+                "the service is up but unhealthy, or sync.url points at something else",
+            )
+        yield _token_check(client, token, cfg)
+    yield _clock_check(health.headers.get("Date"), opts.now())
+
+
+def _token_check(client: Any, token: str, cfg: AgentConfig) -> Check:
+    import httpx
+
+    if not token:
+        return Check(
+            "token",
+            Status.FAIL,
+            "no token configured (sync.token_file / sync.token_env)",
+            "put the token in /etc/scanner-agent/token (mode 0640, group scanner-agent) "
+            "and set sync.token_file",
+        )
+    try:
+        reply = client.get(
+            "/v1/events", params={"limit": 1}, headers={"Authorization": f"Bearer {token}"}
+        )
+    except httpx.HTTPError as exc:
+        return Check("token", Status.FAIL, f"{type(exc).__name__}: {exc}", "retry; check the link")
+    where = cfg.sync.token_file or f"${cfg.sync.token_env}"
+    if reply.status_code in (401, 403):
+        return Check(
+            "token",
+            Status.FAIL,
+            f"the service refused the token from {where} ({reply.status_code})",
+            "get a valid token for this device from the trace service's operator, "
+            "then `sudo systemctl reload scanner-agent`",
+        )
+    if reply.status_code >= 400:
+        return Check(
+            "token",
+            Status.WARN,
+            f"GET /v1/events answered {reply.status_code}; the token was not refused",
+            "the service may not offer /v1/events; batches will tell",
+        )
+    return _ok("token", f"accepted (token from {where})")
+
+
+def _clock_check(date_header: str | None, now: datetime) -> Check:
+    if not date_header:
+        return Check("clock", Status.SKIP, "the service sent no Date header")
+    try:
+        theirs = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError, IndexError):
+        return Check("clock", Status.SKIP, f"unreadable Date header {date_header!r}")
+    if theirs.tzinfo is None:
+        theirs = theirs.replace(tzinfo=UTC)
+    skew = (now - theirs).total_seconds()
+    detail = f"local clock {skew:+.0f} s from the trace service"
+    if abs(skew) > MAX_CLOCK_SKEW_S:
+        return Check(
+            "clock",
+            Status.FAIL,
+            detail + f" (more than {MAX_CLOCK_SKEW_S:.0f} s): scan times would be wrong",
+            "turn on time sync: `sudo timedatectl set-ntp true` (check `timedatectl status`)",
+        )
+    return _ok("clock", detail)

@@ -1,0 +1,84 @@
+"""How the TUI reaches the daemon: a small blocking interface, used only from worker threads.
+
+:class:`SocketAgent` is the real one (the control socket).  Tests inject their
+own :class:`AgentLink` (a fixed, in-memory agent) to take deterministic
+snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from scanner_agent.control import ControlClient, ControlUnavailable, EventStream
+
+
+class EventSource(Protocol):
+    """A live event subscription."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Events until the agent hangs up (raises ``ControlUnavailable``) or :meth:`close`."""
+        ...
+
+    def close(self) -> None:
+        """Stop; a thread blocked in iteration returns."""
+        ...
+
+
+class AgentLink(Protocol):
+    """What the TUI needs from an agent; every call may block and raise ``ControlError``."""
+
+    def call(self, cmd: str, /, **args: Any) -> Any:
+        """One request; its result."""
+        ...
+
+    def events(self) -> EventSource:
+        """Subscribe to scan and bill events."""
+        ...
+
+    def close(self) -> None:
+        """Drop connections."""
+        ...
+
+
+class SocketAgent:
+    """The daemon on its control socket: one request connection per calling thread.
+
+    The TUI's threads (events, polling, commands) never wait on each other's
+    requests: a slow ``bill.show`` does not hold up an ``undo``.
+    """
+
+    def __init__(self, path: str, *, timeout: float = 15.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._clients: dict[int, ControlClient] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def call(self, cmd: str, /, **args: Any) -> Any:
+        """One request over this thread's connection.
+
+        Raises:
+            ControlUnavailable: after :meth:`close`, or the agent is unreachable.
+        """
+        with self._lock:
+            if self._closed:
+                raise ControlUnavailable("Failed to call the agent: the TUI is closing")
+            client = self._clients.get(threading.get_ident())
+            if client is None:
+                client = ControlClient(self.path, timeout=self.timeout)
+                self._clients[threading.get_ident()] = client
+        return client.call(cmd, **args)
+
+    def events(self) -> EventStream:
+        """A new subscription connection."""
+        return EventStream(self.path, timeout=5.0)
+
+    def close(self) -> None:
+        """Close every request connection; later calls fail."""
+        with self._lock:
+            self._closed = True
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()

@@ -1,0 +1,278 @@
+"""Dialogs: open a bill, give a reason, confirm closing, import a file, search a code."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
+
+from scanner_agent.bills import bill_types
+
+
+def _when(at: str) -> str:
+    """An RFC 3339 time as ``YYYY-MM-DD HH:MM:SS`` in local time."""
+    try:
+        return datetime.fromisoformat(at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return at
+
+
+def _no_blink(screen: ModalScreen[Any]) -> None:
+    blink = bool(getattr(screen.app, "blink", True))
+    for inp in screen.query(Input):
+        inp.cursor_blink = blink
+
+
+class OpenBillScreen(ModalScreen[dict[str, Any] | None]):
+    """Number, bill type, parties: returns the ``bill.open`` arguments or ``None``."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, *, default_type: int = 201, number: str = "") -> None:
+        super().__init__()
+        self.default_type = default_type
+        self.number = number
+
+    def compose(self) -> ComposeResult:
+        options = [(f"{t.code} {t.zh} {t.en}", t.code) for t in bill_types().values()]
+        with Vertical(classes="dialog"):
+            yield Label("Open a bill (出入库单据)", classes="dialog-title")
+            with Horizontal(classes="field"):
+                yield Label("Number", classes="field-label")
+                yield Input(value=self.number, placeholder="bill number", id="number", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("Type", classes="field-label")
+                yield Select(
+                    options, value=self.default_type, allow_blank=False, id="type", compact=True
+                )
+            with Horizontal(classes="field"):
+                yield Label("From", classes="field-label")
+                yield Input(placeholder="shipper", id="from", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("To", classes="field-label")
+                yield Input(placeholder="receiver", id="to", compact=True)
+            yield Static(id="open-error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Open", variant="primary", id="ok", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        _no_blink(self)
+        self.query_one("#number", Input).focus()
+
+    def _submit(self) -> None:
+        number = self.query_one("#number", Input).value.strip()
+        if not number:
+            self.query_one("#open-error", Static).update("A bill number is required.")
+            self.query_one("#number", Input).focus()
+            return
+        self.dismiss(
+            {
+                "number": number,
+                "type": self.query_one("#type", Select).value,
+                "from": self.query_one("#from", Input).value.strip(),
+                "to": self.query_one("#to", Input).value.strip(),
+            }
+        )
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit()  # every field but the number is optional: Enter opens at once
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ReasonScreen(ModalScreen[str | None]):
+    """Ask why (undo, remove): returns the reason or ``None``."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, *, default: str = "") -> None:
+        super().__init__()
+        self.title_text = title
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            with Horizontal(classes="field"):
+                yield Label("Reason", classes="field-label")
+                yield Input(
+                    value=self.default,
+                    placeholder="kept in the bill's log",
+                    id="reason",
+                    compact=True,
+                )
+            yield Static(id="reason-error", classes="dialog-error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Remove", variant="error", id="ok", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        _no_blink(self)
+        self.query_one("#reason", Input).focus()
+
+    def _submit(self) -> None:
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.query_one("#reason-error", Static).update("A reason is required.")
+            return
+        self.dismiss(reason)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes or no, with a text that says what happens."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes"),
+    ]
+
+    def __init__(self, title: str, body: Text | str, *, yes: str = "Yes") -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.body)
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.yes, variant="primary", id="ok", compact=True)
+                yield Button("No", id="cancel", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "ok")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class PathScreen(ModalScreen[str | None]):
+    """Ask for a file path (CSV import)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, *, placeholder: str = "path to a CSV file") -> None:
+        super().__init__()
+        self.title_text = title
+        self.placeholder = placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            with Horizontal(classes="field"):
+                yield Label("File", classes="field-label")
+                yield Input(placeholder=self.placeholder, id="path", compact=True)
+            yield Static(
+                "Expected list: product,name,count (or 药品标识码,名称,数量). UTF-8.",
+                classes="dialog-help",
+            )
+
+    def on_mount(self) -> None:
+        _no_blink(self)
+        self.query_one("#path", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value.strip():
+            self.dismiss(event.value.strip())
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class SearchScreen(ModalScreen[None]):
+    """Search a code's history (the app runs the lookup and calls :meth:`show`)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog dialog-wide"):
+            yield Label("Code history: scan or type a code, Enter", classes="dialog-title")
+            with Horizontal(classes="field"):
+                yield Label("Code", classes="field-label")
+                yield Input(placeholder="scan or type", id="code", compact=True)
+            yield Static(id="search-head")
+            table: DataTable[Any] = DataTable(id="search-table", cursor_type="row")
+            table.add_column("when", width=19)
+            table.add_column("what", width=10)
+            table.add_column("bill", width=16)
+            table.add_column("detail")
+            yield table
+
+    def on_mount(self) -> None:
+        _no_blink(self)
+        self.query_one("#code", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        code = event.value.strip()
+        if code:
+            self.query_one("#search-head", Static).update("searching…")
+            lookup = getattr(self.app, "lookup", None)
+            if callable(lookup):
+                lookup(code)
+
+    def show(self, history: dict[str, Any]) -> None:
+        """Draw a ``lookup`` result."""
+        head = Text.assemble((history["code"], "bold"), "  ", history.get("name") or "")
+        if history.get("carton"):
+            head.append(f"  carton of {history['units']}")
+        if not (history["scans"] or history["refused"]):
+            head.append("  — never scanned here", style="yellow")
+        self.query_one("#search-head", Static).update(head)
+        table = self.query_one("#search-table", DataTable)
+        table.clear()
+        rows: list[tuple[str, str, str, str]] = []
+        for s in history["scans"]:
+            what = "removed" if s.get("removed") else (s.get("result") or s.get("state"))
+            rows.append(
+                (s["scanned_at"], s["action"], s["bill"], f"{what} {s.get('reason') or ''}")
+            )
+        for r in history["refused"]:
+            rows.append((r["scanned_at"], "refused", "", r["reason"]))
+        for r in history["removals"]:
+            rows.append((r["removed_at"], "removal", r["bill"], r["reason"]))
+        for when, what, bill, detail in sorted(rows):
+            table.add_row(_when(when), what, bill, detail)
+
+    def show_error(self, message: str) -> None:
+        """Say why the lookup failed."""
+        self.query_one("#search-head", Static).update(Text(message, style="bold red"))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

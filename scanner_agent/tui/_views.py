@@ -1,0 +1,329 @@
+"""The dispatch terminal's views: live scans, the bill, devices, link and queue.
+
+Each view is a plain container that is handed JSON from the control
+interface (``show``/``add``) and draws it; none of them talks to the agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, tzinfo
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+VERDICT_STYLE = {
+    "accepted": ("OK", "bold green"),
+    "invalid": ("INVALID", "bold white on red"),
+    "duplicate": ("DUPLICATE", "bold black on yellow"),
+    "full": ("FULL", "bold white on magenta"),
+    "error": ("ERROR", "bold white on magenta"),
+}
+RESULT_STYLE = {
+    "accepted": "green",
+    "duplicate": "yellow",
+    "rejected": "bold red",
+    "removed": "dim strike",
+    "pending": "cyan",
+    "held": "cyan",
+    "in_flight": "blue",
+}
+LINK_STYLE = {
+    "online": "bold green",
+    "degraded": "bold yellow",
+    "offline": "bold red",
+    "auth_failed": "bold white on red",
+    "disabled": "dim",
+}
+
+
+def clock(at: str | None, tz: tzinfo | None) -> str:
+    """``HH:MM:SS`` of an RFC 3339 time, in ``tz`` (local when ``None``)."""
+    if not at:
+        return "-"
+    try:
+        return datetime.fromisoformat(at).astimezone(tz).strftime("%H:%M:%S")
+    except ValueError:
+        return at[:8]
+
+
+def ago(ts: float | None, now: float) -> str:
+    """A Unix time as ``12 s ago`` / ``3 min ago`` / ``-``."""
+    if ts is None:
+        return "-"
+    secs = max(0.0, now - ts)
+    if secs < 90:
+        return f"{secs:.0f} s ago"
+    if secs < 5400:
+        return f"{secs / 60:.0f} min ago"
+    return f"{secs / 3600:.1f} h ago"
+
+
+def _num(n: int, style: str = "") -> Text:
+    return Text(str(n), style=style, justify="right")
+
+
+def verdict_text(verdict: str) -> Text:
+    """A scan verdict as a coloured label."""
+    label, style = VERDICT_STYLE.get(verdict, (verdict.upper(), "bold"))
+    return Text(label, style=style)
+
+
+def result_text(scan: dict[str, Any], *, bill_open: bool) -> Text:
+    """A bill scan's delivery result as a coloured label."""
+    if scan.get("removed"):
+        key = "removed"
+    elif scan.get("result"):
+        key = str(scan["result"])
+    elif scan.get("state") == "pending" and bill_open:
+        key = "held"
+    else:
+        key = str(scan.get("state", ""))
+    return Text(key.replace("_", " "), style=RESULT_STYLE.get(key, ""))
+
+
+class StreamView(Vertical):
+    """Every scan as it happens, newest at the bottom, bounded."""
+
+    def __init__(self, *, max_rows: int, tz: tzinfo | None, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.max_rows = max_rows
+        self.tz = tz
+        self._keys: list[Any] = []
+        self.total = 0
+        """Scans seen since the TUI started."""
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[Any] = DataTable(id="stream-table", cursor_type="row", zebra_stripes=True)
+        table.add_column("time", width=8)
+        table.add_column("code", width=20)
+        table.add_column("sch", width=4)
+        table.add_column("product", width=16)
+        table.add_column("result", width=9)
+        table.add_column("detail")
+        yield table
+
+    def add(self, events: Iterable[dict[str, Any]]) -> None:
+        """Append scan events; the oldest rows go once there are ``max_rows``."""
+        table = self.query_one("#stream-table", DataTable)
+        added = 0
+        for ev in events:
+            self.total += 1
+            product = ev.get("name") or ev.get("product") or ""
+            if ev.get("carton"):
+                product = f"{product} x{ev.get('units')}"
+            detail = ev.get("reason") or ev.get("bill") or ""
+            self._keys.append(
+                table.add_row(
+                    clock(ev.get("at"), self.tz),
+                    ev.get("code") or "",
+                    ev.get("scheme") or "",
+                    product,
+                    verdict_text(str(ev.get("verdict", ""))),
+                    detail,
+                )
+            )
+            added += 1
+        excess = len(self._keys) - self.max_rows
+        if excess > 0:
+            for key in self._keys[:excess]:
+                table.remove_row(key)
+            del self._keys[:excess]
+        if added:
+            table.move_cursor(row=table.row_count - 1, animate=False)
+
+    @property
+    def rows(self) -> int:
+        """Rows shown now."""
+        return len(self._keys)
+
+
+class BillPane(Vertical):
+    """The current bill: summary, progress per product, latest scans with results."""
+
+    def __init__(self, *, tz: tzinfo | None, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.tz = tz
+        self.view: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="bill-summary")
+        lines: DataTable[Any] = DataTable(id="bill-lines", cursor_type="row", zebra_stripes=True)
+        lines.add_column("product", width=14)
+        lines.add_column("name", width=20)
+        lines.add_column("expected", width=8)
+        lines.add_column("scanned", width=8)
+        lines.add_column("missing", width=8)
+        lines.add_column("extra", width=6)
+        yield lines
+        scans: DataTable[Any] = DataTable(id="bill-scans", cursor_type="row")
+        scans.add_column("seq", width=6)
+        scans.add_column("time", width=8)
+        scans.add_column("code", width=20)
+        scans.add_column("units", width=5)
+        scans.add_column("result", width=9)
+        scans.add_column("reason")
+        yield scans
+
+    def show(self, view: dict[str, Any] | None, *, hint: str = "") -> None:
+        """Draw a ``bill.show`` result (``None``: no bill yet)."""
+        self.view = view
+        summary = self.query_one("#bill-summary", Static)
+        lines = self.query_one("#bill-lines", DataTable)
+        scans = self.query_one("#bill-scans", DataTable)
+        cursor = scans.cursor_row
+        lines.clear()
+        scans.clear()
+        if view is None:
+            summary.update(Text.assemble(("No bill open. ", "bold"), hint))
+            return
+        b = view["bill"]
+        t = b["totals"]
+        state = str(b["state"])
+        state_style = {
+            "open": "bold cyan",
+            "delivered": "bold green",
+            "partly_rejected": "bold white on red",
+            "closed": "bold yellow",
+        }.get(state, "bold")
+        kind = f"{b['type']} {b['type_zh']}" if b.get("type") else b["type_zh"]
+        parties = f"{b['from_party'] or '-'} → {b['to_party'] or '-'}"
+        summary.update(
+            Text.assemble(
+                (b["number"], "bold"),
+                f"  {kind}  {parties}  ",
+                (state.replace("_", " ").upper(), state_style),
+                "\n",
+                f"scans {t['scans']} cartons {t['cartons']} units {t['units']} "
+                f"removed {t['removed']} │ ",
+                ("held " if state == "open" else "pending ", ""),
+                f"{t['pending'] + t['in_flight']} ",
+                ("delivered ", "green"),
+                f"{t['delivered']} ",
+                ("dup ", "yellow"),
+                f"{t['duplicate']} ",
+                ("rejected ", "red"),
+                f"{t['rejected']}",
+            )
+        )
+        for ln in view["lines"]:
+            missing = _num(ln["missing"], "bold red" if ln["missing"] else "green")
+            extra = _num(ln["extra"], "bold yellow" if ln["extra"] else "")
+            lines.add_row(
+                ln["product"], ln["name"], _num(ln["expected"]), _num(ln["scanned"]), missing, extra
+            )
+        bill_open = state == "open"
+        why = {r["seq"]: r["reason"] for r in view.get("removals", [])}
+        for s in view["scans"]:
+            scans.add_row(
+                str(s["seq"]),
+                clock(s["scanned_at"], self.tz),
+                s["code"],
+                f"x{s['units']}" if s["carton"] else "1",
+                result_text(s, bill_open=bill_open),
+                why.get(s["seq"], "") if s["removed"] else (s.get("reason") or ""),
+                key=str(s["seq"]),
+            )
+        if scans.row_count:
+            scans.move_cursor(row=min(cursor, scans.row_count - 1), animate=False)
+
+    def selected_scan(self) -> dict[str, Any] | None:
+        """The scan under the cursor of the scans table."""
+        if self.view is None:
+            return None
+        scans = self.query_one("#bill-scans", DataTable)
+        if not scans.row_count:
+            return None
+        row = scans.cursor_row
+        items = self.view["scans"]
+        return items[row] if 0 <= row < len(items) else None
+
+
+class DevicesView(Vertical):
+    """Each source and its device: connected, model, last scan, errors."""
+
+    def compose(self) -> ComposeResult:
+        table: DataTable[Any] = DataTable(id="devices-table", cursor_type="row")
+        table.add_column("source", width=18)
+        table.add_column("device", width=13)
+        table.add_column("model", width=13)
+        table.add_column("state", width=9)
+        table.add_column("last scan", width=10)
+        table.add_column("errors")
+        yield table
+        yield Static(id="devices-note")
+
+    def show(self, status: dict[str, Any], now: float) -> None:
+        """Draw the sources of a ``status`` result."""
+        table = self.query_one("#devices-table", DataTable)
+        table.clear()
+        devices = {str(d.get("source")): d for d in status.get("devices", [])}
+        last = status.get("last_scan_at", {})
+        for name in status.get("sources", []):
+            d = devices.get(name)
+            if d is None:
+                state = Text("software", style="dim")
+                device, model, errors, seen = "", "", "", last.get(name)
+            else:
+                up = bool(d.get("connected"))
+                state = Text("connected" if up else "OFFLINE", "green" if up else "bold red")
+                device, model = str(d.get("device") or ""), str(d.get("model") or "")
+                errors = str(d.get("errors", 0))
+                seen = d.get("last_scan_at") or last.get(name)
+            table.add_row(name, device, model, state, ago(seen, now), Text(errors, justify="right"))
+        offline = [d for d in devices.values() if not d.get("connected")]
+        note = self.query_one("#devices-note", Static)
+        if offline:
+            why = "; ".join(f"{d.get('source')}: {d.get('reason') or 'offline'}" for d in offline)
+            note.update(Text(why, style="bold red"))
+        else:
+            note.update("")
+
+
+class LinkView(Vertical):
+    """The link to the trace service and the outbox queue."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="link-summary")
+        table: DataTable[Any] = DataTable(id="rejections-table", cursor_type="row")
+        table.add_column("refused", width=8)
+        table.add_column("code", width=24)
+        table.add_column("reason")
+        yield table
+
+    def show(self, status: dict[str, Any], now: float, tz: tzinfo | None) -> None:
+        """Draw link and queue from a ``status`` result."""
+        sync = status.get("sync") or {}
+        link = str(status.get("link", "unknown"))
+        queue = status.get("queue", {})
+        parts: list[Any] = [
+            ("link      ", "dim"),
+            (link.upper(), LINK_STYLE.get(link, "bold")),
+            f"   in flight {sync.get('in_flight', 0)} batches\n",
+            ("backlog   ", "dim"),
+            f"{status.get('backlog', 0)}  (held by open bills {status.get('held', 0)})   "
+            f"oldest {clock(status.get('oldest_pending_at'), tz)}\n",
+            ("queue     ", "dim"),
+            "  ".join(f"{k} {v}" for k, v in queue.items()),
+            f"  removed {status.get('removed', 0)}\n",
+            ("sent      ", "dim"),
+            f"delivered {sync.get('delivered', 0)}  duplicate {sync.get('duplicate', 0)}  "
+            f"rejected {sync.get('rejected', 0)}  last ok {ago(sync.get('last_success_at'), now)}\n",
+            ("error     ", "dim"),
+            (str(status.get("last_error") or "-"), "red" if status.get("last_error") else ""),
+        ]
+        if sync.get("retry_at"):
+            parts.append(f"  (retry in {max(0.0, sync['retry_at'] - now):.0f} s)")
+        self.query_one("#link-summary", Static).update(Text.assemble(*parts))
+        table = self.query_one("#rejections-table", DataTable)
+        table.clear()
+        for r in reversed(sync.get("recent_rejections", [])):
+            at = r.get("at")
+            when = datetime.fromtimestamp(at, tz).strftime("%H:%M:%S") if at else "-"
+            table.add_row(when, r.get("code", ""), r.get("reason", ""))
+
+
+Clock = Callable[[], float]

@@ -1,0 +1,259 @@
+"""``scanner-agent doctor`` on a good set-up (a real trace service) and on broken ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from scanner_agent import cli_ops
+from scanner_agent.doctor import Options, Report, Status, run_doctor
+from scanner_agent.outbox import Outbox
+from scanner_agent.traceserver import TraceServerThread
+
+ME = pwd.getpwuid(os.getuid()).pw_name
+
+WriteConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, token_file: Path) -> WriteConfig:
+    """Write an agent.toml in tmp_path; keyword arguments replace parts of it."""
+
+    def write(
+        url: str = "http://127.0.0.1:9",
+        *,
+        token: str = f'token_file = "{token_file}"',
+        outbox: str | None = None,
+        extra: str = "",
+        min_free_mb: int = 0,
+    ) -> Path:
+        path = tmp_path / "agent.toml"
+        path.write_text(
+            f"""
+device_id = "doctor-dock"
+[outbox]
+path = "{outbox or tmp_path / "data" / "outbox.db"}"
+min_free_mb = {min_free_mb}
+[sync]
+url = "{url}"
+{token}
+{extra}
+"""
+        )
+        (tmp_path / "data").mkdir(exist_ok=True)
+        return path
+
+    return write
+
+
+def doctor(config: Path, tmp_path: Path, **kwargs: Any) -> Report:
+    (tmp_path / "sys").mkdir(exist_ok=True)
+    options: dict[str, Any] = {
+        "config_path": config,
+        "service_user": ME,
+        "sysfs": tmp_path / "sys",
+        "comports": list,
+        "profile_dirs": (tmp_path / "no-site-profiles",),
+    }
+    options.update(kwargs)
+    return run_doctor(Options(**options))
+
+
+def statuses(report: Report) -> dict[str, Status]:
+    return {c.name: c.status for c in report.checks}
+
+
+def test_a_good_set_up_passes_every_check(
+    tmp_path: Path, write_config: WriteConfig, trace_server: TraceServerThread
+) -> None:
+    Outbox.open(tmp_path / "data" / "outbox.db").close()
+    device = tmp_path / "ttyACM0"
+    device.touch(mode=0o660)
+    config = write_config(
+        trace_server.url,
+        extra=f'[[source]]\ntype = "serial"\nport = "{device}"\nprofile = "newland-hr22"\n',
+    )
+    report = doctor(config, tmp_path)
+    assert report.ok, report.to_dict()
+    got = statuses(report)
+    for name in (
+        "config",
+        "service user",
+        "outbox",
+        "disk space",
+        "trace service",
+        "token",
+        "clock",
+    ):
+        assert got[name] is Status.OK, (name, report.by_name(name))
+    assert got[f"device {device}"] is Status.OK
+    assert "integrity ok" in report.by_name("outbox").detail
+    # No Newland scanner attached in the empty sysfs: a warning, not a failure.
+    assert got["profile newland-hr22"] is Status.WARN
+
+
+def test_a_refused_token_fails_with_a_hint_and_exit_status_1(
+    tmp_path: Path,
+    write_config: WriteConfig,
+    trace_server: TraceServerThread,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bad = tmp_path / "bad-token"
+    bad.write_text("not-the-token\n")
+    config = write_config(trace_server.url, token=f'token_file = "{bad}"')
+    report = doctor(config, tmp_path)
+    token = report.by_name("token")
+    assert token.status is Status.FAIL
+    assert "401" in token.detail
+    assert token.hint
+    assert report.by_name("trace service").status is Status.OK
+    assert not report.ok
+    assert cli_ops.main(["doctor", "-c", str(config), "--user", ME, "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is False
+    assert {"name": "token", "status": "fail"}.items() <= next(
+        c for c in data["checks"] if c["name"] == "token"
+    ).items()
+    assert "not-the-token" not in json.dumps(data)
+
+
+def test_no_token_configured_fails(
+    tmp_path: Path, write_config: WriteConfig, trace_server: TraceServerThread
+) -> None:
+    report = doctor(write_config(trace_server.url, token=""), tmp_path)
+    assert report.by_name("token").status is Status.FAIL
+    assert "no token" in report.by_name("token").detail
+
+
+def test_an_unreachable_service_fails_and_skips_token_and_clock(
+    tmp_path: Path, write_config: WriteConfig
+) -> None:
+    report = doctor(write_config("http://127.0.0.1:9"), tmp_path)
+    got = statuses(report)
+    assert got["trace service"] is Status.FAIL
+    assert got["token"] is Status.SKIP
+    assert got["clock"] is Status.SKIP
+    assert "sync.url" in report.by_name("trace service").hint
+
+
+def _service(date: datetime) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"events": [], "next": None}, headers={"Date": format_datetime(date, True)}
+        )
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("skew_s", "status"),
+    [(30, Status.OK), (-45, Status.OK), (600, Status.FAIL), (-180, Status.FAIL)],
+)
+def test_clock_skew_over_two_minutes_fails(
+    tmp_path: Path, write_config: WriteConfig, skew_s: int, status: Status
+) -> None:
+    now = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    report = doctor(
+        write_config("https://trace.example"),
+        tmp_path,
+        transport=_service(now - timedelta(seconds=skew_s)),
+        now=lambda: now,
+    )
+    clock = report.by_name("clock")
+    assert clock.status is status, clock
+    assert f"{skew_s:+d} s" in clock.detail
+    if status is Status.FAIL:
+        assert "timedatectl" in clock.hint
+
+
+def test_a_corrupt_outbox_fails(tmp_path: Path, write_config: WriteConfig) -> None:
+    outbox = tmp_path / "data" / "outbox.db"
+    config = write_config(outbox=str(outbox), extra="enabled = false")
+    outbox.write_bytes(b"this is not a database" * 200)
+    report = doctor(config, tmp_path)
+    check = report.by_name("outbox")
+    assert check.status is Status.FAIL
+    assert check.hint
+    assert report.by_name("trace service").status is Status.SKIP
+
+
+def test_a_damaged_page_fails_the_quick_check(tmp_path: Path, write_config: WriteConfig) -> None:
+    outbox = tmp_path / "data" / "outbox.db"
+    Outbox.open(outbox).close()
+    db = sqlite3.connect(outbox)
+    db.execute("PRAGMA journal_mode = DELETE")
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    data = bytearray(outbox.read_bytes())
+    data[page + 8 : page * 2] = b"\xff" * (page - 8)  # garble the second page (not the header)
+    outbox.write_bytes(bytes(data))
+    report = doctor(write_config(outbox=str(outbox), extra="enabled = false"), tmp_path)
+    assert report.by_name("outbox").status is Status.FAIL
+
+
+def test_a_missing_outbox_directory_fails(tmp_path: Path, write_config: WriteConfig) -> None:
+    config = write_config(outbox=str(tmp_path / "nowhere" / "outbox.db"), extra="enabled = false")
+    report = doctor(config, tmp_path)
+    assert report.by_name("outbox").status is Status.FAIL
+    assert "install -d" in report.by_name("outbox").hint
+
+
+def test_free_space_below_the_reserve_fails(tmp_path: Path, write_config: WriteConfig) -> None:
+    report = doctor(write_config(min_free_mb=1 << 40, extra="enabled = false"), tmp_path)
+    assert report.by_name("disk space").status is Status.FAIL
+
+
+def test_missing_and_forbidden_devices_fail(tmp_path: Path, write_config: WriteConfig) -> None:
+    forbidden = tmp_path / "hidraw3"
+    forbidden.touch(mode=0o600)
+    missing = tmp_path / "ttyACM9"
+    config = write_config(
+        extra=(
+            "enabled = false\n"
+            f'[[source]]\ntype = "serial"\nport = "{missing}"\n'
+            f'[[source]]\ntype = "hidpos"\ndevice = "{forbidden}"\n'
+            '[[source]]\ntype = "serial"\nport = "loop://"\n'
+        )
+    )
+    # "nobody" is neither the owner (root) nor in its group: no access.
+    report = doctor(config, tmp_path, service_user="nobody")
+    assert report.by_name(f"device {missing}").status is Status.FAIL
+    denied = report.by_name(f"device {forbidden}")
+    assert denied.status is Status.FAIL
+    assert "nobody cannot read and write" in denied.detail
+    assert "udev" in denied.hint
+    assert not [c for c in report.checks if "loop://" in c.name]
+
+
+def test_an_unknown_service_user_is_a_warning(tmp_path: Path, write_config: WriteConfig) -> None:
+    report = doctor(write_config(extra="enabled = false"), tmp_path, service_user="no-such-user-x")
+    assert report.by_name("service user").status is Status.WARN
+
+
+def test_a_bad_config_is_the_only_check(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text("[sync]\nbatch_size = 0\n")
+    report = doctor(config, tmp_path)
+    assert [c.name for c in report.checks] == ["config"]
+    assert "sync.batch_size" in report.checks[0].detail
+
+
+def test_doctor_prints_one_line_per_check(
+    tmp_path: Path, write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(extra="enabled = false")
+    code = cli_ops.main(["doctor", "-c", str(config), "--user", ME, "--sysfs", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert lines[0].startswith("[ OK ] config")
+    assert any(line.startswith("[SKIP] trace service") for line in lines)

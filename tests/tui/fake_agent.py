@@ -1,0 +1,303 @@
+"""A fixed, in-memory agent for deterministic TUI snapshots (the real one is tested with Pilot)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from scanner_agent.control import RemoteError
+
+AT = "2026-11-23T08:30:0{}.000+00:00"
+NOW = 1795422615.0  # 2026-11-23T08:30:15Z
+
+EVENTS: list[dict[str, Any]] = [
+    {
+        "event": "scan",
+        "at": AT.format(1),
+        "code": "81234560000000011234",
+        "scheme": "cn20",
+        "product": "8123456",
+        "name": "阿莫西林胶囊",
+        "units": 1,
+        "carton": False,
+        "verdict": "accepted",
+        "reason": None,
+        "seq": 1,
+        "source": "tcp:dock",
+        "bill": "SO-2026-0001",
+    },
+    {
+        "event": "scan",
+        "at": AT.format(2),
+        "code": "81234500000000011111",
+        "scheme": "cn20",
+        "product": "8123450",
+        "name": "阿莫西林胶囊",
+        "units": 10,
+        "carton": True,
+        "verdict": "accepted",
+        "reason": None,
+        "seq": 2,
+        "source": "tcp:dock",
+        "bill": "SO-2026-0001",
+    },
+    {
+        "event": "scan",
+        "at": AT.format(3),
+        "code": "(01)06901234567892(21)A1B2C3",
+        "scheme": "gs1",
+        "product": "06901234567892",
+        "name": "布洛芬缓释胶囊",
+        "units": 1,
+        "carton": False,
+        "verdict": "accepted",
+        "reason": None,
+        "seq": 3,
+        "source": "tcp:dock",
+        "bill": "SO-2026-0001",
+    },
+    {
+        "event": "scan",
+        "at": AT.format(4),
+        "code": "81234560000000011234",
+        "scheme": "cn20",
+        "product": "8123456",
+        "name": "阿莫西林胶囊",
+        "units": 1,
+        "carton": False,
+        "verdict": "duplicate",
+        "reason": "duplicate scan",
+        "seq": 1,
+        "source": "tcp:dock",
+        "bill": None,
+    },
+]
+
+TOTALS = {
+    "scans": 3,
+    "cartons": 1,
+    "units": 12,
+    "removed": 1,
+    "pending": 3,
+    "in_flight": 0,
+    "delivered": 0,
+    "duplicate": 0,
+    "rejected": 0,
+}
+
+BILL_VIEW: dict[str, Any] = {
+    "bill": {
+        "number": "SO-2026-0001",
+        "type": 201,
+        "type_zh": "销售出库",
+        "type_en": "Sales shipment",
+        "action": "ship",
+        "device_id": "dock-1",
+        "from_party": "华东仓",
+        "to_party": "仁和药房",
+        "note": "",
+        "state": "open",
+        "opened_at": AT.format(0),
+        "closed_at": None,
+        "totals": TOTALS,
+    },
+    "lines": [
+        {
+            "product": "8123456",
+            "name": "阿莫西林胶囊",
+            "expected": 20,
+            "scanned": 11,
+            "cartons": 1,
+            "missing": 9,
+            "extra": 0,
+        },
+        {
+            "product": "06901234567892",
+            "name": "布洛芬缓释胶囊",
+            "expected": 0,
+            "scanned": 1,
+            "cartons": 0,
+            "missing": 0,
+            "extra": 1,
+        },
+    ],
+    "scans": [
+        {
+            "seq": 4,
+            "code": "81234560000000099999",
+            "product": "8123456",
+            "name": "阿莫西林胶囊",
+            "units": 1,
+            "carton": False,
+            "scanned_at": AT.format(5),
+            "state": "pending",
+            "result": None,
+            "reason": None,
+            "removed": True,
+        },
+        {
+            "seq": 3,
+            "code": "(01)06901234567892(21)A1B2C3",
+            "product": "06901234567892",
+            "name": "布洛芬缓释胶囊",
+            "units": 1,
+            "carton": False,
+            "scanned_at": AT.format(3),
+            "state": "pending",
+            "result": None,
+            "reason": None,
+            "removed": False,
+        },
+        {
+            "seq": 2,
+            "code": "81234500000000011111",
+            "product": "8123456",
+            "name": "阿莫西林胶囊",
+            "units": 10,
+            "carton": True,
+            "scanned_at": AT.format(2),
+            "state": "pending",
+            "result": None,
+            "reason": None,
+            "removed": False,
+        },
+        {
+            "seq": 1,
+            "code": "81234560000000011234",
+            "product": "8123456",
+            "name": "阿莫西林胶囊",
+            "units": 1,
+            "carton": False,
+            "scanned_at": AT.format(1),
+            "state": "pending",
+            "result": None,
+            "reason": None,
+            "removed": False,
+        },
+    ],
+    "removals": [
+        {
+            "seq": 4,
+            "event_id": "e4",
+            "bill": "SO-2026-0001",
+            "code": "81234560000000099999",
+            "reason": "wrong product",
+            "origin": "tui",
+            "removed_at": AT.format(6),
+        }
+    ],
+    "has_expected": True,
+}
+
+STATUS: dict[str, Any] = {
+    "device_id": "dock-1",
+    "state": "running",
+    "uptime_s": 3600.0,
+    "link": "degraded",
+    "last_error": "HTTP 503 from the trace service",
+    "backlog": 42,
+    "held": 3,
+    "removed": 1,
+    "queue": {"pending": 40, "in_flight": 2, "delivered": 1200, "rejected": 2},
+    "oldest_pending_at": AT.format(0),
+    "scanned": 4,
+    "accepted": 3,
+    "refused": {"duplicate scan": 1},
+    "sources": ["tcp:dock", "serial:/dev/ttyACM0", "hidraw:/dev/hidraw3"],
+    "devices": [
+        {
+            "source": "serial:/dev/ttyACM0",
+            "connected": True,
+            "device": "/dev/ttyACM0",
+            "model": "Honeywell 1950g",
+            "last_scan_at": NOW - 3,
+            "errors": 0,
+            "reason": None,
+        },
+        {
+            "source": "hidraw:/dev/hidraw3",
+            "connected": False,
+            "device": "/dev/hidraw3",
+            "model": "Zebra DS2208",
+            "last_scan_at": NOW - 600,
+            "errors": 2,
+            "reason": "unplugged",
+        },
+    ],
+    "last_scan_at": {"tcp:dock": NOW - 12},
+    "bills": [{"number": "SO-2026-0001", "type": 201, "action": "ship", "opened_at": AT.format(0)}],
+    "control": {"socket": "/run/scanner-agent/control.sock", "serving": True, "error": None},
+    "alarms": [],
+    "sync": {
+        "link": "degraded",
+        "batches": 12,
+        "delivered": 1200,
+        "duplicate": 3,
+        "rejected": 2,
+        "failures": 1,
+        "consecutive_failures": 1,
+        "last_error": "HTTP 503 from the trace service",
+        "last_success_at": NOW - 30,
+        "in_flight": 1,
+        "retry_at": NOW + 4,
+        "batch_limit": 1000,
+        "alarm": None,
+        "recent_rejections": [
+            {
+                "at": NOW - 100,
+                "batch_id": "b1",
+                "seq": 7,
+                "event_id": "e7",
+                "code": "81234560000000077777",
+                "reason": "code not registered on the platform",
+            }
+        ],
+    },
+}
+
+
+class FakeStream:
+    """Yields the fixed events, then waits until closed."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self._events = events
+        self._closed = threading.Event()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        yield from self._events
+        self._closed.wait()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class FakeAgent:
+    """Answers ``hello``, ``status`` and ``bill.show`` with the fixed data above."""
+
+    def __init__(
+        self, *, events: list[dict[str, Any]] | None = None, status: dict[str, Any] | None = None
+    ) -> None:
+        self.events_list = EVENTS if events is None else events
+        self.status = STATUS if status is None else status
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.streams: list[FakeStream] = []
+
+    def call(self, cmd: str, /, **args: Any) -> Any:
+        self.calls.append((cmd, args))
+        if cmd == "hello":
+            return {"protocol": 1, "device_id": "dock-1"}
+        if cmd == "status":
+            return self.status
+        if cmd == "bill.show":
+            return BILL_VIEW
+        raise RemoteError("unknown_command", cmd)
+
+    def events(self) -> FakeStream:
+        stream = FakeStream(self.events_list)
+        self.streams.append(stream)
+        return stream
+
+    def close(self) -> None:
+        for s in self.streams:
+            s.close()

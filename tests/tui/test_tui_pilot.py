@@ -1,0 +1,265 @@
+"""The TUI driven by Pilot against a real daemon on a temporary control socket."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from scanner_agent.traceserver import TraceServerThread
+from scanner_agent.tui import DispatchApp, SocketAgent
+from scanner_agent.tui._messages import ScansArrived
+from scanner_agent.tui._modals import ConfirmScreen, OpenBillScreen, ReasonScreen, SearchScreen
+from scanner_agent.tui._views import BillPane, StreamView
+
+UNIT_A = "81234560000000011234"
+UNIT_B = "81234560000000022345"
+UNIT_C = "81234560000000033456"
+
+
+@pytest.fixture
+def sock(tmp_path: Path) -> Path:
+    return tmp_path / "control.sock"
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Any], trace_server: TraceServerThread, sock: Path) -> Any:
+    return make_config(trace_server.url, control={"socket": str(sock)})
+
+
+@pytest.fixture
+async def agent(start_agent: Callable[..., Any], config: Any) -> Any:
+    return await start_agent(config)
+
+
+def make_app(sock: Path, **kw: Any) -> DispatchApp:
+    return DispatchApp(SocketAgent(str(sock)), blink=False, poll_s=0.1, reconnect_s=0.05, **kw)
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, within: float = 10) -> None:
+    """Let the app run until ``cond()`` holds."""
+    for _ in range(int(within / 0.02)):
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def open_bill(pilot: Pilot[Any], app: DispatchApp, number: str) -> None:
+    await until(pilot, lambda: app.connected, "connection")
+    await pilot.press("o")
+    await until(pilot, lambda: isinstance(app.screen, OpenBillScreen), "open dialog")
+    app.screen.query_one("#number", Input).value = number
+    await pilot.press("enter")
+    await until(
+        pilot,
+        lambda: app.bill_view is not None and app.bill_view["bill"]["number"] == number,
+        "bill view",
+    )
+
+
+async def test_stream_shows_scans_and_a_bad_scan_raises_the_alarm_and_bell(
+    agent: Any, sock: Path
+) -> None:
+    app = make_app(sock, bell=True)
+    bells: list[int] = []
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
+        await until(pilot, lambda: app.connected, "connection")
+        await agent.scan(UNIT_A, UNIT_A, "6901234567892")
+        stream = app.query_one(StreamView)
+        await until(pilot, lambda: stream.rows == 3, "three rows")
+        alarm = app.query_one("#alarm")
+        assert alarm.has_class("-bad")
+        assert "a product barcode" in str(alarm.render())
+        assert bells
+        await agent.scan(UNIT_B)
+        await until(pilot, lambda: alarm.has_class("-ok"), "alarm cleared by a good scan")
+
+
+async def test_open_bill_from_the_keyboard_routes_scans_to_it(agent: Any, sock: Path) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_bill(pilot, app, "SO-1")
+        assert agent.daemon.desk.bill_for("ship") == "SO-1"
+        assert app.query_one("#views").current == "bill"
+        await agent.scan(UNIT_A)
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 1,
+            "the scan on the bill",
+        )
+        assert app.query_one("#bill-scans").row_count == 1
+
+
+async def test_undo_asks_a_reason_and_takes_the_last_scan_off(agent: Any, sock: Path) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_bill(pilot, app, "SO-2")
+        await agent.scan(UNIT_A, UNIT_B)
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 2,
+            "two scans",
+        )
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await pilot.press("enter")  # the default reason
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
+            "the removal",
+        )
+        removals = app.bill_view["removals"]
+        assert [(r["code"], r["reason"], r["origin"]) for r in removals] == [
+            (UNIT_B, "scanned by mistake", "tui")
+        ]
+
+
+async def test_remove_takes_the_selected_scan_off_with_its_reason(agent: Any, sock: Path) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_bill(pilot, app, "SO-3")
+        await agent.scan(UNIT_A, UNIT_B, UNIT_C)
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 3,
+            "three scans",
+        )
+        await pilot.press("down")  # newest first: UNIT_C, then UNIT_B
+        assert app.query_one(BillPane).selected_scan()["code"] == UNIT_B
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        app.screen.query_one("#reason", Input).value = "damaged"
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
+            "the removal",
+        )
+        assert app.bill_view["removals"][0]["code"] == UNIT_B
+        assert app.bill_view["removals"][0]["reason"] == "damaged"
+
+
+async def test_close_confirms_and_the_bill_shows_its_delivery(agent: Any, sock: Path) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_bill(pilot, app, "SO-4")
+        await agent.scan(UNIT_A)
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 1,
+            "the scan",
+        )
+        assert app.bill_view["bill"]["totals"]["pending"] == 1  # held while open
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm dialog")
+        await pilot.press("y")
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["state"] == "delivered",
+            "delivery",
+        )
+        assert app.bill_view["scans"][0]["result"] == "accepted"
+        assert agent.daemon.desk.bill_for("ship") is None
+
+
+async def test_import_expected_list_shows_progress_with_chinese_names(
+    agent: Any, sock: Path, tmp_path: Path
+) -> None:
+    csv = tmp_path / "expected.csv"
+    csv.write_text("药品标识码,名称,数量\n8123456,阿莫西林胶囊,5\n", encoding="utf-8")
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_bill(pilot, app, "SO-5")
+        await pilot.press("i")
+        await until(pilot, lambda: app.screen.query("#path"), "path dialog")
+        app.screen.query_one("#path", Input).value = str(csv)
+        await pilot.press("enter")
+        await agent.scan(UNIT_A)
+        await until(
+            pilot,
+            lambda: (
+                app.bill_view is not None
+                and app.bill_view["lines"]
+                and app.bill_view["lines"][0]["scanned"] == 1
+            ),
+            "progress",
+        )
+        line = app.bill_view["lines"][0]
+        assert (line["name"], line["expected"], line["missing"]) == ("阿莫西林胶囊", 5, 4)
+        cells = app.query_one("#bill-lines").get_row_at(0)
+        assert cells[1] == "阿莫西林胶囊"
+
+
+async def test_search_shows_a_codes_history(agent: Any, sock: Path) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.connected, "connection")
+        await agent.scan(UNIT_A, UNIT_A)
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen), "search dialog")
+        app.screen.query_one("#code", Input).value = UNIT_A
+        await pilot.press("enter")
+        table = app.screen.query_one("#search-table")
+        await until(pilot, lambda: table.row_count == 2, "history rows")
+        whats = sorted(str(table.get_row_at(i)[1]) for i in range(2))
+        assert whats == ["refused", "ship"]
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, SearchScreen), "closed")
+
+
+async def test_view_keys_and_palette_commands(agent: Any, sock: Path) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.connected and bool(app.status), "status")
+        switcher = app.query_one("#views")
+        for key, name in (("3", "devices"), ("4", "link"), ("2", "bill"), ("1", "stream")):
+            await pilot.press(key)
+            assert switcher.current == name
+        titles = {c.title for c in app.get_system_commands(app.screen)}
+        assert {"Open a bill", "Close the bill", "Undo the last scan", "Search a code"} <= titles
+        devices = app.query_one("#devices-table")
+        assert devices.get_row_at(0)[0] == "tcp:test"
+        await pilot.press("b")
+        assert app.bell_on
+
+
+async def test_reconnects_by_itself_when_the_agent_restarts(
+    agent: Any, sock: Path, start_agent: Callable[..., Any], config: Any
+) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.connected, "connection")
+        await agent.stop()
+        await until(pilot, lambda: not app.connected, "disconnect")
+        assert app.query_one("#alarm").has_class("-down")
+        again = await start_agent(config)
+        await until(pilot, lambda: app.connected, "reconnection")
+        await again.scan(UNIT_A)
+        await until(pilot, lambda: app.query_one(StreamView).rows == 1, "a scan after restart")
+
+
+async def test_a_flood_of_scans_is_coalesced_and_the_stream_stays_bounded(
+    agent: Any, sock: Path
+) -> None:
+    handled: list[Message] = []
+    app = make_app(sock, stream_rows=50)
+    async with app.run_test(size=(80, 24), message_hook=handled.append) as pilot:
+        await until(pilot, lambda: app.connected, "connection")
+        codes = [f"8123456{i:013d}" for i in range(600)]
+        await agent.scan(*codes)
+        stream = app.query_one(StreamView)
+        await until(
+            pilot,
+            lambda: app.last_scan is not None and app.last_scan["code"] == codes[-1],
+            "the last scan drawn",
+        )
+        assert stream.rows == 50
+        signals = sum(isinstance(m, ScansArrived) for m in handled)
+        assert signals < 600 / 4  # far fewer redraws than scans
