@@ -65,6 +65,9 @@ _ROW_COLUMNS = (
 _EVENT_COLUMNS = "seq, event_id, code, scheme, action, bill, scanned_at, source"
 _EVENT_OVERHEAD_BYTES = 160
 """JSON keys, quotes and punctuation of one event on the wire, for batch sizing."""
+_PENDING = "state = 'pending'"
+_IN_FLIGHT = "state = 'in_flight'"
+"""Written as literals (not bound parameters) so SQLite can use the partial indexes on them."""
 _SENDABLE = "removed = 0 AND bill NOT IN (SELECT number FROM bills WHERE state = 'open')"
 """Pending rows that may be leased: not removed, and not held back by an open bill."""
 
@@ -367,17 +370,18 @@ class Outbox:
                     (now + lease_s, batch_id),
                 )
                 events = db.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE batch_id = ? AND state = ? ORDER BY seq",
-                    (batch_id, RowState.IN_FLIGHT.value),
+                    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE batch_id = ? AND {_IN_FLIGHT} "
+                    "ORDER BY seq",
+                    (batch_id,),
                 ).fetchall()
                 if events:
                     return Batch(batch_id, tuple(BatchEvent(*e) for e in events), attempts + 1)
                 # Every row of it was settled some other way: the batch is spent.
                 db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
             rows = db.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE state = ? AND {_SENDABLE} "
+                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_PENDING} AND {_SENDABLE} "
                 "ORDER BY seq LIMIT ?",
-                (RowState.PENDING.value, limit),
+                (limit,),
             ).fetchall()
             if not rows:
                 return None
@@ -396,9 +400,9 @@ class Outbox:
                 (batch_id, _now_iso(), now + lease_s, len(rows)),
             )
             db.execute(
-                "UPDATE scans SET state = ?, batch_id = ?, attempts = attempts + 1 "
-                f"WHERE state = ? AND seq <= ? AND {_SENDABLE}",
-                (RowState.IN_FLIGHT.value, batch_id, RowState.PENDING.value, last_seq),
+                "UPDATE scans SET state = 'in_flight', batch_id = ?, attempts = attempts + 1 "
+                f"WHERE {_PENDING} AND seq <= ? AND {_SENDABLE}",
+                (batch_id, last_seq),
             )
             return Batch(batch_id, tuple(BatchEvent(*r) for r in rows), 0)
 
@@ -417,8 +421,7 @@ class Outbox:
             ids = [
                 str(r[0])
                 for r in db.execute(
-                    "SELECT event_id FROM scans WHERE batch_id = ? AND state = ?",
-                    (batch_id, RowState.IN_FLIGHT.value),
+                    f"SELECT event_id FROM scans WHERE batch_id = ? AND {_IN_FLIGHT}", (batch_id,)
                 )
             ]
             if set(ids) != set(results):
@@ -433,11 +436,19 @@ class Outbox:
             for event_id in ids:
                 res = results[event_id]
                 counts[res.status] += 1
+                if res.status == "accepted" and res.reason is None:
+                    continue  # the common case: marked below, in one statement
                 state = RowState.REJECTED if res.status == "rejected" else RowState.DELIVERED
                 updates.append((state.value, res.status, res.reason, settled_at, event_id))
             db.executemany(
                 "UPDATE scans SET state = ?, result = ?, reason = ?, settled_at = ? WHERE event_id = ?",
                 updates,
+            )
+            # Whatever is still in flight in this batch was accepted.
+            db.execute(
+                "UPDATE scans SET state = 'delivered', result = 'accepted', reason = NULL, "
+                f"settled_at = ? WHERE batch_id = ? AND {_IN_FLIGHT}",
+                (settled_at, batch_id),
             )
             db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
         return SettleSummary(**counts)
@@ -458,8 +469,8 @@ class Outbox:
         """
         with self.atomic() as db:
             cur = db.execute(
-                "UPDATE scans SET state = ?, batch_id = NULL WHERE batch_id = ? AND state = ?",
-                (RowState.PENDING.value, batch_id, RowState.IN_FLIGHT.value),
+                f"UPDATE scans SET state = 'pending', batch_id = NULL WHERE batch_id = ? AND {_IN_FLIGHT}",
+                (batch_id,),
             )
             db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
             return cur.rowcount
@@ -468,9 +479,9 @@ class Outbox:
         """Move every row of a batch the service refused as a whole to ``rejected``."""
         with self.atomic() as db:
             cur = db.execute(
-                "UPDATE scans SET state = ?, result = 'rejected', reason = ?, settled_at = ? "
-                "WHERE batch_id = ? AND state = ?",
-                (RowState.REJECTED.value, reason, _now_iso(), batch_id, RowState.IN_FLIGHT.value),
+                "UPDATE scans SET state = 'rejected', result = 'rejected', reason = ?, settled_at = ? "
+                f"WHERE batch_id = ? AND {_IN_FLIGHT}",
+                (reason, _now_iso(), batch_id),
             )
             db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
             return cur.rowcount
@@ -479,10 +490,10 @@ class Outbox:
         """Send dead letters again (all of them, or the given sequence numbers)."""
         with self.atomic() as db:
             base = (
-                "UPDATE scans SET state = ?, batch_id = NULL, result = NULL, reason = NULL, "
-                "settled_at = NULL WHERE state = ?"
+                "UPDATE scans SET state = 'pending', batch_id = NULL, result = NULL, reason = NULL, "
+                "settled_at = NULL WHERE state = 'rejected'"
             )
-            params: list[object] = [RowState.PENDING.value, RowState.REJECTED.value]
+            params: list[object] = []
             if seqs is None:
                 return db.execute(base, params).rowcount
             total = 0
@@ -529,15 +540,29 @@ class Outbox:
             removed += int(n)
         held = int(
             self._read(
-                "SELECT COUNT(*) FROM scans WHERE state = ? AND removed = 0 AND bill IN "
+                f"SELECT COUNT(*) FROM scans WHERE {_PENDING} AND removed = 0 AND bill IN "
                 "(SELECT number FROM bills WHERE state = 'open')",
-                (RowState.PENDING.value,),
             )[0][0]
         )
-        oldest = self._read(
-            "SELECT MIN(scanned_at) FROM scans WHERE state IN (?, ?) AND removed = 0",
-            (RowState.PENDING.value, RowState.IN_FLIGHT.value),
-        )[0][0]
+        # Capture order is seq order, so the oldest undelivered row is the lowest seq of each
+        # partial index (scanned_at may step back with the clock; seq never does).
+        oldest = min(
+            (
+                str(r[0])
+                for sql in (
+                    # INDEXED BY: MIN(seq) would otherwise walk the primary key past
+                    # every delivered row kept for audit.
+                    "SELECT scanned_at FROM scans WHERE seq = "
+                    f"(SELECT MIN(seq) FROM scans INDEXED BY {index} WHERE {state} AND removed = 0)"
+                    for index, state in (
+                        ("scans_unsent", _PENDING),
+                        ("scans_in_flight", _IN_FLIGHT),
+                    )
+                )
+                for r in self._read(sql)
+            ),
+            default=None,
+        )
         rejects = int(self._read("SELECT COUNT(*) FROM rejects")[0][0])
         batches = int(self._read("SELECT COUNT(*) FROM batches")[0][0])
         with self._lock:
