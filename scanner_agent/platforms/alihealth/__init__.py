@@ -1,0 +1,52 @@
+"""码上放心 (Alibaba Health open platform): bill upload over the TOP gateway, and its emulator.
+
+See ``docs/platforms.md``.
+"""
+
+from scanner_agent.platforms.alihealth._client import AliHealthClient, AliHealthConfig
+from scanner_agent.platforms.alihealth._emulator import AliHealthEmulator, EmulatorState
+from scanner_agent.platforms.alihealth._protocol import (
+    API_METHODS,
+    BILLSTATUS_METHOD,
+    DUPLICATE_BILL_TEXT,
+    MAX_CODES,
+    BillStatus,
+    BillUpload,
+    UploadResult,
+    billstatus_params,
+    is_trace_code,
+    parse_billstatus_reply,
+    parse_top_error,
+    parse_upload_reply,
+    public_params,
+    sign,
+    signing_string,
+    split_bill,
+    top_timestamp,
+    upload_params,
+)
+
+__all__ = [
+    "API_METHODS",
+    "BILLSTATUS_METHOD",
+    "DUPLICATE_BILL_TEXT",
+    "MAX_CODES",
+    "AliHealthClient",
+    "AliHealthConfig",
+    "AliHealthEmulator",
+    "BillStatus",
+    "BillUpload",
+    "EmulatorState",
+    "UploadResult",
+    "billstatus_params",
+    "is_trace_code",
+    "parse_billstatus_reply",
+    "parse_top_error",
+    "parse_upload_reply",
+    "public_params",
+    "sign",
+    "signing_string",
+    "split_bill",
+    "top_timestamp",
+    "upload_params",
+]

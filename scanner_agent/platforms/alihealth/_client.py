@@ -1,0 +1,161 @@
+"""A small async client for the 码上放心 TOP gateway: upload bills, poll their status."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from scanner_agent.errors import ConfigError, ProtocolError, TransientSyncError
+from scanner_agent.platforms.alihealth._protocol import (
+    API_METHODS,
+    BILLSTATUS_METHOD,
+    MAX_CODES,
+    Api,
+    BillStatus,
+    BillUpload,
+    SignMethod,
+    UploadResult,
+    billstatus_params,
+    parse_billstatus_reply,
+    parse_upload_reply,
+    public_params,
+    sign,
+    split_bill,
+    upload_params,
+)
+
+__all__ = ["AliHealthClient", "AliHealthConfig"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AliHealthConfig:
+    """Settings of one 码上放心 application (an ``[alihealth]`` table, once wired)."""
+
+    app_key: str
+    secret: str
+    """The app secret: sent nowhere, only used to sign."""
+    ref_user_id: str
+    """The uploading enterprise's ``ref_ent_id`` (货主)."""
+    gateway_url: str = "https://eco.taobao.com/router/rest"
+    api: Api = "kyt"
+    """``kyt`` (producers, distributors) or ``lsyd`` (retail pharmacies)."""
+    sign_method: SignMethod = "hmac-sha256"
+    oper_ic_code: str = ""
+    """Who submits the bill (the platform suggests the app key)."""
+    oper_ic_name: str = ""
+    physic_type: int = 3
+    """3 ordinary drugs, 2 special drugs."""
+    max_codes: int = MAX_CODES
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.api not in API_METHODS:
+            raise ConfigError(f"alihealth.api: must be kyt or lsyd, got {self.api!r}")
+        if self.sign_method not in ("md5", "hmac", "hmac-sha256"):
+            raise ConfigError(f"alihealth.sign_method: unknown {self.sign_method!r}")
+        if not 1 <= self.max_codes <= MAX_CODES:
+            raise ConfigError(f"alihealth.max_codes: must be 1-{MAX_CODES}")
+
+    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+        return f"AliHealthConfig(app_key={self.app_key!r}, api={self.api!r}, gateway_url={self.gateway_url!r})"
+
+    @property
+    def method(self) -> str:
+        """The bill upload method for :attr:`api`."""
+        return API_METHODS[self.api]
+
+
+class AliHealthClient:
+    """Signed form POSTs to the gateway; one :class:`httpx.AsyncClient` for its life."""
+
+    def __init__(
+        self,
+        cfg: AliHealthConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.cfg = cfg
+        self._clock = clock
+        self._client = httpx.AsyncClient(timeout=cfg.timeout_s, transport=transport)
+
+    async def aclose(self) -> None:
+        """Close connections."""
+        await self._client.aclose()
+
+    def signed(self, method: str, business: Mapping[str, str]) -> dict[str, str]:
+        """Public + business parameters of one call, with ``sign``."""
+        params = public_params(method, self.cfg.app_key, self.cfg.sign_method, self._clock())
+        params.update(business)
+        params["sign"] = sign(params, self.cfg.secret, self.cfg.sign_method)
+        return params
+
+    async def call(self, method: str, business: Mapping[str, str]) -> dict[str, Any]:
+        """One signed call; the decoded JSON reply.
+
+        Raises:
+            TransientSyncError: network failure, timeout or an HTTP status other than 200.
+            ProtocolError: the reply is not a JSON object.
+        """
+        try:
+            response = await self._client.post(
+                self.cfg.gateway_url,
+                data=self.signed(method, business),
+                headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
+            )
+        except httpx.HTTPError as exc:
+            raise TransientSyncError(f"码上放心 {method}: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            raise TransientSyncError(f"码上放心 {method}: HTTP {response.status_code}")
+        try:
+            reply = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"码上放心 {method}: reply is not JSON: {exc}") from exc
+        if not isinstance(reply, dict):
+            raise ProtocolError(f"码上放心 {method}: reply is not a JSON object")
+        return reply
+
+    async def upload_bill(self, bill: BillUpload) -> list[UploadResult]:
+        """Upload ``bill`` (split into sub-bills past ``max_codes``); one verdict per call.
+
+        Stops at the first error raised (rate limit, auth ...): sub-bills
+        already accepted answer 该单据号已存在 on the retry, which counts as
+        delivered, so resending the whole bill is safe.
+
+        Raises:
+            The errors of :meth:`call` and of :func:`parse_upload_reply`.
+        """
+        results = []
+        for part in split_bill(bill, self.cfg.max_codes):
+            business = upload_params(
+                part,
+                ref_user_id=self.cfg.ref_user_id,
+                oper_ic_code=self.cfg.oper_ic_code or self.cfg.app_key,
+                oper_ic_name=self.cfg.oper_ic_name,
+                physic_type=self.cfg.physic_type,
+            )
+            reply = await self.call(self.cfg.method, business)
+            result = parse_upload_reply(reply, self.cfg.method, part.bill_code)
+            log.info("码上放心 bill %s: %s %s", part.bill_code, result.status, result.message)
+            results.append(result)
+        return results
+
+    async def bill_status(
+        self, bill_code: str, *, begin_date: str, end_date: str
+    ) -> list[BillStatus]:
+        """The platform's processing state of ``bill_code`` (dates ``yyyy-MM-dd``, GMT+8)."""
+        business = billstatus_params(
+            ref_ent_id=self.cfg.ref_user_id,
+            begin_date=begin_date,
+            end_date=end_date,
+            bill_code=bill_code,
+        )
+        return parse_billstatus_reply(await self.call(BILLSTATUS_METHOD, business))

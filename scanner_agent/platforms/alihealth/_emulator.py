@@ -1,0 +1,208 @@
+"""A local emulator of the 码上放心 TOP gateway (bill upload and bill status), for tests and labs.
+
+It checks what the real gateway checks first (known ``app_key``, signature,
+``timestamp`` within ±10 minutes, required parameters), remembers bill numbers
+per ``ref_user_id`` (a second upload answers 该单据号已存在) and codes sold
+already, and can be told to rate-limit or fail.  Replies have the shapes of
+:mod:`scanner_agent.platforms.alihealth._protocol`.  Not emulated: sessions,
+XML replies, the platform's asynchronous processing (bills go straight to
+``deal_status`` 3).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Self
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from scanner_agent.platforms._serverthread import ServerThread
+from scanner_agent.platforms.alihealth._protocol import (
+    API_METHODS,
+    BILLSTATUS_METHOD,
+    DUPLICATE_BILL_TEXT,
+    GMT8,
+    MAX_CODES,
+    SignMethod,
+    is_trace_code,
+    response_key,
+    sign,
+)
+
+__all__ = ["AliHealthEmulator", "EmulatorState"]
+
+_UPLOAD_REQUIRED = (
+    "bill_code",
+    "bill_time",
+    "bill_type",
+    "physic_type",
+    "ref_user_id",
+    "from_user_id",
+    "to_user_id",
+    "client_type",
+    "trace_codes",
+)
+_PUBLIC_REQUIRED = ("method", "app_key", "timestamp", "v", "sign_method", "sign")
+_SIGN_METHODS: tuple[SignMethod, ...] = ("md5", "hmac", "hmac-sha256")
+
+
+@dataclass
+class EmulatorState:
+    """What the emulator holds and the faults armed on it (thread-safe through ``lock``)."""
+
+    apps: dict[str, str]
+    """``app_key`` -> secret."""
+    bills: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    """``(ref_user_id, bill_code)`` -> the upload's parameters."""
+    sold: set[str] = field(default_factory=set)
+    """Codes already sold out (a 201 bill with them again is refused)."""
+    calls: list[dict[str, str]] = field(default_factory=list)
+    rate_limit_next: int = 0
+    """Answer the next N calls with error 7 App Call Limited."""
+    fail_next: int = 0
+    """Answer the next N uploads with ``msg_code`` FAIL."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _error(code: int, msg: str, sub_code: str = "", sub_msg: str = "") -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "msg": msg, "request_id": uuid.uuid4().hex[:12]}
+    if sub_code:
+        body["sub_code"] = sub_code
+    if sub_msg:
+        body["sub_msg"] = sub_msg
+    return JSONResponse({"error_response": body})
+
+
+def _reply(method: str, result: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(
+        {response_key(method): {"result": result, "request_id": uuid.uuid4().hex[:12]}}
+    )
+
+
+def _fail(method: str, msg_code: str, info: str) -> JSONResponse:
+    return _reply(method, {"response_success": False, "msg_code": msg_code, "msg_info": info})
+
+
+def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlette:
+    """The gateway as an ASGI app (``POST /router/rest``)."""
+
+    async def rest(request: Request) -> JSONResponse:
+        # Parsed here rather than with request.form(): no python-multipart dependency.
+        body = (await request.body()).decode("utf-8", "replace")
+        params = dict(parse_qsl(body, keep_blank_values=True))
+        with state.lock:
+            state.calls.append(params)
+            if state.rate_limit_next > 0:
+                state.rate_limit_next -= 1
+                return _error(
+                    7,
+                    "App Call Limited",
+                    "accesscontrol.limited-by-app-api-access-count",
+                    "This ban will last for 1 more seconds",
+                )
+        missing = [k for k in _PUBLIC_REQUIRED if not params.get(k)]
+        if missing:
+            return _error(40, "Missing required arguments", f"missing-{missing[0]}")
+        secret = state.apps.get(params["app_key"])
+        if secret is None:
+            return _error(29, "Invalid app Key")
+        method_name = params["sign_method"]
+        if method_name not in _SIGN_METHODS:
+            return _error(41, "Invalid arguments", "invalid-sign-method")
+        if sign(params, secret, method_name) != params["sign"].upper():
+            return _error(25, "Invalid signature")
+        try:
+            sent = datetime.strptime(params["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
+        except ValueError:
+            return _error(41, "Invalid arguments", "invalid-timestamp")
+        if abs((datetime.now(GMT8) - sent).total_seconds()) > clock_skew_s:
+            return _error(43, "Invalid timestamp", "isv.invalid-timestamp")
+        method = params["method"]
+        if method in API_METHODS.values():
+            return _upload(method, params)
+        if method == BILLSTATUS_METHOD:
+            return _billstatus(params)
+        return _error(22, "Invalid method", "invalid-method")
+
+    def _upload(method: str, params: dict[str, str]) -> JSONResponse:
+        missing = [k for k in _UPLOAD_REQUIRED if not params.get(k)]
+        if missing:
+            return _error(40, "Missing required arguments", f"missing-{missing[0]}")
+        codes = params["trace_codes"].split(",")
+        bad = [c for c in codes if not is_trace_code(c)]
+        if bad:
+            return _fail(method, "FAIL", f"追溯码格式错误: {bad[0]}")
+        if len(codes) > MAX_CODES:
+            return _fail(method, "FAIL", f"追溯码数量超过{MAX_CODES}")
+        if params["client_type"] != "2":
+            return _fail(method, "FAIL", "client_type必须为2")
+        key = (params["ref_user_id"], params["bill_code"])
+        with state.lock:
+            if state.fail_next > 0:
+                state.fail_next -= 1
+                return _fail(method, "FAIL", "系统繁忙，请稍后重试")
+            if key in state.bills:
+                return _fail(method, "FAIL", f"{DUPLICATE_BILL_TEXT}: {params['bill_code']}")
+            if params["bill_type"] == "201":
+                sold = sorted(set(codes) & state.sold)
+                if sold:
+                    return _fail(method, "FAIL", f"追溯码已销售出库: {sold[0]}")
+                state.sold.update(codes)
+            state.bills[key] = params
+        return _reply(method, {"response_success": True, "msg_code": "SUCCESS", "model": "true"})
+
+    def _billstatus(params: dict[str, str]) -> JSONResponse:
+        ref = params.get("ref_ent_id", "")
+        wanted = params.get("bill_code", "")
+        with state.lock:
+            rows = [
+                {"bill_code": code, "deal_status": "3", "bill_type": p["bill_type"]}
+                for (owner, code), p in state.bills.items()
+                if owner == ref and (not wanted or code == wanted)
+            ]
+        return _reply(
+            BILLSTATUS_METHOD,
+            {
+                "response_success": True,
+                "msg_code": "SUCCESS",
+                "model": {"result_list": rows, "total_num": len(rows)},
+            },
+        )
+
+    return Starlette(routes=[Route("/router/rest", rest, methods=["POST"])])
+
+
+class AliHealthEmulator:
+    """The emulated gateway on loopback in a background thread.
+
+    ::
+
+        with AliHealthEmulator({"app1": "secret"}) as gw:
+            cfg = AliHealthConfig(gateway_url=gw.url, app_key="app1", secret="secret", ...)
+            gw.state.rate_limit_next = 1
+    """
+
+    def __init__(
+        self, apps: dict[str, str], *, clock_skew: timedelta = timedelta(minutes=10)
+    ) -> None:
+        self.state = EmulatorState(apps=dict(apps))
+        self._thread = ServerThread(create_app(self.state, clock_skew_s=clock_skew.total_seconds()))
+
+    @property
+    def url(self) -> str:
+        """The gateway URL: ``http://127.0.0.1:<port>/router/rest``."""
+        return self._thread.url + "/router/rest"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.stop()

@@ -1,0 +1,158 @@
+"""The 码上放心 client against the emulated gateway on loopback (real HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from scanner_agent.errors import AuthError, BatchRejectedError, RateLimitedError
+from scanner_agent.platforms.alihealth import (
+    AliHealthClient,
+    AliHealthConfig,
+    AliHealthEmulator,
+    BillUpload,
+    sign,
+)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[AliHealthEmulator]:
+    with AliHealthEmulator({"app1": "s3cret"}) as gw:
+        yield gw
+
+
+def _cfg(gw: AliHealthEmulator, **kw: object) -> AliHealthConfig:
+    base: dict[str, object] = {
+        "app_key": "app1",
+        "secret": "s3cret",
+        "ref_user_id": "ref-1",
+        "gateway_url": gw.url,
+    }
+    base.update(kw)
+    return AliHealthConfig(**base)  # type: ignore[arg-type]
+
+
+def _bill(number: str, n: int, start: int = 0, bill_type: int = 102) -> BillUpload:
+    return BillUpload(
+        bill_code=number,
+        bill_time=datetime.now(UTC),
+        bill_type=bill_type,
+        from_user_id="ent-a",
+        to_user_id="ent-b",
+        codes=tuple(f"8{i:019d}" for i in range(start, start + n)),
+    )
+
+
+@pytest.mark.parametrize("sign_method", ["md5", "hmac", "hmac-sha256"])
+async def test_upload_is_accepted_then_known(gateway: AliHealthEmulator, sign_method: str) -> None:
+    client = AliHealthClient(_cfg(gateway, sign_method=sign_method))
+    try:
+        number = f"IN-{sign_method}"
+        (first,) = await client.upload_bill(_bill(number, 3))
+        (again,) = await client.upload_bill(_bill(number, 3))
+        statuses = await client.bill_status(number, begin_date="2026-01-01", end_date="2026-12-31")
+    finally:
+        await client.aclose()
+    assert first.status == "accepted"
+    assert again.status == "duplicate"
+    assert "该单据号已存在" in again.message
+    assert [s.bill_code for s in statuses] == [number]
+    assert statuses[0].done
+    stored = gateway.state.bills[("ref-1", number)]
+    assert stored["client_type"] == "2"
+    assert stored["sign_method"] == sign_method
+
+
+async def test_lsyd_uses_the_retail_method(gateway: AliHealthEmulator) -> None:
+    client = AliHealthClient(_cfg(gateway, api="lsyd"))
+    try:
+        (r,) = await client.upload_bill(_bill("LS-1", 1, start=500))
+    finally:
+        await client.aclose()
+    assert r.status == "accepted"
+    assert (
+        gateway.state.calls[-1]["method"] == "alibaba.alihealth.drugtrace.top.lsyd.uploadinoutbill"
+    )
+
+
+async def test_large_bill_goes_in_numbered_sub_bills(gateway: AliHealthEmulator) -> None:
+    client = AliHealthClient(_cfg(gateway, max_codes=4))
+    try:
+        results = await client.upload_bill(_bill("BIG", 10, start=1000))
+        retry = await client.upload_bill(_bill("BIG", 10, start=1000))
+    finally:
+        await client.aclose()
+    assert [(r.bill_code, r.status) for r in results] == [
+        ("BIG-1", "accepted"),
+        ("BIG-2", "accepted"),
+        ("BIG-3", "accepted"),
+    ]
+    assert {r.status for r in retry} == {"duplicate"}
+    assert len(gateway.state.bills[("ref-1", "BIG-3")]["trace_codes"].split(",")) == 2
+
+
+async def test_rate_limit_then_failure_then_sold_codes(gateway: AliHealthEmulator) -> None:
+    client = AliHealthClient(_cfg(gateway))
+    try:
+        gateway.state.rate_limit_next = 1
+        with pytest.raises(RateLimitedError) as info:
+            await client.upload_bill(_bill("OUT-1", 2, start=2000, bill_type=201))
+        assert info.value.retry_after == 1.0
+        gateway.state.fail_next = 1
+        (failed,) = await client.upload_bill(_bill("OUT-1", 2, start=2000, bill_type=201))
+        (ok,) = await client.upload_bill(_bill("OUT-1", 2, start=2000, bill_type=201))
+        (sold,) = await client.upload_bill(_bill("OUT-2", 2, start=2001, bill_type=201))
+    finally:
+        await client.aclose()
+    assert failed.status == "rejected"
+    assert failed.msg_code == "FAIL"
+    assert ok.status == "accepted"
+    assert sold.status == "rejected"
+    assert "已销售" in sold.message
+
+
+async def test_wrong_secret_is_refused(gateway: AliHealthEmulator) -> None:
+    client = AliHealthClient(_cfg(gateway, secret="wrong"))
+    try:
+        with pytest.raises(AuthError, match="Invalid signature"):
+            await client.upload_bill(_bill("X-1", 1, start=3000))
+    finally:
+        await client.aclose()
+
+
+async def test_stale_timestamp_and_missing_fields_are_refused(gateway: AliHealthEmulator) -> None:
+    stale = AliHealthClient(_cfg(gateway), clock=lambda: datetime.now(UTC) - timedelta(minutes=11))
+    try:
+        with pytest.raises(BatchRejectedError, match="timestamp"):
+            await stale.upload_bill(_bill("X-2", 1, start=3001))
+    finally:
+        await stale.aclose()
+    client = AliHealthClient(_cfg(gateway))
+    try:
+        reply = await client.call("alibaba.alihealth.drug.kyt.uploadinoutbill", {"bill_code": "X"})
+    finally:
+        await client.aclose()
+    assert reply["error_response"]["code"] == 40
+
+
+def test_emulator_checks_the_signature_over_the_raw_form(gateway: AliHealthEmulator) -> None:
+    params = {
+        "method": "alibaba.alihealth.drugtrace.top.lsyd.query.billstatus",
+        "app_key": "app1",
+        "timestamp": (datetime.now(UTC) + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S"),
+        "format": "json",
+        "v": "2.0",
+        "sign_method": "md5",
+        "ref_ent_id": "nobody",
+        "begin_date": "2026-01-01",
+        "end_date": "2026-12-31",
+    }
+    params["sign"] = sign(params, "s3cret", "md5")
+    reply = httpx.post(gateway.url, data=params).json()
+    result = reply["alibaba_alihealth_drugtrace_top_lsyd_query_billstatus_response"]["result"]
+    assert result["model"]["result_list"] == []
+    params["ref_ent_id"] = "tampered"
+    assert httpx.post(gateway.url, data=params).json()["error_response"]["code"] == 25
