@@ -134,5 +134,9 @@ class Source(Protocol):
 
         A source recovers from its device's I/O errors by itself (reconnect with
         backoff); it only returns or raises when it cannot ever work (bad config).
+        A source whose start can fail (a port in use, a missing file) should
+        expose a ``started: asyncio.Event`` and set it once its input is open:
+        the daemon reports ready only after every such event is set, and a
+        source that raises before that fails the daemon's start.
         """
         ...

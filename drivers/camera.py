@@ -511,6 +511,8 @@ class CameraSource:
         self.reconnect_max_s = reconnect_max_s
         self.stats = CameraStats()
         self.last_scan_at: float | None = None
+        self.started = asyncio.Event()
+        """Set once the capture is open (or retrying a live device): the daemon waits for it."""
         self.finished = asyncio.Event()
         """Set when a file or folder has been read to its end and every code submitted."""
         self.live = device_kind(device) in ("v4l2", "stream") if live is None else live
@@ -550,6 +552,7 @@ class CameraSource:
             await loop.run_in_executor(pool, capture.opened.wait)
             if capture.fatal is not None:
                 raise capture.fatal
+            self.started.set()
             log.info("%s: reading %s", self.name, self.device)
             while True:
                 got = await loop.run_in_executor(pool, self._take_and_decode, slot)

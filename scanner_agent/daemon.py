@@ -447,13 +447,18 @@ class Daemon:
         await server.stop()
 
     async def _wait_sources_started(self, tasks: list[asyncio.Task[None]]) -> None:
-        """Give sources a moment to fail on start (port in use, missing file)."""
+        """Wait until each source has started, or fail if one cannot (port in use, missing file).
+
+        A source that exposes a ``started`` (or, for TCP, ``listening``) event is
+        waited for until it is set or the source fails; readiness is never a guess
+        about timing.  Sources without one get a few loop turns to fail early.
+        """
         for _ in range(10):
             await asyncio.sleep(0)
         for src, t in zip(self.sources, tasks, strict=True):
-            listening = getattr(src, "listening", None)
-            if isinstance(listening, asyncio.Event):
-                waiter = asyncio.create_task(listening.wait())
+            started = getattr(src, "started", None) or getattr(src, "listening", None)
+            if isinstance(started, asyncio.Event):
+                waiter = asyncio.create_task(started.wait())
                 await asyncio.wait({waiter, t}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
             if t.done() and not t.cancelled() and t.exception() is not None:

@@ -84,9 +84,11 @@ class _Conn:
     async def close(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
-        self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self.writer.wait_closed()
+        # Abort, not close: a client that stopped reading must not hold up a stopping daemon
+        # while its unsent lines wait for a flush that never comes.
+        self.writer.transport.abort()
+        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
 
 
 def _arg(args: dict[str, Any], name: str, kind: type, *, default: Any = None) -> Any:

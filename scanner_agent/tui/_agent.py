@@ -72,7 +72,13 @@ class SocketAgent:
         return client.call(cmd, **args)
 
     def events(self) -> EventStream:
-        """A new subscription connection."""
+        """A new subscription connection.
+
+        Raises:
+            ControlUnavailable: after :meth:`close`, or the agent is unreachable.
+        """
+        if self._closed:
+            raise ControlUnavailable("Failed to subscribe: the TUI is closing")
         return EventStream(self.path, timeout=5.0)
 
     def close(self) -> None:

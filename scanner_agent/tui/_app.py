@@ -205,6 +205,9 @@ class DispatchApp(App[None]):
                 self._stopping.wait(self.reconnect_s)
                 continue
             self._stream = stream
+            if self._stopping.is_set():  # the app closed while this stream was opening
+                stream.close()
+                return
             self.post_message(Connected(hello))
             try:
                 for event in stream:
