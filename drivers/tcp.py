@@ -65,7 +65,9 @@ class TcpSource:
         """The real address once listening (useful with port 0)."""
         self.listening = asyncio.Event()
         self.clients = 0
-        self._connections: dict[asyncio.StreamReader, asyncio.Task[Any]] = {}
+        self._connections: dict[
+            asyncio.StreamReader, tuple[asyncio.StreamWriter, asyncio.Task[Any]]
+        ] = {}
 
     async def run(self, intake: Intake) -> None:
         """Serve until cancelled; then drain connections gracefully.
@@ -91,9 +93,13 @@ class TcpSource:
             await server.wait_closed()
 
     async def _drain_connections(self) -> None:
-        for reader in self._connections:
+        for reader, (writer, _) in self._connections.items():
+            # Stop the socket first: data arriving after EOF would break the reader.
+            transport = writer.transport
+            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
+                transport.pause_reading()
             reader.feed_eof()  # the handler stops reading and answers what it has
-        handlers = set(self._connections.values())
+        handlers = {task for _, task in self._connections.values()}
         if not handlers:
             return
         _, late = await asyncio.wait(handlers, timeout=DRAIN_TIMEOUT_S)
@@ -114,7 +120,7 @@ class TcpSource:
         self.clients += 1
         task = asyncio.current_task()
         if task is not None:
-            self._connections[reader] = task
+            self._connections[reader] = (writer, task)
         framer = LineFramer(self.terminator, max_frame=self.max_frame)
         # Each read's frames are submitted together (one group-commit entry) and answered
         # in order; the bounded queue stops reading from a sender that never reads replies.
