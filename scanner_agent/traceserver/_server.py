@@ -6,14 +6,11 @@ import logging
 import signal
 import ssl
 import threading
-import time
-from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-import uvicorn
-
+from scanner_agent.asgi import ServerThread
 from scanner_agent.traceserver._app import create_app
 from scanner_agent.traceserver._faults import Faults
 from scanner_agent.traceserver._store import Synchronous, TraceStore
@@ -31,35 +28,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host or "0.0.0.0", int(port_text)  # noqa: S104 - an empty host asks for every interface
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, which on a forced exit resets the connections still open.
-
-    Left alone they would outlive the server's event loop, half-served.
-    """
-
-    async def shutdown(self, sockets: Any = None) -> None:
-        if self.force_exit:
-            for connection in list(self.server_state.connections):
-                connection.transport.abort()
-        await super().shutdown(sockets)
-
-
-def _config(app: Any, host: str, port: int, tls: Mapping[str, Any]) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        **tls,
-        log_level="warning",
-        access_log=False,
-        log_config=None,  # leave the host process's logging set-up alone
-        lifespan="off",
-        ws="none",
-        server_header=False,
-        timeout_graceful_shutdown=5,
-    )
 
 
 def serve(
@@ -156,17 +124,14 @@ class TraceServerThread:
         self._faults: Faults = Faults() if faults is None else faults
         self._app_options = app_options
         self._store: TraceStore | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-        self._url: str | None = None
+        self._http: ServerThread | None = None
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>`` (``https://`` with TLS), no trailing slash (only while running)."""
-        if self._url is None:
+        if self._http is None:
             raise RuntimeError("trace server is not running")
-        return self._url
+        return self._http.url
 
     @property
     def port(self) -> int:
@@ -183,7 +148,7 @@ class TraceServerThread:
     @property
     def running(self) -> bool:
         """True between a successful :meth:`start` and :meth:`stop`, while the server thread lives."""
-        return self._url is not None and self._thread is not None and self._thread.is_alive()
+        return self._http is not None and self._http.running
 
     @property
     def faults(self) -> Faults:
@@ -192,42 +157,24 @@ class TraceServerThread:
 
     def start(self) -> Self:
         """Open the store, start the server and wait until it accepts connections."""
-        if self._thread is not None:
+        if self._http is not None:
             raise RuntimeError("trace server already started")
         store = TraceStore(self._db_path, synchronous=self._synchronous)
+        self._store = store
         try:
             app = create_app(store, self._token, faults=self._faults, **self._app_options)
-            server = _Server(_config(app, self._host, self._port, self._tls))
-            thread = threading.Thread(
-                target=self._run, args=(server,), name="trace-server", daemon=True
-            )
-            self._store, self._server, self._thread = store, server, thread
-            thread.start()
-            deadline = time.monotonic() + self._startup_timeout
-            while not server.started:
-                if not thread.is_alive():
-                    raise RuntimeError(
-                        f"trace server failed to start on {self._host}:{self._port}"
-                    ) from self._error
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"trace server did not start within {self._startup_timeout} s"
-                    )
-                time.sleep(0.005)
-            sockname = server.servers[0].sockets[0].getsockname()
-            host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
-            scheme = "https" if self._tls else "http"
-            self._url = f"{scheme}://{host}:{sockname[1]}"
+            self._http = ServerThread(
+                app,
+                host=self._host,
+                port=self._port,
+                tls=self._tls,
+                startup_timeout=self._startup_timeout,
+                name="trace server",
+            ).start()
         except BaseException:
             self.stop()
             raise
         return self
-
-    def _run(self, server: Any) -> None:
-        try:
-            server.run()
-        except BaseException as exc:  # SystemExit from a failed bind: start() reports it
-            self._error = exc
 
     def kill(self) -> None:
         """Stop at once, resetting every open connection: a crash, as clients see it.
@@ -235,24 +182,18 @@ class TraceServerThread:
         A request still arriving is cut off; the store stays consistent (every
         batch is one SQLite transaction) and is closed.  Idempotent.
         """
-        if self._server is not None:
-            self._server.force_exit = True
+        if self._http is not None:
+            self._http.kill()
         self.stop()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server, wait for its thread and close the store; idempotent."""
-        server, thread, store = self._server, self._thread, self._store
-        if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                server.force_exit = True
-                thread.join(timeout)
+        http, store = self._http, self._store
+        if http is not None:
+            http.stop(timeout)
         if store is not None:
             store.close()
-        self._server = self._thread = self._store = None
-        self._url = None
+        self._http = self._store = None
 
     def __enter__(self) -> Self:
         return self.start()

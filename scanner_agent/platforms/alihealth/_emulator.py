@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from scanner_agent.platforms._serverthread import ServerThread
+from scanner_agent.asgi import ServerThread
 from scanner_agent.platforms.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHOD,
