@@ -377,3 +377,19 @@ def test_opening_a_missing_port_is_a_device_unavailable_error(tmp_path: Path) ->
     source = source_for(tmp_path / "nothing", PLAIN)
     with pytest.raises(DeviceUnavailable, match="nothing"):
         source._open()
+
+
+async def test_shipped_xenon_profile_answers_with_host_ack_escapes_byte_for_byte(
+    plain: PlainScanner, run_source: RunSource
+) -> None:
+    # The real profile, as shipped: Honeywell "Host Command Acknowledgment" escapes.
+    source = source_for(plain.link, profiles.load_profile("honeywell-xenon-1900g"))
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    good, bad, duplicate = b"\x1b7,", b"\x1b8,", b"\x1b8,\x1b4,"
+    expected = b""
+    for code, feedback in [(cn20(40), good), (cn20(40), duplicate), ("6901234567892", bad)]:
+        plain.scan(code)
+        expected += feedback
+        await eventually(lambda e=expected: bytes(plain.received) == e)
+    assert await agent.stop() == [cn20(40)]
