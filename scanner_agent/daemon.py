@@ -539,9 +539,10 @@ class Daemon:
         return [d for d in (_device_status(s) for s in self.sources) if d is not None]
 
     async def queue_stats(self) -> QueueStats:
-        """Outbox counts (runs on the outbox thread)."""
+        """Outbox counts, read on a worker thread through the outbox's read connection."""
         assert self.thread is not None
-        return await self.thread.call(self.thread.outbox.stats)
+        # Not on the outbox thread: counting a month of audit rows must never delay a commit.
+        return await asyncio.to_thread(self.thread.outbox.stats)
 
     async def status(self) -> dict[str, Any]:
         """A JSON-ready snapshot for status lines, ``scanner-agent status`` and the TUI."""

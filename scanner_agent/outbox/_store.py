@@ -97,6 +97,8 @@ class Outbox:
         """Loud problems found at open (e.g. a corrupt file moved aside), for status and logs."""
         self._db = db
         self._lock = threading.RLock()
+        self._reader_db: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
         self._depth = 0
         self._closed = False
 
@@ -182,6 +184,10 @@ class Outbox:
             if self._closed:
                 return
             self._closed = True
+            with self._read_lock:
+                if self._reader_db is not None:
+                    self._reader_db.close()
+                    self._reader_db = None
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
@@ -244,13 +250,30 @@ class Outbox:
         return OutboxError(f"Failed to {doing} in outbox {str(self.path)!r}: {exc}")
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        with self._lock:
+        """Run a query on the read connection (see :meth:`_reader`)."""
+        with self._read_lock:
             if self._closed:
                 raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
             try:
-                return self._db.execute(sql, params).fetchall()
+                return self._reader().execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise self._map(exc, "read") from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        """A second, query-only connection for reports; the caller holds ``_read_lock``.
+
+        WAL lets it read committed data while the writer commits, so a slow
+        report (counting a month of audit rows) run from another thread never
+        holds up the group commits that scan acknowledgements wait for.
+        """
+        if self._reader_db is None:
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA query_only = 1")
+            self._reader_db = db
+        return self._reader_db
 
     def check_free_space(self) -> None:
         """Raise :class:`OutboxFullError` when the free-space reserve is reached."""
@@ -518,7 +541,13 @@ class Outbox:
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the file (run when idle so the WAL stays small)."""
-        self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self._lock:
+            if self._closed:
+                raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise self._map(exc, "checkpoint") from exc
 
     # -- queries -------------------------------------------------------------
 
@@ -565,8 +594,8 @@ class Outbox:
         )
         rejects = int(self._read("SELECT COUNT(*) FROM rejects")[0][0])
         batches = int(self._read("SELECT COUNT(*) FROM batches")[0][0])
-        with self._lock:
-            version = current_version(self._db)
+        with self._read_lock:
+            version = current_version(self._reader())
 
         def size(p: Path) -> int:
             try:

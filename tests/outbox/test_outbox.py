@@ -274,3 +274,15 @@ def test_event_ids_are_unique_time_ordered_uuid7() -> None:
     assert len(set(ids)) == 5000
     assert ids == sorted(ids)
     assert all(i[14] == "7" for i in ids)
+
+
+def test_a_long_report_never_blocks_commits(outbox: Outbox) -> None:
+    outbox.enqueue_many(codes(50))
+    # A report mid-way through its read (a month of audit rows, say) holds a read transaction on
+    # the read connection; the writer must still commit, and later reports must see the rows.
+    report = outbox._reader().execute("SELECT seq FROM scans ORDER BY seq")
+    assert report.fetchone() is not None
+    results = outbox.enqueue_many(codes(5, start=50))
+    assert all(r.status is EnqueueStatus.QUEUED for r in results)
+    assert len(report.fetchall()) == 49  # the open read still sees its own snapshot
+    assert outbox.stats().counts["pending"] == 55
