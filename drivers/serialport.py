@@ -188,32 +188,21 @@ def open_port(url: str, settings: PortSettings) -> SerialLink:
 
 
 class ScanLineFramer:
-    """A :class:`drivers.framing.LineFramer` that ends a frame at a CR at once.
+    """A :class:`drivers.framing.LineFramer` plus :meth:`line_end`, which the Honeywell
+    stream needs to find where a bar code line ends among menu replies.
 
-    ``LineFramer`` in any-EOL mode holds a trailing CR until the next byte
-    shows whether an LF follows, so a scanner whose suffix is CR alone would
-    have each bar code submitted only when the next one starts.  Here CR, LF
-    and CRLF are first turned into one LF (an LF right after a CR, even in the
-    next chunk, is dropped), so every frame is complete the moment its
-    terminator arrives.  Other terminators (TAB, custom bytes) pass through.
+    Framing itself is the shared framer's: a frame ends the moment its terminator
+    arrives (a CR-only scanner included), and the LF of a split CRLF is dropped.
     """
 
     def __init__(self, terminator: bytes = b"\r\n", *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        framer = LineFramer(terminator, max_frame=max_frame)
-        self.any_eol = framer.any_eol
+        self.framer = LineFramer(terminator, max_frame=max_frame)
+        self.any_eol = self.framer.any_eol
         self.terminator = terminator
-        self.framer = LineFramer(b"\n", max_frame=max_frame) if self.any_eol else framer
         self.max_frame = max_frame
-        self._after_cr = False
 
     def feed(self, data: bytes) -> list[FrameEvent]:
         """Add bytes; return the frames (and errors) they complete."""
-        if self.any_eol:
-            if self._after_cr and data[:1] == b"\n":
-                data = data[1:]
-            if data:
-                self._after_cr = data.endswith(b"\r")
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         return self.framer.feed(data)
 
     def line_end(self, data: bytearray, start: int = 0) -> int:
