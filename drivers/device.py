@@ -5,7 +5,8 @@ A hardware source (:mod:`drivers.serialport`, :mod:`drivers.hidraw`,
 device, reads it until the device goes away, marks it offline and opens it
 again with a capped exponential backoff when it comes back (hot-plug by
 polling: an absent ``/dev`` node simply fails to open until udev recreates
-it).  Everything device-specific is three methods: ``_open`` (blocking, run in
+it; where pyudev is installed, a matching udev event ends the wait at once,
+see :mod:`drivers.hotplug`).  Everything device-specific is three methods: ``_open`` (blocking, run in
 a worker thread), ``_handle`` (one chunk read, on the event loop) and
 ``_feedback`` (one committed outcome, on the event loop).
 
@@ -54,6 +55,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from drivers import hotplug
 from drivers.base import DeviceStatus, Intake, RawScan, ScanOutcome
 from scanner_agent import profiles
 from scanner_agent.errors import (
@@ -240,14 +242,18 @@ class FdReader:
             os.close(self._wake_w)
 
 
-def open_device_fd(path: str, *, exclusive: bool = True) -> int:
-    """Open a character device read-only and (advisory) lock it: one reader per device.
+def open_device_fd(path: str, *, exclusive: bool = True, writable: bool = False) -> int:
+    """Open a character device and (advisory) lock it: one reader per device.
+
+    Read-only unless ``writable`` (a hidraw node that is sent output reports),
+    so a source that never writes needs no write permission on the node.
 
     Raises:
         DeviceUnavailable: absent, not permitted, or locked by another reader.
     """
+    mode = os.O_RDWR if writable else os.O_RDONLY
     with device_errors(path, "open", DeviceUnavailable):
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = os.open(path, mode | os.O_NOCTTY | os.O_CLOEXEC)
     if exclusive:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -347,6 +353,12 @@ class DeviceSource(abc.ABC, Generic[T]):
         self.last_outcome: ScanOutcome | None = None
         """The last committed outcome (what the operator should hear or see)."""
         self.backoff = Backoff(reconnect_initial_s, reconnect_max_s)
+        self.hotplug: hotplug.Hotplug | None = None
+        """Where udev events wake this source early (set at the first wait, or by tests)."""
+        self.use_udev = True
+        """Look for the loop's udev monitor at the first wait (False: polling only)."""
+        self.hotplug_wakes = 0
+        """Reopen attempts started early by a udev event."""
         self._link_id = 0
         self._link: Link[T] | None = None
         self._intake: Intake | None = None
@@ -425,17 +437,41 @@ class DeviceSource(abc.ABC, Generic[T]):
                     link = await self._open_in_thread()
                 except DeviceError as exc:
                     self._offline(str(exc), waiting=True)
-                    await asyncio.sleep(self.backoff.next())
+                    await self._pause(self.backoff.next())
                     continue
                 opened_at = time.monotonic()
                 reason = await self._serve(link)
                 self._offline(reason)
                 if time.monotonic() - opened_at >= STABLE_S:
                     self.backoff.reset()  # a flapping device keeps backing off
-                await asyncio.sleep(self.backoff.next())
+                await self._pause(self.backoff.next())
         finally:
             self.connected = False
             await self._finish(answers)
+
+    def _interest(self) -> hotplug.Interest | None:
+        """The udev events that may bring this device back (``None``: poll only)."""
+        return None
+
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay`` s before the next open, cut short by a matching udev event.
+
+        The delay still bounds the wait, so polling remains the fallback when
+        pyudev is missing, netlink is refused or an event does not match.
+        """
+        interest = self._interest()
+        if interest is None:
+            await asyncio.sleep(delay)
+            return
+        if self.hotplug is None and self.use_udev:
+            self.hotplug = hotplug.for_loop(asyncio.get_running_loop())
+            self.use_udev = False  # looked up once
+        if self.hotplug is None:
+            await asyncio.sleep(delay)
+            return
+        if await self.hotplug.wait(interest, delay):
+            self.hotplug_wakes += 1
+            log.debug("%s: udev announced a matching device: opening now", self.name)
 
     async def _open_in_thread(self) -> Link[T]:
         """``_open`` in a worker thread; a link opened after we were cancelled is closed."""

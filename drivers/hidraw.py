@@ -9,6 +9,10 @@ standing in for the node, where reads may split or join reports) and joins
 the reports of each bar code with :class:`drivers.hidpos.HidPosAssembler`
 using the profile's ``[hidpos] layout``.
 
+Without hidraw (no ``/sys/class/hidraw``; or ``backend = "pyusb"``), the
+reports are read straight from the USB interrupt endpoint through pyusb
+(:mod:`drivers.usbhid`), with the same splitter and layout.
+
 Which node: the ``device`` key, else the first hidraw node whose USB ids are
 the profile's ``hid-pos`` ids (and whose USB serial number is ``usb_serial``,
 when given); a profile without ids (``generic-hidpos``) takes the first node
@@ -16,9 +20,15 @@ whose report descriptor declares the HID POS bar code scanner usage page.
 The search runs again at every reconnect, so a scanner that comes back on
 another ``hidrawN`` is found.
 
-Feedback: none goes back to the scanner (the HID POS output usages for the
-beeper and LEDs sit at positions no layout here confirms); the outcome is
-kept in ``last_outcome`` for the TUI and logged at debug level.
+Feedback: when the profile's ``[hidpos]`` table has ``good_read``,
+``bad_read`` or ``duplicate_read`` output reports, the node is opened
+read-write and the report for the committed outcome is written to it
+(``write(2)`` on hidraw sends one output report, report ID first);
+``duplicate_read`` falls back to ``bad_read``.  Without them nothing goes back
+to the scanner (the HID POS usage table's beeper and LED output usages sit at
+positions no public report descriptor here confirms) and the outcome reaches
+the operator through the TUI (``last_outcome``, the event stream and its
+terminal bell).
 
 Status attributes: see :mod:`drivers.device` (``connected``, ``device``,
 ``model``, ``last_scan_at``, ``errors``, ``last_outcome``).
@@ -26,16 +36,20 @@ Status attributes: see :mod:`drivers.device` (``connected``, ``device``,
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from drivers import discovery
+from drivers import discovery, hotplug, usbhid
+from drivers.base import ScanOutcome, Verdict
 from drivers.device import (
     DeviceSource,
     FdReader,
     describe,
+    device_errors,
     load_source_profile,
     open_device_fd,
     usb_ids,
@@ -43,8 +57,8 @@ from drivers.device import (
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
 from drivers.hidpos import LAYOUTS, HidPosAssembler, HidPosLayout
 from scanner_agent.config import SourceConfig
-from scanner_agent.errors import DeviceUnavailable
-from scanner_agent.profiles import Profile
+from scanner_agent.errors import ConfigError, DeviceUnavailable
+from scanner_agent.profiles import HidPosFeedback, Profile
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +117,41 @@ class HidrawLink:
         """Wake a blocked read."""
         self._reader.cancel()
 
+    def write(self, report: bytes) -> None:
+        """Send one output report (blocking; call it from a worker thread).
+
+        Raises:
+            DeviceError: the node refused it (gone, or no such output report).
+        """
+        with device_errors(self.path, "write to"):
+            os.write(self.fd, report)
+
     def close(self) -> None:
         """Close the node."""
         self._reader.close()
         os.close(self.fd)
+
+
+class UsbLink:
+    """A claimed USB HID interface (:mod:`drivers.usbhid`) as a :class:`drivers.device.Link`."""
+
+    def __init__(self, reports: usbhid.UsbReports) -> None:
+        self.reports = reports
+        self.path = reports.name
+
+    def read(self) -> bytes:
+        """One report, or b"" after the short read time-out (so a stop is prompt)."""
+        return self.reports.read()
+
+    def cancel(self) -> None:
+        """Nothing to wake: reads end within :data:`drivers.usbhid.READ_TIMEOUT_MS`."""
+
+    def close(self) -> None:
+        """Release the interface (and give it back to the kernel driver)."""
+        self.reports.close()
+
+
+UsbOpener = Callable[[list[tuple[int, int]], str], usbhid.UsbReports]
 
 
 class HidPosSource(DeviceSource[bytes]):
@@ -124,6 +169,8 @@ class HidPosSource(DeviceSource[bytes]):
         dev: Path | str = discovery.DEV,
         reconnect_initial_s: float = 0.05,
         reconnect_max_s: float = 5.0,
+        backend: str = "auto",
+        usb_opener: UsbOpener | None = None,
     ) -> None:
         if profile.hidpos_layout is None:
             raise ValueError(
@@ -145,6 +192,18 @@ class HidPosSource(DeviceSource[bytes]):
         self.aim_prefix = profile.framing.aim_prefix is not False
         self.sysfs = Path(sysfs)
         self.dev = Path(dev)
+        self.feedback = profile.hidpos_feedback
+        """Output reports sent after the commit (none: the TUI carries the outcome)."""
+        self.can_write = True
+        """False once the node turned out to be read-only for the agent (or with pyusb)."""
+        self.requested_backend = backend
+        """``auto``, ``hidraw`` or ``pyusb`` (the source's ``backend`` key)."""
+        self.backend: str | None = None
+        """The backend in use, chosen when the source starts."""
+        self._needs_pyusb = usb_opener is None
+        self._usb_opener: UsbOpener = usb_opener or (
+            lambda ids, serial: usbhid.PyUsbHid.open(ids, serial)
+        )
         self._splitter: ReportSplitter | None = None
         self._assembler: HidPosAssembler | None = None
 
@@ -162,7 +221,43 @@ class HidPosSource(DeviceSource[bytes]):
         )
         return device.path if device is not None else None
 
-    def _open(self) -> HidrawLink:
+    def _prepare(self) -> None:
+        """Pick hidraw or pyusb once; refuse what can never work."""
+        self.backend = usbhid.choose_backend(
+            self.requested_backend,
+            device=self.configured_device,
+            hidraw_present=(self.sysfs / "class" / "hidraw").is_dir(),
+            pyusb_present=self.requested_backend == "auto" and usbhid.pyusb_available(),
+        )
+        if self.backend != "pyusb":
+            return
+        if not usb_ids(self.profile, "hid-pos"):
+            raise ConfigError(
+                f"{self.name}: the pyusb backend finds the scanner by the profile's hid-pos "
+                f"USB ids, and profile {self.profile.id!r} has none"
+            )
+        if self._needs_pyusb and not usbhid.pyusb_available():
+            raise ConfigError(
+                f'{self.name}: backend = "pyusb" needs pyusb: '
+                "pip install 'scanner-agent[usb]' (and the libusb-1.0-0 package)"
+            )
+        self.can_write = False  # output reports go through hidraw only
+        log.info("%s: no hidraw on this host: reading USB through pyusb", self.name)
+
+    def _interest(self) -> hotplug.Interest | None:
+        if self.backend == "pyusb":
+            return None  # USB device events are not monitored: polling
+        return hotplug.Interest(
+            ("hidraw",), frozenset(usb_ids(self.profile, "hid-pos")), self.usb_serial
+        )
+
+    def _open(self) -> HidrawLink | UsbLink:
+        if self.backend == "pyusb":
+            name = f"usb:{self.profile.id}"
+            with device_errors(name, "open", DeviceUnavailable):
+                reports = self._usb_opener(usb_ids(self.profile, "hid-pos"), self.usb_serial)
+            self.device = reports.name
+            return UsbLink(reports)
         path = self.configured_device or self.find()
         if path is None:
             raise DeviceUnavailable(
@@ -170,9 +265,32 @@ class HidPosSource(DeviceSource[bytes]):
                 + (f" with USB serial {self.usb_serial!r}" if self.usb_serial else ""),
                 device=self.device,
             )
-        fd = open_device_fd(path)
+        fd = self._open_fd(path)
         self.device = path
         return HidrawLink(fd, path)
+
+    def _open_fd(self, path: str) -> int:
+        """Read-write when there are output reports to send; read-only when only that is allowed.
+
+        A node the agent may read but not write (an older udev rule with mode
+        0640) still delivers scans: feedback is then switched off, with a warning.
+        """
+        if not self.feedback.any or not self.can_write:
+            return open_device_fd(path)
+        try:
+            return open_device_fd(path, writable=True)
+        except DeviceUnavailable as exc:
+            if not isinstance(exc.__cause__, PermissionError):
+                raise
+        fd = open_device_fd(path)
+        self.can_write = False
+        log.warning(
+            "%s: %s is not writable: no beep after the commit (give the agent's group "
+            'write access, udev MODE="0660"); the TUI still shows every outcome',
+            self.name,
+            path,
+        )
+        return fd
 
     async def _connected(self, link: Any) -> None:
         self._splitter = ReportSplitter(self.layout)
@@ -190,6 +308,22 @@ class HidPosSource(DeviceSource[bytes]):
                 else:
                     self._error("%s from %s", event.reason, self.device)
 
+    async def _feedback(self, link: Any, outcome: ScanOutcome) -> None:
+        report = feedback_report(self.feedback, outcome) if self.can_write else None
+        if report is None:
+            log.debug("%s: no output report for %s", self.name, outcome.verdict.value)
+            return
+        await asyncio.to_thread(link.write, report)
+
+
+def feedback_report(feedback: HidPosFeedback, outcome: ScanOutcome) -> bytes | None:
+    """The output report for one committed outcome, or ``None`` (pure)."""
+    if outcome.verdict is Verdict.ACCEPTED:
+        return feedback.good_read
+    if outcome.verdict is Verdict.DUPLICATE:
+        return feedback.duplicate_read or feedback.bad_read
+    return feedback.bad_read
+
 
 def build(src: SourceConfig, options: dict[str, Any]) -> HidPosSource:
     """Factory used by :mod:`drivers.registry`."""
@@ -200,4 +334,5 @@ def build(src: SourceConfig, options: dict[str, Any]) -> HidPosSource:
         profile=profile,
         usb_serial=options["usb_serial"],
         reconnect_max_s=options["reconnect_max_s"],
+        backend=options["backend"],
     )

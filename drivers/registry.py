@@ -48,6 +48,14 @@ class SourceType:
 
 
 TERMINATOR_CHOICES = ("lf", "cr", "crlf", "tab")
+HIDPOS_BACKENDS = ("auto", "hidraw", "pyusb")
+"""Values of a hidpos source's ``backend`` key (drivers.usbhid.BACKENDS, not imported here)."""
+
+
+def _check_backend(value: str) -> None:
+    if value not in HIDPOS_BACKENDS:
+        raise ConfigError(f"expected one of {', '.join(HIDPOS_BACKENDS)}, got {value!r}")
+
 
 SOURCE_TYPES: dict[str, SourceType] = {
     "tcp": SourceType(
@@ -111,6 +119,12 @@ SOURCE_TYPES: dict[str, SourceType] = {
                 str, "", help="/dev/hidrawN (default: found by the profile's USB ids)"
             ),
             "usb_serial": Option(str, "", help="only the scanner with this USB serial number"),
+            "backend": Option(
+                str,
+                "auto",
+                help="hidraw, pyusb, or auto (hidraw where the kernel has it, else pyusb)",
+                check=_check_backend,
+            ),
             "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
         },
     ),

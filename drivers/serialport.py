@@ -22,7 +22,9 @@ its firmware profile's ``[serial].protocol``:
     multipacket decodes are joined, and host commands (the profile's BEEP/LED
     feedback packets, ``START_DECODE`` for a trigger) go out one at a time,
     each waiting for the decoder's ``CMD_ACK`` (stop-and-wait), resent with
-    the retransmit bit on ``NAK RESEND`` or a time-out.
+    the retransmit bit on ``NAK RESEND`` or a time-out.  Each decode gets the
+    AIM identifier of its bar code type where that is known
+    (:mod:`drivers.ssi_symbology`), unless the profile says ``aim_prefix = false``.
 
 The reading, reconnecting and status attributes (``connected``, ``device``,
 ``model``, ``last_scan_at``, ``errors``, ``last_outcome``) come from
@@ -41,7 +43,7 @@ from typing import Any, Final, Protocol
 
 import serial
 
-from drivers import honeywell, ssi
+from drivers import honeywell, hotplug, ssi
 from drivers.base import ScanOutcome, Verdict
 from drivers.device import (
     DeviceSource,
@@ -53,6 +55,7 @@ from drivers.device import (
 )
 from drivers.framing import DEFAULT_MAX_FRAME, Frame, FrameError, FrameEvent, LineFramer
 from drivers.registry import source_name
+from drivers.ssi_symbology import with_aim
 from scanner_agent.config import SourceConfig
 from scanner_agent.errors import ConfigError, DeviceError, DeviceUnavailable
 from scanner_agent.profiles import Profile
@@ -322,8 +325,12 @@ class SsiHost:
         on_error: Callable[[str], None],
         max_decode: int = DEFAULT_MAX_FRAME,
         response_timeout: float = SSI_RESPONSE_TIMEOUT_S,
+        aim_prefix: bool = True,
     ) -> None:
         self.session = ssi.SsiSession(max_decode=max_decode)
+        self.aim_prefix = aim_prefix
+        """Put the AIM identifier of the bar code type in front of each decode
+        (:mod:`drivers.ssi_symbology`), as a scanner sending AIM prefixes would."""
         self._write = write
         self._on_error = on_error
         self.response_timeout = response_timeout
@@ -385,7 +392,8 @@ class SsiHost:
             if isinstance(event, ssi.Write):
                 await self._write(event.data)
             elif isinstance(event, ssi.Decode):
-                frames.append(event.data)
+                data = event.data
+                frames.append(with_aim(event.barcode_type, data) if self.aim_prefix else data)
             elif isinstance(event, ssi.CommandAcked | ssi.CommandFailed):
                 if self._timer is not None and self.session.pending is None:
                     self._timer.cancel()
@@ -471,6 +479,10 @@ class SerialSource(DeviceSource[bytes]):
     def _open(self) -> SerialLink:
         return self._opener(self.device, self.settings)
 
+    def _interest(self) -> hotplug.Interest | None:
+        # A path can come back with a tty; a pyserial URL (socket://, rfc2217://) cannot.
+        return None if "://" in self.device else hotplug.Interest(("tty",))
+
     async def _connected(self, link: Any) -> None:
         if self.protocol == "ssi":
             self._ssi = SsiHost(
@@ -478,6 +490,7 @@ class SerialSource(DeviceSource[bytes]):
                 on_error=self._ssi_error,
                 max_decode=self.max_frame,
                 response_timeout=self.response_timeout_s,
+                aim_prefix=self.profile.framing.aim_prefix is not False,
             )
         elif self.protocol == "honeywell":
             self._stream = HoneywellStream(self.terminator, max_frame=self.max_frame)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from drivers import discovery
+from drivers import discovery, hotplug
 from drivers.device import (
     DeviceSource,
     FdReader,
@@ -208,6 +208,11 @@ class WedgeSource(DeviceSource[KeyEvents]):
             predicate=lambda d: d.keyboard is not False,
         )
         return device.path if device is not None else None
+
+    def _interest(self) -> hotplug.Interest | None:
+        return hotplug.Interest(
+            ("input",), frozenset(usb_ids(self.profile, "keyboard")), self.usb_serial
+        )
 
     def _open(self) -> WedgeLink:
         path = self.configured_device or self.find()

@@ -124,6 +124,25 @@ class CommandSet:
 
 
 @dataclass(frozen=True, slots=True)
+class HidPosFeedback:
+    """Output reports written to a HID POS scanner's hidraw node after the commit.
+
+    Each is one whole output report as ``write(2)`` on ``/dev/hidrawN`` takes it:
+    the report ID first, then the report's bytes.  ``None`` where no source
+    confirms a report that makes the scanner signal the outcome.
+    """
+
+    good_read: bytes | None = None
+    bad_read: bytes | None = None
+    duplicate_read: bytes | None = None
+
+    @property
+    def any(self) -> bool:
+        """True when at least one report is defined (the node is then opened read-write)."""
+        return any(r is not None for r in (self.good_read, self.bad_read, self.duplicate_read))
+
+
+@dataclass(frozen=True, slots=True)
 class Quirks:
     """Known misbehaviour to work around."""
 
@@ -150,6 +169,8 @@ class Profile:
     framing: FramingSettings = FramingSettings()
     hidpos_layout: str | None = None
     """Name of a layout in :data:`drivers.hidpos.LAYOUTS`."""
+    hidpos_feedback: HidPosFeedback = HidPosFeedback()
+    """Output reports for good/bad/duplicate reads in HID POS mode."""
     commands: CommandSet = CommandSet()
     quirks: Quirks = Quirks()
     source: str = ""
@@ -329,17 +350,26 @@ def _framing(ctx: _Ctx, data: Mapping[str, Any]) -> FramingSettings:
     return FramingSettings(terminator, ctx.boolean(table, "aim_prefix", "[framing]"), max_frame)
 
 
-def _hidpos(ctx: _Ctx, data: Mapping[str, Any]) -> str | None:
+HIDPOS_FEEDBACK: Final = ("good_read", "bad_read", "duplicate_read")
+"""Keys of ``[hidpos]`` holding output reports."""
+
+
+def _hidpos(ctx: _Ctx, data: Mapping[str, Any]) -> tuple[str | None, HidPosFeedback]:
     if "hidpos" not in data:
-        return None
+        return None, HidPosFeedback()
     table = ctx.table(data, "hidpos", "[hidpos]")
-    ctx.keys(table, "[hidpos]", ("layout",))
+    ctx.keys(table, "[hidpos]", ("layout", *HIDPOS_FEEDBACK))
     layout = ctx.required(table, "layout", "[hidpos]")
     if layout not in hidpos.LAYOUTS:
         raise ctx.fail(
             "[hidpos].layout", f"expected one of {sorted(hidpos.LAYOUTS)}, got {layout!r}"
         )
-    return layout
+    reports: dict[str, bytes] = {}
+    for key in HIDPOS_FEEDBACK:
+        raw = ctx.string(table, key, "[hidpos]")
+        if raw is not None:
+            reports[key] = _to_bytes(ctx, raw, f"[hidpos].{key}")
+    return layout, HidPosFeedback(**reports)
 
 
 def _commands(ctx: _Ctx, data: Mapping[str, Any]) -> CommandSet:
@@ -388,6 +418,7 @@ def parse_profile(stem: str, text: str, *, source: str = "") -> Profile:
             f"expected a non-empty list of distinct values from {list(INTERFACES)}, "
             f"got {interfaces!r}",
         )
+    layout, feedback = _hidpos(ctx, data)
     return Profile(
         id=stem,
         vendor=vendor,
@@ -396,7 +427,8 @@ def parse_profile(stem: str, text: str, *, source: str = "") -> Profile:
         usb_ids=_usb(ctx, data, tuple(interfaces)),
         serial=_serial(ctx, data),
         framing=_framing(ctx, data),
-        hidpos_layout=_hidpos(ctx, data),
+        hidpos_layout=layout,
+        hidpos_feedback=feedback,
         commands=_commands(ctx, data),
         quirks=_quirks(ctx, data),
         source=source,

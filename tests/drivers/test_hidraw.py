@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from drivers import hidraw
+from drivers.base import ScanOutcome, Verdict
 from drivers.hidpos import LAYOUTS
-from drivers.hidraw import HidPosSource, ReportSplitter
+from drivers.hidraw import HidPosSource, ReportSplitter, feedback_report
 from scanner_agent.errors import DeviceUnavailable
-from scanner_agent.profiles import load_profile
+from scanner_agent.profiles import HidPosFeedback, Profile, load_profile, parse_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import PtyScanner, eventually
 from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
@@ -41,11 +43,11 @@ def node(tmp_path: Path) -> Iterator[PtyScanner]:
     emu.close()
 
 
-def source_for(path: Path | str, **kwargs: object) -> HidPosSource:
+def source_for(path: Path | str, profile: Profile | None = None, **kwargs: object) -> HidPosSource:
     return HidPosSource(
         "hidpos:test",
         str(path),
-        profile=load_profile("honeywell-xenon-1900g"),
+        profile=profile or load_profile("honeywell-xenon-1900g"),
         reconnect_initial_s=0.01,
         reconnect_max_s=0.05,
         **kwargs,
@@ -135,3 +137,87 @@ def test_the_node_is_found_by_the_profiles_usb_ids_or_the_hid_pos_usage_page(
 def test_a_profile_without_a_hidpos_layout_is_refused() -> None:
     with pytest.raises(ValueError, match="no \\[hidpos\\] layout"):
         HidPosSource("s", "/dev/hidraw0", profile=load_profile("generic-serial"))
+
+
+# -- feedback: output reports after the commit ---------------------------------------------
+
+FEEDBACK = parse_profile(
+    "test-hidpos-feedback",
+    """
+[profile]
+vendor = "Test"
+model = "HID POS with output reports"
+interfaces = ["hid-pos"]
+[hidpos]
+layout = "honeywell"
+good_read = "\\u00FD\\u0001G"
+bad_read = "\\u00FD\\u0001B"
+duplicate_read = "\\u00FD\\u0001D"
+""",
+)
+
+
+def test_the_output_report_follows_the_verdict_and_duplicate_falls_back_to_bad() -> None:
+    fb = FEEDBACK.hidpos_feedback
+    assert feedback_report(fb, ScanOutcome(Verdict.ACCEPTED, "x")) == b"\xfd\x01G"
+    assert feedback_report(fb, ScanOutcome(Verdict.DUPLICATE, "x")) == b"\xfd\x01D"
+    for verdict in (Verdict.INVALID, Verdict.FULL, Verdict.ERROR):
+        assert feedback_report(fb, ScanOutcome(verdict, "x")) == b"\xfd\x01B"
+    only_bad = HidPosFeedback(bad_read=b"\xfd\x01B")
+    assert feedback_report(only_bad, ScanOutcome(Verdict.DUPLICATE, "x")) == b"\xfd\x01B"
+    assert feedback_report(only_bad, ScanOutcome(Verdict.ACCEPTED, "x")) is None
+    assert not HidPosFeedback().any
+
+
+async def test_output_reports_reach_the_node_after_each_commit_in_scan_order(
+    node: PtyScanner, run_source: RunSource
+) -> None:
+    source = source_for(node.link, profile=FEEDBACK)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    for code in (cn20(20), cn20(20), "6901234567892", cn20(21)):
+        node.write(reports(code)[0])
+    await eventually(lambda: len(node.received) == 12)
+    assert bytes(node.received) == b"\xfd\x01G" + b"\xfd\x01D" + b"\xfd\x01B" + b"\xfd\x01G"
+    assert await agent.stop() == [cn20(20), cn20(21)]
+
+
+async def test_shipped_honeywell_profile_beeps_for_a_good_read_only(
+    node: PtyScanner, run_source: RunSource
+) -> None:
+    source = source_for(node.link)  # honeywell-xenon-1900g as shipped
+    assert source.feedback.good_read == b"\xfd\x03\x16\x07\r"  # [SYN][BEL][CR] in report 0xFD
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    node.write(reports("6901234567892")[0])  # bad read: no report known, nothing sent
+    node.write(reports(cn20(22))[0])
+    await eventually(lambda: source.scans == 2 and len(node.received) >= 5)
+    await eventually(lambda: source.last_outcome is not None and source.last_outcome.accepted)
+    assert bytes(node.received) == b"\xfd\x03\x16\x07\r"
+    assert await agent.stop() == [cn20(22)]
+
+
+async def test_a_node_the_agent_may_not_write_is_read_without_feedback(
+    node: PtyScanner, run_source: RunSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = hidraw.open_device_fd
+    modes: list[bool] = []
+
+    def read_only(path: str, *, exclusive: bool = True, writable: bool = False) -> int:
+        modes.append(writable)
+        if writable:
+            raise DeviceUnavailable("Failed to open: denied", device=path) from PermissionError(
+                13, "Permission denied"
+            )
+        return real_open(path, exclusive=exclusive)
+
+    monkeypatch.setattr(hidraw, "open_device_fd", read_only)
+    source = source_for(node.link, profile=FEEDBACK)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    node.write(reports(cn20(23))[0])
+    await eventually(lambda: source.last_outcome is not None)
+    assert modes == [True, False]
+    assert not source.can_write
+    assert bytes(node.received) == b""  # nothing written to a read-only node
+    assert await agent.stop() == [cn20(23)]

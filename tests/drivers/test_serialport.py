@@ -393,3 +393,72 @@ async def test_shipped_xenon_profile_answers_with_host_ack_escapes_byte_for_byte
         expected += feedback
         await eventually(lambda e=expected: bytes(plain.received) == e)
     assert await agent.stop() == [cn20(40)]
+
+
+async def test_ssi_decodes_carry_the_aim_identifier_of_their_bar_code_type(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    source = source_for(zebra.link, SSI)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    gs1 = "010690123456789217280500104711\x1d21ABC123"
+
+    zebra.send_decode(gs1, barcode_type=0xC1, chunk=8)  # GS1 Data Matrix, multipacket
+    zebra.send_decode(cn20(70), barcode_type=0x03)  # Code 128: modifier unknown, no prefix
+    zebra.send_decode("]C1" + cn20(71), barcode_type=0x0F)  # the decoder sent its own prefix
+    zebra.send_decode(cn20(72), barcode_type=0x1B)  # plain Data Matrix
+    await zebra.idle()
+    await eventually(lambda: len(zebra.commands) == 4)
+
+    rows = await agent.rows()
+    assert [(r.raw, r.symbology) for r in rows] == [
+        ("]d2" + gs1, "]d2"),
+        (cn20(70), None),
+        ("]C1" + cn20(71), "]C1"),
+        ("]d1" + cn20(72), "]d1"),
+    ]
+    assert rows[0].code == "(01)06901234567892(17)280500(10)4711(21)ABC123"
+    await agent.stop()
+
+
+async def test_ssi_profile_without_aim_prefix_passes_decodes_as_they_are(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    bare = parse_profile(
+        "test-ssi-bare",
+        '[profile]\nvendor = "Zebra"\nmodel = "Bare"\ninterfaces = ["rs232"]\n'
+        '[serial]\nprotocol = "ssi"\n[framing]\naim_prefix = false\n',
+    )
+    source = source_for(zebra.link, bare)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    zebra.send_decode(cn20(73), barcode_type=0xC1)
+    await zebra.idle()
+    await eventually(lambda: source.scans == 1)
+    await eventually(lambda: source.last_outcome is not None)
+    assert [(r.raw, r.symbology) for r in await agent.rows()] == [(cn20(73), None)]
+    await agent.stop()
+
+
+async def test_shipped_zebra_ssi_profile_beeps_good_bad_and_duplicate_byte_for_byte(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    # The real profile, as shipped: SSI BEEP with the beep codes of the SSI guide's table.
+    profile = profiles.load_profile("zebra-ssi")
+    source = source_for(zebra.link, profile)
+    assert source.protocol == "ssi"
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+
+    good, bad, duplicate = bytes.fromhex("05e6040000ff11"), ssi.beep(0x11), ssi.beep(0x06)
+    assert (profile.commands.good_read, profile.commands.bad_read) == (good, bad)
+    assert profile.commands.duplicate_read == duplicate
+    for code, feedback in [(cn20(80), good), (cn20(80), duplicate), ("6901234567892", bad)]:
+        zebra.send_decode(code)
+        await zebra.idle()
+        await eventually(lambda f=feedback: zebra.commands and zebra.commands[-1].encode() == f)
+    assert [c.encode() for c in zebra.commands] == [good, duplicate, bad]
+    # Each BEEP was answered with CMD_ACK: nothing is left waiting or failed.
+    assert zebra.failures == []
+    await eventually(lambda: source._ssi is not None and source._ssi.acked == [0xE6] * 3)
+    assert await agent.stop() == [cn20(80)]
