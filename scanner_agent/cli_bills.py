@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from scanner_agent.config import DEFAULT_CONFIG_PATH, ControlConfig, load_config
 from scanner_agent.errors import ScannerAgentError
@@ -231,6 +231,103 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- bill export (offline: reads the outbox file) ------------------------------------
+
+
+def _outbox_path(args: argparse.Namespace) -> Path:
+    path = Path(args.outbox or load_config(args.config or DEFAULT_CONFIG_PATH).outbox.path)
+    if not path.exists():
+        raise ScannerAgentError(f"Failed to open outbox {str(path)!r}: no such file")
+    return path
+
+
+def export_nhsa(
+    outbox_path: Path,
+    number: str,
+    *,
+    record: str | None = None,
+    catalog_csv: str | None = None,
+    settings: list[str] | None = None,
+    trace_node: str = "drugtracinfo",
+) -> dict[str, Any]:
+    """The 医保 (NHSA) records of bill ``number`` from the outbox file (see ``platforms.nhsa``).
+
+    Removed scans are left out; scans the trace platform rejected are left out
+    and listed under ``excluded`` with its reason.
+
+    Raises:
+        ScannerAgentError: no such bill, an unknown field or record type, a bad catalogue.
+    """
+    from scanner_agent.bills import BillBook
+    from scanner_agent.outbox import Outbox
+    from scanner_agent.platforms import nhsa
+
+    with Outbox.open(outbox_path) as outbox:
+        book = BillBook(outbox)
+        bill = book.get(number)
+        limit = bill.totals.scans + bill.totals.removed + 1
+        view = book.view(number, scan_limit=limit)
+    try:
+        if record is not None and record not in nhsa.FIELDS:
+            raise ValueError(f"unknown record type {record!r}: expected 3505, 3506 or 3502")
+        kind = (
+            nhsa.record_type_for(bill.type, bill.action)
+            if record is None
+            else cast("nhsa.RecordType", record)
+        )
+        fields = nhsa.parse_settings(settings or [], kind)
+        catalog = nhsa.parse_catalog_csv(catalog_csv, kind) if catalog_csv is not None else {}
+    except ValueError as exc:
+        raise ScannerAgentError(f"bill export {number}: {exc}") from None
+    boxes: list[nhsa.Box] = []
+    excluded: list[dict[str, str]] = []
+    for s in reversed(view.scans):  # the view lists the newest first
+        if s.removed:
+            continue
+        if s.result == "rejected":
+            excluded.append({"code": s.code, "reason": s.reason or "rejected"})
+            continue
+        boxes.append(nhsa.Box(s.code, s.product, s.scanned_at, units=s.units, name=s.name))
+    doc = nhsa.build_export(
+        number, boxes, record=kind, catalog=catalog, settings=fields, trace_node=trace_node
+    )
+    doc["excluded"] = excluded
+    return doc
+
+
+def cmd_bill_export(args: argparse.Namespace) -> int:
+    """Write a bill's records for another system (``--format nhsa``: 医保 3505/3506/3502)."""
+    catalog_csv = None
+    if args.catalog:
+        try:
+            catalog_csv = Path(args.catalog).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScannerAgentError(f"Failed to read {args.catalog!r}: {exc}") from exc
+    doc = export_nhsa(
+        _outbox_path(args),
+        args.number,
+        record=args.record,
+        catalog_csv=catalog_csv,
+        settings=args.set,
+        trace_node=args.trace_node,
+    )
+    text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ScannerAgentError(f"Failed to write {args.output!r}: {exc}") from exc
+    else:
+        sys.stdout.write(text)
+    for m in doc["missing"]:
+        print(
+            f"note: record {m['record']} ({m['product']}): required fields empty: "
+            + ", ".join(m["fields"]),
+            file=sys.stderr,
+        )
+    return 0
+
+
 # -- tui ---------------------------------------------------------------------------
 
 
@@ -259,7 +356,7 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
 
 
 def register(add: AddCommand) -> None:
-    """Add ``status``, ``bill``, ``lookup`` and ``tui``."""
+    """Add ``status``, ``bill`` (``bill export`` reads the outbox file), ``lookup`` and ``tui``."""
     p = add("status", cmd_status, "Show the running agent's status (over its control socket).")
     _common(p)
 
@@ -320,6 +417,43 @@ def register(add: AddCommand) -> None:
         "--state", choices=["open", "closed", "delivered", "partly_rejected"], help="filter"
     )
     p.add_argument("--limit", type=int, default=50)
+
+    p = sub.add_parser(
+        "export",
+        help="Write a bill's records for another system (offline, from the outbox file).",
+        description="Write a bill's records for another system: --format nhsa gives the 医保 "
+        "3505 sale / 3506 sale return / 3502 stock change records with one drug_trac_codg "
+        "per box. Reads the outbox file; the daemon may keep running.",
+    )
+    p.set_defaults(handler=cmd_bill_export)
+    p.add_argument("number", help="bill number")
+    p.add_argument("--format", required=True, choices=["nhsa"], help="record format")
+    p.add_argument("--config", "-c", help=f"config file (default {DEFAULT_CONFIG_PATH})")
+    p.add_argument("--outbox", help="outbox file (default: outbox.path from the config)")
+    p.add_argument(
+        "--record",
+        choices=["3505", "3506", "3502"],
+        help="NHSA transaction (default: from the bill: sales 3505, consumer returns 3506, "
+        "else 3502)",
+    )
+    p.add_argument(
+        "--catalog",
+        metavar="CSV",
+        help="per-product values: a 'product' column (cn20 drug code or GTIN) and NHSA fields",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a field for every record, e.g. phar_name=... (repeatable)",
+    )
+    p.add_argument(
+        "--trace-node",
+        default="drugtracinfo",
+        help="name of the trace-code list node (default drugtracinfo)",
+    )
+    p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
 
     p = sub.add_parser("types", help="List the platform's bill types.")
     p.set_defaults(handler=cmd_bill_types)

@@ -1,0 +1,278 @@
+"""A local EPCIS 2.0 repository (capture interface only), for tests and labs.
+
+Real HTTP (Starlette under uvicorn in a thread, :class:`scanner_agent.asgi.ServerThread`):
+
+* ``POST /capture``: checks the document (``type`` EPCISDocument,
+  ``schemaVersion`` "2.0", ``epcisBody.eventList`` a list) and answers ``400``
+  with an RFC 7807 problem when it is not one.  Otherwise it checks each event
+  (``eventID``, ``type``, ``action`` ADD/OBSERVE/DELETE, ``eventTime``,
+  ``eventTimeZoneOffset``), stores the good ones by ``eventID`` (each id at most
+  once) and answers ``202`` with ``Location: /capture/<captureID>``.
+* ``GET /capture/<captureID>``: the capture job, ``running`` for the first
+  :attr:`EmulatorState.running_polls` polls, then final.
+
+Error conventions (the binding leaves them to the server, see
+:mod:`scanner_agent.platforms.epcis_job`): each problem carries the event's
+``eventID`` as ``instance`` and in ``detail``; an event whose ``eventID`` is
+already stored (or repeated in the document) gives a problem with ``status``
+409 and title ``Duplicate event``; an invalid event gives ``status`` 400,
+type ``epcisException:ValidationException``.  ``GS1-Capture-Error-Behaviour``
+is honoured: ``proceed`` stores the good events of a document with errors,
+``rollback`` (the default, as in the binding) stores none of them.
+
+Faults, armed on :attr:`EpcisEmulator.state` from any thread: ``fail_next``
+(500), ``rate_limit_next`` (429 with ``Retry-After``), ``drop_next`` (store the
+events, then cut the connection before the reply is complete: a lost reply),
+and ``token`` (401 without ``Authorization: Bearer <token>``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from scanner_agent.asgi import ServerThread
+
+__all__ = ["EmulatorState", "EpcisEmulator", "create_app"]
+
+_REQUIRED = ("eventID", "type", "action", "eventTime", "eventTimeZoneOffset")
+_TYPES = frozenset(
+    {
+        "ObjectEvent",
+        "AggregationEvent",
+        "TransactionEvent",
+        "TransformationEvent",
+        "AssociationEvent",
+    }
+)
+_ACTIONS = frozenset({"ADD", "OBSERVE", "DELETE"})
+_VALIDATION = "epcisException:ValidationException"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Job:
+    body: dict[str, Any]
+    polls_left: int
+
+
+@dataclass
+class EmulatorState:
+    """What the repository holds and the faults armed on it (guarded by ``lock``)."""
+
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Stored events by ``eventID``."""
+    jobs: dict[str, _Job] = field(default_factory=dict)
+    captures: int = 0
+    """``POST /capture`` requests that passed the token and fault checks."""
+    polls: int = 0
+    """``GET /capture/<id>`` requests answered with a job."""
+    token: str = ""
+    """Bearer token required on every request; empty = none."""
+    running_polls: int = 1
+    """Polls of a new job answered with ``running: true`` before the final state."""
+    fail_next: int = 0
+    """Answer the next N captures with 500."""
+    rate_limit_next: int = 0
+    """Answer the next N captures with 429 and ``Retry-After: <retry_after>``."""
+    retry_after: int = 1
+    drop_next: int = 0
+    """Process the next N captures, then cut the connection mid-reply."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _problem(status: int, title: str, detail: str = "", instance: str = "") -> dict[str, Any]:
+    body: dict[str, Any] = {"type": _VALIDATION, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    return body
+
+
+def _event_problem(index: int, event: Any) -> dict[str, Any] | None:
+    """Why ``event`` (number ``index`` in the list) cannot be captured, or None."""
+    if not isinstance(event, dict):
+        return _problem(400, "Invalid event", f"event #{index} is not an object")
+    eid = event.get("eventID")
+    eid = eid if isinstance(eid, str) else ""
+    missing = [k for k in _REQUIRED if not isinstance(event.get(k), str) or not event.get(k)]
+    if missing:
+        what = f"event {eid}" if eid else f"event #{index}"
+        return _problem(400, "Invalid event", f"{what}: missing {', '.join(missing)}", eid)
+    if event["type"] not in _TYPES:
+        return _problem(400, "Invalid event", f"event {eid}: unknown type {event['type']}", eid)
+    if event["action"] not in _ACTIONS:
+        return _problem(400, "Invalid event", f"event {eid}: bad action {event['action']}", eid)
+    return None
+
+
+class _DroppedReply(Response):
+    """Headers and half a body, then the app returns: uvicorn closes the connection."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 202,
+                "headers": [(b"content-length", b"64"), (b"location", b"/capture/lost")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+
+
+def create_app(state: EmulatorState) -> Starlette:
+    """The capture interface as an ASGI app."""
+
+    def authorised(request: Request) -> bool:
+        return not state.token or request.headers.get("authorization") == f"Bearer {state.token}"
+
+    def unauthorised() -> JSONResponse:
+        return JSONResponse(
+            {"type": "epcisException:SecurityException", "title": "Unauthorized", "status": 401},
+            status_code=401,
+            media_type="application/problem+json",
+        )
+
+    async def capture(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        with state.lock:
+            if state.rate_limit_next > 0:
+                state.rate_limit_next -= 1
+                return JSONResponse(
+                    {"type": "epcisException:CaptureLimitExceeded", "title": "Too many requests"},
+                    status_code=429,
+                    headers={"Retry-After": str(state.retry_after)},
+                )
+            if state.fail_next > 0:
+                state.fail_next -= 1
+                return JSONResponse(
+                    {"type": "epcisException:ImplementationException", "title": "Server error"},
+                    status_code=500,
+                )
+            state.captures += 1
+        try:
+            doc = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError):
+            return _refuse("Invalid JSON", "the body is not JSON")
+        if not isinstance(doc, dict) or doc.get("type") != "EPCISDocument":
+            return _refuse("Invalid document", "type must be EPCISDocument")
+        if doc.get("schemaVersion") != "2.0":
+            return _refuse("Invalid document", 'schemaVersion must be "2.0"')
+        body = doc.get("epcisBody")
+        events = body.get("eventList") if isinstance(body, dict) else None
+        if not isinstance(events, list):
+            return _refuse("Invalid document", "epcisBody.eventList must be a list")
+        behaviour = request.headers.get("gs1-capture-error-behaviour", "rollback").lower()
+        job_body = _capture(events, "proceed" if behaviour == "proceed" else "rollback")
+        with state.lock:
+            state.jobs[job_body["captureID"]] = _Job(job_body, state.running_polls)
+            if state.drop_next > 0:
+                state.drop_next -= 1
+                return _DroppedReply()
+        return Response(status_code=202, headers={"Location": f"/capture/{job_body['captureID']}"})
+
+    def _refuse(title: str, detail: str) -> JSONResponse:
+        return JSONResponse(
+            _problem(400, title, detail), status_code=400, media_type="application/problem+json"
+        )
+
+    def _capture(events: list[Any], behaviour: str) -> dict[str, Any]:
+        """Check and store ``events``; the final capture job."""
+        errors: list[dict[str, Any]] = []
+        good: dict[str, dict[str, Any]] = {}
+        with state.lock:
+            for i, event in enumerate(events):
+                problem = _event_problem(i, event)
+                if problem is not None:
+                    errors.append(problem)
+                    continue
+                eid = event["eventID"]
+                if eid in state.events or eid in good:
+                    errors.append(
+                        _problem(409, "Duplicate event", f"event {eid} is already captured", eid)
+                    )
+                    continue
+                good[eid] = event
+            if behaviour == "proceed" or not errors:
+                state.events.update(good)
+        return {
+            "captureID": uuid.uuid4().hex,
+            "createdAt": _now(),
+            "finishedAt": _now(),
+            "running": False,
+            "success": not errors,
+            "captureErrorBehaviour": behaviour,
+            "errors": errors,
+        }
+
+    async def job(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        capture_id = request.path_params["capture_id"]
+        with state.lock:
+            found = state.jobs.get(capture_id)
+            if found is None:
+                return JSONResponse(
+                    {"type": "epcisException:NoSuchResourceException", "title": "No such job"},
+                    status_code=404,
+                )
+            state.polls += 1
+            if found.polls_left > 0:
+                found.polls_left -= 1
+                running = {k: v for k, v in found.body.items() if k not in ("finishedAt", "errors")}
+                return JSONResponse({**running, "running": True, "success": True, "errors": []})
+            return JSONResponse(found.body)
+
+    return Starlette(
+        routes=[
+            Route("/capture", capture, methods=["POST"]),
+            Route("/capture/{capture_id}", job, methods=["GET"]),
+        ]
+    )
+
+
+class EpcisEmulator:
+    """The emulated repository on loopback in a background thread.
+
+    ``tls`` holds uvicorn's ``ssl_*`` options (certificate and key files).
+
+    ::
+
+        with EpcisEmulator(token="t") as repo:
+            cfg = EpcisCaptureConfig(url=repo.url, document=EpcisConfig(...))
+            repo.state.drop_next = 1
+    """
+
+    def __init__(
+        self, *, token: str = "", running_polls: int = 1, tls: Mapping[str, Any] | None = None
+    ) -> None:
+        self.state = EmulatorState(token=token, running_polls=running_polls)
+        self._thread = ServerThread(create_app(self.state), tls=tls, name="epcis-emulator")
+
+    @property
+    def url(self) -> str:
+        """The repository's base URL, ``http://127.0.0.1:<port>`` (``https://`` with ``tls``)."""
+        return self._thread.url
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.stop()
