@@ -42,6 +42,9 @@ ACTIONS: tuple[str, ...] = (
 
 DEFAULT_CONFIG_PATH = Path("/etc/scanner-agent/agent.toml")
 
+PROTOCOLS: tuple[str, ...] = ("trace-api", "alihealth", "epcis")
+"""What the sync loop speaks (``sync.protocol``): our Trace API v1, 码上放心 bill upload, EPCIS 2.0."""
+
 
 @dataclass(frozen=True, slots=True)
 class ScanConfig:
@@ -73,8 +76,11 @@ class OutboxConfig:
 
 @dataclass(frozen=True, slots=True)
 class SyncConfig:
-    """Delivery to the trace service (Trace API v1)."""
+    """Delivery to the trace service (Trace API v1), or to the platform ``protocol`` names."""
 
+    protocol: str = "trace-api"
+    """``trace-api`` (``url``, ``token_file``), ``alihealth`` (the ``[alihealth]`` table) or
+    ``epcis`` (the ``[epcis]`` table).  Batching, retry and backoff keys apply to all three."""
     url: str = "http://127.0.0.1:8900"
     """Base URL of the trace service."""
     token_file: str = ""
@@ -142,6 +148,126 @@ class SyncConfig:
         return ""
 
 
+def read_secret_file(path: str, key: str) -> str:
+    """A credential from ``path``, refused when every user on the box may read it.
+
+    The check is the one ``doctor`` recommends for the token (mode 0640 or 0600):
+    a secret readable by "other" is a secret shared with every process on the box.
+
+    Raises:
+        ConfigError: naming ``key``, when the file cannot be read or is too open.
+    """
+    try:
+        mode = Path(path).stat().st_mode & 0o777
+        if mode & 0o007:
+            raise ConfigError(
+                f"{key}: {path!r} is readable by every user (mode {mode:04o}); "
+                f"chmod o-rwx it (0640 or 0600)"
+            )
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: failed to read {path!r}: {exc.strerror}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class AliHealthSettings:
+    """码上放心 bill upload over the TOP gateway (``sync.protocol = "alihealth"``).
+
+    Each closed bill is one upload; its type and parties come from the bill
+    (``scanner-agent bill open``), the rest from here.  See ``docs/platforms.md``.
+    """
+
+    url: str = "https://eco.taobao.com/router/rest"
+    """The TOP gateway."""
+    app_key: str = ""
+    """The application's key from the 码上放心 open platform."""
+    app_secret_file: str = ""
+    """File holding the app secret (mode 0640 or 0600; it only signs, it is never sent)."""
+    sign_method: str = "hmac-sha256"
+    """``md5``, ``hmac`` (HMAC-MD5) or ``hmac-sha256``."""
+    api: str = "kyt"
+    """``kyt`` (producers, distributors) or ``lsyd`` (retail pharmacies)."""
+    ref_user_id: str = ""
+    """This enterprise's ``ref_ent_id`` (the uploader)."""
+    ent_id: str = ""
+    """This enterprise's ``ent_id``: the own side of a bill whose party is left empty
+    (``to`` of an inbound bill, ``from`` of an outbound one)."""
+    oper_ic_code: str = ""
+    """Who submits bills; empty means the app key (as the platform suggests)."""
+    oper_ic_name: str = ""
+    physic_type: int = 3
+    """3 ordinary drugs, 2 special drugs."""
+    max_codes: int = 10_000
+    """Most codes per upload call; a larger bill goes in numbered sub-bills."""
+    timeout_s: float = 30.0
+    """Timeout of one gateway call."""
+    status_poll_s: float = 30.0
+    """Wait before asking the platform how an uploaded bill was processed (0: never ask)."""
+    status_polls: int = 10
+    """Most status queries per bill (the wait doubles each time) before giving up."""
+
+    def read_secret(self) -> str:
+        """The app secret from ``app_secret_file``.
+
+        Raises:
+            ConfigError: not set, unreadable, or readable by every user.
+        """
+        if not self.app_secret_file:
+            raise ConfigError("alihealth.app_secret_file: not set")
+        return read_secret_file(self.app_secret_file, "alihealth.app_secret_file")
+
+
+@dataclass(frozen=True, slots=True)
+class EpcisSettings:
+    """GS1 EPCIS 2.0 capture (``sync.protocol = "epcis"``).  See ``docs/platforms.md``."""
+
+    url: str = ""
+    """Base URL of the EPCIS repository (``POST <url>/capture``)."""
+    token_file: str = ""
+    """File holding the bearer token (mode 0640 or 0600)."""
+    token_env: str = ""
+    """Name of an environment variable holding the token, when no file is used."""
+    read_point: str = ""
+    """URI of this scanning point, e.g. ``urn:epc:id:sgln:0614141.00777.0``."""
+    biz_location: str = ""
+    """URI of the site the goods are at after the event."""
+    cn20_uri_prefix: str = "urn:cn:drugtrace:"
+    """URI scheme for 码上放心 codes (they have no GS1 key): ``<prefix><code>``."""
+    bill_uri_prefix: str = "urn:cn:drugtrace:bill:"
+    """``bizTransaction`` URI of a bill: ``<prefix><bill>``."""
+    content_type: str = "application/json"
+    """Request type of ``/capture``: ``application/json`` or ``application/ld+json``."""
+    error_behaviour: str = "proceed"
+    """``GS1-Capture-Error-Behaviour``: ``proceed`` stores the good events of a document
+    with a bad one; ``rollback`` stores none and the good ones are captured again."""
+    poll_initial_s: float = 0.5
+    """First pause before asking for a capture job's result; doubles each time ..."""
+    poll_max_s: float = 5.0
+    """... up to this."""
+    poll_timeout_s: float = 120.0
+    """Give up waiting for a capture job after this long (the batch goes again later)."""
+    max_rounds: int = 4
+    """Most captures, per batch, of what a rollback left unstored."""
+
+    def read_token(self) -> str:
+        """The bearer token, from ``token_file`` or ``token_env``; empty when neither is set.
+
+        Raises:
+            ConfigError: the file cannot be read or is readable by every user, or the
+                variable is unset.
+        """
+        if self.token_file:
+            return read_secret_file(self.token_file, "epcis.token_file")
+        if self.token_env:
+            value = os.environ.get(self.token_env)
+            if value is None:
+                raise ConfigError(
+                    f"epcis.token_env: environment variable {self.token_env!r} is not set"
+                )
+            return value.strip()
+        return ""
+
+
 @dataclass(frozen=True, slots=True)
 class ControlConfig:
     """The local control interface (``docs/control.md``): CLI and TUI talk to the daemon here."""
@@ -196,6 +322,8 @@ class AgentConfig:
     scan: ScanConfig = field(default_factory=ScanConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    alihealth: AliHealthSettings = field(default_factory=AliHealthSettings)
+    epcis: EpcisSettings = field(default_factory=EpcisSettings)
     control: ControlConfig = field(default_factory=ControlConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     sources: tuple[SourceConfig, ...] = ()
@@ -304,6 +432,7 @@ def _validate(cfg: AgentConfig) -> None:
         "client_cert and client_key must be set together",
     )
     _check_metrics(cfg.metrics)
+    _check_platforms(cfg)
     _check(
         cfg.log_level in ("debug", "info", "warning", "error"),
         "log_level",
@@ -316,6 +445,56 @@ def _validate(cfg: AgentConfig) -> None:
                 f"source[{i}].action",
                 f"expected one of {', '.join(ACTIONS)}",
             )
+
+
+def _is_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def _check_platforms(cfg: AgentConfig) -> None:
+    """``sync.protocol`` and the tables of the platforms; a chosen one must be complete."""
+    protocol = cfg.sync.protocol
+    _check(protocol in PROTOCOLS, "sync.protocol", f"expected one of {', '.join(PROTOCOLS)}")
+    ali = cfg.alihealth
+    _check(ali.api in ("kyt", "lsyd"), "alihealth.api", f"expected kyt or lsyd, got {ali.api!r}")
+    _check(
+        ali.sign_method in ("md5", "hmac", "hmac-sha256"),
+        "alihealth.sign_method",
+        f"expected md5, hmac or hmac-sha256, got {ali.sign_method!r}",
+    )
+    _check(ali.physic_type >= 1, "alihealth.physic_type", "must be >= 1 (3 ordinary, 2 special)")
+    _check(1 <= ali.max_codes <= 10_000, "alihealth.max_codes", "must be from 1 to 10000")
+    _check(ali.timeout_s > 0, "alihealth.timeout_s", "must be > 0")
+    _check(ali.status_poll_s >= 0, "alihealth.status_poll_s", "must be >= 0")
+    _check(ali.status_polls >= 1, "alihealth.status_polls", "must be >= 1")
+    if protocol == "alihealth":
+        _check(_is_url(ali.url), "alihealth.url", f"expected an http(s):// URL, got {ali.url!r}")
+        for key in ("app_key", "app_secret_file", "ref_user_id"):
+            _check(bool(getattr(ali, key)), f"alihealth.{key}", 'required by protocol "alihealth"')
+    ep = cfg.epcis
+    _check(
+        not (ep.token_file and ep.token_env),
+        "epcis.token_file",
+        "set either token_file or token_env, not both",
+    )
+    _check(
+        ep.content_type in ("application/json", "application/ld+json"),
+        "epcis.content_type",
+        "expected application/json or application/ld+json",
+    )
+    _check(
+        ep.error_behaviour in ("proceed", "rollback"),
+        "epcis.error_behaviour",
+        "expected proceed or rollback",
+    )
+    _check(ep.poll_initial_s > 0, "epcis.poll_initial_s", "must be > 0")
+    _check(ep.poll_max_s >= ep.poll_initial_s, "epcis.poll_max_s", "must be >= poll_initial_s")
+    _check(ep.poll_timeout_s > 0, "epcis.poll_timeout_s", "must be > 0")
+    _check(ep.max_rounds >= 1, "epcis.max_rounds", "must be >= 1")
+    if protocol == "epcis":
+        _check(_is_url(ep.url), "epcis.url", f"expected an http(s):// URL, got {ep.url!r}")
+        for key in ("read_point", "biz_location"):
+            _check(bool(getattr(ep, key)), f"epcis.{key}", 'required by protocol "epcis"')
 
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
@@ -348,7 +527,18 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     # Imported here: the driver registry imports config types, not the other way round.
     from drivers.registry import validate_source_options
 
-    top_known = {"device_id", "log_level", "scan", "outbox", "sync", "control", "metrics", "source"}
+    top_known = {
+        "device_id",
+        "log_level",
+        "scan",
+        "outbox",
+        "sync",
+        "alihealth",
+        "epcis",
+        "control",
+        "metrics",
+        "source",
+    }
     for key in data:
         if key not in top_known:
             raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top_known))})")
@@ -360,6 +550,8 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     kwargs["scan"] = _build(ScanConfig, data.get("scan", {}), "scan.")
     kwargs["outbox"] = _build(OutboxConfig, data.get("outbox", {}), "outbox.")
     kwargs["sync"] = _build(SyncConfig, data.get("sync", {}), "sync.")
+    kwargs["alihealth"] = _build(AliHealthSettings, data.get("alihealth", {}), "alihealth.")
+    kwargs["epcis"] = _build(EpcisSettings, data.get("epcis", {}), "epcis.")
     kwargs["control"] = _build(ControlConfig, data.get("control", {}), "control.")
     kwargs["metrics"] = _build(MetricsConfig, data.get("metrics", {}), "metrics.")
     raw_sources = data.get("source", [])

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -37,7 +37,7 @@ from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
 from scanner_agent.outbox import Outbox, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
-from scanner_agent.sync import SyncLoop, TraceApiClient
+from scanner_agent.sync import Sink, SyncLoop, TraceApiClient
 
 if TYPE_CHECKING:
     from scanner_agent.metrics import MetricsServer
@@ -155,6 +155,8 @@ class Daemon:
         self.intake: ScanIntake | None = None
         self.sync: SyncLoop | None = None
         self._client: TraceApiClient | None = None
+        """The Trace API v1 sink (``sync.protocol = "trace-api"``), for ``sync.url`` reloads."""
+        self._sink: Sink | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self.listeners: list[Callable[[RawScan, Any, ScanOutcome], None]] = [self._seen]
@@ -220,14 +222,8 @@ class Daemon:
         self.thread = thread = OutboxThread(outbox)
         tasks: list[asyncio.Task[None]] = []
         try:
-            self._client = ObservedTraceApiClient(
-                cfg.sync,
-                token=self._read_token(),
-                device_id=cfg.device_id,
-                transport=self._transport,
-                observers=self.sync_observers,
-            )
-            self.sync = SyncLoop(thread, self._client, cfg.sync, token_reader=self._read_token)
+            self._sink = self._build_sink(thread)
+            self.sync = SyncLoop(thread, self._sink, cfg.sync, token_reader=self._read_token)
             self.desk = BillDesk(thread, device_id=cfg.device_id, on_close=self.sync.wake)
             await self.desk.start()
             self.committer = GroupCommitter(
@@ -259,11 +255,12 @@ class Daemon:
             self.started_at = time.time()
             self._ready.set()
             log.info(
-                "scanner-agent running: device %s, %d sources, outbox %s, syncing to %s",
+                "scanner-agent running: device %s, %d sources, outbox %s, syncing to %s (%s)",
                 cfg.device_id,
                 len(bound),
                 cfg.outbox.path,
-                cfg.sync.url,
+                _sync_target(cfg),
+                cfg.sync.protocol,
             )
             self._start_metrics()
             if on_ready is not None:
@@ -287,18 +284,103 @@ class Daemon:
                 t.cancel()
             await asyncio.gather(*tasks, *self._background, return_exceptions=True)
             await self._stop_control()
-            if self._client is not None:
-                await self._client.aclose()
+            if self._sink is not None:
+                await self._sink.aclose()
             thread.shutdown()
             outbox.close()
             self.state = DaemonState.STOPPED
             log.info("scanner-agent stopped")
 
     def _read_token(self) -> str:
-        """The current token (from the config in effect), registered for log redaction."""
-        token = self.cfg.sync.read_token()
+        """The sink's current credential (from the config in effect), registered for log
+        redaction: the bearer token, or the 码上放心 app secret."""
+        token = read_credential(self.cfg)
         logs.add_secret(token)
         return token
+
+    def _build_sink(self, thread: OutboxThread) -> Sink:
+        """The sink for ``sync.protocol`` (``docs/platforms.md``).
+
+        Raises:
+            ConfigError: its credential cannot be read.
+        """
+        cfg = self.cfg
+        if cfg.sync.protocol == "alihealth":
+            # Imported only when chosen: a Trace API agent never loads the platform code.
+            from scanner_agent.platforms.alihealth import (
+                AliHealthClient,
+                AliHealthConfig,
+                AliHealthSink,
+            )
+
+            ali = cfg.alihealth
+            client = AliHealthClient(
+                AliHealthConfig(
+                    app_key=ali.app_key,
+                    secret=self._read_token(),
+                    ref_user_id=ali.ref_user_id,
+                    gateway_url=ali.url,
+                    api=cast(Any, ali.api),
+                    sign_method=cast(Any, ali.sign_method),
+                    oper_ic_code=ali.oper_ic_code,
+                    oper_ic_name=ali.oper_ic_name,
+                    physic_type=ali.physic_type,
+                    max_codes=ali.max_codes,
+                    timeout_s=ali.timeout_s,
+                ),
+                transport=self._transport,
+            )
+            return AliHealthSink(
+                thread,
+                client,
+                ent_id=ali.ent_id,
+                status_poll_s=ali.status_poll_s,
+                status_polls=ali.status_polls,
+            )
+        if cfg.sync.protocol == "epcis":
+            from scanner_agent.platforms.epcis import EpcisConfig
+            from scanner_agent.platforms.epcis_capture import (
+                EpcisCaptureClient,
+                EpcisCaptureConfig,
+            )
+            from scanner_agent.platforms.epcis_sink import EpcisSink
+            from scanner_agent.sync import build_ssl_context
+
+            ep = cfg.epcis
+            capture = EpcisCaptureConfig(
+                url=ep.url,
+                document=EpcisConfig(
+                    read_point=ep.read_point,
+                    biz_location=ep.biz_location,
+                    cn20_uri_prefix=ep.cn20_uri_prefix,
+                    bill_uri_prefix=ep.bill_uri_prefix,
+                ),
+                content_type=ep.content_type,
+                error_behaviour=cast(Any, ep.error_behaviour),
+                poll_initial_s=ep.poll_initial_s,
+                poll_max_s=ep.poll_max_s,
+                poll_timeout_s=ep.poll_timeout_s,
+                max_rounds=ep.max_rounds,
+                connect_timeout_s=cfg.sync.connect_timeout_s,
+                read_timeout_s=cfg.sync.read_timeout_s,
+                write_timeout_s=cfg.sync.write_timeout_s,
+            )
+            return EpcisSink(
+                EpcisCaptureClient(
+                    capture,
+                    token=self._read_token(),
+                    tls=build_ssl_context(cfg.sync),
+                    transport=self._transport,
+                )
+            )
+        self._client = ObservedTraceApiClient(
+            cfg.sync,
+            token=self._read_token(),
+            device_id=cfg.device_id,
+            transport=self._transport,
+            observers=self.sync_observers,
+        )
+        return self._client
 
     # -- metrics -----------------------------------------------------------------
 
@@ -363,7 +445,7 @@ class Daemon:
             return self._refuse(f"the daemon is {self.state.value}, not running")
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            token = await asyncio.to_thread(new.sync.read_token)
+            token = await asyncio.to_thread(read_credential, new)
         except ScannerAgentError as exc:
             return self._refuse(str(exc))
         logs.add_secret(token)
@@ -582,6 +664,28 @@ class Daemon:
             ],
             "sync": sync.snapshot() if sync else None,
         }
+
+
+def read_credential(cfg: AgentConfig) -> str:
+    """What the sink for ``cfg.sync.protocol`` authenticates with.
+
+    Raises:
+        ConfigError: the file or variable cannot be read.
+    """
+    if cfg.sync.protocol == "alihealth":
+        return cfg.alihealth.read_secret()
+    if cfg.sync.protocol == "epcis":
+        return cfg.epcis.read_token()
+    return cfg.sync.read_token()
+
+
+def _sync_target(cfg: AgentConfig) -> str:
+    """Where the sink sends, for the start-up log line."""
+    if cfg.sync.protocol == "alihealth":
+        return cfg.alihealth.url
+    if cfg.sync.protocol == "epcis":
+        return cfg.epcis.url
+    return cfg.sync.url
 
 
 def _changed_keys(old: AgentConfig, new: AgentConfig) -> list[str]:

@@ -1,4 +1,4 @@
-"""Delivery of the outbox to the trace service (Trace API v1)."""
+"""Delivery of the outbox to the trace service (Trace API v1) or a platform, through a sink."""
 
 from scanner_agent.sync._client import (
     NetworkError,
@@ -17,6 +17,7 @@ from scanner_agent.sync._loop import (
     SyncStats,
     backoff_delay,
 )
+from scanner_agent.sync._sinks import Sink
 
 __all__ = [
     "RECENT_REJECTIONS",
@@ -24,6 +25,7 @@ __all__ = [
     "NetworkError",
     "Rejection",
     "ServiceError",
+    "Sink",
     "SyncLoop",
     "SyncStats",
     "TraceApiClient",

@@ -30,7 +30,7 @@ from scanner_agent.errors import (
     RateLimitedError,
     TransientSyncError,
 )
-from scanner_agent.outbox import Batch, EventResult
+from scanner_agent.outbox import Batch, EventResult, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,13 @@ class TraceApiClient:
     async def aclose(self) -> None:
         """Close connections."""
         await self._client.aclose()
+
+    def lease(self, outbox: Outbox, limit: int, *, lease_s: float, max_bytes: int) -> Batch | None:
+        """The next batch: the oldest sendable rows, up to ``limit`` events and ``max_bytes``.
+
+        Trace API v1 takes any events in any batch, so this is the outbox's own lease.
+        """
+        return outbox.lease(limit, lease_s=lease_s, max_bytes=max_bytes)
 
     def encode(self, batch: Batch) -> bytes:
         """The request body for ``batch``, gzip-compressed when configured."""

@@ -41,7 +41,8 @@ from scanner_agent.errors import (
 )
 from scanner_agent.intake import OutboxThread
 from scanner_agent.outbox import Batch, EventResult, RowState, SettleSummary
-from scanner_agent.sync._client import NetworkError, TraceApiClient
+from scanner_agent.sync._client import NetworkError
+from scanner_agent.sync._sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -156,17 +157,19 @@ def _kind(exc: BaseException) -> str:
 
 
 class SyncLoop:
-    """Drains the outbox to the trace service.
+    """Drains the outbox to the trace service, through a :class:`Sink` for its protocol.
 
-    ``token_reader`` gives the current token (default: ``cfg.read_token``); it
-    is read again every ``cfg.token_poll_s`` while the service refuses the
-    token, and by :meth:`reload`.
+    ``client`` is the sink: a :class:`~scanner_agent.sync.TraceApiClient` for
+    Trace API v1, or a platform's (``docs/platforms.md``).  ``token_reader``
+    gives the current token (default: ``cfg.read_token``; the daemon passes the
+    sink's credential); it is read again every ``cfg.token_poll_s`` while the
+    service refuses the token, and by :meth:`reload`.
     """
 
     def __init__(
         self,
         thread: OutboxThread,
-        client: TraceApiClient,
+        client: Sink,
         cfg: SyncConfig,
         *,
         rng: random.Random | None = None,
@@ -295,10 +298,12 @@ class SyncLoop:
     # calls for the GIL, and every row of those then waits for the interpreter:
     # measured, a busy second thread made leases and settles several times slower.
 
-    def _prepare(self, limit: int) -> tuple[Batch, bytes] | None:
+    def _prepare(self, limit: int) -> tuple[Batch, Any] | None:
         """Outbox thread: lease the next batch and encode its request body."""
         outbox = self._thread.outbox
-        batch = outbox.lease(limit, lease_s=self._lease_s, max_bytes=self.cfg.batch_bytes)
+        batch = self._client.lease(
+            outbox, limit, lease_s=self._lease_s, max_bytes=self.cfg.batch_bytes
+        )
         if batch is None:
             return None
         try:
@@ -358,7 +363,7 @@ class SyncLoop:
 
     # -- one batch -----------------------------------------------------------
 
-    async def _deliver(self, batch: Batch, body: bytes, epoch: int) -> None:
+    async def _deliver(self, batch: Batch, body: Any, epoch: int) -> None:
         """Send one batch and record the outcome; never raises (but for cancellation)."""
         try:
             try:

@@ -1,4 +1,5 @@
-"""码上放心 (Alibaba Health open platform): bill upload over the TOP gateway, and its emulator.
+"""码上放心 (Alibaba Health open platform): bill upload over the TOP gateway, its sync sink
+and its emulator.
 
 See ``docs/platforms.md``.
 """
@@ -25,6 +26,7 @@ from scanner_agent.platforms.alihealth._protocol import (
     top_timestamp,
     upload_params,
 )
+from scanner_agent.platforms.alihealth._sink import AliHealthSink, BillPayload
 
 __all__ = [
     "API_METHODS",
@@ -34,6 +36,8 @@ __all__ = [
     "AliHealthClient",
     "AliHealthConfig",
     "AliHealthEmulator",
+    "AliHealthSink",
+    "BillPayload",
     "BillStatus",
     "BillUpload",
     "EmulatorState",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -91,6 +92,14 @@ class AliHealthClient:
         """Close connections."""
         await self._client.aclose()
 
+    def set_secret(self, secret: str) -> bool:
+        """Sign with ``secret`` from the next call on; True when it differs from the one in use."""
+        secret = secret.strip()
+        if secret == self.cfg.secret:
+            return False
+        self.cfg = dataclasses.replace(self.cfg, secret=secret)
+        return True
+
     def signed(self, method: str, business: Mapping[str, str]) -> dict[str, str]:
         """Public + business parameters of one call, with ``sign``."""
         params = public_params(method, self.cfg.app_key, self.cfg.sign_method, self._clock())
@@ -133,20 +142,26 @@ class AliHealthClient:
         Raises:
             The errors of :meth:`call` and of :func:`parse_upload_reply`.
         """
-        results = []
-        for part in split_bill(bill, self.cfg.max_codes):
-            business = upload_params(
-                part,
-                ref_user_id=self.cfg.ref_user_id,
-                oper_ic_code=self.cfg.oper_ic_code or self.cfg.app_key,
-                oper_ic_name=self.cfg.oper_ic_name,
-                physic_type=self.cfg.physic_type,
-            )
-            reply = await self.call(self.cfg.method, business)
-            result = parse_upload_reply(reply, self.cfg.method, part.bill_code)
-            log.info("码上放心 bill %s: %s %s", part.bill_code, result.status, result.message)
-            results.append(result)
-        return results
+        return [await self.upload_part(part) for part in split_bill(bill, self.cfg.max_codes)]
+
+    async def upload_part(self, part: BillUpload) -> UploadResult:
+        """Upload one (sub-)bill as it is, not split: at most ``max_codes`` codes.
+
+        Raises:
+            ValueError: a code is not a trace code, or there are too many or none.
+            The errors of :meth:`call` and of :func:`parse_upload_reply`.
+        """
+        business = upload_params(
+            part,
+            ref_user_id=self.cfg.ref_user_id,
+            oper_ic_code=self.cfg.oper_ic_code or self.cfg.app_key,
+            oper_ic_name=self.cfg.oper_ic_name,
+            physic_type=self.cfg.physic_type,
+        )
+        reply = await self.call(self.cfg.method, business)
+        result = parse_upload_reply(reply, self.cfg.method, part.bill_code)
+        log.info("码上放心 bill %s: %s %s", part.bill_code, result.status, result.message)
+        return result
 
     async def bill_status(
         self, bill_code: str, *, begin_date: str, end_date: str

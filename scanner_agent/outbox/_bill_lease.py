@@ -1,0 +1,113 @@
+"""Leasing one whole bill as a batch, for platforms that take a bill as one upload (码上放心).
+
+:meth:`Outbox.lease` hands out the oldest rows whatever their bill, which is
+right for Trace API v1.  码上放心 takes a bill number once: a batch must hold
+exactly one bill, and all of its pending rows, or the platform would see the
+same number twice with different codes and answer the second 该单据号已存在.
+
+So :func:`lease_bill` takes the bill of the oldest sendable row and leases
+every pending row of it, however many (the sink splits large bills into
+sub-bills itself); ``batch_size`` only bounds batches of rows whose bill was
+never opened (default bills), which the sink refuses anyway.  A bill that
+already has a batch in flight is skipped until that batch settles, so two
+batches of one bill are never in the air at once.
+
+It writes what :meth:`Outbox.lease` writes (a ``batches`` row with its
+``lease_until``; the rows ``in_flight`` with ``batch_id`` and ``attempts``), so
+``settle``, ``release`` and ``dead_letter_batch`` of the outbox work on these
+batches unchanged, and an expired lease comes back with the same id and rows.
+"""
+
+# SQL here is assembled only from constant fragments; values are always bound parameters.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from scanner_agent.outbox._ids import uuid7
+from scanner_agent.outbox._models import Batch, BatchEvent
+from scanner_agent.outbox._store import Outbox
+
+__all__ = ["lease_bill"]
+
+log = logging.getLogger(__name__)
+
+_EVENT_COLUMNS = ", ".join(BatchEvent.__dataclass_fields__)
+"""``seq, event_id, code, scheme, action, bill, scanned_at, source``: a :class:`BatchEvent`."""
+# State tests are literals, not bound parameters, so SQLite uses the partial indexes on them.
+_NEXT_BILL = (
+    "SELECT bill FROM scans WHERE state = 'pending' AND removed = 0 "
+    "AND bill NOT IN (SELECT number FROM bills WHERE state = 'open') "
+    "AND bill NOT IN (SELECT bill FROM scans WHERE state = 'in_flight') "
+    "ORDER BY seq LIMIT 1"
+)
+_BILL_ROWS = (
+    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE state = 'pending' AND removed = 0 AND bill = ? "
+    "ORDER BY seq"
+)
+
+
+def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | None:
+    """Lease the next batch of one bill, or None when nothing is due.
+
+    An expired batch comes back first, unchanged, as with :meth:`Outbox.lease`;
+    one that spans several bills (leased by the other lease, before a switch of
+    ``sync.protocol``) is dissolved instead and its rows leased again by bill.
+    Otherwise the bill of the oldest pending row (not removed, bill not open,
+    no batch of it in flight) is leased: all its pending rows when it is an
+    opened bill, at most ``other_limit`` rows when it is a default bill.
+    """
+    now = time.time()
+    with outbox.atomic() as db:
+        for batch_id, attempts in db.execute(
+            "SELECT batch_id, attempts FROM batches WHERE lease_until <= ? ORDER BY rowid",
+            (now,),
+        ).fetchall():
+            events = db.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE batch_id = ? AND state = 'in_flight' "
+                "ORDER BY seq",
+                (batch_id,),
+            ).fetchall()
+            if not events:
+                # Every row of it was settled some other way: the batch is spent.
+                db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+                continue
+            if len({e[5] for e in events}) > 1:
+                n = outbox.unbatch(str(batch_id))
+                log.info(
+                    "outbox: batch %s spans several bills; its %d rows go by bill", batch_id, n
+                )
+                continue
+            db.execute(
+                "UPDATE batches SET lease_until = ?, attempts = attempts + 1 WHERE batch_id = ?",
+                (now + lease_s, batch_id),
+            )
+            return Batch(str(batch_id), tuple(BatchEvent(*e) for e in events), int(attempts) + 1)
+        first = db.execute(_NEXT_BILL).fetchone()
+        if first is None:
+            return None
+        bill = str(first[0])
+        opened = db.execute("SELECT 1 FROM bills WHERE number = ?", (bill,)).fetchone()
+        if opened is not None:
+            rows = db.execute(_BILL_ROWS, (bill,)).fetchall()
+        else:
+            rows = db.execute(_BILL_ROWS + " LIMIT ?", (bill, other_limit)).fetchall()
+        batch_id = uuid7()
+        db.execute(
+            "INSERT INTO batches (batch_id, created_at, lease_until, events) VALUES (?, ?, ?, ?)",
+            (
+                batch_id,
+                datetime.now(UTC).isoformat(timespec="milliseconds"),
+                now + lease_s,
+                len(rows),
+            ),
+        )
+        db.execute(
+            "UPDATE scans SET state = 'in_flight', batch_id = ?, attempts = attempts + 1 "
+            "WHERE state = 'pending' AND removed = 0 AND bill = ? AND seq <= ?",
+            (batch_id, bill, int(rows[-1][0])),
+        )
+        return Batch(batch_id, tuple(BatchEvent(*r) for r in rows), 0)

@@ -1,0 +1,309 @@
+"""The 码上放心 sink of the sync loop: one closed bill per batch, uploaded as one bill.
+
+How the sync loop's notions map onto the platform:
+
+* **Batch** = every pending scan of one bill (:func:`lease_bill`).  Open bills
+  are never leased (the outbox holds them back), so only closed bills go out:
+  the platform takes a bill number once.
+* **Encoding** (on the outbox thread) reads the bill (type, parties, close
+  time) through :class:`BillBook`, places each code in its sub-bill by the
+  recorded upload plan (``_ledger``), and refuses, with a reason the operator
+  sees in ``queue ls --state rejected``, what cannot be uploaded: codes that
+  are not 码上放心 trace codes (GS1, MA), scans of a bill never opened with a
+  type (a default bill), a bill without its parties, scans added to a bill
+  after its upload began.
+* **Verdicts** per sub-bill, applied to each of its scans: ``SUCCESS`` is
+  accepted, 该单据号已存在 (our own earlier upload whose reply was lost) is a
+  duplicate, both delivered; ``FAIL`` and a gateway refusal of the call are
+  rejected with the platform's message.  A rate limit (error 7), a refused
+  signature or app key, or an unreachable gateway raise the sync errors, so
+  the whole bill is retried (sub-bills already accepted then answer 该单据号已存在)
+  or syncing pauses until the secret is replaced.
+* **Platform processing** is asynchronous: after an upload the sink asks for
+  the bill's ``deal_status`` in the background and records it in ``bill_log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from scanner_agent.bills import BillBook, BillError, bill_type
+from scanner_agent.errors import BatchRejectedError, ScannerAgentError, SyncError
+from scanner_agent.outbox import Batch, EventResult, Outbox
+from scanner_agent.outbox._bill_lease import lease_bill
+from scanner_agent.platforms.alihealth._client import AliHealthClient
+from scanner_agent.platforms.alihealth._ledger import UploadPlan, append_log, upload_plan
+from scanner_agent.platforms.alihealth._protocol import (
+    GMT8,
+    BillUpload,
+    UploadResult,
+    is_trace_code,
+)
+
+if TYPE_CHECKING:
+    from scanner_agent.intake import OutboxThread
+
+__all__ = ["AliHealthSink", "BillPayload"]
+
+log = logging.getLogger(__name__)
+
+_ACCEPTED = EventResult("accepted", None)
+
+
+@dataclass(frozen=True, slots=True)
+class BillPayload:
+    """What :meth:`AliHealthSink.encode` prepared for one leased bill."""
+
+    bill: str
+    uploads: tuple[tuple[BillUpload, tuple[str, ...]], ...] = ()
+    """Each (sub-)bill to upload with the event ids of its scans."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Event id -> why it cannot be uploaded (a dead letter with that reason)."""
+
+
+class AliHealthSink:
+    """Delivers closed bills to the 码上放心 gateway (see the module docstring).
+
+    ``status_poll_s`` is the wait before the first ``deal_status`` query of an
+    uploaded bill (0: never ask); the wait doubles up to ``status_polls`` queries.
+    """
+
+    def __init__(
+        self,
+        thread: OutboxThread,
+        client: AliHealthClient,
+        *,
+        ent_id: str = "",
+        status_poll_s: float = 30.0,
+        status_polls: int = 10,
+    ) -> None:
+        self._thread = thread
+        self._client = client
+        self._ent_id = ent_id
+        self._status_poll_s = status_poll_s
+        self._status_polls = status_polls
+        self._polls: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"AliHealthSink({self._client.cfg!r})"
+
+    # -- the Sink protocol -----------------------------------------------------
+
+    def lease(self, outbox: Outbox, limit: int, *, lease_s: float, max_bytes: int) -> Batch | None:
+        """Every pending scan of the next closed bill (``limit`` only bounds default bills)."""
+        return lease_bill(outbox, lease_s=lease_s, other_limit=limit)
+
+    def encode(self, batch: Batch) -> BillPayload:
+        """Outbox thread: the bill's sub-bill uploads and the scans refused locally.
+
+        Raises:
+            ValueError: the batch spans several bills or its bill cannot be read.
+        """
+        bills = {e.bill for e in batch.events}
+        if len(bills) != 1:
+            raise ValueError(f"batch {batch.batch_id} holds {len(bills)} bills, not one")
+        number = bills.pop()
+        outbox = self._thread.outbox
+        try:
+            bill = BillBook(outbox).get(number)
+        except BillError as exc:
+            raise ValueError(str(exc)) from exc
+        everyone = [e.event_id for e in batch.events]
+        if bill.type is None:
+            why = (
+                f"bill {number} was never opened with a 码上放心 bill type and parties "
+                "(scanner-agent bill open), so it cannot be uploaded; scan on an opened bill"
+            )
+            return BillPayload(number, refused=dict.fromkeys(everyone, why))
+        direction = bill_type(bill.type).direction
+        from_id = bill.from_party or (self._ent_id if direction == "out" else "")
+        to_id = bill.to_party or (self._ent_id if direction == "in" else "")
+        if not from_id or not to_id:
+            side = "from" if not from_id else "to"
+            why = (
+                f"bill {number} has no {side} party (the partner's 码上放心 ent_id); "
+                f"码上放心 needs both (set alihealth.ent_id for this enterprise's side)"
+            )
+            return BillPayload(number, refused=dict.fromkeys(everyone, why))
+        refused: dict[str, str] = {}
+        plan = upload_plan(outbox, number, self._client.cfg.max_codes)
+        by_part: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for e in batch.events:
+            if not is_trace_code(e.code):
+                refused[e.event_id] = (
+                    f"not a 码上放心 trace code ({e.scheme}); the platform takes only "
+                    "20-digit codes starting with 8"
+                )
+                continue
+            part = plan.part_of(e.code) if plan is not None else None
+            if plan is None or part is None or e.seq > plan.max_seq:
+                refused[e.event_id] = (
+                    f"scanned onto bill {number} after its upload to 码上放心 began; "
+                    "a bill number is taken once, so scan it on a new bill"
+                )
+                continue
+            by_part[part.number].append((e.code, e.event_id))
+        when = _parse_time(bill.closed_at) or datetime.now(UTC)
+        uploads = tuple(
+            (
+                BillUpload(
+                    bill_code=part,
+                    bill_time=when,
+                    bill_type=bill.type,
+                    from_user_id=from_id,
+                    to_user_id=to_id,
+                    codes=tuple(sorted({code for code, _ in scans})),
+                ),
+                tuple(event_id for _, event_id in scans),
+            )
+            for part, scans in sorted(by_part.items(), key=lambda kv: _part_key(plan, kv[0]))
+        )
+        return BillPayload(number, uploads, refused)
+
+    async def send_batch(self, batch: Batch, body: Any) -> dict[str, EventResult]:
+        """Upload the bill's (sub-)bills; one verdict per scan.
+
+        Raises:
+            RateLimitedError: error 7 App Call Limited (``retry_after`` from the ban).
+            AuthError: the signature, app key or permissions were refused.
+            TransientSyncError: network failure, timeout, gateway unavailable.
+            ProtocolError: a reply of the wrong shape.
+        """
+        if not isinstance(body, BillPayload):
+            body = await self._thread.call(self.encode, batch)
+        results = {event_id: EventResult("rejected", why) for event_id, why in body.refused.items()}
+        outcomes: list[UploadResult] = []
+        try:
+            for upload, event_ids in body.uploads:
+                try:
+                    outcome = await self._client.upload_part(upload)
+                except BatchRejectedError as exc:
+                    # The gateway refused this call (a bad parameter): this sub-bill only.
+                    outcome = UploadResult(upload.bill_code, "rejected", "error_response", str(exc))
+                outcomes.append(outcome)
+                verdict = _verdict(outcome)
+                results.update(dict.fromkeys(event_ids, verdict))
+        except SyncError:
+            await self._record(body.bill, outcomes)
+            raise
+        await self._record(body.bill, outcomes)
+        self._watch(body, outcomes)
+        return results
+
+    def set_token(self, token: str) -> bool:
+        """Sign with a new app secret (the loop's credential); True when it changed."""
+        return self._client.set_secret(token)
+
+    async def aclose(self) -> None:
+        """Stop status polling and close connections."""
+        polls = list(self._polls)
+        for task in polls:
+            task.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+        await self._client.aclose()
+
+    # -- records and status polling ----------------------------------------------
+
+    async def _record(self, bill: str, outcomes: list[UploadResult]) -> None:
+        """Each sub-bill's verdict in ``bill_log`` (a failure to write is logged, not raised)."""
+        if not outcomes:
+            return
+        entries = [
+            (bill, "upload", f"{o.bill_code}: {o.status} {o.msg_code} {o.message}".strip())
+            for o in outcomes
+        ]
+        try:
+            await self._thread.call(append_log, self._thread.outbox, entries)
+        except ScannerAgentError as exc:
+            log.warning("码上放心: could not record the upload of bill %s: %s", bill, exc)
+
+    def _watch(self, body: BillPayload, outcomes: list[UploadResult]) -> None:
+        if self._status_poll_s <= 0:
+            return
+        numbers = [o.bill_code for o in outcomes if o.status != "rejected"]
+        if not numbers:
+            return
+        when = body.uploads[0][0].bill_time
+        task = asyncio.create_task(
+            self._poll(body.bill, numbers, when), name=f"码上放心 status {body.bill}"
+        )
+        self._polls.add(task)
+        task.add_done_callback(self._polls.discard)
+
+    async def _poll(self, bill: str, numbers: list[str], when: datetime) -> None:
+        """Ask how the platform processed each sub-bill until it says, and record it."""
+        day = when.astimezone(GMT8).date()
+        begin = (day - timedelta(days=1)).isoformat()
+        end = (datetime.now(GMT8).date() + timedelta(days=1)).isoformat()
+        waiting = list(numbers)
+        delay = self._status_poll_s
+        for _ in range(self._status_polls):
+            await asyncio.sleep(delay)
+            delay *= 2
+            entries = []
+            for number in list(waiting):
+                try:
+                    states = await self._client.bill_status(number, begin_date=begin, end_date=end)
+                except (ScannerAgentError, ValueError) as exc:
+                    log.debug("码上放心: status of bill %s not known yet: %s", number, exc)
+                    continue
+                state = next((s for s in states if s.bill_code == number), None)
+                if state is None or not (state.done or state.failed):
+                    continue
+                waiting.remove(number)
+                text = "processed" if state.done else "processing failed"
+                detail = f"{number}: deal_status {state.deal_status} ({text}) {state.message}"
+                entries.append((bill, "platform-status", detail.strip()))
+                if state.failed:
+                    log.error(
+                        "码上放心: the platform failed to process bill %s: %s", number, detail
+                    )
+            if entries:
+                with contextlib.suppress(ScannerAgentError):
+                    await self._thread.call(append_log, self._thread.outbox, entries)
+            if not waiting:
+                return
+        with contextlib.suppress(ScannerAgentError):
+            await self._thread.call(
+                append_log,
+                self._thread.outbox,
+                [
+                    (
+                        bill,
+                        "platform-status",
+                        f"{n}: no final deal_status after {self._status_polls} queries",
+                    )
+                    for n in waiting
+                ],
+            )
+
+
+def _verdict(outcome: UploadResult) -> EventResult:
+    if outcome.status == "accepted":
+        return _ACCEPTED
+    text = f"{outcome.msg_code} {outcome.message}".strip()
+    if outcome.status == "duplicate":
+        return EventResult("duplicate", f"码上放心 bill {outcome.bill_code}: {text}")
+    return EventResult("rejected", f"码上放心 refused bill {outcome.bill_code}: {text}")
+
+
+def _part_key(plan: UploadPlan | None, number: str) -> int:
+    """Sub-bills in plan order (``-2`` before ``-10``)."""
+    if plan is None:
+        return 0
+    return next((i for i, p in enumerate(plan.parts) if p.number == number), 0)
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None

@@ -1,0 +1,104 @@
+"""The 码上放心 sink's encoding on a real outbox: the recorded split, late scans, refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from scanner_agent.bills import BillBook
+from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, uuid7
+from scanner_agent.outbox._bill_lease import lease_bill
+from scanner_agent.platforms.alihealth import AliHealthClient, AliHealthConfig, AliHealthSink
+
+
+def scan(code: str, bill: str) -> NewScan:
+    return NewScan(
+        uuid7(), code, "cn20", code, None, "ship", bill, "dock", "test", "2026-11-23T10:00:00+08:00"
+    )
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox.open(tmp_path / "outbox.db")
+    yield box
+    box.close()
+
+
+def sink(outbox: Outbox, max_codes: int) -> AliHealthSink:
+    cfg = AliHealthConfig(app_key="k", secret="s", ref_user_id="r", max_codes=max_codes)
+    thread: Any = SimpleNamespace(outbox=outbox)  # encode runs on the outbox thread: no I/O
+    return AliHealthSink(thread, AliHealthClient(cfg), ent_id="ent-self")
+
+
+def lease(outbox: Outbox) -> Batch:
+    batch = lease_bill(outbox, lease_s=60, other_limit=100)
+    assert batch is not None
+    return batch
+
+
+CODES = [f"8{i:019d}" for i in (7, 3, 5, 1, 6, 2, 4)]
+
+
+def test_a_requeued_part_keeps_its_sub_bill_number_and_late_scans_are_refused(
+    outbox: Outbox,
+) -> None:
+    book = BillBook(outbox)
+    book.open("SO", 201, device_id="dock", to_party="ent-customer")
+    outbox.enqueue_many([scan(c, "SO") for c in CODES])
+    book.close("SO")
+    first = lease(outbox)
+    payload = sink(outbox, 3).encode(first)
+    parts = {u.bill_code: u.codes for u, _ids in payload.uploads}
+    assert parts == {
+        "SO-1": tuple(sorted(CODES)[:3]),
+        "SO-2": tuple(sorted(CODES)[3:6]),
+        "SO-3": tuple(sorted(CODES)[6:]),
+    }
+    upload = payload.uploads[0][0]
+    assert (upload.bill_type, upload.from_user_id, upload.to_user_id) == (
+        201,
+        "ent-self",
+        "ent-customer",
+    )
+    assert payload.refused == {}
+
+    # SO-2 was refused by the platform; the operator sends just those scans again,
+    # after max_codes was changed: the recorded plan still calls them SO-2.
+    outbox.dead_letter_batch(first.batch_id, "FAIL")
+    seqs = [e.seq for e in first.events if e.code in parts["SO-2"]]
+    assert outbox.requeue_rejected(seqs) == 3
+    second = lease(outbox)
+    again = sink(outbox, 2).encode(second)
+    assert [(u.bill_code, u.codes) for u, _ids in again.uploads] == [("SO-2", parts["SO-2"])]
+    assert sorted(again.uploads[0][1]) == sorted(e.event_id for e in second.events)
+
+    # A scan that reaches the bill after its upload began cannot go under its number.
+    late = scan("80000000000000000009", "SO")
+    outbox.enqueue_many([late])
+    assert lease_bill(outbox, lease_s=60, other_limit=100) is None  # SO-2 is in flight
+    outbox.settle(second.batch_id, {e.event_id: EventResult("accepted") for e in second.events})
+    third = lease(outbox)
+    assert [e.event_id for e in third.events] == [late.event_id]
+    refused = sink(outbox, 3).encode(third)
+    assert refused.uploads == ()
+    assert "after its upload to 码上放心 began" in refused.refused[late.event_id]
+    assert [h["event"] for h in book.history("SO")].count("upload-plan") == 1
+
+
+def test_scans_of_a_bill_without_its_partner_are_refused_with_the_reason(
+    outbox: Outbox,
+) -> None:
+    book = BillBook(outbox)
+    book.open("PO", 102, device_id="dock")  # inbound: the supplier's ent_id is missing
+    outbox.enqueue_many([scan(c, "PO") for c in CODES[:2]])
+    book.close("PO")
+    payload = sink(outbox, 3).encode(lease(outbox))
+    assert payload.uploads == ()
+    assert {why for why in payload.refused.values()} == {
+        "bill PO has no from party (the partner's 码上放心 ent_id); 码上放心 needs both "
+        "(set alihealth.ent_id for this enterprise's side)"
+    }

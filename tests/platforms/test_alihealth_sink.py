@@ -1,0 +1,354 @@
+"""The daemon with ``sync.protocol = "alihealth"`` against the 码上放心 emulator on loopback.
+
+Real daemon, real TCP scanner source, real outbox file, real HTTP to the
+emulated TOP gateway (signature, timestamp and bill-number checks included).
+The guarantee is the sync issue's: every committed scan of a closed bill is
+delivered once (the platform holds each bill number once, with exactly its
+codes), and every refusal is a dead letter with the platform's reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from drivers.tcp import TcpSource
+from scanner_agent import cli
+from scanner_agent.config import AgentConfig
+from scanner_agent.daemon import Daemon
+from scanner_agent.outbox import RowState
+from scanner_agent.platforms.alihealth import AliHealthEmulator
+from tests.conftest import RunningAgent, run_until_ready
+from tests.sync.conftest import FAST_SYNC, codes, wait_until
+
+SECRET = "app-secret-1"
+UPLOAD = "alibaba.alihealth.drug.kyt.uploadinoutbill"
+
+
+@pytest.fixture
+def gateway() -> Iterator[AliHealthEmulator]:
+    with AliHealthEmulator({"app1": SECRET}) as gw:
+        yield gw
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    path = tmp_path / "app_secret"
+    path.write_text(SECRET + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture
+def ali_config(
+    make_config: Callable[..., AgentConfig], gateway: AliHealthEmulator, secret_file: Path
+) -> Callable[..., AgentConfig]:
+    def make(**alihealth: Any) -> AgentConfig:
+        table: dict[str, Any] = {
+            "url": gateway.url,
+            "app_key": "app1",
+            "app_secret_file": str(secret_file),
+            "ref_user_id": "ref-ent-1",
+            "ent_id": "ent-self",
+            "oper_ic_name": "仓库一号",
+            "status_poll_s": 0.05,
+            "status_polls": 4,
+        }
+        table.update(alihealth)
+        return make_config(sync={**FAST_SYNC, "protocol": "alihealth"}, alihealth=table)
+
+    return make
+
+
+class LoseReplies(httpx.AsyncBaseTransport):
+    """Real HTTP to the gateway, but the next ``lose`` upload replies never reach the agent.
+
+    The gateway has stored the bill by then: the agent sees a reset connection,
+    exactly as when a link drops while the reply is on its way.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self.lose = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if self.lose and b"uploadinoutbill" in request.content:
+            self.lose -= 1
+            await response.aread()
+            await response.aclose()
+            raise httpx.ReadError("connection reset by peer (reply lost)", request=request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@pytest.fixture
+async def start() -> Any:
+    running: list[RunningAgent] = []
+
+    async def start(
+        cfg: AgentConfig, *, action: str = "ship", transport: httpx.AsyncBaseTransport | None = None
+    ) -> RunningAgent:
+        source = TcpSource("tcp:test", "127.0.0.1", 0, ack=True)
+        daemon = Daemon(cfg, sources=[(source, action, "")], transport=transport)
+        agent = RunningAgent(daemon, source, await run_until_ready(daemon))
+        running.append(agent)
+        return agent
+
+    yield start
+    for agent in running:
+        if not agent.task.done():
+            await agent.stop()
+
+
+def uploads(gw: AliHealthEmulator, bill_code: str | None = None) -> list[dict[str, str]]:
+    """Upload calls the gateway received (for one bill number, or all)."""
+    with gw.state.lock:
+        calls = list(gw.state.calls)
+    return [
+        c
+        for c in calls
+        if c.get("method") == UPLOAD and (bill_code is None or c.get("bill_code") == bill_code)
+    ]
+
+
+def stored_codes(gw: AliHealthEmulator, bill_code: str) -> list[str]:
+    with gw.state.lock:
+        return gw.state.bills[("ref-ent-1", bill_code)]["trace_codes"].split(",")
+
+
+async def rows(agent: RunningAgent, **filters: Any) -> list[Any]:
+    thread = agent.daemon.thread
+    assert thread is not None
+    return await thread.call(thread.outbox.rows, limit=100_000, **filters)
+
+
+async def scan_bill(
+    agent: RunningAgent, number: str, scanned: list[str], *, bill_type: int = 201, **parties: str
+) -> None:
+    """Open a bill, scan ``scanned`` onto it (each acknowledged), leave it open."""
+    desk = agent.daemon.desk
+    assert desk is not None
+    await desk.open(number, bill_type, **parties)
+    for start in range(0, len(scanned), 2000):
+        chunk = scanned[start : start + 2000]
+        replies = await agent.scan(*chunk)
+        assert [r.split(" ")[0] for r in replies] == ["ACK"] * len(chunk), replies[:3]
+
+
+async def close(agent: RunningAgent, number: str) -> None:
+    desk = agent.daemon.desk
+    assert desk is not None
+    await desk.close(number)
+
+
+async def history(agent: RunningAgent, number: str) -> list[dict[str, str]]:
+    desk = agent.daemon.desk
+    assert desk is not None
+    return await desk.history(number)
+
+
+async def test_a_closed_bill_is_uploaded_once_and_an_open_one_is_held(
+    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    agent = await start(ali_config())
+    shipped = codes(40, 25)
+    await scan_bill(agent, "SO-1", shipped, to_party="ent-customer")
+    await asyncio.sleep(0.3)  # several idle polls of the sync loop
+    assert uploads(gateway) == []
+    assert {r.state for r in await rows(agent)} == {RowState.PENDING.value}
+    assert (await agent.daemon.status())["held"] == 25
+
+    await close(agent, "SO-1")
+    await agent.drained()
+    assert len(uploads(gateway, "SO-1")) == 1
+    assert stored_codes(gateway, "SO-1") == sorted(shipped)
+    call = uploads(gateway, "SO-1")[0]
+    assert (call["bill_type"], call["from_user_id"], call["to_user_id"]) == (
+        "201",
+        "ent-self",  # alihealth.ent_id: this enterprise ships
+        "ent-customer",
+    )
+    assert call["oper_ic_code"] == "app1"
+    delivered = await rows(agent)
+    assert {(r.state, r.result) for r in delivered} == {("delivered", "accepted")}
+    status = await agent.daemon.status()
+    assert status["link"] == "online"
+    assert status["sync"]["delivered"] == 25
+
+    async def processed() -> bool:
+        return any(h["event"] == "platform-status" for h in await history(agent, "SO-1"))
+
+    await wait_until(processed, "the platform's deal_status in the bill log")
+    log = {h["event"]: h["detail"] for h in await history(agent, "SO-1")}
+    assert log["upload"].startswith("SO-1: accepted SUCCESS")
+    assert "deal_status 3 (processed)" in log["platform-status"]
+    await asyncio.sleep(0.2)
+    assert len(uploads(gateway, "SO-1")) == 1  # nothing sent twice
+
+
+async def test_a_lost_reply_is_retried_and_the_known_bill_counts_as_delivered(
+    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    transport = LoseReplies()
+    transport.lose = 1
+    agent = await start(ali_config(status_poll_s=0), action="purchase", transport=transport)
+    received = codes(41, 12)
+    await scan_bill(agent, "PO-7", received, bill_type=102, from_party="ent-supplier")
+    await close(agent, "PO-7")
+    await agent.drained()
+    attempts = uploads(gateway, "PO-7")
+    assert len(attempts) == 2  # the first stored, its reply lost; the retry told "exists"
+    assert attempts[0]["trace_codes"] == attempts[1]["trace_codes"]
+    assert stored_codes(gateway, "PO-7") == sorted(received)
+    assert (attempts[0]["from_user_id"], attempts[0]["to_user_id"]) == ("ent-supplier", "ent-self")
+    got = await rows(agent)
+    assert {r.state for r in got} == {RowState.DELIVERED.value}
+    assert {r.result for r in got} == {"duplicate"}
+    assert all("该单据号已存在" in (r.reason or "") for r in got)
+    status = await agent.daemon.status()
+    assert status["sync"]["failures"] == 1
+    assert status["sync"]["rejected"] == 0
+
+
+async def test_a_rate_limit_waits_out_the_ban_then_delivers(
+    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    agent = await start(ali_config(status_poll_s=0))
+    shipped = codes(42, 8)
+    await scan_bill(agent, "SO-RL", shipped, to_party="ent-customer")
+    gateway.state.rate_limit_next = 1  # "This ban will last for 1 more seconds"
+    started = time.monotonic()
+    await close(agent, "SO-RL")
+    await agent.drained()
+    elapsed = time.monotonic() - started
+    # backoff_max_s is 0.2 s here: only the gateway's ban explains waiting a second.
+    assert elapsed >= 0.9
+    assert len(uploads(gateway, "SO-RL")) == 2
+    assert stored_codes(gateway, "SO-RL") == sorted(shipped)
+    status = await agent.daemon.status()
+    assert status["sync"]["failures"] == 1
+    assert "rate limit" in (status["last_error"] or "")
+    assert status["link"] == "online"
+    assert {r.result for r in await rows(agent)} == {"accepted"}
+
+
+async def test_a_fail_reply_dead_letters_the_bill_with_the_platform_message(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    start: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cfg = ali_config(status_poll_s=0)
+    agent = await start(cfg)
+    shipped = codes(43, 6)
+    gateway.state.fail_next = 1
+    await scan_bill(agent, "SO-F", shipped, to_party="ent-customer")
+    await close(agent, "SO-F")
+    await agent.drained()
+    dead = await rows(agent, state=RowState.REJECTED.value)
+    assert sorted(r.code for r in dead) == sorted(shipped)
+    assert all("系统繁忙" in (r.reason or "") and "SO-F" in (r.reason or "") for r in dead)
+    status = await agent.daemon.status()
+    assert status["sync"]["rejected"] == 6
+    assert all("系统繁忙" in r["reason"] for r in status["sync"]["recent_rejections"])
+    desk = agent.daemon.desk
+    assert desk is not None
+    assert (await desk.view("SO-F")).bill.state == "partly_rejected"
+
+    # The operator sends the dead letters again: the platform never stored the bill.
+    thread = agent.daemon.thread
+    assert thread is not None
+    assert await thread.call(thread.outbox.requeue_rejected) == 6
+    assert agent.daemon.sync is not None
+    agent.daemon.sync.wake()
+    await agent.drained()
+    assert stored_codes(gateway, "SO-F") == sorted(shipped)
+    assert {r.result for r in await rows(agent)} == {"accepted"}
+
+    gateway.state.fail_next = 1
+    await scan_bill(agent, "SO-G", codes(44, 3), to_party="ent-customer")
+    await close(agent, "SO-G")
+    await agent.drained()
+    await agent.stop()
+    assert cli.main(["queue", "ls", "--outbox", cfg.outbox.path, "--state", "rejected"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 3
+    assert all("SO-G" in line and "系统繁忙" in line for line in listed)
+
+
+async def test_codes_the_platform_cannot_take_are_refused_with_a_reason(
+    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    agent = await start(ali_config(status_poll_s=0))
+    gs1 = "(01)06901234567892(17)280500(10)4711(21)ABC123"
+    cn20 = codes(45, 4)
+    await scan_bill(agent, "SO-MIX", [*cn20, gs1], to_party="ent-customer")
+    await close(agent, "SO-MIX")
+    # No bill opened: the device's default bill, which has no type or parties.
+    await agent.scan(*codes(46, 2))
+    await agent.drained()
+    assert stored_codes(gateway, "SO-MIX") == sorted(cn20)
+    refused = {r.code: r.reason or "" for r in await rows(agent, state=RowState.REJECTED.value)}
+    assert "not a 码上放心 trace code (gs1)" in refused.pop(gs1)
+    assert set(refused) == set(codes(46, 2))
+    assert all("never opened with a 码上放心 bill type" in why for why in refused.values())
+    assert len(uploads(gateway)) == 1
+
+
+async def test_a_bill_over_10000_codes_goes_in_the_same_sub_bills_on_every_attempt(
+    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    transport = LoseReplies()
+    agent = await start(ali_config(status_poll_s=0), transport=transport)
+    shipped = codes(47, 10_003)
+    shipped.reverse()  # scanned out of code order: the split is by sorted code, not scan order
+    await scan_bill(agent, "SO-BIG", shipped, to_party="ent-customer")
+    transport.lose = 1  # the first sub-bill is stored but its reply lost: the whole bill again
+    await close(agent, "SO-BIG")
+    await agent.drained(within=60)
+    numbers = [c["bill_code"] for c in uploads(gateway)]
+    assert numbers == ["SO-BIG-1", "SO-BIG-1", "SO-BIG-2"]
+    first, second = stored_codes(gateway, "SO-BIG-1"), stored_codes(gateway, "SO-BIG-2")
+    assert first + second == sorted(shipped)
+    assert (len(first), len(second)) == (10_000, 3)
+    got = await rows(agent)
+    assert {r.state for r in got} == {RowState.DELIVERED.value}
+    result = {r.code: r.result for r in got}
+    assert {result[c] for c in first} == {"duplicate"}  # told "exists" on the retry
+    assert {result[c] for c in second} == {"accepted"}
+    log = [h for h in await history(agent, "SO-BIG") if h["event"] == "upload-plan"]
+    assert len(log) == 1
+    assert '"SO-BIG-2"' in log[0]["detail"]
+
+
+async def test_a_refused_secret_pauses_syncing_until_the_file_changes(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    start: Any,
+    secret_file: Path,
+) -> None:
+    await asyncio.to_thread(secret_file.write_text, "not-the-secret\n")
+    agent = await start(ali_config(status_poll_s=0))
+    await scan_bill(agent, "SO-A", codes(48, 3), to_party="ent-customer")
+    await close(agent, "SO-A")
+    await wait_until(
+        lambda: agent.daemon.sync is not None and agent.daemon.sync.state.value == "auth_failed",
+        "auth_failed",
+    )
+    status = await agent.daemon.status()
+    assert any("Invalid signature" in alarm for alarm in status["alarms"])
+    assert "not-the-secret" not in str(status)
+    assert (await agent.daemon.queue_stats()).backlog == 3
+    await asyncio.to_thread(secret_file.write_text, SECRET + "\n")
+    await agent.drained()
+    assert stored_codes(gateway, "SO-A") == sorted(codes(48, 3))
+    assert (await agent.daemon.status())["alarms"] == []
