@@ -30,6 +30,7 @@ def write(directory: Path, stem: str, text: str) -> Path:
 def test_the_required_models_are_shipped() -> None:
     expected = {
         "honeywell-xenon-1900g",
+        "honeywell-xenon-1902g",
         "honeywell-xenon-1950g",
         "honeywell-voyager-1250g",
         "honeywell-voyager-1450g",

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from drivers import hidraw
 from drivers.base import ScanOutcome, Verdict
+from drivers.device import open_device_fd
 from drivers.hidpos import LAYOUTS
 from drivers.hidraw import HidPosSource, ReportSplitter, feedback_report
 from scanner_agent.errors import DeviceUnavailable
-from scanner_agent.profiles import HidPosFeedback, Profile, load_profile, parse_profile
+from scanner_agent.profiles import (
+    PACKAGE,
+    HidPosFeedback,
+    Profile,
+    load_profile,
+    parse_profile,
+)
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import PtyScanner, eventually
 from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
@@ -20,6 +30,7 @@ from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
 RunSource = Callable[[HidPosSource], Awaitable[AgentRun]]
 LAYOUT = LAYOUTS["honeywell"]
 GS1 = "]d2010690123456789217280500" + "10LOT-2024-0001-ABCDEF" + "\x1d" + "21SERIAL0123456789ABCD"
+DRIVERS_DOC = Path(__file__).resolve().parents[2] / "docs" / "drivers.md"
 GS1_HRI = "(01)06901234567892(17)280500(10)LOT-2024-0001-ABCDEF(21)SERIAL0123456789ABCD"
 
 
@@ -43,7 +54,7 @@ def node(tmp_path: Path) -> Iterator[PtyScanner]:
     emu.close()
 
 
-def source_for(path: Path | str, profile: Profile | None = None, **kwargs: object) -> HidPosSource:
+def source_for(path: Path | str, profile: Profile | None = None, **kwargs: Any) -> HidPosSource:
     return HidPosSource(
         "hidpos:test",
         str(path),
@@ -182,10 +193,69 @@ async def test_output_reports_reach_the_node_after_each_commit_in_scan_order(
     assert await agent.stop() == [cn20(20), cn20(21)]
 
 
-async def test_shipped_honeywell_profile_beeps_for_a_good_read_only(
-    node: PtyScanner, run_source: RunSource
+def test_shipped_honeywell_hid_pos_profiles_set_no_output_report() -> None:
+    # No Honeywell document gives one; the community value is in docs/drivers.md only.
+    for stem in ("honeywell-xenon-1900g", "honeywell-xenon-1950g", "honeywell-voyager-1450g"):
+        assert load_profile(stem).hidpos_feedback == HidPosFeedback(), stem
+
+
+async def test_a_shipped_profile_without_output_reports_opens_the_node_read_only(
+    node: PtyScanner, run_source: RunSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real_open = open_device_fd
+    modes: list[bool] = []
+
+    def recording(path: str, *, exclusive: bool = True, writable: bool = False) -> int:
+        modes.append(writable)
+        return real_open(path, exclusive=exclusive, writable=writable)
+
+    monkeypatch.setattr(hidraw, "open_device_fd", recording)
     source = source_for(node.link)  # honeywell-xenon-1900g as shipped
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    node.write(reports(cn20(24))[0])
+    await eventually(lambda: source.last_outcome is not None and source.last_outcome.accepted)
+    assert modes == [False]
+    assert bytes(node.received) == b""
+    assert await agent.stop() == [cn20(24)]
+
+
+def documented_honeywell_beep() -> str:
+    """The ``good_read`` line docs/drivers.md offers for a local profile (unconfirmed value)."""
+    doc = DRIVERS_DOC.read_text(encoding="utf-8")
+    lines = [m.group(0) for m in re.finditer(r"^good_read = .*$", doc, flags=re.MULTILINE)]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def local_profile_with_documented_beep(site: Path) -> Profile:
+    """What docs/drivers.md tells an installer to do, done in ``site``.
+
+    Copy the shipped profile into the site directory under the same name (it replaces the
+    shipped one) and add the documented ``good_read`` line to its ``[hidpos]`` table.
+    """
+    stem = "honeywell-xenon-1900g"
+    text = resources.files(PACKAGE).joinpath(f"{stem}.toml").read_text(encoding="utf-8")
+    text, count = re.subn(
+        r'^layout = "honeywell".*$',
+        lambda m: m.group(0) + "\n" + documented_honeywell_beep(),
+        text,
+        flags=re.MULTILINE,
+    )
+    assert count == 1
+    site.mkdir()
+    (site / f"{stem}.toml").write_text(text, encoding="utf-8")
+    local = load_profile(stem, [site])
+    assert local.source == str(site / f"{stem}.toml")
+    return local
+
+
+async def test_a_local_profile_with_the_documented_honeywell_beep_sends_it_after_a_good_read(
+    node: PtyScanner, run_source: RunSource, tmp_path: Path
+) -> None:
+    local = local_profile_with_documented_beep(tmp_path / "profiles")
+    assert local.hidpos_feedback == HidPosFeedback(good_read=b"\xfd\x03\x16\x07\r")
+    source = source_for(node.link, profile=local)
     assert source.feedback.good_read == b"\xfd\x03\x16\x07\r"  # [SYN][BEL][CR] in report 0xFD
     agent = await run_source(source)
     await eventually(lambda: source.connected)
@@ -200,7 +270,7 @@ async def test_shipped_honeywell_profile_beeps_for_a_good_read_only(
 async def test_a_node_the_agent_may_not_write_is_read_without_feedback(
     node: PtyScanner, run_source: RunSource, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_open = hidraw.open_device_fd
+    real_open = open_device_fd
     modes: list[bool] = []
 
     def read_only(path: str, *, exclusive: bool = True, writable: bool = False) -> int:

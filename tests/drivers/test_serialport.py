@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,7 +89,7 @@ duplicate_read = {{ ssi = "BEEP", data = [4] }}
 )
 
 
-def source_for(link: Path, profile: Profile, **kwargs: object) -> SerialSource:
+def source_for(link: Path, profile: Profile, **kwargs: Any) -> SerialSource:
     return SerialSource(
         "serial:test",
         str(link),
@@ -219,7 +220,11 @@ async def test_honeywell_serial_trigger_and_menu_command_feedback_byte_for_byte(
         hon.queue_code(code)
         assert await source.trigger()
         expected += honeywell.TRIGGER_ON + feedback
-        await eventually(lambda e=expected: bytes(hon.received) == e)
+
+        def replied(e: bytes = expected) -> bool:
+            return bytes(hon.received) == e
+
+        await eventually(replied)
     hon.dribble = False
     hon.queue_code(cn20(31))
     assert await source.trigger()
@@ -361,8 +366,9 @@ async def test_ssi_scanner_unplugged_mid_stream_and_replugged(
 
 
 def test_port_settings_come_from_the_profile_with_the_source_baudrate_winning() -> None:
-    xenon = profiles.load_profile("honeywell-xenon-1900g")
-    assert PortSettings.from_profile(xenon) == PortSettings(9600, 8, "none", 1, "none")
+    for stem in ("honeywell-xenon-1900g", "honeywell-xenon-1902g"):
+        xenon = profiles.load_profile(stem)
+        assert PortSettings.from_profile(xenon) == PortSettings(9600, 8, "none", 1, "none")
     assert PortSettings.from_profile(PLAIN).baudrate == 115200
     assert PortSettings.from_profile(PLAIN, 38400).baudrate == 38400
     assert PortSettings.from_profile(PLAIN).kwargs()["parity"] == "N"
@@ -379,11 +385,21 @@ def test_opening_a_missing_port_is_a_device_unavailable_error(tmp_path: Path) ->
         source._open()
 
 
-async def test_shipped_xenon_profile_answers_with_host_ack_escapes_byte_for_byte(
+def test_host_ack_escapes_are_shipped_for_the_cordless_xenon_only() -> None:
+    # The Xenon 1900/1902 guide documents Host ACK in its cordless chapter only.
+    corded = profiles.load_profile("honeywell-xenon-1900g").commands
+    assert (corded.good_read, corded.bad_read, corded.duplicate_read) == (None, None, None)
+    cordless = profiles.load_profile("honeywell-xenon-1902g")
+    assert cordless.commands.good_read == b"\x1b7,"
+    assert cordless.usb_ids == ()  # no source gives the base's USB ids
+
+
+async def test_shipped_xenon_1902g_profile_answers_with_host_ack_escapes_byte_for_byte(
     plain: PlainScanner, run_source: RunSource
 ) -> None:
-    # The real profile, as shipped: Honeywell "Host Command Acknowledgment" escapes.
-    source = source_for(plain.link, profiles.load_profile("honeywell-xenon-1900g"))
+    # The real profile, as shipped: Honeywell "Host Acknowledgment" escapes (cordless 1902g).
+    source = source_for(plain.link, profiles.load_profile("honeywell-xenon-1902g"))
+    assert source.protocol == "honeywell"
     agent = await run_source(source)
     await eventually(lambda: source.connected)
     good, bad, duplicate = b"\x1b7,", b"\x1b8,", b"\x1b8,\x1b4,"
@@ -391,7 +407,11 @@ async def test_shipped_xenon_profile_answers_with_host_ack_escapes_byte_for_byte
     for code, feedback in [(cn20(40), good), (cn20(40), duplicate), ("6901234567892", bad)]:
         plain.scan(code)
         expected += feedback
-        await eventually(lambda e=expected: bytes(plain.received) == e)
+
+        def answered(e: bytes = expected) -> bool:
+            return bytes(plain.received) == e
+
+        await eventually(answered)
     assert await agent.stop() == [cn20(40)]
 
 
@@ -456,7 +476,11 @@ async def test_shipped_zebra_ssi_profile_beeps_good_bad_and_duplicate_byte_for_b
     for code, feedback in [(cn20(80), good), (cn20(80), duplicate), ("6901234567892", bad)]:
         zebra.send_decode(code)
         await zebra.idle()
-        await eventually(lambda f=feedback: zebra.commands and zebra.commands[-1].encode() == f)
+
+        def beeped(f: bytes = feedback) -> bool:
+            return bool(zebra.commands) and zebra.commands[-1].encode() == f
+
+        await eventually(beeped)
     assert [c.encode() for c in zebra.commands] == [good, duplicate, bad]
     # Each BEEP was answered with CMD_ACK: nothing is left waiting or failed.
     assert zebra.failures == []
