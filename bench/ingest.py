@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from drivers.base import RawScan, ScanOutcome
+from drivers.base import RawScan, ScanOutcome, utc_now
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
 from scanner_agent.outbox import Outbox
 
@@ -83,7 +83,8 @@ async def throughput(intake: ScanIntake, committer: GroupCommitter) -> dict[str,
 
         reader = asyncio.create_task(answers())
         for i in range(0, per_source, READ_FRAMES):
-            scans = [RawScan(d, source=f"s{k}") for d in data[i : i + READ_FRAMES]]
+            now = utc_now()  # as the TCP source does: frames of one read share a capture time
+            scans = [RawScan(d, source=f"s{k}", scanned_at=now) for d in data[i : i + READ_FRAMES]]
             await window.put(asyncio.create_task(intake.submit_many(scans)))
         await window.put(None)
         await reader

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from drivers.base import RawScan, ScanOutcome, Verdict
-from scanner_agent.codes import ScanResult, parse_scan
+from scanner_agent.codes import ScanResult, parse_many
 from scanner_agent.errors import OutboxError, OutboxFullError
 from scanner_agent.outbox import (
     EnqueueResult,
@@ -35,7 +35,7 @@ from scanner_agent.outbox import (
     NewScan,
     Outbox,
     RejectRecord,
-    uuid7,
+    uuid7_many,
 )
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,9 @@ class ScanIntake:
         """
         action = action or self.default_action
         bill_name = self._bill_for(action, bill)
-        parsed = [parse_scan(s.data) for s in scans]
+        parsed = parse_many([s.data for s in scans])
+        ids = iter(uuid7_many(sum(1 for r in parsed if r.valid)))
+        device_id = self.device_id
         new: list[NewScan] = []
         rejects: list[RejectRecord] = []
         slots: list[ScanOutcome | int] = []
@@ -259,7 +261,8 @@ class ScanIntake:
                 scanned_at = stamps[scan.scanned_at] = scan.scanned_at.isoformat(
                     timespec="milliseconds"
                 )
-            if not result.valid or result.code is None or result.scheme is None:
+            code, scheme = result.code, result.scheme
+            if not result.valid or code is None or scheme is None:
                 shown = _display_code(result)
                 reason = result.reason or "not a trace code"
                 rejects.append(
@@ -268,7 +271,7 @@ class ScanIntake:
                         code=shown,
                         reason=reason,
                         verdict=Verdict.INVALID.value,
-                        device_id=scan.device or self.device_id,
+                        device_id=scan.device or device_id,
                         source=scan.source,
                         scanned_at=scanned_at,
                     )
@@ -276,23 +279,25 @@ class ScanIntake:
                 slots.append(ScanOutcome(Verdict.INVALID, shown, reason))
                 continue
             slots.append(len(new))
+            expiry = result.expiry
+            # Positional, in NewScan's field order: this line runs once per scan.
             new.append(
                 NewScan(
-                    event_id=uuid7(),
-                    code=result.code,
-                    scheme=result.scheme.value,
-                    raw=result.raw,
-                    symbology=result.symbology,
-                    action=action,
-                    bill=bill_name,
-                    device_id=self.device_id,
-                    source=scan.source,
-                    scanned_at=scanned_at,
-                    product=result.product,
-                    gtin=result.gtin,
-                    batch_no=result.batch,
-                    expiry=result.expiry.isoformat() if result.expiry else None,
-                    serial=result.serial,
+                    next(ids),
+                    code,
+                    scheme.value,
+                    result.raw,
+                    result.symbology,
+                    action,
+                    bill_name,
+                    device_id,
+                    scan.source,
+                    scanned_at,
+                    result.product,
+                    result.gtin,
+                    result.batch,
+                    expiry.isoformat() if expiry else None,
+                    result.serial,
                 )
             )
         failure: ScanOutcome | None = None
@@ -312,21 +317,21 @@ class ScanIntake:
                 log.warning("outbox has room again; scans are accepted")
                 self.full_alarm = None
         outcomes: list[ScanOutcome] = []
+        append = outcomes.append
+        accepted, duplicate = Verdict.ACCEPTED, EnqueueStatus.DUPLICATE
         for slot in slots:
             if isinstance(slot, ScanOutcome):
-                outcomes.append(slot)
+                append(slot)
                 continue
             code = new[slot].code
             if failure is not None:
-                outcomes.append(ScanOutcome(failure.verdict, code, failure.reason))
+                append(ScanOutcome(failure.verdict, code, failure.reason))
                 continue
             res = results[slot]
-            if res.status is EnqueueStatus.DUPLICATE:
-                outcomes.append(ScanOutcome(Verdict.DUPLICATE, code, "duplicate scan", seq=res.seq))
+            if res.status is duplicate:
+                append(ScanOutcome(Verdict.DUPLICATE, code, "duplicate scan", seq=res.seq))
             else:
-                outcomes.append(
-                    ScanOutcome(Verdict.ACCEPTED, code, None, event_id=res.event_id, seq=res.seq)
-                )
+                append(ScanOutcome(accepted, code, None, res.event_id, res.seq))
         self._account(scans, parsed, outcomes)
         return outcomes
 
@@ -334,12 +339,15 @@ class ScanIntake:
         self, scans: list[RawScan], parsed: list[ScanResult], outcomes: list[ScanOutcome]
     ) -> None:
         stats = self.stats
-        for scan, result, outcome in zip(scans, parsed, outcomes, strict=True):
-            stats.scanned += 1
-            if outcome.accepted:
+        stats.scanned += len(outcomes)
+        for outcome in outcomes:
+            if outcome.verdict is Verdict.ACCEPTED:
                 stats.accepted += 1
             else:
                 stats.refused[reason_key(outcome.reason or outcome.verdict.value)] += 1
+        if not self.listeners:
+            return
+        for scan, result, outcome in zip(scans, parsed, outcomes, strict=True):
             for listener in self.listeners:
                 try:
                     listener(scan, result, outcome)

@@ -39,7 +39,7 @@ Rejected scans carry a reason for the bad-read display:
 
 from __future__ import annotations
 
-from scanner_agent.codes._parser import parse_scan
+from scanner_agent.codes._parser import parse_many, parse_scan
 from scanner_agent.codes._result import ScanResult, Scheme
 
-__all__ = ["ScanResult", "Scheme", "parse_scan"]
+__all__ = ["ScanResult", "Scheme", "parse_many", "parse_scan"]

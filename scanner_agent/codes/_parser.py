@@ -9,6 +9,8 @@ code, which is decided by string tests before any biip code runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from scanner_agent.codes import _cn20, _gs1, _ma
 from scanner_agent.codes._result import Decoded, ScanResult, Scheme, one_line
 from scanner_agent.codes._symbology import split_symbology
@@ -53,6 +55,26 @@ def parse_scan(data: bytes | str) -> ScanResult:
         return _parse_text(raw)
     except Exception as exc:  # a bug here or in biip must not stop the reader
         return _reject(raw, raw.strip(), None, f"internal parser error: {_exc_text(exc)}")
+
+
+def parse_many(frames: Sequence[bytes | str]) -> list[ScanResult]:
+    """:func:`parse_scan` for each frame of one read, in order.
+
+    The same results, cheaper per frame for the common case: a frame of
+    exactly 20 ASCII digits starting with 8 is a cn20 code as it stands (no
+    whitespace to strip, nothing to decode but ASCII), so it skips the
+    per-frame function calls a TCP read of 64 codes would otherwise pay.
+    """
+    cn20 = Scheme.CN20
+    out: list[ScanResult] = []
+    append = out.append
+    for data in frames:
+        if type(data) is bytes and len(data) == 20 and data[0] == 0x38 and data.isdigit():
+            text = data.decode("ascii")
+            append(ScanResult(text, text, None, cn20, True, None, text, text[:7], text[7:16]))
+        else:
+            append(parse_scan(data))
+    return out
 
 
 def _as_text(data: object) -> str:

@@ -3,7 +3,7 @@
 See :mod:`scanner_agent.outbox._store` for the design and ``docs/outbox.md``.
 """
 
-from scanner_agent.outbox._ids import uuid7
+from scanner_agent.outbox._ids import uuid7, uuid7_many
 from scanner_agent.outbox._models import (
     Batch,
     BatchEvent,
@@ -35,4 +35,5 @@ __all__ = [
     "RowState",
     "SettleSummary",
     "uuid7",
+    "uuid7_many",
 ]

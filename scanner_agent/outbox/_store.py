@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +54,28 @@ from scanner_agent.outbox._schema import current_version, migrate
 
 log = logging.getLogger(__name__)
 
-_SCAN_COLUMNS = ", ".join([*NewScan._fields, "dup_key"])
-"""Insert columns: a :class:`NewScan`'s fields in order, then its duplicate key."""
-_SCAN_PARAMS = "(" + ", ".join("?" * len(_SCAN_COLUMNS.split(","))) + ")"
-_ROWS_PER_STATEMENT = 1000
-"""Rows per multi-row INSERT (16 bound values each, well under SQLite's 32766 limit)."""
+_ROWS_PER_STATEMENT = 1900
+"""Rows per multi-row INSERT (15 bound values each, under SQLite's 32766-variable limit)."""
+
+
+def _insert_sql(rows: int, reject_duplicates: bool) -> str:
+    """One INSERT for ``rows`` scans: their :class:`NewScan` fields, in order, as VALUES.
+
+    The duplicate key (code, bill, action; see :func:`dup_key`) is computed by
+    SQLite from the row itself, so the writer binds each scan's tuple as it is
+    (one flat list, built in C) instead of building a key per row in Python.
+    ``WHERE true`` lets an INSERT … SELECT carry an upsert clause.
+    """
+    names = NewScan._fields
+    cols = ", ".join(f"column{i + 1}" for i in range(len(names)))
+    key = "column2 || char(31) || column7 || char(31) || column6" if reject_duplicates else "NULL"
+    row = "(" + ", ".join("?" * len(names)) + ")"
+    return (
+        f"INSERT INTO scans ({', '.join(names)}, dup_key) SELECT {cols}, {key} "
+        f"FROM (VALUES {', '.join([row] * rows)}) WHERE true ON CONFLICT DO NOTHING"
+    )
+
+
 _ROW_COLUMNS = (
     "seq, event_id, code, scheme, raw, symbology, product, action, bill, device_id, source, "
     "scanned_at, state, batch_id, result, reason, attempts, settled_at, removed"
@@ -314,57 +332,144 @@ class Outbox:
         if not scans and not rejects:
             return []
         self.check_free_space()
+        if scans and not rejects and len(scans) <= _ROWS_PER_STATEMENT:
+            fast = self._enqueue_one_statement(scans, reject_duplicates)
+            if fast is not None:
+                return fast
         refused: list[RejectRecord] = list(rejects)
-        inserted: dict[str, int] = {}
+        results: list[EnqueueResult] = []
         with self.atomic() as db:
             for start in range(0, len(scans), _ROWS_PER_STATEMENT):
                 chunk = scans[start : start + _ROWS_PER_STATEMENT]
-                params: list[object] = []
-                for s in chunk:
-                    params += s
-                    params.append(dup_key(s) if reject_duplicates else None)
-                # One statement per chunk: a duplicate (same dup_key, in the file or earlier
-                # in this chunk) is skipped by ON CONFLICT and simply not RETURNed.
-                cur = db.execute(
-                    f"INSERT INTO scans ({_SCAN_COLUMNS}) VALUES "
-                    + ", ".join([_SCAN_PARAMS] * len(chunk))
-                    + " ON CONFLICT DO NOTHING RETURNING event_id, seq",
-                    params,
-                )
-                inserted.update(cur.fetchall())
-            results: list[EnqueueResult] = []
-            for s in scans:
-                seq = inserted.get(s.event_id)
-                if seq is not None:
-                    results.append(EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq))
-                    continue
-                row = db.execute(
-                    "SELECT seq FROM scans WHERE dup_key = ?", (dup_key(s),)
-                ).fetchone()
-                results.append(
-                    EnqueueResult(EnqueueStatus.DUPLICATE, s.event_id, int(row[0]) if row else None)
-                )
-                refused.append(
-                    RejectRecord(
-                        raw=s.raw,
-                        code=s.code,
-                        reason="duplicate scan",
-                        verdict="duplicate",
-                        device_id=s.device_id,
-                        source=s.source,
-                        scanned_at=s.scanned_at,
-                    )
-                )
-            if refused:
-                db.executemany(
-                    "INSERT INTO rejects (raw, code, reason, verdict, device_id, source, scanned_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (r.raw, r.code, r.reason, r.verdict, r.device_id, r.source, r.scanned_at)
-                        for r in refused
-                    ],
-                )
+                results += self._insert_chunk(db, chunk, refused, reject_duplicates)
+            self._record_rejects(db, refused)
         return results
+
+    def _enqueue_one_statement(
+        self, scans: Sequence[NewScan], reject_duplicates: bool
+    ) -> list[EnqueueResult] | None:
+        """The common group: valid scans only, all new, in one autocommit INSERT.
+
+        Why one statement and no explicit transaction: every call into SQLite
+        gives up the GIL, and while the event loop is busy parsing the next
+        reads each one costs up to a GIL switch interval to win back.  A lone
+        INSERT in autocommit mode is its own transaction (atomic, and durable
+        at ``synchronous=FULL``): begin, every row, and the commit's fsync
+        happen in a single ``sqlite3_step``.  With one writer, the rows of one
+        statement get consecutive sequence numbers ending at ``lastrowid``.
+
+        Returns ``None``, with nothing written, when a transaction is already
+        open (the caller's atomic block must hold the rows).  When some scans
+        turned out to be duplicates, the new ones are already committed; the
+        rest is settled by :meth:`_settle_duplicates`.
+        """
+        with self._lock:
+            if self._closed:
+                raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
+            if self._depth:
+                return None
+            n = len(scans)
+            try:
+                cur = self._db.execute(
+                    _insert_sql(n, reject_duplicates), list(chain.from_iterable(scans))
+                )
+            except sqlite3.Error as exc:
+                raise self._map(exc, "write") from exc
+            inserted, last = cur.rowcount, cur.lastrowid
+            if inserted == n and last is not None:
+                seq0 = last - n + 1
+                return [
+                    EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq0 + i)
+                    for i, s in enumerate(scans)
+                ]
+            return self._settle_duplicates(scans)
+
+    def _settle_duplicates(self, scans: Sequence[NewScan]) -> list[EnqueueResult]:
+        """Results for a group already inserted with some duplicates skipped.
+
+        The skipped scans are recorded among the rejects (for audit) in a
+        transaction of their own; they were never queued, and the source
+        hears of them only after it commits.
+        """
+        refused: list[RejectRecord] = []
+        with self.atomic() as db:
+            results = self._results_after_insert(db, scans, refused)
+            self._record_rejects(db, refused)
+        return results
+
+    def _insert_chunk(
+        self,
+        db: sqlite3.Connection,
+        chunk: Sequence[NewScan],
+        refused: list[RejectRecord],
+        reject_duplicates: bool,
+    ) -> list[EnqueueResult]:
+        """Insert one chunk in a single statement inside the caller's transaction."""
+        n = len(chunk)
+        cur = db.execute(_insert_sql(n, reject_duplicates), list(chain.from_iterable(chunk)))
+        if cur.rowcount == n and cur.lastrowid is not None:
+            seq0 = cur.lastrowid - n + 1
+            return [
+                EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq0 + i)
+                for i, s in enumerate(chunk)
+            ]
+        return self._results_after_insert(db, chunk, refused)
+
+    @staticmethod
+    def _results_after_insert(
+        db: sqlite3.Connection, chunk: Sequence[NewScan], refused: list[RejectRecord]
+    ) -> list[EnqueueResult]:
+        """Which scans of an inserted chunk went in, and which were duplicates (slow path).
+
+        A scan went in when its event id is in the file; any other was skipped
+        by ON CONFLICT, and its result names the row it duplicates.
+        """
+        seqs: dict[str, int] = {}
+        for start in range(0, len(chunk), 900):
+            part = chunk[start : start + 900]
+            seqs.update(
+                db.execute(
+                    "SELECT event_id, seq FROM scans WHERE event_id IN ("
+                    + ", ".join("?" * len(part))
+                    + ")",
+                    [s.event_id for s in part],
+                ).fetchall()
+            )
+        results: list[EnqueueResult] = []
+        for s in chunk:
+            seq = seqs.get(s.event_id)
+            if seq is not None:
+                results.append(EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq))
+                continue
+            row = db.execute("SELECT seq FROM scans WHERE dup_key = ?", (dup_key(s),)).fetchone()
+            results.append(
+                EnqueueResult(EnqueueStatus.DUPLICATE, s.event_id, int(row[0]) if row else None)
+            )
+            refused.append(
+                RejectRecord(
+                    raw=s.raw,
+                    code=s.code,
+                    reason="duplicate scan",
+                    verdict="duplicate",
+                    device_id=s.device_id,
+                    source=s.source,
+                    scanned_at=s.scanned_at,
+                )
+            )
+        return results
+
+    @staticmethod
+    def _record_rejects(db: sqlite3.Connection, refused: Sequence[RejectRecord]) -> None:
+        """Keep refused scans (invalid or duplicate) for audit."""
+        if refused:
+            db.executemany(
+                "INSERT INTO rejects (raw, code, reason, verdict, device_id, source, scanned_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.raw, r.code, r.reason, r.verdict, r.device_id, r.source, r.scanned_at)
+                    for r in refused
+                ],
+            )
 
     # -- delivery ----------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from scanner_agent.codes import ScanResult, Scheme, parse_scan
+from scanner_agent.codes import ScanResult, Scheme, parse_many, parse_scan
 
 AIM_PREFIXES = st.sampled_from(["", "]C0", "]C1", "]d1", "]d2", "]Q1", "]Q3", "]E0", "]e0"])
 TERMINATORS = st.sampled_from(["", "\r", "\n", "\r\n", "\t"])
@@ -71,3 +71,17 @@ def test_cn20_as_bytes_gives_the_same_result_as_text(digits: str) -> None:
 @given(st.from_regex(r"[0-79][0-9]{19}", fullmatch=True))
 def test_20_digits_not_starting_with_8_are_never_cn20(digits: str) -> None:
     assert parse_scan(digits).scheme is not Scheme.CN20
+
+
+CN20_LIKE = st.builds(
+    lambda head, digits, tail: (head + digits + tail).encode(),
+    st.sampled_from(["", "8", "]C1", " ", "9"]),
+    st.text(alphabet="0123456789", min_size=17, max_size=21),
+    TERMINATORS,
+)
+
+
+@given(st.lists(st.one_of(CN20_LIKE, st.binary(max_size=40), st.text(max_size=40)), max_size=30))
+@example([b"80000000000000000001", b"8000000000000000000\xb2", "80000000000000000001"])
+def test_parse_many_gives_exactly_what_parse_scan_gives(frames: list[bytes | str]) -> None:
+    assert parse_many(frames) == [parse_scan(f) for f in frames]

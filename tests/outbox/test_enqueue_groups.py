@@ -1,0 +1,153 @@
+"""Group commits of every shape: what ``enqueue_many`` answers is what the file holds.
+
+The fast path computes sequence numbers from ``lastrowid`` instead of reading
+them back, so these tests check each answer against the rows themselves,
+across random groups with duplicates inside a group, against earlier groups,
+with and without the duplicate check, with refused scans, with removed rows,
+inside an open transaction, and past the single-statement size.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, RejectRecord, uuid7
+from scanner_agent.outbox._store import _ROWS_PER_STATEMENT
+
+
+def scan(code: str, bill: str = "B1", action: str = "ship") -> NewScan:
+    return NewScan(
+        uuid7(),
+        code,
+        "cn20",
+        code,
+        None,
+        action,
+        bill,
+        "dock",
+        "t",
+        "2026-11-23T10:00:00.000+00:00",
+    )
+
+
+def reject(code: str) -> RejectRecord:
+    return RejectRecord(
+        code, code, "not a trace code", "invalid", "dock", "t", "2026-11-23T10:00:00.000+00:00"
+    )
+
+
+@pytest.fixture
+def outbox(tmp_path: Path) -> Iterator[Outbox]:
+    box = Outbox.open(tmp_path / "outbox.db")
+    yield box
+    box.close()
+
+
+def rows(outbox: Outbox) -> dict[str, tuple[int, str, str, str]]:
+    db = sqlite3.connect(outbox.path)
+    try:
+        return {
+            str(e): (int(q), str(c), str(b), str(a))
+            for e, q, c, b, a in db.execute("SELECT event_id, seq, code, bill, action FROM scans")
+        }
+    finally:
+        db.close()
+
+
+def reject_count(outbox: Outbox) -> int:
+    db = sqlite3.connect(outbox.path)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM rejects").fetchone()[0])
+    finally:
+        db.close()
+
+
+def check_answers(outbox: Outbox, groups: list[tuple[list[NewScan], list[EnqueueResult]]]) -> None:
+    held = rows(outbox)
+    by_seq = {seq: (code, bill, action) for seq, code, bill, action in held.values()}
+    for scans, results in groups:
+        assert len(results) == len(scans)
+        for s, r in zip(scans, results, strict=True):
+            assert r.event_id == s.event_id
+            if r.status is EnqueueStatus.QUEUED:
+                assert held[s.event_id] == (r.seq, s.code, s.bill, s.action)
+            else:
+                assert s.event_id not in held
+                assert r.seq is not None
+                assert by_seq[r.seq] == (s.code, s.bill, s.action)
+
+
+GROUP = st.lists(
+    st.tuples(st.integers(0, 30), st.sampled_from(["B1", "B2"]), st.booleans()), max_size=40
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(groups=st.lists(GROUP, min_size=1, max_size=8), check=st.booleans())
+def test_every_answer_matches_the_file(
+    tmp_path: Path, groups: list[list[tuple[int, str, bool]]], check: bool
+) -> None:
+    box = Outbox.open(tmp_path / f"o-{uuid7()}.db")
+    try:
+        done = []
+        refused = 0
+        duplicates = 0
+        for group in groups:
+            scans = [scan(f"8{code:019d}", bill) for code, bill, _ in group]
+            rejects = [reject(f"bad{code}") for code, _, bad in group if bad and code % 3 == 0]
+            results = box.enqueue_many(scans, rejects, reject_duplicates=check)
+            done.append((scans, results))
+            refused += len(rejects)
+            duplicates += sum(r.status is EnqueueStatus.DUPLICATE for r in results)
+        check_answers(box, done)
+        if not check:
+            assert duplicates == 0
+        assert reject_count(box) == refused + duplicates
+        seqs = sorted(q for q, *_ in rows(box).values())
+        assert seqs == sorted(set(seqs))
+    finally:
+        box.close()
+
+
+def test_a_group_larger_than_one_statement(outbox: Outbox) -> None:
+    n = _ROWS_PER_STATEMENT * 2 + 17
+    scans = [scan(f"8{i:019d}") for i in range(n)] + [scan(f"8{5:019d}")]
+    results = outbox.enqueue_many(scans)
+    check_answers(outbox, [(scans, results)])
+    assert results[-1].status is EnqueueStatus.DUPLICATE
+
+
+def test_a_group_inside_an_open_transaction_rolls_back_with_it(outbox: Outbox) -> None:
+    scans = [scan(f"8{i:019d}") for i in range(10)]
+
+    def fail_after_enqueue() -> None:
+        with outbox.atomic():
+            outbox.enqueue_many(scans)
+            raise RuntimeError("the caller's transaction fails")
+
+    with pytest.raises(RuntimeError):
+        fail_after_enqueue()
+    assert rows(outbox) == {}
+    results = outbox.enqueue_many(scans)
+    check_answers(outbox, [(scans, results)])
+
+
+def test_sequence_numbers_continue_after_the_newest_rows_are_deleted(outbox: Outbox) -> None:
+    first = [scan(f"8{i:019d}") for i in range(5)]
+    outbox.enqueue_many(first)
+    db = sqlite3.connect(outbox.path)
+    db.execute("DELETE FROM scans WHERE seq > 2")
+    db.commit()
+    db.close()
+    again = [scan(f"8{i:019d}") for i in range(10, 15)]
+    results = outbox.enqueue_many(again)
+    check_answers(outbox, [(again, results)])
+    assert [r.seq for r in results] == [6, 7, 8, 9, 10]  # AUTOINCREMENT: never reused
