@@ -35,13 +35,15 @@ __all__ = ["lease_bill"]
 
 log = logging.getLogger(__name__)
 
-_EVENT_COLUMNS = ", ".join(BatchEvent.__dataclass_fields__)
+_EVENT_COLUMNS = ", ".join(BatchEvent._fields)
 """``seq, event_id, code, scheme, action, bill, scanned_at, source``: a :class:`BatchEvent`."""
 # State tests are literals, not bound parameters, so SQLite uses the partial indexes on them.
 _NEXT_BILL = (
     "SELECT bill FROM scans WHERE state = 'pending' AND removed = 0 "
     "AND bill NOT IN (SELECT number FROM bills WHERE state = 'open') "
-    "AND bill NOT IN (SELECT bill FROM scans WHERE state = 'in_flight') "
+    "AND bill NOT IN (SELECT s.bill FROM batches b JOIN scans s "
+    "ON s.seq BETWEEN b.first_seq AND b.last_seq AND s.batch_id = b.batch_id "
+    "WHERE s.state = 'in_flight') "
     "ORDER BY seq LIMIT 1"
 )
 _BILL_ROWS = (
@@ -62,14 +64,15 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
     """
     now = time.time()
     with outbox.atomic() as db:
-        for batch_id, attempts in db.execute(
-            "SELECT batch_id, attempts FROM batches WHERE lease_until <= ? ORDER BY rowid",
+        for batch_id, attempts, first_seq, last_seq in db.execute(
+            "SELECT batch_id, attempts, first_seq, last_seq FROM batches "
+            "WHERE lease_until <= ? ORDER BY rowid",
             (now,),
         ).fetchall():
             events = db.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE batch_id = ? AND state = 'in_flight' "
-                "ORDER BY seq",
-                (batch_id,),
+                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE seq BETWEEN ? AND ? "
+                "AND batch_id = ? AND state = 'in_flight' ORDER BY seq",
+                (first_seq, last_seq, batch_id),
             ).fetchall()
             if not events:
                 # Every row of it was settled some other way: the batch is spent.
@@ -97,12 +100,15 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
             rows = db.execute(_BILL_ROWS + " LIMIT ?", (bill, other_limit)).fetchall()
         batch_id = uuid7()
         db.execute(
-            "INSERT INTO batches (batch_id, created_at, lease_until, events) VALUES (?, ?, ?, ?)",
+            "INSERT INTO batches (batch_id, created_at, lease_until, events, first_seq, last_seq) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 batch_id,
                 datetime.now(UTC).isoformat(timespec="milliseconds"),
                 now + lease_s,
                 len(rows),
+                int(rows[0][0]),
+                int(rows[-1][0]),
             ),
         )
         db.execute(

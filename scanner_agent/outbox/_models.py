@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -65,9 +65,11 @@ class EnqueueStatus(enum.StrEnum):
     DUPLICATE = "duplicate"
 
 
-@dataclass(frozen=True, slots=True)
-class EnqueueResult:
-    """The outcome for one scan of a group commit, known only after COMMIT."""
+class EnqueueResult(NamedTuple):
+    """The outcome for one scan of a group commit, known only after COMMIT.
+
+    A named tuple: the writer builds one per scan while holding the GIL.
+    """
 
     status: EnqueueStatus
     event_id: str
@@ -75,9 +77,12 @@ class EnqueueResult:
     """Sequence number when queued; the first scan's number for a duplicate."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchEvent:
-    """One event of a leased batch, in the shape Trace API v1 sends."""
+class BatchEvent(NamedTuple):
+    """One event of a leased batch, in the shape Trace API v1 sends.
+
+    A named tuple: a lease builds one per row straight from the query's row
+    tuples, and a drain leases hundreds of thousands.
+    """
 
     seq: int
     event_id: str
@@ -109,11 +114,14 @@ class Batch:
     events: tuple[BatchEvent, ...]
     attempts: int
     """How many times this batch was leased before (0 on first send)."""
+    events_json: str | None = field(default=None, compare=False, repr=False)
+    """The events as a JSON array of :meth:`BatchEvent.to_wire` objects, in order,
+    rendered by SQLite during the lease (C code, no GIL) so a sender need not
+    encode them one by one; ``None`` when not rendered."""
 
 
-@dataclass(frozen=True, slots=True)
-class EventResult:
-    """The service's verdict on one event."""
+class EventResult(NamedTuple):
+    """The service's verdict on one event (a named tuple: one per event of every reply)."""
 
     status: str
     """``accepted``, ``duplicate`` or ``rejected``."""

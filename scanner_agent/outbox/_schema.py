@@ -135,7 +135,7 @@ def _bills(db: sqlite3.Connection) -> None:
             id           INTEGER PRIMARY KEY AUTOINCREMENT,
             bill         TEXT NOT NULL,
             at           TEXT NOT NULL,
-            event        TEXT NOT NULL,                      -- open | close | remove | import
+            event        TEXT NOT NULL,  -- open|close|remove|import|upload-plan|upload|platform-status|platform-ack
             detail       TEXT NOT NULL DEFAULT ''
         )
         """
@@ -187,6 +187,23 @@ def _delivery_indexes(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX scans_unsent ON scans (seq) WHERE state = 'pending'")
     db.execute("CREATE INDEX scans_in_flight ON scans (batch_id) WHERE state = 'in_flight'")
     db.execute("CREATE INDEX scans_dead ON scans (seq) WHERE state = 'rejected'")
+
+
+@migration(4, "batches record their seq range")
+def _batch_ranges(db: sqlite3.Connection) -> None:
+    # A batch's rows are found by its seq range on the primary key (and batch_id) instead
+    # of through an index over batch_id: that index cost two index writes per delivered
+    # row (one at lease, one at settle), 10-20% of the outbox's delivery work (measured).
+    db.execute("ALTER TABLE batches ADD COLUMN first_seq INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE batches ADD COLUMN last_seq INTEGER NOT NULL DEFAULT -1")
+    db.execute(
+        "UPDATE batches SET "
+        "first_seq = COALESCE((SELECT MIN(seq) FROM scans "
+        "WHERE batch_id = batches.batch_id AND state = 'in_flight'), 0), "
+        "last_seq = COALESCE((SELECT MAX(seq) FROM scans "
+        "WHERE batch_id = batches.batch_id AND state = 'in_flight'), -1)"
+    )
+    db.execute("DROP INDEX scans_in_flight")
 
 
 def current_version(db: sqlite3.Connection) -> int:

@@ -96,6 +96,16 @@ _ACCEPTED = EventResult("accepted", None)
 
 def encode_batch(batch: Batch, device_id: str) -> bytes:
     """The JSON body of ``POST /v1/batches`` for a leased batch (compact UTF-8)."""
+    if batch.events_json is not None:
+        # The lease rendered the events already (in SQLite, off the GIL): wrap them.
+        head = _to_json(
+            {
+                "batch_id": batch.batch_id,
+                "device_id": device_id,
+                "sent_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            }
+        )
+        return f'{head[:-1]},"events":{batch.events_json}}}'.encode()
     # The event objects are written out here rather than with BatchEvent.to_wire():
     # this runs for every event of a backlog, and the call per event costs a third more.
     events = [

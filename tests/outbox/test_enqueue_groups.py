@@ -9,6 +9,7 @@ inside an open transaction, and past the single-statement size.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +152,71 @@ def test_sequence_numbers_continue_after_the_newest_rows_are_deleted(outbox: Out
     results = outbox.enqueue_many(again)
     check_answers(outbox, [(again, results)])
     assert [r.seq for r in results] == [6, 7, 8, 9, 10]  # AUTOINCREMENT: never reused
+
+
+def test_lease_takes_exactly_the_events_that_fit_the_byte_budget(outbox: Outbox) -> None:
+    scans = [scan(f"8{i:019d}", bill=f"B{'x' * (i * 7)}") for i in range(12)]
+    outbox.enqueue_many(scans)
+    sizes = [
+        160 + len(s.event_id) + len(s.code) + 4 + len(s.action) + len(s.bill) + 29 + len(s.source)
+        for s in scans
+    ]
+    budget = sum(sizes[:5]) + sizes[5] // 2  # five fit, the sixth does not
+    batch = outbox.lease(100, max_bytes=budget)
+    assert batch is not None
+    assert [e.event_id for e in batch.events] == [s.event_id for s in scans[:5]]
+    rest = outbox.lease(100, max_bytes=sum(sizes[5:]))
+    assert rest is not None
+    assert [e.event_id for e in rest.events] == [s.event_id for s in scans[5:]]
+
+
+def test_leased_events_carry_text_exactly_as_stored(outbox: Outbox) -> None:
+    awkward = ['发货单 "A\\1"', "tab\there", "emoji \U0001f48a", "ctl \x1d\x00 end"]
+    scans = [scan(f"8{i:019d}", bill=b) for i, b in enumerate(awkward)]
+    outbox.enqueue_many(scans)
+    batch = outbox.lease(10)
+    assert batch is not None
+    assert [(e.seq, e.event_id, e.bill) for e in batch.events] == [
+        (i + 1, s.event_id, s.bill) for i, s in enumerate(scans)
+    ]
+    # The wire rendering SQLite made during the lease is the same events, in order.
+    assert batch.events_json is not None
+    assert json.loads(batch.events_json) == [e.to_wire() for e in batch.events]
+    outbox.release(batch.batch_id, "network down")
+    again = outbox.lease(10)
+    assert again is not None
+    assert again.batch_id == batch.batch_id
+    assert again.events == batch.events
+    assert again.events_json is not None
+    assert json.loads(again.events_json) == [e.to_wire() for e in batch.events]
+
+
+def _synchronous(outbox: Outbox) -> int:
+    return int(outbox._db.execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_only_settles_skip_the_fsync_and_full_sync_is_always_restored(outbox: Outbox) -> None:
+    from scanner_agent.outbox import EventResult
+
+    full = 2
+    assert _synchronous(outbox) == full
+    outbox.enqueue_many([scan(f"8{i:019d}") for i in range(3)])
+    batch = outbox.lease(10)
+    assert batch is not None
+    assert _synchronous(outbox) == full
+    with pytest.raises(ValueError, match="do not match"):
+        outbox.settle(batch.batch_id, {"not-an-event": EventResult("accepted")})
+    assert _synchronous(outbox) == full
+    summary = outbox.settle(
+        batch.batch_id, {e.event_id: EventResult("accepted") for e in batch.events}
+    )
+    assert summary.accepted == 3
+    assert _synchronous(outbox) == full
+    # A settle inside a caller's transaction leaves the caller's durability alone.
+    outbox.enqueue_many([scan(f"8{i:019d}") for i in range(10, 12)])
+    again = outbox.lease(10)
+    assert again is not None
+    with outbox.atomic():
+        outbox.settle(again.batch_id, {e.event_id: EventResult("duplicate") for e in again.events})
+        assert _synchronous(outbox) == full
+    assert outbox.stats().counts["delivered"] == 5

@@ -172,3 +172,19 @@ async def test_a_batch_id_reused_for_other_events_is_refused_422_and_stores_noth
     assert info.value.status_code == 422
     assert server.store.count_events() == 1
     assert await client.send_batch(batch) == await client.send_batch(batch)  # replay: same reply
+
+
+def test_a_body_from_the_lease_rendering_matches_the_python_encoding() -> None:
+    from scanner_agent.sync._client import encode_batch
+
+    events = tuple(
+        BatchEvent(i, uuid7(), f"8{i:019d}", "cn20", "ship", bill, "2026-03-01T09:30:00+08:00", "t")
+        for i, bill in enumerate(['发货单 "A\\1"', "tab\there", "ctl \x1d end", "plain"])
+    )
+    wire = json.dumps([e.to_wire() for e in events], ensure_ascii=True)  # escaped differently
+    plain = json.loads(encode_batch(Batch("b-1", events, 0), "dock-1"))
+    rendered = json.loads(encode_batch(Batch("b-1", events, 0, wire), "dock-1"))
+    plain.pop("sent_at")
+    rendered.pop("sent_at")
+    assert rendered == plain
+    assert rendered["events"][0]["bill"] == '发货单 "A\\1"'

@@ -1,0 +1,60 @@
+"""Upgrading an outbox written by an older build: rows and leases in flight carry over."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from scanner_agent.outbox import SCHEMA_VERSION, EventResult, NewScan, Outbox, uuid7
+from scanner_agent.outbox._schema import MIGRATIONS
+
+
+def _v3_file(path: Path) -> tuple[list[str], str]:
+    """An outbox at schema 3 with two scans in flight in one batch and one pending."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+    for version, name, fn in MIGRATIONS:
+        if version > 3:
+            break
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-01-01')", (version, name))
+    db.execute("PRAGMA user_version = 3")
+    ids = [uuid7() for _ in range(3)]
+    for i, event_id in enumerate(ids):
+        code = f"8{i:019d}"
+        db.execute(
+            f"INSERT INTO scans ({', '.join(NewScan._fields)}) VALUES "
+            f"({', '.join('?' * len(NewScan._fields))})",
+            (event_id, code, "cn20", code, None, "ship", "B1", "dock", "t", "2026-01-01T00:00:00Z")
+            + (None,) * 5,
+        )
+    db.execute(
+        "INSERT INTO batches (batch_id, created_at, lease_until, events) "
+        "VALUES ('old-batch', '2026-01-01', 0, 2)"
+    )
+    db.execute("UPDATE scans SET state = 'in_flight', batch_id = 'old-batch' WHERE seq IN (2, 3)")
+    db.close()
+    return ids, "old-batch"
+
+
+def test_a_schema_3_file_keeps_its_lease_across_the_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    ids, batch_id = _v3_file(path)
+    with Outbox.open(path) as box:
+        assert box.stats().schema_version == SCHEMA_VERSION
+        assert box.stats().counts["in_flight"] == 2
+        # The expired lease comes back first, same id, same rows.
+        again = box.lease(10)
+        assert again is not None
+        assert again.batch_id == batch_id
+        assert [e.event_id for e in again.events] == ids[1:]
+        summary = box.settle(batch_id, {i: EventResult("accepted") for i in ids[1:]})
+        assert summary.accepted == 2
+        nxt = box.lease(10)
+        assert nxt is not None
+        assert [e.event_id for e in nxt.events] == ids[:1]
+        assert box.stats().counts == {"pending": 0, "in_flight": 1, "delivered": 2, "rejected": 0}
+    db = sqlite3.connect(path)
+    indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    db.close()
+    assert "scans_in_flight" not in indexes
