@@ -93,7 +93,7 @@ class SyncConfig:
     """Most scans sent in one request (bench/sync.py: 2,000-5,000 drain alike; smaller
     batches hold the outbox thread, and so scan acknowledgements, for less time)."""
     batch_bytes: int = 2 * 1024 * 1024
-    """Most uncompressed JSON bytes in one request."""
+    """Most uncompressed bytes of event JSON in one request (the events array; at least one event)."""
     gzip: bool = True
     """Compress request bodies."""
     gzip_level: int = 1

@@ -82,8 +82,6 @@ _ROW_COLUMNS = (
     "scanned_at, state, batch_id, result, reason, attempts, settled_at, removed"
 )
 _EVENT_COLUMNS = "seq, event_id, code, scheme, action, bill, scanned_at, source"
-_EVENT_OVERHEAD_BYTES = 160
-"""JSON keys, quotes and punctuation of one event on the wire, for batch sizing."""
 _PENDING = "state = 'pending'"
 _IN_FLIGHT = "state = 'in_flight'"
 _IN_BATCH = "seq BETWEEN ? AND ? AND batch_id = ? AND state = 'in_flight'"
@@ -108,12 +106,6 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
 
 
-_EVENT_SIZE = f"{_EVENT_OVERHEAD_BYTES} + " + " + ".join(
-    f"length({c})" for c in _EVENT_COLUMNS.split(", ")[1:]
-)
-"""SQL for one event's approximate JSON size (its text fields plus keys and punctuation)."""
-
-
 _WIRE_EVENT = (
     "json_object("
     + ", ".join(
@@ -127,32 +119,51 @@ _WIRE_EVENT = (
 
 def _lease_rows(
     db: sqlite3.Connection, sql: str, params: Sequence[object]
-) -> tuple[list[list[Any]], str | None, int]:
-    """The events selected by ``sql``, their wire JSON and their total size, in one step.
+) -> tuple[list[list[Any]], str]:
+    """The events selected by ``sql`` and the same events as wire JSON, in one step.
 
     Why not ``fetchall()``: each fetched row is one ``sqlite3_step``, and each
     step gives the GIL up and must win it back, which behind a busy event loop
     (gzip, HTTP) costs up to a switch interval per row.  One aggregate query
     instead returns the rows folded into a JSON array (``json.loads`` builds
-    the lists in C; text and integers round-trip exactly), the same events
-    rendered as wire objects, and the sum of their approximate JSON sizes for
-    the byte budget.  SQL does not promise the aggregate's input order, so the
-    rows are checked: out of order, they are sorted and the wire array dropped
-    (the sender then encodes the events itself).
+    the lists in C; text and integers round-trip exactly) and the events
+    rendered as a JSON array of :meth:`BatchEvent.to_wire` objects.  SQL does
+    not promise the aggregate's input order, so the rows are checked; out of
+    order (never seen), they are sorted and the wire array is rendered again
+    from them.
     """
     found = db.execute(
         f"SELECT json_group_array(json_array({_EVENT_COLUMNS})), "
-        f"json_group_array({_WIRE_EVENT}), SUM({_EVENT_SIZE}) FROM ({sql})",
+        f"json_group_array({_WIRE_EVENT}) FROM ({sql})",
         params,
     ).fetchone()
     if not found or not found[0]:
-        return [], None, 0
+        return [], "[]"
     rows: list[list[Any]] = json.loads(found[0])
-    wire: str | None = found[1]
+    wire = str(found[1])
     if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
         rows.sort(key=_first)
-        wire = None
-    return rows, wire, int(found[2] or 0)
+        wire = "[" + ",".join(_wire_json(r) for r in rows) + "]"
+    return rows, wire
+
+
+def _wire_json(row: Sequence[Any]) -> str:
+    """One event row (``_EVENT_COLUMNS``) as :meth:`BatchEvent.to_wire` JSON."""
+    return _to_json(BatchEvent._make(row).to_wire())
+
+
+def _fit(rows: Sequence[Sequence[Any]], max_bytes: int) -> int:
+    """How many leading events fit in ``max_bytes`` of wire JSON (at least one)."""
+    total, keep = 1, 0  # the array's brackets, and a comma before each event but the first
+    for r in rows:
+        total += len(_wire_json(r).encode()) + 1
+        if keep and total > max_bytes:
+            break
+        keep += 1
+    return keep
+
+
+_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _first(row: list[Any]) -> Any:
@@ -556,8 +567,9 @@ class Outbox:
 
         A batch whose lease has expired (its sender crashed, or released it
         after a failure) is handed out again first, with the same id and rows.
-        Otherwise the oldest pending rows, up to ``limit`` events and about
-        ``max_bytes`` of JSON, become a new batch.  Removed rows and rows of a
+        Otherwise the oldest pending rows, up to ``limit`` events whose JSON
+        array (``Batch.events_json``) takes at most ``max_bytes`` (at least one
+        event, however large), become a new batch.  Removed rows and rows of a
         bill that is still open are never leased (see ``docs/control.md``).
         """
         now = time.time()
@@ -574,7 +586,7 @@ class Outbox:
                     "UPDATE batches SET lease_until = ?, attempts = attempts + 1 WHERE batch_id = ?",
                     (now + lease_s, batch_id),
                 )
-                events, wire, _ = _lease_rows(
+                events, wire = _lease_rows(
                     db,
                     f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_IN_BATCH} ORDER BY seq",
                     span,
@@ -587,19 +599,13 @@ class Outbox:
                 f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_PENDING} AND {_SENDABLE} "
                 "ORDER BY seq LIMIT ?"
             )
-            rows, wire, size = _lease_rows(db, pending, (limit,))
+            rows, wire = _lease_rows(db, pending, (limit,))
             if not rows:
                 return None
-            if max_bytes is not None and size > max_bytes:
-                # Rare (2,500 cn20 events are about 0.8 MB): cut at the budget, keeping at
-                # least one event however large, and render just those.
-                total, keep = 0, 0
-                for r in rows:
-                    total += _EVENT_OVERHEAD_BYTES + sum(len(str(v)) for v in r[1:])
-                    if keep and total > max_bytes:
-                        break
-                    keep += 1
-                rows, wire, _ = _lease_rows(db, pending, (keep,))
+            if max_bytes is not None and len(wire.encode()) > max_bytes:
+                # Rare (2,500 cn20 events are about 0.6 MB): keep the events that fit,
+                # at least one however large, and render just those.
+                rows, wire = _lease_rows(db, pending, (_fit(rows, max_bytes),))
             batch_id = uuid7()
             last_seq = int(rows[-1][0])
             db.execute(

@@ -37,6 +37,11 @@ def scan(code: str, bill: str = "B1", action: str = "ship") -> NewScan:
     )
 
 
+def scan_wire(s: NewScan) -> dict[str, str]:
+    keys = ("event_id", "code", "scheme", "action", "bill", "scanned_at", "source")
+    return {k: getattr(s, k) for k in keys}
+
+
 def reject(code: str) -> RejectRecord:
     return RejectRecord(
         code, code, "not a trace code", "invalid", "dock", "t", "2026-11-23T10:00:00.000+00:00"
@@ -155,17 +160,20 @@ def test_sequence_numbers_continue_after_the_newest_rows_are_deleted(outbox: Out
 
 
 def test_lease_takes_exactly_the_events_that_fit_the_byte_budget(outbox: Outbox) -> None:
-    scans = [scan(f"8{i:019d}", bill=f"B{'x' * (i * 7)}") for i in range(12)]
+    scans = [scan(f"8{i:019d}", bill=f"B{'货' * (i * 3)}") for i in range(12)]
     outbox.enqueue_many(scans)
     sizes = [
-        160 + len(s.event_id) + len(s.code) + 4 + len(s.action) + len(s.bill) + 29 + len(s.source)
+        len(json.dumps(scan_wire(s), ensure_ascii=False, separators=(",", ":")).encode()) + 1
         for s in scans
     ]
-    budget = sum(sizes[:5]) + sizes[5] // 2  # five fit, the sixth does not
+    budget = 1 + sum(sizes[:5]) + sizes[5] // 2  # five fit, the sixth does not
     batch = outbox.lease(100, max_bytes=budget)
     assert batch is not None
     assert [e.event_id for e in batch.events] == [s.event_id for s in scans[:5]]
-    rest = outbox.lease(100, max_bytes=sum(sizes[5:]))
+    rest = outbox.lease(100, max_bytes=1 + sum(sizes[5:]))
+    assert rest is not None
+    assert rest.events_json is not None
+    assert len(rest.events_json.encode()) == sum(sizes[5:]) + 1
     assert rest is not None
     assert [e.event_id for e in rest.events] == [s.event_id for s in scans[5:]]
 
@@ -220,3 +228,15 @@ def test_only_settles_skip_the_fsync_and_full_sync_is_always_restored(outbox: Ou
         outbox.settle(again.batch_id, {e.event_id: EventResult("duplicate") for e in again.events})
         assert _synchronous(outbox) == full
     assert outbox.stats().counts["delivered"] == 5
+
+
+def test_rows_aggregated_out_of_order_are_sorted_and_rendered_again(outbox: Outbox) -> None:
+    from scanner_agent.outbox._store import _EVENT_COLUMNS, _lease_rows
+
+    scans = [scan(f"8{i:019d}", bill='发货 "q"') for i in range(5)]
+    outbox.enqueue_many(scans)
+    rows, wire = _lease_rows(
+        outbox._db, f"SELECT {_EVENT_COLUMNS} FROM scans ORDER BY seq DESC", ()
+    )
+    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    assert json.loads(wire) == [scan_wire(s) for s in scans]
