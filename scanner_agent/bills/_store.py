@@ -486,7 +486,7 @@ class BillBook:
             )
         now = _now()
         # Not deleted: flagged, out of the duplicate check (the code can be scanned again).
-        db.execute("UPDATE scans SET removed = 1, dup_key = NULL WHERE seq = ?", (seq,))
+        db.execute("UPDATE scans SET removed = 1, dup_guard = NULL WHERE seq = ?", (seq,))
         db.execute(
             f"INSERT INTO removals ({_REMOVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (seq, event_id, number, code, reason, origin, now),
@@ -552,7 +552,8 @@ class BillBook:
         )
 
     def history(self, number: str) -> list[dict[str, str]]:
-        """The bill's log: open, imports, removals with reasons, close."""
+        """The bill's log, oldest first: open, imports, removals with reasons, close, and what a
+        platform sink recorded (``upload-plan``, ``upload``, ``platform-status``, ``platform-ack``)."""
         with self.outbox.atomic() as db:
             return [
                 {"at": str(a), "event": str(e), "detail": str(d)}

@@ -62,17 +62,18 @@ _ROWS_PER_STATEMENT = 1900
 def _insert_sql(rows: int, reject_duplicates: bool) -> str:
     """One INSERT for ``rows`` scans: their :class:`NewScan` fields, in order, as VALUES.
 
-    The duplicate key (code, bill, action; see :func:`dup_key`) is computed by
-    SQLite from the row itself, so the writer binds each scan's tuple as it is
-    (one flat list, built in C) instead of building a key per row in Python.
-    ``WHERE true`` lets an INSERT … SELECT carry an upsert clause.
+    Each scan's tuple is bound as it is (one flat list, built in C).  The
+    duplicate check is the unique index on (code, bill, action, dup_guard):
+    ``dup_guard`` 0 makes a scan conflict with an earlier one of the same
+    code, bill and action; NULL (the check off) never conflicts.  ``WHERE
+    true`` lets an INSERT … SELECT carry an upsert clause.
     """
     names = NewScan._fields
     cols = ", ".join(f"column{i + 1}" for i in range(len(names)))
-    key = "column2 || char(31) || column7 || char(31) || column6" if reject_duplicates else "NULL"
+    guard = "0" if reject_duplicates else "NULL"
     row = "(" + ", ".join("?" * len(names)) + ")"
     return (
-        f"INSERT INTO scans ({', '.join(names)}, dup_key) SELECT {cols}, {key} "
+        f"INSERT INTO scans ({', '.join(names)}, dup_guard) SELECT {cols}, {guard} "
         f"FROM (VALUES {', '.join([row] * rows)}) WHERE true ON CONFLICT DO NOTHING"
     )
 
@@ -84,10 +85,10 @@ _ROW_COLUMNS = (
 _EVENT_COLUMNS = "seq, event_id, code, scheme, action, bill, scanned_at, source"
 _PENDING = "state = 'pending'"
 _IN_FLIGHT = "state = 'in_flight'"
+"""Written as literals (not bound parameters) so SQLite can use the partial indexes on them."""
 _IN_BATCH = "seq BETWEEN ? AND ? AND batch_id = ? AND state = 'in_flight'"
 """A batch's rows: a range of the primary key (the batch's first and last seq), then its id.
 Parameters: first_seq, last_seq, batch_id (see :meth:`Outbox._batch_span`)."""
-"""Written as literals (not bound parameters) so SQLite can use the partial indexes on them."""
 _SENDABLE = "removed = 0 AND bill NOT IN (SELECT number FROM bills WHERE state = 'open')"
 """Pending rows that may be leased: not removed, and not held back by an open bill."""
 
@@ -95,10 +96,6 @@ _SENDABLE = "removed = 0 AND bill NOT IN (SELECT number FROM bills WHERE state =
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
-
-def dup_key(scan: NewScan) -> str:
-    """The identity of a scan for the duplicate check: code, bill and action."""
-    return f"{scan.code}\x1f{scan.bill}\x1f{scan.action}"
 
 
 def _is_full(exc: sqlite3.Error) -> bool:
@@ -528,7 +525,11 @@ class Outbox:
             if seq is not None:
                 results.append(EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq))
                 continue
-            row = db.execute("SELECT seq FROM scans WHERE dup_key = ?", (dup_key(s),)).fetchone()
+            row = db.execute(
+                "SELECT seq FROM scans WHERE code = ? AND bill = ? AND action = ? "
+                "AND dup_guard = 0",
+                (s.code, s.bill, s.action),
+            ).fetchone()
             results.append(
                 EnqueueResult(EnqueueStatus.DUPLICATE, s.event_id, int(row[0]) if row else None)
             )

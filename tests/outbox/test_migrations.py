@@ -5,7 +5,14 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from scanner_agent.outbox import SCHEMA_VERSION, EventResult, NewScan, Outbox, uuid7
+from scanner_agent.outbox import (
+    SCHEMA_VERSION,
+    EnqueueStatus,
+    EventResult,
+    NewScan,
+    Outbox,
+    uuid7,
+)
 from scanner_agent.outbox._schema import MIGRATIONS
 
 
@@ -33,6 +40,9 @@ def _v3_file(path: Path) -> tuple[list[str], str]:
         "VALUES ('old-batch', '2026-01-01', 0, 2)"
     )
     db.execute("UPDATE scans SET state = 'in_flight', batch_id = 'old-batch' WHERE seq IN (2, 3)")
+    # Schema 3 refused duplicates through a text key; seq 3 was taken with the check off.
+    db.execute("UPDATE scans SET dup_key = code || char(31) || bill || char(31) || action")
+    db.execute("UPDATE scans SET dup_key = NULL WHERE seq = 3")
     db.close()
     return ids, "old-batch"
 
@@ -58,3 +68,30 @@ def test_a_schema_3_file_keeps_its_lease_across_the_upgrade(tmp_path: Path) -> N
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     db.close()
     assert "scans_in_flight" not in indexes
+
+
+def test_the_duplicate_check_carries_over_to_the_identity_index(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    _v3_file(path)
+
+    def again(i: int) -> NewScan:
+        code = f"8{i:019d}"
+        return NewScan(uuid7(), code, "cn20", code, None, "ship", "B1", "dock", "t", "2026-01-02")
+
+    with Outbox.open(path) as box:
+        first, third, other_bill = box.enqueue_many(
+            [again(0), again(2), again(0)._replace(event_id=uuid7(), bill="B2")]
+        )
+    assert first.status is EnqueueStatus.DUPLICATE
+    assert first.seq == 1
+    assert third.status is EnqueueStatus.QUEUED  # its old row was taken with the check off
+    assert other_bill.status is EnqueueStatus.QUEUED
+    db = sqlite3.connect(path)
+    columns = {r[1] for r in db.execute("PRAGMA table_info(scans)")}
+    plan = " ".join(
+        str(r[-1])
+        for r in db.execute("EXPLAIN QUERY PLAN SELECT seq FROM scans WHERE code = ?", ("x",))
+    )
+    db.close()
+    assert "dup_key" not in columns
+    assert "scans_identity" in plan
