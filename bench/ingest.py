@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 from drivers.base import RawScan, ScanOutcome, utc_now
-from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
+from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake, tune_interpreter
+from scanner_agent.config import OutboxConfig
 from scanner_agent.outbox import Outbox
 
 SOURCES = int(os.environ.get("BENCH_SOURCES", "8"))
@@ -41,6 +42,8 @@ IN_FLIGHT = int(os.environ.get("BENCH_IN_FLIGHT", "4"))
 TOTAL = int(os.environ.get("BENCH_SCANS", "200000"))
 PEER_SECONDS = float(os.environ.get("BENCH_PEER_SECONDS", "5"))
 LATENCY_RATE = 2000.0
+MAX_ROWS = int(os.environ.get("BENCH_MAX_ROWS", str(OutboxConfig().commit_max_rows)))
+"""Largest group commit: the shipped ``outbox.commit_max_rows`` unless overridden."""
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "5"))
 
 
@@ -52,7 +55,7 @@ def codes(prefix: int, n: int) -> list[bytes]:
 async def with_intake(path: Path, fn):  # type: ignore[no-untyped-def]
     outbox = Outbox.open(path)
     thread = OutboxThread(outbox)
-    committer = GroupCommitter(thread, max_rows=2048)
+    committer = GroupCommitter(thread, max_rows=MAX_ROWS)
     intake = ScanIntake(
         committer, device_id="bench", bill_for=lambda a, b: b or "B", default_action="ship"
     )
@@ -177,6 +180,7 @@ def peer(path: Path, threads: int) -> dict[str, float]:
 
 
 def main() -> None:
+    tune_interpreter()  # as the daemon does at start
     with tempfile.TemporaryDirectory(
         prefix="bench-ingest-", dir=os.environ.get("BENCH_DIR")
     ) as tmp:

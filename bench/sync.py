@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 
 from scanner_agent.config import SyncConfig
-from scanner_agent.intake import OutboxThread
+from scanner_agent.intake import OutboxThread, tune_interpreter
 from scanner_agent.outbox import Batch, BatchEvent, NewScan, Outbox, uuid7
 from scanner_agent.sync import SyncLoop, TraceApiClient
 
@@ -249,6 +249,7 @@ async def one_post_per_scan(url: str) -> dict[str, object]:
 
 
 def main() -> None:
+    tune_interpreter()  # as the daemon does at start
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-sync-", dir=os.environ.get("BENCH_DIR")) as tmp:
         root = Path(tmp)

@@ -23,21 +23,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import httpx
 
 from drivers.base import Intake, RawScan, ScanOutcome, Source
 from drivers.registry import build_source
 from scanner_agent import logs
-from scanner_agent.bills import BillDesk
+from scanner_agent.bills import BillDesk, BillError
 from scanner_agent.config import AgentConfig, load_config
 from scanner_agent.control import ControlServer
 from scanner_agent.errors import ScannerAgentError
-from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
+from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake, tune_interpreter
 from scanner_agent.outbox import Outbox, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
-from scanner_agent.sync import Sink, SyncLoop, TraceApiClient
+from scanner_agent.sync import PlatformAlarms, Sink, SyncLoop, TraceApiClient
 
 if TYPE_CHECKING:
     from scanner_agent.metrics import MetricsServer
@@ -212,6 +212,7 @@ class Daemon:
         if self.state is not DaemonState.NEW:
             raise RuntimeError(f"Failed to run daemon: it is {self.state.value}, not new")
         self.state = DaemonState.STARTING
+        tune_interpreter()
         cfg = self.cfg
         outbox = await asyncio.to_thread(
             Outbox.open, cfg.outbox.path, min_free_bytes=cfg.outbox.min_free_mb * 1024 * 1024
@@ -223,7 +224,20 @@ class Daemon:
         tasks: list[asyncio.Task[None]] = []
         try:
             self._sink = self._build_sink(thread)
-            self.sync = SyncLoop(thread, self._sink, cfg.sync, token_reader=self._read_token)
+            if isinstance(self._sink, PlatformAlarms):
+                await self._sink.load_alarms()
+                for alarm in self._sink.alarms():
+                    log.error("ALARM: %s", alarm)
+            names = sink_names(cfg)
+            self.sync = SyncLoop(
+                thread,
+                self._sink,
+                cfg.sync,
+                token_reader=self._read_token,
+                platform=names.platform,
+                credential=names.credential,
+                credential_source=names.source,
+            )
             self.desk = BillDesk(thread, device_id=cfg.device_id, on_close=self.sync.wake)
             await self.desk.start()
             self.committer = GroupCommitter(
@@ -371,7 +385,8 @@ class Daemon:
                     token=self._read_token(),
                     tls=build_ssl_context(cfg.sync),
                     transport=self._transport,
-                )
+                ),
+                thread,
             )
         self._client = ObservedTraceApiClient(
             cfg.sync,
@@ -614,6 +629,31 @@ class Daemon:
             notifier.notify(stopping=1)
             notifier.close()
 
+    async def acknowledge(self, bill: str, note: str) -> list[dict[str, str]]:
+        """Clear the platform's alarm about ``bill`` (an operator handled it); the problems cleared.
+
+        Raises:
+            BillError: the sink reports no such problems (``conflict``), or none of
+                ``bill`` (``not_found``).
+            ScannerAgentError: the outbox cannot be written.
+        """
+        sink = self._sink
+        if not isinstance(sink, PlatformAlarms):
+            raise BillError(
+                f"Failed to acknowledge bill {bill!r}: sync.protocol "
+                f"{self.cfg.sync.protocol!r} reports no processing failures",
+                code="conflict",
+            )
+        cleared = await sink.acknowledge(bill, note)
+        if not cleared:
+            raise BillError(
+                f"Failed to acknowledge bill {bill!r}: the platform reported no "
+                "unacknowledged processing failure of it (`scanner-agent bill failed` lists them)",
+                code="not_found",
+            )
+        log.info("bill %s: processing failure acknowledged (%s)", bill, note or "no note")
+        return [dataclasses.asdict(f) for f in cleared]
+
     # -- observation -------------------------------------------------------------
 
     def device_status(self) -> list[dict[str, Any]]:
@@ -661,6 +701,7 @@ class Daemon:
                 *(self.outbox.alarms if self.outbox else []),
                 *([self.intake.full_alarm] if self.intake and self.intake.full_alarm else []),
                 *([sync.stats.alarm] if sync and sync.stats.alarm else []),
+                *(self._sink.alarms() if isinstance(self._sink, PlatformAlarms) else []),
             ],
             "sync": sync.snapshot() if sync else None,
         }
@@ -677,6 +718,37 @@ def read_credential(cfg: AgentConfig) -> str:
     if cfg.sync.protocol == "epcis":
         return cfg.epcis.read_token()
     return cfg.sync.read_token()
+
+
+class SinkNames(NamedTuple):
+    """Who the sink talks to and with what, in words for operators (alarms, doctor)."""
+
+    platform: str
+    """The service, with its URL: ``码上放心 (https://eco.taobao.com/router/rest)``."""
+    credential: str
+    """What it authenticates with: ``token``, ``app key or secret``."""
+    source: str
+    """Where that comes from: ``alihealth.app_secret_file (/etc/...)``."""
+
+
+def sink_names(cfg: AgentConfig) -> SinkNames:
+    """:class:`SinkNames` of the sink for ``cfg.sync.protocol``."""
+    if cfg.sync.protocol == "alihealth":
+        ali = cfg.alihealth
+        return SinkNames(
+            f"码上放心 ({ali.url})",
+            "app key or secret",
+            f"alihealth.app_secret_file ({ali.app_secret_file})",
+        )
+    if cfg.sync.protocol == "epcis":
+        ep = cfg.epcis
+        source = (
+            f"epcis.token_file ({ep.token_file})" if ep.token_file else f"${ep.token_env or '?'}"
+        )
+        return SinkNames(f"the EPCIS repository ({ep.url})", "token", source)
+    sc = cfg.sync
+    source = f"sync.token_file ({sc.token_file})" if sc.token_file else f"${sc.token_env or '?'}"
+    return SinkNames(f"the trace service ({sc.url})", "token", source)
 
 
 def _sync_target(cfg: AgentConfig) -> str:
