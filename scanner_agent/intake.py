@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from drivers.base import RawScan, ScanOutcome, Verdict
-from scanner_agent.codes import ScanResult, parse_many
+from scanner_agent.codes import ScanResult, Scheme, parse_many
 from scanner_agent.errors import OutboxError, OutboxFullError
 from scanner_agent.outbox import (
     EnqueueResult,
@@ -59,6 +59,10 @@ def tune_interpreter() -> None:
     the p99 acknowledgement at 2,000 scans/s no worse (docs/performance.md).
     """
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
+_SCHEME_TEXT = {scheme: scheme.value for scheme in Scheme}
+"""A scheme's stored text (a dict lookup: ``Enum.value`` is a descriptor call per scan)."""
 
 
 class OutboxThread:
@@ -267,18 +271,19 @@ class ScanIntake:
         action = action or self.default_action
         bill_name = self._bill_for(action, bill)
         parsed = parse_many([s.data for s in scans])
-        ids = iter(uuid7_many(sum(1 for r in parsed if r.valid)))
+        # One id per frame, drawn at once; those of refused frames are simply not used.
+        ids = iter(uuid7_many(len(scans)))
         device_id = self.device_id
         new: list[NewScan] = []
         rejects: list[RejectRecord] = []
         slots: list[ScanOutcome | int] = []
-        stamps: dict[datetime, str] = {}  # frames of one read usually share a capture time
+        last_at: datetime | None = None  # frames of one read usually share a capture time
+        scanned_at = ""
         for scan, result in zip(scans, parsed, strict=True):
-            scanned_at = stamps.get(scan.scanned_at)
-            if scanned_at is None:
-                scanned_at = stamps[scan.scanned_at] = scan.scanned_at.isoformat(
-                    timespec="milliseconds"
-                )
+            event_id = next(ids)
+            if scan.scanned_at is not last_at:
+                last_at = scan.scanned_at
+                scanned_at = last_at.isoformat(timespec="milliseconds")
             code, scheme = result.code, result.scheme
             if not result.valid or code is None or scheme is None:
                 shown = _display_code(result)
@@ -301,9 +306,9 @@ class ScanIntake:
             # Positional, in NewScan's field order: this line runs once per scan.
             new.append(
                 NewScan(
-                    next(ids),
+                    event_id,
                     code,
-                    scheme.value,
+                    _SCHEME_TEXT[scheme],
                     result.raw,
                     result.symbology,
                     action,
