@@ -97,6 +97,19 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+_BUSY_TIMEOUT_S = 10.0
+"""How long a connection waits for a lock held by another connection or process."""
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file itself is damaged or not a database at all."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
@@ -225,11 +238,13 @@ class Outbox:
     @staticmethod
     def _connect_checked(p: Path) -> sqlite3.Connection:
         try:
-            db = sqlite3.connect(p, isolation_level=None, check_same_thread=False, timeout=10.0)
+            db = sqlite3.connect(
+                p, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
+            )
         except sqlite3.Error as exc:
             raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
         try:
-            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             result = db.execute("PRAGMA quick_check").fetchone()
             if result is None or result[0] != "ok":
                 raise OutboxCorruptError(str(result[0] if result else "no result"))
@@ -242,6 +257,10 @@ class Outbox:
             db.close()
             if _is_full(exc):
                 raise OutboxFullError(f"Failed to open outbox {str(p)!r}: disk full") from exc
+            if not _is_damage(exc):
+                # Locked by another process, an I/O error, no permission: the file may be
+                # fine and in use, so it must never be moved aside for this.
+                raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
             raise OutboxCorruptError(str(exc)) from exc
         except OutboxError:
             db.close()

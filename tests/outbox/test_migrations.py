@@ -5,12 +5,16 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from scanner_agent.errors import OutboxCorruptError, OutboxError
 from scanner_agent.outbox import (
     SCHEMA_VERSION,
     EnqueueStatus,
     EventResult,
     NewScan,
     Outbox,
+    _store,
     uuid7,
 )
 from scanner_agent.outbox._schema import MIGRATIONS
@@ -95,3 +99,24 @@ def test_the_duplicate_check_carries_over_to_the_identity_index(tmp_path: Path) 
     db.close()
     assert "dup_key" not in columns
     assert "scans_identity" in plan
+
+
+def test_a_locked_file_is_an_error_and_never_moved_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.db"
+    Outbox.open(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(_store, "_BUSY_TIMEOUT_S", 0.2)
+    try:
+        with pytest.raises(OutboxError, match="locked") as caught:
+            Outbox.open(path)
+        assert not isinstance(caught.value, OutboxCorruptError)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
+    with Outbox.open(path) as box:  # and it opens once the other process lets go
+        assert box.alarms == []
