@@ -9,8 +9,11 @@ imported by ``tui``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sqlite3
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -328,6 +331,108 @@ def cmd_bill_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _read_only(outbox_path: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the outbox file, safe next to a running daemon.
+
+    Not :meth:`Outbox.open`: that one checks, migrates and may move a file it
+    cannot read aside, which a command that only reads must never do to the
+    daemon's live outbox.
+    """
+    try:
+        db = sqlite3.connect(f"{outbox_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
+    except sqlite3.Error as exc:
+        raise ScannerAgentError(f"Failed to open outbox {str(outbox_path)!r}: {exc}") from exc
+    try:
+        yield db
+    except sqlite3.Error as exc:
+        raise ScannerAgentError(f"Failed to read outbox {str(outbox_path)!r}: {exc}") from exc
+    finally:
+        db.close()
+
+
+def bill_history(outbox_path: Path, number: str) -> list[dict[str, str]]:
+    """Bill ``number``'s log from the outbox file, oldest first.
+
+    ``open``, ``import``, ``remove`` (with the reason), ``close``, and what a
+    platform sink recorded: ``upload-plan`` (the sub-bills), ``upload`` (the
+    platform's verdict on each), ``platform-status`` (its processing state),
+    ``platform-ack`` (an operator handled a processing failure).
+
+    Raises:
+        ScannerAgentError: the bill has neither scans nor log entries.
+    """
+    with _read_only(outbox_path) as db:
+        entries = [
+            {"at": str(a), "event": str(e), "detail": str(d)}
+            for a, e, d in db.execute(
+                "SELECT at, event, detail FROM bill_log WHERE bill = ? ORDER BY id", (number,)
+            )
+        ]
+        known = (
+            entries
+            or db.execute(
+                "SELECT 1 FROM bills WHERE number = ? UNION ALL "
+                "SELECT 1 FROM scans WHERE bill = ? LIMIT 1",
+                (number, number),
+            ).fetchone()
+        )
+    if not known:
+        raise ScannerAgentError(f"Failed to find bill {number!r}")
+    return entries
+
+
+def cmd_bill_history(args: argparse.Namespace) -> int:
+    """Print a bill's history (open, close, uploads, the platform's processing state)."""
+    entries = bill_history(_outbox_path(args), args.number)
+    if args.json:
+        _print_json(entries)
+        return 0
+    for e in entries:
+        print(f"{e['at']}  {e['event']:<15} {e['detail']}")
+    if not entries:
+        print(f"{args.number}: no history (a default bill: scans only, see bill show)")
+    return 0
+
+
+def platform_failures(outbox_path: Path) -> list[dict[str, str]]:
+    """Bills the trace platform failed to process and no one has acknowledged yet, oldest first."""
+    import dataclasses
+
+    from scanner_agent.platforms.alihealth._ledger import read_failures
+
+    with _read_only(outbox_path) as db:
+        return [dataclasses.asdict(f) for f in read_failures(db)]
+
+
+def cmd_bill_failed(args: argparse.Namespace) -> int:
+    """List bills the trace platform failed to process (码上放心 deal_status 4), not acknowledged."""
+    found = platform_failures(_outbox_path(args))
+    if args.json:
+        _print_json(found)
+        return 0
+    for f in found:
+        print(f"{f['bill']:<20} {f['at']}  {f['detail']}")
+    if found:
+        print(
+            "fix them on the platform (or scan a new bill), then "
+            "`scanner-agent bill ack BILL --note ...`",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_bill_ack(args: argparse.Namespace) -> int:
+    """Acknowledge the platform's processing failures of a bill: its alarm goes."""
+    r = _call(args, "bill.ack", number=args.number, note=args.note)
+    if args.json:
+        _print_json(r)
+    else:
+        numbers = ", ".join(c["number"] for c in r["cleared"])
+        print(f"acknowledged {r['bill']}: {numbers}")
+    return 0
+
+
 # -- tui ---------------------------------------------------------------------------
 
 
@@ -356,7 +461,8 @@ def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
 
 
 def register(add: AddCommand) -> None:
-    """Add ``status``, ``bill`` (``bill export`` reads the outbox file), ``lookup`` and ``tui``."""
+    """Add ``status``, ``bill`` (``bill export``, ``history`` and ``failed`` read the outbox
+    file), ``lookup`` and ``tui``."""
     p = add("status", cmd_status, "Show the running agent's status (over its control socket).")
     _common(p)
 
@@ -371,7 +477,9 @@ def register(add: AddCommand) -> None:
     )
     p.add_argument("--bell", action="store_true", help="ring the terminal bell on a bad scan")
 
-    bill = add("bill", lambda a: 2, "Bills (出入库单据): open, close, undo, import, show.")
+    bill = add(
+        "bill", lambda a: 2, "Bills (出入库单据): open, close, undo, import, show, history, export."
+    )
     sub = bill.add_subparsers(dest="bill_command", required=True, metavar="BILL_COMMAND")
 
     def badd(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
@@ -454,6 +562,34 @@ def register(add: AddCommand) -> None:
         help="name of the trace-code list node (default drugtracinfo)",
     )
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+
+    p = badd("ack", cmd_bill_ack, "Acknowledge the platform's processing failure of a bill.")
+    p.add_argument("number", help="bill number (as scanned, not a sub-bill)")
+    p.add_argument("--note", "-n", default="", help="what was done (kept in the bill's log)")
+
+    def offline(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(
+            name, help=help_text, description=help_text + " Reads the outbox file."
+        )
+        p.set_defaults(handler=handler)
+        p.add_argument("--config", "-c", help=f"config file (default {DEFAULT_CONFIG_PATH})")
+        p.add_argument("--outbox", help="outbox file (default: outbox.path from the config)")
+        p.add_argument("--json", action="store_true", help="print JSON")
+        return p
+
+    p = offline(
+        "history",
+        cmd_bill_history,
+        "Print a bill's history: open, imports, removals, close, uploads, platform status.",
+    )
+    p.add_argument("number", help="bill number")
+
+    offline(
+        "failed",
+        cmd_bill_failed,
+        "List bills the trace platform failed to process (码上放心 deal_status 4), "
+        "not yet acknowledged.",
+    )
 
     p = sub.add_parser("types", help="List the platform's bill types.")
     p.set_defaults(handler=cmd_bill_types)

@@ -14,10 +14,21 @@ order:
 * ``discovery``: serial ports, HID and input devices, cameras found now.
 * ``profile <id>``: each hardware source's profile loads and an attached device
   matches its USB ids; every site profile is valid.
-* ``trace service``: ``GET /v1/health`` answers 200.
-* ``token``: an authenticated ``GET /v1/events?limit=1`` is not refused.
+* The service of ``sync.protocol`` and its credential:
+
+  - ``trace-api``: ``trace service`` (``GET /v1/health`` answers 200) and
+    ``token`` (an authenticated ``GET /v1/events?limit=1`` is not refused);
+  - ``alihealth``: ``app secret`` (``alihealth.app_secret_file`` is readable by
+    the service user and not by everyone) and ``码上放心 gateway`` (a signed,
+    read-only bill status query is answered; a refused signature or app key
+    fails the ``app secret`` check);
+  - ``epcis``: ``token`` (the file is readable by the service user and not by
+    everyone) and ``EPCIS repository`` (an authenticated ``GET /capture``, the
+    capture job list, is answered and the token not refused).
+
 * ``clock``: the local clock is within :data:`MAX_CLOCK_SKEW_S` of the
-  service's HTTP ``Date`` header (scan times are stamped here).
+  service's HTTP ``Date`` header (scan times are stamped here; the 码上放心
+  gateway also refuses calls more than 10 minutes off).
 
 The library never prints; ``scanner_agent.cli_ops`` renders the report and
 exits non-zero when any check failed.
@@ -35,10 +46,10 @@ import sqlite3
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from scanner_agent.errors import ScannerAgentError
@@ -148,7 +159,15 @@ def _checks(opts: Options) -> Iterator[Check]:
     yield from _outbox_checks(cfg, user)
     yield from _device_checks(cfg, user)
     yield from _discovery_checks(cfg, opts)
-    yield from _service_checks(cfg, opts)
+    if not cfg.sync.enabled:
+        for name in _service_check_names(cfg):
+            yield Check(name, Status.SKIP, "sync.enabled = false")
+    elif cfg.sync.protocol == "alihealth":
+        yield from _alihealth_checks(cfg, opts, user)
+    elif cfg.sync.protocol == "epcis":
+        yield from _epcis_checks(cfg, opts, user)
+    else:
+        yield from _service_checks(cfg, opts)
 
 
 # -- users and permissions ----------------------------------------------------------
@@ -407,10 +426,6 @@ def _service_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
 
     from scanner_agent.sync import build_ssl_context
 
-    if not cfg.sync.enabled:
-        for name in ("trace service", "token", "clock"):
-            yield Check(name, Status.SKIP, "sync.enabled = false")
-        return
     try:
         token = cfg.sync.read_token()
         verify = build_ssl_context(cfg.sync)
@@ -444,6 +459,233 @@ def _service_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
             )
         yield _token_check(client, token, cfg)
     yield _clock_check(health.headers.get("Date"), opts.now())
+
+
+def _service_check_names(cfg: AgentConfig) -> tuple[str, str, str]:
+    """The names of the service, credential and clock checks for ``sync.protocol``."""
+    if cfg.sync.protocol == "alihealth":
+        return ("app secret", ALIHEALTH_CHECK, "clock")
+    if cfg.sync.protocol == "epcis":
+        return ("token", EPCIS_CHECK, "clock")
+    return ("trace service", "token", "clock")
+
+
+ALIHEALTH_CHECK = "码上放心 gateway"
+EPCIS_CHECK = "EPCIS repository"
+
+
+def _secret_file_check(name: str, path: str, read: Callable[[], str], user: _User | None) -> Check:
+    """A credential file: set, readable by the service user, not by everyone, not empty."""
+    try:
+        value = read()
+    except ScannerAgentError as exc:
+        return Check(
+            name,
+            Status.FAIL,
+            str(exc),
+            f"put it in a file of mode 0640, group {SERVICE_USER} "
+            f"(`sudo install -m 0640 -g {SERVICE_USER} FILE {path or '/etc/scanner-agent/...'}`)",
+        )
+    if not value:
+        return Check(name, Status.FAIL, f"{path} is empty", "write the credential into it")
+    if not _may(Path(path), user, os.R_OK):
+        return Check(
+            name,
+            Status.FAIL,
+            f"{_who(user)} cannot read {path}",
+            f"`sudo chgrp {SERVICE_USER} {path}` and `sudo chmod 0640 {path}`",
+        )
+    return _ok(name, f"{path}: readable by {_who(user)}, not by everyone")
+
+
+def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> Iterator[Check]:
+    """The app secret file, then one signed read-only call (bill status) to the gateway."""
+    import httpx
+
+    from scanner_agent.errors import AuthError, RateLimitedError, SyncError
+    from scanner_agent.platforms.alihealth import (
+        BILLSTATUS_METHOD,
+        billstatus_params,
+        parse_top_error,
+        public_params,
+        sign,
+    )
+    from scanner_agent.platforms.alihealth._protocol import GMT8
+
+    ali = cfg.alihealth
+    secret_check = _secret_file_check("app secret", ali.app_secret_file, ali.read_secret, user)
+    if secret_check.status is Status.FAIL:
+        yield secret_check
+        yield Check(ALIHEALTH_CHECK, Status.SKIP, "no app secret to sign with")
+        yield Check("clock", Status.SKIP, "no app secret to sign with")
+        return
+    secret = ali.read_secret()
+    now = opts.now()
+    today = now.astimezone(GMT8).date()
+    params = public_params(BILLSTATUS_METHOD, ali.app_key, cast(Any, ali.sign_method), now)
+    params.update(
+        billstatus_params(
+            ref_ent_id=ali.ref_user_id,
+            begin_date=(today - timedelta(days=1)).isoformat(),
+            end_date=today.isoformat(),
+        )
+    )
+    params["sign"] = sign(params, secret, cast(Any, ali.sign_method))
+    with httpx.Client(timeout=HTTP_TIMEOUT_S, transport=opts.transport) as client:
+        try:
+            reply = client.post(ali.url, data=params)
+        except httpx.HTTPError as exc:
+            yield secret_check
+            yield Check(
+                ALIHEALTH_CHECK,
+                Status.FAIL,
+                f"{ali.url}: {type(exc).__name__}: {exc}",
+                "check alihealth.url, the network and firewall",
+            )
+            yield Check("clock", Status.SKIP, "gateway unreachable")
+            return
+    date = reply.headers.get("Date")
+    if reply.status_code != 200:
+        yield secret_check
+        yield Check(
+            ALIHEALTH_CHECK,
+            Status.FAIL,
+            f"{ali.url}: HTTP {reply.status_code}",
+            "alihealth.url should be the TOP gateway, https://eco.taobao.com/router/rest",
+        )
+        yield _clock_check(date, now)
+        return
+    try:
+        data = reply.json()
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        parse_top_error(data)
+    except ValueError as exc:
+        yield secret_check
+        yield Check(
+            ALIHEALTH_CHECK,
+            Status.FAIL,
+            f"{ali.url}: not a TOP reply ({exc})",
+            "alihealth.url should be the TOP gateway, https://eco.taobao.com/router/rest",
+        )
+        yield _clock_check(date, now)
+        return
+    except AuthError as exc:
+        yield Check(
+            "app secret",
+            Status.FAIL,
+            f"the gateway refused app key {ali.app_key} or the secret in "
+            f"{ali.app_secret_file}: {exc}",
+            "compare alihealth.app_key, the secret and alihealth.sign_method with the 码上放心 "
+            "open platform's application page, then `sudo systemctl reload scanner-agent`",
+        )
+        yield _ok(ALIHEALTH_CHECK, f"{ali.url}: answered (the credentials were refused)")
+        yield _clock_check(date, now)
+        return
+    except RateLimitedError as exc:
+        yield secret_check
+        yield Check(ALIHEALTH_CHECK, Status.WARN, str(exc), "calls are limited now; retry later")
+        yield _clock_check(date, now)
+        return
+    except SyncError as exc:
+        # Answered and signed right, but refused for another reason (permission, parameters).
+        yield _ok("app secret", f"{secret_check.detail}; the signature was accepted")
+        yield Check(
+            ALIHEALTH_CHECK,
+            Status.WARN,
+            f"the bill status query was refused: {exc}",
+            "the application may lack the bill status API; uploads will tell",
+        )
+        yield _clock_check(date, now)
+        return
+    yield _ok("app secret", f"{secret_check.detail}; the gateway accepted the signature")
+    yield _ok(ALIHEALTH_CHECK, f"{ali.url}: bill status query answered")
+    yield _clock_check(date, now)
+
+
+def _epcis_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> Iterator[Check]:
+    """The token, then an authenticated ``GET /capture`` (the capture job list)."""
+    import httpx
+
+    from scanner_agent.sync import build_ssl_context
+
+    ep = cfg.epcis
+    token_check: Check | None
+    if ep.token_file:
+        token_check = _secret_file_check("token", ep.token_file, ep.read_token, user)
+    else:
+        try:
+            token_check = _ok("token", f"from ${ep.token_env}") if ep.read_token() else None
+        except ScannerAgentError as exc:
+            token_check = Check("token", Status.FAIL, str(exc), "set the variable for the service")
+    if token_check is not None and token_check.status is Status.FAIL:
+        yield token_check
+        yield Check(EPCIS_CHECK, Status.SKIP, "no token")
+        yield Check("clock", Status.SKIP, "no token")
+        return
+    token = ep.read_token()
+    try:
+        verify = build_ssl_context(cfg.sync)
+    except ScannerAgentError as exc:
+        yield Check(EPCIS_CHECK, Status.FAIL, str(exc), "fix sync.ca_bundle / client_cert")
+        return
+    url = ep.url.rstrip("/")
+    headers = {"Accept": "application/json", "GS1-EPCIS-Version": "2.0.0"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    with httpx.Client(timeout=HTTP_TIMEOUT_S, verify=verify, transport=opts.transport) as client:
+        try:
+            reply = client.get(f"{url}/capture", headers=headers)
+        except httpx.HTTPError as exc:
+            yield token_check or Check("token", Status.WARN, "no token configured")
+            yield Check(
+                EPCIS_CHECK,
+                Status.FAIL,
+                f"{url}: {type(exc).__name__}: {exc}",
+                "check epcis.url, the network and firewall, and TLS (sync.ca_bundle)",
+            )
+            yield Check("clock", Status.SKIP, "repository unreachable")
+            return
+    status = reply.status_code
+    where = f"epcis.token_file ({ep.token_file})" if ep.token_file else f"${ep.token_env}"
+    if status in (401, 403):
+        yield Check(
+            "token",
+            Status.FAIL,
+            f"the repository refused the token from {where} ({status})"
+            if token
+            else f"the repository wants a token ({status}); none is configured",
+            "get a valid token from the repository's operator, put it in epcis.token_file, "
+            "then `sudo systemctl reload scanner-agent`",
+        )
+        yield _ok(EPCIS_CHECK, f"{url}/capture: answered {status}")
+    elif status >= 500:
+        yield token_check or Check("token", Status.WARN, "no token configured")
+        yield Check(
+            EPCIS_CHECK,
+            Status.FAIL,
+            f"{url}/capture: {status}",
+            "the repository is up but failing; ask its operator",
+        )
+    else:
+        if token_check is None:
+            yield Check(
+                "token",
+                Status.WARN,
+                "no token configured (epcis.token_file / token_env); the repository did not ask",
+                "set one if the repository expects it",
+            )
+        elif status == 200:
+            yield _ok("token", f"{token_check.detail}; accepted")
+        else:
+            yield Check(
+                "token",
+                Status.WARN,
+                f"{token_check.detail}; GET /capture answered {status}, the token was not refused",
+                "the repository may not list capture jobs; captures will tell",
+            )
+        yield _ok(EPCIS_CHECK, f"{url}/capture: {status}")
+    yield _clock_check(reply.headers.get("Date"), opts.now())
 
 
 def _token_check(client: Any, token: str, cfg: AgentConfig) -> Check:

@@ -137,6 +137,7 @@ class ControlServer:
             "bill.show": self._bill_show,
             "bill.list": self._bill_list,
             "bill.history": self._bill_history,
+            "bill.ack": self._bill_ack,
         }
 
     # -- lifecycle ---------------------------------------------------------------
@@ -460,6 +461,11 @@ class ControlServer:
             state=_arg(args, "state", str), limit=_arg(args, "limit", int, default=50)
         )
         return [dataclasses.asdict(b) for b in bills]
+
+    async def _bill_ack(self, conn: _Conn, args: dict[str, Any]) -> Any:
+        bill = str(_required(args, "number", str))
+        cleared = await self.daemon.acknowledge(bill, _arg(args, "note", str, default=""))
+        return {"bill": bill, "cleared": cleared}
 
     async def _bill_history(self, conn: _Conn, args: dict[str, Any]) -> Any:
         desk = self.daemon.desk

@@ -1,6 +1,8 @@
 """GS1 EPCIS 2.0 JSON/JSON-LD capture documents from scans.
 
-Each scan becomes one ``ObjectEvent`` with ``action`` OBSERVE:
+Pure functions, no I/O: the capture client (:mod:`.epcis_capture`) sends what
+they build, the sink (:mod:`.epcis_sink`) reads the carton contents from the
+outbox.  Each scan becomes one ``ObjectEvent`` with ``action`` OBSERVE:
 
 * ``epcList``: a GS1 code as its GS1 Digital Link URI
   (``https://id.gs1.org/01/<gtin>/21/<serial>``), a cn20 code as
@@ -18,11 +20,19 @@ Each scan becomes one ``ObjectEvent`` with ``action`` OBSERVE:
   The hash input is this module's own canonical form (sorted compact JSON of the
   event without ``eventID``), *not* the CBV 2.0 event-hash algorithm.
 
+A scanned carton whose units are known (the bill's pack data, ``parent,child``
+relations) also becomes an ``AggregationEvent`` (:func:`aggregation_event`):
+``action`` ADD, ``parentID`` the carton's URI, ``childEPCs`` the units' URIs,
+and the scan's time, ``bizStep``, ``disposition``, ``readPoint``,
+``bizLocation`` and ``bizTransactionList``, so a receiver that unpacks the
+carton knows which units it held.  Its ``eventID`` is deterministic too.
+
 Sources: EPCIS 2.0 / CBV 2.0 (GS1, 2022), the JSON Schema
-``EPCIS-JSON-Schema.json`` of github.com/gs1/EPCIS (vendored in
-``tests/platforms/data/`` and checked by the tests), the REST binding's
-``POST /capture`` (202 Accepted with ``Location: /capture/<id>``, then
-``GET`` of that job: ``running``, ``success``, ``errors``).
+``EPCIS-JSON-Schema.json`` of github.com/gs1/EPCIS (GS1's IP policy, not an
+open licence, so not copied here: the tests validate against it when
+``EPCIS_JSON_SCHEMA`` names a copy, and skip saying so otherwise), the REST
+binding's ``POST /capture`` (202 Accepted with ``Location: /capture/<id>``,
+then ``GET`` of that job: ``running``, ``success``, ``errors``).
 """
 
 from __future__ import annotations
@@ -30,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -39,11 +49,14 @@ from scanner_agent.outbox import BatchEvent
 
 __all__ = [
     "EPCIS_CONTEXT",
+    "Child",
     "EpcisConfig",
+    "aggregation_event",
     "build_document",
     "epc_uri",
     "event_id",
     "object_event",
+    "scan_events",
 ]
 
 EPCIS_CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -62,13 +75,16 @@ _BIZ_STEPS: dict[str, tuple[str, str]] = {
 }
 """Scan action -> (CBV bizStep, CBV disposition)."""
 
+Child = tuple[str, str]
+"""A unit in a carton: ``(code, scheme)`` as the outbox stores scans (``cn20``, ``gs1``)."""
+
 _TX_TYPES = {"ship": "desadv", "transfer": "desadv", "receive": "recadv", "purchase": "po"}
 _HRI = re.compile(r"\((\d{2,4})\)([^(]*)")
 
 
 @dataclass(frozen=True, slots=True)
 class EpcisConfig:
-    """Where and how scans are reported (an ``[epcis]`` table, once wired)."""
+    """Where and how scans are reported (the ``[epcis]`` table of the config)."""
 
     read_point: str
     """URI of the scanning point, e.g. ``urn:epc:id:sgln:0614141.00777.0`` or a Digital Link."""
@@ -124,42 +140,109 @@ def _time_and_offset(scanned_at: str) -> tuple[str, str]:
     return utc, f"{sign}{hours:02d}:{mins:02d}"
 
 
-def object_event(scan: BatchEvent, cfg: EpcisConfig) -> dict[str, Any]:
-    """One scan as an EPCIS 2.0 ``ObjectEvent`` (with its deterministic ``eventID``).
-
-    Raises:
-        ValueError: the scan's code or time cannot be expressed (see :func:`epc_uri`).
-    """
+def _context(scan: BatchEvent, cfg: EpcisConfig) -> dict[str, Any]:
+    """What every event of one scan says about when, why and where (shared by its events)."""
     event_time, offset = _time_and_offset(scan.scanned_at)
     biz_step, disposition = _BIZ_STEPS.get(scan.action, ("other", "unknown"))
     tx: dict[str, str] = {"bizTransaction": cfg.bill_uri_prefix + scan.bill}
     if scan.action in _TX_TYPES:
         tx = {"type": _TX_TYPES[scan.action], **tx}
-    event: dict[str, Any] = {
-        "type": "ObjectEvent",
+    return {
         "eventTime": event_time,
         "eventTimeZoneOffset": offset,
-        "epcList": [epc_uri(scan.code, scan.scheme, cfg)],
-        "action": "OBSERVE",
         "bizStep": biz_step,
         "disposition": disposition,
         "readPoint": {"id": cfg.read_point},
         "bizLocation": {"id": cfg.biz_location},
         "bizTransactionList": [tx],
     }
+
+
+def object_event(scan: BatchEvent, cfg: EpcisConfig) -> dict[str, Any]:
+    """One scan as an EPCIS 2.0 ``ObjectEvent`` (with its deterministic ``eventID``).
+
+    Raises:
+        ValueError: the scan's code or time cannot be expressed (see :func:`epc_uri`).
+    """
+    ctx = _context(scan, cfg)
+    event: dict[str, Any] = {
+        "type": "ObjectEvent",
+        "eventTime": ctx["eventTime"],
+        "eventTimeZoneOffset": ctx["eventTimeZoneOffset"],
+        "epcList": [epc_uri(scan.code, scan.scheme, cfg)],
+        "action": "OBSERVE",
+        **{k: ctx[k] for k in ("bizStep", "disposition", "readPoint", "bizLocation")},
+        "bizTransactionList": ctx["bizTransactionList"],
+    }
     event["eventID"] = event_id(event)
     return event
 
 
-def build_document(
-    scans: Iterable[BatchEvent], cfg: EpcisConfig, *, created: datetime | None = None
+def aggregation_event(
+    scan: BatchEvent, children: Sequence[Child], cfg: EpcisConfig
 ) -> dict[str, Any]:
-    """An ``EPCISDocument`` for ``POST /capture`` holding one ``ObjectEvent`` per scan."""
+    """A scanned carton and the units in it as an ``AggregationEvent`` (``action`` ADD).
+
+    ``childEPCs`` are sorted and without repeats, so the same carton contents
+    always give the same ``eventID`` whatever order the pack file listed them in.
+
+    Raises:
+        ValueError: no children, or the carton's or a child's code cannot be expressed.
+    """
+    if not children:
+        raise ValueError(f"carton {scan.code} has no known units")
+    ctx = _context(scan, cfg)
+    event: dict[str, Any] = {
+        "type": "AggregationEvent",
+        "eventTime": ctx["eventTime"],
+        "eventTimeZoneOffset": ctx["eventTimeZoneOffset"],
+        "parentID": epc_uri(scan.code, scan.scheme, cfg),
+        "childEPCs": sorted({epc_uri(code, scheme, cfg) for code, scheme in children}),
+        "action": "ADD",
+        **{k: ctx[k] for k in ("bizStep", "disposition", "readPoint", "bizLocation")},
+        "bizTransactionList": ctx["bizTransactionList"],
+    }
+    event["eventID"] = event_id(event)
+    return event
+
+
+def scan_events(
+    scan: BatchEvent, cfg: EpcisConfig, children: Sequence[Child] = ()
+) -> list[dict[str, Any]]:
+    """Every event of one scan: its ``ObjectEvent``, then the carton's ``AggregationEvent``
+    when ``children`` are known.
+
+    Raises:
+        ValueError: as :func:`object_event` and :func:`aggregation_event`.
+    """
+    events = [object_event(scan, cfg)]
+    if children:
+        events.append(aggregation_event(scan, children, cfg))
+    return events
+
+
+def build_document(
+    scans: Iterable[BatchEvent],
+    cfg: EpcisConfig,
+    *,
+    created: datetime | None = None,
+    children: Mapping[str, Sequence[Child]] | None = None,
+) -> dict[str, Any]:
+    """An ``EPCISDocument`` for ``POST /capture``: each scan's events (:func:`scan_events`).
+
+    ``children`` maps a scan's outbox ``event_id`` to the units of the carton it scanned.
+
+    Raises:
+        ValueError: a scan that cannot be expressed (see :func:`scan_events`).
+    """
+    units = children or {}
     created_at = (created or datetime.now(UTC)).astimezone(UTC)
     return {
         "@context": [EPCIS_CONTEXT],
         "type": "EPCISDocument",
         "schemaVersion": "2.0",
         "creationDate": created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "epcisBody": {"eventList": [object_event(s, cfg) for s in scans]},
+        "epcisBody": {
+            "eventList": [e for s in scans for e in scan_events(s, cfg, units.get(s.event_id, ()))]
+        },
     }

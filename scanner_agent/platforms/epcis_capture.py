@@ -41,7 +41,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -58,7 +58,7 @@ from scanner_agent.errors import (
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, BatchEvent, EventResult
-from scanner_agent.platforms.epcis import EpcisConfig, build_document, object_event
+from scanner_agent.platforms.epcis import Child, EpcisConfig, build_document, scan_events
 from scanner_agent.platforms.epcis_job import (
     CaptureJob,
     CaptureProblem,
@@ -80,7 +80,7 @@ ErrorBehaviour = Literal["proceed", "rollback"]
 
 @dataclass(frozen=True, slots=True)
 class EpcisCaptureConfig:
-    """One EPCIS 2.0 repository (an ``[epcis]`` table, once wired)."""
+    """One EPCIS 2.0 repository (the ``[epcis]`` table and the timeouts of ``[sync]``)."""
 
     url: str
     """Base URL of the repository's REST binding; documents go to ``{url}/capture``."""
@@ -127,6 +127,24 @@ class _Pending:
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     owners: dict[str, list[str]] = field(default_factory=dict)
     """EPCIS ``eventID`` -> outbox ``event_id`` s (two scans with equal content share one)."""
+
+
+def _combine(found: Sequence[tuple[str, EventResult]]) -> EventResult:
+    """One scan's verdict from those of its events (an ObjectEvent, maybe an AggregationEvent).
+
+    The scan is delivered only when the repository holds all of them: any
+    rejection rejects the scan (naming the event type, so a refused carton
+    aggregation is told apart from a refused scan); it is a duplicate only when
+    every event was held already (a resend), else accepted.
+    """
+    if len(found) == 1:
+        return found[0][1]
+    for kind, result in found:
+        if result.status == "rejected":
+            return EventResult("rejected", f"{kind}: {result.reason or 'rejected'}")
+    if all(result.status == "duplicate" for _kind, result in found):
+        return found[0][1]
+    return EventResult("accepted")
 
 
 def _problems(response: httpx.Response) -> tuple[CaptureProblem, ...]:
@@ -217,30 +235,44 @@ class EpcisCaptureClient:
         """:meth:`send_events` for a leased batch (``body`` is ignored: the document is built here)."""
         return await self.send_events(batch.events)
 
-    async def send_events(self, events: Sequence[BatchEvent]) -> dict[str, EventResult]:
+    async def send_events(
+        self,
+        events: Sequence[BatchEvent],
+        *,
+        children: Mapping[str, Sequence[Child]] | None = None,
+    ) -> dict[str, EventResult]:
         """Capture ``events`` and return a verdict for each, by outbox ``event_id``.
 
-        A scan that cannot be expressed as an EPCIS event (say an ``ma`` code)
-        is rejected here with the reason and never sent.
+        ``children`` maps the ``event_id`` of a carton's scan to its units: the
+        scan then also goes as an ``AggregationEvent``, and its verdict covers
+        both events (rejected if either is, duplicate only if both were held).
+
+        A scan that cannot be expressed as EPCIS events (say an ``ma`` code) is
+        rejected here with the reason and never sent.
 
         Raises:
             The errors listed in the module documentation.
         """
         results: dict[str, EventResult] = {}
         pending = _Pending()
+        units = children or {}
         for scan in events:
             try:
-                event = object_event(scan, self.cfg.document)
+                built = scan_events(scan, self.cfg.document, units.get(scan.event_id, ()))
             except ValueError as exc:
                 results[scan.event_id] = EventResult("rejected", f"not an EPCIS event: {exc}")
                 continue
-            eid = event["eventID"]
-            pending.events.setdefault(eid, event)
-            pending.owners.setdefault(eid, []).append(scan.event_id)
+            for event in built:
+                eid = event["eventID"]
+                pending.events.setdefault(eid, event)
+                pending.owners.setdefault(eid, []).append(scan.event_id)
         by_event = await self._capture_all(list(pending.events), pending)
+        verdicts: dict[str, list[tuple[str, EventResult]]] = {}
         for eid, result in by_event.items():
             for owner in pending.owners[eid]:
-                results[owner] = result
+                verdicts.setdefault(owner, []).append((pending.events[eid]["type"], result))
+        for owner, found in verdicts.items():
+            results[owner] = _combine(found)
         return results
 
     async def _capture_all(self, ids: list[str], pending: _Pending) -> dict[str, EventResult]:

@@ -10,6 +10,12 @@ Real HTTP (Starlette under uvicorn in a thread, :class:`scanner_agent.asgi.Serve
   once) and answers ``202`` with ``Location: /capture/<captureID>``.
 * ``GET /capture/<captureID>``: the capture job, ``running`` for the first
   :attr:`EmulatorState.running_polls` polls, then final.
+* ``GET /capture``: the capture jobs, newest first (what ``scanner-agent doctor``
+  asks to check the link and the token).
+
+An ``AggregationEvent`` with ``action`` ADD or DELETE must name its
+``parentID``, and one with ADD at least one of ``childEPCs`` (EPCIS 2.0,
+section 7.4.3); otherwise it is invalid.
 
 Error conventions (the binding leaves them to the server, see
 :mod:`scanner_agent.platforms.epcis_job`): each problem carries the event's
@@ -23,7 +29,9 @@ is honoured: ``proceed`` stores the good events of a document with errors,
 Faults, armed on :attr:`EpcisEmulator.state` from any thread: ``fail_next``
 (500), ``rate_limit_next`` (429 with ``Retry-After``), ``drop_next`` (store the
 events, then cut the connection before the reply is complete: a lost reply),
-and ``token`` (401 without ``Authorization: Bearer <token>``).
+``token`` (401 without ``Authorization: Bearer <token>``) and ``refuse_epcs``
+(an event naming one of these EPCs is invalid, with the reason given: how a
+repository refuses an identifier it does not know).
 """
 
 from __future__ import annotations
@@ -92,6 +100,9 @@ class EmulatorState:
     retry_after: int = 1
     drop_next: int = 0
     """Process the next N captures, then cut the connection mid-reply."""
+    refuse_epcs: dict[str, str] = field(default_factory=dict)
+    """EPC URI -> reason: an event with one of these in ``epcList``, ``parentID`` or
+    ``childEPCs`` is refused as invalid with that reason."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -104,7 +115,7 @@ def _problem(status: int, title: str, detail: str = "", instance: str = "") -> d
     return body
 
 
-def _event_problem(index: int, event: Any) -> dict[str, Any] | None:
+def _event_problem(index: int, event: Any, refuse: Mapping[str, str]) -> dict[str, Any] | None:
     """Why ``event`` (number ``index`` in the list) cannot be captured, or None."""
     if not isinstance(event, dict):
         return _problem(400, "Invalid event", f"event #{index} is not an object")
@@ -118,6 +129,18 @@ def _event_problem(index: int, event: Any) -> dict[str, Any] | None:
         return _problem(400, "Invalid event", f"event {eid}: unknown type {event['type']}", eid)
     if event["action"] not in _ACTIONS:
         return _problem(400, "Invalid event", f"event {eid}: bad action {event['action']}", eid)
+    if event["type"] == "AggregationEvent" and event["action"] != "OBSERVE":
+        if not isinstance(event.get("parentID"), str) or not event["parentID"]:
+            return _problem(
+                400, "Invalid event", f"event {eid}: {event['action']} needs parentID", eid
+            )
+        children = event.get("childEPCs")
+        if event["action"] == "ADD" and (not isinstance(children, list) or not children):
+            return _problem(400, "Invalid event", f"event {eid}: ADD needs childEPCs", eid)
+    named = [*(event.get("epcList") or []), event.get("parentID"), *(event.get("childEPCs") or [])]
+    for epc in named:
+        if isinstance(epc, str) and epc in refuse:
+            return _problem(400, "Invalid event", f"event {eid}: {epc}: {refuse[epc]}", eid)
     return None
 
 
@@ -198,7 +221,7 @@ def create_app(state: EmulatorState) -> Starlette:
         good: dict[str, dict[str, Any]] = {}
         with state.lock:
             for i, event in enumerate(events):
-                problem = _event_problem(i, event)
+                problem = _event_problem(i, event, state.refuse_epcs)
                 if problem is not None:
                     errors.append(problem)
                     continue
@@ -239,9 +262,17 @@ def create_app(state: EmulatorState) -> Starlette:
                 return JSONResponse({**running, "running": True, "success": True, "errors": []})
             return JSONResponse(found.body)
 
+    async def jobs(request: Request) -> Response:
+        if not authorised(request):
+            return unauthorised()
+        with state.lock:
+            listed = [j.body for j in reversed(state.jobs.values())]
+        return JSONResponse({"captureJobs": listed[:100]})
+
     return Starlette(
         routes=[
             Route("/capture", capture, methods=["POST"]),
+            Route("/capture", jobs, methods=["GET"]),
             Route("/capture/{capture_id}", job, methods=["GET"]),
         ]
     )
@@ -250,7 +281,9 @@ def create_app(state: EmulatorState) -> Starlette:
 class EpcisEmulator:
     """The emulated repository on loopback in a background thread.
 
-    ``tls`` holds uvicorn's ``ssl_*`` options (certificate and key files).
+    ``tls`` holds uvicorn's ``ssl_*`` options (certificate and key files); ``port``
+    0 takes a free one (a fixed one lets a test start the repository late, after
+    the agent already tried it).
 
     ::
 
@@ -260,10 +293,17 @@ class EpcisEmulator:
     """
 
     def __init__(
-        self, *, token: str = "", running_polls: int = 1, tls: Mapping[str, Any] | None = None
+        self,
+        *,
+        token: str = "",
+        running_polls: int = 1,
+        tls: Mapping[str, Any] | None = None,
+        port: int = 0,
     ) -> None:
         self.state = EmulatorState(token=token, running_polls=running_polls)
-        self._thread = ServerThread(create_app(self.state), tls=tls, name="epcis-emulator")
+        self._thread = ServerThread(
+            create_app(self.state), tls=tls, port=port, name="epcis-emulator"
+        )
 
     @property
     def url(self) -> str:

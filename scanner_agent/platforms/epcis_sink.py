@@ -1,29 +1,117 @@
-"""The EPCIS 2.0 sink of the sync loop: batches of scans captured as ``ObjectEvent`` s.
+"""The EPCIS 2.0 sink of the sync loop: scans captured as ``ObjectEvent`` s, cartons also as
+``AggregationEvent`` s.
 
 EPCIS takes any events in any document, so batches are the outbox's ordinary
-ones (oldest rows first, ``batch_size`` / ``batch_bytes``).  The document is
-built in :meth:`EpcisCaptureClient.send_events`, not on the outbox thread:
+ones (oldest rows first, ``batch_size`` / ``batch_bytes``).
+
+**Encoding** (on the outbox thread, right after the lease) only reads what the
+documents need from the outbox: for each scan of a *closed* bill, the units of
+the carton it scanned (``pack_children``, imported with ``scanner-agent bill
+import --packs``).  Closed bills only: while a bill is open its scans are held
+back anyway, and by the time it closes its pack data has been imported, so a
+carton's aggregation is sent with the carton's scan, once.  Scans of default
+bills (never opened) sync continuously and carry no aggregation.  A unit code
+that is not a trace code refuses the carton's scan here, with a reason naming
+it: the pack file is wrong, and sending half a carton would be worse.
+
+The documents themselves are built in :meth:`EpcisCaptureClient.send_events`:
 a capture may take several documents (what a rollback left unstored goes
-again), each built from the events still owed, so there is no single body to
-prepare ahead.  Event ids are deterministic, so a resent batch is recognised
-and its events come back as duplicates, which count as delivered.
+again), each built from the events still owed.  Event ids are deterministic, so
+a resent batch is recognised and its events come back as duplicates, which
+count as delivered.
 """
+
+# SQL here is assembled only from constant fragments; values are always bound parameters.
+# ruff: noqa: S608
 
 from __future__ import annotations
 
-from typing import Any
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from scanner_agent.codes import parse_scan
 from scanner_agent.outbox import Batch, EventResult, Outbox
+from scanner_agent.platforms.epcis import Child
 from scanner_agent.platforms.epcis_capture import EpcisCaptureClient
 
-__all__ = ["EpcisSink"]
+if TYPE_CHECKING:
+    from scanner_agent.intake import OutboxThread
+
+__all__ = ["EpcisPayload", "EpcisSink", "carton_units"]
+
+_CHUNK = 500
+"""Bound parameters per ``IN (...)`` query (SQLite allows far more; this keeps them short)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EpcisPayload:
+    """What :meth:`EpcisSink.encode` read from the outbox for one batch."""
+
+    children: dict[str, tuple[Child, ...]] = field(default_factory=dict)
+    """Outbox ``event_id`` of a carton's scan -> the units in it."""
+    refused: dict[str, str] = field(default_factory=dict)
+    """Outbox ``event_id`` -> why it cannot be sent (a dead letter with that reason)."""
+
+
+def carton_units(outbox: Outbox, batch: Batch) -> EpcisPayload:
+    """Outbox thread: the units of every carton scanned on a closed bill in ``batch``."""
+    bills = sorted({e.bill for e in batch.events})
+    codes = sorted({e.code for e in batch.events})
+    closed: set[str] = set()
+    relations: dict[str, list[str]] = defaultdict(list)
+    with outbox.atomic() as db:
+        for start in range(0, len(bills), _CHUNK):
+            part = bills[start : start + _CHUNK]
+            marks = ", ".join("?" * len(part))
+            closed.update(
+                str(n)
+                for (n,) in db.execute(
+                    f"SELECT number FROM bills WHERE state = 'closed' AND number IN ({marks})",
+                    part,
+                )
+            )
+        if not closed:
+            return EpcisPayload()
+        for start in range(0, len(codes), _CHUNK):
+            part = codes[start : start + _CHUNK]
+            marks = ", ".join("?" * len(part))
+            for parent, child in db.execute(
+                f"SELECT parent, child FROM pack_children WHERE parent IN ({marks}) "
+                "ORDER BY parent, child",
+                part,
+            ):
+                relations[str(parent)].append(str(child))
+    children: dict[str, tuple[Child, ...]] = {}
+    refused: dict[str, str] = {}
+    for e in batch.events:
+        if e.bill not in closed or e.code not in relations:
+            continue
+        units: list[Child] = []
+        for raw in relations[e.code]:
+            parsed = parse_scan(raw)
+            if not parsed.valid or parsed.code is None or parsed.scheme is None:
+                refused[e.event_id] = (
+                    f"carton {e.code}: its unit {raw!r} in the pack data is not a trace code "
+                    f"({parsed.reason}); fix the pack file (bill import --packs) and requeue"
+                )
+                break
+            units.append((parsed.code, str(parsed.scheme)))
+        else:
+            children[e.event_id] = tuple(units)
+    return EpcisPayload(children, refused)
 
 
 class EpcisSink:
-    """:class:`EpcisCaptureClient` with the lease and encode steps of the sync loop."""
+    """:class:`EpcisCaptureClient` with the lease and encode steps of the sync loop.
 
-    def __init__(self, client: EpcisCaptureClient) -> None:
+    ``thread`` is the daemon's outbox thread: :meth:`encode` runs on it and reads
+    the carton contents through its outbox.
+    """
+
+    def __init__(self, client: EpcisCaptureClient, thread: OutboxThread) -> None:
         self.client = client
+        self._thread = thread
 
     def __repr__(self) -> str:
         return f"EpcisSink({self.client!r})"
@@ -32,13 +120,20 @@ class EpcisSink:
         """The oldest sendable rows, as for Trace API v1."""
         return outbox.lease(limit, lease_s=lease_s, max_bytes=max_bytes)
 
-    def encode(self, batch: Batch) -> None:
-        """Nothing ahead: the documents are built while capturing (see the module docstring)."""
-        return
+    def encode(self, batch: Batch) -> EpcisPayload:
+        """Outbox thread: the carton contents of the batch (see the module docstring)."""
+        return carton_units(self._thread.outbox, batch)
 
     async def send_batch(self, batch: Batch, body: Any) -> dict[str, EventResult]:
-        """Capture the batch's scans; one verdict per scan (see :mod:`.epcis_capture`)."""
-        return await self.client.send_batch(batch)
+        """Capture the batch's scans (and cartons); one verdict per scan (see :mod:`.epcis_capture`)."""
+        if not isinstance(body, EpcisPayload):
+            body = await self._thread.call(self.encode, batch)
+        payload: EpcisPayload = body
+        results = {eid: EventResult("rejected", why) for eid, why in payload.refused.items()}
+        sendable = [e for e in batch.events if e.event_id not in payload.refused]
+        if sendable:
+            results.update(await self.client.send_events(sendable, children=payload.children))
+        return results
 
     def set_token(self, token: str) -> bool:
         """Use a new bearer token; True when it changed."""

@@ -17,12 +17,13 @@ from scanner_agent.sync._loop import (
     SyncStats,
     backoff_delay,
 )
-from scanner_agent.sync._sinks import Sink
+from scanner_agent.sync._sinks import PlatformAlarms, Sink
 
 __all__ = [
     "RECENT_REJECTIONS",
     "LinkState",
     "NetworkError",
+    "PlatformAlarms",
     "Rejection",
     "ServiceError",
     "Sink",

@@ -164,6 +164,11 @@ class SyncLoop:
     gives the current token (default: ``cfg.read_token``; the daemon passes the
     sink's credential); it is read again every ``cfg.token_poll_s`` while the
     service refuses the token, and by :meth:`reload`.
+
+    ``platform``, ``credential`` and ``credential_source`` name the sink's side in
+    the alarm raised when the credential is refused, so the operator knows which
+    service said no and which file to replace (``"码上放心 (<url>)"``, ``"app
+    key or secret"``, ``"alihealth.app_secret_file (<path>)"``).
     """
 
     def __init__(
@@ -174,8 +179,14 @@ class SyncLoop:
         *,
         rng: random.Random | None = None,
         token_reader: Callable[[], str] | None = None,
+        platform: str = "the trace service",
+        credential: str = "token",
+        credential_source: str = "the token file or variable",
     ) -> None:
         self._thread = thread
+        self.platform = platform
+        self.credential = credential
+        self.credential_source = credential_source
         self._client = client
         self.cfg = cfg
         self.state = LinkState.UNKNOWN
@@ -482,8 +493,8 @@ class SyncLoop:
         self.stats.consecutive_failures = self._failures
         if state is LinkState.AUTH_FAILED:
             self.stats.alarm = (
-                f"the trace service refused the token ({message}); scans are kept and syncing "
-                f"resumes when the token is replaced"
+                f"{self.platform} refused the {self.credential} ({message}); scans are kept "
+                f"and syncing resumes when {self.credential_source} changes"
             )
             log.error("ALARM: sync: %s", self.stats.alarm)
             self._last_kind = _kind(exc)

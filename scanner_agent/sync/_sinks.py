@@ -20,7 +20,7 @@ tree, which is what drives the loop: ``TransientSyncError`` (and its
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from scanner_agent.outbox import Batch, EventResult, Outbox
 
@@ -58,4 +58,28 @@ class Sink(Protocol):
 
     async def aclose(self) -> None:
         """Close connections and stop background work."""
+        ...
+
+
+@runtime_checkable
+class PlatformAlarms(Protocol):
+    """A sink that learns of problems after delivery, which need a person.
+
+    The 码上放心 platform processes a bill after taking it, and may fail to: the
+    scans are delivered, so nothing in the outbox shows it.  Such a sink keeps
+    the problems, the daemon shows :meth:`alarms` in ``status()['alarms']``
+    (CLI ``status``, TUI, metrics), and an operator clears one with
+    :meth:`acknowledge` (``scanner-agent bill ack``).
+    """
+
+    async def load_alarms(self) -> None:
+        """Read the problems not yet acknowledged back from the outbox (at start)."""
+        ...
+
+    def alarms(self) -> list[str]:
+        """The alarm lines to show now (empty: none)."""
+        ...
+
+    async def acknowledge(self, bill: str, note: str) -> list[Any]:
+        """Record that a person handled ``bill``'s problems; the ones cleared (empty: none)."""
         ...

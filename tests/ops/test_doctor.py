@@ -6,7 +6,7 @@ import json
 import os
 import pwd
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -18,6 +18,8 @@ import pytest
 from scanner_agent import cli_ops
 from scanner_agent.doctor import Options, Report, Status, run_doctor
 from scanner_agent.outbox import Outbox
+from scanner_agent.platforms.alihealth import AliHealthEmulator
+from scanner_agent.platforms.epcis_emulator import EpcisEmulator
 from scanner_agent.traceserver import TraceServerThread
 
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -257,3 +259,152 @@ def test_doctor_prints_one_line_per_check(
     assert code == 0
     assert lines[0].startswith("[ OK ] config")
     assert any(line.startswith("[SKIP] trace service") for line in lines)
+
+
+# -- the credential and service of sync.protocol ------------------------------------------
+
+ALI_SECRET = "doctor-app-secret"
+EPCIS_TOKEN = "doctor-epcis-token"
+
+
+def _alihealth_config(write_config: WriteConfig, url: str, secret_file: Path) -> Path:
+    return write_config(
+        extra=f"""protocol = "alihealth"
+[alihealth]
+url = "{url}"
+app_key = "app1"
+app_secret_file = "{secret_file}"
+ref_user_id = "ref-ent-1"
+""",
+    )
+
+
+@pytest.fixture
+def ali_secret(tmp_path: Path) -> Path:
+    path = tmp_path / "alihealth.secret"
+    path.write_text(ALI_SECRET + "\n")
+    path.chmod(0o640)
+    return path
+
+
+@pytest.fixture
+def gateway() -> Iterator[AliHealthEmulator]:
+    with AliHealthEmulator({"app1": ALI_SECRET}) as gw:
+        yield gw
+
+
+def test_alihealth_checks_the_secret_file_and_a_signed_call_to_the_gateway(
+    tmp_path: Path, write_config: WriteConfig, gateway: AliHealthEmulator, ali_secret: Path
+) -> None:
+    report = doctor(_alihealth_config(write_config, gateway.url, ali_secret), tmp_path)
+    got = statuses(report)
+    assert got["app secret"] is Status.OK, report.by_name("app secret")
+    assert got["码上放心 gateway"] is Status.OK, report.by_name("码上放心 gateway")
+    assert got["clock"] is Status.OK
+    assert "trace service" not in got  # sync.url is not what this agent syncs to
+    with gateway.state.lock:
+        (call,) = gateway.state.calls
+    assert call["method"] == "alibaba.alihealth.drugtrace.top.lsyd.query.billstatus"
+    assert call["ref_ent_id"] == "ref-ent-1"
+    assert report.ok
+
+
+def test_alihealth_a_refused_secret_fails_without_showing_it(
+    tmp_path: Path,
+    write_config: WriteConfig,
+    gateway: AliHealthEmulator,
+    ali_secret: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ali_secret.write_text("not-the-secret\n")
+    config = _alihealth_config(write_config, gateway.url, ali_secret)
+    report = doctor(config, tmp_path)
+    check = report.by_name("app secret")
+    assert check.status is Status.FAIL
+    assert "Invalid signature" in check.detail
+    assert str(ali_secret) in check.detail
+    assert "sign_method" in check.hint
+    assert report.by_name("码上放心 gateway").status is Status.OK
+    assert cli_ops.main(["doctor", "-c", str(config), "--user", ME, "--json"]) == 1
+    assert "not-the-secret" not in capsys.readouterr().out
+
+
+def test_alihealth_a_secret_readable_by_everyone_fails_before_any_call(
+    tmp_path: Path, write_config: WriteConfig, gateway: AliHealthEmulator, ali_secret: Path
+) -> None:
+    ali_secret.chmod(0o644)
+    report = doctor(_alihealth_config(write_config, gateway.url, ali_secret), tmp_path)
+    check = report.by_name("app secret")
+    assert check.status is Status.FAIL
+    assert "readable by every user" in check.detail
+    assert "0640" in check.hint
+    assert report.by_name("码上放心 gateway").status is Status.SKIP
+    with gateway.state.lock:
+        assert gateway.state.calls == []
+
+
+def test_alihealth_an_unreachable_gateway_fails(
+    tmp_path: Path, write_config: WriteConfig, ali_secret: Path
+) -> None:
+    url = "http://127.0.0.1:9/router/rest"
+    report = doctor(_alihealth_config(write_config, url, ali_secret), tmp_path)
+    assert report.by_name("码上放心 gateway").status is Status.FAIL
+    assert "alihealth.url" in report.by_name("码上放心 gateway").hint
+    assert report.by_name("app secret").status is Status.OK  # the file itself is fine
+    assert report.by_name("clock").status is Status.SKIP
+
+
+def _epcis_config(write_config: WriteConfig, url: str, token_file: Path) -> Path:
+    return write_config(
+        extra=f"""protocol = "epcis"
+[epcis]
+url = "{url}"
+token_file = "{token_file}"
+read_point = "urn:epc:id:sgln:0614141.00777.0"
+biz_location = "urn:epc:id:sgln:0614141.00888.0"
+""",
+    )
+
+
+@pytest.fixture
+def epcis_token(tmp_path: Path) -> Path:
+    path = tmp_path / "epcis.token"
+    path.write_text(EPCIS_TOKEN + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("repo_token", "token_status"),
+    [(EPCIS_TOKEN, Status.OK), ("another-token", Status.FAIL)],
+    ids=["accepted", "refused"],
+)
+def test_epcis_checks_the_token_against_the_repository(
+    tmp_path: Path,
+    write_config: WriteConfig,
+    epcis_token: Path,
+    repo_token: str,
+    token_status: Status,
+) -> None:
+    with EpcisEmulator(token=repo_token) as repo:
+        report = doctor(_epcis_config(write_config, repo.url, epcis_token), tmp_path)
+    token = report.by_name("token")
+    assert token.status is token_status, token
+    assert report.by_name("EPCIS repository").status is Status.OK
+    assert report.by_name("clock").status is Status.OK
+    if token_status is Status.FAIL:
+        assert "refused the token" in token.detail
+        assert str(epcis_token) in token.detail
+        assert EPCIS_TOKEN not in json.dumps(report.to_dict())
+
+
+def test_epcis_an_unreachable_repository_or_an_open_token_file_fails(
+    tmp_path: Path, write_config: WriteConfig, epcis_token: Path
+) -> None:
+    report = doctor(_epcis_config(write_config, "http://127.0.0.1:9", epcis_token), tmp_path)
+    assert report.by_name("EPCIS repository").status is Status.FAIL
+    assert "epcis.url" in report.by_name("EPCIS repository").hint
+    epcis_token.chmod(0o604)
+    report = doctor(_epcis_config(write_config, "http://127.0.0.1:9", epcis_token), tmp_path)
+    assert report.by_name("token").status is Status.FAIL
+    assert report.by_name("EPCIS repository").status is Status.SKIP

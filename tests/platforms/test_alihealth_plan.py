@@ -102,3 +102,40 @@ def test_scans_of_a_bill_without_its_partner_are_refused_with_the_reason(
         "bill PO has no from party (the partner's 码上放心 ent_id); 码上放心 needs both "
         "(set alihealth.ent_id for this enterprise's side)"
     }
+
+
+def test_processing_failures_are_the_latest_state_of_each_sub_bill_until_acknowledged(
+    outbox: Outbox,
+) -> None:
+    from scanner_agent.platforms.alihealth._ledger import (
+        STATUS_EVENT,
+        acknowledge_failures,
+        append_log,
+        platform_failures,
+        status_detail,
+    )
+
+    append_log(
+        outbox,
+        [
+            ("BIG", STATUS_EVENT, status_detail("BIG-1", "4", "码不存在")),
+            ("BIG", STATUS_EVENT, status_detail("BIG-2", "4", "码已销售")),
+            ("BIG", STATUS_EVENT, status_detail("BIG-1", "3", "")),  # processed on a later query
+            ("OK", STATUS_EVENT, status_detail("OK", "3", "")),
+            ("ODD", STATUS_EVENT, "ODD: no final deal_status after 10 queries"),
+            ("LATE", STATUS_EVENT, status_detail("LATE", "4", "企业未激活")),
+        ],
+    )
+    found = platform_failures(outbox)
+    assert [(f.bill, f.number) for f in found] == [("BIG", "BIG-2"), ("LATE", "LATE")]
+    assert found[0].detail == "BIG-2: deal_status 4 (processing failed) 码已销售"
+    assert acknowledge_failures(outbox, "OK", "nothing to do") == []
+    cleared = acknowledge_failures(outbox, "BIG", "re-uploaded as BIG-R")
+    assert [f.number for f in cleared] == ["BIG-2"]
+    assert [f.bill for f in platform_failures(outbox)] == ["LATE"]
+    history = BillBook(outbox).history("BIG")
+    assert history[-1]["event"] == "platform-ack"
+    assert history[-1]["detail"] == "BIG-2: re-uploaded as BIG-R"
+    # A failure recorded after the acknowledgement raises the alarm again.
+    append_log(outbox, [("BIG", STATUS_EVENT, status_detail("BIG-2", "4", "again"))])
+    assert [(f.bill, f.number) for f in platform_failures(outbox, "BIG")] == [("BIG", "BIG-2")]

@@ -10,6 +10,7 @@ codes), and every refusal is a dead letter with the platform's reason.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +25,9 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import RowState
 from scanner_agent.platforms.alihealth import AliHealthEmulator
+from scanner_agent.sync import LinkState
 from tests.conftest import RunningAgent, run_until_ready
-from tests.sync.conftest import FAST_SYNC, codes, wait_until
+from tests.sync.conftest import FAST_SYNC, codes, free_port, wait_until
 
 SECRET = "app-secret-1"
 UPLOAD = "alibaba.alihealth.drug.kyt.uploadinoutbill"
@@ -49,7 +51,7 @@ def secret_file(tmp_path: Path) -> Path:
 def ali_config(
     make_config: Callable[..., AgentConfig], gateway: AliHealthEmulator, secret_file: Path
 ) -> Callable[..., AgentConfig]:
-    def make(**alihealth: Any) -> AgentConfig:
+    def make(*, control: dict[str, Any] | None = None, **alihealth: Any) -> AgentConfig:
         table: dict[str, Any] = {
             "url": gateway.url,
             "app_key": "app1",
@@ -61,7 +63,11 @@ def ali_config(
             "status_polls": 4,
         }
         table.update(alihealth)
-        return make_config(sync={**FAST_SYNC, "protocol": "alihealth"}, alihealth=table)
+        return make_config(
+            sync={**FAST_SYNC, "protocol": "alihealth"},
+            alihealth=table,
+            control=control or {"socket": ""},
+        )
 
     return make
 
@@ -345,10 +351,110 @@ async def test_a_refused_secret_pauses_syncing_until_the_file_changes(
         "auth_failed",
     )
     status = await agent.daemon.status()
-    assert any("Invalid signature" in alarm for alarm in status["alarms"])
+    (alarm,) = status["alarms"]
+    assert "Invalid signature" in alarm
+    assert alarm.startswith(f"码上放心 ({gateway.url}) refused the app key or secret")
+    assert f"alihealth.app_secret_file ({secret_file}) changes" in alarm
     assert "not-the-secret" not in str(status)
     assert (await agent.daemon.queue_stats()).backlog == 3
     await asyncio.to_thread(secret_file.write_text, SECRET + "\n")
     await agent.drained()
     assert stored_codes(gateway, "SO-A") == sorted(codes(48, 3))
     assert (await agent.daemon.status())["alarms"] == []
+
+
+async def test_gateway_down_at_start_then_up_uploads_the_bill_once(
+    ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    port = free_port()
+    agent = await start(ali_config(url=f"http://127.0.0.1:{port}/router/rest", status_poll_s=0))
+    shipped = codes(49, 30)
+    await scan_bill(agent, "SO-OUT", shipped, to_party="ent-customer")
+    await close(agent, "SO-OUT")
+    sync = agent.daemon.sync
+    assert sync is not None
+    await wait_until(lambda: sync.state is LinkState.OFFLINE, "link offline")
+    status = await agent.daemon.status()
+    assert status["backlog"] == 30
+    assert status["sync"]["failures"] >= 1
+    with AliHealthEmulator({"app1": SECRET}, port=port) as late:
+        await agent.drained()
+        assert len(uploads(late, "SO-OUT")) == 1
+        assert stored_codes(late, "SO-OUT") == sorted(shipped)
+    got = await rows(agent)
+    assert {(r.state, r.result) for r in got} == {("delivered", "accepted")}
+    assert sync.state is LinkState.ONLINE
+    plans = [h for h in await history(agent, "SO-OUT") if h["event"] == "upload-plan"]
+    assert len(plans) == 1  # every failed attempt used the one recorded plan
+
+
+async def test_a_bill_the_platform_fails_to_process_raises_an_alarm_until_acknowledged(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    start: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sock = tmp_path / "control.sock"
+    cfg = ali_config(control={"socket": str(sock)})
+    gateway.state.fail_processing["SO-P"] = "追溯码未激活"
+    agent = await start(cfg)
+    await scan_bill(agent, "SO-P", codes(50, 5), to_party="ent-customer")
+    await close(agent, "SO-P")
+    await scan_bill(agent, "SO-OK", codes(51, 2), to_party="ent-customer")  # processed fine
+    await close(agent, "SO-OK")
+    await agent.drained()
+    # The upload was taken: the scans are delivered; processing failed afterwards.
+    assert {(r.state, r.result) for r in await rows(agent)} == {("delivered", "accepted")}
+
+    async def alarmed() -> bool:
+        return bool((await agent.daemon.status())["alarms"])
+
+    await wait_until(alarmed, "the processing-failure alarm")
+    alarms = (await agent.daemon.status())["alarms"]
+    assert len(alarms) == 1
+    assert "码上放心 failed to process bill SO-P" in alarms[0]
+    assert "deal_status 4" in alarms[0]
+    assert "追溯码未激活" in alarms[0]
+    assert "scanner-agent bill ack SO-P" in alarms[0]
+
+    errors: list[str] = []
+
+    async def run(*argv: str) -> tuple[int, str]:
+        code = await asyncio.to_thread(cli.main, list(argv))
+        captured = capsys.readouterr()
+        errors.append(captured.err)
+        return code, captured.out
+
+    outbox = ["--outbox", cfg.outbox.path]
+    code, out = await run("bill", "failed", *outbox, "--json")
+    assert code == 0
+    (failure,) = json.loads(out)
+    assert (failure["bill"], failure["number"]) == ("SO-P", "SO-P")
+    assert "追溯码未激活" in failure["detail"]
+    code, out = await run("bill", "history", "SO-P", *outbox)
+    assert code == 0
+    events = [line.split()[1] for line in out.splitlines()]
+    assert events == ["open", "close", "upload-plan", "upload", "platform-status"]
+    assert "deal_status 4 (processing failed) 追溯码未激活" in out.splitlines()[-1]
+    code, out = await run("bill", "history", "NO-SUCH-BILL", *outbox)
+    assert code == 2
+    assert "Failed to find bill 'NO-SUCH-BILL'" in errors[-1]
+
+    # A restart reads the failure back: the alarm stays until someone handles it.
+    await agent.stop()
+    agent = await start(cfg)
+    assert any("SO-P" in a for a in (await agent.daemon.status())["alarms"])
+    s = ["--socket", str(sock)]
+    code, out = await run("bill", "ack", "SO-OK", "--note", "nothing failed", *s)
+    assert code == 2  # nothing to acknowledge on that bill
+    assert "no unacknowledged processing failure" in errors[-1]
+    code, out = await run("bill", "ack", "SO-P", "--note", "re-uploaded as SO-P2", *s)
+    assert code == 0
+    assert "acknowledged SO-P: SO-P" in out
+    assert (await agent.daemon.status())["alarms"] == []
+    code, out = await run("bill", "failed", *outbox, "--json")
+    assert json.loads(out) == []
+    log = await history(agent, "SO-P")
+    assert log[-1]["event"] == "platform-ack"
+    assert "re-uploaded as SO-P2" in log[-1]["detail"]

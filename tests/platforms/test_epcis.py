@@ -11,7 +11,13 @@ import jsonschema
 import pytest
 
 from scanner_agent.outbox import BatchEvent
-from scanner_agent.platforms.epcis import EpcisConfig, build_document, epc_uri, object_event
+from scanner_agent.platforms.epcis import (
+    EpcisConfig,
+    aggregation_event,
+    build_document,
+    epc_uri,
+    object_event,
+)
 
 CFG = EpcisConfig(
     read_point="urn:epc:id:sgln:0614141.00777.0", biz_location="urn:epc:id:sgln:0614141.00888.0"
@@ -33,11 +39,15 @@ def _validate(doc: dict[str, Any]) -> None:
 
 
 def _scan(
-    code: str, scheme: str, action: str = "ship", at: str = "2026-11-23T10:15:00.123+08:00"
+    code: str,
+    scheme: str,
+    action: str = "ship",
+    at: str = "2026-11-23T10:15:00.123+08:00",
+    event_id: str = "e1",
 ) -> BatchEvent:
     return BatchEvent(
         seq=1,
-        event_id="e1",
+        event_id=event_id,
         code=code,
         scheme=scheme,
         action=action,
@@ -83,6 +93,66 @@ def test_event_ids_are_deterministic_and_content_bound() -> None:
     assert a["eventID"] != c["eventID"]
 
 
+CARTON = "81234500000000011111"
+UNITS = [("81234560000000011234", "cn20"), ("(01)09506000134352(21)SER1", "gs1")]
+
+
+def test_a_carton_with_known_units_becomes_an_aggregation_event() -> None:
+    scan = _scan(CARTON, "cn20", "receive")
+    event = aggregation_event(scan, UNITS, CFG)
+    observed = object_event(scan, CFG)
+    assert event["type"] == "AggregationEvent"
+    assert event["action"] == "ADD"
+    assert event["parentID"] == f"urn:cn:drugtrace:{CARTON}"
+    assert event["childEPCs"] == [
+        "https://id.gs1.org/01/09506000134352/21/SER1",
+        "urn:cn:drugtrace:81234560000000011234",
+    ]
+    # The same when, why and where as the scan's own ObjectEvent.
+    for key in (
+        "eventTime",
+        "eventTimeZoneOffset",
+        "bizStep",
+        "disposition",
+        "readPoint",
+        "bizLocation",
+        "bizTransactionList",
+    ):
+        assert event[key] == observed[key], key
+    assert event["bizTransactionList"] == [
+        {"type": "recadv", "bizTransaction": "urn:cn:drugtrace:bill:SO-1"}
+    ]
+    assert event["eventID"].startswith("ni:///sha-256;")
+    assert event["eventID"] != observed["eventID"]
+
+
+def test_aggregation_event_ids_depend_on_the_contents_not_their_order() -> None:
+    scan = _scan(CARTON, "cn20")
+    a = aggregation_event(scan, UNITS, CFG)
+    b = aggregation_event(scan, [*reversed(UNITS), UNITS[0]], CFG)  # reordered, repeated
+    c = aggregation_event(scan, UNITS[:1], CFG)
+    assert a == b
+    assert a["eventID"] != c["eventID"]
+    with pytest.raises(ValueError, match="no known units"):
+        aggregation_event(scan, [], CFG)
+    with pytest.raises(ValueError, match="serial"):
+        aggregation_event(scan, [("(01)09506000134352", "gs1")], CFG)
+
+
+def test_a_document_carries_each_cartons_aggregation_after_its_scan() -> None:
+    carton = _scan(CARTON, "cn20", event_id="carton")
+    unit = _scan("81234560000000099999", "cn20", event_id="unit")
+    doc = build_document([carton, unit], CFG, children={"carton": UNITS, "other": UNITS})
+    kinds = [
+        (e["type"], e.get("parentID") or e["epcList"][0]) for e in doc["epcisBody"]["eventList"]
+    ]
+    assert kinds == [
+        ("ObjectEvent", f"urn:cn:drugtrace:{CARTON}"),
+        ("AggregationEvent", f"urn:cn:drugtrace:{CARTON}"),
+        ("ObjectEvent", "urn:cn:drugtrace:81234560000000099999"),
+    ]
+
+
 @pytest.mark.parametrize(
     "action",
     [
@@ -104,17 +174,28 @@ def test_documents_validate_against_the_gs1_schema(action: str) -> None:
         [
             _scan("81234567890123456789", "cn20", action),
             _scan("(01)09506000134352(21)SER1", "gs1", action, at="2026-11-23T10:15:00-05:30"),
+            _scan(CARTON, "cn20", action, event_id="carton"),
         ],
         CFG,
+        children={"carton": UNITS},
     )
     _validate(doc)
     assert doc["type"] == "EPCISDocument"
-    assert len(doc["epcisBody"]["eventList"]) == 2
+    types = [e["type"] for e in doc["epcisBody"]["eventList"]]
+    assert types == ["ObjectEvent", "ObjectEvent", "ObjectEvent", "AggregationEvent"]
 
 
 @needs_schema
 def test_the_schema_catches_a_broken_event() -> None:
     doc = build_document([_scan("81234567890123456789", "cn20")], CFG)
     doc["epcisBody"]["eventList"][0]["eventTimeZoneOffset"] = "8h"
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(doc)
+
+
+@needs_schema
+def test_the_schema_catches_a_broken_aggregation_event() -> None:
+    doc = build_document([_scan(CARTON, "cn20")], CFG, children={"e1": UNITS})
+    doc["epcisBody"]["eventList"][1]["action"] = "PACK"
     with pytest.raises(jsonschema.ValidationError):
         _validate(doc)

@@ -121,7 +121,10 @@ async def test_a_refused_token_pauses_syncing_with_an_alarm_until_the_file_chang
     await wait_until(lambda: sync.state is LinkState.AUTH_FAILED, "auth_failed")
     status = await agent.daemon.status()
     assert status["link"] == "auth_failed"
-    assert any("token" in a for a in status["alarms"])
+    (alarm,) = status["alarms"]
+    assert alarm.startswith(f"the trace service ({trace_server.url}) refused the token")
+    assert f"sync.token_file ({token_file}) changes" in alarm
+    assert "stale-token-value" not in alarm
     # Scanning goes on and nothing is sent while the token is refused.
     await scan_all(agent, scanned[40:])
     assert (await agent.daemon.status())["backlog"] == len(scanned)

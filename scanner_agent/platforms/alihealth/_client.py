@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from scanner_agent.errors import ConfigError, ProtocolError, TransientSyncError
+from scanner_agent.errors import ConfigError, ProtocolError
 from scanner_agent.platforms.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHOD,
@@ -30,6 +30,7 @@ from scanner_agent.platforms.alihealth._protocol import (
     split_bill,
     upload_params,
 )
+from scanner_agent.sync import NetworkError, ServiceError, parse_retry_after
 
 __all__ = ["AliHealthClient", "AliHealthConfig"]
 
@@ -111,7 +112,8 @@ class AliHealthClient:
         """One signed call; the decoded JSON reply.
 
         Raises:
-            TransientSyncError: network failure, timeout or an HTTP status other than 200.
+            NetworkError: the gateway cannot be reached or timed out (the link is offline).
+            ServiceError: an HTTP status other than 200 (the gateway is there but unwell).
             ProtocolError: the reply is not a JSON object.
         """
         try:
@@ -121,9 +123,14 @@ class AliHealthClient:
                 headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
             )
         except httpx.HTTPError as exc:
-            raise TransientSyncError(f"码上放心 {method}: {type(exc).__name__}: {exc}") from exc
+            # The sync loop's own network error, so the link shows offline, not degraded.
+            raise NetworkError(f"码上放心 {method}: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
-            raise TransientSyncError(f"码上放心 {method}: HTTP {response.status_code}")
+            raise ServiceError(
+                f"码上放心 {method}: HTTP {response.status_code}",
+                status_code=response.status_code,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
         try:
             reply = json.loads(response.content)
         except (ValueError, UnicodeDecodeError) as exc:

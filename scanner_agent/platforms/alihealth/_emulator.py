@@ -6,7 +6,7 @@ per ``ref_user_id`` (a second upload answers 该单据号已存在) and codes so
 already, and can be told to rate-limit or fail.  Replies have the shapes of
 :mod:`scanner_agent.platforms.alihealth._protocol`.  Not emulated: sessions,
 XML replies, the platform's asynchronous processing (bills go straight to
-``deal_status`` 3).
+``deal_status`` 3, or 4 for the numbers in ``fail_processing``).
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ class EmulatorState:
     """Answer the next N calls with error 7 App Call Limited."""
     fail_next: int = 0
     """Answer the next N uploads with ``msg_code`` FAIL."""
+    fail_processing: dict[str, str] = field(default_factory=dict)
+    """Bill number -> why: the upload is taken, but the bill status query reports
+    ``deal_status`` 4 (processing failed) with that message."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -163,7 +166,16 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlett
         wanted = params.get("bill_code", "")
         with state.lock:
             rows = [
-                {"bill_code": code, "deal_status": "3", "bill_type": p["bill_type"]}
+                {
+                    "bill_code": code,
+                    "deal_status": "4" if code in state.fail_processing else "3",
+                    "bill_type": p["bill_type"],
+                    **(
+                        {"deal_msg": state.fail_processing[code]}
+                        if code in state.fail_processing
+                        else {}
+                    ),
+                }
                 for (owner, code), p in state.bills.items()
                 if owner == ref and (not wanted or code == wanted)
             ]
@@ -190,10 +202,17 @@ class AliHealthEmulator:
     """
 
     def __init__(
-        self, apps: dict[str, str], *, clock_skew: timedelta = timedelta(minutes=10)
+        self,
+        apps: dict[str, str],
+        *,
+        clock_skew: timedelta = timedelta(minutes=10),
+        port: int = 0,
     ) -> None:
+        """``port`` 0 takes a free one; a fixed one lets a test start the gateway late."""
         self.state = EmulatorState(apps=dict(apps))
-        self._thread = ServerThread(create_app(self.state, clock_skew_s=clock_skew.total_seconds()))
+        self._thread = ServerThread(
+            create_app(self.state, clock_skew_s=clock_skew.total_seconds()), port=port
+        )
 
     @property
     def url(self) -> str:

@@ -1,7 +1,8 @@
 """The 码上放心 sink's records in the outbox file: upload plans and results, in ``bill_log``.
 
-Everything here runs on the outbox thread (it uses ``Outbox.atomic()``), and
-writes only ``bill_log`` rows, so ``scanner-agent bill show`` lists a bill's
+Everything here runs on the outbox thread (it uses ``Outbox.atomic()``; the
+read-only :func:`platform_failures` also from a command on its own connection),
+and writes only ``bill_log`` rows, so ``scanner-agent bill history`` lists a bill's
 uploads and platform states next to its open and close.
 
 **The upload plan.**  A bill over ``max_codes`` codes goes in numbered
@@ -12,12 +13,23 @@ sequence number then on the bill.  Every later attempt, including a requeue of
 some dead letters weeks later after delivered rows were pruned, places each
 code in the sub-bill the plan says, so a sub-bill number never goes out twice
 with different codes.
+
+**Processing failures.**  The platform processes a bill after taking it; the
+sink records its ``deal_status`` (event ``platform-status``).  A (sub-)bill
+whose latest state is 4 (processing failed) is a :class:`PlatformFailure`
+until an operator acknowledges the bill (event ``platform-ack``, with a note):
+until then the daemon shows an alarm, and ``scanner-agent bill failed`` lists
+it.  The rows stay delivered in the outbox: the platform holds the bill, what
+failed is its processing, which is fixed on the platform's side or with a new
+bill.
 """
 
 from __future__ import annotations
 
 import bisect
 import json
+import re
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,10 +41,29 @@ from scanner_agent.platforms.alihealth._protocol import (
     split_bill,
 )
 
-__all__ = ["PLAN_EVENT", "Part", "UploadPlan", "append_log", "upload_plan"]
+__all__ = [
+    "ACK_EVENT",
+    "PLAN_EVENT",
+    "STATUS_EVENT",
+    "Part",
+    "PlatformFailure",
+    "UploadPlan",
+    "acknowledge_failures",
+    "append_log",
+    "platform_failures",
+    "read_failures",
+    "status_detail",
+    "upload_plan",
+]
 
 PLAN_EVENT = "upload-plan"
 """``bill_log.event`` of a recorded plan."""
+STATUS_EVENT = "platform-status"
+"""``bill_log.event`` of the platform's processing state of a (sub-)bill."""
+ACK_EVENT = "platform-ack"
+"""``bill_log.event`` of an operator acknowledging the bill's processing failures."""
+_STATUS = re.compile(r"^(\S+): deal_status (\S+)")
+_FAILED = "4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +153,68 @@ def append_log(outbox: Outbox, entries: Iterable[tuple[str, str, str]]) -> None:
             "INSERT INTO bill_log (bill, at, event, detail) VALUES (?, ?, ?, ?)",
             [(bill, now, event, detail) for bill, event, detail in entries],
         )
+
+
+def status_detail(number: str, deal_status: str, message: str) -> str:
+    """The ``bill_log.detail`` of a ``platform-status`` entry (what :func:`platform_failures` reads)."""
+    text = {"3": "processed", _FAILED: "processing failed"}.get(deal_status, "state")
+    return f"{number}: deal_status {deal_status} ({text}) {message}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformFailure:
+    """A (sub-)bill the platform took but failed to process, not yet acknowledged."""
+
+    bill: str
+    """The bill as scanned (``bill_log.bill``)."""
+    number: str
+    """The (sub-)bill number the platform knows (``SO-1`` or ``SO-1-2``)."""
+    at: str
+    """When the failure was recorded (UTC, ISO 8601)."""
+    detail: str
+    """The recorded state with the platform's message."""
+
+
+def platform_failures(outbox: Outbox, bill: str | None = None) -> list[PlatformFailure]:
+    """(Sub-)bills whose latest recorded state is processing failed and not acknowledged.
+
+    Oldest first; only ``bill``'s when given.
+    """
+    with outbox.atomic() as db:
+        return read_failures(db, bill)
+
+
+def read_failures(db: sqlite3.Connection, bill: str | None = None) -> list[PlatformFailure]:
+    """:func:`platform_failures` on any connection to the outbox file (a read-only one too)."""
+    sql = "SELECT bill, at, event, detail FROM bill_log WHERE event IN (?, ?)"
+    params: tuple[str, ...] = (STATUS_EVENT, ACK_EVENT)
+    if bill is not None:
+        sql += " AND bill = ?"
+        params += (bill,)
+    latest: dict[tuple[str, str], PlatformFailure | None] = {}
+    for name, at, event, detail in db.execute(sql + " ORDER BY id", params).fetchall():
+        name, detail = str(name), str(detail)
+        if event == ACK_EVENT:
+            for key in [k for k in latest if k[0] == name]:
+                latest[key] = None
+            continue
+        match = _STATUS.match(detail)
+        if match is None:
+            continue
+        failed = match[2] == _FAILED
+        latest[(name, match[1])] = (
+            PlatformFailure(name, match[1], str(at), detail) if failed else None
+        )
+    return [f for f in latest.values() if f is not None]
+
+
+def acknowledge_failures(outbox: Outbox, bill: str, note: str) -> list[PlatformFailure]:
+    """Record that an operator handled ``bill``'s processing failures; the ones cleared.
+
+    Nothing is written when the bill has none.
+    """
+    failures = platform_failures(outbox, bill)
+    if failures:
+        numbers = ", ".join(f.number for f in failures)
+        append_log(outbox, [(bill, ACK_EVENT, f"{numbers}: {note}".strip().rstrip(":"))])
+    return failures

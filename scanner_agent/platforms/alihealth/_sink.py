@@ -21,6 +21,11 @@ How the sync loop's notions map onto the platform:
   or syncing pauses until the secret is replaced.
 * **Platform processing** is asynchronous: after an upload the sink asks for
   the bill's ``deal_status`` in the background and records it in ``bill_log``.
+  A bill the platform failed to process (``deal_status`` 4) raises an alarm
+  (:meth:`AliHealthSink.alarms`, shown in ``status`` and the TUI) until an
+  operator acknowledges it (``scanner-agent bill ack``); ``scanner-agent bill
+  failed`` lists them.  The alarm survives a restart: it is read back from
+  ``bill_log`` at start.
 """
 
 from __future__ import annotations
@@ -38,7 +43,16 @@ from scanner_agent.errors import BatchRejectedError, ScannerAgentError, SyncErro
 from scanner_agent.outbox import Batch, EventResult, Outbox
 from scanner_agent.outbox._bill_lease import lease_bill
 from scanner_agent.platforms.alihealth._client import AliHealthClient
-from scanner_agent.platforms.alihealth._ledger import UploadPlan, append_log, upload_plan
+from scanner_agent.platforms.alihealth._ledger import (
+    STATUS_EVENT,
+    PlatformFailure,
+    UploadPlan,
+    acknowledge_failures,
+    append_log,
+    platform_failures,
+    status_detail,
+    upload_plan,
+)
 from scanner_agent.platforms.alihealth._protocol import (
     GMT8,
     BillUpload,
@@ -89,6 +103,8 @@ class AliHealthSink:
         self._status_poll_s = status_poll_s
         self._status_polls = status_polls
         self._polls: set[asyncio.Task[None]] = set()
+        self._failures: dict[tuple[str, str], PlatformFailure] = {}
+        """(bill, sub-bill number) -> a processing failure not yet acknowledged."""
 
     def __repr__(self) -> str:
         return f"AliHealthSink({self._client.cfg!r})"
@@ -208,6 +224,47 @@ class AliHealthSink:
         await asyncio.gather(*polls, return_exceptions=True)
         await self._client.aclose()
 
+    # -- processing failures (alarms) -----------------------------------------------
+
+    async def load_alarms(self) -> None:
+        """Read the unacknowledged processing failures back from ``bill_log`` (at start).
+
+        Raises:
+            ScannerAgentError: the outbox cannot be read.
+        """
+        found = await self._thread.call(platform_failures, self._thread.outbox)
+        self._failures = {(f.bill, f.number): f for f in found}
+
+    def alarms(self) -> list[str]:
+        """One alarm for the bills the platform failed to process, or none."""
+        if not self._failures:
+            return []
+        bills = sorted({bill for bill, _number in self._failures})
+        if len(bills) == 1:
+            details = "; ".join(f.detail for f in self._failures.values())
+            return [
+                f"码上放心 failed to process bill {bills[0]} ({details}); the scans stay "
+                f"delivered: fix it on the platform or on a new bill, then "
+                f"`scanner-agent bill ack {bills[0]}`"
+            ]
+        named = ", ".join(bills[:5]) + (f" and {len(bills) - 5} more" if len(bills) > 5 else "")
+        return [
+            f"码上放心 failed to process {len(bills)} bills ({named}): `scanner-agent bill "
+            f"failed` lists them with the platform's reasons; `scanner-agent bill ack BILL` "
+            f"clears one"
+        ]
+
+    async def acknowledge(self, bill: str, note: str) -> list[PlatformFailure]:
+        """Record that an operator handled ``bill``'s processing failures; the ones cleared.
+
+        Raises:
+            ScannerAgentError: the outbox cannot be written.
+        """
+        cleared = await self._thread.call(acknowledge_failures, self._thread.outbox, bill, note)
+        for key in [k for k in self._failures if k[0] == bill]:
+            del self._failures[key]
+        return cleared
+
     # -- records and status polling ----------------------------------------------
 
     async def _record(self, bill: str, outcomes: list[UploadResult]) -> None:
@@ -257,13 +314,16 @@ class AliHealthSink:
                 if state is None or not (state.done or state.failed):
                     continue
                 waiting.remove(number)
-                text = "processed" if state.done else "processing failed"
-                detail = f"{number}: deal_status {state.deal_status} ({text}) {state.message}"
-                entries.append((bill, "platform-status", detail.strip()))
+                detail = status_detail(number, state.deal_status, state.message)
+                entries.append((bill, STATUS_EVENT, detail))
                 if state.failed:
                     log.error(
-                        "码上放心: the platform failed to process bill %s: %s", number, detail
+                        "ALARM: 码上放心: the platform failed to process bill %s: %s",
+                        number,
+                        detail,
                     )
+                    failure = PlatformFailure(bill, number, datetime.now(UTC).isoformat(), detail)
+                    self._failures[(bill, number)] = failure
             if entries:
                 with contextlib.suppress(ScannerAgentError):
                     await self._thread.call(append_log, self._thread.outbox, entries)
@@ -276,7 +336,7 @@ class AliHealthSink:
                 [
                     (
                         bill,
-                        "platform-status",
+                        STATUS_EVENT,
                         f"{n}: no final deal_status after {self._status_polls} queries",
                     )
                     for n in waiting
