@@ -240,3 +240,22 @@ def test_rows_aggregated_out_of_order_are_sorted_and_rendered_again(outbox: Outb
     )
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
     assert json.loads(wire) == [scan_wire(s) for s in scans]
+
+
+def test_padded_size_classes_insert_exactly_the_real_rows(outbox: Outbox) -> None:
+    from scanner_agent.outbox._store import _insert_sql, _statement_rows
+
+    done = []
+    start = 0
+    for size in (1, 63, 64, 65, 127, 128, 129, 700, 1919, 1920, 1921):
+        scans = [scan(f"8{i:019d}") for i in range(start, start + size)]
+        scans.append(scan(f"8{start:019d}"))  # and a duplicate of its first, last
+        start += size
+        done.append((scans, outbox.enqueue_many(scans)))
+    check_answers(outbox, done)
+    assert all(r[-1].status is EnqueueStatus.DUPLICATE for _, r in done)
+    assert len(rows(outbox)) == start
+    sizes = {_statement_rows(n) for n in range(1, 1921)}
+    assert len(sizes) == 64 + 29
+    assert max(sizes) == 1920
+    assert _insert_sql.cache_info().currsize <= 2 * len(sizes)
