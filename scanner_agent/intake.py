@@ -55,7 +55,7 @@ def tune_interpreter() -> None:
     it must wait until the event loop's thread, busy parsing the next reads or
     encoding replies, reaches the switch interval.  At Python's default 5 ms
     that wait is as long as a whole group commit; at 1 ms the two threads
-    overlap.  Measured with bench/ingest.py on 2 cores: 57k -> 72k scans/s, and
+    overlap.  Measured with bench/ingest.py on 2 cores: 59k -> 68-69k scans/s, and
     the p99 acknowledgement at 2,000 scans/s no worse (docs/performance.md).
     """
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
