@@ -639,7 +639,7 @@ def check_options(type_name: str, options: Mapping[str, Any], where: str) -> Non
         if baudrate is not None and not 50 <= baudrate <= 4_000_000:
             raise ConfigError(f"{where}.baudrate: expected 50..4000000, got {baudrate}")
         if effective_protocol(profile, protocol) == "ssi":
-            for key in ("trigger_on", "trigger_off", "good_read", "bad_read", "duplicate_read"):
+            for key in profiles.COMMAND_NAMES:
                 command = getattr(profile.commands, key)
                 if command is None:
                     continue
