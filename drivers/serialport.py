@@ -22,9 +22,19 @@ its firmware profile's ``[serial].protocol``:
     multipacket decodes are joined, and host commands (the profile's BEEP/LED
     feedback packets, ``START_DECODE`` for a trigger) go out one at a time,
     each waiting for the decoder's ``CMD_ACK`` (stop-and-wait), resent with
-    the retransmit bit on ``NAK RESEND`` or a time-out.  Each decode gets the
+    the retransmit bit on ``NAK RESEND`` or a time-out.  Unless the line uses
+    RTS/CTS flow control, each host command is preceded by the WAKEUP byte
+    (0x00) and a 20 ms pause, so a decoder in low-power mode does not lose
+    the command's first byte.  Each decode gets the
     AIM identifier of its bar code type where that is known
     (:mod:`drivers.ssi_symbology`), unless the profile says ``aim_prefix = false``.
+
+Set-up: each time the port is opened, the profile's ``aim_on`` and
+``suffix_cr`` commands (when it defines them) are sent before anything else
+-- Honeywell menu commands, SSI ``PARAM_SEND`` packets or raw bytes, in the
+protocol's way -- so a scanner that lost its settings (a volatile ``!`` menu
+command, a replaced unit) sends the AIM prefix and suffix the profile expects.
+A profile without them sends nothing.
 
 The reading, reconnecting and status attributes (``connected``, ``device``,
 ``model``, ``last_scan_at``, ``errors``, ``last_outcome``) come from
@@ -70,6 +80,13 @@ MENU_REPLY_TIMEOUT_S: Final = 2.0
 """How long a Honeywell menu reply is waited for before the stream stops expecting it."""
 SSI_RESPONSE_TIMEOUT_S: Final = 2.0
 """The SSI "serial response time-out" (the decoder's default)."""
+SETUP_COMMANDS: Final = ("aim_on", "suffix_cr")
+"""Profile ``[commands]`` pushed to the scanner each time its port is opened."""
+SSI_WAKEUP_DELAY_S: Final = 0.02
+"""Pause between the SSI WAKEUP byte and the command it wakes the decoder for: the
+guides ask for at least 10 ms and less than 1 s (SE-923 integration guide, SSI
+chapter, "WAKEUP"; Zebra DS8108 PRG: the decoder ignores what it receives in the
+10 ms after waking)."""
 
 _PARITY = {
     "none": serial.PARITY_NONE,
@@ -248,6 +265,11 @@ class HoneywellStream:
         """Menu replies still expected."""
         return len(self._expected)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an unfinished line or reply (at most about ``2 * max_frame``)."""
+        return len(self._line) + self.lines.framer.buffered
+
     def expect_reply(self, now: float, count: int = 1) -> None:
         """A menu command was written at ``now`` (``time.monotonic()``)."""
         self._expected.extend([now + self.reply_timeout] * count)
@@ -326,8 +348,12 @@ class SsiHost:
         max_decode: int = DEFAULT_MAX_FRAME,
         response_timeout: float = SSI_RESPONSE_TIMEOUT_S,
         aim_prefix: bool = True,
+        wakeup: bool = False,
+        wakeup_delay: float = SSI_WAKEUP_DELAY_S,
     ) -> None:
-        self.session = ssi.SsiSession(max_decode=max_decode)
+        self.session = ssi.SsiSession(max_decode=max_decode, wakeup=wakeup)
+        self.wakeup_delay = wakeup_delay
+        """Seconds between the WAKEUP byte and the command (when ``wakeup``)."""
         self.aim_prefix = aim_prefix
         """Put the AIM identifier of the bar code type in front of each decode
         (:mod:`drivers.ssi_symbology`), as a scanner sending AIM prefixes would."""
@@ -367,6 +393,18 @@ class SsiHost:
             return
         data = self.session.send(self._queue.popleft())
         self._arm()
+        await self._send(data)
+
+    async def _send(self, data: bytes) -> None:
+        """Write ``data``; a leading WAKEUP byte goes alone, then the pause, then the rest.
+
+        No SSI packet starts with 0x00 (its length is at least 4), so a leading
+        zero is always the WAKEUP the session put in front of a host command.
+        """
+        if data[:1] == ssi.WAKEUP:
+            await self._write(ssi.WAKEUP)
+            await asyncio.sleep(self.wakeup_delay)
+            data = data[1:]
         await self._write(data)
 
     def _arm(self) -> None:
@@ -390,7 +428,7 @@ class SsiHost:
         frames: list[bytes] = []
         for event in events:
             if isinstance(event, ssi.Write):
-                await self._write(event.data)
+                await self._send(event.data)
             elif isinstance(event, ssi.Decode):
                 data = event.data
                 frames.append(with_aim(event.barcode_type, data) if self.aim_prefix else data)
@@ -447,11 +485,15 @@ class SerialSource(DeviceSource[bytes]):
         """``plain``, ``honeywell`` or ``ssi``."""
         self.settings = PortSettings.from_profile(profile, baudrate)
         self.response_timeout_s = response_timeout_s
+        self.ssi_wakeup = self.settings.flow_control != "rtscts"
+        """SSI: send the WAKEUP byte before each host command (no RTS/CTS on the line)."""
         self.terminator = profile.framing.terminator or b"\r\n"
         self.max_frame = profile.framing.max_frame or DEFAULT_MAX_FRAME
         self._opener = opener
         cmds = profile.commands
         self.commands: dict[str, bytes | None] = {
+            "aim_on": cmds.aim_on,
+            "suffix_cr": cmds.suffix_cr,
             "trigger_on": cmds.trigger_on,
             "trigger_off": cmds.trigger_off,
             "good_read": cmds.good_read,
@@ -491,11 +533,26 @@ class SerialSource(DeviceSource[bytes]):
                 max_decode=self.max_frame,
                 response_timeout=self.response_timeout_s,
                 aim_prefix=self.profile.framing.aim_prefix is not False,
+                wakeup=self.ssi_wakeup,
             )
         elif self.protocol == "honeywell":
             self._stream = HoneywellStream(self.terminator, max_frame=self.max_frame)
         else:
             self._stream = ScanLineFramer(self.terminator, max_frame=self.max_frame)
+        await self._push_setup(link)
+
+    async def _push_setup(self, link: Any) -> None:
+        """Send the profile's set-up commands (:data:`SETUP_COMMANDS`), in order."""
+        for key in SETUP_COMMANDS:
+            command = self.commands[key]
+            if command is None:
+                continue
+            try:
+                await self._send(link, command)
+            except DeviceError as exc:  # the reader notices the lost link and reconnects
+                log.warning("%s: %s not sent: %s", self.name, key, exc)
+                return
+            log.info("%s: sent the profile's %s command", self.name, key)
 
     def _disconnected(self, link: Any) -> None:
         if self._ssi is not None:

@@ -500,6 +500,10 @@ class SsiSession:
       acknowledged again and not joined twice.
     * CMD_NAK(RESEND) for our command resends it with the retransmit bit, at
       most ``max_retries`` times; any other NAK fails the command.
+    * A reply packet to a pending request (REPLY_REVISION, PARAM_SEND after
+      PARAM_REQUEST, CAPABILITIES_REPLY) may be multipacket too: each packet is
+      acknowledged and the data of all of them is joined (capped at
+      ``max_decode`` bytes) into the one reply :class:`CommandAcked` carries.
     """
 
     def __init__(
@@ -519,6 +523,8 @@ class SsiSession:
         self._assembly_type: int | None = None
         self._dropping = False
         self._last_acked: tuple[int, int, bytes] | None = None
+        self._reply = bytearray()
+        """Data of a multipacket reply to the pending request, joined so far."""
         self.bad_checksums = 0
         """Packets answered with NAK RESEND."""
         self.retransmits = 0
@@ -549,6 +555,7 @@ class SsiSession:
             raise ValueError(f"Failed to send {packet!r} as SSI command: not one valid packet")
         sent = events[0]
         self._pending = _Pending(sent.opcode, sent.data, sent.status, 0)
+        self._reply.clear()
         return with_wakeup(packet) if self.wakeup else packet
 
     def timeout(self) -> list[SessionEvent]:
@@ -558,6 +565,7 @@ class SsiSession:
         return self._retry(self._pending, "no response before the time-out")
 
     def _retry(self, pending: _Pending, why: str) -> list[SessionEvent]:
+        self._reply.clear()  # a resent request is answered from the start
         if pending.tries >= self.max_retries:
             self._pending = None
             return [CommandFailed(pending.opcode, f"{why} after {pending.tries} resends")]
@@ -600,10 +608,33 @@ class SsiSession:
             return
         pending = self._pending
         if pending is not None and REPLY_OPCODES.get(pending.opcode) == packet.opcode:
-            self._pending = None
-            events.append(CommandAcked(pending.opcode, packet))
+            self._reply_packet(pending, packet, events)
             return
         events.append(Received(packet))
+
+    def _reply_packet(
+        self, pending: _Pending, packet: SsiPacket, events: list[SessionEvent]
+    ) -> None:
+        """Join a (multipacket) reply to ``pending``; the last packet acknowledges it."""
+        if len(self._reply) + len(packet.data) > self.max_decode:
+            self._reply.clear()
+            self._pending = None
+            events.append(
+                CommandFailed(pending.opcode, f"reply too long (over {self.max_decode} bytes)")
+            )
+            return
+        if packet.continuation:
+            self._reply += packet.data
+            return
+        data = bytes(self._reply) + packet.data
+        self._reply.clear()
+        self._pending = None
+        reply = (
+            packet
+            if data == packet.data
+            else SsiPacket(packet.opcode, packet.source, packet.status, data)
+        )
+        events.append(CommandAcked(pending.opcode, reply))
 
     def _nak(self, packet: SsiPacket, events: list[SessionEvent]) -> None:
         pending = self._pending
@@ -614,6 +645,7 @@ class SsiSession:
             events.extend(self._retry(pending, "NAK RESEND"))
             return
         self._pending = None
+        self._reply.clear()
         try:
             name = NakCause(cause).name if cause is not None else "without a cause"
         except ValueError:

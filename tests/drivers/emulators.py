@@ -213,7 +213,10 @@ class SsiScanner(PtyScanner):
     the host's CMD_ACK; a CMD_NAK RESEND from the host makes it resend the
     packet with the retransmit bit.  Host commands (BEEP, LED_ON, ...) are
     recorded and answered with CMD_ACK, or with CMD_NAK RESEND while
-    ``nak_commands`` is above zero (the host must resend them).
+    ``nak_commands`` is above zero (the host must resend them).  A WAKEUP
+    byte (0x00) between packets is counted and otherwise ignored, as a decoder
+    that is awake does; ``command_gaps`` records, per host command, the
+    seconds since the WAKEUP just before it (``None`` when there was none).
     """
 
     def __init__(self, link: Path) -> None:
@@ -224,6 +227,9 @@ class SsiScanner(PtyScanner):
         self.nak_commands = 0
         self.failures: list[str] = []
         self.sent_packets: list[bytes] = []
+        self.wakeups = 0
+        self.command_gaps: list[float | None] = []
+        self._wakeup_at: float | None = None
         self._last: bytes | None = None
         self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self.jobs_pending = 0
@@ -239,6 +245,14 @@ class SsiScanner(PtyScanner):
     # -- host side -------------------------------------------------------------------
 
     def on_host(self, data: bytes) -> None:
+        for i in range(len(data)):
+            if self.host.buffered == 0 and data[i] == 0:
+                self.wakeups += 1  # no packet starts with 0x00: a WAKEUP
+                self._wakeup_at = time.monotonic()
+                continue
+            self._on_host_packets(data[i : i + 1])
+
+    def _on_host_packets(self, data: bytes) -> None:
         for event in self.host.feed(data):
             if not isinstance(event, SsiPacket):
                 self.failures.append(f"host sent a bad packet: {event}")
@@ -252,6 +266,8 @@ class SsiScanner(PtyScanner):
                     self._send_packet(self._retransmit(self._last))
             else:
                 self.commands.append(event)
+                woke, self._wakeup_at = self._wakeup_at, None
+                self.command_gaps.append(None if woke is None else time.monotonic() - woke)
                 if self.nak_commands > 0:
                     self.nak_commands -= 1
                     self.write(ssi.cmd_nak(NakCause.RESEND, source=ssi.DECODER))

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers import hidraw
 from drivers.base import ScanOutcome, Verdict
 from drivers.device import open_device_fd
-from drivers.hidpos import LAYOUTS
+from drivers.framing import Frame
+from drivers.hidpos import LAYOUTS, HidPosAssembler
 from drivers.hidraw import HidPosSource, ReportSplitter, feedback_report
 from scanner_agent.errors import DeviceUnavailable
 from scanner_agent.profiles import (
@@ -73,6 +76,25 @@ def test_report_splitter_cuts_joins_and_passes_other_report_ids() -> None:
     assert splitter.feed(one[10:] + two) == [one, two]
     assert splitter.feed(b"\x04\x01\x02") == [b"\x04\x01\x02"]  # a status report: passed whole
     assert splitter.buffered == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunks=st.lists(st.binary(max_size=200), max_size=30),
+    layout=st.sampled_from(sorted(LAYOUTS)),
+)
+def test_splitter_and_assembler_never_raise_and_stay_under_their_caps(
+    chunks: list[bytes], layout: str
+) -> None:
+    splitter = ReportSplitter(LAYOUTS[layout])
+    assembler = HidPosAssembler(LAYOUTS[layout], max_frame=100)
+    for chunk in chunks:
+        for report in splitter.feed(chunk):
+            for event in assembler.feed(report):
+                if isinstance(event, Frame):
+                    assert len(event.data) <= 100
+        assert splitter.buffered < LAYOUTS[layout].report_size
+        assert assembler.buffered <= 100
 
 
 async def test_reports_from_the_node_are_assembled_and_committed(

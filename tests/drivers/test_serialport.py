@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers import honeywell, ssi
 from drivers.framing import Frame, FrameError
@@ -240,6 +242,85 @@ async def test_honeywell_serial_trigger_and_menu_command_feedback_byte_for_byte(
     assert await agent.stop() == [cn20(30), cn20(31)]
 
 
+async def test_honeywell_scanner_unplugged_and_replugged_is_triggered_and_answered_again(
+    hon: HoneywellScanner, run_source: RunSource
+) -> None:
+    source = source_for(hon.link, HONEYWELL)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    good = honeywell.menu_command([("BEP", "LVL", "3")])
+    hon.queue_code(cn20(32))
+    assert await source.trigger()
+    await eventually(lambda: bytes(hon.received) == honeywell.TRIGGER_ON + good)
+
+    hon.unplug()
+    await eventually(lambda: not source.connected)
+    assert not await source.trigger()  # no link: nothing to pull
+    assert source.status().reason
+    hon.plug()
+    await eventually(lambda: source.connected)
+    hon.dribble = True
+    hon.queue_code(cn20(33))
+    assert await source.trigger()
+    expected = (honeywell.TRIGGER_ON + good) * 2
+    await eventually(lambda: bytes(hon.received) == expected)
+    assert hon.menu_commands == [good, good]
+    assert source.connects == 2
+    assert source.errors == 1  # the unplug; the replies never became scans or errors
+    assert await agent.stop() == [cn20(32), cn20(33)]
+
+
+async def test_the_profiles_setup_commands_are_pushed_at_every_connect(
+    hon: HoneywellScanner, run_source: RunSource
+) -> None:
+    # Tags are the test's own: this checks the mechanism, not a Honeywell setting.
+    profile = parse_profile(
+        "test-honeywell-setup",
+        """
+[profile]
+vendor = "Honeywell"
+model = "Setup"
+interfaces = ["rs232"]
+[serial]
+protocol = "honeywell"
+[framing]
+terminator = "cr"
+[commands]
+aim_on = { honeywell_menu = [["PRE", "AIM", "1"]] }
+suffix_cr = { honeywell_menu = [["SUF", "CRX", "1"], ["SUF", "LFX", "0"]] }
+""",
+    )
+    aim = honeywell.menu_command([("PRE", "AIM", "1")])
+    suffix = honeywell.menu_command([("SUF", "CRX", "1"), ("SUF", "LFX", "0")])
+    source = source_for(hon.link, profile)
+    agent = await run_source(source)
+    await eventually(lambda: hon.menu_commands == [aim, suffix])
+    assert bytes(hon.received) == aim + suffix
+    hon.queue_code(cn20(34))
+    assert await source.trigger()
+    await eventually(lambda: source.scans == 1)
+
+    hon.unplug()
+    await eventually(lambda: not source.connected)
+    hon.plug()
+    await eventually(lambda: hon.menu_commands == [aim, suffix] * 2)
+    hon.queue_code(cn20(35))
+    assert await source.trigger()
+    await eventually(lambda: source.scans == 2)
+    assert source.errors == 1  # the unplug: both ACKed replies were cut out, not scanned
+    assert await agent.stop() == [cn20(34), cn20(35)]
+
+
+def test_an_ssi_source_refuses_setup_commands_that_are_not_ssi_packets() -> None:
+    profile = parse_profile(
+        "test-ssi-setup",
+        '[profile]\nvendor = "Zebra"\nmodel = "S"\ninterfaces = ["rs232"]\n'
+        '[serial]\nprotocol = "ssi"\n[commands]\naim_on = "\\u0016M\\rPREAIM1!"\n',
+    )
+    with pytest.raises(ConfigError, match="aim_on"):
+        SerialSource("s", "loop://", profile=profile)
+
+
 def test_honeywell_stream_cuts_replies_out_of_lines_only_while_one_is_expected() -> None:
     stream = HoneywellStream(b"\r")
     assert stream.feed(b"ABC\x06!\r", 0.0) == [Frame(b"ABC\x06!")]  # nothing expected: data
@@ -261,6 +342,35 @@ def test_honeywell_stream_cuts_replies_out_of_lines_only_while_one_is_expected()
     stream.expect_reply(2.0)
     assert stream.expecting == 1
     assert stream.feed(b"X\x06!\r", 2.0 + stream.reply_timeout + 0.1) == [Frame(b"X\x06!")]
+
+
+HONEYWELL_BYTES = st.lists(
+    st.sampled_from([b"\x06", b"\x05", b"\x15", b"!", b".", b",", b";", b"\r", b"\n", b"\x16M\r"])
+    | st.binary(max_size=40),
+    max_size=12,
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(st.tuples(HONEYWELL_BYTES, st.integers(0, 2), st.floats(0, 3)), max_size=30),
+    cap=st.integers(4, 64),
+    term=st.sampled_from([b"\r", b"\r\n", b"\t"]),
+)
+def test_honeywell_stream_never_raises_and_stays_under_its_cap(
+    steps: list[tuple[bytes, int, float]], cap: int, term: bytes
+) -> None:
+    stream = HoneywellStream(term, max_frame=cap)
+    now = 0.0
+    for data, expect, dt in steps:
+        now += dt
+        if expect:
+            stream.expect_reply(now, expect)
+        for event in stream.feed(data, now):
+            if isinstance(event, Frame):
+                assert 0 < len(event.data) <= cap
+        assert stream.buffered <= 2 * cap + 2
+        assert stream.expecting <= 2 * len(steps)
 
 
 def test_scan_line_framer_ends_a_frame_at_cr_and_swallows_the_lf_after_it() -> None:
@@ -486,3 +596,48 @@ async def test_shipped_zebra_ssi_profile_beeps_good_bad_and_duplicate_byte_for_b
     assert zebra.failures == []
     await eventually(lambda: source._ssi is not None and source._ssi.acked == [0xE6] * 3)
     assert await agent.stop() == [cn20(80)]
+
+
+async def test_ssi_host_commands_follow_a_wakeup_byte_and_a_pause_without_rtscts(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    # Zebra PRGs (SSI chapter, "RTS/CTS Lines"): bypassing hardware handshaking, the
+    # host must send WAKEUP before other communication, then wait at least 10 ms.
+    source = source_for(zebra.link, SSI)
+    assert source.settings.flow_control == "none"
+    assert source.ssi_wakeup
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    zebra.send_decode(cn20(90))
+    await zebra.idle()
+    await eventually(lambda: len(zebra.commands) == 1)
+    assert await source.trigger()
+    await eventually(lambda: len(zebra.commands) == 2)
+    assert [c.encode() for c in zebra.commands] == [ssi.beep(1), ssi.start_decode()]
+    assert zebra.wakeups == 2
+    assert all(gap is not None and gap >= 0.01 for gap in zebra.command_gaps), zebra.command_gaps
+    # Answers to the decoder's packets (CMD_ACK) are not host commands: no WAKEUP for them.
+    assert bytes(zebra.received).count(b"\x00" + ssi.cmd_ack()) == 0
+    assert await agent.stop() == [cn20(90)]
+
+
+async def test_ssi_with_rtscts_sends_no_wakeup_byte(
+    zebra: SsiScanner, run_source: RunSource
+) -> None:
+    rtscts = parse_profile(
+        "test-ssi-rtscts",
+        '[profile]\nvendor = "Zebra"\nmodel = "RTS"\ninterfaces = ["rs232"]\n'
+        '[serial]\nprotocol = "ssi"\nflow_control = "rtscts"\n'
+        '[commands]\ngood_read = { ssi = "BEEP", data = [1] }\n',
+    )
+    source = source_for(zebra.link, rtscts)
+    assert not source.ssi_wakeup
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    zebra.send_decode(cn20(91))
+    await zebra.idle()
+    await eventually(lambda: len(zebra.commands) == 1)
+    assert zebra.commands[0].encode() == ssi.beep(1)
+    assert zebra.wakeups == 0
+    assert zebra.command_gaps == [None]
+    assert await agent.stop() == [cn20(91)]

@@ -313,6 +313,36 @@ def test_session_treats_a_reply_packet_as_the_answer_to_its_request() -> None:
     assert CommandAcked(Opcode.REQUEST_REVISION, SsiPacket(0xA4, 0, 0, b"NBRFMAAC")) in events
 
 
+def test_session_joins_a_multipacket_reply_before_acknowledging_its_request() -> None:
+    session = SsiSession()
+    session.send(ssi.encode_packet(Opcode.PARAM_REQUEST, b"\xfe"))  # all parameters
+    first = by_hand(0xC6, 0, ssi.STATUS_CONTINUATION, b"\xff\x01\x01")
+    resent = by_hand(0xC6, 0, ssi.STATUS_CONTINUATION | ssi.STATUS_RETRANSMIT, b"\xff\x01\x01")
+    last = by_hand(0xC6, 0, 0, b"\x02\x00")
+    events = session.receive(first) + session.receive(resent)
+    assert writes(events) == [ACK, ACK]
+    assert not [e for e in events if isinstance(e, CommandAcked | Received)]
+    assert session.pending == Opcode.PARAM_REQUEST
+    events = session.receive(last)
+    assert events == [
+        Write(ACK),
+        CommandAcked(Opcode.PARAM_REQUEST, SsiPacket(0xC6, 0, 0, b"\xff\x01\x01\x02\x00")),
+    ]
+    assert session.pending is None
+
+
+def test_session_fails_a_request_whose_multipacket_reply_exceeds_the_cap() -> None:
+    session = SsiSession(max_decode=4)
+    session.send(ssi.encode_packet(Opcode.REQUEST_REVISION))
+    events = session.receive(by_hand(0xA4, 0, ssi.STATUS_CONTINUATION, b"NBRF"))
+    events += session.receive(by_hand(0xA4, 0, 0, b"MAAC"))
+    assert writes(events) == [ACK, ACK]
+    failed = [e for e in events if isinstance(e, CommandFailed)]
+    assert [f.opcode for f in failed] == [Opcode.REQUEST_REVISION]
+    assert "too long" in failed[0].reason
+    assert session.pending is None
+
+
 def test_session_acks_and_passes_on_other_decoder_packets() -> None:
     event = by_hand(0xF6, 0, 0, b"\x01")
     events = SsiSession().receive(event)
