@@ -11,8 +11,9 @@ outbox.  Each scan becomes one ``ObjectEvent`` with ``action`` OBSERVE:
 * ``bizStep`` and ``disposition`` from the scan's action (CBV 2.0 bare words:
   ship -> shipping / in_transit, receive -> receiving / in_progress ...).
 * ``readPoint`` and ``bizLocation`` from config (an SGLN or any URI).
-* ``bizTransactionList``: the bill number as ``<bill_uri_prefix><bill>``
-  (type ``desadv`` when shipping, ``recadv`` when receiving, ``po`` when
+* ``bizTransactionList``: the bill number as ``<bill_uri_prefix><bill>``, the bill
+  percent-encoded (UTF-8) where it is not URI text, so ``出库 1`` is
+  ``%E5%87%BA%E5%BA%93%201`` (type ``desadv`` when shipping, ``recadv`` when receiving, ``po`` when
   purchasing, else untyped).
 * ``eventTime`` (UTC) and ``eventTimeZoneOffset`` from the scan's RFC 3339 time.
 * ``eventID``: ``ni:///sha-256;<hex>?ver=CBV2.0`` over the event's canonical
@@ -44,6 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from scanner_agent.outbox import BatchEvent
 
@@ -110,11 +112,24 @@ def epc_uri(code: str, scheme: str, cfg: EpcisConfig) -> str:
         ais = dict(_HRI.findall(code))
         if "01" not in ais or "21" not in ais:
             raise ValueError(f"GS1 code {code!r} has no GTIN (01) and serial (21)")
-        serial = "".join(c if c.isalnum() or c in "-._~" else f"%{ord(c):02X}" for c in ais["21"])
+        serial = quote(ais["21"], safe="-._~")
         return f"https://id.gs1.org/01/{ais['01']}/21/{serial}"
     if scheme == "cn20":
         return cfg.cn20_uri_prefix + code
     raise ValueError(f"unknown code scheme {scheme!r}")
+
+
+_URI_SAFE = "-._~!$&'()*+,;=:@/"
+"""RFC 3986 unreserved, sub-delims, ``:``, ``@`` and ``/``: what may stand in a URI path as is."""
+
+
+def _uri_text(text: str) -> str:
+    """``text`` for the path of a URI: everything else percent-encoded as UTF-8 (``%`` too).
+
+    >>> _uri_text("SO 1/2 出")
+    'SO%201/2%20%E5%87%BA'
+    """
+    return quote(text, safe=_URI_SAFE)
 
 
 def _canonical(obj: Mapping[str, Any]) -> bytes:
@@ -144,7 +159,7 @@ def _context(scan: BatchEvent, cfg: EpcisConfig) -> dict[str, Any]:
     """What every event of one scan says about when, why and where (shared by its events)."""
     event_time, offset = _time_and_offset(scan.scanned_at)
     biz_step, disposition = _BIZ_STEPS.get(scan.action, ("other", "unknown"))
-    tx: dict[str, str] = {"bizTransaction": cfg.bill_uri_prefix + scan.bill}
+    tx: dict[str, str] = {"bizTransaction": cfg.bill_uri_prefix + _uri_text(scan.bill)}
     if scan.action in _TX_TYPES:
         tx = {"type": _TX_TYPES[scan.action], **tx}
     return {

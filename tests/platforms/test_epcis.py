@@ -1,11 +1,7 @@
-"""EPCIS 2.0 documents from scans, checked for structure and (given the file) against GS1's JSON Schema."""
+"""EPCIS 2.0 documents from scans, checked for structure and against GS1's JSON Schema
+(``tests/platforms/epcis_schema.py``: fetched by ``make test``, or ``EPCIS_JSON_SCHEMA``)."""
 
 from __future__ import annotations
-
-import json
-import os
-from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
@@ -18,24 +14,11 @@ from scanner_agent.platforms.epcis import (
     epc_uri,
     object_event,
 )
+from tests.platforms.epcis_schema import needs_schema, validate
 
 CFG = EpcisConfig(
     read_point="urn:epc:id:sgln:0614141.00777.0", biz_location="urn:epc:id:sgln:0614141.00888.0"
 )
-
-# GS1's EPCIS 2.0 JSON Schema is published under GS1's IP policy, not an open licence, so it
-# is not copied into this repository: point EPCIS_JSON_SCHEMA at a copy of the final
-# EPCIS-JSON-Schema.json (https://ref.gs1.org/standards/epcis/) to run the schema tests.
-_SCHEMA_PATH = os.environ.get("EPCIS_JSON_SCHEMA", "")
-needs_schema = pytest.mark.skipif(
-    not _SCHEMA_PATH or not Path(_SCHEMA_PATH).is_file(),
-    reason="set EPCIS_JSON_SCHEMA to GS1's EPCIS-JSON-Schema.json to validate against it",
-)
-
-
-def _validate(doc: dict[str, Any]) -> None:
-    schema = json.loads(Path(_SCHEMA_PATH).read_text("utf-8"))
-    jsonschema.Draft7Validator(schema).validate(doc)
 
 
 def _scan(
@@ -179,7 +162,7 @@ def test_documents_validate_against_the_gs1_schema(action: str) -> None:
         CFG,
         children={"carton": UNITS},
     )
-    _validate(doc)
+    validate(doc)
     assert doc["type"] == "EPCISDocument"
     types = [e["type"] for e in doc["epcisBody"]["eventList"]]
     assert types == ["ObjectEvent", "ObjectEvent", "ObjectEvent", "AggregationEvent"]
@@ -190,7 +173,7 @@ def test_the_schema_catches_a_broken_event() -> None:
     doc = build_document([_scan("81234567890123456789", "cn20")], CFG)
     doc["epcisBody"]["eventList"][0]["eventTimeZoneOffset"] = "8h"
     with pytest.raises(jsonschema.ValidationError):
-        _validate(doc)
+        validate(doc)
 
 
 @needs_schema
@@ -198,4 +181,72 @@ def test_the_schema_catches_a_broken_aggregation_event() -> None:
     doc = build_document([_scan(CARTON, "cn20")], CFG, children={"e1": UNITS})
     doc["epcisBody"]["eventList"][1]["action"] = "PACK"
     with pytest.raises(jsonschema.ValidationError):
-        _validate(doc)
+        validate(doc)
+
+
+def test_bill_numbers_that_are_not_uri_text_are_percent_encoded() -> None:
+    scan = BatchEvent(
+        seq=1,
+        event_id="e1",
+        code="81234567890123456789",
+        scheme="cn20",
+        action="receive",
+        bill="入库 2026/11#7",
+        scanned_at="2026-11-23T10:15:00+08:00",
+        source="s1",
+    )
+    tx = object_event(scan, CFG)["bizTransactionList"]
+    assert tx == [
+        {
+            "type": "recadv",
+            "bizTransaction": "urn:cn:drugtrace:bill:%E5%85%A5%E5%BA%93%202026/11%237",
+        }
+    ]
+
+
+@needs_schema
+def test_odd_bill_numbers_and_serials_still_validate() -> None:
+    scans = [
+        BatchEvent(
+            seq=i,
+            event_id=f"e{i}",
+            code=code,
+            scheme=scheme,
+            action="ship",
+            bill="出库单 SO-1/2 50%",
+            scanned_at="2026-11-23T10:15:00+08:00",
+            source="s1",
+        )
+        for i, (code, scheme) in enumerate(
+            [("81234567890123456789", "cn20"), ("(01)09506000134352(21)A/1 x%", "gs1")]
+        )
+    ]
+    validate(build_document(scans, CFG))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("bizStep", "shipping_out"),  # neither a CBV bare word nor a URI
+        ("disposition", "gone"),
+        ("epcList", ["not a uri"]),
+        ("eventTime", "2026-11-23 10:15"),
+        ("bizTransactionList", [{"type": "desadv"}]),
+        ("readPoint", {"name": "dock 1"}),
+    ],
+)
+@needs_schema
+def test_the_schema_catches_a_broken_object_event(field: str, value: object) -> None:
+    doc = build_document([_scan("81234567890123456789", "cn20")], CFG)
+    validate(doc)
+    doc["epcisBody"]["eventList"][0][field] = value
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
+
+
+@needs_schema
+def test_the_schema_wants_the_json_ld_context() -> None:
+    doc = build_document([_scan("81234567890123456789", "cn20")], CFG)
+    del doc["@context"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)

@@ -25,6 +25,7 @@ from scanner_agent.platforms.epcis import EpcisConfig, object_event
 from scanner_agent.platforms.epcis_capture import EpcisCaptureClient, EpcisCaptureConfig
 from scanner_agent.platforms.epcis_emulator import EpcisEmulator
 from scanner_agent.sync import NetworkError, ServiceError
+from tests.platforms.epcis_schema import needs_schema, validate
 
 DOC = EpcisConfig(
     read_point="urn:epc:id:sgln:0614141.00777.0", biz_location="urn:epc:id:sgln:0614141.00888.0"
@@ -309,6 +310,33 @@ async def test_the_request_carries_the_binding_headers_and_document() -> None:
     doc = json.loads(post.content)
     assert (doc["type"], doc["schemaVersion"]) == ("EPCISDocument", "2.0")
     assert doc["epcisBody"]["eventList"][0]["eventID"] == object_event(scans(1)[0], DOC)["eventID"]
+
+
+@needs_schema
+async def test_the_document_on_the_wire_is_valid_epcis() -> None:
+    posted: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posted.append(json.loads(request.content))
+            return httpx.Response(202, headers={"Location": "https://epcis.test/capture/j1"})
+        return httpx.Response(
+            200, json={"captureID": "j1", "running": False, "success": True, "errors": []}
+        )
+
+    client = EpcisCaptureClient(
+        config("https://epcis.test/"), token=TOKEN, transport=httpx.MockTransport(handler)
+    )
+    units = [("81234560000000011234", "cn20"), ("(01)09506000134352(21)SER1", "gs1")]
+    try:
+        results = await client.send_events(scans(3, action="receive"), children={"ev-1": units})
+    finally:
+        await client.aclose()
+    assert {r.status for r in results.values()} == {"accepted"}
+    (doc,) = posted
+    validate(doc)
+    types = [e["type"] for e in doc["epcisBody"]["eventList"]]
+    assert sorted(types) == ["AggregationEvent", "ObjectEvent", "ObjectEvent", "ObjectEvent"]
 
 
 async def test_tls_is_verified_by_default(tmp_path: Path) -> None:
