@@ -44,6 +44,8 @@ PEER_SECONDS = float(os.environ.get("BENCH_PEER_SECONDS", "5"))
 LATENCY_RATE = 2000.0
 MAX_ROWS = int(os.environ.get("BENCH_MAX_ROWS", str(OutboxConfig().commit_max_rows)))
 """Largest group commit: the shipped ``outbox.commit_max_rows`` unless overridden."""
+LINGER_MS = float(os.environ.get("BENCH_LINGER_MS", str(OutboxConfig().commit_interval_ms)))
+"""Group commit window: the shipped ``outbox.commit_interval_ms`` unless overridden."""
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "5"))
 
 
@@ -55,7 +57,7 @@ def codes(prefix: int, n: int) -> list[bytes]:
 async def with_intake(path: Path, fn):  # type: ignore[no-untyped-def]
     outbox = Outbox.open(path)
     thread = OutboxThread(outbox)
-    committer = GroupCommitter(thread, max_rows=MAX_ROWS)
+    committer = GroupCommitter(thread, max_rows=MAX_ROWS, linger_s=LINGER_MS / 1000.0)
     intake = ScanIntake(
         committer, device_id="bench", bill_for=lambda a, b: b or "B", default_action="ship"
     )

@@ -64,10 +64,14 @@ class OutboxConfig:
 
     path: str = "/var/lib/scanner-agent/outbox.db"
     """SQLite file holding every accepted scan until the service confirms it."""
-    commit_interval_ms: float = 2.0
-    """Group commit window: scans arriving within it share one durable transaction."""
-    commit_max_rows: int = 512
-    """Group commit size cap: a transaction never holds more scans than this."""
+    commit_interval_ms: float = 0.0
+    """Extra wait for more scans to share a group commit.  0 (bench/ingest.py): commit as
+    soon as the writer is free; scans arriving meanwhile form the next group by themselves,
+    so groups still grow with the load (p99 ack at 2,000 scans/s: 2.8-3.1 ms at 0, 6.2-7.6 ms
+    at 2 ms)."""
+    commit_max_rows: int = 2048
+    """Group commit size cap: a transaction never holds more scans than this (bench/ingest.py:
+    2,048 drains a flood 30-40% faster than 512; at ordinary rates groups are small anyway)."""
     min_free_mb: int = 64
     """Free-space reserve: below it new scans are refused with ``outbox full``."""
     retention_days: float = 30.0
