@@ -650,11 +650,17 @@ def check_options(type_name: str, options: Mapping[str, Any], where: str) -> Non
                         f"{where}.profile: [commands].{key} of {profile.id!r}: {exc}"
                     ) from None
     elif type_name == "hidpos":
-        if profile.hidpos_layout is None:
+        from drivers.hidraw import new_assembler
+
+        if profile.hidpos_report_layout is None:
             raise ConfigError(
                 f"{where}.profile: profile {profile.id!r} has no [hidpos] layout "
                 "(choose a profile for a HID POS scanner, e.g. generic-hidpos)"
             )
+        try:  # the reader builds the same assembler from the profile's resolved layout
+            new_assembler(profile)
+        except ValueError as exc:
+            raise ConfigError(f"{where}.profile: [hidpos] of {profile.id!r}: {exc}") from None
     elif type_name == "wedge":
         if "keyboard" not in profile.interfaces:
             raise ConfigError(

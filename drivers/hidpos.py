@@ -5,8 +5,11 @@ page 0x8C "Bar Code Scanner", application collection usage 0x02) delivers each
 bar code as one or more fixed-size input reports.  The usage table defines the
 fields -- Symbology Identifier 1-3 (usages 0xFB-0xFD), Decoded Data (0xFE) and
 Decode Data Continued (0xFF, a one-bit flag) -- but their byte positions come
-from each device's report descriptor, so the positions live here as data
-(:class:`HidPosLayout`) and profiles pick a layout by name.
+from each device's report descriptor, so the positions are data
+(:class:`HidPosLayout`).  The named layouts in :data:`LAYOUTS` are the
+defaults; a firmware profile names one (``[hidpos] layout``), may override any
+of its fields, or defines a layout in full with the same keys
+(:data:`FIELDS`, :func:`resolve_layout`; see ``docs/firmware-profiles.md``).
 
 Offsets count from the first byte of the report *including* the report ID, as
 Linux ``hidraw`` delivers numbered reports.
@@ -34,12 +37,32 @@ Sources for the named layouts:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from drivers.framing import DEFAULT_MAX_FRAME, Frame, FrameError, FrameEvent
 
 AIM_FLAG = ord("]")
 """First character of an AIM symbology identifier (ISO/IEC 15424)."""
+AIM_SIZE: Final = 3
+"""Bytes of an AIM symbology identifier field (``]`` plus code character and modifier)."""
+MAX_REPORT_SIZE: Final = 4096
+"""Largest ``report_size`` accepted (HID POS scanners send 64-byte reports)."""
+
+
+class LayoutError(ValueError):
+    """A layout field is out of range, runs past the report, or overlaps another field."""
+
+    def __init__(self, field: str, message: str, *, others: tuple[str, ...] = ()) -> None:
+        super().__init__(f"Failed to use HID POS layout: {field}: {message}")
+        self.field = field
+        """The :class:`HidPosLayout` field (and profile ``[hidpos]`` key) at fault."""
+        self.message = message
+        """What is wrong, without the field name."""
+        self.others = others
+        """Other fields that take part (the other side of an overlap), most likely first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,22 +87,67 @@ class HidPosLayout:
     """First of the 3 AIM symbology identifier bytes (``]xy``), or ``None``."""
 
     def __post_init__(self) -> None:
-        ends = [self.data_offset + self.data_size, self.continuation_offset + 1]
-        if self.length_offset is not None:
-            ends.append(self.length_offset + 1)
-        if self.aim_offset is not None:
-            ends.append(self.aim_offset + 3)
-        if (
-            min(self.data_offset, self.continuation_offset, self.data_size) < 0
-            or max(ends) > self.report_size
-        ):
-            raise ValueError(
-                f"Failed to use {self!r} as HID POS layout: fields end past the report size"
-            )
+        problem = self._problem()
+        if problem is not None:
+            field, message, others = problem
+            raise LayoutError(field, message, others=others)
+
+    def _problem(self) -> tuple[str, str, tuple[str, ...]] | None:
+        """The first field at fault and why, or ``None`` for a usable layout."""
+        size = self.report_size
+        if not 1 <= size <= MAX_REPORT_SIZE:
+            return "report_size", f"expected 1..{MAX_REPORT_SIZE} bytes, got {size}", ()
+        if self.report_id is not None and not 1 <= self.report_id <= 0xFF:
+            return "report_id", f"expected 1..255 (or no report ID), got {self.report_id}", ()
         if not 0 < self.continuation_mask <= 0xFF:
-            raise ValueError(
-                f"Failed to use continuation_mask={self.continuation_mask}: expected one byte's bits"
+            return (
+                "continuation_mask",
+                f"expected one byte's bits (1..255), got {self.continuation_mask}",
+                (),
             )
+        if self.data_size < 1:
+            return "data_size", f"expected at least 1 byte, got {self.data_size}", ()
+        # (key, what, first byte, bytes): every field must lie inside the report and
+        # no two may share a byte (byte 0 is the report ID of numbered reports).
+        spans: list[tuple[str, str, int, int]] = []
+        if self.report_id is not None:
+            spans.append(("report_id", "the report ID", 0, 1))
+        if self.length_offset is not None:
+            spans.append(("length_offset", "the length byte", self.length_offset, 1))
+        if self.aim_offset is not None:
+            spans.append(("aim_offset", "the AIM identifier", self.aim_offset, AIM_SIZE))
+        spans.append(("data_offset", "the data", self.data_offset, self.data_size))
+        spans.append(("continuation_offset", "the continuation flag", self.continuation_offset, 1))
+        for key, what, first, count in spans:
+            last = first + count - 1
+            if first < 0:
+                return key, f"expected an offset of 0 or more, got {first}", ()
+            if first >= size:
+                return (
+                    key,
+                    f"byte {first} is outside the {size}-byte report (bytes 0..{size - 1})",
+                    ("report_size",),
+                )
+            if last >= size:
+                where, others = (
+                    ("data_size", ("data_offset",)) if key == "data_offset" else (key, ())
+                )
+                return (
+                    where,
+                    f"{what} (bytes {first}..{last}) ends past the report size ({size} bytes)",
+                    (*others, "report_size"),
+                )
+        for index, (key, what, first, count) in enumerate(spans):
+            for other, other_what, other_first, other_count in spans[:index]:
+                if first < other_first + other_count and other_first < first + count:
+                    sizes = tuple("data_size" for k in (key, other) if k == "data_offset")
+                    return (
+                        key,
+                        f"{what} (bytes {first}..{first + count - 1}) overlaps {other_what} "
+                        f"(bytes {other_first}..{other_first + other_count - 1})",
+                        (other, *sizes),
+                    )
+        return None
 
 
 _USAGE_TABLE_64 = HidPosLayout(
@@ -111,6 +179,31 @@ LAYOUTS: dict[str, HidPosLayout] = {
     "generic": _USAGE_TABLE_64,
 }
 """Named layouts; firmware profiles refer to them as ``[hidpos] layout = "<name>"``."""
+
+FIELDS: Final = tuple(field.name for field in dataclasses.fields(HidPosLayout))
+"""The layout's fields, which are also the ``[hidpos]`` keys of a firmware profile."""
+OPTIONAL_FIELDS: Final = ("report_id", "length_offset", "aim_offset")
+"""Fields that may be ``None`` (no report ID, no length byte, no AIM field)."""
+REQUIRED_FIELDS: Final = tuple(f for f in FIELDS if f != "continuation_mask")
+"""Fields a layout defined without a base must give (``continuation_mask`` defaults to 0x01)."""
+
+
+def resolve_layout(base: HidPosLayout | None, fields: Mapping[str, int | None]) -> HidPosLayout:
+    """``base`` with ``fields`` replaced, or (no base) a layout made of ``fields`` alone.
+
+    Raises:
+        LayoutError: naming the field that is unknown, missing (without a base), out of
+            range, outside the report or overlapping another field.
+    """
+    for key in fields:
+        if key not in FIELDS:
+            raise LayoutError(key, f"unknown field (expected one of {list(FIELDS)})")
+    if base is not None:
+        return dataclasses.replace(base, **fields)  # type: ignore[arg-type]
+    for key in REQUIRED_FIELDS:
+        if key not in fields:
+            raise LayoutError(key, "missing (a layout without a base layout needs every field)")
+    return HidPosLayout(**fields)  # type: ignore[arg-type]
 
 
 class HidPosAssembler:

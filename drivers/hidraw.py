@@ -7,7 +7,9 @@ takes an advisory ``flock`` (one reader per device), cuts the bytes into
 reports (:class:`ReportSplitter`, which also copes with a pipe or a pty
 standing in for the node, where reads may split or join reports) and joins
 the reports of each bar code with :class:`drivers.hidpos.HidPosAssembler`
-using the profile's ``[hidpos] layout``.
+using the profile's resolved report layout (``Profile.hidpos_report_layout``:
+the named ``[hidpos] layout`` with the profile's field overrides, or a layout
+the profile defines in full).
 
 Without hidraw (no ``/sys/class/hidraw``; or ``backend = "pyusb"``), the
 reports are read straight from the USB interrupt endpoint through pyusb
@@ -55,7 +57,7 @@ from drivers.device import (
     usb_ids,
 )
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
-from drivers.hidpos import LAYOUTS, HidPosAssembler, HidPosLayout
+from drivers.hidpos import HidPosAssembler, HidPosLayout
 from scanner_agent.config import SourceConfig
 from scanner_agent.errors import ConfigError, DeviceUnavailable
 from scanner_agent.profiles import HidPosFeedback, Profile
@@ -172,10 +174,7 @@ class HidPosSource(DeviceSource[bytes]):
         backend: str = "auto",
         usb_opener: UsbOpener | None = None,
     ) -> None:
-        if profile.hidpos_layout is None:
-            raise ValueError(
-                f"Failed to use profile {profile.id!r} for HID POS: it has no [hidpos] layout"
-            )
+        layout = report_layout(profile)
         super().__init__(
             name,
             device or f"usb:{profile.id}",
@@ -184,7 +183,8 @@ class HidPosSource(DeviceSource[bytes]):
             reconnect_max_s=reconnect_max_s,
         )
         self.profile = profile
-        self.layout = LAYOUTS[profile.hidpos_layout]
+        self.layout = layout
+        """The resolved input report layout (profile data)."""
         self.configured_device = device
         """The ``device`` key; empty when the node is found by USB ids."""
         self.usb_serial = usb_serial
@@ -314,6 +314,33 @@ class HidPosSource(DeviceSource[bytes]):
             log.debug("%s: no output report for %s", self.name, outcome.verdict.value)
             return
         await asyncio.to_thread(link.write, report)
+
+
+def report_layout(profile: Profile) -> HidPosLayout:
+    """The profile's resolved input report layout.
+
+    Raises:
+        ValueError: the profile has no ``[hidpos]`` table.
+    """
+    if profile.hidpos_report_layout is None:
+        raise ValueError(
+            f"Failed to use profile {profile.id!r} for HID POS: it has no [hidpos] layout"
+        )
+    return profile.hidpos_report_layout
+
+
+def new_assembler(profile: Profile, max_frame: int | None = None) -> HidPosAssembler:
+    """A report assembler for ``profile``: its resolved layout, ``[framing]`` ``max_frame``
+    (unless ``max_frame`` is given) and ``aim_prefix`` (on unless ``false``).
+
+    Raises:
+        ValueError: the profile has no ``[hidpos]`` table, or ``max_frame`` is not positive.
+    """
+    return HidPosAssembler(
+        report_layout(profile),
+        max_frame=max_frame or profile.framing.max_frame or DEFAULT_MAX_FRAME,
+        aim_prefix=profile.framing.aim_prefix is not False,
+    )
 
 
 def feedback_report(feedback: HidPosFeedback, outcome: ScanOutcome) -> bytes | None:

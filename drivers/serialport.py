@@ -331,13 +331,26 @@ def _reply_end(line: bytearray, start: int) -> int:
 Writer = Callable[[bytes], Awaitable[None]]
 
 
+class TimerHandle(Protocol):
+    """What :class:`SsiHost` keeps of an armed timer (an :class:`asyncio.TimerHandle`)."""
+
+    def cancel(self) -> None: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], TimerHandle]
+"""Arms a timer: ``(seconds, callback) -> handle`` (the running loop's ``call_later``)."""
+
+
 class SsiHost:
     """The host end of one SSI link, on the event loop.
 
     Wraps :class:`drivers.ssi.SsiSession` with the I/O it leaves to the
     caller: writes go to ``write`` in order, host commands wait in a queue
     while another one waits for its ACK, and the response timer calls
-    :meth:`drivers.ssi.SsiSession.timeout`.
+    :meth:`drivers.ssi.SsiSession.timeout`.  The timer starts when a command is
+    written and starts again at each packet of a multipacket reply
+    (:class:`drivers.ssi.ReplyContinued`), so only silence, not a long reply,
+    makes the command go out again.
     """
 
     def __init__(
@@ -350,8 +363,11 @@ class SsiHost:
         aim_prefix: bool = True,
         wakeup: bool = False,
         wakeup_delay: float = SSI_WAKEUP_DELAY_S,
+        call_later: CallLater | None = None,
     ) -> None:
         self.session = ssi.SsiSession(max_decode=max_decode, wakeup=wakeup)
+        self._call_later = call_later
+        """Timer factory; ``None``: the running loop's ``call_later`` (tests pass a fake clock)."""
         self.wakeup_delay = wakeup_delay
         """Seconds between the WAKEUP byte and the command (when ``wakeup``)."""
         self.aim_prefix = aim_prefix
@@ -361,7 +377,7 @@ class SsiHost:
         self._on_error = on_error
         self.response_timeout = response_timeout
         self._queue: collections.deque[bytes] = collections.deque()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.acked: list[int] = []
         """Opcodes of host commands the decoder acknowledged, in order."""
@@ -410,7 +426,8 @@ class SsiHost:
     def _arm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.response_timeout, self._expired)
+        call_later = self._call_later or asyncio.get_running_loop().call_later
+        self._timer = call_later(self.response_timeout, self._expired)
 
     def _expired(self) -> None:
         self._timer = None
@@ -442,6 +459,11 @@ class SsiHost:
                     self.failed.append(event)
                     self._on_error(f"SSI command 0x{event.opcode:02X} failed: {event.reason}")
                 await self._next()
+            elif isinstance(event, ssi.ReplyContinued):
+                # The decoder is answering: a long multipacket reply gets the whole
+                # response time-out for each packet, not for all of them together.
+                if self.session.pending == event.opcode:
+                    self._arm()
             elif isinstance(event, ssi.Received):
                 log.debug("SSI packet 0x%02X from the decoder", event.packet.opcode)
             elif isinstance(event, ssi.SsiError) and event.kind is ssi.SsiErrorKind.GARBAGE:

@@ -473,7 +473,28 @@ class Received:
     packet: SsiPacket
 
 
-SessionEvent = Decode | Write | CommandAcked | CommandFailed | Received | SsiError | FrameError
+@dataclass(frozen=True, slots=True)
+class ReplyContinued:
+    """A packet of a multipacket reply to the pending request arrived and more follow.
+
+    The decoder is answering: the caller restarts its response timer, so a long
+    reply is not taken for silence (and the request resent) half-way through.
+    """
+
+    opcode: int
+    """The pending request's opcode."""
+
+
+SessionEvent = (
+    Decode
+    | Write
+    | CommandAcked
+    | CommandFailed
+    | ReplyContinued
+    | Received
+    | SsiError
+    | FrameError
+)
 
 
 @dataclass(slots=True)
@@ -504,6 +525,8 @@ class SsiSession:
       PARAM_REQUEST, CAPABILITIES_REPLY) may be multipacket too: each packet is
       acknowledged and the data of all of them is joined (capped at
       ``max_decode`` bytes) into the one reply :class:`CommandAcked` carries.
+      Each packet but the last also gives a :class:`ReplyContinued`: the
+      caller restarts its response timer then.
     """
 
     def __init__(
@@ -625,6 +648,7 @@ class SsiSession:
             return
         if packet.continuation:
             self._reply += packet.data
+            events.append(ReplyContinued(pending.opcode))
             return
         data = bytes(self._reply) + packet.data
         self._reply.clear()

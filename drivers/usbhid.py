@@ -7,7 +7,11 @@ USB bus but no hidraw nodes).  It claims the scanner's HID interface (detaching
 the kernel driver, if one is bound, and re-attaching it on close) and reads its
 interrupt IN endpoint: each transfer is one input report, report ID first for
 numbered reports, exactly what hidraw would have delivered, so the same
-:class:`~drivers.hidraw.ReportSplitter` and layouts apply.
+:class:`~drivers.hidraw.ReportSplitter` and :class:`~drivers.hidpos.HidPosAssembler`,
+built from the profile's resolved report layout
+(:func:`drivers.hidraw.new_assembler`), apply.  Reads ask for one
+``wMaxPacketSize`` at a time whatever the layout's ``report_size``: a report
+longer than one packet arrives in pieces, which the splitter joins.
 
 Everything USB is in :class:`PyUsbHid`, a thin class; the source above it only
 sees :class:`UsbReports` (``read``/``close``) and is tested with recorded

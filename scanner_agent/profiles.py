@@ -168,7 +168,11 @@ class Profile:
     """``None`` when the profile has no ``[serial]`` table."""
     framing: FramingSettings = FramingSettings()
     hidpos_layout: str | None = None
-    """Name of a layout in :data:`drivers.hidpos.LAYOUTS`."""
+    """Name of the base layout in :data:`drivers.hidpos.LAYOUTS`; ``None`` when the
+    profile has no ``[hidpos]`` table or defines its layout in full."""
+    hidpos_report_layout: hidpos.HidPosLayout | None = None
+    """The input report layout in use: the named layout with the profile's
+    ``[hidpos]`` field overrides, or the profile's own; ``None`` without ``[hidpos]``."""
     hidpos_feedback: HidPosFeedback = HidPosFeedback()
     """Output reports for good/bad/duplicate reads in HID POS mode."""
     commands: CommandSet = CommandSet()
@@ -352,24 +356,73 @@ def _framing(ctx: _Ctx, data: Mapping[str, Any]) -> FramingSettings:
 
 HIDPOS_FEEDBACK: Final = ("good_read", "bad_read", "duplicate_read")
 """Keys of ``[hidpos]`` holding output reports."""
+HIDPOS_LAYOUT_KEYS: Final = hidpos.FIELDS
+"""Keys of ``[hidpos]`` giving input report layout fields (:class:`drivers.hidpos.HidPosLayout`)."""
 
 
-def _hidpos(ctx: _Ctx, data: Mapping[str, Any]) -> tuple[str | None, HidPosFeedback]:
-    if "hidpos" not in data:
-        return None, HidPosFeedback()
-    table = ctx.table(data, "hidpos", "[hidpos]")
-    ctx.keys(table, "[hidpos]", ("layout", *HIDPOS_FEEDBACK))
-    layout = ctx.required(table, "layout", "[hidpos]")
-    if layout not in hidpos.LAYOUTS:
-        raise ctx.fail(
-            "[hidpos].layout", f"expected one of {sorted(hidpos.LAYOUTS)}, got {layout!r}"
+def _layout_field(ctx: _Ctx, table: Mapping[str, Any], key: str) -> int | None:
+    """One layout key: an integer in range, or ``false`` (absent) where the field may be."""
+    name = f"[hidpos].{key}"
+    value = table[key]
+    if value is False and key in hidpos.OPTIONAL_FIELDS:
+        return None
+    top = hidpos.MAX_REPORT_SIZE
+    low, high = {
+        "report_size": (1, top),
+        "report_id": (1, 0xFF),
+        "continuation_mask": (1, 0xFF),
+        "data_size": (1, top),
+    }.get(key, (0, top - 1))
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        absent = " or false (none)" if key in hidpos.OPTIONAL_FIELDS else ""
+        raise ctx.fail(name, f"expected an integer in {low}..{high}{absent}, got {value!r}")
+    return value
+
+
+def _layout_error(
+    ctx: _Ctx, exc: hidpos.LayoutError, name: str | None, fields: Mapping[str, int | None]
+) -> ProfileError:
+    """Name the ``[hidpos]`` key the profile set that takes part in the problem."""
+    if name is None and exc.field not in fields:
+        return ctx.fail(
+            f"[hidpos].{exc.field}",
+            "missing required key (without 'layout', [hidpos] must give every one of "
+            f"{list(hidpos.REQUIRED_FIELDS)}; 'continuation_mask' defaults to 0x01)",
         )
+    key = next((k for k in (exc.field, *exc.others) if k in fields), None)
+    if key is None:  # only the named layout's values are involved
+        return ctx.fail(
+            f"[hidpos].{exc.field}",
+            f"{exc.message} (value from layout {name!r}: set [hidpos].{exc.field} too)",
+        )
+    return ctx.fail(f"[hidpos].{key}", exc.message)
+
+
+def _hidpos(
+    ctx: _Ctx, data: Mapping[str, Any]
+) -> tuple[str | None, hidpos.HidPosLayout | None, HidPosFeedback]:
+    if "hidpos" not in data:
+        return None, None, HidPosFeedback()
+    table = ctx.table(data, "hidpos", "[hidpos]")
+    ctx.keys(table, "[hidpos]", ("layout", *HIDPOS_LAYOUT_KEYS, *HIDPOS_FEEDBACK))
+    fields = {key: _layout_field(ctx, table, key) for key in HIDPOS_LAYOUT_KEYS if key in table}
+    name = None
+    if "layout" in table or not fields:
+        name = ctx.required(table, "layout", "[hidpos]")
+        if name not in hidpos.LAYOUTS:
+            raise ctx.fail(
+                "[hidpos].layout", f"expected one of {sorted(hidpos.LAYOUTS)}, got {name!r}"
+            )
+    try:
+        layout = hidpos.resolve_layout(hidpos.LAYOUTS[name] if name else None, fields)
+    except hidpos.LayoutError as exc:
+        raise _layout_error(ctx, exc, name, fields) from None
     reports: dict[str, bytes] = {}
     for key in HIDPOS_FEEDBACK:
         raw = ctx.string(table, key, "[hidpos]")
         if raw is not None:
             reports[key] = _to_bytes(ctx, raw, f"[hidpos].{key}")
-    return layout, HidPosFeedback(**reports)
+    return name, layout, HidPosFeedback(**reports)
 
 
 def _commands(ctx: _Ctx, data: Mapping[str, Any]) -> CommandSet:
@@ -418,7 +471,7 @@ def parse_profile(stem: str, text: str, *, source: str = "") -> Profile:
             f"expected a non-empty list of distinct values from {list(INTERFACES)}, "
             f"got {interfaces!r}",
         )
-    layout, feedback = _hidpos(ctx, data)
+    layout, report_layout, feedback = _hidpos(ctx, data)
     return Profile(
         id=stem,
         vendor=vendor,
@@ -428,6 +481,7 @@ def parse_profile(stem: str, text: str, *, source: str = "") -> Profile:
         serial=_serial(ctx, data),
         framing=_framing(ctx, data),
         hidpos_layout=layout,
+        hidpos_report_layout=report_layout,
         hidpos_feedback=feedback,
         commands=_commands(ctx, data),
         quirks=_quirks(ctx, data),

@@ -58,6 +58,9 @@ def test_every_shipped_profile_loads_and_is_consistent(stem: str) -> None:
         assert usb_id.mode in profile.interfaces
     if profile.hidpos_layout is not None:
         assert profile.hidpos_layout in hidpos.LAYOUTS
+        assert profile.hidpos_report_layout is not None
+    if "hid-pos" in profile.interfaces:
+        assert profile.hidpos_report_layout is not None
 
 
 def test_validate_all_reports_no_error_for_the_shipped_profiles() -> None:
@@ -139,6 +142,73 @@ def test_broken_profile_error_names_file_key_and_value(tmp_path: Path) -> None:
 def test_each_invalid_value_or_unknown_key_is_named(extra: str, key: str) -> None:
     with pytest.raises(ProfileError, match=rf"^Failed to load profile 'x\.toml': {_re(key)}: "):
         parse_profile("x", MINIMAL + extra)
+
+
+HP = "[hidpos]\nlayout = 'honeywell'\n"
+HIDPOS_MINIMAL = MINIMAL.replace('"cdc-acm"]', '"hid-pos"]')
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "message"),
+    [
+        (HP + "report_size = 0\n", "[hidpos].report_size", "expected an integer in 1..4096, got 0"),
+        (HP + "report_size = 5000\n", "[hidpos].report_size", "in 1..4096"),
+        (
+            HP + "report_size = 32\n",
+            "[hidpos].report_size",
+            "the data (bytes 5..60) ends past the report size (32 bytes)",
+        ),
+        (
+            HP + "continuation_offset = 64\n",
+            "[hidpos].continuation_offset",
+            "byte 64 is outside the 64-byte report (bytes 0..63)",
+        ),
+        (
+            HP + "aim_offset = 1\n",
+            "[hidpos].aim_offset",
+            "the AIM identifier (bytes 1..3) overlaps the length byte (bytes 1..1)",
+        ),
+        (HP + "data_offset = 4\n", "[hidpos].data_offset", "overlaps the AIM identifier"),
+        (HP + "length_offset = 0\n", "[hidpos].length_offset", "overlaps the report ID"),
+        (HP + "report_id = 0\n", "[hidpos].report_id", "in 1..255 or false (none), got 0"),
+        (HP + "report_id = true\n", "[hidpos].report_id", "got True"),
+        (HP + "data_size = false\n", "[hidpos].data_size", "expected an integer in 1..4096, got"),
+        (HP + "data_offset = 'five'\n", "[hidpos].data_offset", "got 'five'"),
+        (HP + "continuation_mask = 256\n", "[hidpos].continuation_mask", "in 1..255, got 256"),
+        (HP + "continuation_bit = 0\n", "[hidpos].continuation_bit", "unknown key"),
+        (
+            "[hidpos]\nreport_size = 64\nreport_id = 2\n",
+            "[hidpos].data_offset",
+            "missing required key (without 'layout', [hidpos] must give every one of",
+        ),
+    ],
+)
+def test_invalid_hidpos_layout_keys_are_named(extra: str, key: str, message: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile("x", HIDPOS_MINIMAL + extra)
+    assert str(info.value).startswith(f"Failed to load profile 'x.toml': {key}: ")
+    assert message in str(info.value)
+
+
+def test_validate_names_the_layout_key_of_a_broken_site_profile(tmp_path: Path) -> None:
+    write(tmp_path, "acme-s9", HIDPOS_MINIMAL + "[hidpos]\nlayout = 'newland'\ndata_size = 62\n")
+    write(tmp_path, "acme-s10", HIDPOS_MINIMAL + "[hidpos]\nlayout = 'newland'\ndata_size = 63\n")
+    assert profiles.validate_all([tmp_path]) == [
+        "Failed to load profile 'acme-s10.toml': [hidpos].data_size: the data (bytes 2..64) "
+        "ends past the report size (64 bytes)",
+        "Failed to load profile 'acme-s9.toml': [hidpos].data_size: the continuation flag "
+        "(bytes 63..63) overlaps the data (bytes 2..63)",
+    ]
+
+
+def test_hidpos_layout_keys_resolve_against_the_named_layout() -> None:
+    named = parse_profile("x", HIDPOS_MINIMAL + HP)
+    assert named.hidpos_report_layout == hidpos.LAYOUTS["honeywell"]
+    changed = parse_profile("x", HIDPOS_MINIMAL + HP + "report_id = false\nlength_offset = false\n")
+    layout = changed.hidpos_report_layout
+    assert layout is not None
+    assert (layout.report_id, layout.length_offset, layout.aim_offset) == (None, None, 2)
+    assert parse_profile("x", MINIMAL).hidpos_report_layout is None
 
 
 def _re(key: str) -> str:
@@ -251,6 +321,7 @@ def test_docs_describe_every_table_key_and_choice() -> None:
         *profiles.FLOW_CONTROLS,
         *profiles.PROTOCOLS,
         *hidpos.LAYOUTS,
+        *hidpos.FIELDS,
     ]
     missing = [word for word in words if word not in doc]
     assert missing == []

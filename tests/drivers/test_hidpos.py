@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import tomllib
+from importlib import resources
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.framing import Frame, FrameError
-from drivers.hidpos import LAYOUTS, HidPosAssembler, HidPosLayout
+from drivers.hidpos import (
+    FIELDS,
+    LAYOUTS,
+    HidPosAssembler,
+    HidPosLayout,
+    LayoutError,
+    resolve_layout,
+)
+from drivers.hidraw import ReportSplitter, new_assembler, report_layout
+from scanner_agent.profiles import PACKAGE, load_profile, parse_profile
 
 
 def honeywell_report(data: bytes, aim: bytes = b"]d2", *, more: bool = False) -> bytes:
@@ -144,3 +158,118 @@ def test_any_bar_code_split_into_honeywell_reports_comes_back_whole(data: bytes)
     for index, chunk in enumerate(chunks):
         events += assembler.feed(honeywell_report(chunk, more=index < len(chunks) - 1))
     assert events == [Frame(b"]d2" + data)]
+
+
+# -- layouts as profile data -------------------------------------------------------------
+
+# A site's scanner whose reports match no named layout: report ID 3, the AIM identifier
+# first, then the length, 32 data bytes, and the continuation flag in bit 7 of byte 37.
+ACME_PROFILE = """
+[profile]
+vendor = "Acme"
+model = "S9 (site profile)"
+interfaces = ["hid-pos"]
+
+[hidpos]
+report_size = 40
+report_id = 0x03
+aim_offset = 1
+length_offset = 4
+data_offset = 5
+data_size = 32
+continuation_offset = 37
+continuation_mask = 0x80
+"""
+# Two reports of one GS1 DataMatrix (]d2): 32 + 9 data bytes, GS kept.
+ACME_REPORTS = [
+    bytes.fromhex(
+        "03 5d 64 32 20"  # ID 3, ]d2, 32 bytes
+        "30 31 30 36 39 30 31 32 33 34 35 36 37 38 39 32"  # 0106901234567892
+        "31 37 32 38 30 35 30 30 31 30 4c 4f 54 31 1d 32"  # 17280500 10 LOT1 GS 2
+        "80 00 00"  # continued (bit 7), reserved
+    ),
+    bytes.fromhex(
+        "03 5d 64 32 09"  # ID 3, ]d2, 9 bytes
+        "31 53 45 52 49 41 4c 30 31"
+        + "00" * 23  # 1SERIAL01
+        + "00 00 00"  # last report
+    ),
+]
+
+
+def test_a_site_profile_defining_a_new_layout_decodes_recorded_reports(tmp_path: Path) -> None:
+    (tmp_path / "acme-s9.toml").write_text(ACME_PROFILE, encoding="utf-8")
+    profile = load_profile("acme-s9", [tmp_path])
+    assert profile.hidpos_layout is None  # no named base: the profile's own layout
+    assert profile.hidpos_report_layout == HidPosLayout(
+        report_size=40,
+        report_id=3,
+        aim_offset=1,
+        length_offset=4,
+        data_offset=5,
+        data_size=32,
+        continuation_offset=37,
+        continuation_mask=0x80,
+    )
+    assembler = new_assembler(profile)
+    splitter = ReportSplitter(report_layout(profile))
+    events = [e for r in splitter.feed(b"".join(ACME_REPORTS)) for e in assembler.feed(r)]
+    assert events == [Frame(b"]d2010690123456789217280500" + b"10LOT1\x1d21SERIAL01")]
+    # The same reports read with a named layout are not this scanner's.
+    assert HidPosAssembler(LAYOUTS["generic"]).feed(ACME_REPORTS[0]) == []
+
+
+def test_a_profile_overrides_fields_of_a_named_layout() -> None:
+    profile = parse_profile(
+        "x",
+        '[profile]\nvendor = "A"\nmodel = "B"\ninterfaces = ["hid-pos"]\n'
+        '[hidpos]\nlayout = "honeywell"\naim_offset = false\ncontinuation_mask = 0x02\n',
+    )
+    assert profile.hidpos_layout == "honeywell"
+    layout = profile.hidpos_report_layout
+    assert layout == dataclasses.replace(
+        LAYOUTS["honeywell"], aim_offset=None, continuation_mask=0x02
+    )
+    first = bytes([2, 56]) + b"]C0" + GS1[:56] + b"\0\0\x02"
+    last = bytes([2, len(GS1) - 56]) + b"]C0" + GS1[56:].ljust(56, b"\0") + b"\0\0\x01"
+    assembler = new_assembler(profile)
+    assert assembler.feed(first) == []
+    assert assembler.feed(last) == [Frame(GS1)]  # bit 0 is not the flag here; no AIM field
+
+
+@pytest.mark.parametrize("stem", ["honeywell-xenon-1900g", "newland-hr22"])
+def test_shipped_profiles_state_the_values_of_their_named_layout(stem: str) -> None:
+    text = (resources.files(PACKAGE) / f"{stem}.toml").read_text(encoding="utf-8")
+    profile = load_profile(stem)
+    assert profile.hidpos_layout is not None
+    assert profile.hidpos_report_layout == LAYOUTS[profile.hidpos_layout]
+    table = tomllib.loads(text)["hidpos"]
+    assert set(FIELDS) <= set(table), "every field is written out, with its source"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"report_size": 0}, "report_size", "expected 1..4096"),
+        ({"report_size": 32}, "data_size", "ends past the report size (32 bytes)"),
+        ({"continuation_offset": 64}, "continuation_offset", "outside the 64-byte report"),
+        ({"aim_offset": 1}, "aim_offset", "overlaps the length byte (bytes 1..1)"),
+        ({"length_offset": 0}, "length_offset", "overlaps the report ID"),
+        ({"continuation_offset": 10}, "continuation_offset", "overlaps the data"),
+        ({"report_id": 0}, "report_id", "expected 1..255"),
+        ({"continuation_mask": 0}, "continuation_mask", "one byte's bits"),
+        ({"nope": 1}, "nope", "unknown field"),
+    ],
+)
+def test_bad_layout_fields_are_named(fields: dict[str, int], field: str, message: str) -> None:
+    with pytest.raises(LayoutError) as info:
+        resolve_layout(LAYOUTS["honeywell"], fields)
+    assert info.value.field == field
+    assert message in info.value.message
+
+
+def test_a_layout_without_a_base_needs_every_field() -> None:
+    with pytest.raises(LayoutError, match="data_offset: missing"):
+        resolve_layout(None, {"report_size": 64})
+    full = {f: getattr(LAYOUTS["newland"], f) for f in FIELDS if f != "continuation_mask"}
+    assert resolve_layout(None, full) == LAYOUTS["newland"]

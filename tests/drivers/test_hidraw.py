@@ -29,6 +29,7 @@ from scanner_agent.profiles import (
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import PtyScanner, eventually
 from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
+from tests.drivers.test_hidpos import ACME_PROFILE, ACME_REPORTS
 
 RunSource = Callable[[HidPosSource], Awaitable[AgentRun]]
 LAYOUT = LAYOUTS["honeywell"]
@@ -313,3 +314,16 @@ async def test_a_node_the_agent_may_not_write_is_read_without_feedback(
     assert not source.can_write
     assert bytes(node.received) == b""  # nothing written to a read-only node
     assert await agent.stop() == [cn20(23)]
+
+
+async def test_a_site_profile_layout_is_read_from_the_node(
+    tmp_path: Path, node: PtyScanner, run_source: RunSource
+) -> None:
+    (tmp_path / "acme-s9.toml").write_text(ACME_PROFILE, encoding="utf-8")
+    source = source_for(node.link, load_profile("acme-s9", [tmp_path]))
+    agent = await run_source(source)
+    await eventually(lambda: source.connected)
+    node.write(b"".join(ACME_REPORTS), dribble=True)
+    await eventually(lambda: source.scans == 1)
+    assert await agent.stop() == ["(01)06901234567892(17)280500(10)LOT1(21)SERIAL01"]
+    assert source.errors == 0

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from drivers import device
 from drivers.hidraw import HidPosSource
 from drivers.registry import build_source
 from drivers.serialport import SerialSource
 from drivers.wedge import WedgeSource
 from scanner_agent.config import config_from_dict
 from scanner_agent.errors import ConfigError
+from tests.drivers.test_hidpos import ACME_PROFILE
 
 
 def load(**source: Any) -> Any:
@@ -92,3 +95,25 @@ def test_hardware_sources_load_and_build() -> None:
     assert not wedge.connected
     assert wedge.errors == 0
     assert wedge.last_scan_at is None
+
+
+def test_a_hidpos_source_reads_with_the_layout_of_a_site_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(device, "PROFILE_DIRS", (tmp_path,))
+    (tmp_path / "acme-s9.toml").write_text(ACME_PROFILE, encoding="utf-8")
+    broken = ACME_PROFILE.replace("data_size = 32", "data_size = 33")
+    (tmp_path / "acme-s8.toml").write_text(broken, encoding="utf-8")
+
+    cfg = load(type="hidpos", profile="acme-s9", device="/dev/hidraw5")
+    source = build_source(cfg.sources[0], "source[0]")
+    assert isinstance(source, HidPosSource)
+    assert source.layout == source.profile.hidpos_report_layout
+    assert (source.layout.report_id, source.layout.continuation_mask) == (3, 0x80)
+
+    with pytest.raises(ConfigError, match=r"source\[0\]\.profile: ") as info:
+        load(type="hidpos", profile="acme-s8", device="/dev/hidraw5")
+    assert str(info.value).endswith(
+        "'acme-s8.toml': [hidpos].continuation_offset: the continuation flag (bytes 37..37) "
+        "overlaps the data (bytes 5..37)"
+    )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers import ssi
 from drivers.framing import FrameError
+from drivers.serialport import SsiHost
 from drivers.ssi import (
     CommandAcked,
     CommandFailed,
@@ -15,6 +19,7 @@ from drivers.ssi import (
     NakCause,
     Opcode,
     Received,
+    ReplyContinued,
     SsiError,
     SsiErrorKind,
     SsiFramer,
@@ -329,6 +334,97 @@ def test_session_joins_a_multipacket_reply_before_acknowledging_its_request() ->
         CommandAcked(Opcode.PARAM_REQUEST, SsiPacket(0xC6, 0, 0, b"\xff\x01\x01\x02\x00")),
     ]
     assert session.pending is None
+
+
+def test_session_reports_each_continued_reply_packet_so_the_timer_restarts() -> None:
+    session = SsiSession()
+    session.send(ssi.encode_packet(Opcode.REQUEST_REVISION))
+    events = session.receive(by_hand(0xA4, 0, ssi.STATUS_CONTINUATION, b"NBRF"))
+    assert events == [Write(ACK), ReplyContinued(Opcode.REQUEST_REVISION)]
+    events = session.receive(by_hand(0xA4, 0, 0, b"MAAC"))
+    assert not [e for e in events if isinstance(e, ReplyContinued)]
+    assert session.pending is None
+
+
+class FakeTimers:
+    """A fake clock for :class:`SsiHost`: ``call_later`` records, :meth:`advance` fires."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._armed: list[FakeTimers.Handle] = []
+
+    class Handle:
+        def __init__(self, when: float, callback: Callable[[], None]) -> None:
+            self.when = when
+            self.callback = callback
+            self.cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> FakeTimers.Handle:
+        handle = FakeTimers.Handle(self.now + delay, callback)
+        self._armed.append(handle)
+        return handle
+
+    @property
+    def deadlines(self) -> list[float]:
+        return [h.when for h in self._armed if not h.cancelled]
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        due = [h for h in self._armed if not h.cancelled and h.when <= self.now]
+        self._armed = [h for h in self._armed if h not in due]
+        for handle in due:
+            handle.callback()
+
+
+async def test_ssi_host_restarts_the_response_timer_at_each_reply_packet() -> None:
+    """A reply spread over packets 1.5 s apart takes 4.5 s in all: longer than the 2 s
+    time-out, yet no packet is late, so the request must not be resent mid-reply."""
+    clock = FakeTimers()
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    host = SsiHost(write, on_error=pytest.fail, response_timeout=2.0, call_later=clock.call_later)
+    request = ssi.encode_packet(Opcode.PARAM_REQUEST, b"\xfe")
+    await host.command(request)
+    assert written == [request]
+    assert clock.deadlines == [2.0]
+    for index, data in enumerate([b"\xff\x01\x01", b"\x02\x00"]):
+        clock.advance(1.5)
+        await host.receive(by_hand(0xC6, 0, ssi.STATUS_CONTINUATION, data))
+        assert clock.deadlines == [1.5 * (index + 1) + 2.0]
+    clock.advance(1.5)  # 4.5 s after the request: past the first deadline, not the last
+    assert host.session.pending == Opcode.PARAM_REQUEST
+    assert host.session.retransmits == 0
+    await host.receive(by_hand(0xC6, 0, 0, b"\x03\x01"))
+    assert host.acked == [Opcode.PARAM_REQUEST]
+    assert clock.deadlines == []
+    assert written == [request, ACK, ACK, ACK]  # no resend of the request
+    assert host.failed == []
+
+
+async def test_ssi_host_still_resends_when_the_reply_stops_half_way() -> None:
+    clock = FakeTimers()
+    written: list[bytes] = []
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    host = SsiHost(write, on_error=pytest.fail, response_timeout=2.0, call_later=clock.call_later)
+    await host.command(ssi.encode_packet(Opcode.REQUEST_REVISION))
+    clock.advance(1.5)
+    await host.receive(by_hand(0xA4, 0, ssi.STATUS_CONTINUATION, b"NBRF"))
+    clock.advance(1.9)
+    assert host.session.retransmits == 0
+    clock.advance(0.2)  # 2 s after the last reply packet: silence
+    assert host.session.retransmits == 1
+    await asyncio.sleep(0)  # the resend is written by a task
+    assert written[-1] == ssi.encode_packet(Opcode.REQUEST_REVISION, status=ssi.STATUS_RETRANSMIT)
+    host.close()
 
 
 def test_session_fails_a_request_whose_multipacket_reply_exceeds_the_cap() -> None:
