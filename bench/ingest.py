@@ -33,7 +33,8 @@ from pathlib import Path
 
 from drivers.base import RawScan, ScanOutcome, utc_now
 from scanner_agent.config import OutboxConfig
-from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake, tune_interpreter
+from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
+from scanner_agent.interpreter import tune_interpreter
 from scanner_agent.outbox import Outbox
 
 SOURCES = int(os.environ.get("BENCH_SOURCES", "8"))

@@ -34,7 +34,8 @@ from scanner_agent.bills import BillDesk, BillError
 from scanner_agent.config import AgentConfig, load_config
 from scanner_agent.control import ControlServer
 from scanner_agent.errors import ScannerAgentError
-from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake, tune_interpreter
+from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
+from scanner_agent.interpreter import tune_interpreter
 from scanner_agent.outbox import Outbox, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sync import PlatformAlarms, Sink, SyncLoop, TraceApiClient
@@ -341,6 +342,8 @@ class Daemon:
                     physic_type=ali.physic_type,
                     max_codes=ali.max_codes,
                     timeout_s=ali.timeout_s,
+                    status_api=ali.status_api,
+                    extra=dict(ali.extra),
                 ),
                 transport=self._transport,
             )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -42,23 +41,6 @@ from scanner_agent.outbox import (
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-GIL_SWITCH_INTERVAL_S = 0.001
-"""The interpreter's thread switch interval while the agent runs (Python's default is 5 ms)."""
-
-
-def tune_interpreter() -> None:
-    """Let the outbox thread win the GIL back sooner (the daemon calls this at start).
-
-    Every SQLite call on the outbox thread releases the GIL, and when it returns
-    it must wait until the event loop's thread, busy parsing the next reads or
-    encoding replies, reaches the switch interval.  At Python's default 5 ms
-    that wait is as long as a whole group commit; at 1 ms the two threads
-    overlap.  Measured with bench/ingest.py on 2 cores: 59k -> 68-69k scans/s, and
-    the p99 acknowledgement at 2,000 scans/s no worse (docs/performance.md).
-    """
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 _SCHEME_TEXT = {scheme: scheme.value for scheme in Scheme}

@@ -11,6 +11,7 @@ from types import FrameType, TracebackType
 from typing import Any, Self
 
 from scanner_agent.asgi import ServerThread
+from scanner_agent.interpreter import tune_interpreter
 from scanner_agent.traceserver._app import create_app
 from scanner_agent.traceserver._faults import Faults
 from scanner_agent.traceserver._store import Synchronous, TraceStore
@@ -47,6 +48,7 @@ def serve(
     Raises RuntimeError if the server cannot start (e.g. the port is taken).
     """
     host, port = parse_listen(listen)
+    tune_interpreter()  # request workers run SQLite beside the event loop, as in the agent
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

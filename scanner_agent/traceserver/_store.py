@@ -16,13 +16,15 @@ the web server's worker threads, each only while holding its own lock.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
@@ -90,7 +92,41 @@ _INSERT_EVENT = (
     " device_id, batch_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
-_INSERT_EVENT_OR_IGNORE = _INSERT_EVENT.replace("INSERT", "INSERT OR IGNORE", 1)
+_EVENT_FIELDS = 10
+_CHUNK_ROWS = 3200
+"""Rows per multi-row INSERT (10 bound values each, under SQLite's 32766-variable limit)."""
+_SIZE_STEP = 64
+
+
+@functools.cache
+def _insert_or_ignore_sql(rows: int) -> str:
+    """``INSERT OR IGNORE`` of ``rows`` events in one statement (NULL padding rows skipped).
+
+    One statement is one ``sqlite3_step``, where ``executemany`` is one per
+    row, and each step gives the GIL up to the event loop thread that parses
+    the next request and must win it back.  Sizes are rounded up to a multiple
+    of 64 (padded with NULL rows, which the WHERE clause drops) so a handful of
+    statements stay compiled in the statement cache.
+    """
+    row = "(" + ", ".join("?" * _EVENT_FIELDS) + ")"
+    return (
+        "INSERT OR IGNORE INTO events (event_id, code, scheme, action, bill, scanned_at, source,"
+        f" device_id, batch_id, received_at) SELECT * FROM (VALUES {', '.join([row] * rows)})"
+        " WHERE column1 IS NOT NULL"
+    )
+
+
+def _insert_or_ignore(conn: sqlite3.Connection, rows: Sequence[tuple[str | None, ...]]) -> int:
+    """Insert ``rows`` (skipping any whose event or identity is held); how many went in."""
+    inserted = 0
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        chunk = rows[start : start + _CHUNK_ROWS]
+        size = -(-len(chunk) // _SIZE_STEP) * _SIZE_STEP
+        params: list[object] = list(chain.from_iterable(chunk))
+        params += [None] * (_EVENT_FIELDS * (size - len(chunk)))
+        inserted += conn.execute(_insert_or_ignore_sql(size), params).rowcount
+    return inserted
+
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -357,7 +393,7 @@ def _store_events(
     """
     valid = [event + tail for event, problem in zip(events, problems, strict=True) if not problem]
     conn.execute("SAVEPOINT fast_path")
-    inserted = conn.executemany(_INSERT_EVENT_OR_IGNORE, valid).rowcount if valid else 0
+    inserted = _insert_or_ignore(conn, valid)
     if inserted == len(valid):
         conn.execute("RELEASE fast_path")
         refused = [event[0] for event, problem in zip(events, problems, strict=True) if problem]
