@@ -105,7 +105,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from scanner_agent.logs import setup_logging
 
     setup_logging("error", json_lines=False)
-    return demo_main(args.count, keep=args.keep, as_json=args.json)
+    return demo_main(args.count, keep=args.keep, as_json=args.json, protocol=args.protocol)
 
 
 def cmd_trace_server(args: argparse.Namespace) -> int:
@@ -234,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=300, help="simulated scans (default 300)")
     p.add_argument("--keep", metavar="DIR", help="keep the outbox and service database in DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--protocol",
+        choices=["trace-api", "alihealth", "epcis"],
+        default="trace-api",
+        help="sync to the reference trace service (default), the 码上放心 gateway emulator "
+        "or the EPCIS 2.0 repository emulator",
+    )
 
     p = add("trace-server", cmd_trace_server, "Run the reference trace service (Trace API v1).")
     p.add_argument("--listen", default="127.0.0.1:8900", help="host:port (default 127.0.0.1:8900)")

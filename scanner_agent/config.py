@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 import types
 import typing
@@ -44,6 +45,71 @@ DEFAULT_CONFIG_PATH = Path("/etc/scanner-agent/agent.toml")
 
 PROTOCOLS: tuple[str, ...] = ("trace-api", "alihealth", "epcis")
 """What the sync loop speaks (``sync.protocol``): our Trace API v1, 码上放心 bill upload, EPCIS 2.0."""
+
+ALIHEALTH_OPTIONAL_PARAMS: frozenset[str] = frozenset(
+    {
+        "dest_user_id",
+        "warehouse_id",
+        "drug_id",
+        "return_reason_code",
+        "return_reason_des",
+        "cancel_reason_code",
+        "cancel_reason_des",
+        "executer_name",
+        "executer_code",
+        "superviser_name",
+        "superviser_code",
+        "from_address",
+        "to_address",
+        "from_bill_code",
+        "order_code",
+        "from_person",
+        "to_person",
+        "dis_ref_ent_id",
+        "dis_ent_id",
+        "xt_is_check",
+        "xt_check_code",
+        "xt_check_code_desc",
+        "drug_list_json",
+        "ass_ref_ent_id",
+        "ass_ent_id",
+        "qu_receivable",
+    }
+)
+"""Optional business parameters of the 码上放心 bill upload (``alihealth.extra``, a bill's
+``params``), by the platform's names.  The same set for ``kyt`` and ``lsyd``: the generated
+TOP SDK github.com/bububa/opentaobao, ``model/drugtrace/AlibabaAlihealthDrugKytUploadinoutbillAPIRequest.go``
+and ``...DrugtraceTopLsydUploadinoutbillAPIRequest.go`` (their ``r.Set("<name>", ...)`` calls).
+``agent_ref_user_id`` is left out: the platform says not to fill it any more."""
+
+ALIHEALTH_STATUS_APIS: tuple[str, ...] = ("scqy", "wes", "lsyd")
+"""Bill status query variants (``alihealth.status_api``); see ``docs/platforms.md``."""
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
+"""An absolute URI's shape (RFC 3986): ``scheme:rest``, no spaces."""
+
+
+def alihealth_params(values: Mapping[str, Any], key: str) -> dict[str, str]:
+    """Optional 码上放心 upload parameters, checked: known names, string or number values.
+
+    Numbers are sent as their decimal text.
+
+    Raises:
+        ConfigError: naming ``key.<name>`` for an unknown name or a value of another type.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{key}: expected a table of parameter = value, got {values!r}")
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if name not in ALIHEALTH_OPTIONAL_PARAMS:
+            raise ConfigError(
+                f"{key}.{name}: not an optional parameter of the 码上放心 bill upload "
+                f"(known: {', '.join(sorted(ALIHEALTH_OPTIONAL_PARAMS))})"
+            )
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ConfigError(f"{key}.{name}: expected a string or a number, got {value!r}")
+        out[str(name)] = value if isinstance(value, str) else str(value)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +275,12 @@ class AliHealthSettings:
     """Wait before asking the platform how an uploaded bill was processed (0: never ask)."""
     status_polls: int = 10
     """Most status queries per bill (the wait doubles each time) before giving up."""
+    status_api: str = ""
+    """Which bill status query to poll: ``scqy`` or ``wes`` (enterprise variants of
+    ``kyt``), ``lsyd`` (retail); empty: ``scqy`` for ``api = "kyt"``, ``lsyd`` for ``"lsyd"``."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Optional upload parameters sent with every bill (``warehouse_id`` ...), by the platform's
+    names (:data:`ALIHEALTH_OPTIONAL_PARAMS`); a bill's own ``params`` override them."""
 
     def read_secret(self) -> str:
         """The app secret from ``app_secret_file``.
@@ -471,6 +543,11 @@ def _check_platforms(cfg: AgentConfig) -> None:
     _check(ali.timeout_s > 0, "alihealth.timeout_s", "must be > 0")
     _check(ali.status_poll_s >= 0, "alihealth.status_poll_s", "must be >= 0")
     _check(ali.status_polls >= 1, "alihealth.status_polls", "must be >= 1")
+    _check(
+        ali.status_api in ("", *ALIHEALTH_STATUS_APIS),
+        "alihealth.status_api",
+        f"expected {', '.join(ALIHEALTH_STATUS_APIS)} or empty, got {ali.status_api!r}",
+    )
     if protocol == "alihealth":
         _check(_is_url(ali.url), "alihealth.url", f"expected an http(s):// URL, got {ali.url!r}")
         for key in ("app_key", "app_secret_file", "ref_user_id"):
@@ -497,8 +574,16 @@ def _check_platforms(cfg: AgentConfig) -> None:
     _check(ep.max_rounds >= 1, "epcis.max_rounds", "must be >= 1")
     if protocol == "epcis":
         _check(_is_url(ep.url), "epcis.url", f"expected an http(s):// URL, got {ep.url!r}")
-        for key in ("read_point", "biz_location"):
-            _check(bool(getattr(ep, key)), f"epcis.{key}", 'required by protocol "epcis"')
+    for key in ("read_point", "biz_location"):
+        value = getattr(ep, key)
+        if protocol == "epcis":
+            _check(bool(value), f"epcis.{key}", 'required by protocol "epcis"')
+        _check(
+            not value or _URI.fullmatch(value) is not None,
+            f"epcis.{key}",
+            "expected a URI (scheme:rest, e.g. urn:epc:id:sgln:0614141.00777.0 or "
+            f"https://id.gs1.org/414/0614141007770), got {value!r}",
+        )
 
 
 LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
@@ -554,7 +639,15 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     kwargs["scan"] = _build(ScanConfig, data.get("scan", {}), "scan.")
     kwargs["outbox"] = _build(OutboxConfig, data.get("outbox", {}), "outbox.")
     kwargs["sync"] = _build(SyncConfig, data.get("sync", {}), "sync.")
-    kwargs["alihealth"] = _build(AliHealthSettings, data.get("alihealth", {}), "alihealth.")
+    ali_table = data.get("alihealth", {})
+    if isinstance(ali_table, Mapping) and "extra" in ali_table:
+        extra = alihealth_params(ali_table["extra"], "alihealth.extra")
+        ali_table = {k: v for k, v in ali_table.items() if k != "extra"}
+        kwargs["alihealth"] = dataclasses.replace(
+            _build(AliHealthSettings, ali_table, "alihealth."), extra=extra
+        )
+    else:
+        kwargs["alihealth"] = _build(AliHealthSettings, ali_table, "alihealth.")
     kwargs["epcis"] = _build(EpcisSettings, data.get("epcis", {}), "epcis.")
     kwargs["control"] = _build(ControlConfig, data.get("control", {}), "control.")
     kwargs["metrics"] = _build(MetricsConfig, data.get("metrics", {}), "metrics.")

@@ -11,19 +11,35 @@ dispatch TUI, attached to the demo's daemon over its control socket: the scans
 go to a demo bill with an expected list, which is closed when the scanner is
 done, so its results arrive on screen.  The TUI quits when the demo ends (or
 on ``q``); the summary follows.
+
+``--protocol`` picks what the daemon syncs to (``docs/platforms.md``):
+
+* ``trace-api`` (default): the reference trace service.
+* ``alihealth``: the 码上放心 gateway emulator.  The daemon signs with an app
+  secret kept in a mode-0600 file of the work directory; the scans go on a 201
+  (sales) bill with an optional parameter of its own (``order_code``) next to
+  the site-wide ``alihealth.extra`` (``warehouse_id``), and are uploaded when
+  it is closed.  Then two of its boxes are scanned onto a second sales bill,
+  which the platform refuses (sold already) with its message.  GS1 codes are
+  refused by the sink before sending (码上放心 takes only its own codes).
+* ``epcis``: the EPCIS 2.0 repository emulator (bearer token in a mode-0600
+  file); two cn20 codes are unknown to it, so their events are refused with
+  its reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from drivers.tcp import TcpSource
 from scanner_agent.config import config_from_dict
@@ -33,6 +49,10 @@ from scanner_agent.simulate import SimScan, simulate
 from scanner_agent.traceserver import TraceServerThread
 
 DEMO_TOKEN = "demo-token-not-secret"  # noqa: S105 - a loopback demo's throwaway token
+DEMO_APP_KEY = "demo-app"
+DEMO_SECRET = "demo-app-secret-not-secret"  # noqa: S105 - the emulator's throwaway app secret
+DEMO_PROTOCOLS: tuple[str, ...] = ("trace-api", "alihealth", "epcis")
+"""What ``scanner-agent demo --protocol`` can sync to."""
 
 
 @dataclass
@@ -51,7 +71,14 @@ class DemoSummary:
     """Rows the service refused, by its reason (now dead letters)."""
     still_queued: int = 0
     service_events: int = 0
-    """Events the reference service holds at the end (cross-check)."""
+    """Events the service holds at the end (cross-check): Trace API events, EPCIS
+    ObjectEvents, or trace codes of the bills 码上放心 took."""
+    protocol: str = "trace-api"
+    service: str = ""
+    """What the daemon synced to, for people."""
+    bills: list[str] = field(default_factory=list)
+    """码上放心: each uploaded (sub-)bill's verdict from the bill log, with the platform's
+    message and the optional parameters it received."""
     seconds: float = 0.0
 
     @property
@@ -108,6 +135,101 @@ async def _scanner(
     return replies
 
 
+@dataclass
+class _Service:
+    """The demo's service: its config tables and how to count what it holds."""
+
+    name: str
+    url: str
+    tables: dict[str, Any]
+    held: Callable[[], int]
+    bills: Callable[[], dict[str, dict[str, str]]] = dict
+    """码上放心: bill number -> the upload's parameters, as the gateway stored them."""
+
+
+def _start_service(
+    protocol: str, workdir: Path, unknown: frozenset[str], stack: contextlib.ExitStack
+) -> _Service:
+    """Start the service for ``protocol`` on loopback; its credential in a mode-0600 file."""
+    secret = DEMO_SECRET if protocol == "alihealth" else DEMO_TOKEN
+    cred = workdir / ("alihealth.secret" if protocol == "alihealth" else "token")
+    cred.write_text(secret + "\n")
+    cred.chmod(0o600)
+    if protocol == "alihealth":
+        from scanner_agent.platforms.alihealth import AliHealthEmulator
+
+        gw = stack.enter_context(AliHealthEmulator({DEMO_APP_KEY: DEMO_SECRET}))
+
+        def held() -> int:
+            with gw.state.lock:
+                return sum(len(p["trace_codes"].split(",")) for p in gw.state.bills.values())
+
+        def bills() -> dict[str, dict[str, str]]:
+            with gw.state.lock:
+                return {number: dict(p) for (_ref, number), p in gw.state.bills.items()}
+
+        tables = {
+            "sync": {"protocol": "alihealth", "idle_poll_s": 0.2},
+            "alihealth": {
+                "url": gw.url,
+                "app_key": DEMO_APP_KEY,
+                "app_secret_file": str(cred),
+                "ref_user_id": "demo-ref-ent",
+                "ent_id": "demo-ent-self",
+                "oper_ic_name": "演示仓",
+                "status_poll_s": 0.1,
+                "status_polls": 3,
+                "extra": {"warehouse_id": "WH-DEMO-1"},
+            },
+        }
+        return _Service("码上放心 gateway emulator", gw.url, tables, held, bills)
+    if protocol == "epcis":
+        from scanner_agent.platforms.epcis_emulator import EpcisEmulator
+
+        repo = stack.enter_context(EpcisEmulator(token=DEMO_TOKEN))
+        prefix = "urn:cn:drugtrace:"
+        for code in unknown:
+            repo.state.refuse_epcs[prefix + code] = "not a product known to this repository"
+
+        def events() -> int:
+            with repo.state.lock:
+                return len(repo.state.events)
+
+        tables = {
+            "sync": {"protocol": "epcis", "idle_poll_s": 0.2},
+            "epcis": {
+                "url": repo.url,
+                "token_file": str(cred),
+                "read_point": "urn:epc:id:sgln:6900000.00001.0",
+                "biz_location": "urn:epc:id:sgln:6900000.00001.0",
+                "cn20_uri_prefix": prefix,
+                "poll_initial_s": 0.05,
+                "poll_max_s": 0.2,
+            },
+        }
+        return _Service("EPCIS 2.0 repository emulator", repo.url, tables, events)
+    trace = stack.enter_context(
+        TraceServerThread(workdir / "trace-service.db", DEMO_TOKEN, reject_codes=unknown)
+    )
+    tables = {"sync": {"url": trace.url, "token_file": str(cred), "idle_poll_s": 0.2}}
+    return _Service("trace service", trace.url, tables, trace.store.count_events)
+
+
+async def _drain(daemon: Daemon, progress: _Progress, timeout_s: float = 30.0) -> None:
+    """Wait until nothing is left to send (or ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = await daemon.queue_stats()
+        assert daemon.sync is not None
+        progress.show(
+            f"syncing: backlog {stats.backlog}  delivered {daemon.sync.stats.delivered}  "
+            f"link {daemon.sync.state.value}"
+        )
+        if stats.backlog == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def run_demo(
     count: int = 300,
     *,
@@ -117,28 +239,34 @@ async def run_demo(
     pace_s: float = 0.002,
     bill: bool = False,
     linger_s: float = 0.0,
+    protocol: str = "trace-api",
 ) -> DemoSummary:
     """Run the demo in ``workdir`` and return its summary.
 
     ``control_socket`` serves the control interface (for the TUI); ``bill``
     puts the scans on a demo bill with an expected list, closed after the
-    last scan; ``linger_s`` keeps the daemon up that long after the end.
+    last scan (always so for ``protocol = "alihealth"``: the platform takes
+    closed bills); ``linger_s`` keeps the daemon up that long after the end.
     """
+    if protocol not in DEMO_PROTOCOLS:
+        raise ValueError(f"unknown demo protocol {protocol!r}")
     started = time.monotonic()
     sims = simulate(count)
-    # Two codes the "platform" does not know, to show a service-side rejection.
+    # Two codes the "platform" does not know (or, for 码上放心, sells twice), to show a
+    # service-side rejection.
     unknown = frozenset([s.line for s in sims if s.kind == "cn20"][3:5])
-    token_file = workdir / "token"
-    token_file.write_text(DEMO_TOKEN + "\n")
-    token_file.chmod(0o600)
-    with TraceServerThread(workdir / "trace-service.db", DEMO_TOKEN, reject_codes=unknown) as trace:
+    bill = bill or protocol == "alihealth"
+    with contextlib.ExitStack() as stack:
+        service = _start_service(protocol, workdir, unknown, stack)
+        sync_table = service.tables.pop("sync")
         cfg = config_from_dict(
             {
                 "device_id": "demo-dock-1",
                 "scan": {"action": "ship"},
                 "outbox": {"path": str(workdir / "outbox.db"), "min_free_mb": 0},
-                "sync": {"url": trace.url, "token_file": str(token_file), "idle_poll_s": 0.2},
+                "sync": sync_table,
                 "control": {"socket": control_socket},
+                **service.tables,
             }
         )
         source = TcpSource("tcp:demo-scanner", "127.0.0.1", 0, ack=True)
@@ -150,27 +278,28 @@ async def run_demo(
             await task  # raises the start-up error
         assert source.bound is not None
         out.write(
-            f"trace service on {trace.url}, agent listening on {source.bound[0]}:{source.bound[1]}, "
-            f"outbox {cfg.outbox.path}\n"
+            f"{service.name} on {service.url}, agent listening on "
+            f"{source.bound[0]}:{source.bound[1]}, outbox {cfg.outbox.path}\n"
         )
         progress = _Progress(out, count)
+        numbers: list[str] = []
         if bill:
-            await _open_demo_bill(daemon, sims)
+            numbers.append(await _open_demo_bill(daemon, sims, alihealth=protocol == "alihealth"))
         await _scanner(source.bound[1], [s.line for s in sims], progress, daemon, pace_s)
         if bill:
             assert daemon.desk is not None
             await daemon.desk.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            stats = await daemon.queue_stats()
-            assert daemon.sync is not None
-            progress.show(
-                f"syncing: backlog {stats.backlog}  delivered {daemon.sync.stats.delivered}  "
-                f"link {daemon.sync.state.value}"
-            )
-            if stats.backlog == 0:
-                break
-            await asyncio.sleep(0.05)
+        await _drain(daemon, progress)
+        if protocol == "alihealth":
+            # Two boxes of the delivered bill sold again: the platform refuses that bill.
+            assert daemon.desk is not None
+            resale = numbers[0] + "-R"
+            await daemon.desk.open(resale, 201, to_party="demo-customer-2")
+            numbers.append(resale)
+            await _scanner(source.bound[1], sorted(unknown), progress, daemon, pace_s)
+            await daemon.desk.close(resale)
+            await _drain(daemon, progress)
+            await _wait_for_status(daemon, numbers)
         stats = await daemon.queue_stats()
         assert daemon.thread is not None
         assert daemon.intake is not None
@@ -186,7 +315,12 @@ async def run_demo(
                 Counter(r.reason or "" for r in settled if r.result == "rejected")
             ),
             still_queued=stats.backlog,
-            service_events=trace.store.count_events(),
+            service_events=service.held(),
+            protocol=protocol,
+            service=service.name,
+            bills=await _bill_lines(daemon, numbers, service.bills())
+            if protocol == "alihealth"
+            else [],
         )
         progress.show(
             f"done: delivered {summary.delivered}, backlog {summary.still_queued}", final=True
@@ -198,8 +332,49 @@ async def run_demo(
     return summary
 
 
-async def _open_demo_bill(daemon: Daemon, sims: list[SimScan]) -> None:
-    """A sales shipment expecting the simulated products (a few short, to show it)."""
+async def _wait_for_status(daemon: Daemon, numbers: list[str], timeout_s: float = 3.0) -> None:
+    """码上放心: give the status polls a moment to record how the platform processed the bill."""
+    assert daemon.desk is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        logs = [await daemon.desk.history(n) for n in numbers]
+        uploaded = [log for log in logs if any(h["event"] == "upload" for h in log)]
+        accepted = [log for log in uploaded if any(" accepted " in h["detail"] + " " for h in log)]
+        if all(any(h["event"] == "platform-status" for h in log) for log in accepted):
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _bill_lines(
+    daemon: Daemon, numbers: list[str], stored: dict[str, dict[str, str]]
+) -> list[str]:
+    """Each (sub-)bill's upload verdict and platform state from the bill log."""
+    from scanner_agent.platforms.alihealth import OPTIONAL_PARAMS
+
+    assert daemon.desk is not None
+    lines = []
+    for number in numbers:
+        for entry in await daemon.desk.history(number):
+            if entry["event"] not in ("upload", "platform-status"):
+                continue
+            line = entry["detail"]
+            sub = line.split(":", 1)[0]
+            sent = stored.get(sub, {})
+            optional = ", ".join(
+                f"{k}={v}" for k, v in sorted(sent.items()) if k in OPTIONAL_PARAMS
+            )
+            if entry["event"] == "upload" and optional:
+                line += f"  [{optional}]"
+            lines.append(line)
+    return lines
+
+
+async def _open_demo_bill(daemon: Daemon, sims: list[SimScan], *, alihealth: bool = False) -> str:
+    """A sales shipment expecting the simulated products (a few short, to show it); its number.
+
+    For 码上放心 the parties are 码上放心 ``ent_id``s (the shipper's is ``alihealth.ent_id``) and
+    the bill carries an optional upload parameter of its own (``order_code``).
+    """
     assert daemon.desk is not None
     counts = Counter(
         s.line[:7] if s.kind == "cn20" else s.line[5:19] for s in sims if s.kind in ("cn20", "gs1")
@@ -219,10 +394,15 @@ async def _open_demo_bill(daemon: Daemon, sims: list[SimScan]) -> None:
     rows = [
         f"{p},{names[i % len(names)]},{n + 2}" for i, (p, n) in enumerate(sorted(counts.items()))
     ]
-    await daemon.desk.open(
-        time.strftime("DEMO-%H%M%S"), 201, from_party="演示仓", to_party="演示药房"
-    )
+    number = time.strftime("DEMO-%H%M%S")
+    if alihealth:
+        await daemon.desk.open(
+            number, 201, to_party="demo-customer-ent", params={"order_code": f"PO-{number}"}
+        )
+    else:
+        await daemon.desk.open(number, 201, from_party="演示仓", to_party="演示药房")
     await daemon.desk.import_expected(None, "product,name,count\n" + "\n".join(rows) + "\n")
+    return number
 
 
 def format_summary(s: DemoSummary) -> str:
@@ -237,22 +417,28 @@ def format_summary(s: DemoSummary) -> str:
     lines += [
         f"    {n:>4}  {reason}" for reason, n in sorted(s.refused.items(), key=lambda kv: -kv[1])
     ]
+    held = {"alihealth": "trace codes on its bills", "epcis": "events"}.get(s.protocol, "events")
     lines += [
+        f"  synced to          {s.service or s.protocol} ({s.protocol})",
         f"  delivered          {s.delivered}  (service already had {s.service_duplicates} of them)",
-        f"  rejected by service {sum(s.service_rejected.values())}",
+        f"  rejected by service {sum(s.service_rejected.values())}"
+        + ("" if s.protocol == "trace-api" else "  (the platform's reason, or the sink's)"),
     ]
     lines += [f"    {n:>4}  {reason}" for reason, n in s.service_rejected.items()]
+    if s.bills:
+        lines.append("  bills (bill log)")
+        lines += [f"    {line}" for line in s.bills]
     lines += [
         f"  still queued       {s.still_queued}",
-        f"  service holds      {s.service_events} events",
+        f"  service holds      {s.service_events} {held}",
         f"  time               {s.seconds} s",
         f"  result             {'OK: every accepted scan is settled' if s.ok else 'INCOMPLETE'}",
     ]
     return "\n".join(lines)
 
 
-def _run_plain(count: int, workdir: Path) -> DemoSummary:
-    return asyncio.run(run_demo(count, workdir=workdir))
+def _run_plain(count: int, workdir: Path, protocol: str = "trace-api") -> DemoSummary:
+    return asyncio.run(run_demo(count, workdir=workdir, protocol=protocol))
 
 
 def _tui_available() -> bool:
@@ -261,7 +447,7 @@ def _tui_available() -> bool:
     return importlib.util.find_spec("textual") is not None
 
 
-def _run_with_tui(count: int, workdir: Path) -> DemoSummary:
+def _run_with_tui(count: int, workdir: Path, protocol: str = "trace-api") -> DemoSummary:
     """The demo on a background loop, shown in the TUI until it ends (or ``q``)."""
     import io
     import threading
@@ -283,6 +469,7 @@ def _run_with_tui(count: int, workdir: Path) -> DemoSummary:
                     pace_s=0.03,
                     bill=True,
                     linger_s=3.0,
+                    protocol=protocol,
                 )
             )
         finally:
@@ -297,17 +484,19 @@ def _run_with_tui(count: int, workdir: Path) -> DemoSummary:
     return result[0]
 
 
-def main(count: int = 300, *, keep: str | None = None, as_json: bool = False) -> int:
+def main(
+    count: int = 300, *, keep: str | None = None, as_json: bool = False, protocol: str = "trace-api"
+) -> int:
     """Entry point for ``scanner-agent demo``; exit status 0 when the demo balanced."""
     live = sys.stdout.isatty() and not as_json and _tui_available()
     run = _run_with_tui if live else _run_plain
     if keep:
         workdir = Path(keep)
         workdir.mkdir(parents=True, exist_ok=True)
-        summary = run(count, workdir)
+        summary = run(count, workdir, protocol)
     else:
         with tempfile.TemporaryDirectory(prefix="scanner-agent-demo-") as tmp:
-            summary = run(count, Path(tmp))
+            summary = run(count, Path(tmp), protocol)
     if as_json:
         print(json.dumps({**asdict(summary), "ok": summary.ok}, ensure_ascii=False))
     else:

@@ -504,7 +504,7 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
 
     from scanner_agent.errors import AuthError, RateLimitedError, SyncError
     from scanner_agent.platforms.alihealth import (
-        BILLSTATUS_METHOD,
+        billstatus_method,
         billstatus_params,
         parse_top_error,
         public_params,
@@ -522,7 +522,8 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
     secret = ali.read_secret()
     now = opts.now()
     today = now.astimezone(GMT8).date()
-    params = public_params(BILLSTATUS_METHOD, ali.app_key, cast(Any, ali.sign_method), now)
+    method = billstatus_method(ali.api, ali.status_api)
+    params = public_params(method, ali.app_key, cast(Any, ali.sign_method), now)
     params.update(
         billstatus_params(
             ref_ent_id=ali.ref_user_id,

@@ -117,6 +117,48 @@ def test_demo_balances_every_accepted_scan(tmp_path: Path) -> None:
     assert (tmp_path / "outbox.db").exists()
 
 
+@pytest.mark.skipif(os.environ.get("SCANNER_AGENT_SKIP_DEMO") == "1", reason="demo disabled")
+def test_demo_against_the_alihealth_emulator_uploads_the_closed_bills(tmp_path: Path) -> None:
+    proc = run(
+        "demo", "--protocol", "alihealth", "--count", "60", "--json", "--keep", str(tmp_path)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "码上放心 gateway emulator on http://127.0.0.1:" in proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["ok"] is True
+    assert summary["protocol"] == "alihealth"
+    assert summary["scanned"] == 62  # 60, then two boxes of the first bill sold again
+    assert summary["still_queued"] == 0
+    assert summary["delivered"] == summary["service_events"] > 0
+    rejected = summary["service_rejected"]
+    assert any(r.startswith("not a 码上放心 trace code (gs1)") for r in rejected)
+    (refused,) = [r for r in rejected if "追溯码已销售出库" in r]
+    assert rejected[refused] == 2
+    uploaded, resale = (line for line in summary["bills"] if ": deal_status" not in line)
+    assert " accepted SUCCESS" in uploaded
+    assert "order_code=PO-DEMO-" in uploaded
+    assert "warehouse_id=WH-DEMO-1" in uploaded
+    assert "-R: rejected FAIL 追溯码已销售出库" in resale
+    secret = tmp_path / "alihealth.secret"
+    assert secret.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.environ.get("SCANNER_AGENT_SKIP_DEMO") == "1", reason="demo disabled")
+def test_demo_against_the_epcis_emulator_balances(tmp_path: Path) -> None:
+    proc = run("demo", "--protocol", "epcis", "--count", "60", "--json", "--keep", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["ok"] is True
+    assert summary["protocol"] == "epcis"
+    assert summary["scanned"] == 60
+    assert summary["still_queued"] == 0
+    assert summary["delivered"] == summary["service_events"] > 0
+    rejected = summary["service_rejected"]
+    assert sum(rejected.values()) == 2
+    assert all("not a product known to this repository" in r for r in rejected)
+    assert (tmp_path / "token").stat().st_mode & 0o777 == 0o600
+
+
 def test_trace_server_command_serves_trace_api_v1_until_sigterm(tmp_path: Path) -> None:
     import signal
     import socket

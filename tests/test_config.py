@@ -106,3 +106,21 @@ def test_unreadable_token_file_error_does_not_contain_a_token(tmp_path: Path) ->
     cfg = config_from_dict({"sync": {"token_file": str(tmp_path / "nope")}})
     with pytest.raises(ConfigError, match=r"sync\.token_file: failed to read"):
         cfg.sync.read_token()
+
+
+def test_platform_tables_from_toml_optional_params_and_location_uris(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        "[alihealth]\n"
+        'extra = { warehouse_id = "WH-1", qu_receivable = 3 }\n'
+        "[epcis]\n"
+        'read_point = "urn:epc:id:sgln:0614141.00777.0"\n'
+        'biz_location = "https://id.gs1.org/414/0614141008880"\n',
+        encoding="utf-8",
+    )
+    cfg = load_config(path)
+    assert cfg.alihealth.extra == {"warehouse_id": "WH-1", "qu_receivable": "3"}
+    assert cfg.epcis.biz_location == "https://id.gs1.org/414/0614141008880"
+    path.write_text('[epcis]\nread_point = "sgln-0614141"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"epcis\.read_point: expected a URI"):
+        load_config(path)

@@ -22,10 +22,11 @@ Policy (see ``docs/control.md``):
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,12 +43,17 @@ from scanner_agent.bills._models import (
     Removal,
 )
 from scanner_agent.bills._types import bill_type, bill_types
+from scanner_agent.config import alihealth_params
+from scanner_agent.errors import ConfigError
 from scanner_agent.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 MAX_NUMBER = 64
 """Longest bill number accepted."""
+
+PARAMS_EVENT = "platform-params"
+"""``bill_log.event`` of a bill's own optional platform parameters (JSON object in ``detail``)."""
 
 _BILL_COLUMNS = (
     "number, type, action, device_id, from_party, to_party, note, state, opened_at, closed_at"
@@ -330,19 +336,26 @@ class BillBook:
         from_party: str = "",
         to_party: str = "",
         note: str = "",
+        params: Mapping[str, Any] | None = None,
     ) -> Bill:
         """Open a bill: from now on the device's scans for its action go to it.
 
+        ``params`` are the bill's optional 码上放心 upload parameters by the
+        platform's names (``warehouse_id``, ``return_reason_code`` ...; strings or
+        numbers); they are kept in ``bill_log`` (event ``platform-params``) and
+        override ``alihealth.extra`` for this bill.
+
         Raises:
-            BillError: a bad number or type (``bad_request``), the number is
-                taken or the device already has an open bill for the action
-                (``conflict``).
+            BillError: a bad number, type or parameter (``bad_request``), the
+                number is taken or the device already has an open bill for the
+                action (``conflict``).
         """
         number = number.strip()
         if not number or len(number) > MAX_NUMBER or not number.isprintable():
             raise BillError(
                 f"Failed to open bill {number!r}: expected 1 to {MAX_NUMBER} printable characters"
             )
+        checked = _checked_params(number, params) if params else {}
         kind = bill_type(type_code)
         action = action or kind.action
         with self.outbox.atomic() as db:
@@ -371,6 +384,13 @@ class BillBook:
                 (number, kind.code, action, device_id, from_party, to_party, note, now),
             )
             self._log(db, number, "open", f"type {kind.code} {kind.zh}, action {action}")
+            if checked:
+                self._log(
+                    db,
+                    number,
+                    PARAMS_EVENT,
+                    json.dumps(checked, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+                )
             bill = self._one(db, number)
         assert bill is not None
         log.info(
@@ -551,6 +571,22 @@ class BillBook:
             (number, _now(), event, detail),
         )
 
+    def platform_params(self, number: str) -> dict[str, str]:
+        """The bill's own optional platform parameters (given at open); empty when none."""
+        with self.outbox.atomic() as db:
+            row = db.execute(
+                "SELECT detail FROM bill_log WHERE bill = ? AND event = ? ORDER BY id DESC LIMIT 1",
+                (number, PARAMS_EVENT),
+            ).fetchone()
+        if row is None:
+            return {}
+        try:
+            data = json.loads(str(row[0]))
+        except ValueError:
+            log.warning("bill %s: unreadable %s entry ignored", number, PARAMS_EVENT)
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
     def history(self, number: str) -> list[dict[str, str]]:
         """The bill's log, oldest first: open, imports, removals with reasons, close, and what a
         platform sink recorded (``upload-plan``, ``upload``, ``platform-status``, ``platform-ack``)."""
@@ -599,3 +635,11 @@ def _progress(
             )
         )
     return lines
+
+
+def _checked_params(number: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """A bill's optional platform parameters, checked like ``alihealth.extra``."""
+    try:
+        return alihealth_params(params, "params")
+    except ConfigError as exc:
+        raise BillError(f"Failed to open bill {number!r}: {exc}") from None

@@ -259,3 +259,30 @@ def test_pack_csv_reads_ratios_or_relations() -> None:
     assert ratios[0].key == "06901234567892"
     with pytest.raises(BillError, match="line 2"):
         parse_packs_csv("product,units\n8123450,0\n")
+
+
+def test_a_bill_keeps_its_optional_platform_parameters_from_open(book: BillBook) -> None:
+    book.open("SO-P", 203, device_id="dock", params={"warehouse_id": "WH-2", "qu_receivable": 40})
+    assert book.platform_params("SO-P") == {"warehouse_id": "WH-2", "qu_receivable": "40"}
+    assert [h["event"] for h in book.history("SO-P")] == ["open", "platform-params"]
+    book.open("SO-Q", 201, device_id="dock", action="sale")
+    assert book.platform_params("SO-Q") == {}
+    assert book.platform_params("NO-SUCH-BILL") == {}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"warehouse": "W"}, "params.warehouse: not an optional parameter"),
+        ({"to_user_id": "x"}, "params.to_user_id: not an optional parameter"),
+        ({"drug_id": None}, "params.drug_id: expected a string or a number"),
+    ],
+)
+def test_bad_platform_parameters_refuse_the_open(
+    book: BillBook, params: dict[str, object], message: str
+) -> None:
+    with pytest.raises(BillError, match=message) as info:
+        book.open("SO-X", 201, device_id="dock", params=params)
+    assert info.value.code == "bad_request"
+    with pytest.raises(BillError, match="Failed to find bill"):
+        book.get("SO-X")

@@ -304,7 +304,8 @@ def test_alihealth_checks_the_secret_file_and_a_signed_call_to_the_gateway(
     assert "trace service" not in got  # sync.url is not what this agent syncs to
     with gateway.state.lock:
         (call,) = gateway.state.calls
-    assert call["method"] == "alibaba.alihealth.drugtrace.top.lsyd.query.billstatus"
+    # The bill status query the sink polls: for api = "kyt" (the default) the enterprise one.
+    assert call["method"] == "alibaba.alihealth.drug.kyt.scqy.searchstatus"
     assert call["ref_ent_id"] == "ref-ent-1"
     assert report.ok
 

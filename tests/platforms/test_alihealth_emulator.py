@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from scanner_agent.errors import AuthError, BatchRejectedError, RateLimitedError
+from scanner_agent.errors import AuthError, BatchRejectedError, ConfigError, RateLimitedError
 from scanner_agent.platforms.alihealth import (
     AliHealthClient,
     AliHealthConfig,
     AliHealthEmulator,
     BillUpload,
     sign,
+    upload_params,
 )
 
 
@@ -156,3 +158,67 @@ def test_emulator_checks_the_signature_over_the_raw_form(gateway: AliHealthEmula
     assert result["model"]["result_list"] == []
     params["ref_ent_id"] = "tampered"
     assert httpx.post(gateway.url, data=params).json()["error_response"]["code"] == 25
+
+
+async def test_optional_parameters_are_signed_sent_and_never_replace_the_bills(
+    gateway: AliHealthEmulator,
+) -> None:
+    # Site-wide parameters under the bill's own: both reach the gateway, which checks the
+    # signature over every parameter (a parameter left out of it would be refused).
+    client = AliHealthClient(
+        _cfg(gateway, extra={"warehouse_id": "WH-site", "from_person": "张三"})
+    )
+    bill = dataclasses.replace(
+        _bill("OPT-1", 2, start=700),
+        extra={"warehouse_id": "WH-7", "order_code": "PO-9", "qu_receivable": "2"},
+    )
+    try:
+        (r,) = await client.upload_bill(bill)
+    finally:
+        await client.aclose()
+    assert r.status == "accepted"
+    stored = gateway.state.bills[("ref-1", "OPT-1")]
+    assert (stored["warehouse_id"], stored["order_code"], stored["from_person"]) == (
+        "WH-7",
+        "PO-9",
+        "张三",
+    )
+    assert stored["qu_receivable"] == "2"
+    assert stored["sign"] == sign(stored, "s3cret", "hmac-sha256")
+    assert stored["bill_code"] == "OPT-1"
+
+
+def test_an_unknown_optional_parameter_is_refused_before_sending() -> None:
+    with pytest.raises(ValueError, match="not optional upload parameters: bill_type, shelf"):
+        upload_params(
+            dataclasses.replace(_bill("X", 1), extra={"shelf": "A", "bill_type": "999"}),
+            ref_user_id="r",
+            oper_ic_code="c",
+            oper_ic_name="n",
+        )
+    with pytest.raises(ConfigError, match=r"alihealth\.extra: not optional parameters: shelf"):
+        AliHealthConfig(app_key="k", secret="s", ref_user_id="r", extra={"shelf": "A"})
+
+
+@pytest.mark.parametrize(
+    ("api", "status_api", "method"),
+    [
+        ("kyt", "", "alibaba.alihealth.drug.kyt.scqy.searchstatus"),
+        ("kyt", "wes", "alibaba.alihealth.drug.kyt.wes.searchstatus"),
+        ("lsyd", "", "alibaba.alihealth.drugtrace.top.lsyd.query.billstatus"),
+        ("kyt", "lsyd", "alibaba.alihealth.drugtrace.top.lsyd.query.billstatus"),
+    ],
+)
+async def test_bill_status_asks_the_query_of_the_api(
+    gateway: AliHealthEmulator, api: str, status_api: str, method: str
+) -> None:
+    client = AliHealthClient(_cfg(gateway, api=api, status_api=status_api))
+    number = f"ST-{api}-{status_api or 'default'}"
+    try:
+        await client.upload_bill(_bill(number, 1, start=800 + len(gateway.state.bills)))
+        gateway.state.fail_processing[number] = "企业资质过期"
+        (state,) = await client.bill_status(number, begin_date="2026-01-01", end_date="2099-12-31")
+    finally:
+        await client.aclose()
+    assert gateway.state.calls[-1]["method"] == method
+    assert (state.bill_code, state.failed, state.message) == (number, True, "企业资质过期")

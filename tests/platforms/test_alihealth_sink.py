@@ -458,3 +458,49 @@ async def test_a_bill_the_platform_fails_to_process_raises_an_alarm_until_acknow
     log = await history(agent, "SO-P")
     assert log[-1]["event"] == "platform-ack"
     assert "re-uploaded as SO-P2" in log[-1]["detail"]
+
+
+async def test_optional_parameters_from_config_and_bill_go_with_every_sub_bill(
+    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    cfg = ali_config(
+        max_codes=3,
+        status_api="wes",
+        extra={"warehouse_id": "WH-site", "from_person": "王五", "qu_receivable": 5},
+    )
+    agent = await start(cfg)
+    desk = agent.daemon.desk
+    assert desk is not None
+    await desk.open(
+        "SO-OPT",
+        201,
+        to_party="ent-customer",
+        params={"warehouse_id": "WH-9", "order_code": "PO-OPT"},
+    )
+    shipped = codes(47, 5)
+    replies = await agent.scan(*shipped)
+    assert [r.split(" ")[0] for r in replies] == ["ACK"] * 5
+    await close(agent, "SO-OPT")
+    await agent.drained()
+    sent = uploads(gateway)
+    assert sorted(c["bill_code"] for c in sent) == ["SO-OPT-1", "SO-OPT-2"]
+    for call in sent:
+        # The bill's own value wins over the site's; the gateway checked the signature over all.
+        assert (call["warehouse_id"], call["order_code"]) == ("WH-9", "PO-OPT")
+        assert (call["from_person"], call["qu_receivable"]) == ("王五", "5")
+        assert call["bill_type"] == "201"
+    assert {(r.state, r.result) for r in await rows(agent)} == {("delivered", "accepted")}
+
+    async def processed() -> bool:
+        log = await history(agent, "SO-OPT")
+        return sum(h["event"] == "platform-status" for h in log) == 2
+
+    await wait_until(processed, "both sub-bills' deal_status in the bill log")
+    with gateway.state.lock:
+        asked = {c["method"] for c in gateway.state.calls if "searchstatus" in c["method"]}
+    assert asked == {"alibaba.alihealth.drug.kyt.wes.searchstatus"}
+    log = await history(agent, "SO-OPT")
+    assert json.loads(next(h["detail"] for h in log if h["event"] == "platform-params")) == {
+        "order_code": "PO-OPT",
+        "warehouse_id": "WH-9",
+    }

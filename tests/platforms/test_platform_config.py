@@ -57,6 +57,37 @@ def test_trace_api_stays_the_default_and_needs_no_platform_table() -> None:
         ({"epcis": {"token_file": "/a", "token_env": "B"}}, "epcis.token_file: set either"),
         ({"epcis": {"error_behaviour": "ignore"}}, "epcis.error_behaviour: expected proceed"),
         ({"epcis": {"poll_max_s": 0.1}}, "epcis.poll_max_s: must be >= poll_initial_s"),
+        (
+            {"sync": {"protocol": "epcis"}, "epcis": {**EPCIS, "read_point": "sgln 0614141"}},
+            "epcis.read_point: expected a URI (scheme:rest",
+        ),
+        (
+            {"sync": {"protocol": "epcis"}, "epcis": {**EPCIS, "biz_location": "0614141.00888.0"}},
+            "epcis.biz_location: expected a URI",
+        ),
+        (
+            {"epcis": {"read_point": "urn:epc:id:sgln:0614141.00777.0 x"}},
+            "epcis.read_point: expected",
+        ),
+        ({"epcis": {"biz_location": ":no-scheme"}}, "epcis.biz_location: expected a URI"),
+        ({"alihealth": {"status_api": "yljg"}}, "alihealth.status_api: expected scqy, wes, lsyd"),
+        ({"alihealth": {"extra": "warehouse_id=1"}}, "alihealth.extra: expected a table"),
+        (
+            {"alihealth": {"extra": {"warehouse": "W1"}}},
+            "alihealth.extra.warehouse: not an optional parameter of the 码上放心 bill upload",
+        ),
+        (
+            {"alihealth": {"extra": {"bill_code": "X"}}},
+            "alihealth.extra.bill_code: not an optional parameter",
+        ),
+        (
+            {"alihealth": {"extra": {"warehouse_id": True}}},
+            "alihealth.extra.warehouse_id: expected a string or a number",
+        ),
+        (
+            {"alihealth": {"extra": {"drug_id": ["a"]}}},
+            "alihealth.extra.drug_id: expected a string or a number",
+        ),
     ],
 )
 def test_bad_platform_settings_name_their_key(data: dict[str, Any], message: str) -> None:
@@ -89,3 +120,39 @@ def test_the_app_secret_is_the_sinks_credential_and_must_not_be_world_readable(
         {"sync": {"protocol": "epcis"}, "epcis": {**EPCIS, "token_file": str(token)}}
     )
     assert read_credential(cfg) == "t0k"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "urn:epc:id:sgln:0614141.00777.0",
+        "https://id.gs1.org/414/0614141007770",
+        "urn:cn:site:仓库一号",
+    ],
+)
+def test_epcis_locations_take_any_absolute_uri(uri: str) -> None:
+    cfg = config_from_dict(
+        {"sync": {"protocol": "epcis"}, "epcis": {**EPCIS, "read_point": uri, "biz_location": uri}}
+    )
+    assert (cfg.epcis.read_point, cfg.epcis.biz_location) == (uri, uri)
+
+
+def test_alihealth_extra_and_status_api_are_read_and_numbers_become_text() -> None:
+    cfg = config_from_dict(
+        {
+            "sync": {"protocol": "alihealth"},
+            "alihealth": {
+                **ALI,
+                "status_api": "wes",
+                "extra": {"warehouse_id": "WH-1", "qu_receivable": 12, "from_person": "张三"},
+            },
+        }
+    )
+    assert cfg.alihealth.status_api == "wes"
+    assert cfg.alihealth.extra == {
+        "warehouse_id": "WH-1",
+        "qu_receivable": "12",
+        "from_person": "张三",
+    }
+    assert config_from_dict({}).alihealth.extra == {}
+    assert config_from_dict({}).alihealth.status_api == ""

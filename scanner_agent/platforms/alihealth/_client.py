@@ -6,7 +6,7 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +15,15 @@ import httpx
 from scanner_agent.errors import ConfigError, ProtocolError
 from scanner_agent.platforms.alihealth._protocol import (
     API_METHODS,
-    BILLSTATUS_METHOD,
+    BILLSTATUS_METHODS,
     MAX_CODES,
+    OPTIONAL_PARAMS,
     Api,
     BillStatus,
     BillUpload,
     SignMethod,
     UploadResult,
+    billstatus_method,
     billstatus_params,
     parse_billstatus_reply,
     parse_upload_reply,
@@ -57,10 +59,20 @@ class AliHealthConfig:
     """3 ordinary drugs, 2 special drugs."""
     max_codes: int = MAX_CODES
     timeout_s: float = 30.0
+    status_api: str = ""
+    """Bill status query: ``scqy``, ``wes`` or ``lsyd`` (:data:`BILLSTATUS_METHODS`);
+    empty: ``scqy`` for ``kyt``, ``lsyd`` for ``lsyd``."""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    """Optional upload parameters for every bill (a bill's own ``extra`` wins)."""
 
     def __post_init__(self) -> None:
         if self.api not in API_METHODS:
             raise ConfigError(f"alihealth.api: must be kyt or lsyd, got {self.api!r}")
+        if self.status_api and self.status_api not in BILLSTATUS_METHODS:
+            raise ConfigError(f"alihealth.status_api: unknown {self.status_api!r}")
+        unknown = sorted(set(self.extra) - OPTIONAL_PARAMS)
+        if unknown:
+            raise ConfigError(f"alihealth.extra: not optional parameters: {', '.join(unknown)}")
         if self.sign_method not in ("md5", "hmac", "hmac-sha256"):
             raise ConfigError(f"alihealth.sign_method: unknown {self.sign_method!r}")
         if not 1 <= self.max_codes <= MAX_CODES:
@@ -73,6 +85,11 @@ class AliHealthConfig:
     def method(self) -> str:
         """The bill upload method for :attr:`api`."""
         return API_METHODS[self.api]
+
+    @property
+    def status_method(self) -> str:
+        """The bill status method for :attr:`status_api` (or :attr:`api`)."""
+        return billstatus_method(self.api, self.status_api)
 
 
 class AliHealthClient:
@@ -154,10 +171,15 @@ class AliHealthClient:
     async def upload_part(self, part: BillUpload) -> UploadResult:
         """Upload one (sub-)bill as it is, not split: at most ``max_codes`` codes.
 
+        The site-wide :attr:`AliHealthConfig.extra` parameters go with it, the
+        part's own ``extra`` taking precedence.
+
         Raises:
             ValueError: a code is not a trace code, or there are too many or none.
             The errors of :meth:`call` and of :func:`parse_upload_reply`.
         """
+        if self.cfg.extra:
+            part = dataclasses.replace(part, extra={**self.cfg.extra, **part.extra})
         business = upload_params(
             part,
             ref_user_id=self.cfg.ref_user_id,
@@ -173,11 +195,16 @@ class AliHealthClient:
     async def bill_status(
         self, bill_code: str, *, begin_date: str, end_date: str
     ) -> list[BillStatus]:
-        """The platform's processing state of ``bill_code`` (dates ``yyyy-MM-dd``, GMT+8)."""
+        """The platform's processing state of ``bill_code`` (dates ``yyyy-MM-dd``, GMT+8).
+
+        Asks :attr:`AliHealthConfig.status_method`: the retail query for ``lsyd``, an
+        enterprise one for ``kyt`` (``scqy`` unless ``status_api`` says ``wes``).
+        """
+        method = self.cfg.status_method
         business = billstatus_params(
             ref_ent_id=self.cfg.ref_user_id,
             begin_date=begin_date,
             end_date=end_date,
             bill_code=bill_code,
         )
-        return parse_billstatus_reply(await self.call(BILLSTATUS_METHOD, business))
+        return parse_billstatus_reply(await self.call(method, business), method)

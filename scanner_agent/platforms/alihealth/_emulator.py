@@ -1,9 +1,12 @@
-"""A local emulator of the 码上放心 TOP gateway (bill upload and bill status), for tests and labs.
+"""A local emulator of the 码上放心 TOP gateway (bill upload and bill status), for tests and the demo.
 
 It checks what the real gateway checks first (known ``app_key``, signature,
 ``timestamp`` within ±10 minutes, required parameters), remembers bill numbers
 per ``ref_user_id`` (a second upload answers 该单据号已存在) and codes sold
-already, and can be told to rate-limit or fail.  Replies have the shapes of
+already, and can be told to rate-limit or fail.  The bill status query answers
+under the retail (``lsyd``) and both enterprise (``kyt`` ``scqy``/``wes``) method
+names alike.  Optional upload parameters are signed and stored with the bill
+(``state.bills``) like the rest.  Replies have the shapes of
 :mod:`scanner_agent.platforms.alihealth._protocol`.  Not emulated: sessions,
 XML replies, the platform's asynchronous processing (bills go straight to
 ``deal_status`` 3, or 4 for the numbers in ``fail_processing``).
@@ -26,7 +29,7 @@ from starlette.routing import Route
 from scanner_agent.asgi import ServerThread
 from scanner_agent.platforms.alihealth._protocol import (
     API_METHODS,
-    BILLSTATUS_METHOD,
+    BILLSTATUS_METHODS,
     DUPLICATE_BILL_TEXT,
     GMT8,
     MAX_CODES,
@@ -130,8 +133,8 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlett
         method = params["method"]
         if method in API_METHODS.values():
             return _upload(method, params)
-        if method == BILLSTATUS_METHOD:
-            return _billstatus(params)
+        if method in BILLSTATUS_METHODS.values():
+            return _billstatus(method, params)
         return _error(22, "Invalid method", "invalid-method")
 
     def _upload(method: str, params: dict[str, str]) -> JSONResponse:
@@ -161,7 +164,9 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlett
             state.bills[key] = params
         return _reply(method, {"response_success": True, "msg_code": "SUCCESS", "model": "true"})
 
-    def _billstatus(params: dict[str, str]) -> JSONResponse:
+    def _billstatus(method: str, params: dict[str, str]) -> JSONResponse:
+        # The retail and both enterprise queries take the same parameters and
+        # answer the same ``result`` shape (see the protocol module's sources).
         ref = params.get("ref_ent_id", "")
         wanted = params.get("bill_code", "")
         with state.lock:
@@ -180,7 +185,7 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlett
                 if owner == ref and (not wanted or code == wanted)
             ]
         return _reply(
-            BILLSTATUS_METHOD,
+            method,
             {
                 "response_success": True,
                 "msg_code": "SUCCESS",

@@ -14,10 +14,24 @@ Sources (public; parameter names checked against them):
   generated TOP SDK in github.com/bububa/opentaobao,
   ``model/drugtrace/AlibabaAlihealthDrugKytUploadinoutbillAPIRequest.go`` and
   ``...APIResponse.go``.
+* Optional business parameters of both upload methods (``warehouse_id``,
+  ``drug_id``, ``return_reason_code`` ... :data:`OPTIONAL_PARAMS`): same SDK,
+  the ``r.Set("<name>", ...)`` calls of the Kyt and TopLsyd ``Uploadinoutbill``
+  request files (identical sets).
 * ``alibaba.alihealth.drugtrace.top.lsyd.query.billstatus`` (``ref_ent_id``,
   ``begin_date``, ``end_date``, ``bill_type`` A/AI/AO, ``bill_code``,
   ``deal_status`` 0 uploaded / 3 processed / 4 failed, ``page``,
   ``page_size``): same SDK, ``AlibabaAlihealthDrugtraceTopLsydQueryBillstatusAPIRequest.go``.
+* The enterprise (``kyt``) equivalents, both "单据处理状态查询" with the same
+  parameters and ``result`` (``response_success``, ``msg_code``, ``msg_info``,
+  ``model`` a ``PageInfoDto`` with ``result_list``): same SDK,
+  ``AlibabaAlihealthDrugKytScqySearchstatusAPIRequest.go``
+  (``alibaba.alihealth.drug.kyt.scqy.searchstatus``; scqy: 生产企业, producers)
+  and ``AlibabaAlihealthDrugKytWesSearchstatusAPIRequest.go``
+  (``alibaba.alihealth.drug.kyt.wes.searchstatus``, which also lists a
+  ``license_token`` whose meaning the SDK does not give; it is not sent).
+  Which variant an application may call depends on the API package the
+  enterprise holds: not confirmed against the platform, hence ``status_api``.
 * Error code 7 ``App Call Limited`` (with ``sub_msg`` "This ban will last for
   N more seconds"): TOP's public error-code table.
 """
@@ -32,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
+from scanner_agent.config import ALIHEALTH_OPTIONAL_PARAMS
 from scanner_agent.errors import (
     AuthError,
     BatchRejectedError,
@@ -43,13 +58,16 @@ from scanner_agent.errors import (
 __all__ = [
     "API_METHODS",
     "BILLSTATUS_METHOD",
+    "BILLSTATUS_METHODS",
     "DUPLICATE_BILL_TEXT",
     "GMT8",
     "MAX_CODES",
+    "OPTIONAL_PARAMS",
     "BillStatus",
     "BillUpload",
     "SignMethod",
     "UploadResult",
+    "billstatus_method",
     "billstatus_params",
     "is_trace_code",
     "parse_billstatus_reply",
@@ -75,6 +93,19 @@ API_METHODS: dict[str, str] = {
 ``lsyd`` for retail pharmacies (连锁药店)."""
 
 BILLSTATUS_METHOD = "alibaba.alihealth.drugtrace.top.lsyd.query.billstatus"
+"""The retail (``lsyd``) bill status query."""
+
+BILLSTATUS_METHODS: dict[str, str] = {
+    "scqy": "alibaba.alihealth.drug.kyt.scqy.searchstatus",
+    "wes": "alibaba.alihealth.drug.kyt.wes.searchstatus",
+    "lsyd": BILLSTATUS_METHOD,
+}
+"""Bill status query per ``status_api``: ``scqy`` and ``wes`` are the enterprise
+(``kyt``) variants in the generated SDK, ``lsyd`` the retail one.  Which enterprise
+variant a given application may call is not confirmed (module docstring)."""
+
+OPTIONAL_PARAMS: frozenset[str] = ALIHEALTH_OPTIONAL_PARAMS
+"""Optional business parameters of both upload methods, by the platform's names."""
 
 MAX_CODES = 10_000
 """Most trace codes in one upload call (some integrators keep ``kyt`` at 3,500)."""
@@ -174,8 +205,22 @@ class BillUpload:
     """Receiving enterprise: its ``ent_id`` (not ``ref_ent_id``)."""
     codes: tuple[str, ...]
     extra: Mapping[str, str] = field(default_factory=dict)
-    """Optional business parameters as named by the platform (``warehouse_id``,
-    ``drug_id``, ``return_reason_code``, ``dest_user_id`` ...)."""
+    """Optional business parameters as named by the platform (:data:`OPTIONAL_PARAMS`:
+    ``warehouse_id``, ``drug_id``, ``return_reason_code``, ``dest_user_id`` ...).
+    They are signed with the rest; they never replace a parameter set from the bill."""
+
+
+def billstatus_method(api: str, status_api: str = "") -> str:
+    """The bill status method to poll: ``status_api``'s, else the default for ``api``.
+
+    >>> billstatus_method("kyt"), billstatus_method("lsyd"), billstatus_method("kyt", "wes")
+    ('alibaba.alihealth.drug.kyt.scqy.searchstatus', 'alibaba.alihealth.drugtrace.top.lsyd.query.billstatus', 'alibaba.alihealth.drug.kyt.wes.searchstatus')
+    """
+    if status_api:
+        if status_api not in BILLSTATUS_METHODS:
+            raise ValueError(f"unknown status_api {status_api!r}")
+        return BILLSTATUS_METHODS[status_api]
+    return BILLSTATUS_METHODS["lsyd" if api == "lsyd" else "scqy"]
 
 
 def split_bill(bill: BillUpload, max_codes: int = MAX_CODES) -> list[BillUpload]:
@@ -217,9 +262,15 @@ def upload_params(
     """Business parameters of ``uploadinoutbill`` for one bill (call :func:`split_bill` first).
 
     Raises:
-        ValueError: a code is not a 20-digit trace code starting with 8, or
-            the bill has more than :data:`MAX_CODES` codes or none.
+        ValueError: a code is not a 20-digit trace code starting with 8, the
+            bill has more than :data:`MAX_CODES` codes or none, or ``extra``
+            names a parameter that is not an optional one.
     """
+    unknown = sorted(set(bill.extra) - OPTIONAL_PARAMS)
+    if unknown:
+        raise ValueError(
+            f"bill {bill.bill_code}: not optional upload parameters: {', '.join(unknown)}"
+        )
     bad = [c for c in bill.codes if not is_trace_code(c)]
     if bad:
         raise ValueError(f"bill {bill.bill_code}: not 码上放心 trace codes: {', '.join(bad[:5])}")
@@ -388,17 +439,19 @@ def _rows(model: object) -> Iterable[Mapping[str, Any]]:
     return []
 
 
-def parse_billstatus_reply(reply: Mapping[str, Any]) -> list[BillStatus]:
-    """Bill states from a :data:`BILLSTATUS_METHOD` reply.
+def parse_billstatus_reply(
+    reply: Mapping[str, Any], method: str = BILLSTATUS_METHOD
+) -> list[BillStatus]:
+    """Bill states from a reply to ``method`` (one of :data:`BILLSTATUS_METHODS`).
 
     The SDK documents ``result`` with ``response_success``/``msg_code``/``model``;
-    the row list's name inside ``model`` is not public, so common TOP wrappers
-    are accepted.
+    the row list's name inside ``model`` is not public for ``lsyd``, so common TOP
+    wrappers are accepted.
 
     Raises:
         The errors of :func:`parse_top_error`; ProtocolError when the query failed.
     """
-    result = _result(reply, BILLSTATUS_METHOD)
+    result = _result(reply, method)
     if "response_success" in result and not _truthy(result["response_success"]):
         raise ProtocolError(
             f"码上放心 bill status query failed: {result.get('msg_code')} {result.get('msg_info')}"

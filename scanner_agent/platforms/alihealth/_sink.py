@@ -6,7 +6,7 @@ How the sync loop's notions map onto the platform:
   are never leased (the outbox holds them back), so only closed bills go out:
   the platform takes a bill number once.
 * **Encoding** (on the outbox thread) reads the bill (type, parties, close
-  time) through :class:`BillBook`, places each code in its sub-bill by the
+  time, its optional platform parameters) through :class:`BillBook`, places each code in its sub-bill by the
   recorded upload plan (``_ledger``), and refuses, with a reason the operator
   sees in ``queue ls --state rejected``, what cannot be uploaded: codes that
   are not 码上放心 trace codes (GS1, MA), scans of a bill never opened with a
@@ -148,6 +148,9 @@ class AliHealthSink:
             )
             return BillPayload(number, refused=dict.fromkeys(everyone, why))
         refused: dict[str, str] = {}
+        # The bill's own optional parameters (bill open ``params``); the client adds
+        # alihealth.extra under them.  Read on every attempt: they never change after open.
+        extra = BillBook(outbox).platform_params(number)
         plan = upload_plan(outbox, number, self._client.cfg.max_codes)
         by_part: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for e in batch.events:
@@ -175,6 +178,7 @@ class AliHealthSink:
                     from_user_id=from_id,
                     to_user_id=to_id,
                     codes=tuple(sorted({code for code, _ in scans})),
+                    extra=extra,
                 ),
                 tuple(event_id for _, event_id in scans),
             )
