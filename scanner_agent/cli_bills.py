@@ -92,6 +92,9 @@ def _bill_line(b: dict[str, Any]) -> str:
 
 def cmd_bill_open(args: argparse.Namespace) -> int:
     """Open a bill; scans for its action go to it until it is closed."""
+    from scanner_agent.bills import parse_param_pairs
+
+    params = parse_param_pairs(args.param)
     bill = _call(
         args,
         "bill.open",
@@ -99,6 +102,7 @@ def cmd_bill_open(args: argparse.Namespace) -> int:
         type=args.type,
         action=args.action,
         note=args.note,
+        params=params or None,
         **{"from": args.from_party, "to": args.to_party},
     )
     if args.expected:
@@ -107,6 +111,8 @@ def cmd_bill_open(args: argparse.Namespace) -> int:
         _print_json(bill)
     else:
         print(f"opened {bill['number']}: {bill['type']} {bill['type_zh']} ({bill['action']})")
+        if params:
+            print("platform params: " + " ".join(f"{k}={v}" for k, v in params.items()))
     if bill.get("warning"):
         print(f"warning: {bill['warning']}", file=sys.stderr)
     return 0
@@ -496,6 +502,14 @@ def register(add: AddCommand) -> None:
     p.add_argument("--note")
     p.add_argument("--action", help="override the type's scan action")
     p.add_argument("--expected", metavar="CSV", help="import this expected list at once")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an optional 码上放心 upload parameter of this bill, e.g. warehouse_id=WH-1; "
+        "overrides alihealth.extra (repeatable; kept in the bill's history)",
+    )
 
     p = badd("close", cmd_bill_close, "Close a bill and hand its scans to sync.")
     p.add_argument("number", nargs="?", help="bill number (default: the open one)")

@@ -26,7 +26,7 @@ from scanner_agent.bills._models import (
     ProgressLine,
     Removal,
 )
-from scanner_agent.bills._store import BillBook
+from scanner_agent.bills._store import BillBook, parse_param_pairs
 from scanner_agent.bills._types import BillType, bill_type, bill_types
 
 __all__ = [
@@ -50,4 +50,5 @@ __all__ = [
     "normalize_product",
     "parse_expected_csv",
     "parse_packs_csv",
+    "parse_param_pairs",
 ]

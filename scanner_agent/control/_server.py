@@ -392,6 +392,7 @@ class ControlServer:
             from_party=_arg(args, "from", str, default=""),
             to_party=_arg(args, "to", str, default=""),
             note=_arg(args, "note", str, default=""),
+            params=_arg(args, "params", dict),
         )
         out: dict[str, Any] = dataclasses.asdict(bill)
         if bill.action not in self.daemon.source_actions():

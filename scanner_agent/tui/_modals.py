@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -12,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from scanner_agent.bills import bill_types
+from scanner_agent.bills import BillError, bill_types, parse_param_pairs
 
 
 def _when(at: str) -> str:
@@ -30,7 +31,11 @@ def _no_blink(screen: ModalScreen[Any]) -> None:
 
 
 class OpenBillScreen(ModalScreen[dict[str, Any] | None]):
-    """Number, bill type, parties: returns the ``bill.open`` arguments or ``None``."""
+    """Number, type, parties, optional platform params: the ``bill.open`` arguments or ``None``.
+
+    Params are ``NAME=VALUE`` separated by spaces (quote a value with spaces:
+    ``from_address="浦东 1号"``).
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
@@ -57,6 +62,11 @@ class OpenBillScreen(ModalScreen[dict[str, Any] | None]):
             with Horizontal(classes="field"):
                 yield Label("To", classes="field-label")
                 yield Input(placeholder="receiver", id="to", compact=True)
+            with Horizontal(classes="field"):
+                yield Label("Params", classes="field-label")
+                yield Input(
+                    placeholder="码上放心 NAME=VALUE ... (optional)", id="params", compact=True
+                )
             yield Static(id="open-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Open", variant="primary", id="ok", compact=True)
@@ -72,14 +82,21 @@ class OpenBillScreen(ModalScreen[dict[str, Any] | None]):
             self.query_one("#open-error", Static).update("A bill number is required.")
             self.query_one("#number", Input).focus()
             return
-        self.dismiss(
-            {
-                "number": number,
-                "type": self.query_one("#type", Select).value,
-                "from": self.query_one("#from", Input).value.strip(),
-                "to": self.query_one("#to", Input).value.strip(),
-            }
-        )
+        try:
+            params = parse_param_pairs(shlex.split(self.query_one("#params", Input).value))
+        except (BillError, ValueError) as exc:  # ValueError: shlex, an unclosed quote
+            self.query_one("#open-error", Static).update(f"Params: {exc}")
+            self.query_one("#params", Input).focus()
+            return
+        args: dict[str, Any] = {
+            "number": number,
+            "type": self.query_one("#type", Select).value,
+            "from": self.query_one("#from", Input).value.strip(),
+            "to": self.query_one("#to", Input).value.strip(),
+        }
+        if params:
+            args["params"] = params  # names and values are checked by the agent
+        self.dismiss(args)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -249,6 +249,83 @@ async def test_cli_bill_commands_and_status(
     assert "none is open" in capsys.readouterr().err
 
 
+async def test_bill_open_keeps_platform_params_in_the_history(agent: Any, sock: Path) -> None:
+    bill = await call(
+        sock,
+        "bill.open",
+        number="SO-300",
+        type=201,
+        params={"warehouse_id": "WH-1", "xt_is_check": 0},
+    )
+    assert bill["state"] == "open"
+    history = await call(sock, "bill.history", number="SO-300")
+    logged = [e for e in history if e["event"] == "platform-params"]
+    assert [json.loads(e["detail"]) for e in logged] == [
+        {"warehouse_id": "WH-1", "xt_is_check": "0"}
+    ]
+    book = agent.daemon.desk.book
+    assert await agent.daemon.thread.call(book.platform_params, "SO-300") == {
+        "warehouse_id": "WH-1",
+        "xt_is_check": "0",
+    }
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"warehouse": "WH-1"}, r"params\.warehouse: not an optional parameter"),
+        ({"warehouse_id": ["WH-1"]}, r"params\.warehouse_id: expected a string or a number"),
+        ("warehouse_id=WH-1", r"params: expected dict"),
+    ],
+)
+async def test_bill_open_refuses_bad_platform_params_naming_them(
+    agent: Any, sock: Path, params: Any, message: str
+) -> None:
+    with pytest.raises(RemoteError, match=message) as err:
+        await call(sock, "bill.open", number="SO-301", type=201, params=params)
+    assert err.value.code == "bad_request"
+    assert await call(sock, "bill.list", state="open") == []  # nothing was opened
+
+
+async def test_cli_bill_open_takes_platform_params(
+    agent: Any, sock: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = ["--socket", str(sock)]
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        code = await asyncio.to_thread(cli_main, list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, err = await cli("bill", "open", "SO-400", "-t", "201", "--param", "bogus=1", *s)
+    assert code == 2
+    assert "params.bogus: not an optional parameter" in err
+    code, out, err = await cli("bill", "open", "SO-400", "-t", "201", "--param", "warehouse_id", *s)
+    assert code == 2
+    assert "'warehouse_id': expected NAME=VALUE" in err
+    code, out, err = await cli(
+        "bill",
+        "open",
+        "SO-400",
+        "-t",
+        "201",
+        "--param",
+        "warehouse_id=WH-1",
+        "--param",
+        "from_address=上海市 浦东新区 A=1",
+        *s,
+    )
+    assert code == 0, err
+    assert "platform params: warehouse_id=WH-1 from_address=上海市 浦东新区 A=1" in out
+    outbox = str(tmp_path / "outbox.db")  # make_config's outbox
+    code, out, err = await cli("bill", "history", "SO-400", "--json", "--outbox", outbox)
+    assert code == 0, err
+    logged = [e for e in json.loads(out) if e["event"] == "platform-params"]
+    assert [json.loads(e["detail"]) for e in logged] == [
+        {"warehouse_id": "WH-1", "from_address": "上海市 浦东新区 A=1"}
+    ]
+
+
 @pytest.mark.parametrize("mode", ["999", "rw", "06600"])
 def test_a_bad_socket_mode_is_a_config_error_naming_the_key(mode: str) -> None:
     with pytest.raises(ConfigError, match=r"control\.mode"):

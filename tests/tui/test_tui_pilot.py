@@ -97,6 +97,34 @@ async def test_open_bill_from_the_keyboard_routes_scans_to_it(agent: Any, sock: 
         assert app.query_one("#bill-scans").row_count == 1
 
 
+async def test_open_bill_dialog_passes_platform_params(agent: Any, sock: Path) -> None:
+    app = make_app(sock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.connected, "connection")
+        await pilot.press("o")
+        await until(pilot, lambda: isinstance(app.screen, OpenBillScreen), "open dialog")
+        dialog = app.screen
+        dialog.query_one("#number", Input).value = "SO-P"
+        dialog.query_one("#params", Input).value = "warehouse_id"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.screen is dialog  # not NAME=VALUE: said in the dialog, nothing opened
+        assert "expected NAME=VALUE" in str(dialog.query_one("#open-error").render())
+        dialog.query_one("#params", Input).value = 'warehouse_id=WH-1 from_address="浦东 1号"'
+        dialog.query_one("#number", Input).focus()
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["number"] == "SO-P",
+            "bill view",
+        )
+        book = agent.daemon.desk.book
+        assert await agent.daemon.thread.call(book.platform_params, "SO-P") == {
+            "warehouse_id": "WH-1",
+            "from_address": "浦东 1号",
+        }
+
+
 async def test_undo_asks_a_reason_and_takes_the_last_scan_off(agent: Any, sock: Path) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
