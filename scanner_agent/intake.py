@@ -82,7 +82,7 @@ class GroupCommitter:
         self,
         thread: OutboxThread,
         *,
-        max_rows: int = 512,
+        max_rows: int = 2048,
         linger_s: float = 0.0,
         reject_duplicates: bool = True,
         on_commit: Callable[[int], None] | None = None,
@@ -93,6 +93,9 @@ class GroupCommitter:
         self.linger_s = linger_s
         self.reject_duplicates = reject_duplicates
         self._on_commit = on_commit
+        self._next: list[_Pending] = []
+        """Submissions taken off the queue but not yet committed: a group being gathered
+        when the task is cancelled, or the one that would have overflowed the last group."""
         self.groups = 0
         """Transactions committed (for stats and benchmarks)."""
         self.rows = 0
@@ -127,39 +130,56 @@ class GroupCommitter:
         """Commit groups until cancelled; on cancel, commit what is already queued."""
         try:
             while True:
-                first = await self._queue.get()
-                await self._commit(await self._gather(first))
+                if not self._next:
+                    self._next.append(await self._queue.get())
+                await self._gather()
+                await self._commit(self._take_group())
         except asyncio.CancelledError:
             await self.drain()
             raise
 
     async def drain(self) -> None:
         """Commit everything queued now (used at shutdown)."""
-        while not self._queue.empty():
-            group = [self._queue.get_nowait()]
-            size = len(group[0].scans)
-            while size < self.max_rows and not self._queue.empty():
-                group.append(self._queue.get_nowait())
-                size += len(group[-1].scans)
-            await self._commit(group)
+        while self._next or not self._queue.empty():
+            if not self._next:
+                self._next.append(self._queue.get_nowait())
+            while not self._queue.empty() and not self._full():
+                self._next.append(self._queue.get_nowait())
+            await self._commit(self._take_group())
 
-    async def _gather(self, first: _Pending) -> list[_Pending]:
-        group = [first]
-        size = len(first.scans)
+    async def _gather(self) -> None:
+        """Take submissions into ``self._next`` until the group is full or the queue is idle.
+
+        A group never exceeds ``max_rows`` (unless one submission alone does), so
+        it fits the outbox's single-statement commit; the submission that would
+        overflow it starts the next group.  Kept in ``self._next`` while
+        gathering, so a cancel here loses nothing: :meth:`drain` commits it.
+        """
         deadline = time.monotonic() + self.linger_s
-        while size < self.max_rows:
+        while not self._full():
             if not self._queue.empty():
-                group.append(self._queue.get_nowait())
-                size += len(group[-1].scans)
+                self._next.append(self._queue.get_nowait())
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                break
+                return
             try:
-                group.append(await asyncio.wait_for(self._queue.get(), remaining))
-                size += len(group[-1].scans)
+                self._next.append(await asyncio.wait_for(self._queue.get(), remaining))
             except TimeoutError:
+                return
+
+    def _full(self) -> bool:
+        return sum(len(p.scans) for p in self._next) >= self.max_rows
+
+    def _take_group(self) -> list[_Pending]:
+        """The leading submissions of ``self._next`` that fit ``max_rows`` (at least one)."""
+        size, n = 0, 0
+        for p in self._next:
+            if n and size + len(p.scans) > self.max_rows:
                 break
+            size += len(p.scans)
+            n += 1
+        group, self._next = self._next[:n], self._next[n:]
         return group
 
     async def _commit(self, group: list[_Pending]) -> None:

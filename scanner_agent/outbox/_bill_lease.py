@@ -24,19 +24,17 @@ batches unchanged, and an expired lease comes back with the same id and rows.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
-from datetime import UTC, datetime
 
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import Batch, BatchEvent
-from scanner_agent.outbox._store import Outbox
+from scanner_agent.outbox._store import _EVENT_COLUMNS, _IN_BATCH, Outbox, _now_iso
 
 __all__ = ["lease_bill"]
 
 log = logging.getLogger(__name__)
 
-_EVENT_COLUMNS = ", ".join(BatchEvent._fields)
-"""``seq, event_id, code, scheme, action, bill, scanned_at, source``: a :class:`BatchEvent`."""
 # State tests are literals, not bound parameters, so SQLite uses the partial indexes on them.
 _NEXT_BILL = (
     "SELECT bill FROM scans WHERE state = 'pending' AND removed = 0 "
@@ -70,18 +68,20 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
             (now,),
         ).fetchall():
             events = db.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE seq BETWEEN ? AND ? "
-                "AND batch_id = ? AND state = 'in_flight' ORDER BY seq",
+                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_IN_BATCH} ORDER BY seq",
                 (first_seq, last_seq, batch_id),
             ).fetchall()
             if not events:
                 # Every row of it was settled some other way: the batch is spent.
                 db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
                 continue
-            if len({e[5] for e in events}) > 1:
+            if not _whole_bill(db, str(batch_id), {e[5] for e in events}):
                 n = outbox.unbatch(str(batch_id))
                 log.info(
-                    "outbox: batch %s spans several bills; its %d rows go by bill", batch_id, n
+                    "outbox: batch %s is not one whole bill (leased for another protocol); "
+                    "its %d rows go by bill",
+                    batch_id,
+                    n,
                 )
                 continue
             db.execute(
@@ -104,7 +104,7 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 batch_id,
-                datetime.now(UTC).isoformat(timespec="milliseconds"),
+                _now_iso(),
                 now + lease_s,
                 len(rows),
                 int(rows[0][0]),
@@ -117,3 +117,27 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
             (batch_id, bill, int(rows[-1][0])),
         )
         return Batch(batch_id, tuple(BatchEvent(*r) for r in rows), 0)
+
+
+def _whole_bill(db: sqlite3.Connection, batch_id: str, bills: set[str]) -> bool:
+    """Whether an expired batch may go again as it is: one bill, and all of it if opened.
+
+    A batch from :meth:`Outbox.lease` (the protocol was switched while it was
+    in flight) can hold part of a bill, or parts of several.  Sent as it is,
+    the platform would take the bill number with only those codes, and the
+    rest, sent later under the same number, would be answered 该单据号已存在
+    and counted as delivered without ever arriving.  Such a batch is
+    dissolved instead.  A default (never opened) bill is leased in slices
+    anyway, and its scans are refused by the sink.
+    """
+    if len(bills) != 1:
+        return False
+    (bill,) = bills
+    if db.execute("SELECT 1 FROM bills WHERE number = ?", (bill,)).fetchone() is None:
+        return True
+    rest = db.execute(
+        "SELECT 1 FROM scans WHERE bill = ? AND removed = 0 AND (state = 'pending' "
+        "OR (state = 'in_flight' AND batch_id != ?)) LIMIT 1",
+        (bill, batch_id),
+    ).fetchone()
+    return rest is None

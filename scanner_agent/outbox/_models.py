@@ -94,16 +94,12 @@ class BatchEvent(NamedTuple):
     source: str
 
     def to_wire(self) -> dict[str, str]:
-        """The event as it goes in a ``POST /v1/batches`` body."""
-        return {
-            "event_id": self.event_id,
-            "code": self.code,
-            "scheme": self.scheme,
-            "action": self.action,
-            "bill": self.bill,
-            "scanned_at": self.scanned_at,
-            "source": self.source,
-        }
+        """The event as it goes in a ``POST /v1/batches`` body: every field but ``seq``."""
+        return dict(zip(WIRE_FIELDS, self[1:], strict=True))
+
+
+WIRE_FIELDS: tuple[str, ...] = BatchEvent._fields[1:]
+"""The fields of an event on the wire (Trace API v1), in order: a :class:`BatchEvent` without ``seq``."""
 
 
 @dataclass(frozen=True, slots=True)

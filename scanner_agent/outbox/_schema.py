@@ -216,7 +216,7 @@ def _identity_index(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE scans ADD COLUMN dup_guard INTEGER")
     db.execute("UPDATE scans SET dup_guard = 0 WHERE dup_key IS NOT NULL")
     # The old key joined the parts with a separator no accepted code contains, so no two
-    # guarded rows share an identity; keep only the first of any that would all the same.
+    # guarded rows share an identity; should any, only the first keeps its guard.
     db.execute(
         "UPDATE scans SET dup_guard = NULL WHERE dup_guard = 0 AND seq NOT IN "
         "(SELECT MIN(seq) FROM scans WHERE dup_guard = 0 GROUP BY code, bill, action)"

@@ -5,8 +5,9 @@ Design (see docs/outbox.md):
 * WAL journal with ``synchronous=FULL``: a COMMIT that returned is on disk and
   survives power loss, so a good-read signal given after it is a promise kept.
 * Writes are grouped: :meth:`Outbox.enqueue_many` commits a whole group of
-  scans in one ``BEGIN IMMEDIATE`` transaction (the daemon's group committer
-  gathers them), so durability costs one fsync per group, not per scan.
+  scans in one transaction (the daemon's group committer gathers them; the
+  common group is a single autocommit INSERT), so durability costs one fsync
+  per group, not per scan.
 * Delivery uses leases (Telegraf's buffer contract): :meth:`lease` hands out
   the oldest pending rows under a new ``batch_id``; a retry, even after a
   crash, gets the *same* batch id with the *same* rows back, so the service's
@@ -33,13 +34,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import (
+    WIRE_FIELDS,
     Batch,
     BatchEvent,
     EnqueueResult,
@@ -53,60 +55,34 @@ from scanner_agent.outbox._models import (
     SettleSummary,
 )
 from scanner_agent.outbox._schema import current_version, migrate
+from scanner_agent.sqlrows import max_rows, padded_params, values_clause
 
 log = logging.getLogger(__name__)
 
-_ROWS_PER_STATEMENT = 1920
-"""Rows per multi-row INSERT (15 bound values each, under SQLite's 32766-variable limit);
-a multiple of the size step, so a full chunk needs no padding."""
-
-
-_SIZE_STEP = 64
-"""Groups above this many rows are padded up to a multiple of it (see :func:`_insert_params`)."""
-_PADDING = (None,) * len(NewScan._fields)
-
-
-def _statement_rows(n: int) -> int:
-    """The VALUES size used for ``n`` scans: exact up to 64, then the next multiple of 64.
-
-    Compiling a statement of a thousand rows costs about as much as running it,
-    and SQLite's statement cache is keyed by the SQL text.  Group sizes vary
-    with the load, so exact-size statements would be compiled again and again;
-    these size classes (64 small ones, 30 large ones up to 1,920 rows) all stay
-    in the connection's statement cache.
-    """
-    return n if n <= _SIZE_STEP else -(-n // _SIZE_STEP) * _SIZE_STEP
+_WIDTH = len(NewScan._fields)
+_ROWS_PER_STATEMENT = max_rows(_WIDTH)
+"""Rows per multi-row INSERT: 2,176 of 15 values, within SQLite's parameter limit, and more
+than ``outbox.commit_max_rows`` (2,048), so a full group is still one statement."""
 
 
 @functools.cache
 def _insert_sql(rows: int, reject_duplicates: bool) -> str:
     """One INSERT for ``rows`` VALUES rows, each a :class:`NewScan`'s fields in order.
 
-    Each scan's tuple is bound as it is (one flat list, built in C).  The
-    duplicate check is the unique index on (code, bill, action, dup_guard):
-    ``dup_guard`` 0 makes a scan conflict with an earlier one of the same
-    code, bill and action; NULL (the check off) never conflicts.  Padding
-    rows (all NULL, see :func:`_statement_rows`) are filtered out by the
-    WHERE clause, which also lets an INSERT … SELECT carry an upsert clause.
+    Each scan's tuple is bound as it is (one flat list, built in C), in a size
+    class padded with NULL rows (:mod:`scanner_agent.sqlrows`).  The duplicate
+    check is the unique index on (code, bill, action, dup_guard): ``dup_guard``
+    0 makes a scan conflict with an earlier one of the same code, bill and
+    action; NULL (the check off) never conflicts.  The VALUES filter also lets
+    an INSERT … SELECT carry an upsert clause.
     """
     names = NewScan._fields
     cols = ", ".join(f"column{i + 1}" for i in range(len(names)))
     guard = "0" if reject_duplicates else "NULL"
-    row = "(" + ", ".join("?" * len(names)) + ")"
     return (
         f"INSERT INTO scans ({', '.join(names)}, dup_guard) SELECT {cols}, {guard} "
-        f"FROM (VALUES {', '.join([row] * rows)}) WHERE column1 IS NOT NULL "
-        "ON CONFLICT DO NOTHING"
+        f"FROM {values_clause(rows, len(names))} ON CONFLICT DO NOTHING"
     )
-
-
-def _insert_params(scans: Sequence[NewScan]) -> tuple[int, list[object]]:
-    """The statement size for ``scans`` and its parameters, padded with NULL rows."""
-    rows = _statement_rows(len(scans))
-    params: list[object] = list(chain.from_iterable(scans))
-    if rows > len(scans):
-        params += _PADDING * (rows - len(scans))
-    return rows, params
 
 
 _ROW_COLUMNS = (
@@ -146,14 +122,7 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
 
 
-_WIRE_EVENT = (
-    "json_object("
-    + ", ".join(
-        f"'{c}', {c}"
-        for c in ("event_id", "code", "scheme", "action", "bill", "scanned_at", "source")
-    )
-    + ")"
-)
+_WIRE_EVENT = "json_object(" + ", ".join(f"'{c}', {c}" for c in WIRE_FIELDS) + ")"
 """SQL for one event as :meth:`BatchEvent.to_wire` writes it."""
 
 
@@ -182,7 +151,7 @@ def _lease_rows(
     rows: list[list[Any]] = json.loads(found[0])
     wire = str(found[1])
     if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
-        rows.sort(key=_first)
+        rows.sort(key=itemgetter(0))
         wire = "[" + ",".join(_wire_json(r) for r in rows) + "]"
     return rows, wire
 
@@ -204,10 +173,6 @@ def _fit(rows: Sequence[Sequence[Any]], max_bytes: int) -> int:
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _first(row: list[Any]) -> Any:
-    return row[0]
 
 
 class Outbox:
@@ -424,9 +389,9 @@ class Outbox:
         """
         if self._reader_db is None:
             db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
             )
-            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             db.execute("PRAGMA query_only = 1")
             self._reader_db = db
         return self._reader_db
@@ -465,7 +430,9 @@ class Outbox:
 
         Raises:
             OutboxFullError: disk full or reserve reached; nothing was written.
-            OutboxError: any other storage failure; nothing was written.
+            OutboxError: any other storage failure; nothing was written, except
+                when reading back a group that held a duplicate fails after
+                its new scans committed (they are queued and will be sent).
         """
         if not scans and not rejects:
             return []
@@ -508,7 +475,7 @@ class Outbox:
                 return None
             n = len(scans)
             try:
-                rows, params = _insert_params(scans)
+                rows, params = padded_params(scans, _WIDTH)
                 cur = self._db.execute(_insert_sql(rows, reject_duplicates), params)
             except sqlite3.Error as exc:
                 raise self._map(exc, "write") from exc
@@ -522,16 +489,29 @@ class Outbox:
             return self._settle_duplicates(scans)
 
     def _settle_duplicates(self, scans: Sequence[NewScan]) -> list[EnqueueResult]:
-        """Results for a group already inserted with some duplicates skipped.
+        """Results for a group already committed with some duplicates skipped.
 
-        The skipped scans are recorded among the rejects (for audit) in a
-        transaction of their own; they were never queued, and the source
-        hears of them only after it commits.
+        The new scans are durable at this point, so what follows must not turn
+        into an error for them: the answers come from reads (which a full disk
+        or a busy writer does not stop), and only the audit record of the
+        refused duplicates is written, in a transaction of its own.  Should
+        that write fail, it is logged and the answers still stand.
         """
         refused: list[RejectRecord] = []
-        with self.atomic() as db:
-            results = self._results_after_insert(db, scans, refused)
-            self._record_rejects(db, refused)
+        try:
+            results = self._results_after_insert(self._db, scans, refused)
+        except sqlite3.Error as exc:
+            raise self._map(exc, "read back a group") from exc
+        try:
+            with self.atomic() as db:
+                self._record_rejects(db, refused)
+        except OutboxError as exc:
+            log.error(
+                "outbox %s: %d duplicate scans refused but not kept for audit: %s",
+                self.path,
+                len(refused),
+                exc,
+            )
         return results
 
     def _insert_chunk(
@@ -543,7 +523,7 @@ class Outbox:
     ) -> list[EnqueueResult]:
         """Insert one chunk in a single statement inside the caller's transaction."""
         n = len(chunk)
-        rows, params = _insert_params(chunk)
+        rows, params = padded_params(chunk, _WIDTH)
         cur = db.execute(_insert_sql(rows, reject_duplicates), params)
         if cur.rowcount == n and cur.lastrowid is not None:
             seq0 = cur.lastrowid - n + 1

@@ -24,11 +24,11 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
+from scanner_agent.sqlrows import max_rows, padded_params, values_clause
 from scanner_agent.traceserver._protocol import (
     EventRow,
     ProtocolError,
@@ -93,26 +93,20 @@ _INSERT_EVENT = (
 )
 
 _EVENT_FIELDS = 10
-_CHUNK_ROWS = 3200
-"""Rows per multi-row INSERT (10 bound values each, under SQLite's 32766-variable limit)."""
-_SIZE_STEP = 64
+_CHUNK_ROWS = max_rows(_EVENT_FIELDS)
 
 
 @functools.cache
 def _insert_or_ignore_sql(rows: int) -> str:
-    """``INSERT OR IGNORE`` of ``rows`` events in one statement (NULL padding rows skipped).
+    """``INSERT OR IGNORE`` of ``rows`` events in one statement (see :mod:`scanner_agent.sqlrows`).
 
     One statement is one ``sqlite3_step``, where ``executemany`` is one per
-    row, and each step gives the GIL up to the event loop thread that parses
-    the next request and must win it back.  Sizes are rounded up to a multiple
-    of 64 (padded with NULL rows, which the WHERE clause drops) so a handful of
-    statements stay compiled in the statement cache.
+    row, each giving the GIL up to the event loop thread that parses the next
+    request and having to win it back.
     """
-    row = "(" + ", ".join("?" * _EVENT_FIELDS) + ")"
+    columns = _INSERT_EVENT[_INSERT_EVENT.index("(") : _INSERT_EVENT.index(")") + 1]
     return (
-        "INSERT OR IGNORE INTO events (event_id, code, scheme, action, bill, scanned_at, source,"
-        f" device_id, batch_id, received_at) SELECT * FROM (VALUES {', '.join([row] * rows)})"
-        " WHERE column1 IS NOT NULL"
+        f"INSERT OR IGNORE INTO events {columns} SELECT * FROM {values_clause(rows, _EVENT_FIELDS)}"
     )
 
 
@@ -120,10 +114,7 @@ def _insert_or_ignore(conn: sqlite3.Connection, rows: Sequence[tuple[str | None,
     """Insert ``rows`` (skipping any whose event or identity is held); how many went in."""
     inserted = 0
     for start in range(0, len(rows), _CHUNK_ROWS):
-        chunk = rows[start : start + _CHUNK_ROWS]
-        size = -(-len(chunk) // _SIZE_STEP) * _SIZE_STEP
-        params: list[object] = list(chain.from_iterable(chunk))
-        params += [None] * (_EVENT_FIELDS * (size - len(chunk)))
+        size, params = padded_params(rows[start : start + _CHUNK_ROWS], _EVENT_FIELDS)
         inserted += conn.execute(_insert_or_ignore_sql(size), params).rowcount
     return inserted
 

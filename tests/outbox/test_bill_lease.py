@@ -105,3 +105,28 @@ def test_default_bills_are_bounded_and_mixed_batches_are_dissolved_by_bill(
     assert {r.state for r in outbox.rows(limit=100) if r.bill == "dock-ship"} == {
         RowState.REJECTED.value
     }
+
+
+def test_part_of_a_bill_leased_before_a_protocol_switch_goes_again_as_the_whole_bill(
+    outbox: Outbox,
+) -> None:
+    fill(outbox, "SO-1", cn20(5))
+    partial = outbox.lease(2)  # trace-api took two of its scans, then the agent restarted
+    assert partial is not None
+    outbox.release(partial.batch_id, "agent stopping")
+    whole = lease_bill(outbox, lease_s=60, other_limit=10)
+    assert whole is not None
+    assert whole.batch_id != partial.batch_id
+    assert [e.code for e in whole.events] == cn20(5)
+    assert lease_bill(outbox, lease_s=60, other_limit=10) is None
+
+
+def test_an_expired_batch_of_a_whole_bill_goes_again_unchanged(outbox: Outbox) -> None:
+    fill(outbox, "SO-2", cn20(4))
+    first = lease_bill(outbox, lease_s=60, other_limit=10)
+    assert first is not None
+    outbox.release(first.batch_id, "network down")
+    again = lease_bill(outbox, lease_s=60, other_limit=10)
+    assert again is not None
+    assert again.batch_id == first.batch_id
+    assert again.events == first.events

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scanner_agent.config import OutboxConfig
 from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, RejectRecord, uuid7
 from scanner_agent.outbox._store import _ROWS_PER_STATEMENT
 
@@ -243,11 +244,12 @@ def test_rows_aggregated_out_of_order_are_sorted_and_rendered_again(outbox: Outb
 
 
 def test_padded_size_classes_insert_exactly_the_real_rows(outbox: Outbox) -> None:
-    from scanner_agent.outbox._store import _insert_sql, _statement_rows
+    from scanner_agent.outbox._store import _ROWS_PER_STATEMENT, _insert_sql
+    from scanner_agent.sqlrows import size_class
 
     done = []
     start = 0
-    for size in (1, 63, 64, 65, 127, 128, 129, 700, 1919, 1920, 1921):
+    for size in (1, 63, 64, 65, 127, 128, 129, 700, 2175, 2176, 2177):
         scans = [scan(f"8{i:019d}") for i in range(start, start + size)]
         scans.append(scan(f"8{start:019d}"))  # and a duplicate of its first, last
         start += size
@@ -255,7 +257,67 @@ def test_padded_size_classes_insert_exactly_the_real_rows(outbox: Outbox) -> Non
     check_answers(outbox, done)
     assert all(r[-1].status is EnqueueStatus.DUPLICATE for _, r in done)
     assert len(rows(outbox)) == start
-    sizes = {_statement_rows(n) for n in range(1, 1921)}
-    assert len(sizes) == 64 + 29
-    assert max(sizes) == 1920
+    assert _ROWS_PER_STATEMENT == 2176
+    assert OutboxConfig().commit_max_rows <= _ROWS_PER_STATEMENT  # a full group is one statement
+    sizes = {size_class(n) for n in range(1, _ROWS_PER_STATEMENT + 1)}
+    assert len(sizes) == 64 + 33
+    assert max(sizes) == 2176
     assert _insert_sql.cache_info().currsize <= 2 * len(sizes)
+
+
+def test_padded_groups_without_duplicates_take_the_one_statement_path(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scanner_agent.outbox._store import Outbox as Store
+
+    def no_read_back(*_args: object) -> list[EnqueueResult]:
+        raise AssertionError("a group without duplicates must not be read back")
+
+    monkeypatch.setattr(Store, "_results_after_insert", staticmethod(no_read_back))
+    done = []
+    start = 0
+    for size in (1, 64, 65, 100, 129, 1000, 2048, 2176):
+        scans = [scan(f"8{i:019d}") for i in range(start, start + size)]
+        start += size
+        done.append((scans, outbox.enqueue_many(scans)))
+    check_answers(outbox, done)
+    assert len(rows(outbox)) == start
+
+
+def test_a_failed_audit_write_after_the_commit_still_answers_truly(
+    outbox: Outbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from scanner_agent.outbox._store import Outbox as Store
+
+    def broken(*_args: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    first = [scan(f"8{i:019d}") for i in range(3)]
+    outbox.enqueue_many(first)
+    monkeypatch.setattr(Store, "_record_rejects", staticmethod(broken))
+    group = [scan(f"8{i:019d}") for i in range(2, 6)]  # the first is a duplicate
+    results = outbox.enqueue_many(group)
+    check_answers(outbox, [(group, results)])
+    assert [r.status for r in results] == [EnqueueStatus.DUPLICATE] + [EnqueueStatus.QUEUED] * 3
+    assert "not kept for audit" in caplog.text
+
+
+def test_a_settle_commits_without_fsync_and_a_scan_group_with_it(outbox: Outbox) -> None:
+    from scanner_agent.outbox import EventResult
+
+    statements: list[str] = []
+    outbox.enqueue_many([scan(f"8{i:019d}") for i in range(3)])
+    batch = outbox.lease(10)
+    assert batch is not None
+    outbox._db.set_trace_callback(statements.append)
+    try:
+        outbox.settle(batch.batch_id, {e.event_id: EventResult("accepted") for e in batch.events})
+        settle = list(statements)
+        statements.clear()
+        outbox.enqueue_many([scan(f"8{i:019d}") for i in range(10, 12)])
+        group = list(statements)
+    finally:
+        outbox._db.set_trace_callback(None)
+    normal = settle.index("PRAGMA synchronous = NORMAL")
+    assert normal < settle.index("COMMIT") < settle.index("PRAGMA synchronous = FULL")
+    assert not any("synchronous" in s for s in group)
