@@ -84,8 +84,10 @@ class Hotplug:
         woken = asyncio.Event()
         self._waiting[key] = (interest, woken)
         try:
+            # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await woken.wait()
             return woken.is_set()
         finally:
             del self._waiting[key]

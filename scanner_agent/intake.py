@@ -164,7 +164,9 @@ class GroupCommitter:
             if remaining <= 0:
                 return
             try:
-                self._next.append(await asyncio.wait_for(self._queue.get(), remaining))
+                # asyncio.timeout, not wait_for, which on Python 3.11 can swallow a cancel.
+                async with asyncio.timeout(remaining):
+                    self._next.append(await self._queue.get())
             except TimeoutError:
                 return
 

@@ -339,8 +339,11 @@ class SyncLoop:
         if self._generation != since:
             return
         self._changed.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancel that
+        # arrives as the event is set, and the loop then waited forever at shutdown.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
 
     async def _release_leftovers(self) -> None:
         """Batches leased by a previous run that ended mid-send go out again now, unchanged."""

@@ -174,3 +174,27 @@ async def test_at_most_max_in_flight_requests_at_once(rig: Rig) -> None:
     await rig.queue(codes(34, 100))
     await wait_until(lambda: rig.loop.stats.delivered == 101, "backlog delivered")
     assert peak == 3
+
+
+async def test_a_stop_that_arrives_as_the_loop_is_woken_still_stops_it(tmp_path: Path) -> None:
+    # Python 3.11's asyncio.wait_for returns the inner result when a cancel and the inner
+    # wake-up land in the same loop iteration, so the sync loop went on waiting (forever,
+    # with a full window) while the daemon waited for it to stop.  Found as a rare CI hang.
+    cfg = SyncConfig(url="http://trace.test")
+    outbox = Outbox.open(tmp_path / "o.db")
+    thread = OutboxThread(outbox)
+    never = httpx.MockTransport(lambda request: httpx.Response(500))
+    client = TraceApiClient(cfg, token="t", device_id="dock", transport=never)
+    loop = SyncLoop(thread, client, cfg, token_reader=lambda: "t")
+    try:
+        for _ in range(20):
+            waiting = asyncio.create_task(loop._wait_change(loop._generation, 30.0))
+            await asyncio.sleep(0)  # now waiting for a change
+            loop.wake()  # the change, and in the same iteration ...
+            waiting.cancel()  # ... the stop
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+    finally:
+        await client.aclose()
+        thread.shutdown()
+        outbox.close()
