@@ -68,6 +68,7 @@ from scanner_agent.platforms.epcis_job import (
     settle_job,
 )
 from scanner_agent.sync import NetworkError, ServiceError, parse_retry_after
+from scanner_agent.sync._client import BearerAuth
 
 __all__ = ["EpcisCaptureClient", "EpcisCaptureConfig"]
 
@@ -167,7 +168,7 @@ def _problems(response: httpx.Response) -> tuple[CaptureProblem, ...]:
     return (problem,)
 
 
-class EpcisCaptureClient:
+class EpcisCaptureClient(BearerAuth):
     """A long-lived client for one EPCIS 2.0 repository's capture interface.
 
     ``tls`` is what httpx calls ``verify``: ``True`` (the default) checks the
@@ -209,21 +210,6 @@ class EpcisCaptureClient:
 
     def __repr__(self) -> str:
         return f"EpcisCaptureClient(url={self.cfg.url!r})"
-
-    def set_token(self, token: str) -> bool:
-        """Send ``token`` as ``Authorization: Bearer`` from the next request on.
-
-        Returns True when it differs from the one in use.  An empty token sends none.
-        """
-        token = token.strip()
-        if token == self._token:
-            return False
-        self._token = token
-        if token:
-            self._client.headers["Authorization"] = f"Bearer {token}"
-        else:
-            self._client.headers.pop("Authorization", None)
-        return True
 
     async def aclose(self) -> None:
         """Close connections."""

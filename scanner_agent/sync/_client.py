@@ -178,7 +178,33 @@ def _error_text(response: httpx.Response) -> str:
     return response.text[:300].strip() or response.reason_phrase
 
 
-class TraceApiClient:
+class BearerAuth:
+    """A bearer token on an httpx client, swappable in place (a re-read token file).
+
+    The token is only ever put in the ``Authorization`` header, never in a
+    log line or an exception.  Shared by the HTTP sinks' clients.
+    """
+
+    _token: str
+    _client: httpx.AsyncClient
+
+    def set_token(self, token: str) -> bool:
+        """Use ``token`` from the next request on; True when it differs from the one in use.
+
+        An empty token sends no ``Authorization`` header.
+        """
+        token = token.strip()
+        if token == self._token:
+            return False
+        self._token = token
+        if token:
+            self._client.headers["Authorization"] = f"Bearer {token}"
+        else:
+            self._client.headers.pop("Authorization", None)
+        return True
+
+
+class TraceApiClient(BearerAuth):
     """A long-lived HTTP client for one trace service.
 
     One :class:`httpx.AsyncClient` for the life of the agent: connections are
@@ -222,22 +248,6 @@ class TraceApiClient:
 
     def __repr__(self) -> str:
         return f"TraceApiClient(url={self.cfg.url!r}, device_id={self.device_id!r})"
-
-    def set_token(self, token: str) -> bool:
-        """Use ``token`` from the next request on; True when it differs from the one in use.
-
-        The token is only ever put in the ``Authorization`` header, never in a
-        log line or an exception.
-        """
-        token = token.strip()
-        if token == self._token:
-            return False
-        self._token = token
-        if token:
-            self._client.headers["Authorization"] = f"Bearer {token}"
-        else:
-            self._client.headers.pop("Authorization", None)
-        return True
 
     def set_base_url(self, url: str) -> None:
         """Send the next requests to ``url`` (requests already sent finish where they went)."""
