@@ -89,10 +89,10 @@ _ROW_COLUMNS = (
     "seq, event_id, code, scheme, raw, symbology, product, action, bill, device_id, source, "
     "scanned_at, state, batch_id, result, reason, attempts, settled_at, removed"
 )
-_EVENT_COLUMNS = "seq, event_id, code, scheme, action, bill, scanned_at, source"
+_EVENT_COLUMNS = ", ".join(BatchEvent._fields)
+"""A :class:`BatchEvent`'s columns, in its field order."""
 _PENDING = "state = 'pending'"
-_IN_FLIGHT = "state = 'in_flight'"
-"""Written as literals (not bound parameters) so SQLite can use the partial indexes on them."""
+"""Written as a literal (not a bound parameter) so SQLite can use the partial index on it."""
 _IN_BATCH = "seq BETWEEN ? AND ? AND batch_id = ? AND state = 'in_flight'"
 """A batch's rows: a range of the primary key (the batch's first and last seq), then its id.
 Parameters: first_seq, last_seq, batch_id (see :meth:`Outbox._batch_span`)."""
