@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from scanner_agent.bills import BillBook
-from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, RowState, uuid7
+from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, RowState
 from scanner_agent.outbox._bill_lease import lease_bill
+from tests.outbox.conftest import new_scan
 
 
 def scan(code: str, bill: str) -> NewScan:
-    return NewScan(
-        uuid7(), code, "cn20", code, None, "ship", bill, "dock", "test", "2026-11-23T10:00:00+08:00"
-    )
+    return new_scan(code, bill=bill)
 
 
 def cn20(n: int, start: int = 0) -> list[str]:
     return [f"8{i:019d}" for i in range(start, start + n)]
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    box = Outbox.open(tmp_path / "outbox.db")
-    yield box
-    box.close()
 
 
 def fill(

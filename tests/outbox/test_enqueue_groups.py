@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +20,11 @@ from hypothesis import strategies as st
 from scanner_agent.config import OutboxConfig
 from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, RejectRecord, uuid7
 from scanner_agent.outbox._store import _ROWS_PER_STATEMENT
+from tests.outbox.conftest import new_scan
 
 
 def scan(code: str, bill: str = "B1", action: str = "ship") -> NewScan:
-    return NewScan(
-        uuid7(),
-        code,
-        "cn20",
-        code,
-        None,
-        action,
-        bill,
-        "dock",
-        "t",
-        "2026-11-23T10:00:00.000+00:00",
-    )
+    return new_scan(code, bill=bill, action=action)
 
 
 def scan_wire(s: NewScan) -> dict[str, str]:
@@ -47,13 +36,6 @@ def reject(code: str) -> RejectRecord:
     return RejectRecord(
         code, code, "not a trace code", "invalid", "dock", "t", "2026-11-23T10:00:00.000+00:00"
     )
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    box = Outbox.open(tmp_path / "outbox.db")
-    yield box
-    box.close()
 
 
 def rows(outbox: Outbox) -> dict[str, tuple[int, str, str, str]]:

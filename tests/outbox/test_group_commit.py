@@ -10,25 +10,10 @@ from typing import Any
 import pytest
 
 from scanner_agent.intake import GroupCommitter, OutboxThread
-from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, uuid7
+from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox
+from tests.outbox.conftest import cn20_scans
 
-
-def scans(start: int, n: int) -> list[NewScan]:
-    return [
-        NewScan(
-            uuid7(),
-            f"8{i:019d}",
-            "cn20",
-            f"8{i:019d}",
-            None,
-            "ship",
-            "B1",
-            "dock",
-            "t",
-            "2026-11-23T10:00:00.000+00:00",
-        )
-        for i in range(start, start + n)
-    ]
+scans = cn20_scans
 
 
 class Recorder:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,32 +19,13 @@ from scanner_agent.outbox import (
     RowState,
     uuid7,
 )
+from tests.outbox.conftest import cn20_scans, new_scan
 
-
-def scan(code: str, *, bill: str = "B1", action: str = "ship") -> NewScan:
-    return NewScan(
-        event_id=uuid7(),
-        code=code,
-        scheme="cn20",
-        raw=code,
-        symbology=None,
-        action=action,
-        bill=bill,
-        device_id="dock",
-        source="test",
-        scanned_at="2026-11-23T10:00:00.000+00:00",
-    )
+scan = new_scan
 
 
 def codes(n: int, start: int = 0) -> list[NewScan]:
-    return [scan(f"8{i:019d}") for i in range(start, start + n)]
-
-
-@pytest.fixture
-def outbox(tmp_path: Path) -> Iterator[Outbox]:
-    box = Outbox.open(tmp_path / "outbox.db")
-    yield box
-    box.close()
+    return cn20_scans(start, n)
 
 
 def test_new_outbox_is_wal_with_full_sync_at_current_schema(outbox: Outbox) -> None:
