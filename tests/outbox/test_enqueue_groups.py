@@ -157,7 +157,6 @@ def test_lease_takes_exactly_the_events_that_fit_the_byte_budget(outbox: Outbox)
     assert rest is not None
     assert rest.events_json is not None
     assert len(rest.events_json.encode()) == sum(sizes[5:]) + 1
-    assert rest is not None
     assert [e.event_id for e in rest.events] == [s.event_id for s in scans[5:]]
 
 
