@@ -6,20 +6,31 @@ row) or ``RETURNING`` (one step per returned row) is slow beside another busy
 thread, while one multi-row statement is one step.  But compiling a statement
 of a thousand rows costs about as much as running it, and SQLite's statement
 cache is keyed by the SQL text: so a batch's row count is rounded up to a size
-class (exact up to 64, then multiples of 64) and the extra rows are bound as
-NULLs, which the statement's ``WHERE column1 IS NOT NULL`` drops (the first
-column must be NOT NULL in real rows).  Used by the outbox and by the
-reference trace service.
+class (exact up to 64, then multiples of 64) and the extra rows are padding,
+which the statement's ``WHERE column1 <> ''`` drops (the first column must be
+a non-empty text in real rows).
+
+No parameter is ever ``None``: Python's sqlite3 binds ``str``, ``int`` and
+``float`` directly, but sends every other value, ``None`` included, through
+its adapter protocol, which looks up ``__adapt__`` and ``__conform__`` and
+formats and discards an ``AttributeError`` for each: about half the cost of a
+row with six empty fields, all of it holding the GIL (measured with
+callgrind, docs/performance.md).  So ``None`` is bound as ``''`` and the
+statement turns it back into NULL with ``NULLIF`` in the nullable columns
+(:func:`select_list`); in those columns an empty text means absent.  Used by
+the outbox and by the reference trace service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from itertools import chain
 
 SIZE_STEP = 64
 MAX_VARIABLES = 32766
 """SQLite's default limit on bound parameters per statement."""
+NULL = ""
+"""What is bound in place of ``None`` (and in padding rows)."""
 
 
 def size_class(n: int) -> int:
@@ -32,15 +43,22 @@ def max_rows(width: int) -> int:
     return MAX_VARIABLES // width // SIZE_STEP * SIZE_STEP
 
 
+def select_list(width: int, nullable: Collection[int] = ()) -> str:
+    """The VALUES columns to select, ``NULLIF(columnN, '')`` for the 0-based ``nullable`` ones."""
+    return ", ".join(
+        f"NULLIF(column{i + 1}, '')" if i in nullable else f"column{i + 1}" for i in range(width)
+    )
+
+
 def values_clause(rows: int, width: int) -> str:
-    """``(VALUES (?, …), …)`` for ``rows`` rows of ``width`` parameters, and the filter."""
+    """``(VALUES (?, …), …)`` for ``rows`` rows of ``width`` parameters, and the padding filter."""
     row = "(" + ", ".join("?" * width) + ")"
-    return f"(VALUES {', '.join([row] * rows)}) WHERE column1 IS NOT NULL"
+    return f"(VALUES {', '.join([row] * rows)}) WHERE column1 <> ''"
 
 
 def padded_params(rows: Sequence[Iterable[object]], width: int) -> tuple[int, list[object]]:
-    """The size class for ``rows`` and their values flattened, padded with NULL rows."""
+    """The size class for ``rows`` and their values flattened, ``None`` as ``''``, padded."""
     size = size_class(len(rows))
-    params: list[object] = list(chain.from_iterable(rows))
-    params += [None] * (width * (size - len(rows)))
+    params: list[object] = [NULL if v is None else v for v in chain.from_iterable(rows)]
+    params += [NULL] * (width * (size - len(rows)))
     return size, params

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
 from scanner_agent.outbox._ids import uuid7
@@ -55,7 +55,7 @@ from scanner_agent.outbox._models import (
     SettleSummary,
 )
 from scanner_agent.outbox._schema import current_version, migrate
-from scanner_agent.sqlrows import max_rows, padded_params, values_clause
+from scanner_agent.sqlrows import max_rows, padded_params, select_list, values_clause
 
 log = logging.getLogger(__name__)
 
@@ -69,21 +69,29 @@ than ``outbox.commit_max_rows`` (2,048), so a full group is still one statement.
 def _insert_sql(rows: int, reject_duplicates: bool) -> str:
     """One INSERT for ``rows`` VALUES rows, each a :class:`NewScan`'s fields in order.
 
-    Each scan's tuple is bound as it is (one flat list, built in C), in a size
-    class padded with NULL rows (:mod:`scanner_agent.sqlrows`).  The duplicate
+    Each scan's tuple is bound as one flat list in a size class padded with
+    empty rows, its ``None`` fields as ``''`` turned back into NULL by the
+    statement (:mod:`scanner_agent.sqlrows`).  The duplicate
     check is the unique index on (code, bill, action, dup_guard): ``dup_guard``
     0 makes a scan conflict with an earlier one of the same code, bill and
     action; NULL (the check off) never conflicts.  The VALUES filter also lets
     an INSERT … SELECT carry an upsert clause.
     """
     names = NewScan._fields
-    cols = ", ".join(f"column{i + 1}" for i in range(len(names)))
+    cols = select_list(len(names), NULLABLE_SCAN_FIELDS)
     guard = "0" if reject_duplicates else "NULL"
     return (
         f"INSERT INTO scans ({', '.join(names)}, dup_guard) SELECT {cols}, {guard} "
         f"FROM {values_clause(rows, len(names))} ON CONFLICT DO NOTHING"
     )
 
+
+NULLABLE_SCAN_FIELDS = frozenset(
+    i
+    for i, name in enumerate(NewScan._fields)
+    if type(None) in get_args(get_type_hints(NewScan)[name])
+)
+"""Positions of the :class:`NewScan` fields that may be ``None`` (an empty text means absent)."""
 
 _ROW_COLUMNS = (
     "seq, event_id, code, scheme, raw, symbology, product, action, bill, device_id, source, "

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
-from scanner_agent.sqlrows import max_rows, padded_params, values_clause
+from scanner_agent.sqlrows import max_rows, padded_params, select_list, values_clause
 from scanner_agent.traceserver._protocol import (
     EventRow,
     ProtocolError,
@@ -106,7 +106,8 @@ def _insert_or_ignore_sql(rows: int) -> str:
     """
     columns = _INSERT_EVENT[_INSERT_EVENT.index("(") : _INSERT_EVENT.index(")") + 1]
     return (
-        f"INSERT OR IGNORE INTO events {columns} SELECT * FROM {values_clause(rows, _EVENT_FIELDS)}"
+        f"INSERT OR IGNORE INTO events {columns} SELECT {select_list(_EVENT_FIELDS)} "
+        f"FROM {values_clause(rows, _EVENT_FIELDS)}"
     )
 
 

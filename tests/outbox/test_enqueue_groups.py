@@ -302,3 +302,49 @@ def test_a_settle_commits_without_fsync_and_a_scan_group_with_it(outbox: Outbox)
     normal = settle.index("PRAGMA synchronous = NORMAL")
     assert normal < settle.index("COMMIT") < settle.index("PRAGMA synchronous = FULL")
     assert not any("synchronous" in s for s in group)
+
+
+def test_empty_fields_round_trip_as_null_and_text_as_text(outbox: Outbox) -> None:
+    """None is bound as '' (sqlrows) and stored as NULL; '' in an optional field means absent."""
+    gs1 = NewScan(
+        uuid7(), "0106901234567892215X", "gs1", "]d20106901234567892215X", "]d2", "ship", "B1",
+        "dock", "t", "2026-01-01T00:00:00.000+00:00", "06901234567892", "06901234567892",
+        "L1", "2027-01-31", "5X",
+    )  # fmt: skip
+    bare = new_scan("80000000000000000001")._replace(symbology="", serial="")
+    outbox.enqueue_many([gs1, bare])
+    stored = outbox._db.execute(
+        "SELECT symbology, product, gtin, batch_no, expiry, serial, typeof(serial), raw "
+        "FROM scans ORDER BY seq"
+    ).fetchall()
+    assert stored[0] == ("]d2", "06901234567892", "06901234567892", "L1", "2027-01-31", "5X",
+                         "text", "]d20106901234567892215X")  # fmt: skip
+    assert stored[1] == (None, None, None, None, None, None, "null", "80000000000000000001")
+
+
+def test_no_statement_writing_scan_rows_builds_a_temporary_table_per_row(outbox: Outbox) -> None:
+    """SQLite 3.40 evaluates CHECK (x IN (3+ constants)) with a temporary table for every
+    row written; migration 6 states the checks as ORs.  A rule coming back as an IN list
+    (or any other per-row ephemeral table) shows up here as an OpenEphemeral opcode."""
+    from scanner_agent.outbox._store import _IN_BATCH, _insert_sql
+
+    statements = {
+        "insert": (_insert_sql(3, True), [""] * 45),
+        "settle": (
+            "UPDATE scans SET state = 'delivered', result = 'accepted', reason = NULL, "
+            f"settled_at = ? WHERE {_IN_BATCH}",
+            ["t", 1, 2, "b"],
+        ),
+        "dead letter": (
+            "UPDATE scans SET state = ?, result = ?, reason = ?, settled_at = ? WHERE seq = ?",
+            ["rejected", "rejected", "r", "t", 1],
+        ),
+    }
+    for name, (sql, params) in statements.items():
+        ops = [r[1] for r in outbox._db.execute("EXPLAIN " + sql, params)]
+        assert "OpenEphemeral" not in ops, name
+    outbox.enqueue_many([new_scan("80000000000000000001")])
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # the rules still hold
+        outbox._db.execute("UPDATE scans SET state = 'lost'")
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        outbox._db.execute("UPDATE scans SET result = 'maybe'")

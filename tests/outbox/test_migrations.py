@@ -101,6 +101,48 @@ def test_the_duplicate_check_carries_over_to_the_identity_index(tmp_path: Path) 
     assert "scans_identity" in plan
 
 
+_EVERY_VALUE_BUT_ATTEMPTS = (
+    "SELECT seq, event_id, code, scheme, raw, symbology, product, gtin, batch_no, expiry, serial, "
+    "action, bill, device_id, source, scanned_at, state, batch_id, result, reason, settled_at, "
+    "removed, dup_guard FROM scans ORDER BY seq"
+)
+
+
+def test_the_state_rules_are_restated_without_in_lists_and_still_hold(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    ids, batch_id = _v3_file(path)
+    db = sqlite3.connect(path, isolation_level=None)
+    for version, name, fn in MIGRATIONS:  # up to schema 5, as the last build left it
+        if 3 < version <= 5:
+            db.execute("BEGIN")
+            fn(db)
+            db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-01-01')", (version, name))
+            db.execute("COMMIT")
+    db.execute("UPDATE scans SET state = 'delivered', result = 'duplicate' WHERE seq = 1")
+    before = db.execute(_EVERY_VALUE_BUT_ATTEMPTS).fetchall()
+    (old_sql,) = db.execute("SELECT sql FROM sqlite_schema WHERE name = 'scans'").fetchone()
+    db.close()
+    assert "state IN (" in old_sql
+
+    with Outbox.open(path) as box:
+        assert box.stats().schema_version == SCHEMA_VERSION
+        again = box.lease(10)
+        assert again is not None
+        assert again.batch_id == batch_id
+    db = sqlite3.connect(path, isolation_level=None)
+    (sql,) = db.execute("SELECT sql FROM sqlite_schema WHERE name = 'scans'").fetchone()
+    after = db.execute(_EVERY_VALUE_BUT_ATTEMPTS).fetchall()
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert " IN (" not in sql
+    assert "state = 'pending' OR state = 'in_flight'" in sql
+    for bad in ("state = 'lost'", "result = 'maybe'"):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            db.execute(f"UPDATE scans SET {bad} WHERE seq = 1")
+    db.close()
+    assert after == before  # apart from the lease's attempt count, every value is as it was
+    assert len(after) == len(ids)
+
+
 def test_a_locked_file_is_an_error_and_never_moved_aside(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
