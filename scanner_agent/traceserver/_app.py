@@ -140,15 +140,12 @@ def create_app(
 
     def process(key: str, body: bytes, gzipped: bool) -> tuple[int, bytes]:
         """Worker thread: decompress, parse, validate, store."""
-        try:
-            if gzipped:
+        if gzipped:
+            try:
                 body = _gunzip(body, max_body_bytes)
-            payload = json.loads(body)
-        except ProtocolError as exc:
-            return exc.status, error_body(exc.message)
-        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge int
-            return 400, error_body("body is not valid JSON")
-        return store.ingest_batch(key, None, payload, reject_codes=reject, max_events=max_events)
+            except ProtocolError as exc:
+                return exc.status, error_body(exc.message)
+        return store.ingest_body(key, body, reject_codes=reject, max_events=max_events)
 
     async def post_batch(request: Request) -> Response:
         # Raw header bytes as UTF-8, like the body's batch_id.

@@ -20,7 +20,7 @@ import json
 import operator
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final, NoReturn
 
@@ -56,6 +56,18 @@ _RFC3339 = re.compile(
     r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
+# Whole-batch checks (:func:`_all_kept`): one C call for every code or time of a
+# batch, joined by newlines.  The time pattern accepts a subset of what
+# :func:`is_rfc3339` does (every real date but 29 February), so it needs no
+# calendar; a batch it does not accept is checked event by event.
+_CN20_RUN = re.compile(r"8[0-9]{19}(?:\n8[0-9]{19})*+")
+_SAFE_TIME = (
+    r"[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
+    r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_SAFE_TIME_RUN = re.compile(f"{_SAFE_TIME}(?:\n{_SAFE_TIME})*+")
 
 
 class ProtocolError(Exception):
@@ -71,6 +83,11 @@ EventRow = tuple[str, str, str, str, str, str, str]
 """One event's fields in :data:`EVENT_FIELDS` order."""
 
 _event_row = operator.itemgetter(*EVENT_FIELDS)
+_event_id = operator.itemgetter(0)
+_code = operator.itemgetter(1)
+_scheme = operator.itemgetter(2)
+_action = operator.itemgetter(3)
+_scanned_at = operator.itemgetter(5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,109 @@ class Batch:
     device_id: str
     sent_at: str
     events: list[EventRow]
+    plain_json: str | None = field(default=None, compare=False, repr=False)
+    """For a *plain* batch, one where no string holds ``"``, ``\\`` or a control
+    character U+0000-U+001F (each string is then its own JSON text between
+    quotes): the events as compact JSON arrays of their seven strings, which is
+    what ``json.dumps(events, ensure_ascii=False, separators=(",", ":"))`` writes.
+    Joined from the strings by :func:`decode_batch`'s fast path, it lets the
+    fingerprint and the reply be assembled instead of encoded; None otherwise."""
+
+
+# The plain form's strings are matched as "anything but a quote", which sre
+# scans in a tight loop (a character class costs it several times more per
+# character); backslashes and control characters are ruled out separately.
+_PLAIN_HEAD = re.compile(
+    r'\{"batch_id":"([^"]++)","device_id":"([^"]++)","sent_at":"([^"]++)","events":(?=\[)'
+)
+"""The start of a compact batch object, up to (not including) the events' ``[``."""
+_PLAIN_EVENT = re.compile(
+    # Later events follow a ``,``; the ``[`` opening the array only counts
+    # right after ``"events":``.  Both alternatives start with a literal, so
+    # sre skips to the next ``,`` or ``[`` instead of trying every position.
+    r"(?:,|\[(?<=:\[))\{"
+    + ",".join(f'"{name}":"([^"]{"+" if name == "event_id" else "*"}+)"' for name in EVENT_FIELDS)
+    + r"\}"
+)
+"""One compact event object, its fields in :data:`EVENT_FIELDS` order, with the separator before it."""
+_PLAIN_EVENT_CHARS: Final = len(",{" + ",".join(f'"{name}":""' for name in EVENT_FIELDS) + "}")
+"""Characters of one :data:`_PLAIN_EVENT` match besides its seven field values."""
+_ROW_JSON_CHARS: Final = len('["","","","","","",""],')
+"""Characters of one event in :attr:`Batch.plain_json` besides its values (with its comma)."""
+_NOT_PLAIN: Final = ("\\", *map(chr, range(0x20)))
+"""What a plain string must not hold: an escape, or a control character (JSON forbids them raw)."""
+
+
+def decode_batch(body: bytes, *, max_events: int) -> Batch:
+    """Decode and check a ``POST /v1/batches`` body (uncompressed bytes) as :func:`parse_batch` does.
+
+    Raises :class:`ProtocolError` (400) for a body that is not JSON and for
+    everything :func:`parse_batch` refuses.  The body the agent sends (compact
+    JSON, fields in the documented order, no escapes) is read by one regex
+    ``findall`` into the event rows directly: :func:`json.loads` would build a
+    dict and eight strings per event only to have them taken apart again.  Any
+    other body takes the general path; both give the same :class:`Batch`.
+    """
+    batch = _decode_plain(body, max_events)
+    if batch is not None:
+        return batch
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge int
+        raise ProtocolError(400, "body is not valid JSON") from None
+    return parse_batch(payload, max_events=max_events)
+
+
+def _decode_plain(body: bytes, max_events: int) -> Batch | None:
+    """The fast path of :func:`decode_batch`, or None when ``body`` is not exactly in the plain form.
+
+    The plain form is ``{"batch_id":…,"device_id":…,"sent_at":…,"events":[…]}``
+    with compact events whose seven fields come in :data:`EVENT_FIELDS` order,
+    no other key, no whitespace, strict UTF-8, at least one event and no
+    string that holds a backslash or a control character.  Such a body is
+    valid JSON and its strings are the literal text between the quotes, so
+    the regex captures are exactly what :func:`json.loads` would give.
+
+    ``findall`` skips text it cannot match, so the matches are checked to
+    cover the whole array: none can cover the closing ``]}`` (a match ends in
+    ``"}``), and if their lengths add up to everything from the ``[`` to
+    there, they tile it with no gap.  Their values' total length comes from
+    :attr:`Batch.plain_json`, which is built here anyway.  A repeated or empty
+    ``event_id``, too many events or an empty array go to the general path,
+    which reports them.
+    """
+    if not body.endswith(b"]}"):
+        return None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    head = _PLAIN_HEAD.match(text)
+    if head is None:
+        return None
+    for char in _NOT_PLAIN:  # one memchr each: cheaper than a regex over every character
+        if char in text:
+            return None
+    start = head.end()
+    if _PLAIN_EVENT.match(text, start) is None:
+        return None  # not even the first event: spare the scan of the whole array
+    rows: list[EventRow] = _PLAIN_EVENT.findall(text, start)
+    count = len(rows)
+    if not 0 < count <= max_events:
+        return None
+    plain_json = '[["' + '"],["'.join(map('","'.join, rows)) + '"]]'
+    values = len(plain_json) - 1 - count * _ROW_JSON_CHARS  # the outer [], no last comma
+    if len(text) - 2 - start != count * _PLAIN_EVENT_CHARS + values:
+        return None  # something between the matches that is not an event
+    if len(set(map(_event_id, rows))) != count:
+        return None
+    return Batch(
+        batch_id=head[1],
+        device_id=head[2],
+        sent_at=head[3],
+        events=rows,
+        plain_json=plain_json,
+    )
 
 
 def parse_batch(payload: object, *, max_events: int) -> Batch:
@@ -168,6 +288,13 @@ def fingerprint(batch: Batch) -> str:
     keys and ``Content-Encoding`` do not change it, and ``sent_at`` is left out
     so a retry may carry a fresh send time.
     """
+    if batch.plain_json is not None:
+        # Printable ASCII without ``"`` or ``\\`` is written as itself with
+        # ensure_ascii, so the plain form is the canonical one when it is
+        # ASCII (an O(1) flag of str) and holds no DEL (escaped as \u007f).
+        canonical = f'["{batch.batch_id}","{batch.device_id}",{batch.plain_json}]'
+        if canonical.isascii() and "\x7f" not in canonical:
+            return hashlib.sha256(canonical.encode("ascii")).hexdigest()
     canonical = json.dumps([batch.batch_id, batch.device_id, batch.events], separators=(",", ":"))
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
@@ -202,6 +329,45 @@ def code_problem(scheme: str, code: str) -> str | None:
 def event_problem(event: EventRow, reject_codes: frozenset[str]) -> str | None:
     """The reason the service refuses one (structurally valid) event, or None to keep it."""
     return event_problems([event], reject_codes)[0]
+
+
+def refusals(events: list[EventRow], reject_codes: frozenset[str]) -> dict[int, str]:
+    """The events the service refuses, by index, with the reason :func:`event_problem` gives.
+
+    Usually every event is kept: :func:`_all_kept` proves that for a whole
+    batch with a few C calls, and only a batch it cannot clear is checked
+    event by event.
+    """
+    if _all_kept(events, reject_codes):
+        return {}
+    problems = event_problems(events, reject_codes)
+    return {index: problem for index, problem in enumerate(problems) if problem is not None}
+
+
+def _all_kept(events: list[EventRow], reject_codes: frozenset[str]) -> bool:
+    """True only if :func:`event_problem` is None for every event (False: look closer).
+
+    For a batch of ``cn20`` codes: every action known, every code and every
+    time matched at once by a pattern run over them joined with newlines, and
+    no code in ``reject_codes``.  A joined run matching the pattern with
+    exactly ``len(events) - 1`` newlines means no value held a newline of its
+    own, so the pieces are the values and each one matched.
+    """
+    if not events:
+        return True
+    last = len(events) - 1
+    if list(map(_scheme, events)).count("cn20") != len(events):
+        return False
+    if not ACTIONS.issuperset(map(_action, events)):
+        return False
+    codes = list(map(_code, events))
+    joined = "\n".join(codes)
+    if _CN20_RUN.fullmatch(joined) is None or joined.count("\n") != last:
+        return False
+    joined = "\n".join(map(_scanned_at, events))
+    if _SAFE_TIME_RUN.fullmatch(joined) is None or joined.count("\n") != last:
+        return False
+    return not reject_codes or reject_codes.isdisjoint(codes)
 
 
 def event_problems(events: Iterable[EventRow], reject_codes: frozenset[str]) -> list[str | None]:
