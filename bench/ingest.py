@@ -74,11 +74,13 @@ async def with_intake(path: Path, fn):  # type: ignore[no-untyped-def]
 
 async def throughput(intake: ScanIntake, committer: GroupCommitter) -> dict[str, float]:
     per_source = TOTAL // SOURCES
+    # What the scanners will send, made before the clock starts: not the agent's work.
+    sent = [codes(k, per_source) for k in range(SOURCES)]
 
     async def source(k: int) -> int:
         # Like the TCP source: keep reading while earlier reads await their commit,
         # with at most IN_FLIGHT reads outstanding (the connection's back-pressure).
-        data = codes(k, per_source)
+        data = sent[k]
         window: asyncio.Queue[asyncio.Task[list[ScanOutcome]] | None] = asyncio.Queue(IN_FLIGHT)
         accepted = 0
 
@@ -88,9 +90,10 @@ async def throughput(intake: ScanIntake, committer: GroupCommitter) -> dict[str,
                 accepted += sum(o.accepted for o in await task)
 
         reader = asyncio.create_task(answers())
+        name = f"s{k}"
         for i in range(0, per_source, READ_FRAMES):
             now = utc_now()  # as the TCP source does: frames of one read share a capture time
-            scans = [RawScan(d, source=f"s{k}", scanned_at=now) for d in data[i : i + READ_FRAMES]]
+            scans = [RawScan(d, name, "", now) for d in data[i : i + READ_FRAMES]]
             await window.put(asyncio.create_task(intake.submit_many(scans)))
         await window.put(None)
         await reader

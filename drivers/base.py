@@ -32,9 +32,14 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RawScan:
     """One frame as a device delivered it, before any interpretation.
+
+    Treat it as immutable.  It is not declared frozen because one is built per
+    frame on the hot path, and a frozen dataclass's ``__init__`` sets every
+    field through ``object.__setattr__``: 2.5 times the cost (measured,
+    docs/performance.md).
 
     ``data`` is kept as bytes so nothing is lost before the parser sees it
     (GS 0x1D separators, a symbology identifier, a trailing CR).

@@ -157,7 +157,7 @@ class TcpSource:
         now = utc_now()  # frames of one read arrived together: one capture time
         for event in events:
             if isinstance(event, Frame):
-                scans.append(RawScan(event.data, source=self.name, device=device, scanned_at=now))
+                scans.append(RawScan(event.data, self.name, device, now))  # positional: per frame
                 continue
             if scans:
                 await replies.put(asyncio.create_task(intake.submit_many(scans)))

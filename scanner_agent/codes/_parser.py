@@ -66,12 +66,30 @@ def parse_many(frames: Sequence[bytes | str]) -> list[ScanResult]:
     per-frame function calls a TCP read of 64 codes would otherwise pay.
     """
     cn20 = Scheme.CN20
+    make = ScanResult._make  # tuple.__new__: half the cost of the named tuple's own __new__
     out: list[ScanResult] = []
     append = out.append
     for data in frames:
         if type(data) is bytes and len(data) == 20 and data[0] == 0x38 and data.isdigit():
             text = data.decode("ascii")
-            append(ScanResult(text, text, None, cn20, True, None, text, text[:7], text[7:16]))
+            append(
+                make(
+                    (
+                        text,
+                        text,
+                        None,
+                        cn20,
+                        True,
+                        None,
+                        text,
+                        text[:7],
+                        text[7:16],
+                        None,
+                        None,
+                        None,
+                    )
+                )
+            )
         else:
             append(parse_scan(data))
     return out

@@ -108,6 +108,16 @@ _SENDABLE = "removed = 0 AND bill NOT IN (SELECT number FROM bills WHERE state =
 """Pending rows that may be leased: not removed, and not held back by an open bill."""
 
 
+def _all_queued(scans: Sequence[NewScan], first_seq: int) -> list[EnqueueResult]:
+    """Results for scans that all went in, numbered from ``first_seq``.
+
+    Built on the writer thread while it holds the GIL, once per scan: hence
+    ``_make`` (``tuple.__new__``) rather than the named tuple's Python-level ``__new__``.
+    """
+    make, queued = EnqueueResult._make, EnqueueStatus.QUEUED
+    return [make((queued, s.event_id, seq)) for seq, s in enumerate(scans, first_seq)]
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -489,11 +499,7 @@ class Outbox:
                 raise self._map(exc, "write") from exc
             inserted, last = cur.rowcount, cur.lastrowid
             if inserted == n and last is not None:
-                seq0 = last - n + 1
-                return [
-                    EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq0 + i)
-                    for i, s in enumerate(scans)
-                ]
+                return _all_queued(scans, last - n + 1)
             return self._settle_duplicates(scans)
 
     def _settle_duplicates(self, scans: Sequence[NewScan]) -> list[EnqueueResult]:
@@ -534,11 +540,7 @@ class Outbox:
         rows, params = padded_params(chunk, _WIDTH)
         cur = db.execute(_insert_sql(rows, reject_duplicates), params)
         if cur.rowcount == n and cur.lastrowid is not None:
-            seq0 = cur.lastrowid - n + 1
-            return [
-                EnqueueResult(EnqueueStatus.QUEUED, s.event_id, seq0 + i)
-                for i, s in enumerate(chunk)
-            ]
+            return _all_queued(chunk, cur.lastrowid - n + 1)
         return self._results_after_insert(db, chunk, refused)
 
     @staticmethod
