@@ -15,6 +15,7 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,7 @@ def cmd_trace_server(args: argparse.Namespace) -> int:
 
 
 def _open_outbox(args: argparse.Namespace) -> Any:
+    """The outbox opened for writing (``queue retry``): the daemon's own open, migrations too."""
     from scanner_agent.outbox import Outbox
 
     path = args.outbox or _load(args).outbox.path
@@ -135,19 +137,63 @@ def _open_outbox(args: argparse.Namespace) -> Any:
     return Outbox.open(path)
 
 
+def _read_outbox(args: argparse.Namespace) -> Any:
+    """The outbox opened read-only: looking at a live daemon's file must never change it."""
+    from scanner_agent.outbox import Outbox
+
+    return Outbox.open_readonly(args.outbox or _load(args).outbox.path)
+
+
+def _age_s(timestamp: str | None, now: datetime) -> float | None:
+    """Seconds from an RFC 3339 ``scanned_at`` to ``now`` (negative: a clock ahead of ours)."""
+    if timestamp is None:
+        return None
+    try:
+        at = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return None
+    if at.tzinfo is None:  # not written by the intake, which always gives the offset
+        at = at.replace(tzinfo=UTC)
+    return round((now - at).total_seconds(), 3)
+
+
+def _human_age(seconds: float) -> str:
+    """``45s``, ``12m 5s``, ``3h 12m``, ``2d 4h``: the two largest units, enough for an operator."""
+    s = int(abs(seconds))
+    days, s = divmod(s, 86400)
+    hours, s = divmod(s, 3600)
+    minutes, s = divmod(s, 60)
+    if days:
+        text = f"{days}d {hours}h"
+    elif hours:
+        text = f"{hours}h {minutes}m"
+    elif minutes:
+        text = f"{minutes}m {s}s"
+    else:
+        text = f"{s}s"
+    return f"{text} ago" if seconds >= 0 else f"{text} in the future (clock ahead?)"
+
+
 def cmd_queue_stats(args: argparse.Namespace) -> int:
-    """Counts per state, oldest pending, file sizes."""
-    with _open_outbox(args) as outbox:
+    """Counts per state, oldest pending and its age, file sizes."""
+    with _read_outbox(args) as outbox:
         stats = outbox.stats()
         reasons = outbox.reject_reasons()
-    data = {**dataclasses.asdict(stats), "backlog": stats.backlog, "reject_reasons": reasons}
+    age = _age_s(stats.oldest_pending_at, datetime.now(UTC))
+    data = {
+        **dataclasses.asdict(stats),
+        "backlog": stats.backlog,
+        "oldest_pending_age_s": age,
+        "reject_reasons": reasons,
+    }
     if args.json:
         _print_json(data)
         return 0
     for state, n in stats.counts.items():
         print(f"{state:<10} {n}")
     print(f"backlog    {stats.backlog}")
-    print(f"oldest     {stats.oldest_pending_at or '-'}")
+    oldest = stats.oldest_pending_at or "-"
+    print(f"oldest     {oldest}" + (f" ({_human_age(age)})" if age is not None else ""))
     print(f"refused    {stats.rejects}  {reasons or ''}")
     print(
         f"file       {stats.file_bytes} bytes (WAL {stats.wal_bytes}), schema v{stats.schema_version}"
@@ -157,7 +203,7 @@ def cmd_queue_stats(args: argparse.Namespace) -> int:
 
 def cmd_queue_ls(args: argparse.Namespace) -> int:
     """List outbox rows."""
-    with _open_outbox(args) as outbox:
+    with _read_outbox(args) as outbox:
         rows = outbox.rows(state=args.state, code=args.code, bill=args.bill, limit=args.limit)
     for r in rows:
         if args.json:
@@ -171,7 +217,10 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
     """Send dead letters again."""
     with _open_outbox(args) as outbox:
         n = outbox.requeue_rejected(args.seq or None)
-    print(f"{n} rows back to pending")
+    if args.json:
+        _print_json({"requeued": n})
+    else:
+        print(f"{n} rows back to pending")
     return 0
 
 
@@ -181,9 +230,9 @@ def cmd_queue_export(args: argparse.Namespace) -> int:
 
     fields = [f.name for f in dataclasses.fields(OutboxRow)]
     writer = csv.DictWriter(sys.stdout, fieldnames=fields) if args.format == "csv" else None
-    if writer:
-        writer.writeheader()
-    with _open_outbox(args) as outbox:
+    with _read_outbox(args) as outbox:
+        if writer:
+            writer.writeheader()
         after = 0
         while True:
             rows = outbox.rows(after_seq=after, limit=5000)
@@ -268,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = qadd("retry", cmd_queue_retry, "Move dead letters (rejected rows) back to pending.")
     p.add_argument("--seq", type=int, action="append", help="only this row (repeatable)")
+    p.add_argument("--json", action="store_true", help='print {"requeued": N}')
     p = qadd("export", cmd_queue_export, "Export every row for audit.")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
 

@@ -585,7 +585,12 @@ class Daemon:
                 pass
 
     async def _housekeeping(self) -> None:
-        """Prune delivered rows past retention and checkpoint the WAL, in small steps."""
+        """Prune delivered rows past retention and checkpoint the WAL, in small steps.
+
+        The checkpoint never waits for a lock (see :meth:`Outbox.checkpoint`): it
+        runs on the outbox thread, where a wait would hold up every scan's ACK.
+        It empties the WAL file once a tick passes with nothing written.
+        """
         assert self.thread is not None
         outbox = self.thread.outbox
         while True:
@@ -597,7 +602,11 @@ class Daemon:
                     if await self.thread.call(outbox.prune_delivered, cutoff, limit=500) < 500:
                         break
                     await asyncio.sleep(0.05)
-                await self.thread.call(outbox.checkpoint)
+                done = await self.thread.call(outbox.checkpoint)
+                if done.busy:
+                    log.debug(
+                        "housekeeping: WAL %s checkpoint stopped at a reader: %s", done.mode, done
+                    )
             except ScannerAgentError as exc:
                 log.warning("housekeeping: %s", exc)
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from scanner_agent.outbox import (
+    SCHEMA_VERSION,
+    EventResult,
+    NewScan,
+    Outbox,
+    OutboxRow,
+    uuid7,
+)
 
 AGENT = [sys.executable, "-m", "scanner_agent"]
 
@@ -66,8 +79,6 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
 
 
 def test_queue_commands_read_an_outbox_file(tmp_path: Path) -> None:
-    from scanner_agent.outbox import NewScan, Outbox, uuid7
-
     path = tmp_path / "o.db"
     with Outbox.open(path) as box:
         box.enqueue_many(
@@ -100,6 +111,124 @@ def test_queue_commands_read_an_outbox_file(tmp_path: Path) -> None:
     missing = run("queue", "stats", "--outbox", str(tmp_path / "none.db"))
     assert missing.returncode == 2
     assert "no such file" in missing.stderr
+
+
+def _scans(n: int, *, scanned_at: str = "2026-11-23T00:00:00+00:00") -> list[NewScan]:
+    """``n`` valid cn20 scans of distinct codes, as the intake would queue them."""
+    return [
+        NewScan(uuid7(), f"8{i:019d}", "cn20", "r", None, "ship", "B", "d", "s", scanned_at)
+        for i in range(1, n + 1)
+    ]
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_queue_retry_sends_dead_letters_again(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox.open(path) as box:
+        box.enqueue_many(_scans(3))
+        batch = box.lease(10)
+        assert batch is not None
+        assert box.dead_letter_batch(batch.batch_id, "400: malformed") == 3
+        first_seq = batch.events[0].seq
+    one = run("queue", "retry", "--outbox", str(path), "--seq", str(first_seq), "--json")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout) == {"requeued": 1}
+    rest = run("queue", "retry", "--outbox", str(path))
+    assert rest.returncode == 0, rest.stderr
+    assert rest.stdout == "2 rows back to pending\n"
+    none_left = run("queue", "retry", "--outbox", str(path), "--json")
+    assert json.loads(none_left.stdout) == {"requeued": 0}
+    with Outbox.open(path) as box:
+        stats = box.stats()
+        assert stats.counts["pending"] == 3
+        assert stats.counts["rejected"] == 0
+        assert [r.reason for r in box.rows()] == [None, None, None]
+
+
+def test_queue_export_jsonl_writes_every_row_as_one_json_object(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    scans = _scans(5003)  # more than one page of 5,000 rows
+    with Outbox.open(path) as box:
+        box.enqueue_many(scans)
+    proc = run("queue", "export", "--outbox", str(path), "--format", "jsonl")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["seq"] for r in rows] == list(range(1, 5004))
+    assert [r["event_id"] for r in rows] == [s.event_id for s in scans]
+    assert set(rows[0]) == {f.name for f in dataclasses.fields(OutboxRow)}
+    assert rows[-1]["code"] == scans[-1].code
+    assert rows[-1]["state"] == "pending"
+
+
+def test_queue_stats_gives_the_age_of_the_oldest_pending_scan(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    with Outbox.open(path) as box:
+        box.enqueue_many(_scans(2, scanned_at=two_hours_ago.isoformat(timespec="milliseconds")))
+    stats = json.loads(run("queue", "stats", "--outbox", str(path), "--json").stdout)
+    assert 7200 <= stats["oldest_pending_age_s"] < 7200 + 120
+    text = run("queue", "stats", "--outbox", str(path)).stdout
+    assert re.search(r"^oldest +\S+ \(2h [01]m ago\)$", text, re.MULTILINE), text
+    with Outbox.open(path) as box:
+        batch = box.lease(10)
+        assert batch is not None
+        box.settle(batch.batch_id, {e.event_id: EventResult("accepted") for e in batch.events})
+    stats = json.loads(run("queue", "stats", "--outbox", str(path), "--json").stdout)
+    assert stats["oldest_pending_at"] is None
+    assert stats["oldest_pending_age_s"] is None
+    assert "oldest     -\n" in run("queue", "stats", "--outbox", str(path)).stdout
+
+
+def test_queue_reads_a_live_outbox_without_changing_it(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox.open(path) as box:
+        box.enqueue_many(_scans(5))
+        # The daemon's connection stays open: the rows are in its WAL, not yet in the file.
+        assert (tmp_path / "o.db-wal").stat().st_size > 0
+        before = _files(tmp_path)
+        stats = json.loads(run("queue", "stats", "--outbox", str(path), "--json").stdout)
+        assert stats["counts"]["pending"] == 5
+        listed = run("queue", "ls", "--outbox", str(path), "--json").stdout.splitlines()
+        assert len(listed) == 5
+        exported = run("queue", "export", "--outbox", str(path)).stdout.splitlines()
+        assert [json.loads(x)["seq"] for x in exported] == [1, 2, 3, 4, 5]
+        after = _files(tmp_path)
+        # The file and its WAL are byte for byte as the daemon left them (the -shm is
+        # shared memory that any reader writes to).
+        assert after.keys() == before.keys()
+        assert after["o.db"] == before["o.db"]
+        assert after["o.db-wal"] == before["o.db-wal"]
+    with Outbox.open(path) as box:
+        assert box.stats().counts["pending"] == 5
+
+
+def test_queue_read_commands_create_no_file(tmp_path: Path) -> None:
+    missing = tmp_path / "state" / "none.db"
+    for command in (["stats"], ["ls"], ["export"], ["stats", "--json"]):
+        proc = run("queue", *command, "--outbox", str(missing))
+        assert proc.returncode == 2
+        assert proc.stdout == ""
+        assert "no such file" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_queue_read_commands_refuse_an_outbox_of_another_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox.open(path) as box:
+        box.enqueue_many(_scans(1))
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM _migrations WHERE version = ?", (SCHEMA_VERSION,))
+    db.close()
+    before = _files(tmp_path)
+    proc = run("queue", "stats", "--outbox", str(path))
+    assert proc.returncode == 2
+    assert f"older than v{SCHEMA_VERSION}" in proc.stderr
+    # Not migrated by a look.  (SQLite adds the empty -wal and -shm any reader of a WAL
+    # file without them creates; the database file is what must not change.)
+    assert _files(tmp_path)["o.db"] == before["o.db"]
 
 
 @pytest.mark.skipif(os.environ.get("SCANNER_AGENT_SKIP_DEMO") == "1", reason="demo disabled")

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from scanner_agent.config import AgentConfig, config_from_dict, load_config
+from scanner_agent.config import (
+    AgentConfig,
+    SourceConfig,
+    SyncConfig,
+    config_from_dict,
+    load_config,
+)
 from scanner_agent.errors import ConfigError
 
 CONTRACT_TOML = """
@@ -124,3 +134,54 @@ def test_platform_tables_from_toml_optional_params_and_location_uris(tmp_path: P
     path.write_text('[epcis]\nread_point = "sgln-0614141"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"epcis\.read_point: expected a URI"):
         load_config(path)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_config() -> dict[str, Any]:
+    """The README's configuration reference: its ```toml blocks, merged into one table."""
+    blocks = re.findall(r"^```toml\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S)
+    assert blocks, "README.md has no ```toml block"
+    merged: dict[str, Any] = {}
+    for block in blocks:
+        for key, value in tomllib.loads(block).items():
+            if isinstance(value, dict):
+                merged.setdefault(key, {}).update(value)
+            elif isinstance(value, list):
+                merged.setdefault(key, []).extend(value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def test_the_readme_documents_every_config_key_and_no_other() -> None:
+    """A new config field fails here until the README's reference shows it (and a removed one)."""
+    documented = _readme_config()
+    tables = {
+        f.name: f.default_factory
+        for f in dataclasses.fields(AgentConfig)
+        if dataclasses.is_dataclass(f.default_factory)
+    }
+    plain = {f.name for f in dataclasses.fields(AgentConfig)} - tables.keys() - {"sources"}
+
+    def differ(where: str, shown: set[str], known: set[str]) -> str:
+        return f"{where}: undocumented {sorted(known - shown)}, unknown {sorted(shown - known)}"
+
+    known = plain | tables.keys() | {"source"}
+    assert set(documented) == known, differ("top level", set(documented), known)
+    for section, cls in tables.items():
+        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        assert set(documented[section]) == fields, differ(
+            f"[{section}]", set(documented[section]), fields
+        )
+    # [[source]]: the keys every source has; the rest are the drivers' (docs/drivers.md).
+    common = {f.name for f in dataclasses.fields(SourceConfig)} - {"options"}
+    shown = {key for table in documented["source"] for key in table}
+    assert common <= shown, f"[[source]] lacks {sorted(common - shown)}"
+
+
+def test_the_readme_config_reference_is_a_valid_config() -> None:
+    cfg = config_from_dict(_readme_config())
+    assert cfg.sync.idle_poll_s == SyncConfig().idle_poll_s
+    assert len(cfg.sources) == 2

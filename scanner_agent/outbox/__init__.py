@@ -16,6 +16,7 @@ from scanner_agent.outbox._models import (
     RejectRecord,
     RowState,
     SettleSummary,
+    WalCheckpoint,
 )
 from scanner_agent.outbox._schema import SCHEMA_VERSION
 from scanner_agent.outbox._store import Outbox
@@ -34,6 +35,7 @@ __all__ = [
     "RejectRecord",
     "RowState",
     "SettleSummary",
+    "WalCheckpoint",
     "uuid7",
     "uuid7_many",
 ]

@@ -124,6 +124,19 @@ class EventResult(NamedTuple):
     reason: str | None = None
 
 
+class WalCheckpoint(NamedTuple):
+    """What one WAL checkpoint did: its mode and the three numbers SQLite reports."""
+
+    mode: str
+    """``PASSIVE`` or ``TRUNCATE`` (see :meth:`Outbox.checkpoint`)."""
+    busy: bool
+    """It could not finish without waiting for a reader or writer, and did not wait."""
+    log_frames: int
+    """Frames in the WAL when it ran (0 after a TRUNCATE that finished)."""
+    checkpointed_frames: int
+    """Of those, how many are now in the database file."""
+
+
 @dataclass(frozen=True, slots=True)
 class SettleSummary:
     """Counts from settling one batch."""

@@ -24,6 +24,7 @@ single dedicated thread so the event loop never blocks on fsync.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import os
@@ -53,6 +54,7 @@ from scanner_agent.outbox._models import (
     RejectRecord,
     RowState,
     SettleSummary,
+    WalCheckpoint,
 )
 from scanner_agent.outbox._schema import current_version, migrate
 from scanner_agent.sqlrows import max_rows, padded_params, select_list, values_clause
@@ -140,6 +142,27 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
 
 
+def _rename_no_replace(src: Path, dst: Path) -> bool:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists; whether it was renamed.
+
+    ``os.replace`` would overwrite ``dst``; a hard link fails instead, even if
+    another process takes the name between a check and the rename, and the old
+    name goes only once the new one holds the file.  On a filesystem without
+    hard links a check before the rename does the same, short of that race.
+    """
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError:
+        if dst.exists() or dst.is_symlink():
+            return False
+        os.rename(src, dst)
+        return True
+    os.unlink(src)
+    return True
+
+
 _WIRE_EVENT = "json_object(" + ", ".join(f"'{c}', {c}" for c in WIRE_FIELDS) + ")"
 """SQL for one event as :meth:`BatchEvent.to_wire` writes it."""
 
@@ -196,8 +219,17 @@ _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 class Outbox:
     """An open outbox file.  Use :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, *, min_free_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        db: sqlite3.Connection,
+        *,
+        min_free_bytes: int = 0,
+        readonly: bool = False,
+    ) -> None:
         self.path = path
+        self.readonly = readonly
+        """Opened by :meth:`open_readonly`: ``db`` is a ``mode=ro`` connection, writes fail."""
         self.min_free_bytes = min_free_bytes
         """Free-space reserve on the outbox's filesystem; below it scans are refused."""
         self.alarms: list[str] = []
@@ -208,6 +240,8 @@ class Outbox:
         self._read_lock = threading.Lock()
         self._depth = 0
         self._closed = False
+        self._changes_at_checkpoint = -1
+        """The writer's ``total_changes`` when :meth:`checkpoint` last ran (-1: never)."""
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -216,8 +250,9 @@ class Outbox:
         """Open (creating, checking and migrating as needed) the outbox at ``path``.
 
         A file that is not a database or fails ``PRAGMA quick_check`` is renamed
-        to ``<name>.corrupt-<UTC time>`` together with its WAL, and a fresh file
-        is started, so a damaged disk never turns into a crash loop.
+        to ``<name>.corrupt-<UTC time>`` (plus a counter if that name is taken;
+        see :meth:`_move_aside`) together with its WAL, and a fresh file is
+        started, so a damaged disk never turns into a crash loop.
 
         Raises:
             OutboxError: the directory cannot be created or the file opened.
@@ -248,6 +283,60 @@ class Outbox:
         if applied:
             log.info("outbox %s: applied schema migrations %s", p, applied)
         return outbox
+
+    @classmethod
+    def open_readonly(cls, path: str | Path) -> Outbox:
+        """Open an existing outbox for queries only, never changing the file.
+
+        For tools that look at a live daemon's file (``scanner-agent queue
+        stats``): unlike :meth:`open` it creates no file, runs no migrations and
+        never moves a file aside, so a look can never alter what the daemon
+        holds.  It reads through a ``mode=ro`` connection, which sees every
+        commit of the daemon (WAL) but takes no part in checkpoints.  As for any
+        reader, SQLite creates the empty ``-wal`` and ``-shm`` companions of a
+        WAL file that has none when the directory is writable; the database
+        file itself is untouched.  The one connection serves as writer and
+        reader: a write method fails with SQLite's "attempt to write a readonly
+        database", and :meth:`close` skips its checkpoint (one through a
+        read-only connection is an error).
+
+        Raises:
+            OutboxError: no such file, not an outbox, or a schema version other
+                than this build's (the queries are written for it; only
+                :meth:`open` migrates).
+        """
+        from scanner_agent.outbox._schema import SCHEMA_VERSION
+
+        p = Path(path)
+        if not p.is_file():
+            raise OutboxError(f"Failed to open outbox {str(p)!r}: no such file")
+        problem = ""
+        try:
+            reader = sqlite3.connect(
+                f"{p.absolute().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=_BUSY_TIMEOUT_S,
+            )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"Failed to open outbox {str(p)!r} read-only: {exc}") from exc
+        try:
+            reader.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            version = current_version(reader)
+        except sqlite3.Error as exc:
+            reader.close()
+            raise OutboxError(f"Failed to open outbox {str(p)!r} read-only: {exc}") from exc
+        if version == 0:
+            problem = "not an outbox (no schema version)"
+        elif version < SCHEMA_VERSION:
+            problem = f"schema v{version}, older than v{SCHEMA_VERSION} (the agent migrates it when it starts)"
+        elif version > SCHEMA_VERSION:
+            problem = f"schema v{version}, written by a newer scanner-agent (this one reads v{SCHEMA_VERSION})"
+        if problem:
+            reader.close()
+            raise OutboxError(f"Failed to open outbox {str(p)!r} read-only: {problem}")
+        return cls(p, reader, readonly=True)
 
     @staticmethod
     def _connect_checked(p: Path) -> sqlite3.Connection:
@@ -288,13 +377,26 @@ class Outbox:
 
     @staticmethod
     def _move_aside(p: Path) -> Path:
+        """Rename a damaged outbox, with its WAL and shared memory, to a name none has.
+
+        The name is ``<name>.corrupt-<UTC time>``, with ``.1``, ``.2``, ... added
+        when a copy moved aside in the same second holds it, so a file that
+        fails again at once never overwrites the earlier copy ("never deleted").
+        The companions keep the main file's new name plus ``-wal``/``-shm``, so
+        the copy opens as it was; none is left behind for the fresh file to
+        replay.
+        """
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        target = p.with_name(f"{p.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(p) + suffix)
-            if src.exists():
-                os.replace(src, Path(str(target) + suffix))
-        return target
+        suffixes = ("", "-wal", "-shm")
+        for n in itertools.count():
+            target = p.with_name(f"{p.name}.corrupt-{stamp}" + (f".{n}" if n else ""))
+            if any(Path(str(target) + s).exists() for s in suffixes):
+                continue
+            moving = [s for s in suffixes if Path(str(p) + s).exists()]
+            # A name taken in between (another process) leaves the rest for the next name.
+            if all(_rename_no_replace(Path(str(p) + s), Path(str(target) + s)) for s in moving):
+                return target
+        raise AssertionError("unreachable")  # itertools.count() never ends
 
     def close(self) -> None:
         """Checkpoint the WAL and close the file.  Idempotent."""
@@ -306,10 +408,11 @@ class Outbox:
                 if self._reader_db is not None:
                     self._reader_db.close()
                     self._reader_db = None
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error as exc:
-                log.warning("outbox %s: checkpoint at close failed: %s", self.path, exc)
+            if not self.readonly:
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    log.warning("outbox %s: checkpoint at close failed: %s", self.path, exc)
             self._db.close()
 
     def __enter__(self) -> Outbox:
@@ -405,6 +508,8 @@ class Outbox:
         report (counting a month of audit rows) run from another thread never
         holds up the group commits that scan acknowledgements wait for.
         """
+        if self.readonly:
+            return self._db  # already a read-only connection
         if self._reader_db is None:
             db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
@@ -787,15 +892,39 @@ class Outbox:
             )
             return cur.rowcount
 
-    def checkpoint(self) -> None:
-        """Fold the WAL back into the file (run when idle so the WAL stays small)."""
+    def checkpoint(self) -> WalCheckpoint:
+        """Fold the WAL back into the file without ever making the writer wait.
+
+        It runs on the outbox thread, where every group commit (and so every
+        scan's ACK) queues behind it, so it never waits for a lock.  Usually it
+        is ``PASSIVE``: it copies the frames no reader still needs and returns.
+        When nothing was written through this outbox since the previous call
+        (the daemon calls it once per housekeeping tick, so idle for a whole
+        tick) it is ``TRUNCATE``, which also empties the WAL file, with the busy
+        timeout at 0 for that call alone: a reader holding an old snapshot makes
+        it stop at once as ``busy`` instead of stalling commits for the busy
+        timeout; the next idle tick tries again.  SQLite's auto-checkpoint is
+        left on, so under steady load the WAL is reused rather than grown.
+        """
         with self._lock:
             if self._closed:
                 raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
+            db = self._db
+            mode = "TRUNCATE" if db.total_changes == self._changes_at_checkpoint else "PASSIVE"
             try:
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                if mode == "PASSIVE":  # never waits: SQLite skips the busy handler
+                    row = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                else:
+                    (waits_ms,) = db.execute("PRAGMA busy_timeout").fetchone()
+                    db.execute("PRAGMA busy_timeout = 0")
+                    try:
+                        row = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    finally:
+                        db.execute(f"PRAGMA busy_timeout = {int(waits_ms)}")
             except sqlite3.Error as exc:
                 raise self._map(exc, "checkpoint") from exc
+            self._changes_at_checkpoint = db.total_changes
+            return WalCheckpoint(mode, bool(row[0]), int(row[1]), int(row[2]))
 
     # -- queries -------------------------------------------------------------
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from scanner_agent.config import AgentConfig
 from scanner_agent.errors import OutboxError, OutboxFullError
 from scanner_agent.outbox import (
     SCHEMA_VERSION,
@@ -17,6 +21,8 @@ from scanner_agent.outbox import (
     Outbox,
     RejectRecord,
     RowState,
+    WalCheckpoint,
+    _store,
     uuid7,
 )
 from tests.outbox.conftest import cn20_scans, new_scan
@@ -226,6 +232,151 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_outbox_started(tmp_path: Path) 
     assert aside[0].read_bytes().startswith(b"this is not a database")
     box.enqueue_many(codes(1))
     assert box.stats().counts["pending"] == 1
+    box.close()
+
+
+class _FrozenClock(datetime):
+    """``datetime`` whose ``now()`` is always the same second."""
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _FrozenClock:
+        return cls(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+
+
+def test_files_moved_aside_in_the_same_second_never_overwrite_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "datetime", _FrozenClock)
+    path = tmp_path / "outbox.db"
+    for n in (1, 2, 3):
+        path.write_bytes(f"damaged copy {n} ".encode() * 100)
+        with Outbox.open(path) as box:
+            assert "moved aside" in box.alarms[0]
+    stamp = "outbox.db.corrupt-20261123T100000Z"
+    aside = {p.name: p.read_bytes()[:15] for p in tmp_path.glob("outbox.db.corrupt-*")}
+    assert aside == {
+        stamp: b"damaged copy 1 ",
+        f"{stamp}.1": b"damaged copy 2 ",
+        f"{stamp}.2": b"damaged copy 3 ",
+    }
+
+
+def test_moving_aside_keeps_the_wal_with_its_file_and_skips_a_name_partly_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "datetime", _FrozenClock)
+    path = tmp_path / "outbox.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").write_bytes(f"main{suffix}".encode())
+    earlier_wal = tmp_path / "outbox.db.corrupt-20261123T100000Z-wal"
+    earlier_wal.write_bytes(b"an earlier copy's WAL")
+    moved = Outbox._move_aside(path)
+    assert moved.name == "outbox.db.corrupt-20261123T100000Z.1"
+    assert [Path(f"{moved}{s}").read_bytes() for s in ("", "-wal", "-shm")] == [
+        b"main",
+        b"main-wal",
+        b"main-shm",
+    ]
+    assert earlier_wal.read_bytes() == b"an earlier copy's WAL"
+    assert not any(Path(f"{path}{s}").exists() for s in ("", "-wal", "-shm"))
+
+
+def test_moving_aside_never_overwrites_on_a_filesystem_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(_store, "datetime", _FrozenClock)
+    monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "outbox.db"
+    for n in (1, 2):
+        path.write_bytes(f"copy {n}".encode())
+        Outbox._move_aside(path)
+    stamp = tmp_path / "outbox.db.corrupt-20261123T100000Z"
+    assert [stamp.read_bytes(), Path(f"{stamp}.1").read_bytes()] == [b"copy 1", b"copy 2"]
+
+
+def test_a_damaged_page_moves_the_outbox_aside_and_starts_a_fresh_one(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with Outbox.open(path) as box:
+        box.enqueue_many(codes(500))
+    db = sqlite3.connect(path)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'scans'").fetchone()
+    db.close()
+    original = path.read_bytes()
+    with path.open("r+b") as f:  # a valid file with the scans table's root page garbled
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+    box = Outbox.open(path)
+    assert "failed its integrity check" in box.alarms[0]
+    (aside,) = tmp_path.glob("outbox.db.corrupt-*")
+    damaged = aside.read_bytes()
+    assert len(damaged) == len(original)
+    assert damaged[: (root - 1) * page_size] == original[: (root - 1) * page_size]
+    assert box.stats().counts["pending"] == 0
+    box.enqueue_many(codes(1))
+    assert box.stats().counts["pending"] == 1
+    box.close()
+
+
+async def test_a_moved_aside_outbox_is_an_alarm_in_daemon_status(
+    tmp_path: Path, make_config: Callable[..., AgentConfig], start_agent: Any
+) -> None:
+    path = tmp_path / "outbox.db"
+    path.write_bytes(b"this is not a database" * 100)
+    agent = await start_agent(make_config(sync={"enabled": False}, outbox={"path": str(path)}))
+    (alarm,) = (await agent.daemon.status())["alarms"]
+    assert "moved aside" in alarm
+    assert await agent.scan("80000000000000000001") == ["ACK 80000000000000000001"]
+    await agent.stop()
+
+
+def _wal_size(box: Outbox) -> int:
+    wal = Path(f"{box.path}-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def test_checkpoint_is_passive_while_busy_and_truncates_the_wal_once_idle(outbox: Outbox) -> None:
+    outbox.enqueue_many(codes(200))
+    assert _wal_size(outbox) > 0
+    busy = outbox.checkpoint()  # written since the last call: PASSIVE, the WAL file stays
+    assert (busy.mode, busy.busy) == ("PASSIVE", False)
+    assert busy.checkpointed_frames == busy.log_frames > 0
+    assert _wal_size(outbox) > 0
+    idle = outbox.checkpoint()  # nothing written since: TRUNCATE
+    assert idle == WalCheckpoint("TRUNCATE", False, 0, 0)
+    assert _wal_size(outbox) == 0
+    outbox.enqueue_many(codes(1, start=200))
+    assert outbox.checkpoint().mode == "PASSIVE"
+
+
+def test_checkpoint_never_waits_for_a_reader_holding_an_old_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An hour-long busy timeout: a checkpoint that waited for the reader would hang the test.
+    monkeypatch.setattr(_store, "_BUSY_TIMEOUT_S", 3600.0)
+    box = Outbox.open(tmp_path / "outbox.db")
+    box.enqueue_many(codes(50))
+    reader = sqlite3.connect(box.path, isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT COUNT(*) FROM scans").fetchone() == (50,)
+    box.enqueue_many(codes(50, start=50))  # the writer commits while the snapshot is open
+    passive = box.checkpoint()
+    assert (passive.mode, passive.busy) == ("PASSIVE", False)
+    assert 0 < passive.checkpointed_frames < passive.log_frames  # stopped at the reader's mark
+    truncate = box.checkpoint()
+    assert (truncate.mode, truncate.busy) == ("TRUNCATE", True)  # gave up, did not wait
+    assert truncate.log_frames > 0
+    assert box._db.execute("PRAGMA busy_timeout").fetchone() == (3_600_000,)  # restored
+    box.enqueue_many(codes(1, start=100))
+    assert reader.execute("SELECT COUNT(*) FROM scans").fetchone() == (50,)
+    reader.execute("COMMIT")
+    reader.close()
+    box.checkpoint()
+    assert box.checkpoint() == WalCheckpoint("TRUNCATE", False, 0, 0)
+    assert box.stats().counts["pending"] == 101
     box.close()
 
 

@@ -17,7 +17,13 @@ from scanner_agent.errors import (
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, BatchEvent, uuid7
-from scanner_agent.sync import TraceApiClient, backoff_delay, decode_results, parse_retry_after
+from scanner_agent.sync import (
+    ServiceError,
+    TraceApiClient,
+    backoff_delay,
+    decode_results,
+    parse_retry_after,
+)
 from scanner_agent.traceserver import TraceServerThread
 
 TOKEN = "client-test-token"
@@ -97,6 +103,26 @@ async def test_busy_service_is_rate_limited_with_retry_after(
         await client.send_batch(make_batch("80000000000000000007"))
     results = await client.send_batch(make_batch("80000000000000000007"))
     assert [r.status for r in results.values()] == ["accepted"]
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_bad_gateway_and_gateway_timeout_are_transient_with_retry_after(
+    client: TraceApiClient, server: TraceServerThread, status: int
+) -> None:
+    # What a reverse proxy in front of the service answers while it restarts or stalls.
+    server.faults.fail_next(1, status=status, retry_after=4)
+    with pytest.raises(ServiceError) as info:
+        await client.send_batch(make_batch("80000000000000000009"))
+    assert not isinstance(info.value, RateLimitedError)
+    assert info.value.status_code == status
+    assert info.value.retry_after == 4.0  # the sync loop waits at least this long
+    server.faults.fail_next(1, status=status, retry_after=None)
+    with pytest.raises(ServiceError) as info:
+        await client.send_batch(make_batch("80000000000000000009"))
+    assert info.value.retry_after is None
+    results = await client.send_batch(make_batch("80000000000000000009"))
+    assert [r.status for r in results.values()] == ["accepted"]
+    assert server.store.count_events() == 1
 
 
 async def test_dead_service_is_a_transient_error() -> None:
