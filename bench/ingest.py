@@ -56,7 +56,8 @@ def codes(prefix: int, n: int) -> list[bytes]:
 
 
 async def with_intake(path: Path, fn):  # type: ignore[no-untyped-def]
-    outbox = Outbox.open(path)
+    # The shipped free-space reserve, checked before every group as in the daemon.
+    outbox = Outbox.open(path, min_free_bytes=OutboxConfig().min_free_mb * 1024 * 1024)
     thread = OutboxThread(outbox)
     committer = GroupCommitter(thread, max_rows=MAX_ROWS, linger_s=LINGER_MS / 1000.0)
     intake = ScanIntake(
