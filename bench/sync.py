@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -249,6 +250,15 @@ async def one_post_per_scan(url: str) -> dict[str, object]:
     return {"peer_scans": sent, "peer_s": round(dt, 3), "peer_per_s": round(sent / dt)}
 
 
+def service_holds(db: Path) -> tuple[int, int]:
+    """Events the (stopped) service stored, and how many distinct event ids among them."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        total, distinct = conn.execute(
+            "SELECT count(*), count(DISTINCT event_id) FROM events"
+        ).fetchone()
+    return int(total), int(distinct)
+
+
 def main() -> None:
     tune_interpreter()  # as the daemon does at start
     load_before = os.getloadavg()
@@ -256,6 +266,10 @@ def main() -> None:
         root = Path(tmp)
         with trace_service(root / "trace.db") as url:
             ours = asyncio.run(bill_and_drain(root, url))
+        # What the agent counted as delivered, checked on the service's side.
+        held = service_holds(root / "trace.db")
+        sent = 100 + BILL * BILL_RUNS + BACKLOG
+        assert held == (sent, sent), f"service holds {held} (events, distinct ids), sent {sent}"
         with trace_service(root / "peer-trace.db") as url:
             peer = asyncio.run(one_post_per_scan(url))
     cfg = sync_config("http://x")
@@ -267,6 +281,7 @@ def main() -> None:
         **ours,
         **peer,
         "ratio": round(int(ours["drain_per_s"]) / int(peer["peer_per_s"]), 1),  # type: ignore[call-overload]
+        "service_held_once": held[0],
         "batch_size": cfg.batch_size,
         "batch_bytes": cfg.batch_bytes,
         "max_in_flight": cfg.max_in_flight,
