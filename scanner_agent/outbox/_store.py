@@ -252,7 +252,9 @@ class Outbox:
         A file that is not a database or fails ``PRAGMA quick_check`` is renamed
         to ``<name>.corrupt-<UTC time>`` (plus a counter if that name is taken;
         see :meth:`_move_aside`) together with its WAL, and a fresh file is
-        started, so a damaged disk never turns into a crash loop.
+        started, so a damaged disk never turns into a crash loop.  The check
+        runs through a read-only connection (:meth:`_quick_check_untouched`),
+        so the file and its WAL are moved aside exactly as they were found.
 
         Raises:
             OutboxError: the directory cannot be created or the file opened.
@@ -340,6 +342,14 @@ class Outbox:
 
     @staticmethod
     def _connect_checked(p: Path) -> sqlite3.Connection:
+        """A read-write connection to ``p``, checked, in WAL mode with ``synchronous=FULL``.
+
+        Raises:
+            OutboxCorruptError: ``p`` is damaged or not a database.
+            OutboxFullError: the disk is full.
+            OutboxError: it cannot be opened (locked, no permission, an I/O error).
+        """
+        checked = Outbox._quick_check_untouched(p)
         try:
             # Room in the statement cache for every group-insert size class and the rest.
             db = sqlite3.connect(
@@ -353,9 +363,10 @@ class Outbox:
             raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
         try:
             db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-            result = db.execute("PRAGMA quick_check").fetchone()
-            if result is None or result[0] != "ok":
-                raise OutboxCorruptError(str(result[0] if result else "no result"))
+            if not checked:
+                result = db.execute("PRAGMA quick_check").fetchone()
+                if result is None or result[0] != "ok":
+                    raise OutboxCorruptError(str(result[0] if result else "no result"))
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
                 raise OutboxError(f"Failed to switch outbox {str(p)!r} to WAL: got {mode!r}")
@@ -374,6 +385,71 @@ class Outbox:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _quick_check_untouched(p: Path) -> bool:
+        """Run ``PRAGMA quick_check`` on ``p`` without changing it or its WAL; whether it ran.
+
+        Closing a read-write connection checkpoints the ``-wal`` into the main
+        file (damaged or not) and deletes the ``-wal`` and ``-shm``; a garbage
+        ``-wal`` is simply deleted.  A check through one would change what it
+        found before it could be moved aside.  A ``mode=ro`` connection never
+        writes the main file or the ``-wal`` and takes no part in checkpoints,
+        so it leaves both as they were.  It does create an empty ``-wal`` and a
+        ``-shm`` that are missing and rebuilds the ``-shm`` (SQLite's index of
+        the WAL, which it never trusts across processes anyway); on damage
+        those traces are undone, so the file, its WAL and its shared memory go
+        aside byte for byte as they were found.
+
+        Returns ``False``, having changed nothing, when there is no file yet or
+        the read-only check cannot run for a reason other than damage (a hot
+        rollback journal that only a writer may replay, a lock, no
+        permission): the read-write connection then runs the check itself.
+
+        Raises:
+            OutboxCorruptError: ``p`` fails the check or is not a database.
+        """
+        wal, shm = Path(f"{p}-wal"), Path(f"{p}-shm")
+        try:
+            if not p.is_file():
+                return False
+            had_wal = wal.exists()
+            shm_bytes = shm.read_bytes() if shm.exists() else None
+        except OSError:
+            return False
+        try:
+            db = sqlite3.connect(
+                f"{p.absolute().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                timeout=_BUSY_TIMEOUT_S,
+            )
+        except sqlite3.Error:
+            return False
+        try:
+            db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+            row = db.execute("PRAGMA quick_check").fetchone()
+            problem = "" if row and row[0] == "ok" else str(row[0] if row else "no result")
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                return False
+            problem = str(exc)
+        finally:
+            db.close()
+        if not problem:
+            return True
+        try:
+            if not had_wal and wal.exists() and wal.stat().st_size == 0:
+                wal.unlink()
+            if shm_bytes is None:
+                shm.unlink(missing_ok=True)
+            else:  # a new file under the name: a process that still maps the old one keeps it
+                spare = shm.with_name(f"{shm.name}.{os.getpid()}.restore")
+                spare.write_bytes(shm_bytes)
+                os.replace(spare, shm)
+        except OSError as exc:
+            log.warning("outbox %s: could not undo the check's -wal/-shm: %s", p, exc)
+        raise OutboxCorruptError(problem)
 
     @staticmethod
     def _move_aside(p: Path) -> Path:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -311,7 +313,7 @@ def test_a_damaged_page_moves_the_outbox_aside_and_starts_a_fresh_one(tmp_path: 
         f.write(b"\xa5" * page_size)
     box = Outbox.open(path)
     assert "failed its integrity check" in box.alarms[0]
-    (aside,) = tmp_path.glob("outbox.db.corrupt-*")
+    (aside,) = tmp_path.glob("outbox.db.corrupt-*")  # and no -wal or -shm the check made
     damaged = aside.read_bytes()
     assert len(damaged) == len(original)
     assert damaged[: (root - 1) * page_size] == original[: (root - 1) * page_size]
@@ -319,6 +321,108 @@ def test_a_damaged_page_moves_the_outbox_aside_and_starts_a_fresh_one(tmp_path: 
     box.enqueue_many(codes(1))
     assert box.stats().counts["pending"] == 1
     box.close()
+
+
+_SUFFIXES = ("", "-wal", "-shm")
+
+
+def _digests(path: Path) -> dict[str, str]:
+    """SHA-256 of ``path`` and of its ``-wal`` and ``-shm``, for those that exist."""
+    return {
+        s: hashlib.sha256(Path(f"{path}{s}").read_bytes()).hexdigest()
+        for s in _SUFFIXES
+        if Path(f"{path}{s}").exists()
+    }
+
+
+def _outbox_with_unmerged_wal(path: Path, first: int, more: int) -> int:
+    """An outbox of ``first + more`` scans, the last ``more`` only in its ``-wal``, as a crash
+    leaves it (the files copied while the writer was open); the root page of ``bills``, which
+    the WAL does not hold.
+    """
+    with Outbox.open(path) as box:
+        box.enqueue_many(codes(first))
+    db = sqlite3.connect(path)
+    (root,) = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'bills'").fetchone()
+    db.close()
+    snap = path.with_name("snap")
+    snap.mkdir()
+    with Outbox.open(path) as box:
+        box.enqueue_many(codes(more, start=first))
+        for s in _SUFFIXES:
+            shutil.copy2(f"{path}{s}", snap / f"{path.name}{s}")
+    for s in _SUFFIXES:
+        os.replace(snap / f"{path.name}{s}", f"{path}{s}")
+    snap.rmdir()
+    wal = Path(f"{path}-wal").read_bytes()
+    page_size = int.from_bytes(wal[8:12], "big")
+    in_wal = {int.from_bytes(wal[at : at + 4], "big") for at in range(32, len(wal), 24 + page_size)}
+    assert in_wal  # the WAL holds frames that the main file has not got
+    assert root not in in_wal  # so a damaged copy of it in the main file stays damaged
+    return int(root)
+
+
+def _garble_page(path: Path, page: int) -> None:
+    db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with path.open("r+b") as f:
+        f.seek((page - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+
+
+def test_a_damaged_outbox_is_moved_aside_with_its_wal_and_shm_byte_for_byte(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    _garble_page(path, _outbox_with_unmerged_wal(path, 300, 100))
+    found = _digests(path)
+    assert set(found) == set(_SUFFIXES)
+    box = Outbox.open(path)
+    assert "failed its integrity check" in box.alarms[0]
+    (aside,) = tmp_path.glob("outbox.db.corrupt-*[0-9Z]")
+    assert _digests(aside) == found  # not checkpointed into, not deleted, not rebuilt
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"outbox.db{s}" for s in _SUFFIXES] + [f"{aside.name}{s}" for s in _SUFFIXES]
+    )
+    assert box.stats().counts["pending"] == 0  # nothing of the old WAL replayed
+    box.enqueue_many(codes(1))
+    assert box.stats().counts["pending"] == 1
+    box.close()
+
+
+def test_a_garbage_wal_of_a_damaged_outbox_is_moved_aside_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with Outbox.open(path) as box:
+        box.enqueue_many(codes(300))
+    db = sqlite3.connect(path)
+    (root,) = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'scans'").fetchone()
+    db.close()
+    _garble_page(path, root)
+    garbage = bytes(range(256)) * 200
+    Path(f"{path}-wal").write_bytes(garbage)
+    found = _digests(path)
+    box = Outbox.open(path)
+    assert "failed its integrity check" in box.alarms[0]
+    (aside,) = tmp_path.glob("outbox.db.corrupt-*[0-9Z]")
+    assert _digests(aside) == found  # main file and -wal; no -shm made up for it
+    assert Path(f"{aside}-wal").read_bytes() == garbage
+    assert box.stats().counts["pending"] == 0
+    box.close()
+
+
+def test_a_healthy_outbox_with_an_unmerged_wal_opens_with_every_row_and_no_leftovers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    _outbox_with_unmerged_wal(path, 300, 100)
+    box = Outbox.open(path)
+    assert box.alarms == []
+    assert box.stats().counts["pending"] == 400
+    assert [r.code for r in box.rows(limit=1000)][-1] == codes(1, start=399)[0].code
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"outbox.db{s}" for s in _SUFFIXES)
+    box.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["outbox.db"]
 
 
 async def test_a_moved_aside_outbox_is_an_alarm_in_daemon_status(
