@@ -135,9 +135,10 @@ class OutboxConfig:
     soon as the writer is free; scans arriving meanwhile form the next group by themselves,
     so groups still grow with the load (p99 ack at 2,000 scans/s: 2.8-3.1 ms at 0, 6.2-7.6 ms
     at 2 ms)."""
-    commit_max_rows: int = 2048
-    """Group commit size cap: a transaction never holds more scans than this (bench/ingest.py:
-    2,048 drains a flood 30-40% faster than 512; at ordinary rates groups are small anyway)."""
+    commit_max_rows: int = 1024
+    """Group commit size cap: a transaction never holds more scans than this (bench/ingest.py,
+    a flood from 8 sources: 1,024 and 2,048 both 163-174k scans/s, 512 122-128k; the smaller
+    cap keeps each transaction shorter.  At ordinary rates groups are small anyway)."""
     min_free_mb: int = 64
     """Free-space reserve: below it new scans are refused with ``outbox full``."""
     retention_days: float = 30.0

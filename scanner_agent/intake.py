@@ -82,7 +82,7 @@ class GroupCommitter:
         self,
         thread: OutboxThread,
         *,
-        max_rows: int = 2048,
+        max_rows: int = 1024,
         linger_s: float = 0.0,
         reject_duplicates: bool = True,
         on_commit: Callable[[int], None] | None = None,

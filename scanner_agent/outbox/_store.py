@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 _WIDTH = len(NewScan._fields)
 _ROWS_PER_STATEMENT = max_rows(_WIDTH)
 """Rows per multi-row INSERT: 2,176 of 15 values, within SQLite's parameter limit, and more
-than ``outbox.commit_max_rows`` (2,048), so a full group is still one statement."""
+than ``outbox.commit_max_rows`` (1,024 by default), so a full group is still one statement."""
 
 
 @functools.cache
