@@ -163,36 +163,22 @@ async def test_service_errors_500_are_retried(
     assert agent.daemon.sync.stats.failures >= 4
 
 
-async def test_429_retry_after_is_honoured_before_anything_else_is_sent(
-    trace_server: TraceServerThread,
-    proxy: FaultProxy,
-    make_config: MakeConfig,
-    start_agent: Any,
-) -> None:
-    trace_server.faults.throttle(1, retry_after=1)
-    agent = await start_agent(make_config(proxy.url, sync=FAST_SYNC))  # backoff_max_s 0.2
-    scanned = codes(6, 120)
-    await scan_all(agent, scanned)
-    await agent.drained()
-    held = assert_held_exactly_once(trace_server.store, scanned)
-    await assert_agent_delivered(agent, held)
-    first, second = proxy.seen[0], proxy.seen[1]
-    assert second.key == first.key  # the same batch again
-    assert second.at - first.at >= 0.99  # not before Retry-After, though the backoff cap is 0.2 s
-
-
-@pytest.mark.parametrize("status", [502, 504])
-async def test_bad_gateway_and_gateway_timeout_are_retried_after_retry_after(
+@pytest.mark.parametrize("status", [429, 502, 504])
+async def test_retry_after_is_honoured_before_anything_else_is_sent(
     trace_server: TraceServerThread,
     proxy: FaultProxy,
     make_config: MakeConfig,
     start_agent: Any,
     status: int,
 ) -> None:
-    # A reverse proxy's answers while the service behind it restarts (502) or stalls (504).
-    trace_server.faults.fail_next(1, status=status, retry_after=1)
+    # 429: the service throttles; 502/504: a reverse proxy's answers while the
+    # service behind it restarts or stalls.
+    if status == 429:
+        trace_server.faults.throttle(1, retry_after=1)
+    else:
+        trace_server.faults.fail_next(1, status=status, retry_after=1)
     agent = await start_agent(make_config(proxy.url, sync=FAST_SYNC))  # backoff_max_s 0.2
-    scanned = codes(8, 120)
+    scanned = codes(6, 120)
     await scan_all(agent, scanned)
     await agent.drained()
     held = assert_held_exactly_once(trace_server.store, scanned)
