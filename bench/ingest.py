@@ -187,7 +187,7 @@ def peer(path: Path, threads: int) -> dict[str, float]:
 
 
 def main() -> None:
-    tune_interpreter()  # as the daemon does at start
+    tune_interpreter()  # as `scanner-agent run` does at start
     with tempfile.TemporaryDirectory(
         prefix="bench-ingest-", dir=os.environ.get("BENCH_DIR")
     ) as tmp:

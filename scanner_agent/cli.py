@@ -73,10 +73,14 @@ def _load(args: argparse.Namespace) -> AgentConfig:
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from scanner_agent.daemon import Daemon, install_signal_handlers
+    from scanner_agent.interpreter import tune_interpreter
     from scanner_agent.logs import setup_logging
 
     cfg = _load(args)
     setup_logging(args.log_level or cfg.log_level)
+    # Process-wide, so here and not in Daemon.run: a daemon built in another
+    # program (a test, the demo) leaves that program's interpreter alone.
+    tune_interpreter()
 
     async def main() -> None:
         daemon = Daemon(cfg, config_path=args.config or DEFAULT_CONFIG_PATH)

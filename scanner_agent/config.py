@@ -155,7 +155,7 @@ class SyncConfig:
     url: str = "http://127.0.0.1:8900"
     """Base URL of the trace service."""
     token_file: str = ""
-    """File holding the bearer token (preferred: keep it mode 0600)."""
+    """File holding the bearer token (mode 0640 or 0600: one every user may read is refused)."""
     token_env: str = ""
     """Name of an environment variable holding the token, when no file is used."""
     enabled: bool = True
@@ -200,15 +200,12 @@ class SyncConfig:
         """The bearer token, from ``token_file`` or ``token_env``; empty when neither is set.
 
         Raises:
-            ConfigError: the file cannot be read or the variable is unset.
+            ConfigError: the file cannot be read or is readable by every user
+                (as for the other sinks' secrets: :func:`read_secret_file`), or
+                the variable is unset.
         """
         if self.token_file:
-            try:
-                return Path(self.token_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"sync.token_file: failed to read {self.token_file!r}: {exc.strerror}"
-                ) from exc
+            return read_secret_file(self.token_file, "sync.token_file")
         if self.token_env:
             value = os.environ.get(self.token_env)
             if value is None:

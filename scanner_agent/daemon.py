@@ -35,7 +35,6 @@ from scanner_agent.config import AgentConfig, load_config
 from scanner_agent.control import ControlServer
 from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
-from scanner_agent.interpreter import tune_interpreter
 from scanner_agent.outbox import Outbox, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sync import PlatformAlarms, Sink, SyncLoop, TraceApiClient
@@ -213,7 +212,6 @@ class Daemon:
         if self.state is not DaemonState.NEW:
             raise RuntimeError(f"Failed to run daemon: it is {self.state.value}, not new")
         self.state = DaemonState.STARTING
-        tune_interpreter()
         cfg = self.cfg
         outbox = await asyncio.to_thread(
             Outbox.open, cfg.outbox.path, min_free_bytes=cfg.outbox.min_free_mb * 1024 * 1024

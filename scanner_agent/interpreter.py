@@ -18,8 +18,9 @@ GC_THRESHOLDS: Final = (10_000, 10, 10)
 def tune_interpreter() -> None:
     """Let threads that wait in SQLite win the GIL back sooner, and collect garbage less often.
 
-    The daemon and the reference trace service call this at start, once
-    their modules are imported.
+    ``scanner-agent run`` and ``scanner-agent trace-server`` call this at
+    start, once their main modules are imported; a ``Daemon`` run inside
+    another program (a test, the demo) leaves that program's settings alone.
 
     GIL: every SQLite call on a worker thread (the agent's outbox thread, the
     trace service's request workers) releases the GIL, and when it returns it

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
-from scanner_agent.interpreter import GIL_SWITCH_INTERVAL_S
 from scanner_agent.simulate import simulate
 from scanner_agent.traceserver import TraceServerThread
 from tests.conftest import TOKEN
@@ -104,24 +102,6 @@ async def test_configured_replay_source_feeds_the_daemon(
     await task
     events, _ = trace_server.store.events_after(0, 10)
     assert [(e["action"], e["bill"]) for e in events] == [("receive", "PO-7")] * 2
-
-
-async def test_the_daemon_runs_with_the_short_gil_switch_interval(
-    trace_server: TraceServerThread, make_config: Callable[..., AgentConfig]
-) -> None:
-    # The outbox thread's SQLite calls hand the GIL back and forth with the event loop;
-    # the daemon shortens the switch interval for that (scanner_agent/interpreter.py).
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.005)
-    try:
-        daemon = Daemon(make_config(trace_server.url))
-        task = asyncio.create_task(daemon.run())
-        await daemon.wait_ready()
-        assert sys.getswitchinterval() == GIL_SWITCH_INTERVAL_S
-        daemon.request_stop()
-        await task
-    finally:
-        sys.setswitchinterval(before)
 
 
 async def test_many_concurrent_scanners_each_get_every_reply_in_order(

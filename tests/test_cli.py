@@ -351,3 +351,25 @@ def test_trace_server_command_serves_trace_api_v1_until_sigterm(tmp_path: Path) 
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "tok" not in err.replace("token", "")
+
+
+def test_the_run_command_tunes_the_interpreter_before_the_daemon_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Process-wide settings belong to the process that `scanner-agent run` is,
+    # not to Daemon.run, which tests and the demo run inside other programs.
+    from scanner_agent import interpreter
+    from scanner_agent.cli import main
+    from scanner_agent.daemon import Daemon
+
+    calls: list[str] = []
+
+    async def run(self: Daemon, **kwargs: object) -> None:
+        calls.append("daemon")
+
+    monkeypatch.setattr(interpreter, "tune_interpreter", lambda: calls.append("tune"))
+    monkeypatch.setattr(Daemon, "run", run)
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[outbox]\npath = "{tmp_path / "outbox.db"}"\n[sync]\nenabled = false\n')
+    assert main(["run", "--config", str(config)]) == 0
+    assert calls == ["tune", "daemon"]

@@ -104,12 +104,23 @@ def test_token_is_read_from_file_or_environment(
 ) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret\n")
+    token.chmod(0o640)
     assert config_from_dict({"sync": {"token_file": str(token)}}).sync.read_token() == "s3cret"
     monkeypatch.setenv("AGENT_TOKEN", " abc ")
     assert config_from_dict({"sync": {"token_env": "AGENT_TOKEN"}}).sync.read_token() == "abc"
     missing = config_from_dict({"sync": {"token_env": "NO_SUCH_VAR_X"}})
     with pytest.raises(ConfigError, match="NO_SUCH_VAR_X"):
         missing.sync.read_token()
+
+
+def test_a_token_file_every_user_may_read_is_refused(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    token.chmod(0o644)
+    cfg = config_from_dict({"sync": {"token_file": str(token)}})
+    with pytest.raises(ConfigError, match=r"sync\.token_file: .* readable by every user") as err:
+        cfg.sync.read_token()
+    assert "s3cret" not in str(err.value)
 
 
 def test_unreadable_token_file_error_does_not_contain_a_token(tmp_path: Path) -> None:

@@ -397,9 +397,12 @@ class Outbox:
         writes the main file or the ``-wal`` and takes no part in checkpoints,
         so it leaves both as they were.  It does create an empty ``-wal`` and a
         ``-shm`` that are missing and rebuilds the ``-shm`` (SQLite's index of
-        the WAL, which it never trusts across processes anyway); on damage
-        those traces are undone, so the file, its WAL and its shared memory go
-        aside byte for byte as they were found.
+        the WAL, rebuilt by whichever connection opens the file first, so its
+        bytes carry nothing worth keeping); on damage the files it created are
+        removed, so the file and its WAL go aside byte for byte as they were
+        found.  An existing ``-shm`` is left as SQLite left it: swapping in a
+        copy of its old bytes would give a process that still maps it a
+        different file from the next one to open it.
 
         Returns ``False``, having changed nothing, when there is no file yet or
         the read-only check cannot run for a reason other than damage (a hot
@@ -413,8 +416,7 @@ class Outbox:
         try:
             if not p.is_file():
                 return False
-            had_wal = wal.exists()
-            shm_bytes = shm.read_bytes() if shm.exists() else None
+            had_wal, had_shm = wal.exists(), shm.exists()
         except OSError:
             return False
         try:
@@ -441,12 +443,8 @@ class Outbox:
         try:
             if not had_wal and wal.exists() and wal.stat().st_size == 0:
                 wal.unlink()
-            if shm_bytes is None:
+            if not had_shm:
                 shm.unlink(missing_ok=True)
-            else:  # a new file under the name: a process that still maps the old one keeps it
-                spare = shm.with_name(f"{shm.name}.{os.getpid()}.restore")
-                spare.write_bytes(shm_bytes)
-                os.replace(spare, shm)
         except OSError as exc:
             log.warning("outbox %s: could not undo the check's -wal/-shm: %s", p, exc)
         raise OutboxCorruptError(problem)
@@ -468,10 +466,15 @@ class Outbox:
             target = p.with_name(f"{p.name}.corrupt-{stamp}" + (f".{n}" if n else ""))
             if any(Path(str(target) + s).exists() for s in suffixes):
                 continue
-            moving = [s for s in suffixes if Path(str(p) + s).exists()]
-            # A name taken in between (another process) leaves the rest for the next name.
-            if all(_rename_no_replace(Path(str(p) + s), Path(str(target) + s)) for s in moving):
+            moved: list[str] = []
+            for s in (s for s in suffixes if Path(str(p) + s).exists()):
+                if not _rename_no_replace(Path(str(p) + s), Path(str(target) + s)):
+                    break  # taken in between (another process): none of ours stays under it
+                moved.append(s)
+            else:
                 return target
+            for s in moved:
+                os.rename(Path(str(target) + s), Path(str(p) + s))
         raise AssertionError("unreachable")  # itertools.count() never ends
 
     def close(self) -> None:

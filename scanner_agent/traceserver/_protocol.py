@@ -59,10 +59,11 @@ _RFC3339 = re.compile(
 # Whole-batch checks (:func:`_all_kept`): one C call for every code or time of a
 # batch, joined by newlines.  The time pattern accepts a subset of what
 # :func:`is_rfc3339` does (every real date but 29 February), so it needs no
-# calendar; a batch it does not accept is checked event by event.
+# calendar (nor year 0000, which ``date`` refuses); a batch it does not accept
+# is checked event by event.
 _CN20_RUN = re.compile(r"8[0-9]{19}(?:\n8[0-9]{19})*+")
 _SAFE_TIME = (
-    r"[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
+    r"(?!0000)[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])"
     r"|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
     r"[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"

@@ -112,6 +112,7 @@ def test_a_refused_token_fails_with_a_hint_and_exit_status_1(
 ) -> None:
     bad = tmp_path / "bad-token"
     bad.write_text("not-the-token\n")
+    bad.chmod(0o600)
     config = write_config(trace_server.url, token=f'token_file = "{bad}"')
     report = doctor(config, tmp_path)
     token = report.by_name("token")

@@ -81,6 +81,7 @@ async def test_reload_reads_a_rotated_token_and_resumes(
 ) -> None:
     token = tmp_path / "rotating-token"
     token.write_text("old-revoked-token")
+    token.chmod(0o600)
     agent = await start(start_agent, config_file(trace_server.url, token=token))
     assert (await agent.scan("81234560000000011234"))[0].startswith("ACK")
     sync = agent.daemon.sync

@@ -132,6 +132,7 @@ def run_crash_cycles(
     port = free_port()
     token_file = workdir / "token"
     token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
     outbox = workdir / "outbox.db"
     server = TraceServerThread(workdir / "service.db", TOKEN).start()
     config = workdir / "agent.toml"

@@ -283,6 +283,30 @@ def test_moving_aside_keeps_the_wal_with_its_file_and_skips_a_name_partly_taken(
     assert not any(Path(f"{path}{s}").exists() for s in ("", "-wal", "-shm"))
 
 
+def test_a_name_taken_while_moving_aside_leaves_no_file_split_across_two_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "datetime", _FrozenClock)
+    path = tmp_path / "outbox.db"
+    for suffix in ("", "-wal"):
+        Path(f"{path}{suffix}").write_bytes(f"main{suffix}".encode())
+    first = tmp_path / "outbox.db.corrupt-20261123T100000Z"
+    link = os.link
+
+    def racing_link(src: Any, dst: Any, **kwargs: Any) -> None:
+        # Another process takes the first name's -wal between the check and the rename.
+        if Path(dst) == Path(f"{first}-wal") and not Path(dst).exists():
+            Path(dst).write_bytes(b"someone else's")
+        link(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "link", racing_link)
+    moved = Outbox._move_aside(path)
+    assert moved.name == "outbox.db.corrupt-20261123T100000Z.1"
+    assert [Path(f"{moved}{s}").read_bytes() for s in ("", "-wal")] == [b"main", b"main-wal"]
+    assert not first.exists()  # our main file went back before the next name was tried
+    assert Path(f"{first}-wal").read_bytes() == b"someone else's"
+
+
 def test_moving_aside_never_overwrites_on_a_filesystem_without_hard_links(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,7 +395,7 @@ def _garble_page(path: Path, page: int) -> None:
         f.write(b"\xa5" * page_size)
 
 
-def test_a_damaged_outbox_is_moved_aside_with_its_wal_and_shm_byte_for_byte(
+def test_a_damaged_outbox_is_moved_aside_with_its_wal_byte_for_byte(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.db"
@@ -381,7 +405,10 @@ def test_a_damaged_outbox_is_moved_aside_with_its_wal_and_shm_byte_for_byte(
     box = Outbox.open(path)
     assert "failed its integrity check" in box.alarms[0]
     (aside,) = tmp_path.glob("outbox.db.corrupt-*[0-9Z]")
-    assert _digests(aside) == found  # not checkpointed into, not deleted, not rebuilt
+    moved = _digests(aside)
+    assert set(moved) == set(_SUFFIXES)  # the -shm goes along (SQLite may have rebuilt it)
+    assert moved[""] == found[""]  # the main file not checkpointed into
+    assert moved["-wal"] == found["-wal"]  # the WAL neither deleted nor changed
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [f"outbox.db{s}" for s in _SUFFIXES] + [f"{aside.name}{s}" for s in _SUFFIXES]
     )
