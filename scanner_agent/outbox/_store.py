@@ -137,6 +137,14 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     return "malformed" in text or "not a database" in text
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """Whether another connection holds a lock SQLite gave up waiting for (the busy timeout)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "database is locked" in str(exc)
+
+
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
@@ -405,12 +413,14 @@ class Outbox:
         different file from the next one to open it.
 
         Returns ``False``, having changed nothing, when there is no file yet or
-        the read-only check cannot run for a reason other than damage (a hot
-        rollback journal that only a writer may replay, a lock, no
+        the read-only check cannot run for a reason other than damage or a
+        lock (a hot rollback journal that only a writer may replay, no
         permission): the read-write connection then runs the check itself.
 
         Raises:
             OutboxCorruptError: ``p`` fails the check or is not a database.
+            OutboxError: another process holds the file locked past the busy
+                timeout (the read-write open would only wait it out again).
         """
         wal, shm = Path(f"{p}-wal"), Path(f"{p}-shm")
         try:
@@ -433,6 +443,8 @@ class Outbox:
             row = db.execute("PRAGMA quick_check").fetchone()
             problem = "" if row and row[0] == "ok" else str(row[0] if row else "no result")
         except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):  # the writer would wait out the same lock again: say so now
+                raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
             if not _is_damage(exc):
                 return False
             problem = str(exc)

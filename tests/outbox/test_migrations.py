@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,10 +153,19 @@ def test_a_locked_file_is_an_error_and_never_moved_aside(
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")
     monkeypatch.setattr(_store, "_BUSY_TIMEOUT_S", 0.2)
+    connects: list[object] = []
+    connect = sqlite3.connect
+
+    def counting_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        connects.append(args[0])
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(_store.sqlite3, "connect", counting_connect)
     try:
         with pytest.raises(OutboxError, match="locked") as caught:
             Outbox.open(path)
         assert not isinstance(caught.value, OutboxCorruptError)
+        assert len(connects) == 1  # the lock is waited out once, not again by the writer
     finally:
         holder.execute("ROLLBACK")
         holder.close()
