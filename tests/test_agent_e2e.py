@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+import scanner_agent.daemon as daemon_module
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.simulate import simulate
@@ -140,3 +143,26 @@ async def test_a_clean_stop_answers_every_scan_it_committed(
         committed = {r.code for r in box.rows(limit=10_000)}
     assert committed == acked  # nothing committed went unanswered, nothing answered is missing
     assert not [r for r in caplog.records if r.levelname == "ERROR" and r.name == "asyncio"]
+
+
+async def test_housekeeping_prunes_delivered_rows_and_empties_the_wal_when_idle(
+    trace_server: TraceServerThread,
+    make_config: Callable[..., AgentConfig],
+    start_agent: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(daemon_module, "HOUSEKEEPING_INTERVAL_S", 0.05)
+    # Retention of about a millisecond: delivered rows are due at the next tick.
+    agent = await start_agent(make_config(trace_server.url, outbox={"retention_days": 1e-8}))
+    lines = [s.line for s in simulate(60) if s.kind == "cn20"]
+    assert all(r.startswith("ACK ") for r in await agent.scan(*lines))
+    await agent.drained()
+    stats = await agent.daemon.queue_stats()
+    for _ in range(200):
+        if stats.counts.get("delivered", 0) == 0 and stats.wal_bytes == 0:
+            break
+        await asyncio.sleep(0.05)
+        stats = await agent.daemon.queue_stats()
+    assert stats.counts.get("delivered", 0) == 0  # pruned after retention
+    assert stats.wal_bytes == 0  # an idle tick truncated the WAL
+    assert trace_server.store.count_events() == len(lines)  # pruned here, held there
