@@ -56,7 +56,7 @@ from scanner_agent.outbox._models import (
     SettleSummary,
     WalCheckpoint,
 )
-from scanner_agent.outbox._schema import current_version, migrate
+from scanner_agent.outbox._schema import SCHEMA_VERSION, current_version, migrate
 from scanner_agent.sqlrows import max_rows, padded_params, select_list, values_clause
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,22 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 def _is_full(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+
+
+def _connect_readonly(p: Path) -> sqlite3.Connection:
+    """A ``mode=ro`` connection to ``p``, waiting up to the busy timeout for locks.
+
+    It never writes the file or its WAL and takes no part in checkpoints, so
+    looking at a file through it (a live daemon's, or a damaged one about to
+    be moved aside) leaves the file as it was.
+    """
+    return sqlite3.connect(
+        f"{p.absolute().as_uri()}?mode=ro",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=_BUSY_TIMEOUT_S,
+    )
 
 
 def _rename_no_replace(src: Path, dst: Path) -> bool:
@@ -315,24 +331,15 @@ class Outbox:
                 than this build's (the queries are written for it; only
                 :meth:`open` migrates).
         """
-        from scanner_agent.outbox._schema import SCHEMA_VERSION
-
         p = Path(path)
         if not p.is_file():
             raise OutboxError(f"Failed to open outbox {str(p)!r}: no such file")
         problem = ""
         try:
-            reader = sqlite3.connect(
-                f"{p.absolute().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=_BUSY_TIMEOUT_S,
-            )
+            reader = _connect_readonly(p)
         except sqlite3.Error as exc:
             raise OutboxError(f"Failed to open outbox {str(p)!r} read-only: {exc}") from exc
         try:
-            reader.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             version = current_version(reader)
         except sqlite3.Error as exc:
             reader.close()
@@ -430,16 +437,10 @@ class Outbox:
         except OSError:
             return False
         try:
-            db = sqlite3.connect(
-                f"{p.absolute().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                timeout=_BUSY_TIMEOUT_S,
-            )
+            db = _connect_readonly(p)
         except sqlite3.Error:
             return False
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
             row = db.execute("PRAGMA quick_check").fetchone()
             problem = "" if row and row[0] == "ok" else str(row[0] if row else "no result")
         except sqlite3.DatabaseError as exc:
