@@ -143,6 +143,12 @@ class OutboxConfig:
     """Free-space reserve: below it new scans are refused with ``outbox full``."""
     retention_days: float = 30.0
     """How long delivered rows are kept for audit and lookup before pruning."""
+    rejects_retention_days: float = 30.0
+    """How long refused-scan records (aggregates: count, first and last time, one sample per
+    hour, source, device and kind of reason) are kept after their last refusal."""
+    rejects_max_rows: int = 100_000
+    """Cap on refused-scan records; the oldest go first.  Refusals are also not recorded while
+    free space is below twice ``min_free_mb``, so they never eat into the reserve."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,6 +465,8 @@ def _validate(cfg: AgentConfig) -> None:
     _check(cfg.outbox.commit_max_rows >= 1, "outbox.commit_max_rows", "must be >= 1")
     _check(cfg.outbox.min_free_mb >= 0, "outbox.min_free_mb", "must be >= 0")
     _check(cfg.outbox.retention_days >= 0, "outbox.retention_days", "must be >= 0")
+    _check(cfg.outbox.rejects_retention_days >= 0, "outbox.rejects_retention_days", "must be >= 0")
+    _check(cfg.outbox.rejects_max_rows >= 1, "outbox.rejects_max_rows", "must be >= 1")
     sync = cfg.sync
     _check(
         sync.url.startswith(("http://", "https://")),

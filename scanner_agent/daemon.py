@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import functools
 import logging
 import signal
 import time
@@ -214,7 +215,12 @@ class Daemon:
         self.state = DaemonState.STARTING
         cfg = self.cfg
         outbox = await asyncio.to_thread(
-            Outbox.open, cfg.outbox.path, min_free_bytes=cfg.outbox.min_free_mb * 1024 * 1024
+            functools.partial(
+                Outbox.open,
+                cfg.outbox.path,
+                min_free_bytes=cfg.outbox.min_free_mb * 1024 * 1024,
+                rejects_max_rows=cfg.outbox.rejects_max_rows,
+            )
         )
         self.outbox = outbox
         for alarm in outbox.alarms:
@@ -583,7 +589,7 @@ class Daemon:
                 pass
 
     async def _housekeeping(self) -> None:
-        """Prune delivered rows past retention and checkpoint the WAL, in small steps.
+        """Prune delivered rows and refusal records past retention, checkpoint the WAL, in small steps.
 
         The checkpoint never waits for a lock (see :meth:`Outbox.checkpoint`): it
         runs on the outbox thread, where a wait would hold up every scan's ACK.
@@ -598,6 +604,11 @@ class Daemon:
                 # Small steps, each its own short transaction, with scans let through between.
                 for _ in range(10_000):
                     if await self.thread.call(outbox.prune_delivered, cutoff, limit=500) < 500:
+                        break
+                    await asyncio.sleep(0.05)
+                cutoff = datetime.now(UTC) - timedelta(days=self.cfg.outbox.rejects_retention_days)
+                for _ in range(10_000):
+                    if await self.thread.call(outbox.prune_rejects, cutoff, limit=500) < 500:
                         break
                     await asyncio.sleep(0.05)
                 done = await self.thread.call(outbox.checkpoint)

@@ -166,3 +166,22 @@ async def test_housekeeping_prunes_delivered_rows_and_empties_the_wal_when_idle(
     assert stats.counts.get("delivered", 0) == 0  # pruned after retention
     assert stats.wal_bytes == 0  # an idle tick truncated the WAL
     assert trace_server.store.count_events() == len(lines)  # pruned here, held there
+
+
+async def test_housekeeping_prunes_refusal_records_past_their_retention(
+    make_config: Callable[..., AgentConfig],
+    start_agent: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(daemon_module, "HOUSEKEEPING_INTERVAL_S", 0.05)
+    cfg = make_config(sync={"enabled": False}, outbox={"rejects_retention_days": 1e-8})
+    agent = await start_agent(cfg)
+    replies = await agent.scan(*[f"junk{i}" for i in range(50)])
+    assert not any(r.startswith("ACK ") for r in replies)
+    stats = await agent.daemon.queue_stats()
+    for _ in range(200):
+        if stats.rejects == 0:
+            break
+        await asyncio.sleep(0.05)
+        stats = await agent.daemon.queue_stats()
+    assert stats.rejects == 0

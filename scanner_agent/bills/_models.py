@@ -132,5 +132,6 @@ class CodeHistory:
     scans: tuple[dict[str, object], ...]
     """Outbox rows of the code, oldest first."""
     refused: tuple[dict[str, object], ...]
-    """Times it was refused at intake (duplicate scans, invalid reads)."""
+    """Times it was refused at intake (duplicate scans, invalid reads): one entry per
+    aggregate, with ``count`` refusals from ``scanned_at`` (the first) to ``last_at``."""
     removals: tuple[Removal, ...]

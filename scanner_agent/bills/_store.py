@@ -45,7 +45,7 @@ from scanner_agent.bills._models import (
 from scanner_agent.bills._types import bill_type, bill_types
 from scanner_agent.config import alihealth_params
 from scanner_agent.errors import ConfigError
-from scanner_agent.outbox import Outbox
+from scanner_agent.outbox import REJECT_LAST_AT, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -310,8 +310,8 @@ class BillBook:
             cols = [d[0] for d in cur.description]
             scans = tuple(dict(zip(cols, r, strict=True)) for r in cur.fetchall())
             cur = db.execute(
-                "SELECT code, reason, verdict, device_id, source, scanned_at FROM rejects "
-                "WHERE code = ? ORDER BY id DESC LIMIT ?",
+                "SELECT code, reason, verdict, device_id, source, scanned_at, count, "
+                f"{REJECT_LAST_AT} AS last_at FROM rejects WHERE code = ? ORDER BY id DESC LIMIT ?",
                 (code, limit),
             )
             cols = [d[0] for d in cur.description]

@@ -18,10 +18,12 @@ from scanner_agent.outbox._models import (
     SettleSummary,
     WalCheckpoint,
 )
+from scanner_agent.outbox._rejects import REJECT_LAST_AT
 from scanner_agent.outbox._schema import SCHEMA_VERSION
 from scanner_agent.outbox._store import Outbox
 
 __all__ = [
+    "REJECT_LAST_AT",
     "SCHEMA_VERSION",
     "Batch",
     "BatchEvent",

@@ -47,7 +47,12 @@ class NewScan(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class RejectRecord:
-    """A scan refused before queueing (invalid or duplicate), kept for audit."""
+    """A scan refused before queueing (invalid or duplicate), kept for audit.
+
+    Refusals are stored aggregated (``scanner_agent/outbox/_rejects.py``): read
+    back, a record is the first refusal of its aggregate with ``count`` and
+    ``last_at``.
+    """
 
     raw: str
     code: str
@@ -56,6 +61,11 @@ class RejectRecord:
     device_id: str
     source: str
     scanned_at: str
+    """When it was refused; for an aggregate read back, the first refusal's time."""
+    count: int = 1
+    """Refusals this record stands for (an aggregate read back: see ``_rejects``)."""
+    last_at: str = ""
+    """The last refusal's time (read back; ``scanned_at`` when it stands for one)."""
 
 
 class EnqueueStatus(enum.StrEnum):

@@ -270,6 +270,18 @@ def _checks_without_in_lists(db: sqlite3.Connection) -> None:
         db.execute("PRAGMA writable_schema = OFF")
 
 
+@migration(7, "refusals aggregated")
+def _rejects_aggregated(db: sqlite3.Connection) -> None:
+    # One row per aggregate of refusals instead of one per refused scan (issue 16: a flood of
+    # one-byte lines left 7.5 million rows): see scanner_agent/outbox/_rejects.py.  Rows
+    # written before have no key (NULL never conflicts), a count of 1 and no last time
+    # (their scanned_at is both).  ADD COLUMN with constants does not rewrite the table.
+    db.execute("ALTER TABLE rejects ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE rejects ADD COLUMN last_at TEXT")
+    db.execute("ALTER TABLE rejects ADD COLUMN agg_key TEXT")
+    db.execute("CREATE UNIQUE INDEX rejects_key ON rejects (agg_key)")
+
+
 def current_version(db: sqlite3.Connection) -> int:
     """The highest applied migration, 0 for a new file."""
     exists = db.execute(

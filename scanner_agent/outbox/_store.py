@@ -56,6 +56,12 @@ from scanner_agent.outbox._models import (
     SettleSummary,
     WalCheckpoint,
 )
+from scanner_agent.outbox._rejects import (
+    DEFAULT_REJECTS_MAX_ROWS,
+    REJECT_LAST_AT,
+    prune_rejects,
+    record_rejects,
+)
 from scanner_agent.outbox._schema import SCHEMA_VERSION, current_version, migrate
 from scanner_agent.sqlrows import max_rows, padded_params, select_list, values_clause
 
@@ -249,13 +255,21 @@ class Outbox:
         db: sqlite3.Connection,
         *,
         min_free_bytes: int = 0,
+        rejects_max_rows: int = DEFAULT_REJECTS_MAX_ROWS,
         readonly: bool = False,
     ) -> None:
         self.path = path
         self.readonly = readonly
         """Opened by :meth:`open_readonly`: ``db`` is a ``mode=ro`` connection, writes fail."""
         self.min_free_bytes = min_free_bytes
-        """Free-space reserve on the outbox's filesystem; below it scans are refused."""
+        """Free-space reserve on the outbox's filesystem; below it scans are refused, and
+        below twice it refusals are no longer recorded (they never eat into the reserve)."""
+        self.rejects_max_rows = rejects_max_rows
+        """Cap on the ``rejects`` table's rows (aggregates); the oldest go first."""
+        self.refusals_dropped = 0
+        """Refusals not recorded since open because free space was below twice the reserve."""
+        self._refusals_room = True
+        """Whether the last space check left room for refusals (see :meth:`_space_for`)."""
         self.alarms: list[str] = []
         """Loud problems found at open (e.g. a corrupt file moved aside), for status and logs."""
         self._db = db
@@ -270,7 +284,13 @@ class Outbox:
     # -- lifecycle ---------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path, *, min_free_bytes: int = 0) -> Outbox:
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        min_free_bytes: int = 0,
+        rejects_max_rows: int = DEFAULT_REJECTS_MAX_ROWS,
+    ) -> Outbox:
         """Open (creating, checking and migrating as needed) the outbox at ``path``.
 
         A file that is not a database or fails ``PRAGMA quick_check`` is renamed
@@ -299,7 +319,7 @@ class Outbox:
             log.error(alarm)
             alarms.append(alarm)
             db = cls._connect_checked(p)
-        outbox = cls(p, db, min_free_bytes=min_free_bytes)
+        outbox = cls(p, db, min_free_bytes=min_free_bytes, rejects_max_rows=rejects_max_rows)
         outbox.alarms.extend(alarms)
         try:
             applied = migrate(db)
@@ -613,13 +633,36 @@ class Outbox:
 
     def check_free_space(self) -> None:
         """Raise :class:`OutboxFullError` when the free-space reserve is reached."""
+        self._space_for(scans=True)
+
+    def _space_for(self, *, scans: bool) -> None:
+        """Check free space before a commit; raise for ``scans`` below the reserve.
+
+        Refusals need twice the reserve: below that they are counted in
+        :attr:`refusals_dropped` and not written (see :meth:`_record_rejects`),
+        so a flood of refused input can never bring the disk down to the
+        reserve, where real scans would be refused.
+        """
         if self.min_free_bytes <= 0:
+            self._refusals_room = True
             return
         try:
             free = shutil.disk_usage(self.path.parent).free
         except OSError as exc:
             raise OutboxError(f"Failed to check free space for {str(self.path)!r}: {exc}") from exc
-        if free < self.min_free_bytes:
+        room = free >= 2 * self.min_free_bytes
+        if room != self._refusals_room:
+            if room:
+                log.warning("outbox %s: free space is back; refusals are recorded again", self.path)
+            else:
+                log.warning(
+                    "outbox %s: free space %d KiB is below twice the reserve; refused scans are "
+                    "counted but no longer recorded",
+                    self.path,
+                    free // 1024,
+                )
+        self._refusals_room = room
+        if scans and free < self.min_free_bytes:
             raise OutboxFullError(
                 f"Failed to queue scans in {str(self.path)!r}: free space {free // 1024} KiB "
                 f"is below the reserve of {self.min_free_bytes // 1024} KiB"
@@ -651,7 +694,10 @@ class Outbox:
         """
         if not scans and not rejects:
             return []
-        self.check_free_space()
+        self._space_for(scans=bool(scans))
+        if not scans and not self._refusals_room:
+            self.refusals_dropped += len(rejects)
+            return []
         if scans and not rejects and len(scans) <= _ROWS_PER_STATEMENT:
             fast = self._enqueue_one_statement(scans, reject_duplicates)
             if fast is not None:
@@ -787,18 +833,16 @@ class Outbox:
             )
         return results
 
-    @staticmethod
-    def _record_rejects(db: sqlite3.Connection, refused: Sequence[RejectRecord]) -> None:
-        """Keep refused scans (invalid or duplicate) for audit."""
-        if refused:
-            db.executemany(
-                "INSERT INTO rejects (raw, code, reason, verdict, device_id, source, scanned_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (r.raw, r.code, r.reason, r.verdict, r.device_id, r.source, r.scanned_at)
-                    for r in refused
-                ],
-            )
+    def _record_rejects(self, db: sqlite3.Connection, refused: Sequence[RejectRecord]) -> None:
+        """Keep refused scans (invalid or duplicate) for audit, aggregated and capped.
+
+        Not written, only counted, when the last space check found less than
+        twice the reserve (:meth:`_space_for`).
+        """
+        if not self._refusals_room:
+            self.refusals_dropped += len(refused)
+            return
+        record_rejects(db, refused, self.rejects_max_rows)
 
     # -- delivery ----------------------------------------------------------
 
@@ -1066,7 +1110,7 @@ class Outbox:
             ),
             default=None,
         )
-        rejects = int(self._read("SELECT COUNT(*) FROM rejects")[0][0])
+        rejects = int(self._read("SELECT COALESCE(SUM(count), 0) FROM rejects")[0][0])
         batches = int(self._read("SELECT COUNT(*) FROM batches")[0][0])
         with self._read_lock:
             version = current_version(self._reader())
@@ -1118,17 +1162,22 @@ class Outbox:
         return [OutboxRow(*r) for r in rows]
 
     def rejects(self, *, limit: int = 1000) -> list[RejectRecord]:
-        """Scans refused at intake, newest last."""
+        """Scans refused at intake, newest aggregate last (each with its count and last time)."""
         rows = self._read(
-            "SELECT raw, code, reason, verdict, device_id, source, scanned_at FROM rejects "
-            "ORDER BY id DESC LIMIT ?",
+            "SELECT raw, code, reason, verdict, device_id, source, scanned_at, count, "
+            f"{REJECT_LAST_AT} FROM rejects ORDER BY id DESC LIMIT ?",
             (limit,),
         )
         return [RejectRecord(*r) for r in reversed(rows)]
 
     def reject_reasons(self) -> dict[str, int]:
-        """How many scans were refused at intake, per reason."""
+        """How many scans were refused at intake, per reason (an aggregate's sample reason)."""
         return {
             str(reason): int(n)
-            for reason, n in self._read("SELECT reason, COUNT(*) FROM rejects GROUP BY reason")
+            for reason, n in self._read("SELECT reason, SUM(count) FROM rejects GROUP BY reason")
         }
+
+    def prune_rejects(self, older_than: datetime, *, limit: int = 1000) -> int:
+        """Delete up to ``limit`` refusal aggregates last seen before ``older_than``."""
+        with self.atomic() as db:
+            return prune_rejects(db, older_than, limit)

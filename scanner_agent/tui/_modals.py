@@ -281,7 +281,8 @@ class SearchScreen(ModalScreen[None]):
                 (s["scanned_at"], s["action"], s["bill"], f"{what} {s.get('reason') or ''}")
             )
         for r in history["refused"]:
-            rows.append((r["scanned_at"], "refused", "", r["reason"]))
+            times = f" ×{r['count']}, last {_when(r['last_at'])}" if r.get("count", 1) > 1 else ""
+            rows.append((r["scanned_at"], "refused", "", f"{r['reason']}{times}"))
         for r in history["removals"]:
             rows.append((r["removed_at"], "removal", r["bill"], r["reason"]))
         for when, what, bill, detail in sorted(rows):

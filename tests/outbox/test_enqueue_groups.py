@@ -52,7 +52,7 @@ def rows(outbox: Outbox) -> dict[str, tuple[int, str, str, str]]:
 def reject_count(outbox: Outbox) -> int:
     db = sqlite3.connect(outbox.path)
     try:
-        return int(db.execute("SELECT COUNT(*) FROM rejects").fetchone()[0])
+        return int(db.execute("SELECT COALESCE(SUM(count), 0) FROM rejects").fetchone()[0])
     finally:
         db.close()
 
