@@ -57,6 +57,15 @@ def _check_backend(value: str) -> None:
         raise ConfigError(f"expected one of {', '.join(HIDPOS_BACKENDS)}, got {value!r}")
 
 
+TCP_PROTOCOLS = (1, 2)
+"""Reply grammars a tcp source speaks (drivers.tcp_protocol.VERSIONS, not imported here)."""
+
+
+def _check_protocol(value: int) -> None:
+    if value not in TCP_PROTOCOLS:
+        raise ConfigError(f"expected one of {', '.join(map(str, TCP_PROTOCOLS))}, got {value!r}")
+
+
 SOURCE_TYPES: dict[str, SourceType] = {
     "tcp": SourceType(
         name="tcp",
@@ -68,11 +77,19 @@ SOURCE_TYPES: dict[str, SourceType] = {
                 str, required=True, help="host:port to listen on, e.g. 127.0.0.1:9100"
             ),
             "ack": Option(
-                bool, False, help="answer each line with ACK <code> or NAK <code> <reason>"
+                bool,
+                False,
+                help="answer each frame with one ACK or NAK line (docs/tcp-protocol.md)",
             ),
             "terminator": Option(str, "lf", help="line end: lf, cr, crlf (any of them) or tab"),
             "max_frame": Option(int, 4096, help="longest line accepted, in bytes"),
             "max_clients": Option(int, 32, help="most simultaneous connections"),
+            "protocol": Option(
+                int,
+                2,
+                help="reply grammar: 2, or 1 for controllers written for ACK <code> lines",
+                check=_check_protocol,
+            ),
         },
     ),
     "replay": SourceType(

@@ -1,11 +1,12 @@
 """TCP line source: fixed-mount scanners and terminals that send lines over TCP.
 
 Each connection is framed with a :class:`drivers.framing.LineFramer`.  With
-``ack = true`` every line is answered, in order, with ``ACK <code>`` once the
-scan is committed or ``NAK <code> <reason>`` when it is refused, so the
-sending device can beep and retry.  Lines from one connection are submitted
-concurrently (they join the same group commit) but answered in order; a cap
-on unanswered lines per connection pushes back on a sender that never reads.
+``ack = true`` every frame, an empty or over-long one included, gets exactly
+one reply line, in order: ``ACK`` once the scan is committed, ``NAK`` when it
+is refused, in the grammar of :mod:`drivers.tcp_protocol` (docs/tcp-protocol.md).
+Frames from one connection are submitted concurrently (they join the same
+group commit) but answered in order; a cap on unanswered frames per
+connection pushes back on a sender that never reads.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import logging
 from typing import Any
 
+from drivers import tcp_protocol as proto
 from drivers.base import Intake, RawScan, ScanOutcome, utc_now
 from drivers.framing import Frame, FrameEvent, LineFramer
 from drivers.registry import parse_listen, source_name
@@ -28,16 +30,10 @@ MAX_IN_FLIGHT = 256
 DRAIN_TIMEOUT_S = 5.0
 """At stop, how long connections get to have their last lines committed and answered."""
 
-_Reply = asyncio.Task[list[ScanOutcome]] | list[bytes]
-"""What the answering task gets per read: pending outcomes, or ready-made lines."""
-
-
-def format_reply(outcome: ScanOutcome) -> bytes:
-    """``ACK <code>`` or ``NAK <code> <reason>`` as one LF-terminated line."""
-    code = outcome.code or "-"
-    if outcome.accepted:
-        return f"ACK {code}\n".encode()
-    return f"NAK {code} {outcome.reason or outcome.verdict.value}\n".encode()
+_Batch = tuple[asyncio.Task[list[ScanOutcome]], list[bytes]]
+"""Frames submitted together: the task that answers them, and the frames (for the echo)."""
+_Reply = _Batch | bytes
+"""What the answering task gets per batch: pending outcomes, or a ready-made reply line."""
 
 
 class TcpSource:
@@ -53,6 +49,7 @@ class TcpSource:
         terminator: str = "lf",
         max_frame: int = 4096,
         max_clients: int = 32,
+        protocol: int = proto.VERSION,
     ) -> None:
         self.name = name
         self.host = host
@@ -61,6 +58,7 @@ class TcpSource:
         self.terminator = terminator
         self.max_frame = max_frame
         self.max_clients = max_clients
+        self.protocol = protocol
         self.bound: tuple[str, int] | None = None
         """The real address once listening (useful with port 0)."""
         self.listening = asyncio.Event()
@@ -121,7 +119,7 @@ class TcpSource:
         task = asyncio.current_task()
         if task is not None:
             self._connections[reader] = (writer, task)
-        framer = LineFramer(self.terminator, max_frame=self.max_frame)
+        framer = LineFramer(self.terminator, max_frame=self.max_frame, keep_empty=True)
         # Each read's frames are submitted together (one group-commit entry) and answered
         # in order; the bounded queue stops reading from a sender that never reads replies.
         replies: asyncio.Queue[_Reply | None] = asyncio.Queue(MAX_IN_FLIGHT)
@@ -156,16 +154,56 @@ class TcpSource:
         scans: list[RawScan] = []
         now = utc_now()  # frames of one read arrived together: one capture time
         for event in events:
-            if isinstance(event, Frame):
+            if isinstance(event, Frame) and event.data and self._hello(event.data) is None:
                 scans.append(RawScan(event.data, self.name, device, now))  # positional: per frame
                 continue
             if scans:
-                await replies.put(asyncio.create_task(intake.submit_many(scans)))
+                await self._put_batch(intake, scans, replies)
                 scans = []
-            log.warning("%s: %s from %s", self.name, event.reason, device)
-            await replies.put([b"NAK - frame too long\n"])
+            await replies.put(self._own_reply(event, device))
         if scans:
-            await replies.put(asyncio.create_task(intake.submit_many(scans)))
+            await self._put_batch(intake, scans, replies)
+
+    async def _put_batch(
+        self, intake: Intake, scans: list[RawScan], replies: asyncio.Queue[_Reply | None]
+    ) -> None:
+        task = asyncio.create_task(intake.submit_many(scans))
+        await replies.put((task, [s.data for s in scans]))
+
+    def _hello(self, frame: bytes) -> bytes | None:
+        """The reply to a HELLO frame, or None when the frame is no HELLO."""
+        asked = proto.hello_version(frame)
+        if asked is None:
+            return None
+        return proto.format_hello(
+            {
+                "max_frame": self.max_frame,
+                "terminator": self.terminator,
+                "max_clients": self.max_clients,
+            },
+        )
+
+    def _own_reply(self, event: FrameEvent, device: str) -> bytes:
+        """The reply to a frame the source answers itself: a HELLO, an empty or over-long one."""
+        if isinstance(event, Frame):
+            hello = self._hello(event.data)
+            if hello is not None:
+                return hello
+            kind, reason, head = proto.EMPTY, "empty frame", b""
+        else:
+            log.warning("%s: %s from %s", self.name, event.reason, device)
+            kind, reason, head = proto.TOO_LONG, event.reason, event.head
+        if self.protocol == 1:
+            return proto.format_legacy(None, reason)
+        return proto.format_refusal(head, kind, reason, self.max_frame)
+
+    def _format(self, frames: list[bytes], outcomes: list[ScanOutcome]) -> bytes:
+        if self.protocol == 1:
+            return b"".join(proto.format_legacy(o) for o in outcomes)
+        return b"".join(
+            proto.format_outcome(f, o, self.max_frame)
+            for f, o in zip(frames, outcomes, strict=True)
+        )
 
     async def _answer(
         self, replies: asyncio.Queue[_Reply | None], writer: asyncio.StreamWriter
@@ -176,13 +214,16 @@ class TcpSource:
             item = await replies.get()
             if item is None:
                 return
-            lines = item if isinstance(item, list) else [format_reply(o) for o in await item]
+            if isinstance(item, bytes):
+                data = item
+            else:
+                task, frames = item
+                data = self._format(frames, await task)
             if not self.ack or broken:
                 continue  # keep awaiting outcomes: every scan still gets committed
             try:
-                writer.write(b"".join(lines))
-                if replies.empty():
-                    await writer.drain()
+                writer.write(data)
+                await writer.drain()
             except (ConnectionError, OSError):
                 broken = True
 
@@ -198,4 +239,5 @@ def build(src: SourceConfig, options: dict[str, Any]) -> TcpSource:
         terminator=options["terminator"],
         max_frame=options["max_frame"],
         max_clients=options["max_clients"],
+        protocol=options["protocol"],
     )

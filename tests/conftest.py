@@ -10,11 +10,19 @@ from typing import Any
 import pytest
 
 from drivers.tcp import TcpSource
+from drivers.tcp_protocol import parse_reply
 from scanner_agent.config import AgentConfig, config_from_dict
 from scanner_agent.daemon import Daemon
 from scanner_agent.traceserver import TraceServerThread
 
 TOKEN = "test-token"
+
+
+def acks(*codes: str) -> list[str]:
+    """The reply lines (LF removed) for cn20 codes that were all committed: the frame
+    echoed, the kind, then the stored code, which for a cn20 code is the frame itself
+    (docs/tcp-protocol.md)."""
+    return [f"ACK {c}\taccepted\t{c}" for c in codes]
 
 
 @pytest.fixture
@@ -86,12 +94,17 @@ class RunningAgent:
         return self.source.bound[1]
 
     async def scan(self, *lines: str) -> list[str]:
-        """Send lines like a scanner and return the ACK/NAK replies, in order."""
+        """Send lines like a scanner and return the ACK/NAK replies (LF removed), in order.
+
+        Every reply must follow the protocol's grammar and echo its line.
+        """
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             writer.write(b"".join(line.encode() + b"\r\n" for line in lines))
             await writer.drain()
-            return [(await reader.readline()).decode().rstrip("\n") for _ in lines]
+            raw = [await reader.readline() for _ in lines]
+            assert [parse_reply(r).echo for r in raw] == [line.encode() for line in lines]
+            return [r.decode().rstrip("\n") for r in raw]
         finally:
             writer.close()
             await writer.wait_closed()

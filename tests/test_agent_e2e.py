@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 
 import scanner_agent.daemon as daemon_module
+from drivers.tcp_protocol import parse_reply
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.simulate import simulate
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
+from tests.conftest import TOKEN, acks
 
 GS = "\x1d"
 CN20 = "81234560000000011234"
@@ -27,11 +28,14 @@ async def test_acked_scans_reach_the_service_exactly_once_and_bad_ones_are_naked
 ) -> None:
     agent = await start_agent(make_config(trace_server.url))
     replies = await agent.scan(CN20, GS1, "6901234567892", CN20, "81234")
-    assert replies[0] == f"ACK {CN20}"
-    assert replies[1] == "ACK (01)06901234567892(17)280500(10)4711(21)ABC123"
-    assert replies[2] == "NAK 6901234567892 a product barcode, not a trace code"
-    assert replies[3] == f"NAK {CN20} duplicate scan"
-    assert replies[4].startswith("NAK 81234 ")
+    assert replies[0] == f"ACK {CN20}\taccepted\t{CN20}"
+    assert replies[1] == (
+        "ACK ]d2010690123456789217280500104711\\x1d21ABC123"
+        "\taccepted\t(01)06901234567892(17)280500(10)4711(21)ABC123"
+    )
+    assert replies[2] == "NAK 6901234567892\tinvalid\ta product barcode, not a trace code"
+    assert replies[3] == f"NAK {CN20}\tduplicate\tduplicate scan"
+    assert replies[4].startswith("NAK 81234\tinvalid\t")
     await agent.drained()
     held, _ = trace_server.store.events_after(0, 100)
     codes = sorted(e["code"] for e in held)
@@ -81,7 +85,7 @@ async def test_a_full_outbox_naks_with_outbox_full_and_queues_nothing(
     trace_server: TraceServerThread, make_config: Callable[..., AgentConfig], start_agent: Any
 ) -> None:
     agent = await start_agent(make_config(trace_server.url, outbox={"min_free_mb": 1 << 40}))
-    assert await agent.scan(CN20) == [f"NAK {CN20} outbox full"]
+    assert await agent.scan(CN20) == [f"NAK {CN20}\tfull\toutbox full"]
     assert (await agent.daemon.queue_stats()).backlog == 0
 
 
@@ -114,7 +118,7 @@ async def test_many_concurrent_scanners_each_get_every_reply_in_order(
     batches = [[f"8{k:02d}{i:017d}" for i in range(200)] for k in range(5)]
     results = await asyncio.gather(*(agent.scan(*lines) for lines in batches))
     for lines, replies in zip(batches, results, strict=True):
-        assert replies == [f"ACK {c}" for c in lines]
+        assert replies == acks(*lines)
     await agent.drained()
     assert trace_server.store.count_events() == 1000
     assert agent.daemon.committer is not None
@@ -138,7 +142,7 @@ async def test_a_clean_stop_answers_every_scan_it_committed(
         replies = [line.decode() async for line in reader]
         await stop
     writer.close()
-    acked = {r.split()[1] for r in replies if r.startswith("ACK ")} | {lines[0]}
+    acked = {parse_reply(r.encode()).detail for r in replies if r.startswith("ACK ")} | {lines[0]}
     with Outbox.open(cfg.outbox.path) as box:
         committed = {r.code for r in box.rows(limit=10_000)}
     assert committed == acked  # nothing committed went unanswered, nothing answered is missing

@@ -24,6 +24,7 @@ from scanner_agent.control import (
 )
 from scanner_agent.errors import ConfigError
 from scanner_agent.traceserver import TraceServerThread
+from tests.conftest import acks
 
 UNIT_A = "81234560000000011234"
 UNIT_B = "81234560000000022345"
@@ -98,10 +99,10 @@ async def test_bill_lifecycle_over_the_socket_holds_then_delivers(agent: Any, so
     )
     assert bill["state"] == "open"
     assert "warning" not in bill
-    assert await agent.scan(UNIT_A, UNIT_B) == [f"ACK {UNIT_A}", f"ACK {UNIT_B}"]
+    assert await agent.scan(UNIT_A, UNIT_B) == acks(UNIT_A, UNIT_B)
     undone = await call(sock, "bill.undo", reason="scanned twice by mistake")
     assert undone["code"] == UNIT_B
-    assert (await agent.scan(UNIT_B))[0] == f"ACK {UNIT_B}"  # scannable again
+    assert await agent.scan(UNIT_B) == acks(UNIT_B)  # scannable again
     await asyncio.sleep(0.2)  # the sync loop polls every 0.05 s: nothing may leave
     status = await call(sock, "status")
     assert status["queue"]["delivered"] == 0

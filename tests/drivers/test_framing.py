@@ -91,3 +91,72 @@ def test_frames_split_at_any_points_decode_the_same(payloads: list[bytes], cuts:
     f = LineFramer("crlf")
     got = [fr for piece in pieces for fr in frames(f.feed(piece))]
     assert got == payloads
+
+
+def test_an_over_long_frame_is_reported_once_however_many_reads_it_spans() -> None:
+    f = LineFramer(max_frame=100)
+    events = [e for _ in range(17) for e in f.feed(b"7" * 65536)]
+    assert events == []  # nothing yet: the frame has not ended
+    events = f.feed(b"77\nok\n")
+    assert events[0] == FrameError(
+        "frame too long (1114114 bytes, over 100)", 17 * 65536 + 2, head=b"7" * 100
+    )
+    assert frames(events) == [b"ok"]
+    assert f.buffered == 0
+
+
+def test_an_over_long_frame_at_the_end_of_the_stream_is_reported_by_flush() -> None:
+    f = LineFramer(max_frame=10)
+    assert f.feed(b"a" * 30) == []
+    assert f.flush() == [FrameError("frame too long (30 bytes, over 10)", 30, head=b"a" * 10)]
+
+
+def test_keep_empty_returns_empty_frames_but_a_crlf_split_across_reads_is_one_end() -> None:
+    f = LineFramer("lf", keep_empty=True)
+    assert frames(f.feed(b"a\r")) == [b"a"]
+    assert frames(f.feed(b"\n")) == []  # the LF of that CRLF
+    assert frames(f.feed(b"\n\r\n\rb\r\n")) == [b"", b"", b"", b"b"]
+
+
+def test_abandon_gives_the_frame_in_progress_and_starts_afresh() -> None:
+    f = LineFramer(max_frame=4)
+    assert f.abandon() is None
+    f.feed(b"ab")
+    assert f.in_frame
+    assert f.abandon() == b"ab"
+    f.feed(b"toolong")
+    assert f.abandon() == b"tool"
+    assert not f.in_frame
+    assert frames(f.feed(b"ok\n")) == [b"ok"]
+
+
+KEEP_TERMINATORS = st.sampled_from(["lf", "crlf", "tab", b"\x03", b"\r\n"])
+
+
+@settings(max_examples=300)
+@given(
+    payloads=st.lists(st.binary(max_size=40), min_size=1, max_size=20),
+    cuts=st.lists(st.integers(0, 2000), max_size=10),
+    term=KEEP_TERMINATORS,
+)
+def test_with_keep_empty_every_frame_gives_exactly_one_event(
+    payloads: list[bytes], cuts: list[int], term: object
+) -> None:
+    """One event (a frame or an error) per terminated frame, however the stream is cut."""
+    f = LineFramer(
+        term, max_frame=16, keep_empty=True, any_eol=None if isinstance(term, str) else False
+    )  # type: ignore[arg-type]
+    sep = b"\n" if f.any_eol else f.terminator
+    bad = (b"\r", b"\n") if f.any_eol else (sep,)
+    payloads = [p for p in payloads if not any(b in p for b in bad) and not p.endswith(sep[:1])]
+    stream = b"".join(p + (b"\r\n" if term == "crlf" else sep) for p in payloads)
+    points = sorted({min(c, len(stream)) for c in cuts})
+    pieces = [stream[a:b] for a, b in zip([0, *points], [*points, len(stream)], strict=True)]
+    events = [e for piece in pieces for e in f.feed(piece)] + f.flush()
+    assert len(events) == len(payloads)
+    for p, e in zip(payloads, events, strict=True):
+        if len(p) > 16:
+            assert isinstance(e, FrameError)
+            assert (e.discarded, e.head) == (len(p), p[:16])
+        else:
+            assert e == Frame(p)

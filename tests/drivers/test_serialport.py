@@ -381,7 +381,7 @@ def test_scan_line_framer_ends_a_frame_at_cr_and_swallows_the_lf_after_it() -> N
     tab = ScanLineFramer(b"\t", max_frame=4)
     assert tab.feed(b"12\t12345\t") == [
         Frame(b"12"),
-        FrameError("frame too long (over 4 bytes)", 5),
+        FrameError("frame too long (5 bytes, over 4)", 5, head=b"1234"),
     ]
 
 

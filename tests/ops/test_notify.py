@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import AgentConfig
+from tests.conftest import acks
 
 WATCHDOG_USEC = 200_000
 """A 0.2 s watchdog: the daemon pings every 0.1 s."""
@@ -101,7 +102,7 @@ async def test_status_line_shows_backlog_and_link_state(
     notify: NotifyListener, make_config: Callable[..., AgentConfig], start_agent: Any
 ) -> None:
     agent = await start_agent(make_config())  # sync to a closed port: the link goes offline
-    assert await agent.scan("81234560000000011234") == ["ACK 81234560000000011234"]
+    assert await agent.scan("81234560000000011234") == acks("81234560000000011234")
     await _until(
         lambda: any(m.startswith("STATUS=backlog 1, link offline") for _, m in notify.snapshot())
     )

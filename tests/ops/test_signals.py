@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from drivers.tcp_protocol import parse_reply
 from scanner_agent.traceserver import TraceServerThread
 from tests.conftest import TOKEN
 
@@ -78,7 +79,7 @@ def _stream(port: int, acked: set[str], stop: threading.Event) -> None:
                     *lines, buf = buf.split(b"\n")
                     for line in lines:
                         if line.startswith(b"ACK "):
-                            acked.add(line[4:].decode().strip())
+                            acked.add(parse_reply(line + b"\n").detail)
                         want -= 1
             except OSError:
                 return

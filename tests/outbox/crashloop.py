@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from drivers.tcp_protocol import parse_reply
 from scanner_agent.outbox import Outbox
 from scanner_agent.traceserver import TraceServerThread
 
@@ -105,9 +106,8 @@ def _scanner(
                     buf += chunk
                     *lines, buf = buf.split(b"\n")
                     for line in lines:
-                        text = line.decode()
-                        if text.startswith("ACK "):
-                            acked.add(text[4:])
+                        if line.startswith(b"ACK "):
+                            acked.add(parse_reply(line + b"\n").detail)
                             first_ack.set()
                         want -= 1
         except OSError:

@@ -15,6 +15,7 @@ import pytest
 
 from scanner_agent.config import AgentConfig
 from scanner_agent.outbox import Outbox
+from tests.conftest import acks
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ async def test_disk_full_naks_outbox_full_keeps_acked_scans_and_recovers(
     outbox_path = small_fs / "outbox.db"
     cfg = make_config(sync={"enabled": False}, outbox={"path": str(outbox_path), "min_free_mb": 0})
     agent = await start_agent(cfg)
-    assert (await agent.scan(*codes(50))) == [f"ACK {c}" for c in codes(50)]
+    assert (await agent.scan(*codes(50))) == acks(*codes(50))
     fill(small_fs, leave_bytes=64 * 1024)
     acked = set(codes(50))
     full_replies: list[str] = []
@@ -64,20 +65,20 @@ async def test_disk_full_naks_outbox_full_keeps_acked_scans_and_recovers(
         batch = codes(100, start)
         start += 100
         for code, reply in zip(batch, await agent.scan(*batch), strict=True):
-            if reply == f"ACK {code}":
+            if [reply] == acks(code):
                 acked.add(code)
             else:
                 full_replies.append(reply)
         if full_replies:
             break
     assert full_replies, "the disk never filled up"
-    assert all(r.endswith(" outbox full") and r.startswith("NAK ") for r in full_replies)
+    assert all(r.endswith("\tfull\toutbox full") and r.startswith("NAK ") for r in full_replies)
     assert any("outbox full" in a for a in (await agent.daemon.status())["alarms"])
     rows = await agent.daemon.thread.call(agent.daemon.thread.outbox.rows, limit=100_000)
     assert {r.code for r in rows} == acked  # nothing ACKed lost, nothing NAKed queued
     (small_fs / "ballast").unlink()
     late = codes(10, 10_000_000)
-    assert (await agent.scan(*late)) == [f"ACK {c}" for c in late]
+    assert (await agent.scan(*late)) == acks(*late)
     assert not (await agent.daemon.status())["alarms"]
     await agent.stop()
     with Outbox.open(outbox_path) as box:
@@ -91,8 +92,8 @@ async def test_free_space_reserve_refuses_scans_before_the_disk_is_full(
         sync={"enabled": False}, outbox={"path": str(small_fs / "outbox.db"), "min_free_mb": 1}
     )
     agent = await start_agent(cfg)
-    assert await agent.scan(codes(1)[0]) == [f"ACK {codes(1)[0]}"]
+    assert await agent.scan(codes(1)[0]) == acks(codes(1)[0])
     fill(small_fs, leave_bytes=512 * 1024)  # under the 1 MiB reserve, far from full
-    assert await agent.scan(*codes(3, 1)) == [f"NAK {c} outbox full" for c in codes(3, 1)]
+    assert await agent.scan(*codes(3, 1)) == [f"NAK {c}\tfull\toutbox full" for c in codes(3, 1)]
     (small_fs / "ballast").unlink()
-    assert await agent.scan(*codes(3, 1)) == [f"ACK {c}" for c in codes(3, 1)]
+    assert await agent.scan(*codes(3, 1)) == acks(*codes(3, 1))

@@ -28,6 +28,7 @@ from scanner_agent.outbox import (
     _store,
     uuid7,
 )
+from tests.conftest import acks
 from tests.outbox.conftest import cn20_scans, new_scan
 
 scan = new_scan
@@ -461,7 +462,7 @@ async def test_a_moved_aside_outbox_is_an_alarm_in_daemon_status(
     agent = await start_agent(make_config(sync={"enabled": False}, outbox={"path": str(path)}))
     (alarm,) = (await agent.daemon.status())["alarms"]
     assert "moved aside" in alarm
-    assert await agent.scan("80000000000000000001") == ["ACK 80000000000000000001"]
+    assert await agent.scan("80000000000000000001") == acks("80000000000000000001")
     await agent.stop()
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from scanner_agent.outbox import RowState
 from scanner_agent.traceserver import TraceServerThread, TraceStore
-from tests.conftest import RunningAgent
+from tests.conftest import RunningAgent, acks
 from tests.sync.faultproxy import FaultProxy
 
 FAST_SYNC: dict[str, Any] = {
@@ -92,7 +92,7 @@ async def assert_agent_delivered(agent: RunningAgent, held: dict[str, str]) -> N
 async def scan_all(agent: RunningAgent, scanned: list[str]) -> None:
     """Scan like a fixed-mount scanner; every code must be acknowledged (committed)."""
     replies = await agent.scan(*scanned)
-    assert replies == [f"ACK {c}" for c in scanned]
+    assert replies == acks(*scanned)
 
 
 @pytest.fixture

@@ -1,0 +1,45 @@
+"""The tcp source's options: declared once (drivers/registry.py), documented, validated."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from drivers.registry import SOURCE_TYPES, resolve_options
+from scanner_agent.config import SourceConfig
+from scanner_agent.errors import ConfigError
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "tcp-protocol.md"
+
+
+def _documented() -> dict[str, object]:
+    block = re.search(r"^```toml\n(.*?)^```", DOC.read_text(encoding="utf-8"), re.M | re.S)
+    assert block, "docs/tcp-protocol.md has no ```toml block"
+    (table,) = tomllib.loads(block[1])["source"]
+    return dict(table)
+
+
+def test_the_protocol_page_shows_every_tcp_option_with_its_default() -> None:
+    shown = _documented()
+    declared = SOURCE_TYPES["tcp"].options
+    assert set(shown) - {"type"} == set(declared)
+    defaults = resolve_options(SourceConfig(type="tcp", options={"listen": "1.2.3.4:1"}), "s")
+    for key, value in shown.items():
+        if key not in ("type", "listen", "ack"):
+            assert defaults[key] == value, key
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("protocol", 3, "expected one of 1, 2"),
+        ("protocol", 0, "expected one of 1, 2"),
+    ],
+)
+def test_bad_tcp_options_are_refused_naming_the_key(key: str, value: object, message: str) -> None:
+    src = SourceConfig(type="tcp", options={"listen": "127.0.0.1:9100", key: value})
+    with pytest.raises(ConfigError, match=rf"source\[0\]\.{key}: {message}"):
+        resolve_options(src, "source[0]")
