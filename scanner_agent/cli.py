@@ -193,6 +193,7 @@ def cmd_queue_stats(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
         return 0
+    # One line per row state (every state, zeros too: each row is in exactly one).
     for state, n in stats.counts.items():
         print(f"{state:<10} {n}")
     print(f"backlog    {stats.backlog}")
@@ -311,10 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--outbox", help="outbox file (default: outbox.path from the config)")
         return p
 
-    p = qadd("stats", cmd_queue_stats, "Counts per state, oldest pending, file and WAL size.")
+    p = qadd(
+        "stats", cmd_queue_stats, "Rows per state, backlog, oldest pending, file and WAL size."
+    )
     p.add_argument("--json", action="store_true")
+    from scanner_agent.outbox import RowState
+
     p = qadd("ls", cmd_queue_ls, "List outbox rows.")
-    p.add_argument("--state", choices=["pending", "in_flight", "delivered", "rejected"])
+    p.add_argument(
+        "--state",
+        choices=[s.value for s in RowState],
+        help="only rows in this state (held: its bill is open; removed: taken off its bill)",
+    )
     p.add_argument("--code")
     p.add_argument("--bill")
     p.add_argument("--limit", type=int, default=100)

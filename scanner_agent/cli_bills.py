@@ -65,8 +65,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(
         f"link       {st['link']}  backlog {st['backlog']}  oldest {st['oldest_pending_at'] or '-'}"
     )
+    print("queue      " + "  ".join(f"{k} {v}" for k, v in st.get("queue", {}).items()))
     if st.get("last_error"):
-        print(f"last error {st['last_error']}")
+        print(f"last error {_last_error(st)}")
     print(f"scans      {st['scanned']} scanned, {st['accepted']} accepted, refused {st['refused']}")
     for b in st.get("bills", []):
         print(f"open bill  {b['number']}  type {b['type']}  {b['action']}  since {b['opened_at']}")
@@ -76,6 +77,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     for alarm in st.get("alarms", []):
         print(f"ALARM      {alarm}")
     return 0
+
+
+def _last_error(st: dict[str, Any]) -> str:
+    """The last send error, when it happened, and whether it still holds."""
+    at = st.get("last_error_at") or "?"
+    if st.get("last_error_current"):
+        return f"{st['last_error']}  (at {at}, current)"
+    return f"{st['last_error']}  (at {at}, past: a later batch was delivered)"
 
 
 # -- bills -----------------------------------------------------------------------
@@ -128,10 +137,17 @@ def cmd_bill_close(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_removal(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    if args.json:
+        _print_json(r)
+    else:
+        print(f"removed scan {r['seq']} {r['code']} from {r['bill']}: {r['reason']}")
+
+
 def cmd_bill_undo(args: argparse.Namespace) -> int:
     """Take the last scan off a bill."""
     r = _call(args, "bill.undo", number=args.number, reason=args.reason, origin="cli")
-    print(f"removed scan {r['seq']} {r['code']} from {r['bill']}: {r['reason']}")
+    _print_removal(args, r)
     return 0
 
 
@@ -146,7 +162,7 @@ def cmd_bill_remove(args: argparse.Namespace) -> int:
         reason=args.reason,
         origin="cli",
     )
-    print(f"removed scan {r['seq']} {r['code']} from {r['bill']}: {r['reason']}")
+    _print_removal(args, r)
     return 0
 
 
@@ -163,7 +179,9 @@ def _import(args: argparse.Namespace, file: str, *, number: str | None, packs: b
 def cmd_bill_import(args: argparse.Namespace) -> int:
     """Import a bill's expected list, or pack ratios, from CSV."""
     r = _import(args, args.file, number=args.number, packs=args.packs)
-    if r["kind"] == "packs":
+    if args.json:
+        _print_json(r)
+    elif r["kind"] == "packs":
         print(f"imported {r['ratios']} pack ratios and {r['relations']} parent-child relations")
     else:
         print(f"imported the expected list of {r['bill']}: {r['products']} products")
@@ -181,8 +199,9 @@ def cmd_bill_show(args: argparse.Namespace) -> int:
     print(_bill_line(b))
     print(f"  from {b['from_party'] or '-'} to {b['to_party'] or '-'}  action {b['action']}")
     print(
-        f"  cartons {t['cartons']}  removed {t['removed']}  pending {t['pending']}  "
-        f"in flight {t['in_flight']}  duplicate {t['duplicate']}"
+        f"  cartons {t['cartons']}  held {t['held']}  pending {t['pending']}  "
+        f"in flight {t['in_flight']}  delivered {t['delivered']} (duplicate {t['duplicate']})  "
+        f"rejected {t['rejected']}  removed {t['removed']}"
     )
     if view["lines"]:
         print(f"  {'product':<16} {'expected':>8} {'scanned':>8} {'missing':>8} {'extra':>6}  name")
@@ -192,10 +211,17 @@ def cmd_bill_show(args: argparse.Namespace) -> int:
                 f"{ln['missing']:>8} {ln['extra']:>6}  {ln['name']}"
             )
     for s in view["scans"]:
-        result = "removed" if s["removed"] else (s["result"] or s["state"])
+        result = _scan_result(s)
         units = f"x{s['units']}" if s["carton"] else ""
         print(f"  {s['seq']:>8} {s['code']:<44} {units:<5} {result} {s['reason'] or ''}")
     return 0
+
+
+def _scan_result(scan: dict[str, Any]) -> str:
+    """A scan's row state, with the service's verdict for a delivered one (``accepted``/``duplicate``)."""
+    if scan["state"] == "delivered" and scan.get("result"):
+        return str(scan["result"])
+    return str(scan["state"])
 
 
 def cmd_bill_list(args: argparse.Namespace) -> int:
@@ -229,7 +255,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
         return 0
     print(f"{h['code']}  {h['name'] or ''}")
     for s in h["scans"]:
-        state = "removed" if s["removed"] else (s["result"] or s["state"])
+        state = _scan_result(s)
         print(f"  {s['scanned_at']}  {s['action']:<8} {s['bill']:<20} {state} {s['reason'] or ''}")
     for r in h["refused"]:
         print(f"  {r['scanned_at']}  refused: {r['reason']}")
@@ -534,9 +560,13 @@ def register(add: AddCommand) -> None:
     p.add_argument("number", nargs="?", help="bill number (default: the open one)")
     p.add_argument("--scans", type=int, default=20, help="latest scans to list (default 20)")
 
+    from scanner_agent.outbox import BillState
+
     p = badd("list", cmd_bill_list, "List bills, newest first.")
     p.add_argument(
-        "--state", choices=["open", "closed", "delivered", "partly_rejected"], help="filter"
+        "--state",
+        choices=[s.value for s in BillState if s is not BillState.DEFAULT],
+        help="filter (empty: closed with no scans on it)",
     )
     p.add_argument("--limit", type=int, default=50)
 

@@ -692,12 +692,17 @@ class Daemon:
         stats = await self.queue_stats()
         counts = self.intake.stats if self.intake else None
         sync = self.sync
+        snap = sync.snapshot() if sync else None
         return {
             "device_id": self.cfg.device_id,
             "state": self.state.value,
             "uptime_s": round(time.time() - self.started_at, 1) if self.started_at else 0,
             "link": sync.state.value if sync else "unknown",
-            "last_error": sync.stats.last_error if sync else None,
+            # The last send error stays on record; ``last_error_current`` says whether it
+            # still holds (false once a later batch was delivered).
+            "last_error": snap["last_error"] if snap else None,
+            "last_error_at": snap["last_error_at"] if snap else None,
+            "last_error_current": snap["last_error_current"] if snap else False,
             "backlog": stats.backlog,
             "held": stats.held,
             "removed": stats.removed,
@@ -710,7 +715,13 @@ class Daemon:
             "devices": self.device_status(),
             "last_scan_at": dict(self._last_scan_at),
             "bills": [
-                {"number": b.number, "type": b.type, "action": b.action, "opened_at": b.opened_at}
+                {
+                    "number": b.number,
+                    "type": b.type,
+                    "action": b.action,
+                    "state": b.state,
+                    "opened_at": b.opened_at,
+                }
                 for b in (self.desk.open_bills if self.desk else [])
             ],
             "control": {
@@ -724,7 +735,7 @@ class Daemon:
                 *([sync.stats.alarm] if sync and sync.stats.alarm else []),
                 *(self._sink.alarms() if isinstance(self._sink, PlatformAlarms) else []),
             ],
-            "sync": sync.snapshot() if sync else None,
+            "sync": snap,
         }
 
 

@@ -54,6 +54,7 @@ from typing import Any, cast
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from scanner_agent.errors import ScannerAgentError
 from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
+from scanner_agent.outbox import backlog_count, count_row_states
 
 MAX_CLOCK_SKEW_S = 120.0
 """More skew than this between here and the trace service is a failure."""
@@ -272,14 +273,12 @@ def _outbox_integrity(path: Path, user: _User | None) -> Check:
         return Check(
             "outbox", Status.FAIL, f"{path}: cannot open: {exc}", "check its owner and mode"
         )
-    pending = None
+    owed = None
     try:
         row = db.execute("PRAGMA quick_check").fetchone()
         result = str(row[0]) if row else "no result"
         with contextlib.suppress(sqlite3.Error):  # a file the agent has not migrated yet
-            pending = db.execute(
-                "SELECT COUNT(*) FROM scans WHERE state IN ('pending', 'in_flight')"
-            ).fetchone()
+            owed = backlog_count(count_row_states(db))
     except sqlite3.Error as exc:
         result = f"{type(exc).__name__}: {exc}"
     finally:
@@ -299,8 +298,8 @@ def _outbox_integrity(path: Path, user: _User | None) -> Check:
             f"{path}: {_who(user)} cannot read and write it",
             f"`sudo chown {SERVICE_USER}: {path}*`",
         )
-    backlog = f", {pending[0]} scans not yet delivered" if pending else ""
-    return _ok("outbox", f"{path}: integrity ok{backlog}")
+    owing = f", {owed} scans not yet delivered" if owed is not None else ""
+    return _ok("outbox", f"{path}: integrity ok{owing}")
 
 
 def _disk_space(directory: Path, reserve_mb: int) -> Check:

@@ -19,8 +19,8 @@ name                                        type     meaning
 ``uptime_seconds``                          gauge    since the daemon became ready
 ``scans_total{result}``                     counter  ``accepted`` / ``refused`` since start
 ``scans_refused_total{reason}``             counter  refusals by reason kind
-``outbox_rows{state}``                      gauge    rows per state (pending, in_flight, ...)
-``outbox_backlog``                          gauge    rows not yet delivered
+``outbox_rows{state}``                      gauge    rows per row state (``outbox.RowState``)
+``outbox_backlog``                          gauge    rows not yet delivered (pending+held+in_flight)
 ``outbox_oldest_pending_age_seconds``       gauge    age of the oldest undelivered scan (0: none)
 ``sync_link_state{state}``                  gauge    1 for the current link state, 0 otherwise
 ``sync_batches_total``                      counter  batches answered by the service

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
+from scanner_agent.outbox import BillState
 
-class BillState(enum.StrEnum):
-    """Where a bill is.  ``delivered`` and ``partly_rejected`` follow from its scans' results."""
-
-    OPEN = "open"
-    """Taking scans; they are held back from sync until it closes."""
-    CLOSED = "closed"
-    """Handed to sync; some scans are still owed to the service."""
-    DELIVERED = "delivered"
-    """Closed, and the service holds every scan."""
-    PARTLY_REJECTED = "partly_rejected"
-    """Closed and settled, but the service refused one or more scans (dead letters)."""
-    DEFAULT = "default"
-    """Not opened by anyone: a device's default bill for an action, synced continuously."""
+__all__ = [
+    "Bill",
+    "BillScan",
+    "BillState",
+    "BillTotals",
+    "BillView",
+    "CodeHistory",
+    "ProgressLine",
+    "Removal",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class BillTotals:
-    """Counts over a bill's scans."""
+    """Counts over a bill's scans: one per row state (``outbox._states``), plus sums."""
 
     scans: int = 0
     """Scans on the bill (removed ones not counted)."""
@@ -34,7 +31,9 @@ class BillTotals:
     removed: int = 0
     """Scans taken off the bill (kept for audit, never sent)."""
     pending: int = 0
-    """Not yet sent (held back while the bill is open)."""
+    """Not yet sent, free to go (the bill is closed, or a default bill)."""
+    held: int = 0
+    """Not yet sent, held back because the bill is open."""
     in_flight: int = 0
     delivered: int = 0
     """The service holds them (``accepted`` or ``duplicate``)."""
@@ -59,7 +58,7 @@ class Bill:
     to_party: str
     note: str
     state: str
-    """A :class:`BillState` value."""
+    """A :class:`BillState` value (``outbox.bill_state``)."""
     opened_at: str | None
     closed_at: str | None
     totals: BillTotals = field(default_factory=BillTotals)
@@ -91,7 +90,8 @@ class BillScan:
     carton: bool
     scanned_at: str
     state: str
-    """Outbox state: ``pending``, ``in_flight``, ``delivered``, ``rejected``."""
+    """Row state (``outbox.RowState``): ``pending``, ``held``, ``in_flight``, ``delivered``,
+    ``rejected`` or ``removed``."""
     result: str | None
     """The service's verdict: ``accepted``, ``duplicate``, ``rejected`` (``None`` before)."""
     reason: str | None

@@ -45,7 +45,7 @@ from scanner_agent.bills._models import (
 from scanner_agent.bills._types import bill_type, bill_types
 from scanner_agent.config import alihealth_params
 from scanner_agent.errors import ConfigError
-from scanner_agent.outbox import REJECT_LAST_AT, Outbox
+from scanner_agent.outbox import REJECT_LAST_AT, Outbox, RowState, bill_state, row_state_sql
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ _BILL_COLUMNS = (
     "number, type, action, device_id, from_party, to_party, note, state, opened_at, closed_at"
 )
 _REMOVAL_COLUMNS = "seq, event_id, bill, code, reason, origin, removed_at"
+_ROW_STATE = row_state_sql("s")
+"""A scan's row state (``held``, ``removed``...), the outbox's one definition."""
 # Units a scan stands for: its children, else its own ratio, else its product's ratio.
 _UNITS_SQL = """
     NULLIF((SELECT COUNT(*) FROM pack_children c WHERE c.parent = s.code), 0),
@@ -71,6 +73,11 @@ _PACK_JOIN = """
 _UNIT_PRODUCT_SQL = (
     "COALESCE(NULLIF(pc.unit_product, ''), NULLIF(pp.unit_product, ''), s.product, s.code)"
 )
+
+
+def _row_counts(totals: BillTotals) -> dict[str, int]:
+    """A bill's rows per :class:`~scanner_agent.outbox.RowState`, from its totals."""
+    return {s.value: int(getattr(totals, s.value)) for s in RowState}
 
 
 def _now() -> str:
@@ -97,6 +104,7 @@ class BillBook:
         ).fetchone()
         if first is None or first[0] is None:
             return None
+        totals = self._totals(db, number)
         return Bill(
             number=number,
             type=None,
@@ -107,19 +115,15 @@ class BillBook:
             from_party="",
             to_party="",
             note="",
-            state=BillState.DEFAULT.value,
+            state=bill_state(None, _row_counts(totals)).value,
             opened_at=str(first[2]),
             closed_at=None,
-            totals=self._totals(db, number),
+            totals=totals,
         )
 
     def _bill(self, db: sqlite3.Connection, row: Sequence[Any]) -> Bill:
-        number, code, action, device_id, from_party, to_party, note, state, opened, closed = row
+        number, code, action, device_id, from_party, to_party, note, stored, opened, closed = row
         totals = self._totals(db, str(number))
-        if state == BillState.CLOSED.value and totals.pending + totals.in_flight == 0:
-            state = (
-                BillState.PARTLY_REJECTED.value if totals.rejected else BillState.DELIVERED.value
-            )
         known = bill_types().get(int(code))
         return Bill(
             number=str(number),
@@ -131,7 +135,7 @@ class BillBook:
             from_party=str(from_party),
             to_party=str(to_party),
             note=str(note),
-            state=str(state),
+            state=bill_state(str(stored), _row_counts(totals)).value,
             opened_at=str(opened),
             closed_at=str(closed) if closed is not None else None,
             totals=totals,
@@ -139,17 +143,12 @@ class BillBook:
 
     def _totals(self, db: sqlite3.Connection, number: str) -> BillTotals:
         counts: dict[str, int] = defaultdict(int)
-        for state, result, removed, n in db.execute(
-            "SELECT state, result, removed, COUNT(*) FROM scans WHERE bill = ? "
-            "GROUP BY state, result, removed",
+        for state, result, n in db.execute(
+            f"SELECT {_ROW_STATE}, s.result, COUNT(*) FROM scans s WHERE s.bill = ? GROUP BY 1, 2",
             (number,),
         ):
-            if removed:
-                counts["removed"] += n
-                continue
-            counts["scans"] += n
             counts[str(state)] += n
-            if result == "duplicate":
+            if state == RowState.DELIVERED and result == "duplicate":
                 counts["duplicate"] += n
         cartons, units = db.execute(
             f"SELECT COUNT(NULLIF(COALESCE({_UNITS_SQL}), 1)), TOTAL(COALESCE({_UNITS_SQL}, 1)) "
@@ -157,15 +156,16 @@ class BillBook:
             (number,),
         ).fetchone()
         return BillTotals(
-            scans=counts["scans"],
+            scans=sum(counts[s] for s in RowState if s is not RowState.REMOVED),
             cartons=int(cartons),
             units=int(units),
-            removed=counts["removed"],
-            pending=counts["pending"],
-            in_flight=counts["in_flight"],
-            delivered=counts["delivered"],
+            removed=counts[RowState.REMOVED],
+            pending=counts[RowState.PENDING],
+            held=counts[RowState.HELD],
+            in_flight=counts[RowState.IN_FLIGHT],
+            delivered=counts[RowState.DELIVERED],
             duplicate=counts["duplicate"],
-            rejected=counts["rejected"],
+            rejected=counts[RowState.REJECTED],
         )
 
     def get(self, number: str) -> Bill:
@@ -232,7 +232,7 @@ class BillBook:
             names = self._names(db, [*expected, *(str(g[1]) for g in groups)])
             scans = db.execute(
                 f"SELECT s.seq, s.code, COALESCE(s.product, ''), {_UNIT_PRODUCT_SQL}, "
-                f"COALESCE({_UNITS_SQL}), s.scanned_at, s.state, s.result, s.reason, s.removed "
+                f"COALESCE({_UNITS_SQL}), s.scanned_at, {_ROW_STATE}, s.result, s.reason, s.removed "
                 f"FROM scans s {_PACK_JOIN} WHERE s.bill = ? ORDER BY s.seq DESC LIMIT ?",
                 (number, scan_limit),
             ).fetchall()
@@ -302,9 +302,10 @@ class BillBook:
         """A code's history: its scans on every bill, refusals, removals."""
         with self.outbox.atomic() as db:
             cur = db.execute(
-                "SELECT seq, event_id, code, scheme, product, action, bill, device_id, source, "
-                "scanned_at, state, batch_id, result, reason, attempts, settled_at, removed "
-                "FROM scans WHERE code = ? ORDER BY seq LIMIT ?",
+                "SELECT s.seq, s.event_id, s.code, s.scheme, s.product, s.action, s.bill, "
+                f"s.device_id, s.source, s.scanned_at, {_ROW_STATE} AS state, s.batch_id, "
+                "s.result, s.reason, s.attempts, s.settled_at, s.removed "
+                "FROM scans s WHERE s.code = ? ORDER BY s.seq LIMIT ?",
                 (code, limit),
             )
             cols = [d[0] for d in cur.description]
@@ -496,9 +497,9 @@ class BillBook:
         if not reason:
             raise BillError("Failed to remove a scan: a reason is required")
         event_id, code, state = db.execute(
-            "SELECT event_id, code, state FROM scans WHERE seq = ?", (seq,)
+            f"SELECT s.event_id, s.code, {_ROW_STATE} FROM scans s WHERE s.seq = ?", (seq,)
         ).fetchone()
-        if state != "pending":
+        if state not in (RowState.PENDING, RowState.HELD):
             raise BillError(
                 f"Failed to remove scan {seq} ({code}) from bill {number!r}: it was already "
                 f"sent ({state}); record the movement on a return bill instead",

@@ -14,19 +14,34 @@ from scanner_agent.outbox._models import (
     OutboxRow,
     QueueStats,
     RejectRecord,
-    RowState,
     SettleSummary,
     WalCheckpoint,
 )
 from scanner_agent.outbox._rejects import REJECT_LAST_AT
 from scanner_agent.outbox._schema import SCHEMA_VERSION
+from scanner_agent.outbox._states import (
+    BACKLOG_STATES,
+    STORED_STATES,
+    BillState,
+    RowState,
+    backlog_count,
+    backlog_where,
+    bill_state,
+    count_row_states,
+    row_state,
+    row_state_sql,
+    row_state_where,
+)
 from scanner_agent.outbox._store import Outbox
 
 __all__ = [
+    "BACKLOG_STATES",
     "REJECT_LAST_AT",
     "SCHEMA_VERSION",
+    "STORED_STATES",
     "Batch",
     "BatchEvent",
+    "BillState",
     "EnqueueResult",
     "EnqueueStatus",
     "EventResult",
@@ -38,6 +53,13 @@ __all__ = [
     "RowState",
     "SettleSummary",
     "WalCheckpoint",
+    "backlog_count",
+    "backlog_where",
+    "bill_state",
+    "count_row_states",
+    "row_state",
+    "row_state_sql",
+    "row_state_where",
     "uuid7",
     "uuid7_many",
 ]

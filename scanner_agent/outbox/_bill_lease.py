@@ -29,6 +29,7 @@ import time
 
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import Batch, BatchEvent
+from scanner_agent.outbox._states import RowState, row_state_where
 from scanner_agent.outbox._store import _EVENT_COLUMNS, _IN_BATCH, Outbox, _now_iso
 
 __all__ = ["lease_bill"]
@@ -36,17 +37,17 @@ __all__ = ["lease_bill"]
 log = logging.getLogger(__name__)
 
 # State tests are literals, not bound parameters, so SQLite uses the partial indexes on them.
+_SENDABLE_PENDING = row_state_where(RowState.PENDING)
+"""A row that may be leased now (not removed, its bill not open): the ``pending`` state."""
 _NEXT_BILL = (
-    "SELECT bill FROM scans WHERE state = 'pending' AND removed = 0 "
-    "AND bill NOT IN (SELECT number FROM bills WHERE state = 'open') "
+    f"SELECT bill FROM scans WHERE {_SENDABLE_PENDING} "
     "AND bill NOT IN (SELECT s.bill FROM batches b JOIN scans s "
     "ON s.seq BETWEEN b.first_seq AND b.last_seq AND s.batch_id = b.batch_id "
     "WHERE s.state = 'in_flight') "
     "ORDER BY seq LIMIT 1"
 )
 _BILL_ROWS = (
-    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE state = 'pending' AND removed = 0 AND bill = ? "
-    "ORDER BY seq"
+    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_SENDABLE_PENDING} AND bill = ? ORDER BY seq"
 )
 
 
@@ -113,7 +114,7 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
         )
         db.execute(
             "UPDATE scans SET state = 'in_flight', batch_id = ?, attempts = attempts + 1 "
-            "WHERE state = 'pending' AND removed = 0 AND bill = ? AND seq <= ?",
+            f"WHERE {_SENDABLE_PENDING} AND bill = ? AND seq <= ?",
             (batch_id, bill, int(rows[-1][0])),
         )
         return Batch(batch_id, tuple(BatchEvent(*r) for r in rows), 0)

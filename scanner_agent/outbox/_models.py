@@ -6,18 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-
-class RowState(enum.StrEnum):
-    """Where a scan is on its way to the trace service."""
-
-    PENDING = "pending"
-    """Committed locally, waiting to be sent."""
-    IN_FLIGHT = "in_flight"
-    """Leased into a batch that is being (or was being) sent."""
-    DELIVERED = "delivered"
-    """The service answered ``accepted`` or ``duplicate``: done."""
-    REJECTED = "rejected"
-    """Dead letter: the service refused it; kept with the reason, re-sendable."""
+from scanner_agent.outbox._states import backlog_count
 
 
 class NewScan(NamedTuple):
@@ -161,24 +150,24 @@ class QueueStats:
     """A snapshot of the outbox for status, TUI and ``queue stats``."""
 
     counts: dict[str, int]
-    """Rows per :class:`RowState`."""
+    """Rows per :class:`RowState` (every state, each row in exactly one; see ``_states``)."""
     rejects: int
     """Scans refused at intake (invalid or duplicate scans)."""
     oldest_pending_at: str | None
-    """``scanned_at`` of the oldest row not yet delivered (pending or in flight)."""
+    """``scanned_at`` of the oldest row not yet delivered (pending, held or in flight)."""
     batches_open: int
     file_bytes: int
     wal_bytes: int
     schema_version: int
     removed: int = 0
-    """Scans taken off their bill (kept for audit, never sent, not in ``counts``)."""
+    """Scans taken off their bill (kept for audit, never sent): ``counts["removed"]``."""
     held: int = 0
-    """Pending scans held back because their bill is still open (part of the backlog)."""
+    """Scans held back because their bill is still open (part of the backlog): ``counts["held"]``."""
 
     @property
     def backlog(self) -> int:
-        """Rows still owed to the service."""
-        return self.counts.get(RowState.PENDING, 0) + self.counts.get(RowState.IN_FLIGHT, 0)
+        """Rows still owed to the service (pending, held or in flight)."""
+        return backlog_count(self.counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +187,8 @@ class OutboxRow:
     source: str
     scanned_at: str
     state: str
+    """The row's :class:`~scanner_agent.outbox.RowState` value (``held`` and ``removed``
+    included), not the raw ``scans.state`` column."""
     batch_id: str | None
     result: str | None
     reason: str | None

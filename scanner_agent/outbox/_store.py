@@ -52,7 +52,6 @@ from scanner_agent.outbox._models import (
     OutboxRow,
     QueueStats,
     RejectRecord,
-    RowState,
     SettleSummary,
     WalCheckpoint,
 )
@@ -63,6 +62,14 @@ from scanner_agent.outbox._rejects import (
     record_rejects,
 )
 from scanner_agent.outbox._schema import SCHEMA_VERSION, current_version, migrate
+from scanner_agent.outbox._states import (
+    SENDABLE,
+    RowState,
+    count_row_states,
+    row_state,
+    row_state_sql,
+    row_state_where,
+)
 from scanner_agent.sqlrows import max_rows, padded_params, select_list, values_clause
 
 log = logging.getLogger(__name__)
@@ -103,8 +110,9 @@ NULLABLE_SCAN_FIELDS = frozenset(
 
 _ROW_COLUMNS = (
     "seq, event_id, code, scheme, raw, symbology, product, action, bill, device_id, source, "
-    "scanned_at, state, batch_id, result, reason, attempts, settled_at, removed"
+    f"scanned_at, {row_state_sql()}, batch_id, result, reason, attempts, settled_at, removed"
 )
+"""An :class:`OutboxRow`'s columns; its ``state`` is the row state (``_states``)."""
 _EVENT_COLUMNS = ", ".join(BatchEvent._fields)
 """A :class:`BatchEvent`'s columns, in its field order."""
 _PENDING = "state = 'pending'"
@@ -112,7 +120,7 @@ _PENDING = "state = 'pending'"
 _IN_BATCH = "seq BETWEEN ? AND ? AND batch_id = ? AND state = 'in_flight'"
 """A batch's rows: a range of the primary key (the batch's first and last seq), then its id.
 Parameters: first_seq, last_seq, batch_id (see :meth:`Outbox._batch_span`)."""
-_SENDABLE = "removed = 0 AND bill NOT IN (SELECT number FROM bills WHERE state = 'open')"
+_SENDABLE = SENDABLE
 """Pending rows that may be leased: not removed, and not held back by an open bill."""
 
 
@@ -1003,7 +1011,7 @@ class Outbox:
         with self.atomic() as db:
             base = (
                 "UPDATE scans SET state = 'pending', batch_id = NULL, result = NULL, reason = NULL, "
-                "settled_at = NULL WHERE state = 'rejected'"
+                f"settled_at = NULL WHERE {row_state_where(RowState.REJECTED)}"
             )
             params: list[object] = []
             if seqs is None:
@@ -1065,27 +1073,18 @@ class Outbox:
     # -- queries -------------------------------------------------------------
 
     def stats(self) -> QueueStats:
-        """Counts per state, oldest undelivered scan, file sizes.
+        """Counts per row state (``_states``), oldest undelivered scan, file sizes.
 
-        Removed scans are counted apart and are not part of any state's count.
+        Each row is counted in exactly one state; ``held`` and ``removed`` are
+        also given on their own.
         """
-        counts = {s.value: 0 for s in RowState}
-        # Counted on the (state, seq) index alone, then the few removed rows taken off.
-        for state, n in self._read("SELECT state, COUNT(*) FROM scans GROUP BY state"):
-            counts[str(state)] = int(n)
-        removed = 0
-        for state, n in self._read(
-            "SELECT s.state, COUNT(*) FROM removals r JOIN scans s ON s.seq = r.seq "
-            "GROUP BY s.state"
-        ):
-            counts[str(state)] -= int(n)
-            removed += int(n)
-        held = int(
-            self._read(
-                f"SELECT COUNT(*) FROM scans WHERE {_PENDING} AND removed = 0 AND bill IN "
-                "(SELECT number FROM bills WHERE state = 'open')",
-            )[0][0]
-        )
+        with self._read_lock:
+            if self._closed:
+                raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
+            try:
+                counts = count_row_states(self._reader())
+            except sqlite3.Error as exc:
+                raise self._map(exc, "read") from exc
         # Capture order is seq order, so the oldest undelivered row is the lowest seq of each
         # partial index (scanned_at may step back with the clock; seq never does).
         oldest = min(
@@ -1129,8 +1128,8 @@ class Outbox:
             file_bytes=size(self.path),
             wal_bytes=size(Path(str(self.path) + "-wal")),
             schema_version=version,
-            removed=removed,
-            held=held,
+            removed=counts[RowState.REMOVED],
+            held=counts[RowState.HELD],
         )
 
     def rows(
@@ -1142,12 +1141,17 @@ class Outbox:
         after_seq: int = 0,
         limit: int = 1000,
     ) -> list[OutboxRow]:
-        """Rows in capture order, optionally filtered; page with ``after_seq``."""
+        """Rows in capture order, optionally filtered; page with ``after_seq``.
+
+        ``state`` is a :class:`RowState` value (``held`` and ``removed`` too).
+
+        Raises:
+            ValueError: ``state`` is not a row state.
+        """
         where = ["seq > ?"]
         params: list[object] = [after_seq]
         if state is not None:
-            where.append("state = ?")
-            params.append(state)
+            where.append(row_state_where(row_state(state)))
         if code is not None:
             where.append("code = ?")
             params.append(code)

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from scanner_agent.config import SyncConfig
@@ -110,6 +111,12 @@ class SyncStats:
     failures: int = 0
     """Failed sends (each is retried)."""
     last_error: str | None = None
+    """The latest problem with sending, kept after the link recovers (see ``last_error_current``)."""
+    last_error_at: float | None = None
+    """When ``last_error`` happened (Unix time)."""
+    last_error_current: bool = False
+    """``last_error`` still describes the link: nothing newer has succeeded since.  An
+    operator reading ``status`` must not take an error from before a recovery for a live one."""
     last_success_at: float | None = None
     in_flight: int = 0
     """Batches awaiting the service right now."""
@@ -135,6 +142,8 @@ class SyncStats:
             "failures": self.failures,
             "consecutive_failures": self.consecutive_failures,
             "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "last_error_current": self.last_error_current,
             "last_success_at": self.last_success_at,
             "in_flight": self.in_flight,
             "retry_at": self.retry_at,
@@ -142,6 +151,13 @@ class SyncStats:
             "alarm": self.alarm,
             "recent_rejections": [r.to_dict() for r in self.recent_rejections],
         }
+
+
+def _iso(ts: float | None) -> str | None:
+    """A Unix time as RFC 3339 in UTC with milliseconds, like the outbox's times."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
@@ -478,16 +494,18 @@ class SyncLoop:
 
     def _note(self, epoch: int, exc: BaseException, state: LinkState, message: str) -> None:
         """Record a problem that needs no backoff; log it once per kind."""
-        self.stats.last_error = message
-        if self._current(epoch):
+        current = self._current(epoch)
+        self._error(message, current=current)
+        if current:
             self.state = state
         self._log_once(exc, message)
 
     def _failed(self, epoch: int, exc: BaseException, state: LinkState, message: str) -> None:
         """Record a failed send: back off (and drop to one batch in flight) unless it is stale."""
         self.stats.failures += 1
-        self.stats.last_error = message
-        if not self._current(epoch):
+        current = self._current(epoch)
+        self._error(message, current=current)
+        if not current:
             log.debug("sync: %s (stale: a newer request has finished)", message)
             return
         self._window = 1
@@ -512,10 +530,22 @@ class SyncLoop:
         self.stats.retry_at = time.time() + delay
         self._log_once(exc, f"{message} (retrying in {delay:.1f} s)")
 
+    def _error(self, message: str, *, current: bool) -> None:
+        """Keep ``message`` as the last error, now.
+
+        It is current unless a request started later already finished (its
+        outcome set the link state): then it stays as current as that one left it.
+        """
+        self.stats.last_error = message
+        self.stats.last_error_at = time.time()
+        if current:
+            self.stats.last_error_current = True
+
     def _succeeded(self, epoch: int) -> None:
         self.stats.last_success_at = time.time()
         if not self._current(epoch):
             return
+        self.stats.last_error_current = False
         if self._failures:
             log.info("sync: delivering again after %d failed attempts", self._failures)
         self.state = LinkState.ONLINE

@@ -526,7 +526,7 @@ class DispatchApp(App[None]):
             self.notify("Pick the scan to remove, then press x.")
             return
         scan = self.query_one(BillPane).selected_scan()
-        if scan is None or scan.get("removed"):
+        if scan is None or scan.get("state") == "removed":
             self.notify("Pick a scan that is on the bill.", severity="warning")
             return
 

@@ -14,6 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from scanner_agent.bills import BillError, bill_types, parse_param_pairs
+from scanner_agent.tui._views import result_text
 
 
 def _when(at: str) -> str:
@@ -276,7 +277,7 @@ class SearchScreen(ModalScreen[None]):
         table.clear()
         rows: list[tuple[str, str, str, str]] = []
         for s in history["scans"]:
-            what = "removed" if s.get("removed") else (s.get("result") or s.get("state"))
+            what = result_text(s).plain
             rows.append(
                 (s["scanned_at"], s["action"], s["bill"], f"{what} {s.get('reason') or ''}")
             )

@@ -15,6 +15,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from scanner_agent.outbox import BACKLOG_STATES, RowState
+
 VERDICT_STYLE = {
     "accepted": ("OK", "bold green"),
     "invalid": ("INVALID", "bold white on red"),
@@ -72,17 +74,26 @@ def verdict_text(verdict: str) -> Text:
     return Text(label, style=style)
 
 
-def result_text(scan: dict[str, Any], *, bill_open: bool) -> Text:
-    """A bill scan's delivery result as a coloured label."""
-    if scan.get("removed"):
-        key = "removed"
-    elif scan.get("result"):
+def result_text(scan: dict[str, Any]) -> Text:
+    """A bill scan's row state as a coloured label (a delivered one: the service's verdict)."""
+    key = str(scan.get("state", ""))
+    if key == "delivered" and scan.get("result"):
         key = str(scan["result"])
-    elif scan.get("state") == "pending" and bill_open:
-        key = "held"
-    else:
-        key = str(scan.get("state", ""))
     return Text(key.replace("_", " "), style=RESULT_STYLE.get(key, ""))
+
+
+def state_counts(counts: dict[str, Any], *, owed: bool | None = None, zeros: bool = True) -> str:
+    """Rows per row state as ``pending 2  held 1  in flight 0 ...``, in the outbox's order.
+
+    ``owed`` picks the backlog's states (``True``) or the others (``False``);
+    ``zeros=False`` leaves out states with no rows.
+    """
+    backlog = {s.value for s in BACKLOG_STATES}
+    return "  ".join(
+        f"{k.replace('_', ' ')} {v}"
+        for k, v in counts.items()
+        if (owed is None or (k in backlog) == owed) and (zeros or v)
+    )
 
 
 class StreamView(Vertical):
@@ -188,6 +199,7 @@ class BillPane(Vertical):
             "delivered": "bold green",
             "partly_rejected": "bold white on red",
             "closed": "bold yellow",
+            "empty": "dim",
         }.get(state, "bold")
         kind = f"{b['type']} {b['type_zh']}" if b.get("type") else b["type_zh"]
         parties = f"{b['from_party'] or '-'} → {b['to_party'] or '-'}"
@@ -197,16 +209,9 @@ class BillPane(Vertical):
                 f"  {kind}  {parties}  ",
                 (state.replace("_", " ").upper(), state_style),
                 "\n",
-                f"scans {t['scans']} cartons {t['cartons']} units {t['units']} "
-                f"removed {t['removed']} │ ",
-                ("held " if state == "open" else "pending ", ""),
-                f"{t['pending'] + t['in_flight']} ",
-                ("delivered ", "green"),
-                f"{t['delivered']} ",
-                ("dup ", "yellow"),
-                f"{t['duplicate']} ",
-                ("rejected ", "red"),
-                f"{t['rejected']}",
+                f"scans {t['scans']} cartons {t['cartons']} units {t['units']} │ ",
+                state_counts({s.value: t[s.value] for s in RowState}, zeros=False) or "no scans",
+                f" (dup {t['duplicate']})" if t["duplicate"] else "",
             )
         )
         for ln in view["lines"]:
@@ -215,7 +220,6 @@ class BillPane(Vertical):
             lines.add_row(
                 ln["product"], ln["name"], _num(ln["expected"]), _num(ln["scanned"]), missing, extra
             )
-        bill_open = state == "open"
         why = {r["seq"]: r["reason"] for r in view.get("removals", [])}
         for s in view["scans"]:
             scans.add_row(
@@ -223,8 +227,8 @@ class BillPane(Vertical):
                 clock(s["scanned_at"], self.tz),
                 s["code"],
                 f"x{s['units']}" if s["carton"] else "1",
-                result_text(s, bill_open=bill_open),
-                why.get(s["seq"], "") if s["removed"] else (s.get("reason") or ""),
+                result_text(s),
+                why.get(s["seq"], "") if s["state"] == "removed" else (s.get("reason") or ""),
                 key=str(s["seq"]),
             )
         if scans.row_count:
@@ -299,24 +303,29 @@ class LinkView(Vertical):
         sync = status.get("sync") or {}
         link = str(status.get("link", "unknown"))
         queue = status.get("queue", {})
+        error = status.get("last_error")
+        current = bool(error and status.get("last_error_current"))
+        retry = (
+            f"   retry in {max(0.0, sync['retry_at'] - now):.0f} s" if sync.get("retry_at") else ""
+        )
         parts: list[Any] = [
             ("link      ", "dim"),
             (link.upper(), LINK_STYLE.get(link, "bold")),
-            f"   in flight {sync.get('in_flight', 0)} batches\n",
+            f"   in flight {sync.get('in_flight', 0)} batches{retry}\n",
             ("backlog   ", "dim"),
-            f"{status.get('backlog', 0)}  (held by open bills {status.get('held', 0)})   "
+            f"{status.get('backlog', 0)}  ({state_counts(queue, owed=True)})   "
             f"oldest {clock(status.get('oldest_pending_at'), tz)}\n",
-            ("queue     ", "dim"),
-            "  ".join(f"{k} {v}" for k, v in queue.items()),
-            f"  removed {status.get('removed', 0)}\n",
+            ("outbox    ", "dim"),
+            state_counts(queue, owed=False) + "\n",
             ("sent      ", "dim"),
             f"delivered {sync.get('delivered', 0)}  duplicate {sync.get('duplicate', 0)}  "
             f"rejected {sync.get('rejected', 0)}  last ok {ago(sync.get('last_success_at'), now)}\n",
             ("error     ", "dim"),
-            (str(status.get("last_error") or "-"), "red" if status.get("last_error") else ""),
+            (str(error or "-"), "red" if current else "dim"),
         ]
-        if sync.get("retry_at"):
-            parts.append(f"  (retry in {max(0.0, sync['retry_at'] - now):.0f} s)")
+        if error:
+            at = clock(status.get("last_error_at"), tz)
+            parts.append((f"  at {at}, " + ("current" if current else "past"), "dim"))
         self.query_one("#link-summary", Static).update(Text.assemble(*parts))
         table = self.query_one("#rejections-table", DataTable)
         table.clear()

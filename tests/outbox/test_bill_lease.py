@@ -43,7 +43,7 @@ def test_a_batch_is_one_whole_closed_bill_and_open_bills_are_held(outbox: Outbox
     )
     assert summary.accepted == 120
     states = {r.bill: r.state for r in outbox.rows(limit=1000)}
-    assert states == {"OPEN": "pending", "A": "delivered", "B": "in_flight"}
+    assert states == {"OPEN": "held", "A": "delivered", "B": "in_flight"}
 
 
 def test_a_bill_in_flight_is_not_leased_twice_and_an_expired_lease_returns_unchanged(

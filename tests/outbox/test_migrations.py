@@ -68,7 +68,14 @@ def test_a_schema_3_file_keeps_its_lease_across_the_upgrade(tmp_path: Path) -> N
         nxt = box.lease(10)
         assert nxt is not None
         assert [e.event_id for e in nxt.events] == ids[:1]
-        assert box.stats().counts == {"pending": 0, "in_flight": 1, "delivered": 2, "rejected": 0}
+        assert box.stats().counts == {
+            "pending": 0,
+            "held": 0,
+            "in_flight": 1,
+            "delivered": 2,
+            "rejected": 0,
+            "removed": 0,
+        }
     db = sqlite3.connect(path)
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     db.close()

@@ -522,7 +522,14 @@ def test_prune_deletes_only_old_delivered_rows_in_steps(outbox: Outbox) -> None:
     assert outbox.prune_delivered(future, limit=2) == 2
     assert outbox.prune_delivered(future, limit=2) == 1
     assert outbox.prune_delivered(future, limit=2) == 0
-    assert outbox.stats().counts == {"pending": 2, "in_flight": 0, "delivered": 0, "rejected": 0}
+    assert outbox.stats().counts == {
+        "pending": 2,
+        "held": 0,
+        "in_flight": 0,
+        "delivered": 0,
+        "rejected": 0,
+        "removed": 0,
+    }
 
 
 def test_closed_outbox_refuses_use_with_a_clear_error(tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ async def test_a_closed_bill_is_uploaded_once_and_an_open_one_is_held(
     await scan_bill(agent, "SO-1", shipped, to_party="ent-customer")
     await asyncio.sleep(0.3)  # several idle polls of the sync loop
     assert uploads(gateway) == []
-    assert {r.state for r in await rows(agent)} == {RowState.PENDING.value}
+    assert {r.state for r in await rows(agent)} == {RowState.HELD.value}
     assert (await agent.daemon.status())["held"] == 25
 
     await close(agent, "SO-1")

@@ -184,7 +184,8 @@ async def test_close_confirms_and_the_bill_shows_its_delivery(agent: Any, sock: 
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 1,
             "the scan",
         )
-        assert app.bill_view["bill"]["totals"]["pending"] == 1  # held while open
+        assert app.bill_view["bill"]["totals"]["held"] == 1  # held while open
+        assert app.bill_view["bill"]["totals"]["pending"] == 0
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm dialog")
         await pilot.press("y")
