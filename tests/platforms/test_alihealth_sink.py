@@ -291,23 +291,102 @@ async def test_a_fail_reply_dead_letters_the_bill_with_the_platform_message(
     assert all("SO-G" in line and "系统繁忙" in line for line in listed)
 
 
-async def test_codes_the_platform_cannot_take_are_refused_with_a_reason(
-    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+GS1 = "(01)06901234567892(17)280500(10)4711(21)ABC123"
+MA = "MA.156.M0.100001.0001"
+
+
+async def test_codes_and_bills_the_platform_cannot_take_are_refused_at_the_scanner(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    start: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    agent = await start(ali_config(status_poll_s=0))
-    gs1 = "(01)06901234567892(17)280500(10)4711(21)ABC123"
+    sock = tmp_path / "control.sock"
+    agent = await start(ali_config(status_poll_s=0, control={"socket": str(sock)}))
+    # No bill open: the scans would go to the device's default bill, which 码上放心 cannot take.
+    stray = codes(46, 2)
+    replies = await agent.scan(*stray)
+    assert [r.split(" ")[0] for r in replies] == ["NAK", "NAK"], replies
+    assert all("no bill open: open a 码上放心 bill first" in r for r in replies), replies
+    desk = agent.daemon.desk
+    assert desk is not None
+    await desk.open("SO-MIX", 201, to_party="ent-customer")
     cn20 = codes(45, 4)
-    await scan_bill(agent, "SO-MIX", [*cn20, gs1], to_party="ent-customer")
+    replies = await agent.scan(*cn20, GS1, MA)
+    assert [r.split(" ")[0] for r in replies] == ["ACK"] * 4 + ["NAK", "NAK"], replies
+    assert all("码上放心 takes only 20-digit trace codes" in r for r in replies[4:]), replies
     await close(agent, "SO-MIX")
-    # No bill opened: the device's default bill, which has no type or parties.
-    await agent.scan(*codes(46, 2))
     await agent.drained()
     assert stored_codes(gateway, "SO-MIX") == sorted(cn20)
-    refused = {r.code: r.reason or "" for r in await rows(agent, state=RowState.REJECTED.value)}
-    assert "not a 码上放心 trace code (gs1)" in refused.pop(gs1)
-    assert set(refused) == set(codes(46, 2))
-    assert all("never opened with a 码上放心 bill type" in why for why in refused.values())
+    # Nothing that was acknowledged became a dead letter: the refusals happened at the scanner.
+    assert await rows(agent, state=RowState.REJECTED.value) == []
+    assert sorted(r.code for r in await rows(agent)) == sorted(cn20)
     assert len(uploads(gateway)) == 1
+    status = await agent.daemon.status()
+    assert status["refused"] == {"no bill open": 2, "码上放心 takes only 20-digit trace codes": 2}
+    assert status["accepted"] == 4
+    # Kept for audit like any refusal (the rejects table), so `lookup` explains the NAK.
+    history_of_gs1 = await desk.lookup(GS1)
+    assert [r["reason"] for r in history_of_gs1.refused] == [
+        "码上放心 takes only 20-digit trace codes"
+    ]
+    # `scanner-agent status` (the CLI over the control socket) shows them as refusals.
+    code = await asyncio.to_thread(cli.main, ["status", "--json", "--socket", str(sock)])
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["refused"]["码上放心 takes only 20-digit trace codes"] == 2
+    assert shown["refused"]["no bill open"] == 2
+
+
+async def test_a_bill_missing_a_party_is_refused_at_the_scanner_not_after_closing(
+    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+) -> None:
+    # Without alihealth.ent_id this enterprise's side of a bill is unknown: an outbound
+    # bill must name its shipper (from) and its customer (to).
+    agent = await start(ali_config(status_poll_s=0, ent_id=""))
+    desk = agent.daemon.desk
+    assert desk is not None
+    await desk.open("SO-NOFROM", 201, to_party="ent-customer")
+    (reply,) = await agent.scan(*codes(52, 1))
+    assert reply.startswith("NAK "), reply
+    assert "bill lacks a party: SO-NOFROM has no from party" in reply
+    await close(agent, "SO-NOFROM")
+    await desk.open("SO-BOTH", 201, from_party="ent-self", to_party="ent-customer")
+    (reply,) = await agent.scan(*codes(53, 1))
+    assert reply.startswith("ACK "), reply
+    await close(agent, "SO-BOTH")
+    await agent.drained()
+    assert stored_codes(gateway, "SO-BOTH") == codes(53, 1)
+    assert await rows(agent, state=RowState.REJECTED.value) == []
+
+
+async def test_rows_queued_before_the_protocol_changed_are_refused_with_the_same_reason(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    make_config: Callable[..., AgentConfig],
+    start: Any,
+) -> None:
+    # Scans taken while syncing to Trace API v1 (which takes every scheme, no bill needed)
+    # with syncing off, then the site switches to 码上放心: the sink's send-time check is
+    # the same declaration as the intake's, so the dead letters say what a NAK would have.
+    cfg = ali_config(status_poll_s=0)
+    trace_cfg = make_config(
+        sync={**FAST_SYNC, "enabled": False}, outbox={"path": cfg.outbox.path}
+    )
+    agent = await start(trace_cfg)
+    replies = await agent.scan(GS1, *codes(54, 2))
+    assert [r.split(" ")[0] for r in replies] == ["ACK"] * 3
+    await agent.stop()
+    agent = await start(cfg)
+    await agent.drained()
+    refused = {r.code: r.reason or "" for r in await rows(agent, state=RowState.REJECTED.value)}
+    assert set(refused) == {GS1, *codes(54, 2)}
+    assert refused[GS1].startswith("码上放心 takes only 20-digit trace codes")
+    assert all(
+        refused[c].startswith("no bill open: open a 码上放心 bill first") for c in codes(54, 2)
+    )
+    assert uploads(gateway) == []
 
 
 async def test_a_bill_over_10000_codes_goes_in_the_same_sub_bills_on_every_attempt(
