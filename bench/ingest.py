@@ -1,6 +1,6 @@
 """Durable ingest: scans per second and scan-to-acknowledgement latency.
 
-Measures the agent's real intake path (parse -> group commit in SQLite WAL with
+Measures the agent's real intake path (parse -> the sink's admission rule -> group commit in SQLite WAL with
 synchronous=FULL -> outcome) and, in the same run on the same disk, the
 same workload through persist-queue's SQLiteAckQueue at equal durability (every
 put committed before it returns, i.e. before the scan would be acknowledged).
@@ -55,13 +55,29 @@ def codes(prefix: int, n: int) -> list[bytes]:
     return [f"8{prefix:02d}{i:017d}".encode() for i in range(n)]
 
 
+def admission_gate():  # type: ignore[no-untyped-def]
+    """The sink's admission rule as the daemon asks it: 码上放心's, the costliest (a bill
+    looked up and checked on every submission, then a scheme lookup per scan)."""
+    from types import SimpleNamespace
+
+    from scanner_agent.platforms.alihealth._sink import alihealth_admission
+
+    rule = alihealth_admission("ent-self")
+    opened = SimpleNamespace(number="B", type=201, from_party="", to_party="ent-customer")
+    return lambda bill: rule.gate(bill, opened if bill == "B" else None)
+
+
 async def with_intake(path: Path, fn):  # type: ignore[no-untyped-def]
     # The shipped free-space reserve, checked before every group as in the daemon.
     outbox = Outbox.open(path, min_free_bytes=OutboxConfig().min_free_mb * 1024 * 1024)
     thread = OutboxThread(outbox)
     committer = GroupCommitter(thread, max_rows=MAX_ROWS, linger_s=LINGER_MS / 1000.0)
     intake = ScanIntake(
-        committer, device_id="bench", bill_for=lambda a, b: b or "B", default_action="ship"
+        committer,
+        device_id="bench",
+        bill_for=lambda a, b: b or "B",
+        default_action="ship",
+        admit=admission_gate(),
     )
     task = asyncio.create_task(committer.run())
     try:

@@ -1,8 +1,9 @@
 """From a raw frame to a committed scan: parse, label, group-commit, answer.
 
 The :class:`ScanIntake` is what every source submits to.  It parses the frame
-(pure, never raises), refuses what is not a trace code, labels the rest with
-its action and bill, and hands it to the :class:`GroupCommitter`.  The answer
+(pure, never raises), refuses what is not a trace code and what the sync
+sink has declared it cannot take (its ``Admission``: a scheme, a bill), labels
+the rest with its action and bill, and hands it to the :class:`GroupCommitter`.  The answer
 (:class:`drivers.base.ScanOutcome`) is returned only after the transaction
 holding the scan has committed, so a source's good-read signal is a promise
 that the scan survives a crash.
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from drivers.base import RawScan, ScanOutcome, Verdict
 from scanner_agent.codes import ScanResult, Scheme, parse_many
@@ -38,6 +39,9 @@ from scanner_agent.outbox import (
     uuid7_many,
 )
 
+if TYPE_CHECKING:
+    from scanner_agent.sync import Gate
+
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
@@ -45,6 +49,9 @@ _T = TypeVar("_T")
 
 _SCHEME_TEXT = {scheme: scheme.value for scheme in Scheme}
 """A scheme's stored text (a dict lookup: ``Enum.value`` is a descriptor call per scan)."""
+
+_EVERY_SCHEME: frozenset[str] = frozenset(_SCHEME_TEXT.values())
+"""What is taken when no sink says otherwise."""
 
 
 class OutboxThread:
@@ -248,11 +255,15 @@ class ScanIntake:
         bill_for: Callable[[str, str], str],
         default_action: str,
         listeners: list[Callable[[RawScan, ScanResult, ScanOutcome], None]] | None = None,
+        admit: Callable[[str], Gate] | None = None,
     ) -> None:
         self._committer = committer
         self.device_id = device_id
         self._bill_for = bill_for
         """``(action, source_bill) -> bill`` (the open bill, or the default one)."""
+        self.admit = admit
+        """``bill -> Gate``: what the sink can take onto that bill (asked once per
+        submission, before the commit); None takes every valid scan."""
         self.default_action = default_action
         self.stats = IntakeStats()
         self.listeners = listeners if listeners is not None else []
@@ -274,6 +285,10 @@ class ScanIntake:
         """
         action = action or self.default_action
         bill_name = self._bill_for(action, bill)
+        # What the sink can take onto this bill, decided once for the lot: a scan it
+        # would refuse when sending is NAKed now, with its reason, and never ACKed.
+        gate = self.admit(bill_name) if self.admit is not None else None
+        takes = gate.takes if gate is not None else _EVERY_SCHEME
         parsed = parse_many([s.data for s in scans])
         # One id per frame, drawn at once; those of refused frames are simply not used.
         ids = iter(uuid7_many(len(scans)))
@@ -290,9 +305,12 @@ class ScanIntake:
                 last_at = scan.scanned_at
                 scanned_at = last_at.isoformat(timespec="milliseconds")
             code, scheme = result.code, result.scheme
-            if not result.valid or code is None or scheme is None:
+            if not result.valid or code is None or scheme is None or scheme not in takes:
                 shown = _display_code(result)
-                reason = result.reason or "not a trace code"
+                if gate is not None and result.valid and code is not None and scheme is not None:
+                    reason = gate.reason(scheme)
+                else:
+                    reason = result.reason or "not a trace code"
                 rejects.append(
                     RejectRecord(
                         raw=result.raw,

@@ -64,6 +64,13 @@ class BillDesk:
         bill = self._open.get(action)
         return bill.number if bill is not None else None
 
+    def opened(self, number: str) -> Bill | None:
+        """The bill ``number`` if it is open on this device (a few open bills: a short scan)."""
+        for bill in self._open.values():
+            if bill.number == number:
+                return bill
+        return None
+
     @property
     def open_bills(self) -> list[Bill]:
         """Bills open on this device (as last loaded)."""

@@ -51,6 +51,7 @@ from scanner_agent.outbox import BatchEvent
 
 __all__ = [
     "EPCIS_CONTEXT",
+    "EPC_SCHEMES",
     "Child",
     "EpcisConfig",
     "aggregation_event",
@@ -94,6 +95,11 @@ class EpcisConfig:
     """URI of the site the goods are at after the event."""
     cn20_uri_prefix: str = "urn:cn:drugtrace:"
     bill_uri_prefix: str = "urn:cn:drugtrace:bill:"
+
+
+EPC_SCHEMES: frozenset[str] = frozenset({"cn20", "gs1"})
+"""Schemes :func:`epc_uri` gives a URI: the EPCIS sink takes only these (an MA code has
+no EPC URI here), and refuses the others at the scanner."""
 
 
 def epc_uri(code: str, scheme: str, cfg: EpcisConfig) -> str:

@@ -32,13 +32,19 @@ from typing import TYPE_CHECKING, Any
 
 from scanner_agent.codes import parse_scan
 from scanner_agent.outbox import Batch, EventResult, Outbox
-from scanner_agent.platforms.epcis import Child
+from scanner_agent.platforms.epcis import EPC_SCHEMES, Child
 from scanner_agent.platforms.epcis_capture import EpcisCaptureClient
+from scanner_agent.sync import Admission
 
 if TYPE_CHECKING:
     from scanner_agent.intake import OutboxThread
 
-__all__ = ["EpcisPayload", "EpcisSink", "carton_units"]
+__all__ = ["EPCIS_ADMISSION", "EpcisPayload", "EpcisSink", "carton_units"]
+
+EPCIS_ADMISSION = Admission(
+    platform="EPCIS", schemes=EPC_SCHEMES, takes="GS1 and 20-digit trace codes"
+)
+"""EPCIS takes any event on any bill (or none), but only codes with an EPC URI."""
 
 _CHUNK = 500
 """Bound parameters per ``IN (...)`` query (SQLite allows far more; this keeps them short)."""
@@ -109,6 +115,8 @@ class EpcisSink:
     the carton contents through its outbox.
     """
 
+    admission = EPCIS_ADMISSION
+
     def __init__(self, client: EpcisCaptureClient, thread: OutboxThread) -> None:
         self.client = client
         self._thread = thread
@@ -121,8 +129,17 @@ class EpcisSink:
         return outbox.lease(limit, lease_s=lease_s, max_bytes=max_bytes)
 
     def encode(self, batch: Batch) -> EpcisPayload:
-        """Outbox thread: the carton contents of the batch (see the module docstring)."""
-        return carton_units(self._thread.outbox, batch)
+        """Outbox thread: the carton contents of the batch (see the module docstring).
+
+        A scan the :attr:`admission` refuses (queued before it applied, e.g. under
+        another ``sync.protocol``) is refused with the reason a NAK would have given.
+        """
+        payload = carton_units(self._thread.outbox, batch)
+        for e in batch.events:
+            why = self.admission.scheme_problem(e.scheme)
+            if why is not None:
+                payload.refused[e.event_id] = why
+        return payload
 
     async def send_batch(self, batch: Batch, body: Any) -> dict[str, EventResult]:
         """Capture the batch's scans (and cartons); one verdict per scan (see :mod:`.epcis_capture`)."""

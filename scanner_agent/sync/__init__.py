@@ -17,10 +17,13 @@ from scanner_agent.sync._loop import (
     SyncStats,
     backoff_delay,
 )
-from scanner_agent.sync._sinks import PlatformAlarms, Sink
+from scanner_agent.sync._sinks import Admission, BillTerms, Gate, PlatformAlarms, Sink
 
 __all__ = [
     "RECENT_REJECTIONS",
+    "Admission",
+    "BillTerms",
+    "Gate",
     "LinkState",
     "NetworkError",
     "PlatformAlarms",

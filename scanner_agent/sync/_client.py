@@ -31,8 +31,16 @@ from scanner_agent.errors import (
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, EventResult, Outbox
+from scanner_agent.sync._sinks import Admission
 
 log = logging.getLogger(__name__)
+
+TRACE_API_ADMISSION = Admission(
+    platform="the trace service",
+    schemes=frozenset({"cn20", "gs1", "ma"}),
+    takes="20-digit trace codes, GS1 and MA codes",
+)
+"""Trace API v1 takes every scheme the agent parses, with or without a bill (docs/trace-api.md)."""
 
 RESULT_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -211,6 +219,8 @@ class TraceApiClient(BearerAuth):
     kept alive between batches (one per batch in flight), every phase has its
     own timeout, and TLS is verified unless the config says otherwise.
     """
+
+    admission = TRACE_API_ADMISSION
 
     def __init__(
         self,

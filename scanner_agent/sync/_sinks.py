@@ -16,17 +16,163 @@ tree, which is what drives the loop: ``TransientSyncError`` (and its
 ``AuthError`` pauses until :meth:`Sink.set_token` brings a new credential,
 ``BatchRejectedError`` dead-letters the batch with the message,
 ``ProtocolError`` retries without marking anything.
+
+Each sink also declares, in its :class:`Admission`, what it can take at all:
+code schemes, whether a scan needs an opened bill, which bill types, which
+parties.  The intake asks it *before* a scan is committed, so a scan the sink
+would refuse is NAKed at the scanner with the sink's reason and never ACKed;
+the sink applies the same declaration when it sends (to rows queued before
+the rule applied, e.g. under another ``sync.protocol``), so both places give
+one answer with one reason.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
+from scanner_agent.bills import bill_type
 from scanner_agent.outbox import Batch, EventResult, Outbox
+
+
+class BillTerms(Protocol):
+    """What an admission rule reads of a bill (:class:`scanner_agent.bills.Bill` has it)."""
+
+    @property
+    def number(self) -> str: ...
+
+    @property
+    def type(self) -> int | None:
+        """The platform's bill type code; ``None`` for a default bill (never opened)."""
+        ...
+
+    @property
+    def from_party(self) -> str: ...
+
+    @property
+    def to_party(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a sink can take, known before any scan is committed.
+
+    Owned by the sink (its ``admission``), asked by the intake for every
+    submission (:meth:`gate`, once per call; then a set lookup per scan) and
+    by the sink itself when it sends (:meth:`refusal`): one rule, one reason.
+    """
+
+    platform: str
+    """The platform as operators know it, in reasons: ``码上放心``, ``EPCIS``."""
+    schemes: frozenset[str]
+    """Code schemes taken (``cn20``, ``gs1``, ``ma``)."""
+    takes: str
+    """What :attr:`schemes` are, for people: ``20-digit trace codes``."""
+    bill_required: bool = False
+    """A scan must be on a bill opened with a bill type (not a device's default bill)."""
+    bill_families: frozenset[int] = frozenset()
+    """Bill type families taken, by the type code's hundreds (1 into stock, 2 out of
+    stock, 3 use); empty: any."""
+    parties: frozenset[str] = frozenset()
+    """Sides a bill must name: ``from`` (shipper) and/or ``to`` (receiver)."""
+    own_party: str = ""
+    """This enterprise's id: fills its own side of a bill (``from`` on an outbound
+    bill, ``to`` on an inbound one) when the bill leaves it empty."""
+    party_id: str = "id"
+    """What a party is on the platform, in reasons: ``ent_id``."""
+    own_party_setting: str = ""
+    """The config key holding :attr:`own_party`, in reasons: ``alihealth.ent_id``."""
+    _open_gate: Gate | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.bill_required:
+            # Nothing about the bill matters: one gate for every submission.
+            object.__setattr__(self, "_open_gate", Gate(self.schemes, self, None))
+
+    def scheme_problem(self, scheme: str) -> str | None:
+        """Why a code of ``scheme`` cannot be taken, or None."""
+        if scheme in self.schemes:
+            return None
+        return f"{self.platform} takes only {self.takes}"
+
+    def parties_of(self, bill: BillTerms) -> tuple[str, str]:
+        """``(from, to)`` of ``bill``, its empty own side filled with :attr:`own_party`."""
+        direction = bill_type(bill.type).direction if bill.type is not None else ""
+        from_id = bill.from_party or (self.own_party if direction == "out" else "")
+        to_id = bill.to_party or (self.own_party if direction == "in" else "")
+        return from_id, to_id
+
+    def bill_problem(self, number: str, bill: BillTerms | None) -> str | None:
+        """Why scans of bill ``number`` cannot be taken, or None.
+
+        ``bill`` is the bill as opened with a type; ``None`` when there is none
+        (the device's default bill, or, at the scanner, a bill no longer open).
+        """
+        if not self.bill_required:
+            return None
+        if bill is None or bill.type is None:
+            return (
+                f"no bill open: open a {self.platform} bill first "
+                f"(scanner-agent bill open NUMBER --type TYPE); scans of {number} "
+                "cannot be uploaded"
+            )
+        if self.bill_families and bill.type // 100 not in self.bill_families:
+            families = ", ".join(f"{f}xx" for f in sorted(self.bill_families))
+            return (
+                f"bill type not taken: {number} has type {bill.type}; "
+                f"{self.platform} takes {families}"
+            )
+        from_id, to_id = self.parties_of(bill)
+        for side, party in (("from", from_id), ("to", to_id)):
+            if side in self.parties and not party:
+                own = (
+                    f" (set {self.own_party_setting} for this enterprise's side)"
+                    if self.own_party_setting
+                    else ""
+                )
+                return (
+                    f"bill lacks a party: {number} has no {side} party (the partner's "
+                    f"{self.platform} {self.party_id}); {self.platform} needs "
+                    f"{' and '.join(sorted(self.parties))}{own}"
+                )
+        return None
+
+    def refusal(self, scheme: str, bill_problem: str | None) -> str | None:
+        """Why a scan of ``scheme`` on a bill with ``bill_problem`` cannot be taken, or None.
+
+        The scheme comes first: a code the platform never takes is refused as
+        such, whatever the bill.
+        """
+        return self.scheme_problem(scheme) or bill_problem
+
+    def gate(self, number: str, bill: BillTerms | None) -> Gate:
+        """The rule for one submission of scans onto bill ``number`` (see :meth:`bill_problem`)."""
+        if self._open_gate is not None:
+            return self._open_gate
+        problem = self.bill_problem(number, bill)
+        return Gate(frozenset() if problem else self.schemes, self, problem)
+
+
+class Gate(NamedTuple):
+    """:class:`Admission` decided for one bill: the intake's per-scan test is ``scheme in takes``."""
+
+    takes: frozenset[str]
+    """Schemes taken onto this bill now; empty when the bill itself is refused."""
+    admission: Admission
+    bill_problem: str | None
+
+    def reason(self, scheme: str) -> str:
+        """Why a scan of ``scheme`` is refused here (only asked when it is)."""
+        return self.admission.refusal(scheme, self.bill_problem) or "refused by the sink"
 
 
 class Sink(Protocol):
     """One platform's side of the sync loop (see the module docstring)."""
+
+    @property
+    def admission(self) -> Admission:
+        """What this sink can take at all (asked at the scanner, applied again when sending)."""
+        ...
 
     def lease(self, outbox: Outbox, limit: int, *, lease_s: float, max_bytes: int) -> Batch | None:
         """Outbox thread: lease the next batch to send, or None when nothing is due.

@@ -187,3 +187,31 @@ async def test_a_reload_asked_for_during_start_up_runs_once_ready(
     finally:
         daemon.request_stop()
         await task
+
+
+async def test_the_admission_rule_is_always_the_running_sinks(
+    tmp_path: Path, config_file: WriteConfig, start_agent: Any
+) -> None:
+    # The intake refuses what the sink in use cannot take.  A new sync.protocol needs a
+    # restart (it builds a new sink); until then the old sink sends, so its rule holds,
+    # and the restart brings the new sink with its own rule.
+    gs1 = "(01)06901234567892(17)280500(10)4711(21)ABC12{}"
+    path = config_file()
+    agent = await start(start_agent, path)
+    assert (await agent.scan(gs1.format(1)))[0].startswith("ACK ")  # Trace API takes GS1
+    secret = tmp_path / "app_secret"
+    secret.write_text("s\n")
+    secret.chmod(0o600)
+    text = path.read_text().replace("[sync]\n", '[sync]\nprotocol = "alihealth"\n')
+    path.write_text(
+        text + f'[alihealth]\napp_key = "k"\napp_secret_file = "{secret}"\nref_user_id = "r"\n'
+    )
+    result = await agent.daemon.reload()
+    assert result.error is None
+    assert "sync.protocol" in result.needs_restart
+    assert (await agent.scan(gs1.format(2)))[0].startswith("ACK ")
+    await agent.stop()
+    agent = await start(start_agent, path)
+    (reply,) = await agent.scan(gs1.format(3))
+    assert reply.startswith("NAK ")
+    assert "码上放心 takes only 20-digit trace codes" in reply

@@ -99,8 +99,8 @@ def test_scans_of_a_bill_without_its_partner_are_refused_with_the_reason(
     payload = sink(outbox, 3).encode(lease(outbox))
     assert payload.uploads == ()
     assert {why for why in payload.refused.values()} == {
-        "bill PO has no from party (the partner's 码上放心 ent_id); 码上放心 needs both "
-        "(set alihealth.ent_id for this enterprise's side)"
+        "bill lacks a party: PO has no from party (the partner's 码上放心 ent_id); 码上放心 "
+        "needs from and to (set alihealth.ent_id for this enterprise's side)"
     }
 
 

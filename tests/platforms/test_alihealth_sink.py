@@ -371,9 +371,7 @@ async def test_rows_queued_before_the_protocol_changed_are_refused_with_the_same
     # with syncing off, then the site switches to 码上放心: the sink's send-time check is
     # the same declaration as the intake's, so the dead letters say what a NAK would have.
     cfg = ali_config(status_poll_s=0)
-    trace_cfg = make_config(
-        sync={**FAST_SYNC, "enabled": False}, outbox={"path": cfg.outbox.path}
-    )
+    trace_cfg = make_config(sync={**FAST_SYNC, "enabled": False}, outbox={"path": cfg.outbox.path})
     agent = await start(trace_cfg)
     replies = await agent.scan(GS1, *codes(54, 2))
     assert [r.split(" ")[0] for r in replies] == ["ACK"] * 3

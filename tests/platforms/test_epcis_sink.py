@@ -275,3 +275,23 @@ async def test_a_refused_aggregation_rejects_the_cartons_scan_naming_the_event(
     assert "unit recalled" in (dead.reason or "")
     # With "proceed" the carton's own ObjectEvent was stored; the aggregation was not.
     assert [e["type"] for e in stored(repo)] == ["ObjectEvent"]
+
+
+async def test_a_code_without_an_epc_uri_is_refused_at_the_scanner(
+    repo: EpcisEmulator, epcis_config: Callable[..., AgentConfig], start_agent: Any
+) -> None:
+    # An MA code has no EPC URI here: EPCIS could never take its event, so it is NAKed
+    # with the sink's reason instead of being ACKed and dead-lettered when sent.
+    agent = await start_agent(epcis_config(repo.url))
+    gs1 = "(01)06901234567892(17)280500(10)4711(21)ABC123"
+    scanned = codes(62, 3)
+    replies = await agent.scan(*scanned, "MA.156.M0.100001.0001", gs1)
+    assert replies[:3] == [f"ACK {c}" for c in scanned]
+    assert replies[3].startswith("NAK MA.156.M0.100001.0001 "), replies[3]
+    assert "EPCIS takes only GS1 and 20-digit trace codes" in replies[3]
+    assert replies[4] == f"ACK {gs1}"
+    await agent.drained()
+    assert await rows(agent, state=RowState.REJECTED.value) == []
+    assert len(stored(repo)) == 4
+    status = await agent.daemon.status()
+    assert status["refused"] == {"EPCIS takes only GS1 and 20-digit trace codes": 1}

@@ -115,7 +115,7 @@ DUPLICATE_BILL_TEXT = "该单据号已存在"
 
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
 
-_TRACE_CODE = re.compile(r"8\d{19}")
+_TRACE_CODE = re.compile(r"8[0-9]{19}")  # ASCII digits only, as the cn20 scheme
 _RATE_LIMIT_CODES = frozenset({7})
 _AUTH_CODES = frozenset({11, 25, 26, 27, 28, 29, 53})
 """Insufficient ISV permissions, invalid signature/session/app key, missing app key/session."""

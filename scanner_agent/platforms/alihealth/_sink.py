@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from scanner_agent.bills import BillBook, BillError, bill_type
+from scanner_agent.bills import BillBook, BillError, bill_types
 from scanner_agent.errors import BatchRejectedError, ScannerAgentError, SyncError
 from scanner_agent.outbox import Batch, EventResult, Outbox
 from scanner_agent.outbox._bill_lease import lease_bill
@@ -57,13 +57,13 @@ from scanner_agent.platforms.alihealth._protocol import (
     GMT8,
     BillUpload,
     UploadResult,
-    is_trace_code,
 )
+from scanner_agent.sync import Admission
 
 if TYPE_CHECKING:
     from scanner_agent.intake import OutboxThread
 
-__all__ = ["AliHealthSink", "BillPayload"]
+__all__ = ["AliHealthSink", "BillPayload", "alihealth_admission"]
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,8 @@ class AliHealthSink:
     ) -> None:
         self._thread = thread
         self._client = client
-        self._ent_id = ent_id
+        self.admission = alihealth_admission(ent_id)
+        """What 码上放心 takes (the intake asks it before a scan is committed)."""
         self._status_poll_s = status_poll_s
         self._status_polls = status_polls
         self._polls: set[asyncio.Task[None]] = set()
@@ -130,35 +131,20 @@ class AliHealthSink:
             bill = BillBook(outbox).get(number)
         except BillError as exc:
             raise ValueError(str(exc)) from exc
-        everyone = [e.event_id for e in batch.events]
-        if bill.type is None:
-            why = (
-                f"bill {number} was never opened with a 码上放心 bill type and parties "
-                "(scanner-agent bill open), so it cannot be uploaded; scan on an opened bill"
-            )
-            return BillPayload(number, refused=dict.fromkeys(everyone, why))
-        direction = bill_type(bill.type).direction
-        from_id = bill.from_party or (self._ent_id if direction == "out" else "")
-        to_id = bill.to_party or (self._ent_id if direction == "in" else "")
-        if not from_id or not to_id:
-            side = "from" if not from_id else "to"
-            why = (
-                f"bill {number} has no {side} party (the partner's 码上放心 ent_id); "
-                f"码上放心 needs both (set alihealth.ent_id for this enterprise's side)"
-            )
-            return BillPayload(number, refused=dict.fromkeys(everyone, why))
+        # The admission rule the intake applied at the scanner, applied again: rows
+        # queued before it applied (another sync.protocol) get the reason a NAK would have.
+        admission = self.admission
+        opened = bill if bill.type is not None else None
+        bill_problem = admission.bill_problem(number, opened)
         refused: dict[str, str] = {}
-        # The bill's own optional parameters (bill open ``params``); the client adds
-        # alihealth.extra under them.  Read on every attempt: they never change after open.
-        extra = BillBook(outbox).platform_params(number)
-        plan = upload_plan(outbox, number, self._client.cfg.max_codes)
+        plan = None
+        if bill_problem is None:
+            plan = upload_plan(outbox, number, self._client.cfg.max_codes)
         by_part: dict[str, list[tuple[str, str]]] = defaultdict(list)
         for e in batch.events:
-            if not is_trace_code(e.code):
-                refused[e.event_id] = (
-                    f"not a 码上放心 trace code ({e.scheme}); the platform takes only "
-                    "20-digit codes starting with 8"
-                )
+            why = admission.refusal(e.scheme, bill_problem)
+            if why is not None:
+                refused[e.event_id] = why
                 continue
             part = plan.part_of(e.code) if plan is not None else None
             if plan is None or part is None or e.seq > plan.max_seq:
@@ -168,6 +154,13 @@ class AliHealthSink:
                 )
                 continue
             by_part[part.number].append((e.code, e.event_id))
+        if not by_part:
+            return BillPayload(number, refused=refused)
+        assert bill.type is not None  # no bill problem: it was opened with a type
+        from_id, to_id = admission.parties_of(bill)
+        # The bill's own optional parameters (bill open ``params``); the client adds
+        # alihealth.extra under them.  Read on every attempt: they never change after open.
+        extra = BillBook(outbox).platform_params(number)
         when = _parse_time(bill.closed_at) or datetime.now(UTC)
         uploads = tuple(
             (
@@ -346,6 +339,28 @@ class AliHealthSink:
                     for n in waiting
                 ],
             )
+
+
+def alihealth_admission(ent_id: str) -> Admission:
+    """What 码上放心 can take: 20-digit trace codes on an opened bill naming both parties.
+
+    The platform takes bills only (``uploadinoutbill``), of its own bill types
+    (``bill_types.toml``: 1xx into stock, 2xx out of stock, 3xx use), with the
+    shipping and receiving enterprises' ``ent_id``; ``ent_id`` (``alihealth.ent_id``)
+    is this enterprise's side.  Its codes are 20 digits starting with 8, which is
+    exactly the ``cn20`` scheme (:func:`~._protocol.is_trace_code`).
+    """
+    return Admission(
+        platform="码上放心",
+        schemes=frozenset({"cn20"}),
+        takes="20-digit trace codes",
+        bill_required=True,
+        bill_families=frozenset(code // 100 for code in bill_types()),
+        parties=frozenset({"from", "to"}),
+        own_party=ent_id,
+        party_id="ent_id",
+        own_party_setting="alihealth.ent_id",
+    )
 
 
 def _verdict(outcome: UploadResult) -> EventResult:
