@@ -38,7 +38,7 @@ from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
 from scanner_agent.outbox import Outbox, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
-from scanner_agent.sync import Gate, PlatformAlarms, Sink, SyncLoop, TraceApiClient
+from scanner_agent.sync import Admission, Gate, PlatformAlarms, Sink, SyncLoop, TraceApiClient
 
 if TYPE_CHECKING:
     from scanner_agent.metrics import MetricsServer
@@ -201,16 +201,22 @@ class Daemon:
         """The action of each source's scans."""
         return [action for action, _bill in self._routes.values()]
 
-    def _admit(self, bill: str) -> Gate:
-        """What the sink in use takes onto ``bill`` (asked by the intake before each commit).
+    @property
+    def admission(self) -> Admission:
+        """What the sink in use takes (docs/platforms.md, "What each sink takes").
 
-        Read from the running sink, not from the config: after a reload the rule
-        is always the one of the sink that sends (a new ``sync.protocol`` takes
-        effect, with its rule, at the restart that builds its sink).
+        The running sink's, never the config file's: after a reload it is always
+        the rule of the sink that sends (a new ``sync.protocol`` takes effect,
+        with its rule, at the restart that builds its sink).
         """
-        assert self._sink is not None
+        if self._sink is None:
+            raise RuntimeError("Failed to read the admission rule: the daemon has no sink yet")
+        return self._sink.admission
+
+    def _admit(self, bill: str) -> Gate:
+        """What the sink in use takes onto ``bill`` (asked by the intake before each commit)."""
         opened = self.desk.opened(bill) if self.desk is not None else None
-        return self._sink.admission.gate(bill, opened)
+        return self.admission.gate(bill, opened)
 
     def _seen(self, scan: RawScan, _result: Any, _outcome: ScanOutcome) -> None:
         self._last_scan_at[scan.source] = time.time()

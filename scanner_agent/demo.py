@@ -21,10 +21,18 @@ on ``q``); the summary follows.
   the site-wide ``alihealth.extra`` (``warehouse_id``), and are uploaded when
   it is closed.  Then two of its boxes are scanned onto a second sales bill,
   which the platform refuses (sold already) with its message.  GS1 codes are
-  refused by the sink before sending (码上放心 takes only its own codes).
+  NAKed at the scanner: the 码上放心 sink declares it takes only its own codes.
 * ``epcis``: the EPCIS 2.0 repository emulator (bearer token in a mode-0600
   file); two cn20 codes are unknown to it, so their events are refused with
   its reason.
+
+The verdict is honest about the good-read promise.  ``OK`` only when every
+accepted (ACKed) scan was delivered.  Scans the platform refused for reasons
+only it knows (a code it does not know, a box sold already) are listed with
+its reasons and the demo still succeeds: the agent could not have known.  A
+scan that was ACKed and later refused for a reason the agent knew at scan
+time (its sink's declared admission rule) breaks the promise: the verdict
+says so and the exit status is 1, as it is when scans are left unsettled.
 """
 
 from __future__ import annotations
@@ -42,10 +50,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from drivers.tcp import TcpSource
+from scanner_agent.bills import BillBook, BillError
+from scanner_agent.codes import parse_scan
 from scanner_agent.config import config_from_dict
 from scanner_agent.daemon import Daemon
-from scanner_agent.outbox import RowState
+from scanner_agent.outbox import Outbox, OutboxRow, RowState
 from scanner_agent.simulate import SimScan, simulate
+from scanner_agent.sync import Admission
 from scanner_agent.traceserver import TraceServerThread
 
 DEMO_TOKEN = "demo-token-not-secret"  # noqa: S105 - a loopback demo's throwaway token
@@ -69,6 +80,9 @@ class DemoSummary:
     """Rows the service already held for the same code, action and bill."""
     service_rejected: dict[str, int] = field(default_factory=dict)
     """Rows the service refused, by its reason (now dead letters)."""
+    acked_then_refused: dict[str, int] = field(default_factory=dict)
+    """Of those, rows refused for a reason the agent knew when it ACKed them (its sink's
+    admission rule, or its own parser), by reason: a broken good-read promise."""
     still_queued: int = 0
     service_events: int = 0
     """Events the service holds at the end (cross-check): Trace API events, EPCIS
@@ -82,7 +96,7 @@ class DemoSummary:
     seconds: float = 0.0
 
     @property
-    def ok(self) -> bool:
+    def settled(self) -> bool:
         """Everything accepted was settled and the service holds every delivered scan."""
         rejected = sum(self.service_rejected.values())
         return (
@@ -90,6 +104,24 @@ class DemoSummary:
             and self.delivered + rejected == self.accepted
             and self.service_events == self.delivered - self.service_duplicates
         )
+
+    @property
+    def verdict(self) -> str:
+        """``ok`` (every accepted scan delivered), ``platform_refused`` (the rest refused by
+        the platform for its own reasons), ``acked_then_refused`` (an ACKed scan refused for
+        a reason the agent knew) or ``incomplete`` (not settled, or not balanced)."""
+        if not self.settled:
+            return "incomplete"
+        if self.acked_then_refused:
+            return "acked_then_refused"
+        if self.service_rejected:
+            return "platform_refused"
+        return "ok"
+
+    @property
+    def ok(self) -> bool:
+        """The demo succeeded (exit 0): settled, and no ACKed scan refused for a known reason."""
+        return self.verdict in ("ok", "platform_refused")
 
 
 class _Progress:
@@ -240,13 +272,15 @@ async def run_demo(
     bill: bool = False,
     linger_s: float = 0.0,
     protocol: str = "trace-api",
+    on_ready: Callable[[Daemon], None] | None = None,
 ) -> DemoSummary:
     """Run the demo in ``workdir`` and return its summary.
 
     ``control_socket`` serves the control interface (for the TUI); ``bill``
     puts the scans on a demo bill with an expected list, closed after the
     last scan (always so for ``protocol = "alihealth"``: the platform takes
-    closed bills); ``linger_s`` keeps the daemon up that long after the end.
+    closed bills); ``linger_s`` keeps the daemon up that long after the end;
+    ``on_ready`` is called with the daemon once it runs (tests).
     """
     if protocol not in DEMO_PROTOCOLS:
         raise ValueError(f"unknown demo protocol {protocol!r}")
@@ -276,6 +310,8 @@ async def run_demo(
         await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             await task  # raises the start-up error
+        if on_ready is not None:
+            on_ready(daemon)
         assert source.bound is not None
         out.write(
             f"{service.name} on {service.url}, agent listening on "
@@ -305,15 +341,16 @@ async def run_demo(
         assert daemon.intake is not None
         outbox = daemon.thread.outbox
         settled = await daemon.thread.call(outbox.rows, limit=10 * count)
+        rejected = [r for r in settled if r.result == "rejected"]
+        known = await daemon.thread.call(_acked_then_refused, outbox, rejected, daemon.admission)
         summary = DemoSummary(
             scanned=daemon.intake.stats.scanned,
             accepted=daemon.intake.stats.accepted,
             refused=dict(sorted(daemon.intake.stats.refused.items())),
             delivered=stats.counts.get(RowState.DELIVERED, 0),
             service_duplicates=sum(1 for r in settled if r.result == "duplicate"),
-            service_rejected=dict(
-                Counter(r.reason or "" for r in settled if r.result == "rejected")
-            ),
+            service_rejected=dict(Counter(r.reason or "" for r in rejected)),
+            acked_then_refused=known,
             still_queued=stats.backlog,
             service_events=service.held(),
             protocol=protocol,
@@ -330,6 +367,34 @@ async def run_demo(
         await task
     summary.seconds = round(time.monotonic() - started, 2)
     return summary
+
+
+def _acked_then_refused(
+    outbox: Outbox, rejected: list[OutboxRow], admission: Admission
+) -> dict[str, int]:
+    """Outbox thread: the refused rows the agent could have NAKed, by reason.
+
+    A row counts when the sink's admission rule refuses it (its scheme, or its
+    bill as opened: a default bill counts as none) or the agent's own parser
+    refuses its raw frame: both were known when the scan was ACKed.
+    """
+    book = BillBook(outbox)
+    bills: dict[str, str | None] = {}
+    out: Counter[str] = Counter()
+    for row in rejected:
+        if row.bill not in bills:
+            try:
+                bill = book.get(row.bill)
+                opened = bill if bill.type is not None else None
+            except BillError:
+                opened = None
+            bills[row.bill] = admission.bill_problem(row.bill, opened)
+        why = admission.refusal(row.scheme, bills[row.bill])
+        if why is None and not parse_scan(row.raw).valid:
+            why = f"the agent's parser refuses it: {parse_scan(row.raw).reason}"
+        if why is not None:
+            out[row.reason or why] += 1
+    return dict(out)
 
 
 async def _wait_for_status(daemon: Daemon, numbers: list[str], timeout_s: float = 3.0) -> None:
@@ -425,6 +490,9 @@ def format_summary(s: DemoSummary) -> str:
         + ("" if s.protocol == "trace-api" else "  (the platform's reason, or the sink's)"),
     ]
     lines += [f"    {n:>4}  {reason}" for reason, n in s.service_rejected.items()]
+    if s.acked_then_refused:
+        lines.append("  ACKed, then refused for a reason the agent knew at scan time")
+        lines += [f"    {n:>4}  {reason}" for reason, n in s.acked_then_refused.items()]
     if s.bills:
         lines.append("  bills (bill log)")
         lines += [f"    {line}" for line in s.bills]
@@ -432,9 +500,32 @@ def format_summary(s: DemoSummary) -> str:
         f"  still queued       {s.still_queued}",
         f"  service holds      {s.service_events} {held}",
         f"  time               {s.seconds} s",
-        f"  result             {'OK: every accepted scan is settled' if s.ok else 'INCOMPLETE'}",
+        f"  result             {verdict_line(s)}",
     ]
     return "\n".join(lines)
+
+
+def verdict_line(s: DemoSummary) -> str:
+    """The verdict in words: what happened to the accepted scans, and whether that was fine."""
+    refused = sum(s.service_rejected.values())
+    if s.verdict == "ok":
+        return f"OK: all {s.accepted} accepted scans were delivered"
+    if s.verdict == "platform_refused":
+        return (
+            f"SETTLED: {s.delivered} of {s.accepted} accepted scans delivered, {refused} "
+            "refused by the platform for its own reasons (above), none of them known at "
+            "scan time"
+        )
+    if s.verdict == "acked_then_refused":
+        known = sum(s.acked_then_refused.values())
+        return (
+            f"FAILED: {known} scans were ACKed, then refused for a reason the agent knew "
+            "at scan time (above): they should have been NAKed at the scanner"
+        )
+    return (
+        f"INCOMPLETE: {s.still_queued} still queued; {s.delivered} delivered and {refused} "
+        f"refused of {s.accepted} accepted, the service holding {s.service_events}"
+    )
 
 
 def _run_plain(count: int, workdir: Path, protocol: str = "trace-api") -> DemoSummary:
@@ -487,7 +578,8 @@ def _run_with_tui(count: int, workdir: Path, protocol: str = "trace-api") -> Dem
 def main(
     count: int = 300, *, keep: str | None = None, as_json: bool = False, protocol: str = "trace-api"
 ) -> int:
-    """Entry point for ``scanner-agent demo``; exit status 0 when the demo balanced."""
+    """Entry point for ``scanner-agent demo``; exit status 0 when every accepted scan was
+    settled and none was refused for a reason the agent knew when it ACKed it."""
     live = sys.stdout.isatty() and not as_json and _tui_available()
     run = _run_with_tui if live else _run_plain
     if keep:
@@ -498,7 +590,12 @@ def main(
         with tempfile.TemporaryDirectory(prefix="scanner-agent-demo-") as tmp:
             summary = run(count, Path(tmp), protocol)
     if as_json:
-        print(json.dumps({**asdict(summary), "ok": summary.ok}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {**asdict(summary), "ok": summary.ok, "verdict": summary.verdict},
+                ensure_ascii=False,
+            )
+        )
     else:
         print(format_summary(summary))
     return 0 if summary.ok else 1

@@ -237,6 +237,9 @@ def test_demo_balances_every_accepted_scan(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["ok"] is True
+    # Two codes the service does not know: refused for its own reasons, so not "OK".
+    assert summary["verdict"] == "platform_refused"
+    assert summary["acked_then_refused"] == {}
     assert summary["scanned"] == 200
     assert summary["still_queued"] == 0
     assert summary["accepted"] + sum(summary["refused"].values()) == 200
@@ -255,13 +258,18 @@ def test_demo_against_the_alihealth_emulator_uploads_the_closed_bills(tmp_path: 
     assert "码上放心 gateway emulator on http://127.0.0.1:" in proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["ok"] is True
+    assert summary["verdict"] == "platform_refused"
+    assert summary["acked_then_refused"] == {}
     assert summary["protocol"] == "alihealth"
     assert summary["scanned"] == 62  # 60, then two boxes of the first bill sold again
     assert summary["still_queued"] == 0
     assert summary["delivered"] == summary["service_events"] > 0
+    # GS1 codes are NAKed at the scanner (码上放心 takes only its own codes), not ACKed.
+    assert summary["refused"]["码上放心 takes only 20-digit trace codes"] > 0
     rejected = summary["service_rejected"]
-    assert any(r.startswith("not a 码上放心 trace code (gs1)") for r in rejected)
-    (refused,) = [r for r in rejected if "追溯码已销售出库" in r]
+    # What the platform refused afterwards is only what it alone could know: a resale.
+    assert list(rejected) == [r for r in rejected if "追溯码已销售出库" in r]
+    (refused,) = rejected
     assert rejected[refused] == 2
     uploaded, resale = (line for line in summary["bills"] if ": deal_status" not in line)
     assert " accepted SUCCESS" in uploaded
@@ -278,6 +286,8 @@ def test_demo_against_the_epcis_emulator_balances(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["ok"] is True
+    assert summary["verdict"] == "platform_refused"
+    assert summary["acked_then_refused"] == {}
     assert summary["protocol"] == "epcis"
     assert summary["scanned"] == 60
     assert summary["still_queued"] == 0
