@@ -26,7 +26,7 @@ from scanner_agent.outbox import RowState
 from scanner_agent.platforms.epcis_emulator import EpcisEmulator
 from scanner_agent.sync import LinkState
 from tests.conftest import RunningAgent
-from tests.sync.conftest import FAST_SYNC, codes, free_port, scan_all, wait_until
+from tests.sync.conftest import FAST_SYNC, acks, codes, free_port, scan_all, wait_until
 
 TOKEN = "epcis-token-1"
 READ_POINT = "urn:epc:id:sgln:0614141.00777.0"
@@ -286,10 +286,11 @@ async def test_a_code_without_an_epc_uri_is_refused_at_the_scanner(
     gs1 = "(01)06901234567892(17)280500(10)4711(21)ABC123"
     scanned = codes(62, 3)
     replies = await agent.scan(*scanned, "MA.156.M0.100001.0001", gs1)
-    assert replies[:3] == [f"ACK {c}" for c in scanned]
-    assert replies[3].startswith("NAK MA.156.M0.100001.0001 "), replies[3]
-    assert "EPCIS takes only GS1 and 20-digit trace codes" in replies[3]
-    assert replies[4] == f"ACK {gs1}"
+    assert replies[:3] == acks(*scanned)
+    assert replies[3] == (
+        "NAK MA.156.M0.100001.0001\tinvalid\tEPCIS takes only GS1 and 20-digit trace codes"
+    )
+    assert replies[4].startswith("ACK "), replies[4]
     await agent.drained()
     assert await rows(agent, state=RowState.REJECTED.value) == []
     assert len(stored(repo)) == 4
