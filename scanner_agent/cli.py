@@ -230,18 +230,24 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_queue_export(args: argparse.Namespace) -> int:
-    """Export every row (JSON lines or CSV) for audit."""
+    """Export every readable row (JSON lines or CSV) for audit; report the damaged ones.
+
+    Each row is decoded and checksum-verified alone, so a damaged row never
+    stops the export: it is left out of the output and named on stderr (seq,
+    problem, its bytes in hex), and the exit status is 1.
+    """
     from scanner_agent.outbox import OutboxRow
 
     fields = [f.name for f in dataclasses.fields(OutboxRow)]
     writer = csv.DictWriter(sys.stdout, fieldnames=fields) if args.format == "csv" else None
+    damaged = 0
     with _read_outbox(args) as outbox:
         if writer:
             writer.writeheader()
         after = 0
         while True:
-            rows = outbox.rows(after_seq=after, limit=5000)
-            if not rows:
+            rows, bad = outbox.export_page(after_seq=after, limit=5000)
+            if not rows and not bad:
                 break
             for r in rows:
                 d = dataclasses.asdict(r)
@@ -249,8 +255,57 @@ def cmd_queue_export(args: argparse.Namespace) -> int:
                     writer.writerow(d)
                 else:
                     _print_json(d)
-            after = rows[-1].seq
+            for b in bad:
+                print(
+                    f"damaged row seq {b.seq} not exported: {b.problem}; bytes {b.content.hex()}",
+                    file=sys.stderr,
+                )
+            damaged += len(bad)
+            after = max(x.seq for x in (*rows, *bad))
+    if damaged:
+        print(
+            f"{damaged} damaged rows not exported (quarantined or failing their checksum); "
+            "see docs/operations.md, 'Damaged outbox'",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def cmd_queue_salvage(args: argparse.Namespace) -> int:
+    """Recover the owed scans of a damaged outbox file (never written) into the live outbox.
+
+    Exit status 0 when every row read back intact, 1 when damaged rows or
+    unreadable stretches were found (the report names them), 2 on error.
+    """
+    import sqlite3
+
+    source = Path(args.file)
+    if not source.is_file():
+        raise ScannerAgentError(f"Failed to salvage {str(source)!r}: no such file")
+    with _open_outbox(args) as outbox:
+        try:
+            report = outbox.salvage(source, dry_run=args.dry_run)
+        except (ValueError, sqlite3.Error) as exc:
+            raise ScannerAgentError(f"Failed to salvage {str(source)!r}: {exc}") from exc
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        verb = "would recover" if args.dry_run else "recovered"
+        print(f"{source}: {verb} {report.recovered} scans into {outbox.path}")
+        print(f"  rows read        {report.rows_read}")
+        print(
+            f"  owed             {report.owed} (already held: {report.already_held}, "
+            f"without checksum: {report.unverified})"
+        )
+        print(f"  settled          {report.settled}   removed {report.removed}")
+        print(f"  damaged rows     {len(report.damaged)}")
+        for d in report.damaged:
+            print(f"    seq {d['seq']}: {d['problem']}; bytes {d['content_hex']}")
+        print(f"  unreadable       {len(report.unreadable)}")
+        for u in report.unreadable:
+            print(f"    after seq {u['after_seq']} (resumed at {u['resumed_at']}): {u['error']}")
+    return 1 if report.damaged or report.unreadable else 0
 
 
 # -- wiring --------------------------------------------------------------------
@@ -322,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--state",
         choices=[s.value for s in RowState],
-        help="only rows in this state (held: its bill is open; removed: taken off its bill)",
+        help="only rows in this state (held: its bill is open; removed: taken off its bill; quarantined: damaged on disk)",
     )
     p.add_argument("--code")
     p.add_argument("--bill")
@@ -333,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help='print {"requeued": N}')
     p = qadd("export", cmd_queue_export, "Export every row for audit.")
     p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    p = qadd(
+        "salvage",
+        cmd_queue_salvage,
+        "Recover the readable scans still owed from a damaged outbox file into the live one.",
+    )
+    p.add_argument("file", help="the damaged file (e.g. outbox.db.corrupt-<time>); only read")
+    p.add_argument("--dry-run", action="store_true", help="count what would be recovered")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     # Feature modules add their own commands; each exposes register(add) -> None.
     for module in EXTENSIONS:

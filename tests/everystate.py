@@ -13,6 +13,7 @@ from pathlib import Path
 
 from scanner_agent.bills import BillBook
 from scanner_agent.outbox import EventResult, NewScan, Outbox, uuid7
+from tests.outbox.damage import damage_code
 
 DEVICE = "test-dock"
 """The device id of the scans and bills (``make_config``'s)."""
@@ -55,8 +56,18 @@ def _scan(n: int, bill: str) -> NewScan:
 
 def build(path: Path) -> EveryState:
     """Write the file at ``path`` (closed again when this returns)."""
+    # Quarantined: a closed bill's scan whose code changed on disk (one byte), found by the
+    # lease's checksum check.
+    damaged = _scan(16, "SO-DAMAGED")
     with Outbox.open(path) as box:
         book = BillBook(box)
+        book.open("SO-DAMAGED", 201, device_id=DEVICE, action="ship")
+        box.enqueue_many([damaged])
+        book.close("SO-DAMAGED")
+    damage_code(path, damaged, value=ord("9"))
+    with Outbox.open(path) as box:
+        book = BillBook(box)
+        assert box.lease(100) is None
         # Settled: a default bill's scans and two closed bills' scans in one batch.
         book.open("SO-PART", 201, device_id=DEVICE, action="ship")
         box.enqueue_many([_scan(4, "SO-PART"), _scan(5, "SO-PART")])
@@ -105,6 +116,7 @@ def build(path: Path) -> EveryState:
             "delivered": 4,  # 1, 2, 4, 6
             "rejected": 2,  # 3, 5
             "removed": 4,  # 10, 12, 14, 15
+            "quarantined": 1,  # 16
         },
         bills={
             "SO-PART": "partly_rejected",
@@ -112,6 +124,7 @@ def build(path: Path) -> EveryState:
             "SO-OWED": "closed",
             "SO-EMPTY": "empty",
             "SO-OPEN": "open",
+            "SO-DAMAGED": "partly_rejected",
             DEFAULT_BILL: "default",
         },
         bill_counts={
@@ -120,6 +133,7 @@ def build(path: Path) -> EveryState:
             "SO-OWED": {"pending": 1},
             "SO-EMPTY": {"removed": 1},
             "SO-OPEN": {"held": 1, "removed": 2},
+            "SO-DAMAGED": {"quarantined": 1},
             DEFAULT_BILL: {
                 "delivered": 2,
                 "rejected": 1,

@@ -28,7 +28,7 @@ from scanner_agent.control import ControlClient
 from scanner_agent.outbox import Outbox
 from tests.everystate import DEFAULT_BILL, EveryState, build
 
-STATES = ("pending", "held", "in_flight", "delivered", "rejected", "removed")
+STATES = ("pending", "held", "in_flight", "delivered", "rejected", "removed", "quarantined")
 """The row states the file holds (each reader must report all of them)."""
 
 

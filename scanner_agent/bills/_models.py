@@ -41,6 +41,8 @@ class BillTotals:
     """Of the delivered, the service already had the code under another event."""
     rejected: int = 0
     """The service refused them (dead letters, reason kept)."""
+    quarantined: int = 0
+    """Damaged on disk and taken out of delivery (never sent; see docs/outbox.md)."""
 
 
 @dataclass(frozen=True, slots=True)

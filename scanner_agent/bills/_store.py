@@ -166,6 +166,7 @@ class BillBook:
             delivered=counts[RowState.DELIVERED],
             duplicate=counts["duplicate"],
             rejected=counts[RowState.REJECTED],
+            quarantined=counts[RowState.QUARANTINED],
         )
 
     def get(self, number: str) -> Bill:

@@ -3,6 +3,7 @@
 See :mod:`scanner_agent.outbox._store` for the design and ``docs/outbox.md``.
 """
 
+from scanner_agent.outbox._damage import DamagedRow, QuarantinedRow
 from scanner_agent.outbox._ids import uuid7, uuid7_many
 from scanner_agent.outbox._models import (
     Batch,
@@ -42,12 +43,14 @@ __all__ = [
     "Batch",
     "BatchEvent",
     "BillState",
+    "DamagedRow",
     "EnqueueResult",
     "EnqueueStatus",
     "EventResult",
     "NewScan",
     "Outbox",
     "OutboxRow",
+    "QuarantinedRow",
     "QueueStats",
     "RejectRecord",
     "RowState",

@@ -13,6 +13,8 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from scanner_agent.outbox._checksum import CHECKED_FIELDS, text_checksum
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[int, str, Migration]] = []
 
@@ -252,22 +254,8 @@ def _checks_without_in_lists(db: sqlite3.Connection) -> None:
     # such changes (lang_altertable.html, "making other kinds of table schema changes"):
     # edit the table's CREATE text in sqlite_schema and bump schema_version, in this
     # migration's transaction.  No table rebuild, whatever the file's size.
-    (sql,) = db.execute(
-        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'scans'"
-    ).fetchone()
     for old, new in _CHECKS_WITHOUT_IN_LISTS:
-        if sql.count(old) != 1:
-            raise sqlite3.DatabaseError(f"scans table has an unexpected definition: no {old!r}")
-        sql = sql.replace(old, new)
-    (version,) = db.execute("PRAGMA schema_version").fetchone()
-    db.execute("PRAGMA writable_schema = ON")
-    try:
-        db.execute(
-            "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'scans'", (sql,)
-        )
-        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
-    finally:
-        db.execute("PRAGMA writable_schema = OFF")
+        _edit_scans_sql(db, old, new)
 
 
 @migration(7, "refusals aggregated")
@@ -280,6 +268,74 @@ def _rejects_aggregated(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE rejects ADD COLUMN last_at TEXT")
     db.execute("ALTER TABLE rejects ADD COLUMN agg_key TEXT")
     db.execute("CREATE UNIQUE INDEX rejects_key ON rejects (agg_key)")
+
+
+_STATE_CHECK = _CHECKS_WITHOUT_IN_LISTS[0][1]
+"""The state CHECK as migration 6 left it."""
+
+
+@migration(8, "row checksums and quarantine")
+def _checksums(db: sqlite3.Connection) -> None:
+    # Every row carries a CRC-32 of its captured fields (scanner_agent/outbox/_checksum.py),
+    # checked when it is leased or exported; a row that fails it, or cannot be decoded, is
+    # quarantined: its state says so and its bytes are kept.  Rows still owed to the service
+    # get their checksum now (as read now: damage done before cannot be seen); delivered and
+    # dead-letter rows keep NULL, which is never checked.  The state CHECK gains the new
+    # state by editing the table's CREATE text, as in migration 6.
+    db.execute("ALTER TABLE scans ADD COLUMN crc INTEGER")
+    # Read as bytes: a row that is not UTF-8 already must not stop the upgrade (it keeps
+    # NULL here, and is quarantined when read).
+    db.text_factory = bytes
+    try:
+        rows = db.execute(
+            f"SELECT seq, {', '.join(CHECKED_FIELDS)} FROM scans "  # noqa: S608 (constants)
+            "WHERE state = 'pending' OR state = 'in_flight'"
+        ).fetchall()
+    finally:
+        db.text_factory = str
+    sums = []
+    for seq, *values in rows:
+        try:
+            text = [v.decode() if isinstance(v, bytes) else v for v in values]
+        except UnicodeDecodeError:
+            continue
+        sums.append((text_checksum(text), seq))
+    db.executemany("UPDATE scans SET crc = ? WHERE seq = ?", sums)
+    db.execute(
+        """
+        CREATE TABLE quarantine (
+            seq          INTEGER PRIMARY KEY,                -- the scans row (state 'quarantined')
+            found_at     TEXT NOT NULL,
+            problem      TEXT NOT NULL,                      -- what was wrong with it
+            content      BLOB NOT NULL                       -- every column's bytes, as found
+        )
+        """
+    )
+    _edit_scans_sql(db, _STATE_CHECK, _STATE_CHECK[:-1] + " OR state = 'quarantined')")
+
+
+def _edit_scans_sql(db: sqlite3.Connection, old: str, new: str) -> None:
+    """Replace ``old`` by ``new`` in the scans table's CREATE text (SQLite's documented way).
+
+    For changes that leave what is stored as it is (lang_altertable.html, "making other
+    kinds of table schema changes"): edit the text in sqlite_schema and bump
+    schema_version, in the caller's transaction.  No table rebuild, whatever the file's size.
+    """
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'scans'"
+    ).fetchone()
+    if sql.count(old) != 1:
+        raise sqlite3.DatabaseError(f"scans table has an unexpected definition: no {old!r}")
+    (version,) = db.execute("PRAGMA schema_version").fetchone()
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = 'scans'",
+            (sql.replace(old, new),),
+        )
+        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
 
 
 def current_version(db: sqlite3.Connection) -> int:

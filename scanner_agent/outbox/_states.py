@@ -59,6 +59,9 @@ class RowState(enum.StrEnum):
     """Dead letter: the service refused it; kept with the reason, re-sendable."""
     REMOVED = "removed"
     """Taken off its bill (``bill undo``/``remove``): kept for audit, never sent."""
+    QUARANTINED = "quarantined"
+    """Damaged on disk (not UTF-8, a failed checksum, an impossible state): never sent,
+    kept with its bytes in the ``quarantine`` table (docs/outbox.md, "Damaged rows")."""
 
 
 STORED_STATES: tuple[RowState, ...] = (
@@ -66,8 +69,9 @@ STORED_STATES: tuple[RowState, ...] = (
     RowState.IN_FLIGHT,
     RowState.DELIVERED,
     RowState.REJECTED,
+    RowState.QUARANTINED,
 )
-"""The values the ``scans.state`` column holds (its CHECK rule)."""
+"""The values the ``scans.state`` column holds (its CHECK rule; quarantined since migration 8)."""
 
 BACKLOG_STATES: frozenset[RowState] = frozenset(
     {RowState.PENDING, RowState.HELD, RowState.IN_FLIGHT}
@@ -89,6 +93,7 @@ _CONDITIONS: dict[RowState, str] = {
     RowState.IN_FLIGHT: "{t}state = 'in_flight' AND {t}removed = 0",
     RowState.DELIVERED: "{t}state = 'delivered' AND {t}removed = 0",
     RowState.REJECTED: "{t}state = 'rejected' AND {t}removed = 0",
+    RowState.QUARANTINED: "{t}state = 'quarantined' AND {t}removed = 0",
 }
 """Each state's condition on a ``scans`` row; ``{t}`` is the table's qualifier.  They are
 mutually exclusive and, over the stored states, cover every row (tests/outbox/test_states.py)."""
@@ -101,6 +106,7 @@ _CASE_ORDER = (
     RowState.IN_FLIGHT,
     RowState.REJECTED,
     RowState.REMOVED,
+    RowState.QUARANTINED,
 )
 """The conditions exclude each other, so their order in the CASE only sets its cost: the
 delivered rows kept for audit, the bulk of a file, are decided by the first test."""
@@ -186,7 +192,8 @@ class BillState(enum.StrEnum):
     DELIVERED = "delivered"
     """Closed, and the service holds every scan."""
     PARTLY_REJECTED = "partly_rejected"
-    """Closed and settled, but the service refused one or more scans (dead letters)."""
+    """Closed and settled, but the service refused one or more scans (dead letters), or
+    one or more were quarantined as damaged on disk: the service does not hold them all."""
     EMPTY = "empty"
     """Closed with no scans on it (none taken, or every one taken off again): nothing was sent."""
     DEFAULT = "default"
@@ -203,6 +210,6 @@ def bill_state(stored: str | None, counts: Mapping[str, int]) -> BillState:
         return BillState.CLOSED
     if not any(n for s, n in counts.items() if s != RowState.REMOVED):
         return BillState.EMPTY
-    if counts.get(RowState.REJECTED, 0):
+    if counts.get(RowState.REJECTED, 0) or counts.get(RowState.QUARANTINED, 0):
         return BillState.PARTLY_REJECTED
     return BillState.DELIVERED

@@ -23,6 +23,7 @@ single dedicated thread so the event loop never blocks on fsync.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -37,9 +38,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, NamedTuple, get_args, get_type_hints
 
 from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
+from scanner_agent.outbox._checksum import CHECKED_FIELDS, flat_params, text_checksum
+from scanner_agent.outbox._damage import (
+    DamagedRow,
+    QuarantinedRow,
+    RowRead,
+    quarantine,
+    read_rows,
+)
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import (
     WIRE_FIELDS,
@@ -61,6 +70,7 @@ from scanner_agent.outbox._rejects import (
     prune_rejects,
     record_rejects,
 )
+from scanner_agent.outbox._salvage import SalvageReport, salvage
 from scanner_agent.outbox._schema import SCHEMA_VERSION, current_version, migrate
 from scanner_agent.outbox._states import (
     SENDABLE,
@@ -70,21 +80,30 @@ from scanner_agent.outbox._states import (
     row_state_sql,
     row_state_where,
 )
-from scanner_agent.sqlrows import max_rows, padded_params, select_list, values_clause
+from scanner_agent.sqlrows import NULL, max_rows, select_list, size_class, values_clause
 
 log = logging.getLogger(__name__)
 
-_WIDTH = len(NewScan._fields)
+_WIDTH = len(NewScan._fields) + 1
+"""Parameters per inserted row: a :class:`NewScan`'s fields, then its checksum."""
 _ROWS_PER_STATEMENT = max_rows(_WIDTH)
-"""Rows per multi-row INSERT: 2,176 of 15 values, within SQLite's parameter limit, and more
+"""Rows per multi-row INSERT: 1,984 of 16 values, within SQLite's parameter limit, and more
 than ``outbox.commit_max_rows`` (1,024 by default), so a full group is still one statement."""
+
+
+def _group_params(scans: Sequence[NewScan]) -> tuple[int, list[object]]:
+    """The size class for ``scans`` and their parameters with checksums, padded (see sqlrows)."""
+    size = size_class(len(scans))
+    params = flat_params(scans)
+    params += [NULL] * (_WIDTH * (size - len(scans)))
+    return size, params
 
 
 @functools.cache
 def _insert_sql(rows: int, reject_duplicates: bool) -> str:
-    """One INSERT for ``rows`` VALUES rows, each a :class:`NewScan`'s fields in order.
+    """One INSERT for ``rows`` VALUES rows, each a :class:`NewScan`'s fields in order and its checksum.
 
-    Each scan's tuple is bound as one flat list in a size class padded with
+    Each scan's tuple and checksum (:func:`~scanner_agent.outbox._checksum.flat_params`) is bound as one flat list in a size class padded with
     empty rows, its ``None`` fields as ``''`` turned back into NULL by the
     statement (:mod:`scanner_agent.sqlrows`).  The duplicate
     check is the unique index on (code, bill, action, dup_guard): ``dup_guard``
@@ -92,7 +111,7 @@ def _insert_sql(rows: int, reject_duplicates: bool) -> str:
     action; NULL (the check off) never conflicts.  The VALUES filter also lets
     an INSERT … SELECT carry an upsert clause.
     """
-    names = NewScan._fields
+    names = (*NewScan._fields, "crc")
     cols = select_list(len(names), NULLABLE_SCAN_FIELDS)
     guard = "0" if reject_duplicates else "NULL"
     return (
@@ -137,6 +156,9 @@ def _all_queued(scans: Sequence[NewScan], first_seq: int) -> list[EnqueueResult]
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
+
+_DAMAGE_ROUNDS = 20
+"""Reads a lease may retry after quarantining what the previous one found damaged."""
 
 _BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for a lock held by another connection or process."""
@@ -205,10 +227,26 @@ _WIRE_EVENT = "json_object(" + ", ".join(f"'{c}', {c}" for c in WIRE_FIELDS) + "
 """SQL for one event as :meth:`BatchEvent.to_wire` writes it."""
 
 
-def _lease_rows(
-    db: sqlite3.Connection, sql: str, params: Sequence[object]
-) -> tuple[list[list[Any]], str]:
-    """The events selected by ``sql`` and the same events as wire JSON, in one step.
+_CHECK_ROW = f"json_array(seq, crc, {', '.join(CHECKED_FIELDS)})"
+"""SQL for what a row's checksum is verified against: seq, the stored checksum, the fields."""
+
+
+class _Lease(NamedTuple):
+    """What :func:`_lease_rows` read: event rows and their wire JSON, or the damaged rows."""
+
+    rows: list[list[Any]]
+    wire: str
+    damaged: list[DamagedRow]
+
+
+def _lease_rows(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> _Lease:
+    """The events selected by ``sql`` (a ``SELECT *`` of scans) and their wire JSON, in one step.
+
+    Every row's checksum is verified (issue 16: a flipped byte was delivered as
+    another code).  When a row fails it, or a text is not UTF-8 (which fails the
+    whole query), the selected rows are read again one by one
+    (:func:`~scanner_agent.outbox._damage.read_rows`) and the damaged ones are
+    returned instead of events, for the caller to quarantine before it reads again.
 
     Why not ``fetchall()``: each fetched row is one ``sqlite3_step``, and each
     step gives the GIL up and must win it back, which behind a busy event loop
@@ -220,19 +258,31 @@ def _lease_rows(
     order (never seen), they are sorted and the wire array is rendered again
     from them.
     """
-    found = db.execute(
-        f"SELECT json_group_array(json_array({_EVENT_COLUMNS})), "
-        f"json_group_array({_WIRE_EVENT}) FROM ({sql})",
-        params,
-    ).fetchone()
+    try:
+        found = db.execute(
+            f"SELECT json_group_array(json_array({_EVENT_COLUMNS})), "
+            f"json_group_array({_WIRE_EVENT}), json_group_array({_CHECK_ROW}) FROM ({sql})",
+            params,
+        ).fetchone()
+    except sqlite3.OperationalError:  # "Could not decode to UTF-8": find the rows
+        damaged = read_rows(db, f"seq IN (SELECT seq FROM ({sql}))", params).damaged
+        if not damaged:
+            raise
+        return _Lease([], "[]", damaged)
     if not found or not found[0]:
-        return [], "[]"
+        return _Lease([], "[]", [])
+    bad = [c[0] for c in json.loads(found[2]) if c[1] is not None and c[1] != text_checksum(c[2:])]
+    if bad:
+        damaged = read_rows(db, f"seq IN ({', '.join('?' * len(bad))})", bad).damaged
+        if len(damaged) != len(bad):  # the two reads disagree: never send what failed
+            raise OutboxError(f"rows {bad} failed their checksum but read back intact")
+        return _Lease([], "[]", damaged)
     rows: list[list[Any]] = json.loads(found[0])
     wire = str(found[1])
     if any(rows[i][0] >= rows[i + 1][0] for i in range(len(rows) - 1)):
         rows.sort(key=itemgetter(0))
         wire = "[" + ",".join(_wire_json(r) for r in rows) + "]"
-    return rows, wire
+    return _Lease(rows, wire, [])
 
 
 def _wire_json(row: Sequence[Any]) -> str:
@@ -249,6 +299,16 @@ def _fit(rows: Sequence[Sequence[Any]], max_bytes: int) -> int:
             break
         keep += 1
     return keep
+
+
+def _outbox_row(row: Mapping[str, Any]) -> OutboxRow:
+    """An :class:`OutboxRow` from a row read by :func:`~scanner_agent.outbox._damage.read_rows`."""
+    return OutboxRow(
+        **{
+            f.name: row["row_state" if f.name == "state" else f.name]
+            for f in dataclasses.fields(OutboxRow)
+        }
+    )
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -288,6 +348,9 @@ class Outbox:
         self._closed = False
         self._changes_at_checkpoint = -1
         """The writer's ``total_changes`` when :meth:`checkpoint` last ran (-1: never)."""
+        self._quarantined: dict[int, str] = {}
+        """Rows quarantined since open, and why (for the alarm)."""
+        self._quarantine_alarm: str | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -744,7 +807,7 @@ class Outbox:
                 return None
             n = len(scans)
             try:
-                rows, params = padded_params(scans, _WIDTH)
+                rows, params = _group_params(scans)
                 cur = self._db.execute(_insert_sql(rows, reject_duplicates), params)
             except sqlite3.Error as exc:
                 raise self._map(exc, "write") from exc
@@ -788,7 +851,7 @@ class Outbox:
     ) -> list[EnqueueResult]:
         """Insert one chunk in a single statement inside the caller's transaction."""
         n = len(chunk)
-        rows, params = padded_params(chunk, _WIDTH)
+        rows, params = _group_params(chunk)
         cur = db.execute(_insert_sql(rows, reject_duplicates), params)
         if cur.rowcount == n and cur.lastrowid is not None:
             return _all_queued(chunk, cur.lastrowid - n + 1)
@@ -852,6 +915,39 @@ class Outbox:
             return
         record_rejects(db, refused, self.rejects_max_rows)
 
+    def add_salvaged(self, scans: Sequence[NewScan], *, dry_run: bool = False) -> tuple[int, int]:
+        """Queue scans recovered from another outbox file, unless already held; (added, held).
+
+        The ``event_id`` is the key: a scan whose id this outbox holds (in any
+        state, delivered included) is not added again, so salvaging twice adds
+        nothing.  Added scans are pending; the duplicate check is off for them
+        (a code scanned again since is a second capture, and the service keys
+        on the event id).  ``dry_run`` counts without writing.
+        """
+        unique = list({s.event_id: s for s in scans}.values())
+        with self.atomic() as db:
+            held: set[str] = set()
+            for start in range(0, len(unique), 900):
+                part = [s.event_id for s in unique[start : start + 900]]
+                held.update(
+                    str(r[0])
+                    for r in db.execute(
+                        f"SELECT event_id FROM scans WHERE event_id IN ({', '.join('?' * len(part))})",
+                        part,
+                    )
+                )
+            new = [s for s in unique if s.event_id not in held]
+            if not dry_run:
+                for start in range(0, len(new), _ROWS_PER_STATEMENT):
+                    self._insert_chunk(
+                        db, new[start : start + _ROWS_PER_STATEMENT], [], reject_duplicates=False
+                    )
+        return len(new), len(held)
+
+    def salvage(self, source: str | Path, *, dry_run: bool = False) -> SalvageReport:
+        """Recover the readable scans still owed from another outbox file (see ``_salvage``)."""
+        return salvage(Path(source), self, dry_run=dry_run)
+
     # -- delivery ----------------------------------------------------------
 
     def lease(
@@ -868,51 +964,107 @@ class Outbox:
         """
         now = time.time()
         with self.atomic() as db:
-            row = db.execute(
-                "SELECT batch_id, attempts, first_seq, last_seq FROM batches "
-                "WHERE lease_until <= ? ORDER BY rowid LIMIT 1",
-                (now,),
-            ).fetchone()
-            if row is not None:
-                batch_id, attempts = str(row[0]), int(row[1])
-                span = (int(row[2]), int(row[3]), batch_id)
-                db.execute(
-                    "UPDATE batches SET lease_until = ?, attempts = attempts + 1 WHERE batch_id = ?",
-                    (now + lease_s, batch_id),
-                )
-                events, wire = _lease_rows(
-                    db,
-                    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_IN_BATCH} ORDER BY seq",
-                    span,
-                )
-                if events:
-                    return Batch(batch_id, tuple(map(BatchEvent._make, events)), attempts + 1, wire)
-                # Every row of it was settled some other way: the batch is spent.
-                db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
-            pending = (
-                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_PENDING} AND {_SENDABLE} "
-                "ORDER BY seq LIMIT ?"
+            for _ in range(_DAMAGE_ROUNDS):
+                batch = self._lease_in(db, now, limit, lease_s, max_bytes)
+                if not isinstance(batch, list):
+                    return batch
+                self._quarantine(db, batch)
+            raise OutboxError(
+                f"Failed to lease from outbox {str(self.path)!r}: damaged rows found in "
+                f"{_DAMAGE_ROUNDS} reads in a row"
             )
-            rows, wire = _lease_rows(db, pending, (limit,))
-            if not rows:
-                return None
-            if max_bytes is not None and len(wire.encode()) > max_bytes:
-                # Rare (2,500 cn20 events are about 0.6 MB): keep the events that fit,
-                # at least one however large, and render just those.
-                rows, wire = _lease_rows(db, pending, (_fit(rows, max_bytes),))
-            batch_id = uuid7()
-            last_seq = int(rows[-1][0])
+
+    def _lease_in(
+        self,
+        db: sqlite3.Connection,
+        now: float,
+        limit: int,
+        lease_s: float,
+        max_bytes: int | None,
+    ) -> Batch | list[DamagedRow] | None:
+        """One try of :meth:`lease` in its transaction: the batch, or the damaged rows it met."""
+        row = db.execute(
+            "SELECT batch_id, attempts, first_seq, last_seq FROM batches "
+            "WHERE lease_until <= ? ORDER BY rowid LIMIT 1",
+            (now,),
+        ).fetchone()
+        if row is not None:
+            batch_id, attempts = str(row[0]), int(row[1])
+            span = (int(row[2]), int(row[3]), batch_id)
             db.execute(
-                "INSERT INTO batches (batch_id, created_at, lease_until, events, first_seq, "
-                "last_seq) VALUES (?, ?, ?, ?, ?, ?)",
-                (batch_id, _now_iso(), now + lease_s, len(rows), int(rows[0][0]), last_seq),
+                "UPDATE batches SET lease_until = ?, attempts = attempts + 1 WHERE batch_id = ?",
+                (now + lease_s, batch_id),
             )
-            db.execute(
-                "UPDATE scans SET state = 'in_flight', batch_id = ?, attempts = attempts + 1 "
-                f"WHERE {_PENDING} AND seq <= ? AND {_SENDABLE}",
-                (batch_id, last_seq),
+            found = _lease_rows(db, f"SELECT * FROM scans WHERE {_IN_BATCH} ORDER BY seq", span)
+            if found.damaged:
+                return found.damaged
+            if found.rows:
+                return Batch(
+                    batch_id, tuple(map(BatchEvent._make, found.rows)), attempts + 1, found.wire
+                )
+            # Every row of it was settled some other way: the batch is spent.
+            db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        pending = f"SELECT * FROM scans WHERE {_PENDING} AND {_SENDABLE} ORDER BY seq LIMIT ?"
+        found = _lease_rows(db, pending, (limit,))
+        if found.damaged:
+            return found.damaged
+        rows, wire = found.rows, found.wire
+        if not rows:
+            return None
+        if max_bytes is not None and len(wire.encode()) > max_bytes:
+            # Rare (2,500 cn20 events are about 0.6 MB): keep the events that fit,
+            # at least one however large, and render just those.
+            found = _lease_rows(db, pending, (_fit(rows, max_bytes),))
+            rows, wire = found.rows, found.wire
+        batch_id = uuid7()
+        last_seq = int(rows[-1][0])
+        db.execute(
+            "INSERT INTO batches (batch_id, created_at, lease_until, events, first_seq, "
+            "last_seq) VALUES (?, ?, ?, ?, ?, ?)",
+            (batch_id, _now_iso(), now + lease_s, len(rows), int(rows[0][0]), last_seq),
+        )
+        db.execute(
+            "UPDATE scans SET state = 'in_flight', batch_id = ?, attempts = attempts + 1 "
+            f"WHERE {_PENDING} AND seq <= ? AND {_SENDABLE}",
+            (batch_id, last_seq),
+        )
+        return Batch(batch_id, tuple(map(BatchEvent._make, rows)), 0, wire)
+
+    def _quarantine(self, db: sqlite3.Connection, damaged: Sequence[DamagedRow]) -> None:
+        """Quarantine ``damaged`` rows in ``db``'s transaction; raise the alarm, log once.
+
+        A batch that held one is dissolved (its other rows go back to pending and
+        are leased again under a new id): the same batch id must always carry the
+        same events, and the service answers an event it already holds as a
+        duplicate, so nothing is delivered twice.
+        """
+        for batch_id in quarantine(db, damaged, _now_iso()):
+            self._unbatch_in(db, batch_id)
+        new = [d for d in damaged if d.seq not in self._quarantined]
+        for d in new:
+            self._quarantined[d.seq] = d.problem
+            log.error(
+                "ALARM: outbox %s: damaged row seq %d quarantined (%s); its bytes are kept in "
+                "the quarantine table",
+                self.path,
+                d.seq,
+                d.problem,
             )
-            return Batch(batch_id, tuple(map(BatchEvent._make, rows)), 0, wire)
+        if new:
+            self._raise_quarantine_alarm()
+
+    def _raise_quarantine_alarm(self) -> None:
+        """One alarm line for every row quarantined since open, replaced as more are found."""
+        shown = ", ".join(f"seq {seq}: {why}" for seq, why in list(self._quarantined.items())[:5])
+        more = len(self._quarantined) - 5
+        n = len(self._quarantined)
+        alarm = (
+            f"outbox {self.path}: {n} damaged row{'s' if n > 1 else ''} quarantined "
+            f"({shown}{f', and {more} more' if more > 0 else ''}); never sent, kept for forensics "
+            "(scanner-agent queue ls --state quarantined)"
+        )
+        self.alarms[:] = [a for a in self.alarms if a is not self._quarantine_alarm] + [alarm]
+        self._quarantine_alarm = alarm
 
     def settle(self, batch_id: str, results: Mapping[str, EventResult]) -> SettleSummary:
         """Record the service's per-event results for a leased batch.
@@ -988,12 +1140,16 @@ class Outbox:
             How many rows went back to pending.
         """
         with self.atomic() as db:
-            cur = db.execute(
-                f"UPDATE scans SET state = 'pending', batch_id = NULL WHERE {_IN_BATCH}",
-                self._batch_span(db, batch_id),
-            )
-            db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
-            return cur.rowcount
+            return self._unbatch_in(db, batch_id)
+
+    def _unbatch_in(self, db: sqlite3.Connection, batch_id: str) -> int:
+        """:meth:`unbatch` in the caller's transaction."""
+        cur = db.execute(
+            f"UPDATE scans SET state = 'pending', batch_id = NULL WHERE {_IN_BATCH}",
+            self._batch_span(db, batch_id),
+        )
+        db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
+        return int(cur.rowcount)
 
     def dead_letter_batch(self, batch_id: str, reason: str) -> int:
         """Move every row of a batch the service refused as a whole to ``rejected``."""
@@ -1158,12 +1314,53 @@ class Outbox:
         if bill is not None:
             where.append("bill = ?")
             params.append(bill)
-        params.append(limit)
-        rows = self._read(
-            f"SELECT {_ROW_COLUMNS} FROM scans WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
-            params,
-        )
+        try:
+            rows = self._read(
+                f"SELECT {_ROW_COLUMNS} FROM scans WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
+                [*params, limit],
+            )
+        except OutboxError as exc:
+            if not isinstance(exc.__cause__, sqlite3.OperationalError):
+                raise
+            # A text that is not UTF-8: read the rows one by one and leave the damaged out
+            # (export_page reports them; a lease quarantines them).
+            found = self._read_rows(" AND ".join(where), params, limit)
+            return [_outbox_row(r) for r in found.rows]
         return [OutboxRow(*r) for r in rows]
+
+    def quarantined(self, *, after_seq: int = 0, limit: int = 1000) -> list[QuarantinedRow]:
+        """Rows moved to quarantine as damaged, in seq order, with their bytes as found."""
+        return [
+            QuarantinedRow(int(seq), str(at), str(problem), bytes(content).hex())
+            for seq, at, problem, content in self._read(
+                "SELECT seq, found_at, problem, content FROM quarantine WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            )
+        ]
+
+    def export_page(
+        self, *, after_seq: int = 0, limit: int = 1000
+    ) -> tuple[list[OutboxRow], list[DamagedRow]]:
+        """Rows after ``after_seq`` for export, each decoded and checksum-verified alone.
+
+        Unlike :meth:`rows` it never fails on a damaged row: the rows that read
+        back intact come first, the damaged ones (not UTF-8, a failed checksum,
+        an impossible state, quarantined rows) second, for the caller to report.
+        Page on with the larger of the two lists' last seq.
+        """
+        found = self._read_rows("seq > ?", (after_seq,), limit)
+        return [_outbox_row(r) for r in found.rows], found.damaged
+
+    def _read_rows(self, where: str, params: Sequence[object], limit: int) -> RowRead:
+        """:func:`~scanner_agent.outbox._damage.read_rows` on the read connection."""
+        with self._read_lock:
+            if self._closed:
+                raise OutboxError(f"Failed to use outbox {str(self.path)!r}: it is closed")
+            try:
+                return read_rows(self._reader(), where, params, limit=limit, with_row_state=True)
+            except sqlite3.Error as exc:
+                raise self._map(exc, "read") from exc
 
     def rejects(self, *, limit: int = 1000) -> list[RejectRecord]:
         """Scans refused at intake, newest aggregate last (each with its count and last time)."""

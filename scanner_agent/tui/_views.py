@@ -32,6 +32,7 @@ RESULT_STYLE = {
     "pending": "cyan",
     "held": "cyan",
     "in_flight": "blue",
+    "quarantined": "bold white on red",
 }
 LINK_STYLE = {
     "online": "bold green",
@@ -210,7 +211,8 @@ class BillPane(Vertical):
                 (state.replace("_", " ").upper(), state_style),
                 "\n",
                 f"scans {t['scans']} cartons {t['cartons']} units {t['units']} │ ",
-                state_counts({s.value: t[s.value] for s in RowState}, zeros=False) or "no scans",
+                state_counts({s.value: t.get(s.value, 0) for s in RowState}, zeros=False)
+                or "no scans",
                 f" (dup {t['duplicate']})" if t["duplicate"] else "",
             )
         )

@@ -75,6 +75,7 @@ def test_a_schema_3_file_keeps_its_lease_across_the_upgrade(tmp_path: Path) -> N
             "delivered": 2,
             "rejected": 0,
             "removed": 0,
+            "quarantined": 0,
         }
     db = sqlite3.connect(path)
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
@@ -179,3 +180,29 @@ def test_a_locked_file_is_an_error_and_never_moved_aside(
     assert sorted(p.name for p in tmp_path.iterdir() if "corrupt" in p.name) == []
     with Outbox.open(path) as box:  # and it opens once the other process lets go
         assert box.alarms == []
+
+
+def test_rows_owed_get_their_checksum_at_the_upgrade_and_a_damaged_one_does_not_stop_it(
+    tmp_path: Path,
+) -> None:
+    from scanner_agent.outbox._checksum import text_checksum
+
+    path = tmp_path / "o.db"
+    _v3_file(path)
+    with sqlite3.connect(path) as db:
+        # seq 1 pending with a code that is not UTF-8 (a damaged byte, as read from disk).
+        db.execute("UPDATE scans SET code = CAST(X'3830FF' AS TEXT) WHERE seq = 1")
+    with Outbox.open(path) as box:
+        assert box.stats().schema_version == SCHEMA_VERSION
+        batch = box.lease(10)  # the old batch (seq 2, 3), verified
+        assert batch is not None
+        assert [e.seq for e in batch.events] == [2, 3]
+        assert box.lease(10) is None  # seq 1 quarantined, not sent
+        assert [q.seq for q in box.quarantined()] == [1]
+    with sqlite3.connect(path) as db:
+        db.text_factory = bytes
+        rows = db.execute(f"SELECT seq, crc, {', '.join(NewScan._fields)} FROM scans").fetchall()
+    sums = {r[0]: r[1] for r in rows}
+    assert sums[1] is None
+    for _seq, crc, *fields in rows[1:]:
+        assert crc == text_checksum([f.decode() if f is not None else None for f in fields])

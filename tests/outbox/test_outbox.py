@@ -529,6 +529,7 @@ def test_prune_deletes_only_old_delivered_rows_in_steps(outbox: Outbox) -> None:
         "delivered": 0,
         "rejected": 0,
         "removed": 0,
+        "quarantined": 0,
     }
 
 

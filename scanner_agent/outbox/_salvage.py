@@ -1,0 +1,232 @@
+"""Salvage: recover the readable scans still owed from a damaged outbox file.
+
+A file that fails its integrity check is moved aside at start (never deleted),
+and a WAL whose replay would drop committed frames is copied aside: either may
+hold scans that were acknowledged but never delivered.  :func:`salvage` reads
+such a file through a read-only connection (it never writes it, so it also
+works on a damaged file still in use), row by row where it must:
+
+* rows come in chunks in seq order, each decoded and checked alone
+  (:func:`~scanner_agent.outbox._damage.read_rows`: UTF-8, state, checksum);
+* where SQLite cannot read a stretch of the table (a damaged page), the seqs
+  after it are probed one by one, then in growing jumps up to the file's
+  highest seq, and the stretch is reported as unreadable;
+* a scan still owed (``pending`` or ``in_flight``, not removed from its bill)
+  that reads back intact goes into the live outbox as pending unless the live
+  outbox already holds its ``event_id`` (the service's key): nothing is ever
+  duplicated, and running salvage twice recovers nothing the second time.
+
+Everything else is counted in the :class:`SalvageReport`: delivered and dead
+letters skipped, damaged rows (with their bytes in hex), unreadable stretches,
+and rows written before checksums existed (taken, but unverified).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scanner_agent.outbox._damage import RowRead, read_rows, scan_columns
+from scanner_agent.outbox._models import NewScan
+
+if TYPE_CHECKING:
+    from scanner_agent.outbox._store import Outbox
+
+__all__ = ["SalvageReport", "salvage", "salvage_rows"]
+
+_CHUNK = 2000
+_PROBE = 512
+"""Seqs tried one by one after an unreadable stretch, before jumping further."""
+_OWED = ("pending", "in_flight")
+
+
+@dataclass
+class SalvageReport:
+    """What a salvage found and did (``queue salvage --json`` prints it)."""
+
+    source: str
+    rows_read: int = 0
+    """Rows that read back intact (any state)."""
+    owed: int = 0
+    """Of those, scans still owed to the service (pending or in flight, not removed)."""
+    recovered: int = 0
+    """Owed scans put into the live outbox as pending."""
+    already_held: int = 0
+    """Owed scans the live outbox already holds (same event id): not added again."""
+    settled: int = 0
+    """Rows delivered or dead-lettered in the file: nothing to recover."""
+    removed: int = 0
+    """Scans taken off their bill in the file: never sent, not recovered."""
+    unverified: int = 0
+    """Owed scans without a checksum (written before checksums existed): recovered as read."""
+    damaged: list[dict[str, Any]] = field(default_factory=list)
+    """Rows that failed to decode or verify: seq, problem, bytes in hex. Not recovered."""
+    unreadable: list[dict[str, Any]] = field(default_factory=list)
+    """Stretches SQLite could not read: after_seq, resumed_at (None: to the end), error."""
+    dry_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        """One line for logs and alarms."""
+        return (
+            f"{self.recovered} scans recovered, {self.already_held} already held, "
+            f"{len(self.damaged)} damaged rows, {len(self.unreadable)} unreadable stretches "
+            f"({self.rows_read} rows read, {self.settled} already settled)"
+        )
+
+
+def _max_seq(db: sqlite3.Connection) -> int:
+    """The highest seq the file knows of (the table's, else its AUTOINCREMENT counter)."""
+    for sql in (
+        "SELECT MAX(seq) FROM scans",
+        "SELECT seq FROM sqlite_sequence WHERE name = 'scans'",
+    ):
+        try:
+            row = db.execute(sql).fetchone()
+        except sqlite3.DatabaseError:
+            continue
+        if row and isinstance(row[0], int):
+            return int(row[0])
+    return 0
+
+
+def salvage_rows(db: sqlite3.Connection, report: SalvageReport) -> Iterator[RowRead]:
+    """Every row of ``db``'s scans table that can be read, in seq order, chunk by chunk.
+
+    Unreadable stretches are skipped and recorded in ``report.unreadable``.
+    """
+    try:
+        columns = scan_columns(db)
+    except sqlite3.DatabaseError as exc:
+        report.unreadable.append({"after_seq": 0, "resumed_at": None, "error": str(exc)})
+        return
+    if "seq" not in columns:
+        report.unreadable.append({"after_seq": 0, "resumed_at": None, "error": "no scans table"})
+        return
+    top = _max_seq(db)
+    start = 1  # the next seq to read; always a lower bound (seq >= start), never "seq > x":
+    # seeking past x lands on x's page, which is the damaged one after a failure.
+    while True:
+        try:
+            found = read_rows(db, "seq >= ?", (start,), columns=columns, limit=_CHUNK)
+        except sqlite3.DatabaseError:
+            # Up to the damage one row at a time, then past it.
+            error = ""
+            while True:
+                try:
+                    one = read_rows(db, "seq >= ?", (start,), columns=columns, limit=1)
+                except sqlite3.DatabaseError as exc:
+                    error = str(exc)
+                    break
+                if not one.rows and not one.damaged:
+                    return
+                yield one
+                start = _last_seq(one) + 1
+            resumed = _probe(db, start - 1, top, columns)
+            report.unreadable.append(
+                {"after_seq": start - 1, "resumed_at": resumed, "error": error}
+            )
+            if resumed is None:
+                return
+            start = max(resumed, start + 1)
+            continue
+        if not found.rows and not found.damaged:
+            return
+        yield found
+        start = _last_seq(found) + 1
+
+
+def _last_seq(found: RowRead) -> int:
+    return int(max((*(r["seq"] for r in found.rows), *(d.seq for d in found.damaged))))
+
+
+def _readable_from(db: sqlite3.Connection, seq: int, columns: Sequence[str]) -> int | None:
+    """The first seq at or after ``seq`` that reads, or None if the read fails or finds none."""
+    try:
+        found = read_rows(db, "seq >= ?", (seq,), columns=columns, limit=1)
+    except sqlite3.DatabaseError:
+        return None
+    seqs = [r["seq"] for r in found.rows] + [d.seq for d in found.damaged]
+    return seqs[0] if seqs else None
+
+
+def _probe(db: sqlite3.Connection, after: int, top: int, columns: Sequence[str]) -> int | None:
+    """The first seq past an unreadable stretch after ``after`` (None: none up to ``top``).
+
+    Seqs one by one for a while, then jumps that double, then a bisection back
+    between the last jump that failed and the first that read.
+    """
+    failed = after
+    seq, step = after + 1, 1
+    while seq <= max(top, after + 1):
+        found = _readable_from(db, seq, columns)
+        if found is not None:
+            lo, hi = failed, seq
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if _readable_from(db, mid, columns) is None:
+                    lo = mid
+                else:
+                    hi = mid
+            return _readable_from(db, hi, columns) if hi != seq else found
+        failed = seq
+        if seq - after >= _PROBE:
+            step *= 2
+        seq += step
+    return None
+
+
+def _new_scan(row: dict[str, Any]) -> NewScan:
+    return NewScan._make([row.get(f) for f in NewScan._fields])
+
+
+def salvage(source: Path, target: Outbox, *, dry_run: bool = False) -> SalvageReport:
+    """Recover the owed scans of the outbox file ``source`` into ``target`` (see the module).
+
+    ``source`` is only read, through a ``mode=ro`` connection, with its WAL if
+    it has one.
+
+    Raises:
+        ValueError: ``source`` is ``target``'s own file.
+        sqlite3.Error: ``source`` cannot be opened at all (not a database).
+    """
+    if source.resolve() == target.path.resolve():
+        raise ValueError(
+            f"{source} is the live outbox itself; salvage reads another file into it "
+            "(a copy moved aside, or a copy of a damaged file)"
+        )
+    from scanner_agent.outbox._store import _connect_readonly
+
+    report = SalvageReport(str(source), dry_run=dry_run)
+    db = _connect_readonly(source)
+    try:
+        for found in salvage_rows(db, report):
+            report.damaged += [
+                {"seq": d.seq, "problem": d.problem, "content_hex": d.content.hex()}
+                for d in found.damaged
+            ]
+            report.rows_read += len(found.rows)
+            owed: list[NewScan] = []
+            for r in found.rows:
+                if r.get("state") not in _OWED:
+                    report.settled += r.get("state") != "quarantined"
+                    continue
+                if r.get("removed"):
+                    report.removed += 1
+                    continue
+                report.unverified += r.get("crc") is None
+                owed.append(_new_scan(r))
+            report.owed += len(owed)
+            if owed:
+                added, held = target.add_salvaged(owed, dry_run=dry_run)
+                report.recovered += added
+                report.already_held += held
+    finally:
+        db.close()
+    return report
