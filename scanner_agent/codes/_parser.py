@@ -1,10 +1,17 @@
 """``parse_scan``: one scan in, one :class:`ScanResult` out, never an exception.
 
-The reader thread calls this for every frame a scanner sends, so two rules
+The reader thread calls this for every frame a scanner sends, so three rules
 shape it. It must not raise, whatever arrives on the wire (line noise, a
 scanner in the wrong keyboard layout, a mis-set terminator): one bad read
-must not stop the reader. And it must be cheap for the common case, a cn20
-code, which is decided by string tests before any biip code runs.
+must not stop the reader. It must be cheap for the common case, a cn20
+code, which is decided by string tests before any GS1 work. And its cost must
+be bounded whatever arrives: a scan longer than the longest any symbol
+carries (:data:`MAX_SCAN_CHARS`) is refused as too long before any parsing,
+and every parser below is a single linear pass.
+
+Surrounding whitespace is dropped for the scan as a whole (a cn20 code with a
+trailing space is still that code), but not inside GS1 data: spaces are not in
+any GS1 character set, so ``(21)ABC `` is refused, never stored as ``ABC``.
 """
 
 from __future__ import annotations
@@ -17,6 +24,12 @@ from scanner_agent.codes._symbology import split_symbology
 
 GS = "\x1d"
 ISO_15434_HEADER = "[)>\x1e"
+TERMINATORS = "\r\n\t"
+"""What scanners append to a read (CR, LF, CR LF, Tab): never data."""
+
+MAX_SCAN_CHARS = _gs1.MAX_HRI + 16
+"""The longest scan looked at: the longest GS1 form (bracketed HRI, 4,674 characters) with
+room for an AIM identifier and terminators. Anything longer is refused unparsed."""
 
 EMPTY = "empty scan"
 NON_PRINTABLE = "unreadable scan: non-printable characters"
@@ -53,7 +66,7 @@ def parse_scan(data: bytes | str) -> ScanResult:
         return _reject("", "", None, f"unsupported input type: {type(data).__name__}")
     try:
         return _parse_text(raw)
-    except Exception as exc:  # a bug here or in biip must not stop the reader
+    except Exception as exc:  # a bug here must not stop the reader
         return _reject(raw, raw.strip(), None, f"internal parser error: {_exc_text(exc)}")
 
 
@@ -109,8 +122,10 @@ def _exc_text(exc: Exception) -> str:
 
 
 def _parse_text(raw: str) -> ScanResult:
+    if len(raw) > MAX_SCAN_CHARS:
+        return _reject(raw, "", None, f"too long: {len(raw)} characters, at most {MAX_SCAN_CHARS}")
     stripped = raw.strip()
-    # Fast path: a bare cn20 code needs no symbology or biip work at all (and no
+    # Fast path: a bare cn20 code needs no symbology or GS1 work at all (and no
     # intermediate object: this line runs for most scans in a Chinese warehouse).
     if _cn20.is_cn20(stripped):
         return ScanResult(
@@ -118,14 +133,32 @@ def _parse_text(raw: str) -> ScanResult:
         )
 
     symbology, gs1_symbology, text = split_symbology(stripped)
-    outcome = _classify(text, gs1_symbology=gs1_symbology)
+    outcome = _classify(text, _gs1_payload(raw, symbology), gs1_symbology=gs1_symbology)
     if isinstance(outcome, str):
         return _reject(raw, text, symbology, outcome)
     return _accept(raw, text, symbology, outcome)
 
 
-def _classify(text: str, *, gs1_symbology: bool) -> Decoded | str:
-    """Pick the scheme the data claims to be, then let that scheme judge it."""
+def _gs1_payload(raw: str, symbology: str | None) -> str:
+    """The data as GS1 parsers must see it: only terminators (and the identifier) taken off.
+
+    Spaces around GS1 data are inside the frame the scanner sent, so they are
+    data, and data GS1 does not allow; stripping them would store a different
+    code than the one read.
+    """
+    framed = raw.strip(TERMINATORS)
+    if symbology is None:
+        return framed
+    lead = len(framed) - len(framed.lstrip())
+    return framed[lead + len(symbology) :]
+
+
+def _classify(text: str, gs1_text: str, *, gs1_symbology: bool) -> Decoded | str:
+    """Pick the scheme the data claims to be, then let that scheme judge it.
+
+    ``text`` is the data stripped of whitespace, which decides the scheme;
+    ``gs1_text`` is the same data with its spaces, which a GS1 parser judges.
+    """
     if not text:
         return EMPTY
     if text.startswith(ISO_15434_HEADER):
@@ -133,32 +166,32 @@ def _classify(text: str, *, gs1_symbology: bool) -> Decoded | str:
     if not text.replace(GS, "").isprintable():
         return NON_PRINTABLE
     if text.isascii() and text.isdigit():
-        return _classify_digits(text, gs1_symbology=gs1_symbology)
+        return _classify_digits(text, gs1_text, gs1_symbology=gs1_symbology)
     if _ma.looks_like_ma(text):
         return _ma.parse_ma(text)
     if text.startswith("("):
-        return _gs1.parse_hri(text)
+        return _gs1.parse_hri(gs1_text)
     if _gs1.looks_like_digital_link(text):
-        return _gs1.parse_digital_link(text)
+        return _gs1.parse_digital_link(gs1_text)
     if gs1_symbology or _gs1.looks_like_element_string(text):
-        return _gs1.parse_element_string(text)
+        return _gs1.parse_element_string(gs1_text)
     return UNRECOGNISED
 
 
-def _classify_digits(digits: str, *, gs1_symbology: bool) -> Decoded | str:
+def _classify_digits(digits: str, gs1_text: str, *, gs1_symbology: bool) -> Decoded | str:
     """All-digit data: cn20, a GS1 element string, or a known wrong scan."""
     if _cn20.is_cn20(digits):
         # Even under a GS1 symbology: a GS1 message starting with 8 has no
         # GTIN, so it could never be a trace code, while cn20 can.
         return _cn20.decode_cn20(digits)
     if gs1_symbology:
-        return _gs1.parse_element_string(digits)
+        return _gs1.parse_element_string(gs1_text)
     if _gs1.is_product_barcode(digits):
         return _gs1.PRODUCT_BARCODE
     if _gs1.looks_like_element_string(digits):
         # ``01`` + GTIN (+ more AIs) sent without AIM identifier; this also
         # takes 20 digits starting ``01``, which may be GTIN + a 2-digit serial.
-        return _gs1.parse_element_string(digits)
+        return _gs1.parse_element_string(gs1_text)
     return _cn20.reject_digits(digits) or f"not a trace code: {len(digits)}-digit number"
 
 

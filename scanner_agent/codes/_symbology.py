@@ -1,21 +1,29 @@
 """Splitting the AIM symbology identifier off a scan.
 
 Scanners configured to send an AIM identifier (ISO/IEC 15424) prefix every
-read with ``]`` + a symbology character + modifier(s), e.g. ``]d2`` for GS1
+read with ``]`` + a symbology character + a modifier, e.g. ``]d2`` for GS1
 DataMatrix or ``]C1`` for GS1-128. It tells us whether the data is a GS1
-message, which matters: a GS1 element string has no other marker. We let
-biip's :class:`~biip.symbology.SymbologyIdentifier` do the table look-up and
-keep the identifier so it can be stored with the scan.
+message, which matters: a GS1 element string has no other marker. We keep the
+identifier so it can be stored with the scan.
+
+The table is ours, not biip's: biip 5.2 lists ``]J1`` (GS1 DotCode) among the
+GS1 carriers but has no ``J`` among its symbology characters, so every DotCode
+read was refused. ISO/IEC 15424 assigns ``J`` to DotCode (``]J0`` plain data,
+``]J1`` a GS1 element string), and GS1's Syntax Engine reads ``]J1`` like the
+other GS1 carriers.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-from biip.symbology import GS1Symbology, ISOSymbology, SymbologyIdentifier
+SYMBOLOGY_CHARACTERS: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUXZcdeopsz")
+"""ISO/IEC 15424 symbology characters: A Code 39, C Code 128, d Data Matrix, e GS1 DataBar,
+E EAN/UPC, J DotCode, Q QR Code, ... (``Y``, the system expansion, is left out on purpose)."""
 
-GS1_MESSAGE_SYMBOLOGIES = frozenset(GS1Symbology.with_gs1_messages())
-"""Symbologies whose data is a GS1 element string by definition (]C1, ]e0, ]d2, ]Q3, ]J1)."""
+GS1_MESSAGE_SYMBOLOGIES: Final = frozenset({"]C1", "]e0", "]d2", "]Q3", "]J1"})
+"""Identifiers whose data is a GS1 element string by definition: GS1-128, GS1 DataBar,
+GS1 DataMatrix, GS1 QR Code and GS1 DotCode."""
 
 
 class Split(NamedTuple):
@@ -37,19 +45,10 @@ def split_symbology(text: str) -> Split:
     expansion) is left in the data: we would rather reject the scan with the
     data intact than guess.
     """
-    if not text.startswith("]"):
+    if len(text) < 3 or text[0] != "]" or text[1] not in SYMBOLOGY_CHARACTERS:
         return Split(None, False, text)
-    try:
-        si = SymbologyIdentifier.extract(text)
-    except Exception:  # biip raises ParseError, IndexError or ValueError on junk
+    modifier = text[2]
+    if not (modifier.isascii() and modifier.isalnum()):
         return Split(None, False, text)
-    if si.iso_symbology is ISOSymbology.SYSTEM_EXPANSION:
-        # ]Y carries a variable number of modifiers and no barcode of ours.
-        return Split(None, False, text)
-    modifiers = si.modifiers
-    if len(modifiers) != 1 or not (modifiers.isascii() and modifiers.isalnum()):
-        return Split(None, False, text)
-    if not text.startswith(si.value):  # pragma: no cover - defensive
-        return Split(None, False, text)
-    gs1 = si.gs1_symbology in GS1_MESSAGE_SYMBOLOGIES
-    return Split(si.value, gs1, text[len(si.value) :].strip())
+    symbology = text[:3]
+    return Split(symbology, symbology in GS1_MESSAGE_SYMBOLOGIES, text[3:].strip())

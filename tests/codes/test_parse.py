@@ -34,7 +34,16 @@ def assert_invalid(result: ScanResult, *fragments: str) -> None:
 
 
 def test_package_exports_exactly_the_public_api() -> None:
-    assert scanner_agent.codes.__all__ == ["ScanResult", "Scheme", "parse_many", "parse_scan"]
+    assert scanner_agent.codes.__all__ == [
+        "MAX_SCAN_CHARS",
+        "Gs1Data",
+        "ScanResult",
+        "Scheme",
+        "gs1_code_problem",
+        "parse_gs1",
+        "parse_many",
+        "parse_scan",
+    ]
 
 
 def test_scheme_values_are_plain_strings() -> None:
@@ -223,8 +232,13 @@ def test_gs1_without_serial_is_not_a_trace_code() -> None:
 
 
 def test_gs1_without_gtin_is_not_a_trace_code() -> None:
-    result = parse_scan(f"]C100106141412345678908{GS}21ABC")
+    result = parse_scan("]C100106141412345678908400ORDER-7")
     assert_invalid(result, "without gtin")
+
+
+def test_gs1_serial_without_gtin_breaks_its_mandatory_association() -> None:
+    result = parse_scan(f"]C100106141412345678908{GS}21ABC")
+    assert_invalid(result, "ai (21) needs (01), (03) or (8006) with it (req)")
 
 
 def test_gs1_with_conflicting_repeated_ai_is_invalid() -> None:
@@ -245,7 +259,7 @@ def test_malformed_url_is_invalid_not_an_error() -> None:
 
 
 def test_malformed_hri_is_invalid() -> None:
-    assert_invalid(parse_scan("(99999)123"), "hri")
+    assert_invalid(parse_scan("(99999)123"), "malformed gs1 code", "unknown ai (99999)")
 
 
 # --- ma ---------------------------------------------------------------------
