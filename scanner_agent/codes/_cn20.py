@@ -10,7 +10,7 @@ Layout, digits counted from 1:
 The check digits are computed by the trace platform with an algorithm that is
 not published, so offline we can only check the format: exactly 20 ASCII
 digits starting with 8. That check is a string test, so this module must stay
-free of biip and anything slow: most scans in a Chinese pharmacy are cn20
+free of the GS1 dictionary and anything slow: most scans in a Chinese pharmacy are cn20
 codes and go through here first.
 """
 

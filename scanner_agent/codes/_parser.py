@@ -163,16 +163,18 @@ def _classify(text: str, gs1_text: str, *, gs1_symbology: bool) -> Decoded | str
         return EMPTY
     if text.startswith(ISO_15434_HEADER):
         return ISO_15434
+    # Bracketed text and Digital Links judge every character themselves, naming the AI
+    # that holds one GS1 does not allow: the reason the trace service gives for the code.
+    if text.startswith("("):
+        return _gs1.parse_hri(gs1_text)
+    if _gs1.looks_like_digital_link(text):
+        return _gs1.parse_digital_link(gs1_text)
     if not text.replace(GS, "").isprintable():
         return NON_PRINTABLE
     if text.isascii() and text.isdigit():
         return _classify_digits(text, gs1_text, gs1_symbology=gs1_symbology)
     if _ma.looks_like_ma(text):
         return _ma.parse_ma(text)
-    if text.startswith("("):
-        return _gs1.parse_hri(gs1_text)
-    if _gs1.looks_like_digital_link(text):
-        return _gs1.parse_digital_link(gs1_text)
     if gs1_symbology or _gs1.looks_like_element_string(text):
         return _gs1.parse_element_string(gs1_text)
     return UNRECOGNISED

@@ -112,9 +112,9 @@ MAX_REASON = 160
 
 
 def one_line(message: str) -> str:
-    """Make a library message fit a reason: one line, short, lowercase start.
+    """Make a message (an exception's text) fit a reason: one line, short, lowercase start.
 
-    Third-party messages (biip's) are kept verbatim otherwise, so an operator
+    Such messages are kept verbatim otherwise, so an operator
     can search for them; only the first letter is lowered to match our own
     reasons, and control characters (a scanned GS, a newline) become spaces.
     """

@@ -49,10 +49,10 @@ import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from biip.gs1_messages import GS1Message
+from scanner_agent.codes import parse_gs1
 
 __all__ = [
     "FIELDS",
@@ -271,24 +271,18 @@ class _Gs1:
 
 
 def _gs1(code: str) -> _Gs1:
-    """Lot, production date and expiry from a GS1 HRI code (empty when absent or not GS1)."""
+    """Lot, production date and expiry from a stored GS1 code (empty when absent or not GS1)."""
     if not code.startswith("("):
         return _Gs1()
-    try:
-        strings = GS1Message.parse_hri(code).element_strings
-    except Exception:  # biip raises its own ParseError family; any failure means "not known"
+    data = parse_gs1(code)  # the agent's own reading of its stored code (a "(" in a value is "\(")
+    if isinstance(data, str):
         return _Gs1()
 
-    def value(ai: str) -> str:
-        found = strings.get(ai=ai)
-        return str(found.value) if found is not None else ""
-
     def day(ai: str) -> str:
-        found = strings.get(ai=ai)
-        when = getattr(found, "date", None)
-        return when.isoformat() if isinstance(when, date) else ""
+        when = data.date(ai)
+        return when.isoformat() if when is not None else ""
 
-    return _Gs1(lot=value("10"), made=day("11"), expires=day("17"))
+    return _Gs1(lot=data.value("10") or "", made=day("11"), expires=day("17"))
 
 
 def _local_time(scanned_at: str) -> str:

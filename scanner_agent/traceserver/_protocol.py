@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final, NoReturn
 
+from scanner_agent.codes import gs1_code_problem
 from scanner_agent.config import ACTIONS as AGENT_ACTIONS
 
 SCHEMES: Final[frozenset[str]] = frozenset({"cn20", "gs1", "ma"})
@@ -315,13 +316,19 @@ def is_rfc3339(value: str) -> bool:
 
 
 def code_problem(scheme: str, code: str) -> str | None:
-    """Why ``code`` does not fit ``scheme``, or None when it does (scheme must be known)."""
+    """Why ``code`` does not fit ``scheme``, or None when it does (scheme must be known).
+
+    A ``gs1`` code is judged by the agent's own rule for a stored code
+    (:func:`scanner_agent.codes.gs1_code_problem`): valid GS1 data with a GTIN
+    and a serial, in the canonical bracketed form. So whatever the agent
+    accepts as gs1 the service takes, and what the service refuses the agent
+    refuses at intake, with the same reason.
+    """
     if scheme == "cn20":
         if _CN20.fullmatch(code) is None:
             return "malformed cn20 code: expected 20 digits starting with 8"
     elif scheme == "gs1":
-        if not code.startswith("(01)") or "(21)" not in code:
-            return "malformed gs1 code: expected (01) GTIN and (21) serial"
+        return gs1_code_problem(code)
     elif not code.startswith("MA."):
         return "malformed ma code: expected prefix MA."
     return None

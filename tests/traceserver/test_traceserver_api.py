@@ -632,7 +632,7 @@ def test_token_scheme_is_case_insensitive(shared: TraceServerThread) -> None:
 
 
 def test_codes_lookup_returns_every_event_for_the_code_in_order(client: httpx.Client) -> None:
-    code = "(01)06901234567892(17)261231(10)B/1(21)SN 0001/A"
+    code = "(01)06901234567892(17)261231(10)B/1(21)SN\\(0001)/A"  # "(" in a value: "\\("
     received = make_event(140, scheme="gs1", code=code)
     shipped = make_event(140, scheme="gs1", code=code, action="ship", bill="SO-1")
     other = make_event(141)
