@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from drivers.tcp_protocol import parse_reply
 from scanner_agent.codes import parse_gs1, parse_scan
 from scanner_agent.control import ControlClient
 from scanner_agent.traceserver import TraceServerThread
@@ -56,6 +57,12 @@ async def agent(
     return await start_agent(make_config(trace_server.url, control={"socket": str(sock)}))
 
 
+async def stored(agent: Any, *scans: str) -> list[str | None]:
+    """Scan over TCP: the code each ACK says was stored (None for a NAK)."""
+    replies = [parse_reply(f"{line}\n".encode()) for line in await agent.scan(*scans)]
+    return [r.detail if r.accepted else None for r in replies]
+
+
 async def call(sock: Path, cmd: str, **args: Any) -> Any:
     def go() -> Any:
         with ControlClient(str(sock), timeout=10) as client:
@@ -70,7 +77,7 @@ def test_the_forms_here_are_one_code() -> None:
 
 
 async def test_lookup_finds_a_gs1_row_from_any_form_of_its_code(agent: Any, sock: Path) -> None:
-    assert await agent.scan(SCANNED) == [f"ACK {STORED}"]
+    assert await stored(agent, SCANNED) == [STORED]
     for form in forms():
         found = await call(sock, "lookup", code=form)
         assert found["code"] == STORED, form
@@ -87,10 +94,7 @@ async def test_lookup_of_a_huge_code_is_refused_unparsed(agent: Any, sock: Path)
 @pytest.mark.parametrize("form", range(len(forms())))
 async def test_bill_remove_takes_any_form_of_a_gs1_code(agent: Any, sock: Path, form: int) -> None:
     await call(sock, "bill.open", number="SO-GS1", type=201)
-    assert await agent.scan(SCANNED, f"]d201{GTIN}21OTHER") == [
-        f"ACK {STORED}",
-        f"ACK (01){GTIN}(21)OTHER",
-    ]
+    assert await stored(agent, SCANNED, f"]d201{GTIN}21OTHER") == [STORED, f"(01){GTIN}(21)OTHER"]
     removal = await call(sock, "bill.remove", code=forms()[form], reason="damaged")
     assert removal["code"] == STORED
     view = await call(sock, "bill.show", number="SO-GS1")

@@ -17,6 +17,7 @@ import httpx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from drivers.tcp_protocol import parse_reply
 from scanner_agent.codes import parse_scan
 from scanner_agent.codes._gs1 import NOT_CANONICAL
 from scanner_agent.codes._gs1_syntax import AI_TABLE
@@ -157,14 +158,15 @@ async def test_a_real_agent_acks_only_gs1_its_service_accepts(
         f"https://id.gs1.org/01/{GTIN}/21/B4?17=",
         f"]d201{GTIN}21B5{GS}8010AB",
     ]
-    replies = await agent.scan(*good, *bad)
+    replies = [parse_reply(f"{line}\n".encode()) for line in await agent.scan(*good, *bad)]
     codes = [parse_scan(scan).code for scan in good]
-    assert replies[: len(good)] == [f"ACK {code}" for code in codes]
+    assert [(r.accepted, r.detail) for r in replies[: len(good)]] == [(True, c) for c in codes]
     for scan, reply in zip(bad, replies[len(good) :], strict=True):
-        reason = parse_scan(scan).reason
-        assert reason is not None
-        assert reply.startswith("NAK ")
-        assert reply.endswith(reason)
+        assert (reply.accepted, reply.kind, reply.detail) == (
+            False,
+            "invalid",
+            parse_scan(scan).reason,
+        )
     await agent.drained()
     stats = await agent.daemon.queue_stats()
     assert stats.counts.get(RowState.REJECTED, 0) == 0
