@@ -199,9 +199,9 @@ def cmd_bill_show(args: argparse.Namespace) -> int:
     print(_bill_line(b))
     print(f"  from {b['from_party'] or '-'} to {b['to_party'] or '-'}  action {b['action']}")
     print(
-        f"  cartons {t['cartons']}  held {t['held']}  pending {t['pending']}  "
+        f"  cartons {t['cartons']}  held {t.get('held', 0)}  pending {t['pending']}  "
         f"in flight {t['in_flight']}  delivered {t['delivered']} (duplicate {t['duplicate']})  "
-        f"rejected {t['rejected']}  removed {t['removed']}"
+        f"rejected {t['rejected']}  removed {t['removed']}  quarantined {t.get('quarantined', 0)}"
     )
     if view["lines"]:
         print(f"  {'product':<16} {'expected':>8} {'scanned':>8} {'missing':>8} {'extra':>6}  name")
