@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from drivers.tcp_limits import parse_allowlist
 from scanner_agent.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -57,6 +58,31 @@ def _check_backend(value: str) -> None:
         raise ConfigError(f"expected one of {', '.join(HIDPOS_BACKENDS)}, got {value!r}")
 
 
+def _at_least(low: int) -> Callable[[int], None]:
+    def check(value: int) -> None:
+        if value < low:
+            raise ConfigError(f"expected at least {low}, got {value}")
+
+    return check
+
+
+def _not_negative(value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"expected 0 or more, got {value:g}")
+
+
+def _positive(value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"expected more than 0, got {value:g}")
+
+
+def _check_allowlist(value: list[str]) -> None:
+    try:
+        parse_allowlist(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 TCP_PROTOCOLS = (1, 2)
 """Reply grammars a tcp source speaks (drivers.tcp_protocol.VERSIONS, not imported here)."""
 
@@ -83,7 +109,70 @@ SOURCE_TYPES: dict[str, SourceType] = {
             ),
             "terminator": Option(str, "lf", help="line end: lf, cr, crlf (any of them) or tab"),
             "max_frame": Option(int, 4096, help="longest line accepted, in bytes"),
-            "max_clients": Option(int, 32, help="most simultaneous connections"),
+            "max_clients": Option(
+                int,
+                32,
+                help="most connections at once; a new one evicts the longest-idle one",
+                check=_at_least(1),
+            ),
+            "max_in_flight": Option(
+                int,
+                256,
+                help="frames of one connection read but not yet answered",
+                check=_at_least(1),
+            ),
+            "max_in_flight_bytes": Option(
+                int, 256 * 1024, help="bytes of those frames", check=_at_least(1024)
+            ),
+            "total_in_flight": Option(
+                int,
+                4096,
+                help="frames of all connections read but not yet answered",
+                check=_at_least(1),
+            ),
+            "total_in_flight_bytes": Option(
+                int, 4 * 1024 * 1024, help="bytes of those frames", check=_at_least(1024)
+            ),
+            "idle_timeout_s": Option(
+                float,
+                600.0,
+                help="close a connection silent this long (0: never)",
+                check=_not_negative,
+            ),
+            "read_timeout_s": Option(
+                float,
+                10.0,
+                help="a frame must end this long after its first byte (0: no limit)",
+                check=_not_negative,
+            ),
+            "write_timeout_s": Option(
+                float,
+                30.0,
+                help="close a connection whose peer takes no replies this long (0: no limit)",
+                check=_not_negative,
+            ),
+            "keepalive_s": Option(
+                float,
+                60.0,
+                help="TCP keepalive after this much silence; dead peers dropped 1.5x later (0: off)",
+                check=_not_negative,
+            ),
+            "refused_per_s": Option(
+                float,
+                20.0,
+                help="refused frames a second a peer may send before it is slowed down",
+                check=_positive,
+            ),
+            "refused_burst": Option(
+                int, 200, help="refused frames a peer may send at once", check=_at_least(1)
+            ),
+            "allow": Option(
+                list,
+                (),
+                item=str,
+                check=_check_allowlist,
+                help='scanner addresses allowed to connect, e.g. ["10.1.2.0/24"]; [] for any',
+            ),
             "protocol": Option(
                 int,
                 2,

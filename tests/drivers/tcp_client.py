@@ -33,8 +33,13 @@ class Scanner:
         self.writer = writer
 
     @classmethod
-    async def connect(cls, port: int, host: str = "127.0.0.1") -> Scanner:
-        reader, writer = await asyncio.open_connection(host, port, limit=1 << 22)
+    async def connect(cls, port: int, host: str = "127.0.0.1", *, local: str = "") -> Scanner:
+        """Connect to the source; ``local`` binds the client to an address (127.0.0.x is a
+        different peer on loopback)."""
+        local_addr = (local, 0) if local else None
+        reader, writer = await asyncio.open_connection(
+            host, port, limit=1 << 22, local_addr=local_addr
+        )
         return cls(reader, writer)
 
     async def send(self, *frames: bytes, end: bytes = b"\n") -> None:

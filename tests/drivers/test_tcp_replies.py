@@ -152,7 +152,13 @@ FRAME_BYTES = st.binary(max_size=200).filter(
 def test_any_frames_get_one_grammatical_reply_each_in_order(
     make_config: Callable[..., AgentConfig],
 ) -> None:
-    source = {"type": "tcp", "listen": "127.0.0.1:0", "ack": True, "max_frame": 64}
+    source = {
+        "type": "tcp",
+        "listen": "127.0.0.1:0",
+        "ack": True,
+        "max_frame": 64,
+        "refused_per_s": 1e9,  # thousands of random frames are refused: no slowing down here
+    }
     cfg = make_config(sync={"enabled": False}, control={"socket": ""}, source=[source])
     with agent_thread(cfg) as tcp:
 
