@@ -581,3 +581,92 @@ async def test_optional_parameters_from_config_and_bill_go_with_every_sub_bill(
         "order_code": "PO-OPT",
         "warehouse_id": "WH-9",
     }
+
+
+async def test_a_wrong_clock_holds_the_bill_with_an_alarm_until_the_clock_is_right(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    start: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The gateway's clock runs 15 minutes ahead: to it, the box is 15 minutes behind, past
+    # TOP's 10-minute window, so every call is refused with error 31 "Invalid timestamp".
+    # That is about the site, not the bill: nothing may be dead-lettered.
+    gateway.state.clock_offset_s = 15 * 60
+    sock = tmp_path / "control.sock"
+    agent = await start(ali_config(status_poll_s=0, control={"socket": str(sock)}))
+    shipped = codes(55, 5)
+    await scan_bill(agent, "SO-CLK", shipped, to_party="ent-customer")
+    await close(agent, "SO-CLK")
+
+    async def clock_alarm() -> bool:
+        return any("clock" in a for a in (await agent.daemon.status())["alarms"])
+
+    await wait_until(clock_alarm, "the clock alarm")
+    code = await asyncio.to_thread(cli.main, ["status", "--json", "--socket", str(sock)])
+    assert code == 0
+    shown = json.loads(capsys.readouterr().out)
+    (alarm,) = shown["alarms"]
+    assert "the box's clock is 15 min" in alarm
+    assert "behind" in alarm
+    assert "31 Invalid timestamp" in alarm
+    assert "timedatectl" in alarm
+    assert "sent by themselves" in alarm
+    assert await rows(agent, state=RowState.REJECTED.value) == []
+    assert (await agent.daemon.queue_stats()).backlog == 5
+    with gateway.state.lock:
+        assert gateway.state.bills == {}
+    # The clock is set right: the bill goes by itself, the alarm clears.
+    gateway.state.clock_offset_s = 0
+    await agent.drained()
+    assert stored_codes(gateway, "SO-CLK") == sorted(shipped)
+    assert {(r.state, r.result) for r in await rows(agent)} == {("delivered", "accepted")}
+    assert (await agent.daemon.status())["alarms"] == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ("ip", "IP whitelist"),
+        ("permission", "API package"),
+        ("app_key", "alihealth.app_key"),
+    ],
+)
+async def test_a_caller_problem_holds_the_bill_with_an_alarm_until_it_is_fixed(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    start: Any,
+    fault: str,
+    expected: str,
+) -> None:
+    # Errors TOP documents as the caller's (permissions, IP whitelist, app key) are the
+    # site's to fix on the platform: held and retried, never a dead letter.
+    with gateway.state.lock:
+        if fault == "ip":
+            gateway.state.ip_whitelist = {"192.0.2.7"}
+        elif fault == "permission":
+            gateway.state.allowed_methods = {"alibaba.alihealth.drug.kyt.scqy.searchstatus"}
+        else:
+            secret = gateway.state.apps.pop("app1")
+    agent = await start(ali_config(status_poll_s=0))
+    shipped = codes(56, 3)
+    await scan_bill(agent, "SO-SITE", shipped, to_party="ent-customer")
+    await close(agent, "SO-SITE")
+
+    async def alarmed() -> bool:
+        return any(expected in a for a in (await agent.daemon.status())["alarms"])
+
+    await wait_until(alarmed, f"the {fault} alarm")
+    assert await rows(agent, state=RowState.REJECTED.value) == []
+    sync = agent.daemon.sync
+    assert sync is not None
+    assert sync.state is LinkState.DEGRADED
+    with gateway.state.lock:  # fixed on the platform's side: nothing changes on the box
+        gateway.state.ip_whitelist = None
+        gateway.state.allowed_methods = None
+        if fault == "app_key":
+            gateway.state.apps["app1"] = secret
+    await agent.drained()
+    assert stored_codes(gateway, "SO-SITE") == sorted(shipped)
+    assert (await agent.daemon.status())["alarms"] == []
