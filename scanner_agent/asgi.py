@@ -34,9 +34,18 @@ class _Server(uvicorn.Server):
 
 
 def uvicorn_config(
-    app: Any, host: str, port: int, tls: Mapping[str, Any] | None = None
+    app: Any,
+    host: str,
+    port: int,
+    tls: Mapping[str, Any] | None = None,
+    *,
+    date_header: bool = True,
 ) -> uvicorn.Config:
-    """uvicorn settings for an embedded service: quiet, no lifespan, no websockets."""
+    """uvicorn settings for an embedded service: quiet, no lifespan, no websockets.
+
+    ``date_header=False`` leaves the ``Date`` header to the app (an emulator with a clock
+    of its own).
+    """
     return uvicorn.Config(
         app,
         host=host,
@@ -48,6 +57,7 @@ def uvicorn_config(
         lifespan="off",
         ws="none",
         server_header=False,
+        date_header=date_header,
         timeout_graceful_shutdown=5,
     )
 
@@ -72,6 +82,7 @@ class ServerThread:
         tls: Mapping[str, Any] | None = None,
         startup_timeout: float = 10.0,
         name: str = "asgi-server",
+        date_header: bool = True,
     ) -> None:
         self._app = app
         self._host = host
@@ -79,6 +90,7 @@ class ServerThread:
         self._tls = dict(tls or {})
         self._startup_timeout = startup_timeout
         self._name = name
+        self._date_header = date_header
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -110,7 +122,11 @@ class ServerThread:
         """
         if self._thread is not None:
             raise RuntimeError(f"{self._name} already started")
-        server = _Server(uvicorn_config(self._app, self._host, self._port, self._tls))
+        server = _Server(
+            uvicorn_config(
+                self._app, self._host, self._port, self._tls, date_header=self._date_header
+            )
+        )
         thread = threading.Thread(target=self._run, args=(server,), name=self._name, daemon=True)
         self._server, self._thread = server, thread
         try:

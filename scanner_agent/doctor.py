@@ -47,7 +47,6 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -501,7 +500,7 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
     """The app secret file, then one signed read-only call (bill status) to the gateway."""
     import httpx
 
-    from scanner_agent.errors import AuthError, RateLimitedError, SyncError
+    from scanner_agent.errors import AuthError, RateLimitedError, SiteProblemError, SyncError
     from scanner_agent.platforms.alihealth import (
         billstatus_method,
         billstatus_params,
@@ -585,6 +584,17 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
     except RateLimitedError as exc:
         yield secret_check
         yield Check(ALIHEALTH_CHECK, Status.WARN, str(exc), "calls are limited now; retry later")
+        yield _clock_check(date, now)
+        return
+    except SiteProblemError as exc:
+        # The site's clock, address, permissions or app key: what it says is what to fix.
+        yield secret_check
+        yield Check(
+            ALIHEALTH_CHECK,
+            Status.FAIL,
+            f"{ali.url}: {exc}",
+            "the agent holds the scans until the gateway takes its calls again",
+        )
         yield _clock_check(date, now)
         return
     except SyncError as exc:
@@ -725,15 +735,13 @@ def _token_check(client: Any, token: str, cfg: AgentConfig) -> Check:
 
 
 def _clock_check(date_header: str | None, now: datetime) -> Check:
+    from scanner_agent.sync import date_offset_s  # with httpx, loaded only for a call
+
     if not date_header:
         return Check("clock", Status.SKIP, "the service sent no Date header")
-    try:
-        theirs = parsedate_to_datetime(date_header)
-    except (TypeError, ValueError, IndexError):
+    skew = date_offset_s(date_header, now)
+    if skew is None:
         return Check("clock", Status.SKIP, f"unreadable Date header {date_header!r}")
-    if theirs.tzinfo is None:
-        theirs = theirs.replace(tzinfo=UTC)
-    skew = (now - theirs).total_seconds()
     detail = f"local clock {skew:+.0f} s from the trace service"
     if abs(skew) > MAX_CLOCK_SKEW_S:
         return Check(

@@ -12,7 +12,9 @@
     │   └── OutboxCorruptError the file failed its integrity check
     └── SyncError              talking to the trace service
         ├── TransientSyncError worth retrying: network, timeout, 5xx, 429
-        │   └── RateLimitedError   the service asked us to wait (Retry-After)
+        │   ├── RateLimitedError   the service asked us to wait (Retry-After)
+        │   └── SiteProblemError   refused for this site, not the batch: held, alarm
+        │       └── ClockSkewError     this box's clock is off (a timestamp refused)
         ├── AuthError          401/403: stop syncing until the token is fixed
         ├── BatchRejectedError other 4xx: the batch itself is refused
         └── ProtocolError      the reply does not match the batch
@@ -77,6 +79,25 @@ class TransientSyncError(SyncError):
 
 class RateLimitedError(TransientSyncError):
     """The service answered 429 (or 503) with a ``Retry-After``."""
+
+
+class SiteProblemError(TransientSyncError):
+    """The platform refused the call for a reason about this site, not the batch.
+
+    Its clock, its permissions, its address, its application: nothing in the
+    batch is wrong, so nothing is refused.  The batch is held and tried again
+    with backoff, and the sync loop raises an alarm with this message (which
+    says what to fix) until a call passes; then it clears by itself.
+    """
+
+
+class ClockSkewError(SiteProblemError):
+    """The platform refused the call's timestamp: this box's clock is off."""
+
+    def __init__(self, message: str, *, offset_s: float | None = None) -> None:
+        super().__init__(message)
+        self.offset_s = offset_s
+        """This box's clock minus the platform's (positive: ahead), when measured."""
 
 
 class AuthError(SyncError):

@@ -71,13 +71,29 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     value = value.strip()
     if value.isdigit():
         return float(value)
+    ahead = date_offset_s(value, now or datetime.now(UTC))  # now minus the date
+    return None if ahead is None else max(0.0, -ahead)
+
+
+def date_offset_s(date_header: str | None, now: datetime) -> float | None:
+    """How far ``now`` (this box's clock) is ahead of an HTTP ``Date`` header, in seconds.
+
+    Negative when the box is behind; None without a readable header.
+
+    >>> date_offset_s("Sun, 06 Nov 1994 08:49:37 GMT", datetime(1994, 11, 6, 8, 59, 37, tzinfo=UTC))
+    600.0
+    >>> date_offset_s("soon", datetime.now(UTC)) is None
+    True
+    """
+    if not date_header:
+        return None
     try:
-        when = parsedate_to_datetime(value)
+        theirs = parsedate_to_datetime(date_header)
     except (TypeError, ValueError, IndexError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    if theirs.tzinfo is None:
+        theirs = theirs.replace(tzinfo=UTC)
+    return (now - theirs).total_seconds()
 
 
 def build_ssl_context(cfg: SyncConfig) -> ssl.SSLContext | bool:

@@ -38,6 +38,7 @@ from scanner_agent.errors import (
     ConfigError,
     ProtocolError,
     ScannerAgentError,
+    SiteProblemError,
     TransientSyncError,
 )
 from scanner_agent.intake import OutboxThread
@@ -222,6 +223,8 @@ class SyncLoop:
         self._batch_limit = cfg.batch_size
         self._last_kind: str | None = None
         self._token_problem: str | None = None
+        self._site_alarm = False
+        """``stats.alarm`` is a site problem's (clock, permissions ...): cleared by a success."""
         self._next_token_poll = 0.0
         # A batch must not come back from its lease while its reply can still arrive.
         self._lease_s = max(
@@ -520,6 +523,17 @@ class SyncLoop:
             log.error("ALARM: sync: %s", self.stats.alarm)
             self._last_kind = _kind(exc)
             return
+        if isinstance(exc, SiteProblemError):
+            # Nothing is wrong with the batch: it is held (released, retried with backoff)
+            # and the alarm says what to fix, until a call passes.
+            alarm = (
+                f"{self.platform}: {message}; scans are kept and sent by themselves "
+                "once it is fixed"
+            )
+            if alarm != self.stats.alarm:
+                log.error("ALARM: sync: %s", alarm)
+            self.stats.alarm = alarm
+            self._site_alarm = True
         delay = backoff_delay(
             self._failures - 1, self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self._rng
         )
@@ -548,6 +562,10 @@ class SyncLoop:
         self.stats.last_error_current = False
         if self._failures:
             log.info("sync: delivering again after %d failed attempts", self._failures)
+        if self._site_alarm:
+            log.info("sync: the platform takes this site's calls again; alarm cleared")
+            self.stats.alarm = None
+            self._site_alarm = False
         self.state = LinkState.ONLINE
         self._window = self.cfg.max_in_flight
         self._failures = 0
@@ -605,6 +623,7 @@ class SyncLoop:
         log.info("sync: %s; syncing resumes", why)
         self.state = LinkState.UNKNOWN
         self.stats.alarm = None
+        self._site_alarm = False
         self._state_epoch = self._next_epoch  # outcomes of requests sent before are stale
         self._window = 1
         self._failures = 0

@@ -410,3 +410,15 @@ def test_epcis_an_unreachable_repository_or_an_open_token_file_fails(
     report = doctor(_epcis_config(write_config, "http://127.0.0.1:9", epcis_token), tmp_path)
     assert report.by_name("token").status is Status.FAIL
     assert report.by_name("EPCIS repository").status is Status.SKIP
+
+
+def test_alihealth_a_site_problem_fails_with_what_to_fix(
+    write_config: WriteConfig, tmp_path: Path, gateway: AliHealthEmulator, ali_secret: Path
+) -> None:
+    # The gateway refuses this site's address (TOP 11, IP whitelist): not the secret's fault.
+    gateway.state.ip_whitelist = {"192.0.2.7"}
+    report = doctor(_alihealth_config(write_config, gateway.url, ali_secret), tmp_path)
+    check = report.by_name("码上放心 gateway")
+    assert check.status is Status.FAIL, check
+    assert "IP whitelist" in check.detail
+    assert report.by_name("app secret").status is Status.OK

@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from scanner_agent.errors import AuthError, BatchRejectedError, ConfigError, RateLimitedError
+from scanner_agent.errors import (
+    AuthError,
+    ClockSkewError,
+    ConfigError,
+    RateLimitedError,
+    SiteProblemError,
+)
 from scanner_agent.platforms.alihealth import (
     AliHealthClient,
     AliHealthConfig,
@@ -128,10 +134,14 @@ async def test_wrong_secret_is_refused(gateway: AliHealthEmulator) -> None:
 async def test_stale_timestamp_and_missing_fields_are_refused(gateway: AliHealthEmulator) -> None:
     stale = AliHealthClient(_cfg(gateway), clock=lambda: datetime.now(UTC) - timedelta(minutes=11))
     try:
-        with pytest.raises(BatchRejectedError, match="timestamp"):
+        # Error 31: the box's clock, not the bill; measured from the gateway's Date header.
+        with pytest.raises(ClockSkewError, match="behind the 码上放心 gateway's") as info:
             await stale.upload_bill(_bill("X-2", 1, start=3001))
     finally:
         await stale.aclose()
+    assert info.value.offset_s is not None
+    assert -662 <= info.value.offset_s <= -658  # 11 minutes behind, the Date to the second
+    assert "31 Invalid timestamp" in str(info.value)
     client = AliHealthClient(_cfg(gateway))
     try:
         reply = await client.call("alibaba.alihealth.drug.kyt.uploadinoutbill", {"bill_code": "X"})
@@ -222,3 +232,45 @@ async def test_bill_status_asks_the_query_of_the_api(
         await client.aclose()
     assert gateway.state.calls[-1]["method"] == method
     assert (state.bill_code, state.failed, state.message) == (number, True, "企业资质过期")
+
+
+async def test_the_gateway_sends_its_own_clock_and_refuses_outside_its_window(
+    gateway: AliHealthEmulator,
+) -> None:
+    gateway.state.clock_offset_s = -3600.0  # the gateway runs an hour behind
+    client = AliHealthClient(_cfg(gateway))
+    try:
+        with pytest.raises(ClockSkewError, match="1 h 0 min ahead of") as info:
+            await client.upload_bill(_bill("X-4", 1, start=3100))
+        assert info.value.offset_s is not None
+        assert 3598 <= info.value.offset_s <= 3602
+        # Within the window the call goes through (the offset is still measured).
+        gateway.state.clock_offset_s = 300.0
+        (ok,) = await client.upload_bill(_bill("X-4", 1, start=3100))
+        assert ok.status == "accepted"
+        assert client.clock_offset_s is not None
+        assert -302 <= client.clock_offset_s <= -298
+    finally:
+        await client.aclose()
+
+
+async def test_ip_whitelist_api_package_and_app_key_refusals_are_the_sites(
+    gateway: AliHealthEmulator,
+) -> None:
+    client = AliHealthClient(_cfg(gateway))
+    try:
+        gateway.state.ip_whitelist = {"192.0.2.7"}
+        with pytest.raises(SiteProblemError, match="IP whitelist") as ip:
+            await client.upload_bill(_bill("X-5", 1, start=3200))
+        assert "isv.permission-ip-whitelist-limit" in str(ip.value)
+        gateway.state.ip_whitelist = {"127.0.0.1"}
+        gateway.state.allowed_methods = set()
+        with pytest.raises(SiteProblemError, match="API package"):
+            await client.upload_bill(_bill("X-5", 1, start=3200))
+        gateway.state.allowed_methods = None
+        with gateway.state.lock:
+            gateway.state.apps.clear()
+        with pytest.raises(SiteProblemError, match=r"alihealth\.app_key"):
+            await client.upload_bill(_bill("X-5", 1, start=3200))
+    finally:
+        await client.aclose()

@@ -5,12 +5,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from scanner_agent.errors import AuthError, BatchRejectedError, ProtocolError, RateLimitedError
+from scanner_agent.errors import (
+    AuthError,
+    BatchRejectedError,
+    ClockSkewError,
+    ProtocolError,
+    RateLimitedError,
+    SiteProblemError,
+    SyncError,
+    TransientSyncError,
+)
 from scanner_agent.platforms.alihealth import (
     BillUpload,
     billstatus_params,
+    clock_problem,
     parse_billstatus_reply,
+    parse_top_error,
     parse_upload_reply,
     sign,
     signing_string,
@@ -176,6 +189,63 @@ def test_code_7_is_a_rate_limit_with_the_ban_length() -> None:
     with pytest.raises(RateLimitedError) as info:
         parse_upload_reply(reply, KYT, "B1")
     assert info.value.retry_after == 13.0
+
+
+@pytest.mark.parametrize(
+    ("code", "sub_code", "error"),
+    [
+        (4, "", RateLimitedError),
+        (7, "accesscontrol.limited-by-app-api-access-count", RateLimitedError),
+        (8, "", RateLimitedError),
+        (10, "isp.service-unavailable", TransientSyncError),
+        (15, "isp.remote-service-error", TransientSyncError),
+        (520, "", TransientSyncError),
+        (25, "", AuthError),
+        (24, "", AuthError),
+        (31, "", ClockSkewError),
+        (11, "isv.permission-ip-whitelist-limit", SiteProblemError),
+        (11, "isv.permission-api-package-limit", SiteProblemError),
+        (12, "", SiteProblemError),
+        (22, "", SiteProblemError),
+        (27, "", SiteProblemError),
+        (29, "", SiteProblemError),
+        (53, "", SiteProblemError),
+        (15, "isv.invalid-parameter:trace_codes", BatchRejectedError),
+        (40, "ise.missing-required-arguments:bill_code", BatchRejectedError),
+        (41, "", BatchRejectedError),
+        (43, "ise.parameter-error-maxlength:bill_code", BatchRejectedError),
+        (501, "", BatchRejectedError),
+    ],
+)
+def test_each_top_error_is_held_or_refused_by_what_it_is_about(
+    code: int, sub_code: str, error: type[Exception]
+) -> None:
+    reply = {"error_response": {"code": code, "msg": "m", "sub_code": sub_code}}
+    with pytest.raises(SyncError) as info:
+        parse_top_error(reply)
+    assert type(info.value) is error
+
+
+@given(st.integers(min_value=0, max_value=99), st.text(max_size=40))
+def test_a_call_error_about_the_site_never_refuses_the_bill(code: int, sub_code: str) -> None:
+    # TOP: errors below 100 but 15, 40, 41 (and 43, a parameter error) come from the call's
+    # basic checks, not from its data: they must never dead-letter a bill.
+    reply = {"error_response": {"code": code, "msg": "m", "sub_code": sub_code}}
+    with pytest.raises(SyncError) as info:
+        parse_top_error(reply, clock_offset_s=-1234.0)
+    if code not in (15, 40, 41, 43) or sub_code.startswith("isp."):
+        assert not isinstance(info.value, BatchRejectedError), info.value
+    if code == 31:
+        assert isinstance(info.value, ClockSkewError)
+        assert info.value.offset_s == -1234.0
+        assert "20 min 34 s behind" in str(info.value)
+
+
+def test_the_clock_alarm_without_a_date_says_it_could_not_measure() -> None:
+    assert "more than 10 minutes off" in clock_problem(None)
+    assert "no Date to measure by" in clock_problem(None)
+    assert "2 h 0 min ahead of" in clock_problem(7200.4)
+    assert "5 s behind" in clock_problem(-5.0)
 
 
 def test_bad_signature_is_an_auth_error_and_others_refuse_the_call() -> None:

@@ -32,7 +32,7 @@ from scanner_agent.platforms.alihealth._protocol import (
     split_bill,
     upload_params,
 )
-from scanner_agent.sync import NetworkError, ServiceError, parse_retry_after
+from scanner_agent.sync import NetworkError, ServiceError, date_offset_s, parse_retry_after
 
 __all__ = ["AliHealthClient", "AliHealthConfig"]
 
@@ -105,6 +105,9 @@ class AliHealthClient:
         self.cfg = cfg
         self._clock = clock
         self._client = httpx.AsyncClient(timeout=cfg.timeout_s, transport=transport)
+        self.clock_offset_s: float | None = None
+        """This box's clock minus the gateway's at the last reply (its ``Date``), if known:
+        what a clock alarm reports (error 31 Invalid timestamp)."""
 
     async def aclose(self) -> None:
         """Close connections."""
@@ -142,6 +145,7 @@ class AliHealthClient:
         except httpx.HTTPError as exc:
             # The sync loop's own network error, so the link shows offline, not degraded.
             raise NetworkError(f"码上放心 {method}: {type(exc).__name__}: {exc}") from exc
+        self.clock_offset_s = date_offset_s(response.headers.get("Date"), self._clock())
         if response.status_code != 200:
             raise ServiceError(
                 f"码上放心 {method}: HTTP {response.status_code}",
@@ -188,7 +192,9 @@ class AliHealthClient:
             physic_type=self.cfg.physic_type,
         )
         reply = await self.call(self.cfg.method, business)
-        result = parse_upload_reply(reply, self.cfg.method, part.bill_code)
+        result = parse_upload_reply(
+            reply, self.cfg.method, part.bill_code, clock_offset_s=self.clock_offset_s
+        )
         log.info("码上放心 bill %s: %s %s", part.bill_code, result.status, result.message)
         return result
 
@@ -207,4 +213,5 @@ class AliHealthClient:
             end_date=end_date,
             bill_code=bill_code,
         )
-        return parse_billstatus_reply(await self.call(method, business), method)
+        reply = await self.call(method, business)
+        return parse_billstatus_reply(reply, method, clock_offset_s=self.clock_offset_s)

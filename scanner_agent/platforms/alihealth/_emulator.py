@@ -1,9 +1,16 @@
 """A local emulator of the 码上放心 TOP gateway (bill upload and bill status), for tests and the demo.
 
 It checks what the real gateway checks first (known ``app_key``, signature,
-``timestamp`` within ±10 minutes, required parameters), remembers bill numbers
-per ``ref_user_id`` (a second upload answers 该单据号已存在) and codes sold
-already, and can be told to rate-limit or fail.  The bill status query answers
+``timestamp`` within ±10 minutes of its own clock, required parameters),
+remembers bill numbers per ``ref_user_id`` (a second upload answers
+该单据号已存在) and codes sold already, and can be told to rate-limit or fail.
+Site faults, as TOP reports them (the error codes in the protocol module's
+sources): its clock can run ``clock_offset_s`` off the real one (every reply
+carries its clock in ``Date``, and a call whose ``timestamp`` is outside the
+window gets 31 Invalid timestamp), ``ip_whitelist`` refuses other client
+addresses and ``allowed_methods`` other methods (11 Insufficient ISV
+Permissions with the IP whitelist or API package ``sub_code``), and an app key
+taken out of ``apps`` gets 29 Invalid App Key.  The bill status query answers
 under the retail (``lsyd``) and both enterprise (``kyt`` ``scqy``/``wes``) method
 names alike.  Optional upload parameters are signed and stored with the bill
 (``state.bills``) like the rest.  Replies have the shapes of
@@ -16,8 +23,10 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any, Self
 from urllib.parse import parse_qsl
 
@@ -30,6 +39,7 @@ from scanner_agent.asgi import ServerThread
 from scanner_agent.platforms.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHODS,
+    CLOCK_WINDOW_S,
     DUPLICATE_BILL_TEXT,
     GMT8,
     MAX_CODES,
@@ -74,7 +84,18 @@ class EmulatorState:
     fail_processing: dict[str, str] = field(default_factory=dict)
     """Bill number -> why: the upload is taken, but the bill status query reports
     ``deal_status`` 4 (processing failed) with that message."""
+    clock_offset_s: float = 0.0
+    """The gateway's clock minus the real one: it checks timestamps against, and sends in
+    ``Date``, its own time (900: it runs 15 minutes ahead, so to it the caller is behind)."""
+    ip_whitelist: set[str] | None = None
+    """Client addresses allowed to call (None: any), as an application's IP whitelist."""
+    allowed_methods: set[str] | None = None
+    """Methods the application's API packages allow (None: all)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> datetime:
+        """The gateway's clock."""
+        return datetime.now(UTC) + timedelta(seconds=self.clock_offset_s)
 
 
 def _error(code: int, msg: str, sub_code: str = "", sub_msg: str = "") -> JSONResponse:
@@ -96,8 +117,34 @@ def _fail(method: str, msg_code: str, info: str) -> JSONResponse:
     return _reply(method, {"response_success": False, "msg_code": msg_code, "msg_info": info})
 
 
-def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlette:
-    """The gateway as an ASGI app (``POST /router/rest``)."""
+_Asgi = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+def _dated(app: _Asgi, state: EmulatorState) -> _Asgi:
+    """``app`` with a ``Date`` header from the gateway's own clock on every response."""
+
+    async def wrapped(
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        async def send_dated(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                date = format_datetime(state.now(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", date)]}
+            await send(message)
+
+        await app(scope, receive, send_dated)
+
+    return wrapped
+
+
+def create_app(state: EmulatorState, *, clock_skew_s: float = CLOCK_WINDOW_S) -> _Asgi:
+    """The gateway as an ASGI app (``POST /router/rest``); serve it without uvicorn's own
+    ``Date`` header: it sends its clock's."""
 
     async def rest(request: Request) -> JSONResponse:
         # Parsed here rather than with request.form(): no python-multipart dependency.
@@ -116,7 +163,11 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlett
         missing = [k for k in _PUBLIC_REQUIRED if not params.get(k)]
         if missing:
             return _error(40, "Missing required arguments", f"missing-{missing[0]}")
-        secret = state.apps.get(params["app_key"])
+        with state.lock:
+            secret = state.apps.get(params["app_key"])
+            whitelist = state.ip_whitelist
+            allowed = state.allowed_methods
+            now = state.now()
         if secret is None:
             return _error(29, "Invalid app Key")
         method_name = params["sign_method"]
@@ -127,10 +178,25 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlett
         try:
             sent = datetime.strptime(params["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
         except ValueError:
-            return _error(41, "Invalid arguments", "invalid-timestamp")
-        if abs((datetime.now(GMT8) - sent).total_seconds()) > clock_skew_s:
-            return _error(43, "Invalid timestamp", "isv.invalid-timestamp")
+            return _error(31, "Invalid timestamp")
+        if abs((now - sent).total_seconds()) > clock_skew_s:
+            return _error(31, "Invalid timestamp")
         method = params["method"]
+        if allowed is not None and method not in allowed:
+            return _error(
+                11,
+                "Insufficient isv permissions",
+                "isv.permission-api-package-limit",
+                "scope ids is 0",
+            )
+        client = request.client.host if request.client else ""
+        if whitelist is not None and client not in whitelist:
+            return _error(
+                11,
+                "Insufficient isv permissions",
+                "isv.permission-ip-whitelist-limit",
+                "IP限制不允许访问",
+            )
         if method in API_METHODS.values():
             return _upload(method, params)
         if method in BILLSTATUS_METHODS.values():
@@ -193,7 +259,7 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = 600.0) -> Starlett
             },
         )
 
-    return Starlette(routes=[Route("/router/rest", rest, methods=["POST"])])
+    return _dated(Starlette(routes=[Route("/router/rest", rest, methods=["POST"])]), state)
 
 
 class AliHealthEmulator:
@@ -216,7 +282,9 @@ class AliHealthEmulator:
         """``port`` 0 takes a free one; a fixed one lets a test start the gateway late."""
         self.state = EmulatorState(apps=dict(apps))
         self._thread = ServerThread(
-            create_app(self.state, clock_skew_s=clock_skew.total_seconds()), port=port
+            create_app(self.state, clock_skew_s=clock_skew.total_seconds()),
+            port=port,
+            date_header=False,
         )
 
     @property

@@ -34,6 +34,19 @@ Sources (public; parameter names checked against them):
   enterprise holds: not confirmed against the platform, hence ``status_api``.
 * Error code 7 ``App Call Limited`` (with ``sub_msg`` "This ban will last for
   N more seconds"): TOP's public error-code table.
+* The rest of that table ("API platform errors", developer.alibaba.com, article
+  102707, and its Chinese copies): 4-8 call limits; 10 Service Currently
+  Unavailable; 11-13 insufficient ISV/user/partner permissions; 15 Remote
+  Service Error; 21-23 method and format; 24-29 signature, session, app key;
+  30-34 timestamp and version (31 Invalid Timestamp); 40-43 missing, invalid and
+  erroneous parameters; 53 insufficient security level.  The page says that
+  errors below 100 other than 15, 40 and 41 come from the call's basic checks
+  (the application's authority, frequency ...), not from the data, and that a
+  ``sub_code`` starting with ``isp.`` is a server fault to retry.  The IP
+  whitelist refusal (11 with ``sub_code`` ``isv.permission-ip-whitelist-limit``)
+  and the API package one (11 with ``isv.permission-api-package-limit`` or
+  ``-not-allowed``) are as public TOP replies and a TOP-compatible gateway show
+  them; not confirmed against 码上放心's gateway.
 """
 
 from __future__ import annotations
@@ -50,8 +63,10 @@ from scanner_agent.config import ALIHEALTH_OPTIONAL_PARAMS
 from scanner_agent.errors import (
     AuthError,
     BatchRejectedError,
+    ClockSkewError,
     ProtocolError,
     RateLimitedError,
+    SiteProblemError,
     TransientSyncError,
 )
 
@@ -59,6 +74,7 @@ __all__ = [
     "API_METHODS",
     "BILLSTATUS_METHOD",
     "BILLSTATUS_METHODS",
+    "CLOCK_WINDOW_S",
     "DUPLICATE_BILL_TEXT",
     "GMT8",
     "MAX_CODES",
@@ -69,6 +85,7 @@ __all__ = [
     "UploadResult",
     "billstatus_method",
     "billstatus_params",
+    "clock_problem",
     "is_trace_code",
     "parse_billstatus_reply",
     "parse_top_error",
@@ -116,11 +133,19 @@ DUPLICATE_BILL_TEXT = "该单据号已存在"
 GMT8 = timezone(timedelta(hours=8), "GMT+8")
 
 _TRACE_CODE = re.compile(r"8[0-9]{19}")  # ASCII digits only, as the cn20 scheme
-_RATE_LIMIT_CODES = frozenset({7})
-_AUTH_CODES = frozenset({11, 25, 26, 27, 28, 29, 53})
-"""Insufficient ISV permissions, invalid signature/session/app key, missing app key/session."""
+_RATE_LIMIT_CODES = frozenset({4, 5, 6, 7, 8})
+"""User, session, partner and app call limits, and the app's call frequency."""
+_SECRET_CODES = frozenset({24, 25})
+"""Missing or invalid signature: the app secret (its file is watched) or sign_method."""
 _TRANSIENT_CODES = frozenset({10, 520})
 """Service currently unavailable, remote service error."""
+_CLOCK_CODE = 31
+"""Invalid timestamp: the call's ``timestamp`` is more than 10 minutes off the gateway's clock."""
+_CALL_DATA_CODES = frozenset({15, 40, 41, 43})
+"""Remote service error (the business service behind the gateway refused the data),
+missing, invalid and erroneous parameters: about what was sent, i.e. the bill."""
+CLOCK_WINDOW_S = 600.0
+"""How far the ``timestamp`` may be off the gateway's clock (TOP: 10 minutes)."""
 _BAN_SECONDS = re.compile(r"ban will last for (\d+) more seconds?", re.IGNORECASE)
 
 
@@ -327,14 +352,23 @@ def response_key(method: str) -> str:
     return method.replace(".", "_") + "_response"
 
 
-def parse_top_error(reply: Mapping[str, Any]) -> None:
+def parse_top_error(reply: Mapping[str, Any], *, clock_offset_s: float | None = None) -> None:
     """Raise the agent's error for a TOP ``error_response``; return when there is none.
 
+    Only what is about the call's data refuses it (the bill); what is about
+    this site (its clock, application, permissions, address) holds the bill
+    with an alarm until it is fixed.  ``clock_offset_s`` is this box's clock
+    minus the gateway's, measured from the reply (:func:`~scanner_agent.sync.date_offset_s`),
+    for the clock alarm.
+
     Raises:
-        RateLimitedError: code 7 ``App Call Limited`` (``retry_after`` from the ban text).
-        AuthError: bad signature, app key or session, missing permission.
+        RateLimitedError: codes 4-8, call limits (``retry_after`` from the ban text).
+        AuthError: a missing or invalid signature (the app secret).
+        ClockSkewError: 31 Invalid timestamp: this box's clock is off.
+        SiteProblemError: another error TOP documents as the caller's (below 100 but
+            15, 40, 41, 43): permissions, IP whitelist, app key, session, method ...
         TransientSyncError: the gateway or the service behind it is unavailable.
-        BatchRejectedError: any other gateway error (missing/invalid parameter ...).
+        BatchRejectedError: an error about the call's data (15, 40, 41, 43, 100 and up).
     """
     err = reply.get("error_response")
     if err is None:
@@ -354,15 +388,81 @@ def parse_top_error(reply: Mapping[str, Any]) -> None:
         raise RateLimitedError(
             f"码上放心 rate limit: {text}", retry_after=float(match[1]) if match else None
         )
-    if code in _AUTH_CODES:
+    if code in _SECRET_CODES:
         raise AuthError(f"码上放心 refused the credentials: {text}")
     if code in _TRANSIENT_CODES or sub_code.startswith("isp."):
         raise TransientSyncError(f"码上放心 unavailable: {text}")
+    if code == _CLOCK_CODE:
+        raise ClockSkewError(clock_problem(clock_offset_s, text), offset_s=clock_offset_s)
+    if 0 <= code < 100 and code not in _CALL_DATA_CODES:
+        raise SiteProblemError(f"refused this site's call ({text}): {_site_hint(code, sub_code)}")
     raise BatchRejectedError(f"码上放心 refused the call: {text}", status_code=200)
 
 
-def _result(reply: Mapping[str, Any], method: str) -> Mapping[str, Any]:
-    parse_top_error(reply)
+def clock_problem(offset_s: float | None, text: str = "31 Invalid timestamp") -> str:
+    """The clock alarm: how far off this box's clock is, and what to do.
+
+    >>> clock_problem(-903.4)
+    "the box's clock is 15 min 3 s behind the 码上放心 gateway's (by its HTTP Date); it takes calls only within 10 minutes of its own time (31 Invalid timestamp): set the clock, e.g. turn on time sync with `sudo timedatectl set-ntp true`"
+    """
+    if offset_s is None:
+        measured = (
+            "the box's clock is more than 10 minutes off the 码上放心 gateway's "
+            "(its reply had no Date to measure by)"
+        )
+    else:
+        ahead = "ahead of" if offset_s > 0 else "behind"
+        measured = (
+            f"the box's clock is {_duration(abs(offset_s))} {ahead} the 码上放心 gateway's "
+            "(by its HTTP Date)"
+        )
+    return (
+        f"{measured}; it takes calls only within {CLOCK_WINDOW_S / 60:.0f} minutes of its own "
+        f"time ({text}): set the clock, e.g. turn on time sync with "
+        "`sudo timedatectl set-ntp true`"
+    )
+
+
+def _duration(seconds: float) -> str:
+    """``903`` -> ``15 min 3 s``; ``7200`` -> ``2 h 0 min``."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def _site_hint(code: int, sub_code: str) -> str:
+    """What the operator does about a caller error ``code`` (see the module's sources)."""
+    if code in (11, 12, 13) and "whitelist" in sub_code.lower():
+        return (
+            "add this site's public IP address to the application's IP whitelist on the "
+            "码上放心 open platform"
+        )
+    if code in (11, 12, 13):
+        return (
+            "the application lacks the permission (its API package) for this call: apply "
+            "for it on the 码上放心 open platform"
+        )
+    if code in (28, 29):
+        return (
+            "the gateway does not know this app key: check alihealth.app_key against the "
+            "application on the 码上放心 open platform (a restart applies a new key)"
+        )
+    if code in (26, 27):
+        return "the call needs a valid authorised session for this application"
+    if code == 53:
+        return "raise the application's security level or refresh its authorisation"
+    return "check the agent's [alihealth] settings against the 码上放心 open platform"
+
+
+def _result(
+    reply: Mapping[str, Any], method: str, clock_offset_s: float | None = None
+) -> Mapping[str, Any]:
+    parse_top_error(reply, clock_offset_s=clock_offset_s)
     body = reply.get(response_key(method))
     if not isinstance(body, Mapping):
         raise ProtocolError(f"码上放心: reply has no {response_key(method)!r} object")
@@ -385,14 +485,20 @@ class UploadResult:
     message: str
 
 
-def parse_upload_reply(reply: Mapping[str, Any], method: str, bill_code: str) -> UploadResult:
+def parse_upload_reply(
+    reply: Mapping[str, Any],
+    method: str,
+    bill_code: str,
+    *,
+    clock_offset_s: float | None = None,
+) -> UploadResult:
     """The verdict of an ``uploadinoutbill`` reply (JSON already decoded).
 
     Raises:
         The errors of :func:`parse_top_error`, and ProtocolError for a reply
         of the wrong shape.
     """
-    result = _result(reply, method)
+    result = _result(reply, method, clock_offset_s)
     msg_code = str(result.get("msg_code") or "")
     message = str(result.get("msg_info") or "")
     if _truthy(result.get("response_success")) and msg_code.upper() in ("SUCCESS", ""):
@@ -440,7 +546,10 @@ def _rows(model: object) -> Iterable[Mapping[str, Any]]:
 
 
 def parse_billstatus_reply(
-    reply: Mapping[str, Any], method: str = BILLSTATUS_METHOD
+    reply: Mapping[str, Any],
+    method: str = BILLSTATUS_METHOD,
+    *,
+    clock_offset_s: float | None = None,
 ) -> list[BillStatus]:
     """Bill states from a reply to ``method`` (one of :data:`BILLSTATUS_METHODS`).
 
@@ -451,7 +560,7 @@ def parse_billstatus_reply(
     Raises:
         The errors of :func:`parse_top_error`; ProtocolError when the query failed.
     """
-    result = _result(reply, method)
+    result = _result(reply, method, clock_offset_s)
     if "response_success" in result and not _truthy(result["response_success"]):
         raise ProtocolError(
             f"码上放心 bill status query failed: {result.get('msg_code')} {result.get('msg_info')}"

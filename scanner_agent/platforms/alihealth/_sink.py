@@ -5,20 +5,25 @@ How the sync loop's notions map onto the platform:
 * **Batch** = every pending scan of one bill (:func:`lease_bill`).  Open bills
   are never leased (the outbox holds them back), so only closed bills go out:
   the platform takes a bill number once.
+* **Admission** (:func:`alihealth_admission`, the sink's ``admission``): what
+  the platform can take at all, asked by the intake before a scan is committed,
+  so a GS1 or MA code, a scan with no bill open or a bill without its parties
+  is NAKed at the scanner with the reason.
 * **Encoding** (on the outbox thread) reads the bill (type, parties, close
-  time, its optional platform parameters) through :class:`BillBook`, places each code in its sub-bill by the
-  recorded upload plan (``_ledger``), and refuses, with a reason the operator
-  sees in ``queue ls --state rejected``, what cannot be uploaded: codes that
-  are not 码上放心 trace codes (GS1, MA), scans of a bill never opened with a
-  type (a default bill), a bill without its parties, scans added to a bill
-  after its upload began.
+  time, its optional platform parameters) through :class:`BillBook`, places each
+  code in its sub-bill by the recorded upload plan (``_ledger``), and refuses,
+  with a reason the operator sees in ``queue ls --state rejected``, what cannot
+  be uploaded: what the admission rule refuses (rows queued before it applied,
+  with the same reason) and scans added to a bill after its upload began.
 * **Verdicts** per sub-bill, applied to each of its scans: ``SUCCESS`` is
   accepted, 该单据号已存在 (our own earlier upload whose reply was lost) is a
   duplicate, both delivered; ``FAIL`` and a gateway refusal of the call are
   rejected with the platform's message.  A rate limit (error 7), a refused
-  signature or app key, or an unreachable gateway raise the sync errors, so
-  the whole bill is retried (sub-bills already accepted then answer 该单据号已存在)
-  or syncing pauses until the secret is replaced.
+  signature, a problem of the site rather than the bill (the box's clock, the
+  IP whitelist, permissions, the app key: held with an alarm until fixed), or
+  an unreachable gateway raise the sync errors, so the whole bill is retried
+  (sub-bills already accepted then answer 该单据号已存在) or syncing pauses until
+  the secret is replaced.
 * **Platform processing** is asynchronous: after an upload the sink asks for
   the bill's ``deal_status`` in the background and records it in ``bill_log``.
   A bill the platform failed to process (``deal_status`` 4) raises an alarm
@@ -184,7 +189,9 @@ class AliHealthSink:
 
         Raises:
             RateLimitedError: error 7 App Call Limited (``retry_after`` from the ban).
-            AuthError: the signature, app key or permissions were refused.
+            AuthError: the signature was refused (the app secret).
+            SiteProblemError: the site's clock (``ClockSkewError``), IP whitelist,
+                permissions or app key were refused: the bill is held, not refused.
             TransientSyncError: network failure, timeout, gateway unavailable.
             ProtocolError: a reply of the wrong shape.
         """
