@@ -323,6 +323,8 @@ class Daemon:
             await self._stop_control()
             if self._sink is not None:
                 await self._sink.aclose()
+            if self.intake is not None:
+                await asyncio.to_thread(self.intake.close)
             thread.shutdown()
             outbox.close()
             self.state = DaemonState.STOPPED

@@ -28,7 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from drivers.base import RawScan, ScanOutcome, Verdict
-from scanner_agent.codes import ScanResult, Scheme, parse_many
+from scanner_agent.codes import ScanResult, Scheme, parse_many, parse_scan
 from scanner_agent.errors import OutboxError, OutboxFullError
 from scanner_agent.outbox import (
     EnqueueResult,
@@ -38,6 +38,7 @@ from scanner_agent.outbox import (
     RejectRecord,
     uuid7_many,
 )
+from scanner_agent.parse_worker import ParseWorker
 
 if TYPE_CHECKING:
     from scanner_agent.sync import Gate
@@ -219,6 +220,13 @@ class GroupCommitter:
             self._on_commit(queued)
 
 
+def _cheap(data: bytes) -> bool:
+    """True for a frame the event loop may parse itself: 20 digits, a cn20 code's form
+    (the parser's fast path, about a microsecond).  Every other frame, whose cost its
+    sender chooses, is parsed on the parse thread (:mod:`scanner_agent.parse_worker`)."""
+    return len(data) == 20 and data.isdigit()
+
+
 def reason_key(reason: str) -> str:
     """The kind of a refusal, without the code-specific detail after a colon.
 
@@ -270,6 +278,12 @@ class ScanIntake:
         """Called with every outcome (status, TUI stream); must not block."""
         self.full_alarm: str | None = None
         """Set while the outbox refuses scans for lack of space; cleared by the next commit."""
+        self.parser: ParseWorker[ScanResult] = ParseWorker(parse_scan)
+        """Parses every frame but a cn20 code off the event loop, fairly across connections."""
+
+    def close(self) -> None:
+        """Stop the parse thread once the frames queued for it are parsed (at shutdown)."""
+        self.parser.close()
 
     async def submit(self, scan: RawScan, *, action: str = "", bill: str = "") -> ScanOutcome:
         """Parse, commit and answer one scan.  Never raises for bad input."""
@@ -289,7 +303,11 @@ class ScanIntake:
         # would refuse when sending is NAKed now, with its reason, and never ACKed.
         gate = self.admit(bill_name) if self.admit is not None else None
         takes = gate.takes if gate is not None else _EVERY_SCHEME
-        parsed = parse_many([s.data for s in scans])
+        frames = [s.data for s in scans]
+        if all(_cheap(f) for f in frames):
+            parsed = parse_many(frames)
+        else:  # off the loop, taking turns with the other connections (one per device)
+            parsed = await self.parser.parse((scans[0].source, scans[0].device), frames)
         # One id per frame, drawn at once; those of refused frames are simply not used.
         ids = iter(uuid7_many(len(scans)))
         device_id = self.device_id
