@@ -31,6 +31,8 @@ import logging
 import os
 import shutil
 import sqlite3
+import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,6 +82,7 @@ from scanner_agent.outbox._states import (
     row_state_sql,
     row_state_where,
 )
+from scanner_agent.outbox._wal import WalReport, inspect_wal, repaired_copy
 from scanner_agent.sqlrows import NULL, max_rows, select_list, size_class, values_clause
 
 log = logging.getLogger(__name__)
@@ -382,6 +385,7 @@ class Outbox:
                 f"Failed to create outbox directory {str(p.parent)!r}: {exc}"
             ) from exc
         alarms: list[str] = []
+        damaged_wal = cls._keep_damaged_wal(p)
         try:
             db = cls._connect_checked(p)
         except OutboxCorruptError as exc:
@@ -399,7 +403,73 @@ class Outbox:
             raise OutboxError(f"Failed to migrate outbox {str(p)!r}: {exc}") from exc
         if applied:
             log.info("outbox %s: applied schema migrations %s", p, applied)
+        if damaged_wal is not None:
+            outbox._salvage_damaged_wal(*damaged_wal)
         return outbox
+
+    @staticmethod
+    def _keep_damaged_wal(p: Path) -> tuple[WalReport, Path] | None:
+        """Check ``p``'s WAL before SQLite replays it; on damage, copy both aside first.
+
+        SQLite replays a WAL up to the first frame whose checksum fails and
+        drops every frame after it in silence, committed ones too
+        (:mod:`scanner_agent.outbox._wal`).  When committed frames would be
+        dropped, the file and its WAL are copied, as found, to
+        ``<name>.wal-damaged-<UTC time>`` (and ``-wal``) before anything opens
+        them, and the report and the copy are returned for
+        :meth:`_salvage_damaged_wal`.  A WAL that cannot be read is left to
+        SQLite (logged): this check must never stop the outbox from opening.
+        """
+        wal = Path(f"{p}-wal")
+        try:
+            report = inspect_wal(wal)
+        except (OSError, ValueError, struct.error) as exc:
+            log.warning("outbox %s: could not check the WAL: %s", p, exc)
+            return None
+        if report is None or not report.damaged:
+            return None
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        for n in itertools.count():
+            aside = p.with_name(f"{p.name}.wal-damaged-{stamp}" + (f".{n}" if n else ""))
+            if not (aside.exists() or Path(f"{aside}-wal").exists()):
+                break
+        try:
+            shutil.copyfile(p, aside)
+            shutil.copyfile(wal, Path(f"{aside}-wal"))
+        except OSError as exc:
+            log.error(
+                "ALARM: outbox %s: damaged WAL (%s) could not be copied aside: %s", p, report, exc
+            )
+            return None
+        return report, aside
+
+    def _salvage_damaged_wal(self, report: WalReport, aside: Path) -> None:
+        """Recover the scans the dropped WAL frames held; raise the alarm saying what happened.
+
+        A copy of the file is opened with a copy of the WAL whose checksum chain
+        is recomputed (:func:`~scanner_agent.outbox._wal.repaired_copy`), so SQLite
+        replays every committed frame, the damaged one included; salvage then
+        verifies every row on its own checksum before taking it, and takes only
+        scans this file does not hold (by event id).
+        """
+        outcome = ""
+        try:
+            with tempfile.TemporaryDirectory(dir=self.path.parent, prefix=".wal-salvage-") as tmp:
+                copy = Path(tmp) / "outbox.db"
+                shutil.copyfile(aside, copy)
+                repaired_copy(Path(f"{aside}-wal"), report, Path(f"{copy}-wal"))
+                result = salvage(copy, self)
+            outcome = f"recovered from the dropped frames: {result.summary()}"
+        except (OSError, ValueError, sqlite3.Error, OutboxError) as exc:
+            outcome = f"recovering from the dropped frames failed ({exc}); run scanner-agent queue salvage {aside}"
+        alarm = (
+            f"outbox {self.path}: the WAL left by an unclean stop was damaged at frame "
+            f"{report.broken_at} of {report.frames}: SQLite would have dropped {report.stranded} "
+            f"frames holding {report.stranded_commits} committed transactions; file and WAL "
+            f"copied to {aside} and {aside}-wal; {outcome}"
+        )
+        log.error("ALARM: %s", alarm)
+        self.alarms.append(alarm)
 
     @classmethod
     def open_readonly(cls, path: str | Path) -> Outbox:

@@ -1,0 +1,125 @@
+"""A damaged WAL after a kill is detected, kept aside, alarmed, and what it held recovered.
+
+Issue 16 item 6: a flipped bit in the WAL after a kill silently dropped 2,100
+ACKed scans: SQLite replays frames up to the first bad checksum and ignores
+every frame after it.  The writer here is a real process killed without a
+checkpoint (``os._exit``), and the WAL it leaves is damaged byte by byte.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanner_agent.outbox import EventResult, Outbox
+from scanner_agent.outbox._wal import inspect_wal
+from tests.outbox.conftest import cn20_scans
+
+ROOT = Path(__file__).resolve().parents[2]
+GROUPS, PER_GROUP = 40, 50
+WRITER = f"""
+import os, sys
+sys.path.insert(0, {str(ROOT)!r})
+from scanner_agent.outbox import Outbox
+from tests.outbox.conftest import cn20_scans
+box = Outbox.open(sys.argv[1])
+for g in range({GROUPS}):
+    box.enqueue_many(cn20_scans(g * {PER_GROUP}, {PER_GROUP}))  # each committed (ACKed)
+os._exit(0)  # killed: no checkpoint, the WAL stays as written
+"""
+
+
+def killed_writer(path: Path) -> list[str]:
+    """Run a writer that commits GROUPS groups and dies; the codes it committed."""
+    subprocess.run([sys.executable, "-c", WRITER, str(path)], check=True, timeout=120)
+    return [s.code for s in cn20_scans(0, GROUPS * PER_GROUP)]
+
+
+def frame_offset(wal: Path, index: int) -> int:
+    page_size = int.from_bytes(wal.read_bytes()[8:12], "big")
+    return 32 + index * (24 + page_size)
+
+
+def flip(path: Path, offset: int, bit: int = 0) -> None:
+    with path.open("r+b") as f:
+        f.seek(offset)
+        b = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes([b ^ (1 << bit)]))
+
+
+def held_codes(box: Outbox) -> list[str]:
+    return sorted(r.code for r in box.rows(limit=100_000))
+
+
+def test_an_intact_wal_left_by_a_kill_is_not_damage(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    codes = killed_writer(path)
+    report = inspect_wal(Path(f"{path}-wal"))
+    assert report is not None
+    assert report.frames > 0
+    assert report.kept == report.frames
+    assert not report.damaged
+    with Outbox.open(path) as box:
+        assert held_codes(box) == sorted(codes)
+        assert box.alarms == []
+    assert not list(tmp_path.glob("*wal-damaged*"))
+
+
+@pytest.mark.parametrize("where", ["page", "frame header", "salt"])
+def test_a_flipped_bit_in_the_wal_is_an_alarm_and_every_acked_scan_is_recovered(
+    tmp_path: Path, where: str
+) -> None:
+    path = tmp_path / "o.db"
+    wal = Path(f"{path}-wal")
+    codes = killed_writer(path)
+    frames = inspect_wal(wal)
+    assert frames is not None
+    at = frame_offset(wal, frames.frames // 4)
+    flip(wal, {"page": at + 24 + 1000, "frame header": at + 2, "salt": at + 9}[where], bit=3)
+    report = inspect_wal(wal)
+    assert report is not None
+    assert report.damaged  # without the check, SQLite replays only the frames before it
+    assert report.kept < frames.frames // 4 + 1
+    damaged_copy = wal.read_bytes()
+    with Outbox.open(path) as box:
+        (alarm,) = box.alarms
+        assert "WAL" in alarm
+        assert f"{report.stranded_commits} committed transactions" in alarm
+        assert held_codes(box) == sorted(codes)  # all of them, none twice
+        sent = []
+        while (batch := box.lease(1000)) is not None:
+            sent += [e.code for e in batch.events]
+            box.settle(batch.batch_id, {e.event_id: EventResult("accepted") for e in batch.events})
+        assert sorted(sent) == sorted(codes)
+    (aside,) = tmp_path.glob("o.db.wal-damaged-*[0-9Z]")
+    assert Path(f"{aside}-wal").read_bytes() == damaged_copy  # kept as found
+
+
+def test_a_torn_last_frame_is_an_unacknowledged_write_not_damage(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    wal = Path(f"{path}-wal")
+    codes = killed_writer(path)
+    with wal.open("r+b") as f:  # the last frame (a commit) only half written
+        f.truncate(wal.stat().st_size - 2000)
+    report = inspect_wal(wal)
+    assert report is not None
+    assert not report.damaged
+    with Outbox.open(path) as box:
+        assert box.alarms == []
+        assert len(held_codes(box)) >= len(codes) - PER_GROUP
+
+
+def test_garbage_in_place_of_a_wal_never_stops_the_open(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    killed_writer(path)
+    wal = Path(f"{path}-wal")
+    data = bytearray(wal.read_bytes())
+    data[32:] = os.urandom(len(data) - 32)
+    wal.write_bytes(bytes(data))
+    with Outbox.open(path) as box:
+        box.stats()
