@@ -24,7 +24,29 @@ from typing import Any, NamedTuple
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, VALID_STATES, text_checksum
 from scanner_agent.outbox._states import row_state_sql
 
-__all__ = ["DamagedRow", "QuarantinedRow", "RowRead", "quarantine", "read_rows", "scan_columns"]
+__all__ = [
+    "DamagedRow",
+    "QuarantinedRow",
+    "RowRead",
+    "quarantine",
+    "read_rows",
+    "scan_columns",
+    "schema_problem",
+]
+
+_REQUIRED_COLUMNS = {
+    "scans": {
+        "seq", "event_id", "code", "scheme", "raw", "symbology", "product", "gtin", "batch_no",
+        "expiry", "serial", "action", "bill", "device_id", "source", "scanned_at", "state",
+        "batch_id", "result", "reason", "attempts", "settled_at",
+    },
+    "batches": {"batch_id", "created_at", "lease_until", "attempts", "events", "last_error"},
+    "rejects": {"id", "raw", "code", "reason", "verdict", "device_id", "source", "scanned_at"},
+    "_migrations": {"version", "name", "applied_at"},
+}  # fmt: skip
+"""Columns each table has had since migration 1 (whatever the file's version)."""
+_STATE_LITERALS = ("'pending'", "'in_flight'", "'delivered'", "'rejected'")
+"""What the state CHECK of ``scans`` names in every version."""
 
 
 class DamagedRow(NamedTuple):
@@ -58,6 +80,45 @@ class QuarantinedRow:
 def scan_columns(db: sqlite3.Connection) -> list[str]:
     """The ``scans`` table's columns in this file (older files have fewer)."""
     return [str(r[1]) for r in db.execute("PRAGMA table_info(scans)")]
+
+
+def schema_problem(db: sqlite3.Connection) -> str:
+    """What is wrong with the file's schema ('' when nothing), for the check at open.
+
+    ``quick_check`` parses the schema but does not know ours: a flipped byte in
+    a column name or in the state CHECK leaves a file that passes it while every
+    lease (no such column) or every scan (CHECK failed) fails, forever.  So the
+    schema text must be UTF-8, each table present must have its columns, and the
+    state CHECK must still name the states.
+    """
+    text_factory = db.text_factory
+    db.text_factory = bytes
+    try:
+        objects = db.execute("SELECT type, name, sql FROM sqlite_master").fetchall()
+        try:
+            schema = {
+                (bytes(t).decode(), bytes(n).decode()): bytes(s or b"").decode()
+                for t, n, s in objects
+            }
+        except UnicodeDecodeError:
+            return "the schema text is not UTF-8"
+        for table, required in _REQUIRED_COLUMNS.items():
+            if ("table", table) not in schema:
+                continue
+            names = set()
+            for row in db.execute(f"PRAGMA table_info({table})"):
+                try:
+                    names.add(bytes(row[1]).decode())
+                except UnicodeDecodeError:
+                    return f"a column name of {table} is not UTF-8"
+            if missing := required - names:
+                return f"table {table} lacks columns {sorted(missing)}"
+    finally:
+        db.text_factory = text_factory
+    scans = schema.get(("table", "scans"), "")
+    if scans and not all(s in scans for s in _STATE_LITERALS):
+        return "the state rule of table scans is damaged"
+    return ""
 
 
 def _content(columns: Sequence[str], values: Sequence[object]) -> bytes:

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 __all__ = ["SalvageReport", "salvage", "salvage_rows"]
 
+_READ_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
+"""What reading a damaged file raises: SQLite's errors, and Python's decoding of an error
+text or a schema name that quotes damaged bytes."""
 _CHUNK = 2000
 _PROBE = 512
 """Seqs tried one by one after an unreadable stretch, before jumping further."""
@@ -89,7 +92,7 @@ def _max_seq(db: sqlite3.Connection) -> int:
     ):
         try:
             row = db.execute(sql).fetchone()
-        except sqlite3.DatabaseError:
+        except _READ_ERRORS:
             continue
         if row and isinstance(row[0], int):
             return int(row[0])
@@ -103,7 +106,7 @@ def salvage_rows(db: sqlite3.Connection, report: SalvageReport) -> Iterator[RowR
     """
     try:
         columns = scan_columns(db)
-    except sqlite3.DatabaseError as exc:
+    except _READ_ERRORS as exc:
         report.unreadable.append({"after_seq": 0, "resumed_at": None, "error": str(exc)})
         return
     if "seq" not in columns:
@@ -115,13 +118,13 @@ def salvage_rows(db: sqlite3.Connection, report: SalvageReport) -> Iterator[RowR
     while True:
         try:
             found = read_rows(db, "seq >= ?", (start,), columns=columns, limit=_CHUNK)
-        except sqlite3.DatabaseError:
+        except _READ_ERRORS:
             # Up to the damage one row at a time, then past it.
             error = ""
             while True:
                 try:
                     one = read_rows(db, "seq >= ?", (start,), columns=columns, limit=1)
-                except sqlite3.DatabaseError as exc:
+                except _READ_ERRORS as exc:
                     error = str(exc)
                     break
                 if not one.rows and not one.damaged:
@@ -150,7 +153,7 @@ def _readable_from(db: sqlite3.Connection, seq: int, columns: Sequence[str]) -> 
     """The first seq at or after ``seq`` that reads, or None if the read fails or finds none."""
     try:
         found = read_rows(db, "seq >= ?", (seq,), columns=columns, limit=1)
-    except sqlite3.DatabaseError:
+    except _READ_ERRORS:
         return None
     seqs = [r["seq"] for r in found.rows] + [d.seq for d in found.damaged]
     return seqs[0] if seqs else None

@@ -50,6 +50,7 @@ from scanner_agent.outbox._damage import (
     RowRead,
     quarantine,
     read_rows,
+    schema_problem,
 )
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import (
@@ -176,6 +177,31 @@ def _is_damage(exc: sqlite3.Error) -> bool:
     return "malformed" in text or "not a database" in text
 
 
+def _quick_check(db: sqlite3.Connection) -> str:
+    """``PRAGMA quick_check``'s finding ('' when ok).
+
+    Read as bytes: its messages may quote damaged bytes, which would fail
+    Python's decoding (a ``UnicodeDecodeError``, not an ``sqlite3.Error``).
+    """
+    text_factory = db.text_factory
+    db.text_factory = bytes
+    try:
+        row = db.execute("PRAGMA quick_check").fetchone()
+    except UnicodeDecodeError as exc:  # SQLite's error message quotes damaged bytes
+        return f"an error about damaged bytes ({exc})"
+    finally:
+        db.text_factory = text_factory
+    if row is None:
+        return "quick_check gave no result"
+    text = bytes(row[0]).decode(errors="replace")
+    return "" if text == "ok" else text
+
+
+def _is_damage_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (an error's cause) is SQLite reporting damage."""
+    return isinstance(exc, sqlite3.Error) and _is_damage(exc)
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
     """Whether another connection holds a lock SQLite gave up waiting for (the busy timeout)."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -230,8 +256,13 @@ _WIRE_EVENT = "json_object(" + ", ".join(f"'{c}', {c}" for c in WIRE_FIELDS) + "
 """SQL for one event as :meth:`BatchEvent.to_wire` writes it."""
 
 
-_CHECK_ROW = f"json_array(seq, crc, {', '.join(CHECKED_FIELDS)})"
-"""SQL for what a row's checksum is verified against: seq, the stored checksum, the fields."""
+_CHECK_ROW = f"json_array(seq, crc, state, {', '.join(CHECKED_FIELDS)})"
+"""SQL for what a leased row is verified against: seq, the stored checksum, the stored state
+(read from the table, whatever an index said), the fields."""
+
+
+class _StaleIndex(Exception):
+    """A lease read rows through an index that disagrees with the table (damaged)."""
 
 
 class _Lease(NamedTuple):
@@ -242,7 +273,7 @@ class _Lease(NamedTuple):
     damaged: list[DamagedRow]
 
 
-def _lease_rows(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> _Lease:
+def _lease_rows(db: sqlite3.Connection, sql: str, params: Sequence[object], state: str) -> _Lease:
     """The events selected by ``sql`` (a ``SELECT *`` of scans) and their wire JSON, in one step.
 
     Every row's checksum is verified (issue 16: a flipped byte was delivered as
@@ -250,6 +281,8 @@ def _lease_rows(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> _
     whole query), the selected rows are read again one by one
     (:func:`~scanner_agent.outbox._damage.read_rows`) and the damaged ones are
     returned instead of events, for the caller to quarantine before it reads again.
+    A row whose stored state is not ``state`` was found through a damaged index:
+    :class:`_StaleIndex` is raised.
 
     Why not ``fetchall()``: each fetched row is one ``sqlite3_step``, and each
     step gives the GIL up and must win it back, which behind a busy event loop
@@ -274,7 +307,10 @@ def _lease_rows(db: sqlite3.Connection, sql: str, params: Sequence[object]) -> _
         return _Lease([], "[]", damaged)
     if not found or not found[0]:
         return _Lease([], "[]", [])
-    bad = [c[0] for c in json.loads(found[2]) if c[1] is not None and c[1] != text_checksum(c[2:])]
+    checks = json.loads(found[2])
+    if any(c[2] != state for c in checks):
+        raise _StaleIndex(f"rows {[c[0] for c in checks if c[2] != state]} are not {state}")
+    bad = [c[0] for c in checks if c[1] is not None and c[1] != text_checksum(c[3:])]
     if bad:
         damaged = read_rows(db, f"seq IN ({', '.join('?' * len(bad))})", bad).damaged
         if len(damaged) != len(bad):  # the two reads disagree: never send what failed
@@ -403,9 +439,33 @@ class Outbox:
             raise OutboxError(f"Failed to migrate outbox {str(p)!r}: {exc}") from exc
         if applied:
             log.info("outbox %s: applied schema migrations %s", p, applied)
+        outbox._check_pending_index()
         if damaged_wal is not None:
             outbox._salvage_damaged_wal(*damaged_wal)
         return outbox
+
+    def _check_pending_index(self) -> None:
+        """Rebuild the index of pending rows if it disagrees with the table (at open).
+
+        ``quick_check`` checks each index's structure, not that it lists the
+        rows it should: a pending row missing from it would never be leased, in
+        silence.  Counting the pending rows through the index and through the
+        table costs one pass over the table, as ``quick_check`` itself does.
+        """
+        try:
+            (listed,) = self._db.execute(
+                "SELECT COUNT(*) FROM scans INDEXED BY scans_unsent WHERE state = 'pending'"
+            ).fetchone()
+            (stored,) = self._db.execute(
+                "SELECT COUNT(*) FROM scans NOT INDEXED WHERE state = 'pending'"
+            ).fetchone()
+            if listed != stored:
+                with self.atomic() as db:
+                    self._rebuild_indexes(
+                        db, f"it listed {listed} pending rows, the table holds {stored}"
+                    )
+        except (sqlite3.Error, OutboxError) as exc:
+            log.error("outbox %s: could not check the index of pending rows: %s", self.path, exc)
 
     @staticmethod
     def _keep_damaged_wal(p: Path) -> tuple[WalReport, Path] | None:
@@ -462,10 +522,19 @@ class Outbox:
             outcome = f"recovered from the dropped frames: {result.summary()}"
         except (OSError, ValueError, sqlite3.Error, OutboxError) as exc:
             outcome = f"recovering from the dropped frames failed ({exc}); run scanner-agent queue salvage {aside}"
+        if report.stranded_commits:
+            what = (
+                f"damaged at frame {report.broken_at} of {report.frames}: SQLite would have "
+                f"dropped {report.stranded} frames holding {report.stranded_commits} committed "
+                "transactions"
+            )
+        else:
+            what = (
+                f"cut short: the writer had committed {report.committed} frames, the WAL holds "
+                f"{report.kept} (the rest is gone from the disk)"
+            )
         alarm = (
-            f"outbox {self.path}: the WAL left by an unclean stop was damaged at frame "
-            f"{report.broken_at} of {report.frames}: SQLite would have dropped {report.stranded} "
-            f"frames holding {report.stranded_commits} committed transactions; file and WAL "
+            f"outbox {self.path}: the WAL left by an unclean stop was {what}; file and WAL "
             f"copied to {aside} and {aside}-wal; {outcome}"
         )
         log.error("ALARM: %s", alarm)
@@ -539,10 +608,8 @@ class Outbox:
             raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
         try:
             db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-            if not checked:
-                result = db.execute("PRAGMA quick_check").fetchone()
-                if result is None or result[0] != "ok":
-                    raise OutboxCorruptError(str(result[0] if result else "no result"))
+            if not checked and (problem := _quick_check(db) or schema_problem(db)):
+                raise OutboxCorruptError(problem)
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
                 raise OutboxError(f"Failed to switch outbox {str(p)!r} to WAL: got {mode!r}")
@@ -557,6 +624,9 @@ class Outbox:
                 # fine and in use, so it must never be moved aside for this.
                 raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
             raise OutboxCorruptError(str(exc)) from exc
+        except UnicodeDecodeError as exc:  # an error text or value quoting damaged bytes
+            db.close()
+            raise OutboxCorruptError(f"damaged bytes in the schema ({exc})") from exc
         except OutboxError:
             db.close()
             raise
@@ -602,8 +672,9 @@ class Outbox:
         except sqlite3.Error:
             return False
         try:
-            row = db.execute("PRAGMA quick_check").fetchone()
-            problem = "" if row and row[0] == "ok" else str(row[0] if row else "no result")
+            problem = _quick_check(db) or schema_problem(db)
+        except UnicodeDecodeError as exc:  # an error text or value quoting damaged bytes
+            problem = f"damaged bytes in the schema ({exc})"
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):  # the writer would wait out the same lock again: say so now
                 raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
@@ -1034,10 +1105,29 @@ class Outbox:
         """
         now = time.time()
         with self.atomic() as db:
+            seen: set[int] = set()
+            rebuilt = False
             for _ in range(_DAMAGE_ROUNDS):
-                batch = self._lease_in(db, now, limit, lease_s, max_bytes)
+                try:
+                    with self.atomic():  # a savepoint: a try that fails leaves nothing behind
+                        batch = self._lease_in(db, now, limit, lease_s, max_bytes)
+                except (_StaleIndex, OutboxError) as exc:
+                    if rebuilt or not (
+                        isinstance(exc, _StaleIndex) or _is_damage_error(exc.__cause__)
+                    ):
+                        raise OutboxError(
+                            f"Failed to lease from outbox {str(self.path)!r}: {exc}"
+                        ) from exc
+                    self._rebuild_indexes(db, str(exc))
+                    rebuilt = True
+                    continue
                 if not isinstance(batch, list):
                     return batch
+                if seen & {d.seq for d in batch}:
+                    # Quarantined, yet selected again as pending: the partial index over
+                    # pending rows is damaged too (it still lists the row).
+                    self._rebuild_indexes(db, "a quarantined row was listed as pending")
+                seen.update(d.seq for d in batch)
                 self._quarantine(db, batch)
             raise OutboxError(
                 f"Failed to lease from outbox {str(self.path)!r}: damaged rows found in "
@@ -1065,7 +1155,9 @@ class Outbox:
                 "UPDATE batches SET lease_until = ?, attempts = attempts + 1 WHERE batch_id = ?",
                 (now + lease_s, batch_id),
             )
-            found = _lease_rows(db, f"SELECT * FROM scans WHERE {_IN_BATCH} ORDER BY seq", span)
+            found = _lease_rows(
+                db, f"SELECT * FROM scans WHERE {_IN_BATCH} ORDER BY seq", span, "in_flight"
+            )
             if found.damaged:
                 return found.damaged
             if found.rows:
@@ -1075,7 +1167,7 @@ class Outbox:
             # Every row of it was settled some other way: the batch is spent.
             db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
         pending = f"SELECT * FROM scans WHERE {_PENDING} AND {_SENDABLE} ORDER BY seq LIMIT ?"
-        found = _lease_rows(db, pending, (limit,))
+        found = _lease_rows(db, pending, (limit,), "pending")
         if found.damaged:
             return found.damaged
         rows, wire = found.rows, found.wire
@@ -1084,7 +1176,7 @@ class Outbox:
         if max_bytes is not None and len(wire.encode()) > max_bytes:
             # Rare (2,500 cn20 events are about 0.6 MB): keep the events that fit,
             # at least one however large, and render just those.
-            found = _lease_rows(db, pending, (_fit(rows, max_bytes),))
+            found = _lease_rows(db, pending, (_fit(rows, max_bytes),), "pending")
             rows, wire = found.rows, found.wire
         batch_id = uuid7()
         last_seq = int(rows[-1][0])
@@ -1093,12 +1185,31 @@ class Outbox:
             "last_seq) VALUES (?, ?, ?, ?, ?, ?)",
             (batch_id, _now_iso(), now + lease_s, len(rows), int(rows[0][0]), last_seq),
         )
-        db.execute(
+        # Exactly the rows read (by seq, not "every pending row up to the last"): what is
+        # marked in flight, and later settled, is what the batch carries, even if an
+        # index were to disagree with the table.
+        cur = db.execute(
             "UPDATE scans SET state = 'in_flight', batch_id = ?, attempts = attempts + 1 "
-            f"WHERE {_PENDING} AND seq <= ? AND {_SENDABLE}",
-            (batch_id, last_seq),
+            "WHERE seq IN (SELECT value FROM json_each(?)) AND state = 'pending'",
+            (batch_id, json.dumps([r[0] for r in rows])),
         )
+        if cur.rowcount != len(rows):
+            raise _StaleIndex(f"{cur.rowcount} of {len(rows)} leased rows were pending")
         return Batch(batch_id, tuple(map(BatchEvent._make, rows)), 0, wire)
+
+    def _rebuild_indexes(self, db: sqlite3.Connection, why: str) -> None:
+        """Rebuild the partial indexes of ``scans`` by state from the table, with an alarm.
+
+        A damaged index entry (a flipped bit in a seq) makes a lease select a row
+        that is not pending, or miss one that is: the table is the truth, and
+        these indexes hold nothing else.
+        """
+        log.error("ALARM: outbox %s: rebuilding the indexes of rows by state (%s)", self.path, why)
+        db.execute("REINDEX scans_unsent")
+        db.execute("REINDEX scans_dead")
+        alarm = f"outbox {self.path}: an index of rows by state was damaged ({why}); rebuilt"
+        if alarm not in self.alarms:
+            self.alarms.append(alarm)
 
     def _quarantine(self, db: sqlite3.Connection, damaged: Sequence[DamagedRow]) -> None:
         """Quarantine ``damaged`` rows in ``db``'s transaction; raise the alarm, log once.

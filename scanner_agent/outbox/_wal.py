@@ -30,6 +30,7 @@ their own checksums before anything is taken from them).
 from __future__ import annotations
 
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,11 +58,24 @@ class WalReport:
     """Of those, intact commit frames: committed transactions that replay would drop."""
     last_commit: int
     """0-based index of the last intact commit frame of this generation (-1: none)."""
+    committed: int | None = None
+    """Frames the writer had committed, from the ``-shm`` it left (None: no valid one)."""
 
     @property
     def damaged(self) -> bool:
         """Whether replay would drop committed transactions."""
-        return self.stranded_commits > 0
+        return self.stranded_commits > 0 or self.cut_short
+
+    @property
+    def cut_short(self) -> bool:
+        """The writer's ``-shm`` counts more committed frames than replay keeps.
+
+        Frames lost outright (a truncated WAL, a frame zeroed at the end) leave no
+        trace in the WAL; the wal-index header in ``-shm`` that the killed writer
+        left still counts them.  (It is not durable across a power cut, so only
+        a ``-shm`` whose checksum holds and whose salts are this WAL's counts.)
+        """
+        return self.committed is not None and self.committed > self.kept
 
 
 def _checksum(data: bytes, big_endian: bool, s0: int, s1: int) -> tuple[int, int]:
@@ -87,6 +101,30 @@ def _parse(data: bytes) -> tuple[bool, int, bytes] | None:
     if _checksum(data[:24], big, 0, 0) != struct.unpack(">II", data[24:32]):
         return None  # SQLite ignores the whole WAL then, as if empty
     return big, page_size, data[16:24]
+
+
+def _shm_committed(shm: Path, salts: bytes) -> int | None:
+    """``mxFrame`` of the wal-index header in ``shm``, when it is intact and for these salts.
+
+    The header (wal.c, ``WalIndexHdr``) is 48 bytes in native byte order,
+    written twice: version, unused, change counter, isInit, bigEndCksum, page
+    size, mxFrame (offset 16), nPage, the last frame's checksum, the WAL's
+    salts (offset 32, as in the WAL header), and a checksum of the first 40
+    bytes (offset 40).
+    """
+    try:
+        with shm.open("rb") as f:
+            data = f.read(96)
+    except OSError:
+        return None
+    if len(data) < 96 or data[:48] != data[48:96] or data[12] != 1:
+        return None
+    native_big = sys.byteorder == "big"
+    if _checksum(data[:40], native_big, 0, 0) != struct.unpack("=II", data[40:48]):
+        return None
+    if data[32:40] != salts:
+        return None
+    return int(struct.unpack("=I", data[16:20])[0])
 
 
 def inspect_wal(wal: Path) -> WalReport | None:
@@ -137,7 +175,8 @@ def inspect_wal(wal: Path) -> WalReport | None:
         if commit and _checksum(header[:8] + page, big, *struct.unpack(">II", before)) == stored:
             stranded_commits += 1
             last_commit = i
-    return WalReport(frames, kept, broken_at, stranded, stranded_commits, last_commit)
+    committed = _shm_committed(wal.with_name(wal.name[: -len("-wal")] + "-shm"), salts)
+    return WalReport(frames, kept, broken_at, stranded, stranded_commits, last_commit, committed)
 
 
 def repaired_copy(wal: Path, report: WalReport, dest: Path) -> None:

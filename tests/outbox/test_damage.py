@@ -140,3 +140,37 @@ def test_any_byte_of_any_code_changed_is_never_delivered_altered(
         del expected[row]
         assert sent == expected
         assert quarantined == [row + 1]
+
+
+def _index_without(path: Path, seq: int) -> None:
+    """Rebuild scans_unsent without ``seq``'s entry, leaving its definition as it was.
+
+    The state a flipped bit in an index page leaves: the table holds a pending
+    row its index does not list (``quick_check`` checks structure, not this).
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'scans_unsent'").fetchone()
+    db.execute("DROP INDEX scans_unsent")
+    db.execute(f"{sql} AND seq != {seq}")
+    (version,) = db.execute("PRAGMA schema_version").fetchone()
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'scans_unsent'", (sql,))
+    db.execute(f"PRAGMA schema_version = {version + 1}")
+    db.execute("PRAGMA writable_schema = OFF")
+    db.close()
+
+
+def test_a_pending_row_missing_from_its_index_is_found_at_open_and_delivered(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.db"
+    scans = filled(path, 20)
+    _index_without(path, 7)
+    with sqlite3.connect(path) as db:  # the damage is real: the index skips it
+        listed = db.execute(
+            "SELECT COUNT(*) FROM scans INDEXED BY scans_unsent WHERE state = 'pending'"
+        ).fetchone()[0]
+        assert listed == 19
+    with Outbox.open(path) as box:
+        assert any("index" in a for a in box.alarms)
+        assert deliver_all(box) == [s.code for s in scans]

@@ -217,7 +217,9 @@ def test_rows_aggregated_out_of_order_are_sorted_and_rendered_again(outbox: Outb
 
     scans = [scan(f"8{i:019d}", bill='发货 "q"') for i in range(5)]
     outbox.enqueue_many(scans)
-    rows, wire, damaged = _lease_rows(outbox._db, "SELECT * FROM scans ORDER BY seq DESC", ())
+    rows, wire, damaged = _lease_rows(
+        outbox._db, "SELECT * FROM scans ORDER BY seq DESC", (), "pending"
+    )
     assert damaged == []
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
     assert json.loads(wire) == [scan_wire(s) for s in scans]

@@ -100,18 +100,41 @@ def test_a_flipped_bit_in_the_wal_is_an_alarm_and_every_acked_scan_is_recovered(
     assert Path(f"{aside}-wal").read_bytes() == damaged_copy  # kept as found
 
 
-def test_a_torn_last_frame_is_an_unacknowledged_write_not_damage(tmp_path: Path) -> None:
+def test_a_torn_write_after_the_last_commit_is_unacknowledged_not_damage(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     wal = Path(f"{path}-wal")
     codes = killed_writer(path)
-    with wal.open("r+b") as f:  # the last frame (a commit) only half written
-        f.truncate(wal.stat().st_size - 2000)
+    data = wal.read_bytes()
+    last = frame_offset(wal, inspect_wal(wal).frames - 1)  # type: ignore[union-attr]
+    with wal.open("ab") as f:  # a next frame, half written when the power went
+        f.write(data[last : last + 2000])
     report = inspect_wal(wal)
     assert report is not None
+    assert report.committed == report.kept  # the writer's -shm agrees: nothing committed lost
     assert not report.damaged
     with Outbox.open(path) as box:
         assert box.alarms == []
-        assert len(held_codes(box)) >= len(codes) - PER_GROUP
+        assert held_codes(box) == sorted(codes)
+
+
+def test_a_wal_cut_short_is_an_alarm_the_writers_shm_still_counts_its_frames(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "o.db"
+    wal = Path(f"{path}-wal")
+    killed_writer(path)
+    whole = inspect_wal(wal)
+    assert whole is not None
+    assert whole.committed == whole.frames
+    with wal.open("r+b") as f:
+        f.truncate(frame_offset(wal, whole.frames // 2))
+    report = inspect_wal(wal)
+    assert report is not None
+    assert report.cut_short
+    with Outbox.open(path) as box:
+        (alarm,) = box.alarms
+        assert f"had committed {whole.frames} frames" in alarm
+    assert list(tmp_path.glob("o.db.wal-damaged-*"))
 
 
 def test_garbage_in_place_of_a_wal_never_stops_the_open(tmp_path: Path) -> None:
