@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from scanner_agent.codes import parse_gs1
 from scanner_agent.outbox import BatchEvent
 
 __all__ = [
@@ -82,7 +82,6 @@ Child = tuple[str, str]
 """A unit in a carton: ``(code, scheme)`` as the outbox stores scans (``cn20``, ``gs1``)."""
 
 _TX_TYPES = {"ship": "desadv", "transfer": "desadv", "receive": "recadv", "purchase": "po"}
-_HRI = re.compile(r"\((\d{2,4})\)([^(]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +114,12 @@ def epc_uri(code: str, scheme: str, cfg: EpcisConfig) -> str:
         ValueError: a GS1 code without GTIN (01) and serial (21), or an unknown scheme.
     """
     if scheme == "gs1":
-        ais = dict(_HRI.findall(code))
-        if "01" not in ais or "21" not in ais:
+        data = parse_gs1(code)  # the stored code as the agent reads it ("(" in a value is "\\(")
+        gtin = None if isinstance(data, str) else data.value("01")
+        serial = None if isinstance(data, str) else data.value("21")
+        if gtin is None or serial is None:
             raise ValueError(f"GS1 code {code!r} has no GTIN (01) and serial (21)")
-        serial = quote(ais["21"], safe="-._~")
-        return f"https://id.gs1.org/01/{ais['01']}/21/{serial}"
+        return f"https://id.gs1.org/01/{gtin}/21/{quote(serial, safe='-._~')}"
     if scheme == "cn20":
         return cfg.cn20_uri_prefix + code
     raise ValueError(f"unknown code scheme {scheme!r}")

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from scanner_agent.codes import parse_scan
 from scanner_agent.outbox import Batch, EventResult, Outbox
-from scanner_agent.platforms.epcis import EPC_SCHEMES, Child
+from scanner_agent.platforms.epcis import EPC_SCHEMES, Child, epc_uri
 from scanner_agent.platforms.epcis_capture import EpcisCaptureClient
 from scanner_agent.sync import Admission
 
@@ -137,6 +137,13 @@ class EpcisSink:
         payload = carton_units(self._thread.outbox, batch)
         for e in batch.events:
             why = self.admission.scheme_problem(e.scheme)
+            if why is None and e.scheme == "gs1":
+                # A code stored before GS1 data was checked completely may have no EPC:
+                # refuse that one scan instead of failing its whole batch at every try.
+                try:
+                    epc_uri(e.code, e.scheme, self.client.cfg.document)
+                except ValueError as exc:
+                    why = str(exc)
             if why is not None:
                 payload.refused[e.event_id] = why
         return payload

@@ -218,7 +218,7 @@ def test_odd_bill_numbers_and_serials_still_validate() -> None:
             source="s1",
         )
         for i, (code, scheme) in enumerate(
-            [("81234567890123456789", "cn20"), ("(01)09506000134352(21)A/1 x%", "gs1")]
+            [("81234567890123456789", "cn20"), ("(01)09506000134352(21)A/1\\(x)%", "gs1")]
         )
     ]
     validate(build_document(scans, CFG))
