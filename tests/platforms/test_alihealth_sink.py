@@ -28,6 +28,7 @@ from scanner_agent.outbox import RowState
 from scanner_agent.platforms.alihealth import AliHealthEmulator
 from scanner_agent.sync import LinkState
 from tests.conftest import RunningAgent, run_until_ready
+from tests.ops.test_metrics import scrape, value
 from tests.sync.conftest import FAST_SYNC, codes, free_port, wait_until
 
 SECRET = "app-secret-1"
@@ -52,7 +53,12 @@ def secret_file(tmp_path: Path) -> Path:
 def ali_config(
     make_config: Callable[..., AgentConfig], gateway: AliHealthEmulator, secret_file: Path
 ) -> Callable[..., AgentConfig]:
-    def make(*, control: dict[str, Any] | None = None, **alihealth: Any) -> AgentConfig:
+    def make(
+        *,
+        control: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        **alihealth: Any,
+    ) -> AgentConfig:
         table: dict[str, Any] = {
             "url": gateway.url,
             "app_key": "app1",
@@ -68,6 +74,7 @@ def ali_config(
             sync={**FAST_SYNC, "protocol": "alihealth"},
             alihealth=table,
             control=control or {"socket": ""},
+            metrics=metrics or {"listen": ""},
         )
 
     return make
@@ -304,7 +311,10 @@ async def test_codes_and_bills_the_platform_cannot_take_are_refused_at_the_scann
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sock = tmp_path / "control.sock"
-    agent = await start(ali_config(status_poll_s=0, control={"socket": str(sock)}))
+    cfg = ali_config(
+        status_poll_s=0, control={"socket": str(sock)}, metrics={"listen": "127.0.0.1:0"}
+    )
+    agent = await start(cfg)
     # No bill open: the scans would go to the device's default bill, which 码上放心 cannot take.
     stray = codes(46, 2)
     replies = await agent.scan(*stray)
@@ -338,6 +348,12 @@ async def test_codes_and_bills_the_platform_cannot_take_are_refused_at_the_scann
     shown = json.loads(capsys.readouterr().out)
     assert shown["refused"]["码上放心 takes only 20-digit trace codes"] == 2
     assert shown["refused"]["no bill open"] == 2
+    # And the Prometheus endpoint counts them with the other refusals, by reason.
+    samples = await scrape(agent)
+    assert value(samples, "scanner_agent_scans_total", result="refused") == 4
+    refused = "scanner_agent_scans_refused_total"
+    assert value(samples, refused, reason="码上放心 takes only 20-digit trace codes") == 2
+    assert value(samples, refused, reason="no bill open") == 2
 
 
 async def test_a_bill_missing_a_party_is_refused_at_the_scanner_not_after_closing(
@@ -596,7 +612,10 @@ async def test_a_wrong_clock_holds_the_bill_with_an_alarm_until_the_clock_is_rig
     # That is about the site, not the bill: nothing may be dead-lettered.
     gateway.state.clock_offset_s = 15 * 60
     sock = tmp_path / "control.sock"
-    agent = await start(ali_config(status_poll_s=0, control={"socket": str(sock)}))
+    cfg = ali_config(
+        status_poll_s=0, control={"socket": str(sock)}, metrics={"listen": "127.0.0.1:0"}
+    )
+    agent = await start(cfg)
     shipped = codes(55, 5)
     await scan_bill(agent, "SO-CLK", shipped, to_party="ent-customer")
     await close(agent, "SO-CLK")
@@ -618,12 +637,14 @@ async def test_a_wrong_clock_holds_the_bill_with_an_alarm_until_the_clock_is_rig
     assert (await agent.daemon.queue_stats()).backlog == 5
     with gateway.state.lock:
         assert gateway.state.bills == {}
+    assert value(await scrape(agent), "scanner_agent_alarms") == 1
     # The clock is set right: the bill goes by itself, the alarm clears.
     gateway.state.clock_offset_s = 0
     await agent.drained()
     assert stored_codes(gateway, "SO-CLK") == sorted(shipped)
     assert {(r.state, r.result) for r in await rows(agent)} == {("delivered", "accepted")}
     assert (await agent.daemon.status())["alarms"] == []
+    assert value(await scrape(agent), "scanner_agent_alarms") == 0
 
 
 @pytest.mark.parametrize(
