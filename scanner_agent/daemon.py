@@ -260,7 +260,12 @@ class Daemon:
                 credential=names.credential,
                 credential_source=names.source,
             )
-            self.desk = BillDesk(thread, device_id=cfg.device_id, on_close=self.sync.wake)
+            self.desk = BillDesk(
+                thread,
+                device_id=cfg.device_id,
+                on_close=self.sync.wake,
+                bill_problem=lambda number, bill: self.admission.bill_problem(number, bill),
+            )
             await self.desk.start()
             self.committer = GroupCommitter(
                 thread,

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from scanner_agent.bills._errors import BillError
 from scanner_agent.bills._files import parse_expected_csv, parse_packs_csv
 from scanner_agent.bills._models import Bill, BillView, CodeHistory, Removal
 from scanner_agent.bills._store import BillBook
+from scanner_agent.bills._types import bill_type
 from scanner_agent.intake import OutboxThread
 
 log = logging.getLogger(__name__)
 
 BillListener = Callable[[str, str, dict[str, Any]], None]
+
+
+class _Terms(NamedTuple):
+    """A bill about to be opened, as the sink's admission rule reads one."""
+
+    number: str
+    type: int
+    from_party: str
+    to_party: str
+
+
 """``(what, bill number, details)``: opened, closed, removed, imported."""
 
 
@@ -33,11 +45,16 @@ class BillDesk:
         *,
         device_id: str,
         on_close: Callable[[], None] | None = None,
+        bill_problem: Callable[[str, Any], str | None] | None = None,
     ) -> None:
         self._thread = thread
         self.book = BillBook(thread.outbox)
         self.device_id = device_id
         self._on_close = on_close
+        self._bill_problem = bill_problem
+        """``(number, bill) -> why`` the sync sink could never take the bill's scans (its
+        admission rule, reading ``number``, ``type``, ``from_party``, ``to_party``), or
+        None; a bill it refuses is not opened."""
         self._open: dict[str, Bill] = {}
         """Open bill per action on this device."""
         self.names: dict[str, str] = {}
@@ -117,7 +134,22 @@ class BillDesk:
         raise BillError(f"Failed to pick a bill: several are open ({names}); name one")
 
     async def open(self, number: str, type_code: int | str, **fields: Any) -> Bill:
-        """Open a bill on this device (see :meth:`BillBook.open`)."""
+        """Open a bill on this device (see :meth:`BillBook.open`).
+
+        Raises:
+            BillError: as :meth:`BillBook.open`, or the sync sink would refuse every scan
+                of the bill (a party it needs is missing, a type it does not take).
+        """
+        if self._bill_problem is not None:
+            terms = _Terms(
+                number,
+                bill_type(type_code).code,
+                fields.get("from_party") or "",
+                fields.get("to_party") or "",
+            )
+            problem = self._bill_problem(number, terms)
+            if problem is not None:
+                raise BillError(f"Failed to open bill {number!r}: {problem}")
         bill = await self._thread.call(
             self.book.open, number, type_code, device_id=self.device_id, **fields
         )

@@ -22,6 +22,7 @@ import pytest
 
 from drivers.tcp import TcpSource
 from scanner_agent import cli
+from scanner_agent.bills import BillError
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import RowState
@@ -356,19 +357,37 @@ async def test_codes_and_bills_the_platform_cannot_take_are_refused_at_the_scann
     assert value(samples, refused, reason="no bill open") == 2
 
 
-async def test_a_bill_missing_a_party_is_refused_at_the_scanner_not_after_closing(
-    gateway: AliHealthEmulator, ali_config: Callable[..., AgentConfig], start: Any
+async def test_a_bill_missing_a_party_is_refused_when_opened_and_at_the_scanner(
+    gateway: AliHealthEmulator,
+    ali_config: Callable[..., AgentConfig],
+    make_config: Callable[..., AgentConfig],
+    start: Any,
 ) -> None:
     # Without alihealth.ent_id this enterprise's side of a bill is unknown: an outbound
-    # bill must name its shipper (from) and its customer (to).
-    agent = await start(ali_config(status_poll_s=0, ent_id=""))
+    # bill must name its shipper (from) and its customer (to).  Known before any scan:
+    # the bill is not opened.
+    cfg = ali_config(status_poll_s=0, ent_id="")
+    agent = await start(cfg)
     desk = agent.daemon.desk
     assert desk is not None
-    await desk.open("SO-NOFROM", 201, to_party="ent-customer")
+    with pytest.raises(BillError, match="bill lacks a party: SO-NOFROM has no from party"):
+        await desk.open("SO-NOFROM", 201, to_party="ent-customer")
+    assert desk.opened("SO-NOFROM") is None
+    # A bill opened while the agent synced to Trace API v1 (which needs no parties) is
+    # still open after the switch to 码上放心: its scans are NAKed, none is ACKed.
+    await agent.stop()
+    trace_cfg = make_config(sync={**FAST_SYNC, "enabled": False}, outbox={"path": cfg.outbox.path})
+    agent = await start(trace_cfg)
+    assert agent.daemon.desk is not None
+    await agent.daemon.desk.open("SO-OLD", 201, to_party="ent-customer")
+    await agent.stop()
+    agent = await start(cfg)
     (reply,) = await agent.scan(*codes(52, 1))
     assert reply.startswith("NAK "), reply
-    assert "bill lacks a party: SO-NOFROM has no from party" in reply
-    await close(agent, "SO-NOFROM")
+    assert "bill lacks a party: SO-OLD has no from party" in reply
+    await close(agent, "SO-OLD")
+    desk = agent.daemon.desk
+    assert desk is not None
     await desk.open("SO-BOTH", 201, from_party="ent-self", to_party="ent-customer")
     (reply,) = await agent.scan(*codes(53, 1))
     assert reply.startswith("ACK "), reply
