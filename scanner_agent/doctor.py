@@ -509,6 +509,7 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
         sign,
     )
     from scanner_agent.platforms.alihealth._protocol import GMT8
+    from scanner_agent.sync import date_offset_s
 
     ali = cfg.alihealth
     secret_check = _secret_file_check("app secret", ali.app_secret_file, ali.read_secret, user)
@@ -558,7 +559,7 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
         data = reply.json()
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        parse_top_error(data)
+        parse_top_error(data, clock_offset_s=date_offset_s(date, now))
     except ValueError as exc:
         yield secret_check
         yield Check(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -422,3 +423,14 @@ def test_alihealth_a_site_problem_fails_with_what_to_fix(
     assert check.status is Status.FAIL, check
     assert "IP whitelist" in check.detail
     assert report.by_name("app secret").status is Status.OK
+
+
+def test_alihealth_a_refused_timestamp_names_the_clock_with_its_offset(
+    write_config: WriteConfig, tmp_path: Path, gateway: AliHealthEmulator, ali_secret: Path
+) -> None:
+    gateway.state.clock_offset_s = -20 * 60  # the gateway's clock 20 minutes behind
+    report = doctor(_alihealth_config(write_config, gateway.url, ali_secret), tmp_path)
+    check = report.by_name("码上放心 gateway")
+    assert check.status is Status.FAIL, check
+    assert re.search(r"the box.s clock is (19 min 59|20 min [0-2]) s ahead of", check.detail)
+    assert report.by_name("clock").status is Status.FAIL
