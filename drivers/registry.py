@@ -323,10 +323,10 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
     for key, value in src.options.items():
         opt = st.options.get(key)
         if opt is None:
-            known = ", ".join(["type", "name", "action", "bill", *sorted(st.options)])
-            raise ConfigError(
-                f"{where}.{key}: unknown key for a {src.type} source (known: {known})"
-            )
+            from scanner_agent.config import unknown_key  # config imports this module
+
+            known = ["type", "name", "action", "bill", *st.options]
+            raise unknown_key(f"{where}.{key}", known, f"unknown key for a {src.type} source")
         if opt.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, opt.type) or (opt.type is int and isinstance(value, bool)):

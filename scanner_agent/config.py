@@ -15,17 +15,21 @@ contract that outside tools rely on; add keys freely, never rename these.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import ipaddress
 import os
 import re
+import socket
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scanner_agent.errors import ConfigError
+from scanner_agent.errors import ConfigError, CredentialError
 
 ACTIONS: tuple[str, ...] = (
     "receive",
@@ -102,9 +106,10 @@ def alihealth_params(values: Mapping[str, Any], key: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in values.items():
         if name not in ALIHEALTH_OPTIONAL_PARAMS:
-            raise ConfigError(
-                f"{key}.{name}: not an optional parameter of the 码上放心 bill upload "
-                f"(known: {', '.join(sorted(ALIHEALTH_OPTIONAL_PARAMS))})"
+            raise unknown_key(
+                f"{key}.{name}",
+                ALIHEALTH_OPTIONAL_PARAMS,
+                "not an optional parameter of the 码上放心 bill upload",
             )
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ConfigError(f"{key}.{name}: expected a string or a number, got {value!r}")
@@ -195,6 +200,11 @@ class SyncConfig:
     """While the token is refused, how often the token file or variable is read again."""
     verify_tls: bool = True
     """Verify the service's certificate (never turn off outside a lab)."""
+    allow_insecure_http: bool = False
+    """Allow a plain ``http://`` service URL (``url``, ``epcis.url`` or ``alihealth.url``,
+    whichever ``protocol`` uses) to a host that is not loopback.  The token and every scan
+    then cross the network unencrypted, so such a URL is refused unless this is true, and
+    even then each start warns (a lab, or a link encrypted by a VPN)."""
     ca_bundle: str = ""
     """PEM file of CA certificates to trust instead of the system store."""
     client_cert: str = ""
@@ -206,41 +216,124 @@ class SyncConfig:
         """The bearer token, from ``token_file`` or ``token_env``; empty when neither is set.
 
         Raises:
-            ConfigError: the file cannot be read or is readable by every user
-                (as for the other sinks' secrets: :func:`read_secret_file`), or
-                the variable is unset.
+            ConfigError: the file or variable cannot be read or breaks :data:`CREDENTIAL_RULE`,
+                or the file is readable by every user (:func:`read_secret_file`).
         """
-        if self.token_file:
-            return read_secret_file(self.token_file, "sync.token_file")
-        if self.token_env:
-            value = os.environ.get(self.token_env)
-            if value is None:
-                raise ConfigError(
-                    f"sync.token_env: environment variable {self.token_env!r} is not set"
-                )
-            return value.strip()
-        return ""
+        return read_token(self.token_file, self.token_env, "sync")
+
+
+CREDENTIAL_RULE = "one line of printable ASCII (a single trailing newline allowed)"
+"""What a token or secret file (or variable) must hold: it goes into an HTTP header or a
+signature as it is, so a second line, a control character or a non-ASCII byte would
+either break the request (and be echoed in the error) or sign with something else."""
+MAX_SECRET_BYTES = 64 * 1024
+"""A credential file larger than this is refused unread (bounded input)."""
+
+
+def check_secret(raw: bytes, key: str, where: str) -> str:
+    """``raw`` (a file's or variable's bytes) as a secret that follows :data:`CREDENTIAL_RULE`.
+
+    The error says what is wrong with the value, never any of its bytes: the
+    message goes to logs, ``doctor`` and ``check-config``.
+
+    Raises:
+        ConfigError: naming ``key`` and ``where`` (the file or variable).
+    """
+    body = raw[:-1] if raw.endswith(b"\n") else raw
+    problem = ""
+    lines = body.count(b"\n") + 1
+    if not body.strip():
+        problem = "is empty" if not body else "is blank (white space only)"
+    elif lines > 1:
+        problem = f"holds {lines} lines"
+    elif body.endswith(b"\r"):
+        problem = "ends with a carriage return (saved with Windows line ends?)"
+    else:
+        bad = next((i for i, byte in enumerate(body) if not 0x20 <= byte <= 0x7E), None)
+        if bad is not None:
+            problem = f"holds a byte that is not printable ASCII (at offset {bad})"
+        elif body != body.strip(b" "):
+            problem = "starts or ends with a space"
+    if problem:
+        raise CredentialError(
+            f"{key}: {where} {problem}; it must hold {CREDENTIAL_RULE}", problem="malformed"
+        )
+    return body.decode("ascii")
 
 
 def read_secret_file(path: str, key: str) -> str:
-    """A credential from ``path``, refused when every user on the box may read it.
+    """A credential from ``path``: readable by no one but its owner and group, one clean line.
 
-    The check is the one ``doctor`` recommends for the token (mode 0640 or 0600):
+    The mode check is the one ``doctor`` recommends for the token (0640 or 0600):
     a secret readable by "other" is a secret shared with every process on the box.
+    The mode is taken from the open file, so it is the file read that was checked.
 
     Raises:
-        ConfigError: naming ``key``, when the file cannot be read or is too open.
+        ConfigError: naming ``key``, when the file cannot be read, is too open, is
+            larger than :data:`MAX_SECRET_BYTES` or breaks :data:`CREDENTIAL_RULE`.
     """
     try:
-        mode = Path(path).stat().st_mode & 0o777
-        if mode & 0o007:
-            raise ConfigError(
-                f"{key}: {path!r} is readable by every user (mode {mode:04o}); "
-                f"chmod o-rwx it (0640 or 0600)"
-            )
-        return Path(path).read_text(encoding="utf-8").strip()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise ConfigError(f"{key}: failed to read {path!r}: {exc.strerror}") from exc
+        raise _unreadable(key, path, exc) from exc
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        mode = st.st_mode & 0o777
+        if mode & 0o007:
+            raise CredentialError(
+                f"{key}: {path!r} is readable by every user (mode {mode:04o}); "
+                f"chmod o-rwx it (0640 or 0600)",
+                problem="too_open",
+            )
+        try:
+            raw = f.read(MAX_SECRET_BYTES + 1)
+        except OSError as exc:
+            raise _unreadable(key, path, exc) from exc
+    if len(raw) > MAX_SECRET_BYTES:
+        raise CredentialError(
+            f"{key}: {path!r} is larger than {MAX_SECRET_BYTES} bytes", problem="malformed"
+        )
+    return check_secret(raw, key, repr(path))
+
+
+def read_credential(cfg: AgentConfig) -> str:
+    """What the sink for ``cfg.sync.protocol`` authenticates with (the daemon, its reload,
+    ``check-config`` and ``doctor`` read it here, so one rule refuses a bad one everywhere).
+
+    Raises:
+        ConfigError: the file or variable cannot be read or is refused.
+    """
+    if cfg.sync.protocol == "alihealth":
+        return cfg.alihealth.read_secret()
+    if cfg.sync.protocol == "epcis":
+        return cfg.epcis.read_token()
+    return cfg.sync.read_token()
+
+
+def _unreadable(key: str, path: str, exc: OSError) -> CredentialError:
+    problem = "missing" if isinstance(exc, FileNotFoundError) else "unreadable"
+    return CredentialError(f"{key}: failed to read {path!r}: {exc.strerror}", problem=problem)
+
+
+def read_token(token_file: str, token_env: str, section: str) -> str:
+    """A bearer token from ``<section>.token_file`` or ``<section>.token_env``; empty when
+    neither is set (the sink then sends no ``Authorization`` header).
+
+    Raises:
+        ConfigError: as :func:`read_secret_file`, or the variable is unset or breaks
+            :data:`CREDENTIAL_RULE`.
+    """
+    if token_file:
+        return read_secret_file(token_file, f"{section}.token_file")
+    if token_env:
+        value = os.environb.get(os.fsencode(token_env))
+        if value is None:
+            raise CredentialError(
+                f"{section}.token_env: environment variable {token_env!r} is not set",
+                problem="unset",
+            )
+        return check_secret(value, f"{section}.token_env", f"environment variable {token_env!r}")
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +386,7 @@ class AliHealthSettings:
             ConfigError: not set, unreadable, or readable by every user.
         """
         if not self.app_secret_file:
-            raise ConfigError("alihealth.app_secret_file: not set")
+            raise CredentialError("alihealth.app_secret_file: not set", problem="unset")
         return read_secret_file(self.app_secret_file, "alihealth.app_secret_file")
 
 
@@ -330,22 +423,12 @@ class EpcisSettings:
     """Most captures, per batch, of what a rollback left unstored."""
 
     def read_token(self) -> str:
-        """The bearer token, from ``token_file`` or ``token_env``; empty when neither is set.
+        """The bearer token, as :meth:`SyncConfig.read_token` reads it.
 
         Raises:
-            ConfigError: the file cannot be read or is readable by every user, or the
-                variable is unset.
+            ConfigError: the file or variable cannot be read or is refused.
         """
-        if self.token_file:
-            return read_secret_file(self.token_file, "epcis.token_file")
-        if self.token_env:
-            value = os.environ.get(self.token_env)
-            if value is None:
-                raise ConfigError(
-                    f"epcis.token_env: environment variable {self.token_env!r} is not set"
-                )
-            return value.strip()
-        return ""
+        return read_token(self.token_file, self.token_env, "epcis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +440,8 @@ class ControlConfig:
     group: str = ""
     """Group owning the socket (e.g. the dispatch clerks'); empty keeps the daemon's."""
     mode: str = "0660"
-    """Socket permissions, octal."""
+    """Socket permissions, octal; a mode that lets every user write (``0666``, ``777``) is
+    refused: connecting needs write permission, and the socket can open and close bills."""
 
     @property
     def mode_bits(self) -> int:
@@ -370,7 +454,9 @@ class MetricsConfig:
     """The optional Prometheus endpoint (``docs/operations.md``)."""
 
     listen: str = ""
-    """``host:port`` on loopback for ``GET /metrics``, e.g. ``127.0.0.1:9464``; empty turns it off."""
+    """``host:port`` on loopback for ``GET /metrics``, e.g. ``127.0.0.1:9464``; empty turns it off.
+    The host is resolved when the config loads and every address it names must be loopback
+    (the endpoint has no authentication)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,6 +521,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
 
 
+def unknown_key(where: str, known: Iterable[str], what: str = "unknown key") -> ConfigError:
+    """The error for an unknown key ``where`` (``sync.tokn_file``), with the nearest known
+    key (``did you mean 'token_file'?``, difflib's ratio) when one is close."""
+    names = sorted(known)
+    name = where.rpartition(".")[2]
+    close = difflib.get_close_matches(name, names, n=1)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"{where}: {what}{guess} (known: {', '.join(names)})")
+
+
 def _build(cls: type[_T], table: Mapping[str, Any], prefix: str) -> _T:
     """Build a flat dataclass from a TOML table, rejecting unknown keys."""
     if not isinstance(table, Mapping):
@@ -444,7 +540,7 @@ def _build(cls: type[_T], table: Mapping[str, Any], prefix: str) -> _T:
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(f"{prefix}{key}: unknown key (known: {', '.join(sorted(known))})")
+            raise unknown_key(f"{prefix}{key}", known)
         tp = hints[key]
         if isinstance(tp, types.UnionType):
             tp = next(a for a in typing.get_args(tp) if a is not type(None))
@@ -509,12 +605,19 @@ def _validate(cfg: AgentConfig) -> None:
         f"expected an octal mode such as 0660, got {mode!r}",
     )
     _check(
+        not cfg.control.mode_bits & 0o002,
+        "control.mode",
+        f"{mode!r} lets every user on the box write to the socket (open and close bills, "
+        "remove scans); use 0660 with control.group, or 0600",
+    )
+    _check(
         bool(sync.client_cert) == bool(sync.client_key),
         "sync.client_key",
         "client_cert and client_key must be set together",
     )
     _check_metrics(cfg.metrics)
     _check_platforms(cfg)
+    _check_insecure_http(cfg)
     _check(
         cfg.log_level in ("debug", "info", "warning", "error"),
         "log_level",
@@ -592,25 +695,91 @@ def _check_platforms(cfg: AgentConfig) -> None:
         )
 
 
-LOOPBACK_HOSTS: tuple[str, ...] = ("127.0.0.1", "::1", "localhost")
-"""Hosts the unauthenticated metrics endpoint may listen on."""
+def service_url(cfg: AgentConfig) -> tuple[str, str]:
+    """``(key, url)`` of the service ``sync.protocol`` sends to (``sync.url`` for trace-api)."""
+    if cfg.sync.protocol == "alihealth":
+        return "alihealth.url", cfg.alihealth.url
+    if cfg.sync.protocol == "epcis":
+        return "epcis.url", cfg.epcis.url
+    return "sync.url", cfg.sync.url
+
+
+def _insecure_host(url: str) -> str | None:
+    """The host of a plain ``http://`` URL whose host is not loopback, else None.
+
+    Only an IP literal in 127.0.0.0/8 or ::1, or ``localhost`` (RFC 6761: always
+    loopback), counts as loopback: a name is not resolved here, since what it resolves
+    to on the day of the check says nothing about where requests go later.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return None
+    host = (parts.hostname or "").lower()
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return host or url
+
+
+def _check_insecure_http(cfg: AgentConfig) -> None:
+    key, url = service_url(cfg)
+    host = _insecure_host(url)
+    _check(
+        host is None or cfg.sync.allow_insecure_http,
+        key,
+        f"plain http:// to {host!r}, which is not loopback: the token and every scan would "
+        "cross the network unencrypted; use https://, or set sync.allow_insecure_http = true "
+        "(a lab, or a link a VPN encrypts)",
+    )
+
+
+def config_warnings(cfg: AgentConfig) -> list[str]:
+    """What a valid config allows but an operator should hear about at every start."""
+    out: list[str] = []
+    key, url = service_url(cfg)
+    host = _insecure_host(url)
+    if host is not None:
+        out.append(
+            f"{key}: plain http:// to {host!r}, allowed by sync.allow_insecure_http: "
+            "the token and every scan cross the network unencrypted"
+        )
+    if not cfg.sync.verify_tls:
+        out.append(
+            "sync.verify_tls = false: the service's certificate is not checked, so anyone "
+            "on the path can pose as it"
+        )
+    return out
 
 
 def _check_metrics(metrics: MetricsConfig) -> None:
+    """``metrics.listen``: ``host:port`` whose host resolves to loopback addresses only.
+
+    Resolved (getaddrinfo), not matched as text: ``127.0.0.1.example.net`` starts
+    like loopback and may be anything, ``localhost`` is loopback though it does not.
+    """
     if not metrics.listen:
         return
     host, sep, port = metrics.listen.rpartition(":")
     host = host.strip("[]")
     _check(
-        bool(sep) and port.isdigit() and int(port) <= 65535,
+        bool(sep) and port.isascii() and port.isdigit() and int(port) <= 65535,
         "metrics.listen",
         f"expected host:port such as 127.0.0.1:9464, got {metrics.listen!r}",
     )
-    _check(
-        host in LOOPBACK_HOSTS or host.startswith("127."),
-        "metrics.listen",
-        f"expected a loopback address (the endpoint has no authentication), got {host!r}",
-    )
+    loopback = "a loopback address (the endpoint has no authentication)"
+    _check(bool(host), "metrics.listen", f"expected {loopback}, got every interface")
+    try:
+        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigError(f"metrics.listen: cannot resolve {host!r}: {exc}") from None
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        named = host if host == str(address) else f"{host} (resolves to {address})"
+        _check(address.is_loopback, "metrics.listen", f"expected {loopback}, got {named}")
 
 
 def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
@@ -636,7 +805,7 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     }
     for key in data:
         if key not in top_known:
-            raise ConfigError(f"{key}: unknown key (known: {', '.join(sorted(top_known))})")
+            raise unknown_key(str(key), top_known)
     kwargs: dict[str, Any] = {}
     if "device_id" in data:
         kwargs["device_id"] = _coerce(data["device_id"], str, "device_id")

@@ -4,6 +4,7 @@
 
     ScannerAgentError
     ├── ConfigError            a bad or missing setting (names the key)
+    │   └── CredentialError    a token or secret that cannot be used (never shows it)
     ├── DeviceError            a scanner device could not be opened, read or written
     │   ├── DeviceUnavailable  absent, busy or not permitted: retried with backoff
     │   └── DeviceDisconnected went away while open (unplugged, EIO, end of file)
@@ -33,6 +34,16 @@ class ScannerAgentError(Exception):
 
 class ConfigError(ScannerAgentError):
     """The configuration is invalid; the message names the offending key."""
+
+
+class CredentialError(ConfigError):
+    """A token or secret file or variable cannot be used; the message never contains it."""
+
+    def __init__(self, message: str, *, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        """``missing``, ``unreadable``, ``too_open``, ``malformed`` or ``unset``: what to fix
+        (``doctor`` picks its hint by it)."""
 
 
 class DeviceError(ScannerAgentError):

@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scanner_agent.config import (
+    CREDENTIAL_RULE,
     AgentConfig,
     SourceConfig,
     SyncConfig,
+    check_secret,
     config_from_dict,
+    config_warnings,
     load_config,
 )
 from scanner_agent.errors import ConfigError
@@ -106,8 +111,12 @@ def test_token_is_read_from_file_or_environment(
     token.write_text("s3cret\n")
     token.chmod(0o640)
     assert config_from_dict({"sync": {"token_file": str(token)}}).sync.read_token() == "s3cret"
-    monkeypatch.setenv("AGENT_TOKEN", " abc ")
-    assert config_from_dict({"sync": {"token_env": "AGENT_TOKEN"}}).sync.read_token() == "abc"
+    monkeypatch.setenv("AGENT_TOKEN", "abc-123\n")
+    from_env = config_from_dict({"sync": {"token_env": "AGENT_TOKEN"}})
+    assert from_env.sync.read_token() == "abc-123"
+    monkeypatch.setenv("AGENT_TOKEN", " abc-123 ")  # sent as it is, so never trimmed quietly
+    with pytest.raises(ConfigError, match="starts or ends with a space"):
+        from_env.sync.read_token()
     missing = config_from_dict({"sync": {"token_env": "NO_SUCH_VAR_X"}})
     with pytest.raises(ConfigError, match="NO_SUCH_VAR_X"):
         missing.sync.read_token()
@@ -196,3 +205,165 @@ def test_the_readme_config_reference_is_a_valid_config() -> None:
     cfg = config_from_dict(_readme_config())
     assert cfg.sync.idle_poll_s == SyncConfig().idle_poll_s
     assert len(cfg.sources) == 2
+
+
+# -- secrets: one line of printable ASCII, and no error ever shows one (issue 16 item 7) -----
+
+_FRAGMENT = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ23456789", min_size=8, max_size=24)
+_BAD_SEPARATOR = st.sampled_from([b"\n", b"\r\n", b"\x00", b"\xc2\xa0", b"\t", b"\x1b", b"\xff"])
+
+
+@given(st.binary(max_size=64))
+def test_a_secret_is_accepted_exactly_when_it_is_one_clean_line(raw: bytes) -> None:
+    body = raw[:-1] if raw.endswith(b"\n") else raw
+    clean = bool(body) and all(0x20 <= b <= 0x7E for b in body) and body == body.strip(b" ")
+    if clean:
+        assert check_secret(raw, "sync.token_file", "'/etc/t'") == body.decode("ascii")
+        return
+    with pytest.raises(ConfigError) as err:
+        check_secret(raw, "sync.token_file", "'/etc/t'")
+    assert str(err.value).startswith("sync.token_file: '/etc/t' ")
+    assert CREDENTIAL_RULE in str(err.value)
+
+
+@given(st.lists(_FRAGMENT, min_size=2, max_size=4), st.lists(_BAD_SEPARATOR, min_size=3))
+def test_a_refused_secret_never_appears_in_the_error(
+    fragments: list[str], separators: list[bytes]
+) -> None:
+    raw = fragments[0].encode()
+    for fragment, sep in zip(fragments[1:], separators, strict=False):
+        raw += sep + fragment.encode()
+    with pytest.raises(ConfigError) as err:
+        check_secret(raw, "epcis.token_env", "environment variable 'T'")
+    for fragment in fragments:
+        assert fragment not in str(err.value)
+
+
+def test_a_token_file_is_bounded_and_checked_whole(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    path.write_bytes(b"A" * (64 * 1024 + 1))
+    path.chmod(0o600)
+    cfg = config_from_dict({"sync": {"token_file": str(path)}})
+    with pytest.raises(ConfigError, match="larger than 65536 bytes"):
+        cfg.sync.read_token()
+    path.write_bytes(b"PART1-abcdef\nPART2-ghijkl\n")
+    with pytest.raises(ConfigError, match="holds 2 lines") as err:
+        cfg.sync.read_token()
+    assert "PART" not in str(err.value)
+    path.write_bytes(b"")
+    with pytest.raises(ConfigError, match="is empty"):
+        cfg.sync.read_token()
+
+
+# -- unknown keys name the nearest known one (issue 15 §4) --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"sync": {"tokn_file": "x"}}, "sync.tokn_file: unknown key; did you mean 'token_file'?"),
+        ({"sycn": {}}, "sycn: unknown key; did you mean 'sync'?"),
+        ({"outbox": {"pth": "x"}}, "outbox.pth: unknown key; did you mean 'path'?"),
+        (
+            {"source": [{"type": "tcp", "listne": "127.0.0.1:1"}]},
+            "source[0].listne: unknown key for a tcp source; did you mean 'listen'?",
+        ),
+        (
+            {"alihealth": {"extra": {"warehouse_idd": "W"}}},
+            "alihealth.extra.warehouse_idd: not an optional parameter of the 码上放心 bill "
+            "upload; did you mean 'warehouse_id'?",
+        ),
+    ],
+)
+def test_an_unknown_key_suggests_the_nearest_known_one(
+    data: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(data)
+    assert str(err.value).startswith(message)
+
+
+def test_an_unknown_key_far_from_every_known_one_suggests_nothing() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"sync": {"zzzzzz": 1}})
+    assert "did you mean" not in str(err.value)
+    assert "(known: " in str(err.value)
+
+
+# -- hardening: modes, plain http, listen addresses (issue 16 item 10) ---------------------
+
+
+@pytest.mark.parametrize("mode", ["777", "0777", "0666", "0662", "0002", "2"])
+def test_a_world_writable_control_mode_is_refused(mode: str) -> None:
+    with pytest.raises(ConfigError, match=r"control\.mode: .* every user"):
+        config_from_dict({"control": {"mode": mode}})
+
+
+@pytest.mark.parametrize("mode", ["0660", "0600", "0640", "0664", "660"])
+def test_a_group_or_owner_control_mode_is_accepted(mode: str) -> None:
+    assert config_from_dict({"control": {"mode": mode}}).control.mode == mode
+
+
+@pytest.mark.parametrize(
+    ("section", "url"),
+    [
+        ("sync", "http://192.0.2.10:8900"),
+        ("sync", "http://trace.example.com"),
+        ("sync", "http://10.0.0.1/"),
+        ("sync", "http://0.0.0.0:8900"),
+        ("epcis", "http://epcis.example.com/"),
+        ("alihealth", "http://gw.api.taobao.com/router/rest"),
+    ],
+)
+def test_plain_http_off_loopback_is_refused_unless_allowed(section: str, url: str) -> None:
+    data: dict[str, Any] = {
+        "sync": {"protocol": {"sync": "trace-api"}.get(section, section)},
+        "epcis": {"read_point": "urn:x:1", "biz_location": "urn:x:2"},
+        "alihealth": {"app_key": "k", "app_secret_file": "/s", "ref_user_id": "r"},
+    }
+    data[section]["url"] = url
+    with pytest.raises(ConfigError, match=rf"{section}\.url: plain http://"):
+        config_from_dict(data)
+    data["sync"]["allow_insecure_http"] = True
+    cfg = config_from_dict(data)
+    (warning,) = config_warnings(cfg)
+    assert warning.startswith(f"{section}.url: plain http://")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8900",
+        "http://127.9.8.7",
+        "http://[::1]:8900/",
+        "http://localhost:8900",
+        "https://trace.example.com",
+        "https://192.0.2.10",
+    ],
+)
+def test_https_or_loopback_http_is_accepted_without_a_warning(url: str) -> None:
+    cfg = config_from_dict({"sync": {"url": url}})
+    assert config_warnings(cfg) == []
+
+
+@pytest.mark.parametrize(
+    ("listen", "accepted"),
+    [
+        ("127.0.0.1:9464", True),
+        ("127.5.5.5:9464", True),
+        ("[::1]:9464", True),
+        ("localhost:9464", True),
+        ("0.0.0.0:9464", False),
+        ("[::]:9464", False),
+        (":9464", False),
+        ("192.0.2.1:9464", False),
+        ("127.0.0.1.invalid:9464", False),  # starts like loopback; resolves to nothing
+        ("127.0.0.1:99999", False),
+    ],
+)
+def test_metrics_listen_is_checked_after_resolution(listen: str, accepted: bool) -> None:
+    if accepted:
+        assert config_from_dict({"metrics": {"listen": listen}}).metrics.listen == listen
+    else:
+        with pytest.raises(ConfigError, match=r"metrics\.listen"):
+            config_from_dict({"metrics": {"listen": listen}})
