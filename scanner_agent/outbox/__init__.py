@@ -4,6 +4,7 @@ See :mod:`scanner_agent.outbox._store` for the design and ``docs/outbox.md``.
 """
 
 from scanner_agent.outbox._damage import DamagedRow, QuarantinedRow
+from scanner_agent.outbox._file import FILE_MODE, OUTBOX_APPLICATION_ID, outbox_path_problem
 from scanner_agent.outbox._ids import uuid7, uuid7_many
 from scanner_agent.outbox._models import (
     Batch,
@@ -37,6 +38,8 @@ from scanner_agent.outbox._store import Outbox
 
 __all__ = [
     "BACKLOG_STATES",
+    "FILE_MODE",
+    "OUTBOX_APPLICATION_ID",
     "REJECT_LAST_AT",
     "SCHEMA_VERSION",
     "STORED_STATES",
@@ -60,6 +63,7 @@ __all__ = [
     "backlog_where",
     "bill_state",
     "count_row_states",
+    "outbox_path_problem",
     "row_state",
     "row_state_sql",
     "row_state_where",

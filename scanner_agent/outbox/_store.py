@@ -52,6 +52,13 @@ from scanner_agent.outbox._damage import (
     read_rows,
     schema_problem,
 )
+from scanner_agent.outbox._file import (
+    DIR_MODE,
+    check_outbox_path,
+    create_outbox_file,
+    mark_outbox,
+    tighten_modes,
+)
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import (
     WIRE_FIELDS,
@@ -415,11 +422,13 @@ class Outbox:
         """
         p = Path(path)
         try:
-            p.parent.mkdir(parents=True, exist_ok=True)
+            p.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         except OSError as exc:
             raise OutboxError(
                 f"Failed to create outbox directory {str(p.parent)!r}: {exc}"
             ) from exc
+        check_outbox_path(p)  # before a byte is written: no symlink, no foreign database
+        create_outbox_file(p)
         alarms: list[str] = []
         damaged_wal = cls._keep_damaged_wal(p)
         try:
@@ -429,11 +438,14 @@ class Outbox:
             alarm = f"outbox {p} failed its integrity check ({exc}); moved aside to {moved} and started a new one"
             log.error(alarm)
             alarms.append(alarm)
+            create_outbox_file(p)
             db = cls._connect_checked(p)
+        tighten_modes(p)
         outbox = cls(p, db, min_free_bytes=min_free_bytes, rejects_max_rows=rejects_max_rows)
         outbox.alarms.extend(alarms)
         try:
             applied = migrate(db)
+            mark_outbox(db)
         except sqlite3.Error as exc:
             db.close()
             raise OutboxError(f"Failed to migrate outbox {str(p)!r}: {exc}") from exc
