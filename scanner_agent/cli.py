@@ -13,6 +13,8 @@ import csv
 import dataclasses
 import importlib
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -21,7 +23,12 @@ from typing import Any
 
 from scanner_agent import __version__
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.errors import ConfigError, ScannerAgentError
+from scanner_agent.install import SERVICE_USER
+from scanner_agent.preflight import Refusal, RunAs, check_user, preflight
+
+PRIVATE_UMASK = 0o027
+"""``run``'s umask: files at most 0640, directories 0750 (the unit's ``UMask=`` too)."""
 
 Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -70,6 +77,17 @@ def _load(args: argparse.Namespace) -> AgentConfig:
     return load_config(path)
 
 
+def _preflight(args: argparse.Namespace, cfg: AgentConfig, user: RunAs) -> list[str]:
+    """:func:`preflight`, its errors naming the config file as :func:`load_config`'s do."""
+    path = str(args.config or DEFAULT_CONFIG_PATH)
+    try:
+        return preflight(cfg, user)
+    except Refusal as exc:
+        raise exc.at(path) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from scanner_agent.daemon import Daemon, install_signal_handlers
@@ -77,10 +95,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from scanner_agent.logs import setup_logging
 
     cfg = _load(args)
+    # Before anything is created, migrated or logged: what check-config checks, as this user.
+    warnings = _preflight(args, cfg, RunAs.me())
     setup_logging(args.log_level or cfg.log_level)
+    for warning in warnings:
+        logging.getLogger("scanner_agent").warning("%s", warning)
     # Process-wide, so here and not in Daemon.run: a daemon built in another
     # program (a test, the demo) leaves that program's interpreter alone.
     tune_interpreter()
+    # Files the agent creates (outbox, WAL, socket) get no "other" bits whatever the
+    # caller's umask (systemd sets UMask=0027 too); a stricter umask is kept.
+    os.umask(os.umask(PRIVATE_UMASK) | PRIVATE_UMASK)
 
     async def main() -> None:
         daemon = Daemon(cfg, config_path=args.config or DEFAULT_CONFIG_PATH)
@@ -92,12 +117,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file and print it resolved."""
+    """Validate a config file as ``run`` would (:func:`preflight`) and print it resolved."""
     cfg = _load(args)
+    user = check_user(args.user)
+    for warning in _preflight(args, cfg, user):
+        print(f"scanner-agent: warning: {warning}", file=sys.stderr)
     if args.json:
-        _print_json(dataclasses.asdict(cfg))
+        _print_json({**dataclasses.asdict(cfg), "checked_as": user.name})
     else:
-        print(f"{args.config or DEFAULT_CONFIG_PATH}: OK ({len(cfg.sources)} sources)")
+        print(
+            f"{args.config or DEFAULT_CONFIG_PATH}: OK ({len(cfg.sources)} sources; "
+            f"files and directories checked as user {user.name})"
+        )
     return 0
 
 
@@ -335,9 +366,18 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(p)
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
-    p = add("check-config", cmd_check_config, "Validate a config file.")
+    p = add(
+        "check-config",
+        cmd_check_config,
+        "Validate a config file: everything `run` checks before it starts.",
+    )
     config_arg(p)
     p.add_argument("--json", action="store_true", help="print the resolved config as JSON")
+    p.add_argument(
+        "--user",
+        help=f"check file access as this user (default: {SERVICE_USER} when run as root "
+        "and it exists, else the current user)",
+    )
 
     p = add("demo", cmd_demo, "Run the end-to-end demo on loopback (no hardware, no network).")
     p.add_argument("--count", type=int, default=300, help="simulated scans (default 300)")
@@ -412,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ScannerAgentError as exc:
         print(f"scanner-agent: error: {exc}", file=sys.stderr)
+        if isinstance(exc, Refusal) and exc.hint:
+            print(f"scanner-agent: hint: {exc.hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

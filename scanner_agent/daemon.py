@@ -32,7 +32,7 @@ from drivers.base import Intake, RawScan, ScanOutcome, Source
 from drivers.registry import build_source
 from scanner_agent import logs
 from scanner_agent.bills import BillDesk, BillError
-from scanner_agent.config import AgentConfig, load_config
+from scanner_agent.config import AgentConfig, load_config, read_credential, service_url
 from scanner_agent.control import ControlServer
 from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
@@ -301,7 +301,7 @@ class Daemon:
                 cfg.device_id,
                 len(bound),
                 cfg.outbox.path,
-                _sync_target(cfg),
+                service_url(cfg)[1],
                 cfg.sync.protocol,
             )
             self._start_metrics()
@@ -470,7 +470,10 @@ class Daemon:
 
         async def when_ready() -> None:
             await self._ready.wait()
-            await self.reload()
+            try:
+                await self.reload()
+            except Exception:  # a reload must never die silently, whatever it met
+                log.exception("reload failed; keeping the running config")
 
         task = asyncio.get_running_loop().create_task(when_ready(), name="reload")
         self._background.add(task)
@@ -764,19 +767,6 @@ class Daemon:
         }
 
 
-def read_credential(cfg: AgentConfig) -> str:
-    """What the sink for ``cfg.sync.protocol`` authenticates with.
-
-    Raises:
-        ConfigError: the file or variable cannot be read.
-    """
-    if cfg.sync.protocol == "alihealth":
-        return cfg.alihealth.read_secret()
-    if cfg.sync.protocol == "epcis":
-        return cfg.epcis.read_token()
-    return cfg.sync.read_token()
-
-
 class SinkNames(NamedTuple):
     """Who the sink talks to and with what, in words for operators (alarms, doctor)."""
 
@@ -806,15 +796,6 @@ def sink_names(cfg: AgentConfig) -> SinkNames:
     sc = cfg.sync
     source = f"sync.token_file ({sc.token_file})" if sc.token_file else f"${sc.token_env or '?'}"
     return SinkNames(f"the trace service ({sc.url})", "token", source)
-
-
-def _sync_target(cfg: AgentConfig) -> str:
-    """Where the sink sends, for the start-up log line."""
-    if cfg.sync.protocol == "alihealth":
-        return cfg.alihealth.url
-    if cfg.sync.protocol == "epcis":
-        return cfg.epcis.url
-    return cfg.sync.url
 
 
 def _changed_keys(old: AgentConfig, new: AgentConfig) -> list[str]:

@@ -37,10 +37,10 @@ exits non-zero when any check failed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import grp
 import os
-import pwd
 import shutil
 import sqlite3
 import stat
@@ -50,10 +50,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
+from scanner_agent import logs
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
-from scanner_agent.errors import ScannerAgentError
-from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
+from scanner_agent.errors import CredentialError, ScannerAgentError
+from scanner_agent.install import SERVICE_USER
 from scanner_agent.outbox import backlog_count, count_row_states
+from scanner_agent.preflight import Refusal, RunAs, check_outbox, lexists
 
 MAX_CLOCK_SKEW_S = 120.0
 """More skew than this between here and the trace service is a failure."""
@@ -136,111 +138,137 @@ class Options:
 
 
 def run_doctor(options: Options | None = None) -> Report:
-    """Run every check (see the module docstring)."""
+    """Run every check (see the module docstring).
+
+    Never raises for what it finds: a check that fails unexpectedly (a path
+    this user may not look at, a bug) becomes a failed line naming the path
+    or the error, never a traceback; every line is redacted like a log line.
+    """
     opts = options or Options()
-    return Report(tuple(_checks(opts)))
+    redact = logs.redactor().redact
+    return Report(
+        tuple(
+            dataclasses.replace(c, detail=redact(c.detail), hint=redact(c.hint))
+            for c in _checks(opts)
+        )
+    )
 
 
 def _checks(opts: Options) -> Iterator[Check]:
     try:
         cfg = load_config(opts.config_path)
     except ScannerAgentError as exc:
-        yield Check(
-            "config",
-            Status.FAIL,
-            str(exc),
-            "fix the key named above (`scanner-agent check-config -c FILE`); "
-            "the installed default is /etc/scanner-agent/agent.toml",
-        )
+        yield Check("config", Status.FAIL, str(exc), _config_hint(exc, opts.config_path))
         return
     yield _ok("config", f"{opts.config_path}: {len(cfg.sources)} sources, device {cfg.device_id}")
-    user = _user(opts.service_user)
-    yield _service_user_check(opts.service_user, user)
-    yield from _outbox_checks(cfg, user)
-    yield from _device_checks(cfg, user)
-    yield from _discovery_checks(cfg, opts)
+    service = RunAs.service(opts.service_user)
+    user = service or RunAs.me()
+    yield _service_user_check(opts.service_user, service)
+    stages: list[tuple[str, Callable[[], Iterator[Check]]]] = [
+        ("outbox", lambda: _outbox_checks(cfg, user)),
+        ("devices", lambda: _device_checks(cfg, user)),
+        ("discovery", lambda: _discovery_checks(cfg, opts)),
+    ]
     if not cfg.sync.enabled:
         for name in _service_check_names(cfg):
             yield Check(name, Status.SKIP, "sync.enabled = false")
     elif cfg.sync.protocol == "alihealth":
-        yield from _alihealth_checks(cfg, opts, user)
+        stages.append((_service_check_names(cfg)[1], lambda: _alihealth_checks(cfg, opts, user)))
     elif cfg.sync.protocol == "epcis":
-        yield from _epcis_checks(cfg, opts, user)
+        stages.append((_service_check_names(cfg)[1], lambda: _epcis_checks(cfg, opts, user)))
     else:
-        yield from _service_checks(cfg, opts)
+        stages.append(("trace service", lambda: _service_checks(cfg, opts, user)))
+    for name, stage in stages:
+        yield from _isolated(name, stage)
+
+
+def _isolated(name: str, stage: Callable[[], Iterator[Check]]) -> Iterator[Check]:
+    """``stage``'s checks; an error it did not expect ends it with one failed line."""
+    try:
+        yield from stage()
+    except PermissionError as exc:
+        path = Path(exc.filename) if exc.filename else None
+        where = f" {path}" if path else ""
+        yield Check(
+            name,
+            Status.FAIL,
+            f"{RunAs.me().name} may not look at{where}: {exc.strerror}",
+            _access_hint(path) if path else _SUDO,
+        )
+    except Exception as exc:
+        yield Check(
+            name,
+            Status.FAIL,
+            f"the check itself failed: {type(exc).__name__}: {exc}",
+            "please report this with the output of `scanner-agent doctor --json`",
+        )
+
+
+_SUDO = "run it as root: `sudo scanner-agent doctor`"
+
+
+def _access_hint(path: Path) -> str:
+    """How whoever runs doctor gets to read ``path``: sudo, or the group whose bits allow it."""
+    me = RunAs.me()
+    blocked = path
+    for step in [*reversed(path.absolute().parents), path]:
+        want = os.X_OK if step != path else os.R_OK
+        if not me.may(step, want):
+            blocked = step
+            break
+    try:
+        st = blocked.stat()
+    except OSError:
+        return _SUDO
+    need = stat.S_IRGRP if blocked == path else stat.S_IXGRP
+    if st.st_mode & need and st.st_gid not in me.gids:
+        group = _group_name(st.st_gid)
+        return (
+            f"{_SUDO}, or join group {group}, which may read it "
+            f"(`sudo usermod -aG {group} {me.name}`, then log in again)"
+        )
+    return f"{_SUDO} ({blocked} is closed to {me.name})"
+
+
+def _config_hint(exc: ScannerAgentError, path: Path) -> str:
+    """What to do about a config that did not load: access, a missing file, or a bad key."""
+    cause = exc.__cause__
+    if isinstance(cause, PermissionError):
+        return _access_hint(path)
+    if isinstance(cause, FileNotFoundError):
+        return (
+            "install puts a commented default in /etc/scanner-agent/agent.toml "
+            "(`sudo make install`), or pass another file with -c FILE"
+        )
+    return (
+        "fix the key named above (`scanner-agent check-config -c FILE`); "
+        "the installed default is /etc/scanner-agent/agent.toml"
+    )
 
 
 # -- users and permissions ----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _User:
-    name: str
-    uid: int
-    gids: frozenset[int]
-
-
-def _user(name: str) -> _User | None:
-    """The user and every group it has under the unit (its groups plus the device groups)."""
-    try:
-        pw = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    gids = {pw.pw_gid}
-    for g in grp.getgrall():
-        if name in g.gr_mem or g.gr_name in DEVICE_GROUPS:
-            gids.add(g.gr_gid)
-    return _User(name, pw.pw_uid, frozenset(gids))
-
-
-def _service_user_check(name: str, user: _User | None) -> Check:
-    if user is None:
+def _service_user_check(name: str, service: RunAs | None) -> Check:
+    if service is None:
         return Check(
             "service user",
             Status.WARN,
-            f"no user {name!r}; checking access as {_current_user()} instead",
+            f"no user {name!r}; checking access as {RunAs.me().name} instead",
             "install creates it: `sudo make install` (or systemd-sysusers scanner-agent.conf)",
         )
-    return _ok("service user", f"{name} (uid {user.uid})")
-
-
-def _current_user() -> str:
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return f"uid {os.getuid()}"
-
-
-def _may(path: Path, user: _User | None, want: int) -> bool:
-    """Whether ``user`` (None: the current process) has ``want`` (os.R_OK | os.W_OK ...)."""
-    if user is None:
-        return os.access(path, want)
-    if user.uid == 0:
-        return True
-    st = path.stat()
-    if st.st_uid == user.uid:
-        bits = (stat.S_IRUSR if want & os.R_OK else 0) | (stat.S_IWUSR if want & os.W_OK else 0)
-        bits |= stat.S_IXUSR if want & os.X_OK else 0
-    elif st.st_gid in user.gids:
-        bits = (stat.S_IRGRP if want & os.R_OK else 0) | (stat.S_IWGRP if want & os.W_OK else 0)
-        bits |= stat.S_IXGRP if want & os.X_OK else 0
-    else:
-        bits = (stat.S_IROTH if want & os.R_OK else 0) | (stat.S_IWOTH if want & os.W_OK else 0)
-        bits |= stat.S_IXOTH if want & os.X_OK else 0
-    return st.st_mode & bits == bits
-
-
-def _who(user: _User | None) -> str:
-    return user.name if user is not None else _current_user()
+    return _ok("service user", f"{name} (uid {service.uid})")
 
 
 # -- outbox ----------------------------------------------------------------------
 
 
-def _outbox_checks(cfg: AgentConfig, user: _User | None) -> Iterator[Check]:
+def _outbox_checks(cfg: AgentConfig, user: RunAs) -> Iterator[Check]:
+    """The outbox as ``run`` checks it (:func:`check_outbox`, for the service user), then its
+    integrity and the free space, read as whoever runs doctor."""
     path = Path(cfg.outbox.path)
     directory = path.parent
-    if not directory.is_dir():
+    if not lexists(directory):
         yield Check(
             "outbox",
             Status.FAIL,
@@ -250,27 +278,39 @@ def _outbox_checks(cfg: AgentConfig, user: _User | None) -> Iterator[Check]:
         )
         yield Check("disk space", Status.SKIP, "no outbox directory")
         return
-    if not path.exists():
-        if _may(directory, user, os.W_OK | os.X_OK):
+    try:
+        check_outbox(cfg, user)
+    except Refusal as exc:
+        yield Check("outbox", Status.FAIL, exc.message, exc.hint)
+    else:
+        if not lexists(path):
             yield _ok("outbox", f"{path} not created yet (the agent creates it on start)")
         else:
-            yield Check(
-                "outbox",
-                Status.FAIL,
-                f"{_who(user)} cannot create files in {directory}",
-                f"`sudo chown {SERVICE_USER}: {directory}`",
-            )
-    else:
-        yield _outbox_integrity(path, user)
-    yield _disk_space(directory, cfg.outbox.min_free_mb)
+            yield _outbox_integrity(path, user)
+    try:
+        yield _disk_space(directory, cfg.outbox.min_free_mb)
+    except OSError as exc:
+        yield Check(
+            "disk space",
+            Status.SKIP,
+            f"{RunAs.me().name} may not look at {directory}: {exc.strerror}",
+            _access_hint(directory),
+        )
 
 
-def _outbox_integrity(path: Path, user: _User | None) -> Check:
+def _outbox_integrity(path: Path, user: RunAs) -> Check:
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        db.execute("PRAGMA schema_version").fetchone()  # opens the file: access shows here
     except sqlite3.Error as exc:
+        readable = os.access(path, os.R_OK)
         return Check(
-            "outbox", Status.FAIL, f"{path}: cannot open: {exc}", "check its owner and mode"
+            "outbox",
+            Status.FAIL if readable else Status.WARN,
+            f"{path}: cannot open: {exc}"
+            if readable
+            else f"{path}: {RunAs.me().name} may not read it, so its integrity was not checked",
+            "check its owner and mode" if readable else _access_hint(path),
         )
     owed = None
     try:
@@ -290,11 +330,11 @@ def _outbox_integrity(path: Path, user: _User | None) -> Check:
             "the agent moves a corrupt outbox aside and starts a new one on its next start; "
             "export what can be read first: `scanner-agent queue export --outbox FILE`",
         )
-    if not _may(path, user, os.R_OK | os.W_OK):
+    if not user.may(path, os.R_OK | os.W_OK):
         return Check(
             "outbox",
             Status.FAIL,
-            f"{path}: {_who(user)} cannot read and write it",
+            f"{path}: {user.name} cannot read and write it",
             f"`sudo chown {SERVICE_USER}: {path}*`",
         )
     owing = f", {owed} scans not yet delivered" if owed is not None else ""
@@ -329,7 +369,7 @@ def _device_paths(cfg: AgentConfig) -> list[tuple[str, Path]]:
     return out
 
 
-def _device_checks(cfg: AgentConfig, user: _User | None) -> Iterator[Check]:
+def _device_checks(cfg: AgentConfig, user: RunAs) -> Iterator[Check]:
     for source, path in _device_paths(cfg):
         name = f"device {path}"
         if not path.exists():
@@ -344,15 +384,15 @@ def _device_checks(cfg: AgentConfig, user: _User | None) -> Iterator[Check]:
         if not (path.is_char_device() or path.is_file()):
             yield Check(name, Status.WARN, f"{source}: {path} is not a character device")
             continue
-        if _may(path, user, os.R_OK | os.W_OK):
-            yield _ok(name, f"{source}: readable and writable by {_who(user)}")
+        if user.may(path, os.R_OK | os.W_OK):
+            yield _ok(name, f"{source}: readable and writable by {user.name}")
             continue
         st = path.stat()
         group = _group_name(st.st_gid)
         yield Check(
             name,
             Status.FAIL,
-            f"{source}: {_who(user)} cannot read and write {path} "
+            f"{source}: {user.name} cannot read and write {path} "
             f"(mode {stat.filemode(st.st_mode)}, group {group})",
             "install the udev rules (`sudo make install`) and re-plug, or add a site profile "
             "with the scanner's USB ids and run `scanner-agent install` again",
@@ -419,16 +459,25 @@ def _discovery_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
 # -- the trace service -------------------------------------------------------------------
 
 
-def _service_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
+def _service_checks(cfg: AgentConfig, opts: Options, user: RunAs) -> Iterator[Check]:
     import httpx
 
     from scanner_agent.sync import build_ssl_context
 
+    sc = cfg.sync
+    token_check, token = _credential("token", sc.token_file, sc.token_env, sc.read_token, user)
+    if token_check is not None and not token:
+        yield token_check
+        return
     try:
-        token = cfg.sync.read_token()
         verify = build_ssl_context(cfg.sync)
     except ScannerAgentError as exc:
-        yield Check("token", Status.FAIL, str(exc), "create the token file or set the variable")
+        yield Check(
+            "trace service",
+            Status.FAIL,
+            str(exc),
+            "fix sync.ca_bundle, sync.client_cert and sync.client_key (PEM files)",
+        )
         return
     url = cfg.sync.url.rstrip("/")
     with httpx.Client(
@@ -472,31 +521,60 @@ ALIHEALTH_CHECK = "码上放心 gateway"
 EPCIS_CHECK = "EPCIS repository"
 
 
-def _secret_file_check(name: str, path: str, read: Callable[[], str], user: _User | None) -> Check:
-    """A credential file: set, readable by the service user, not by everyone, not empty."""
+def _credential(
+    name: str, path: str, env: str, read: Callable[[], str], user: RunAs
+) -> tuple[Check | None, str]:
+    """The credential's line and, when it is fine, its value (None: none configured).
+
+    Read with the agent's own reader (:func:`scanner_agent.config.read_token`),
+    so doctor refuses exactly what ``run`` refuses; the value is registered for
+    redaction and never appears in a line.  A file the service user may read but
+    whoever runs doctor may not is a warning with the way to look (sudo, or the
+    group), not a failure of the set-up.
+    """
     try:
         value = read()
-    except ScannerAgentError as exc:
-        return Check(
-            name,
-            Status.FAIL,
-            str(exc),
-            f"put it in a file of mode 0640, group {SERVICE_USER} "
-            f"(`sudo install -m 0640 -g {SERVICE_USER} FILE {path or '/etc/scanner-agent/...'}`)",
-        )
+    except CredentialError as exc:
+        return _credential_failure(name, exc, path, user), ""
     if not value:
-        return Check(name, Status.FAIL, f"{path} is empty", "write the credential into it")
-    if not _may(Path(path), user, os.R_OK):
+        return None, ""
+    logs.add_secret(value)
+    if path and not user.may(Path(path), os.R_OK):
         return Check(
             name,
             Status.FAIL,
-            f"{_who(user)} cannot read {path}",
+            f"{user.name} cannot read {path}",
             f"`sudo chgrp {SERVICE_USER} {path}` and `sudo chmod 0640 {path}`",
+        ), ""
+    where = f"{path}: readable by {user.name}, not by everyone" if path else f"from ${env}"
+    return _ok(name, where), value
+
+
+def _credential_failure(name: str, exc: CredentialError, path: str, user: RunAs) -> Check:
+    """A refused credential, with the hint for what is wrong with it."""
+    install = (
+        f"`sudo install -m 0640 -o root -g {SERVICE_USER} /dev/stdin "
+        f"{path or '/etc/scanner-agent/token'}`, type it and press Ctrl-D"
+    )
+    if exc.problem == "unreadable" and path and user.may(Path(path), os.R_OK):
+        return Check(
+            name,
+            Status.WARN,
+            f"{user.name} may read {path}, but {RunAs.me().name} may not, so it was not checked",
+            _access_hint(Path(path)),
         )
-    return _ok(name, f"{path}: readable by {_who(user)}, not by everyone")
+    hints = {
+        "missing": f"create it: {install}",
+        "unreadable": f"`sudo chgrp {SERVICE_USER} {path}` and `sudo chmod 0640 {path}`",
+        "too_open": f"`sudo chmod o-rwx {path}` (mode 0640, group {SERVICE_USER})",
+        "malformed": f"write it again as one line of printable ASCII, nothing around it: {install}",
+        "unset": "set it for the service: `sudo systemctl edit scanner-agent`, then "
+        "[Service] Environment=NAME=value (or set the *_file key instead)",
+    }
+    return Check(name, Status.FAIL, str(exc), hints.get(exc.problem, ""))
 
 
-def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> Iterator[Check]:
+def _alihealth_checks(cfg: AgentConfig, opts: Options, user: RunAs) -> Iterator[Check]:
     """The app secret file, then one signed read-only call (bill status) to the gateway."""
     import httpx
 
@@ -512,13 +590,13 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
     from scanner_agent.sync import date_offset_s
 
     ali = cfg.alihealth
-    secret_check = _secret_file_check("app secret", ali.app_secret_file, ali.read_secret, user)
-    if secret_check.status is Status.FAIL:
-        yield secret_check
+    checked, secret = _credential("app secret", ali.app_secret_file, "", ali.read_secret, user)
+    if checked is None or not secret:
+        yield checked or Check("app secret", Status.FAIL, "alihealth.app_secret_file: not set")
         yield Check(ALIHEALTH_CHECK, Status.SKIP, "no app secret to sign with")
         yield Check("clock", Status.SKIP, "no app secret to sign with")
         return
-    secret = ali.read_secret()
+    secret_check = checked
     now = opts.now()
     today = now.astimezone(GMT8).date()
     method = billstatus_method(ali.api, ali.status_api)
@@ -614,27 +692,19 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> It
     yield _clock_check(date, now)
 
 
-def _epcis_checks(cfg: AgentConfig, opts: Options, user: _User | None) -> Iterator[Check]:
+def _epcis_checks(cfg: AgentConfig, opts: Options, user: RunAs) -> Iterator[Check]:
     """The token, then an authenticated ``GET /capture`` (the capture job list)."""
     import httpx
 
     from scanner_agent.sync import build_ssl_context
 
     ep = cfg.epcis
-    token_check: Check | None
-    if ep.token_file:
-        token_check = _secret_file_check("token", ep.token_file, ep.read_token, user)
-    else:
-        try:
-            token_check = _ok("token", f"from ${ep.token_env}") if ep.read_token() else None
-        except ScannerAgentError as exc:
-            token_check = Check("token", Status.FAIL, str(exc), "set the variable for the service")
-    if token_check is not None and token_check.status is Status.FAIL:
+    token_check, token = _credential("token", ep.token_file, ep.token_env, ep.read_token, user)
+    if token_check is not None and not token:
         yield token_check
         yield Check(EPCIS_CHECK, Status.SKIP, "no token")
         yield Check("clock", Status.SKIP, "no token")
         return
-    token = ep.read_token()
     try:
         verify = build_ssl_context(cfg.sync)
     except ScannerAgentError as exc:

@@ -1,0 +1,333 @@
+"""What ``run`` checks before it touches anything; ``check-config`` runs the same function.
+
+A config can be valid as text (:mod:`scanner_agent.config`) and still be one
+the agent cannot run: a token file that is missing, readable by everyone or
+two lines long, an outbox directory its user cannot enter, a directory where
+the outbox file should be, another program's database there, a control
+socket directory it cannot write.  :func:`preflight` checks all of that
+against the system as a given user (:class:`RunAs`) and raises a
+:class:`Refusal` naming the key; ``run`` calls it first (so a refused config
+creates, migrates and logs nothing) and ``check-config`` calls it too, so
+"check-config says OK" means "run will start".
+
+It only looks: it reads the credential (the same reader the daemon uses) and
+the outbox file's header, and writes nothing.  ``doctor`` uses the same
+checks for its outbox and credential lines.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from scanner_agent.config import AgentConfig, config_warnings, read_credential
+from scanner_agent.errors import ConfigError, OutboxError, ScannerAgentError
+from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
+from scanner_agent.outbox import outbox_path_problem
+
+__all__ = ["Refusal", "RunAs", "check_outbox", "check_user", "lexists", "preflight"]
+
+
+class Refusal(ConfigError):
+    """A config ``run`` would refuse: ``str()`` is ``[where: ]key: message``; ``hint`` says
+    what to do about it."""
+
+    def __init__(self, key: str, message: str, hint: str = "", *, where: str = "") -> None:
+        super().__init__(f"{where}: {key}: {message}" if where else f"{key}: {message}")
+        self.key = key
+        self.message = message
+        self.hint = hint
+
+    def at(self, where: str) -> Refusal:
+        """The same refusal, saying which config file it is about."""
+        return Refusal(self.key, self.message, self.hint, where=where)
+
+
+@dataclass(frozen=True, slots=True)
+class RunAs:
+    """The user the agent runs as, for the permission checks."""
+
+    name: str
+    uid: int
+    gids: frozenset[int]
+    is_self: bool = False
+    """This process: the kernel answers (``os.access``, so ACLs and root count too)."""
+
+    @classmethod
+    def me(cls) -> RunAs:
+        """The user running this process (``run`` checks as itself)."""
+        uid = os.geteuid()
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            name = f"uid {uid}"
+        return cls(name, uid, frozenset({os.getegid(), *os.getgroups()}), is_self=True)
+
+    @classmethod
+    def service(cls, name: str = SERVICE_USER) -> RunAs | None:
+        """``name`` as the unit runs it: its groups plus the unit's ``SupplementaryGroups=``
+        (:data:`DEVICE_GROUPS`); None when there is no such user."""
+        try:
+            pw = pwd.getpwnam(name)
+        except KeyError:
+            return None
+        gids = {pw.pw_gid}
+        for g in grp.getgrall():
+            if name in g.gr_mem or g.gr_name in DEVICE_GROUPS:
+                gids.add(g.gr_gid)
+        return cls(name, pw.pw_uid, frozenset(gids))
+
+    @property
+    def group(self) -> str:
+        """The user's primary group name (for hints)."""
+        try:
+            return grp.getgrgid(pwd.getpwuid(self.uid).pw_gid).gr_name
+        except KeyError:
+            return self.name
+
+    def may(self, path: Path, want: int) -> bool:
+        """Whether this user may ``want`` (``os.R_OK | os.W_OK | os.X_OK``) on ``path``,
+        every directory above it included (each must be enterable)."""
+        if self.is_self:
+            return os.access(path, want, effective_ids=os.access in os.supports_effective_ids)
+        if self.uid == 0:
+            return True
+        parents = list(reversed(path.absolute().parents))
+        return all(self._bits(p, os.X_OK) for p in parents) and self._bits(path, want)
+
+    def _bits(self, path: Path, want: int) -> bool:
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if st.st_uid == self.uid:
+            shift = 6
+        elif st.st_gid in self.gids:
+            shift = 3
+        else:
+            shift = 0
+        bits = sum(b for w, b in ((os.R_OK, 4), (os.W_OK, 2), (os.X_OK, 1)) if want & w)
+        return (st.st_mode >> shift) & bits == bits
+
+
+def check_user(name: str | None = None) -> RunAs:
+    """Whom ``check-config`` checks for: ``name`` if given; as root, the service user
+    (what systemd runs the agent as) when it exists; else the current user.
+
+    Raises:
+        ScannerAgentError: ``name`` is not a user here.
+    """
+    if name:
+        user = RunAs.service(name)
+        if user is None:
+            raise ScannerAgentError(f"check-config --user: no user {name!r} on this box")
+        return user
+    if os.geteuid() == 0:
+        return RunAs.service() or RunAs.me()
+    return RunAs.me()
+
+
+def preflight(cfg: AgentConfig, user: RunAs) -> list[str]:
+    """Refuse what ``run`` cannot run as ``user``; the warnings of a config it can run.
+
+    Raises:
+        Refusal: the first problem, naming the key and what to do.
+        ConfigError: the credential cannot be read or is refused (its reader's error).
+    """
+    warnings = config_warnings(cfg)
+    _check_credentials(cfg, user)
+    check_outbox(cfg, user)
+    warnings.extend(_check_control(cfg, user))
+    return warnings
+
+
+# -- credentials -----------------------------------------------------------------------
+
+
+def _credential_files(cfg: AgentConfig) -> list[tuple[str, str]]:
+    """``(key, path)`` of each file the sink of ``sync.protocol`` reads."""
+    protocol = cfg.sync.protocol
+    out: list[tuple[str, str]] = []
+    if protocol == "alihealth":
+        out.append(("alihealth.app_secret_file", cfg.alihealth.app_secret_file))
+    elif protocol == "epcis":
+        out.append(("epcis.token_file", cfg.epcis.token_file))
+    else:
+        out.append(("sync.token_file", cfg.sync.token_file))
+    if protocol != "alihealth" and cfg.sync.verify_tls:
+        out += [
+            ("sync.ca_bundle", cfg.sync.ca_bundle),
+            ("sync.client_cert", cfg.sync.client_cert),
+            ("sync.client_key", cfg.sync.client_key),
+        ]
+    return [(key, path) for key, path in out if path]
+
+
+def _check_credentials(cfg: AgentConfig, user: RunAs) -> None:
+    for key, name in _credential_files(cfg):
+        path = Path(name)
+        if _is_file(path) and not user.may(path, os.R_OK):
+            raise Refusal(
+                key,
+                f"{user.name} cannot read {name!r} ({_describe(path)})",
+                f"give the file to the service's group: `sudo chgrp {user.group} {name}` "
+                f"and `sudo chmod 0640 {name}`",
+            )
+    read_credential(cfg)
+    key_file = cfg.sync.client_key
+    if key_file and cfg.sync.protocol != "alihealth" and _is_file(Path(key_file)):
+        mode = Path(key_file).stat().st_mode & 0o777
+        if mode & 0o007:
+            raise Refusal(
+                "sync.client_key",
+                f"{key_file!r} is readable by every user (mode {mode:04o})",
+                f"`sudo chmod o-rwx {key_file}` (0640 or 0600)",
+            )
+    if cfg.sync.protocol != "alihealth":
+        from scanner_agent.sync import build_ssl_context  # httpx; only once the rest passed
+
+        build_ssl_context(cfg.sync)
+
+
+# -- the outbox ---------------------------------------------------------------------------
+
+
+def check_outbox(cfg: AgentConfig, user: RunAs) -> None:
+    """``outbox.path``: its directory enterable and writable by ``user`` (or creatable),
+    and nothing there but an outbox, read and writable by ``user``.
+
+    Raises:
+        Refusal: naming ``outbox.path``.
+    """
+    key = "outbox.path"
+    path = Path(cfg.outbox.path)
+    problem = _directory_problem(path.parent, user)
+    if problem:
+        raise Refusal(
+            key,
+            problem,
+            f"`sudo install -d -o {user.name} -g {user.group} -m 0750 {path.parent}`, "
+            f"or set outbox.path to a directory {user.name} may write",
+        )
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if _is_file(p) and not user.may(p, os.R_OK | os.W_OK):
+            raise Refusal(
+                key,
+                f"{user.name} cannot read and write {str(p)!r} ({_describe(p)})",
+                f"`sudo chown {user.name}:{user.group} {path}*`",
+            )
+    try:
+        problem = outbox_path_problem(path)
+    except OutboxError as exc:
+        raise Refusal(key, str(exc)) from None
+    if problem:
+        raise Refusal(key, f"{str(path)!r} {problem}")
+
+
+def _directory_problem(directory: Path, user: RunAs) -> str:
+    """Why ``user`` cannot create files in ``directory`` (or create it: the outbox open
+    makes a missing one); empty when it can."""
+    existing = directory.absolute()
+    while not lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    for step in [*reversed(existing.parents), existing]:
+        if not user.may(step, os.X_OK):
+            return f"{user.name} cannot enter {str(step)!r} ({_describe(step)})"
+    if not user.may(existing, os.W_OK | os.X_OK):
+        what = "create files in" if existing == directory.absolute() else "create a directory in"
+        return f"{user.name} cannot {what} {str(existing)!r} ({_describe(existing)})"
+    return ""
+
+
+# -- the control socket ---------------------------------------------------------------------
+
+
+def _check_control(cfg: AgentConfig, user: RunAs) -> list[str]:
+    control = cfg.control
+    if not control.socket:
+        return []
+    if control.group:
+        try:
+            gid = grp.getgrnam(control.group).gr_gid
+        except KeyError:
+            raise Refusal(
+                "control.group",
+                f"no group {control.group!r} on this box",
+                f"`sudo groupadd {control.group}` and add the clerks to it, "
+                "or leave control.group empty",
+            ) from None
+        if user.uid != 0 and gid not in user.gids:
+            raise Refusal(
+                "control.group",
+                f"{user.name} is not in group {control.group!r}, so it cannot give the socket "
+                "that group",
+                f"`sudo usermod -aG {control.group} {user.name}`",
+            )
+    path = Path(control.socket)
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        mode = stat.S_IFSOCK  # nothing there yet, or closed to us: the directory check says
+    if not stat.S_ISSOCK(mode):
+        raise Refusal(
+            "control.socket",
+            f"{control.socket!r} exists and is not a socket ({stat.filemode(mode)})",
+            "remove it, or choose another control.socket",
+        )
+    directory = path.parent
+    if not lexists(directory):
+        return [
+            f"control.socket: directory {str(directory)!r} does not exist: the control "
+            "interface stays off unless it is created (the unit's RuntimeDirectory= does)"
+        ]
+    problem = _directory_problem(directory, user)
+    if problem:
+        raise Refusal(
+            "control.socket",
+            problem,
+            f"`sudo chown {user.name}: {directory}`, or set control.socket to a path in a "
+            f"directory {user.name} may write (empty turns the interface off)",
+        )
+    return []
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def lexists(path: Path) -> bool:
+    """Whether something is at ``path`` (a path we may not look at counts as there)."""
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+def _describe(path: Path) -> str:
+    """``drwxr-x--- root:scanner-agent``: what an operator needs to see to fix access."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return exc.strerror or "cannot look at it"
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{stat.filemode(st.st_mode)} {owner}:{group}"

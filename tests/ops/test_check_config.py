@@ -1,0 +1,490 @@
+"""``check-config`` refuses exactly what ``run`` refuses, in the same words (issue 15 §4).
+
+Every case is a real config on real files, put through both commands as real
+subprocesses at once.  Both must exit 2 with the same error (and hint) lines,
+naming the expected key; ``run`` must refuse before it touches anything: no
+outbox created or changed, no "stopped" logged, no traceback.
+
+Permissions are about the user the agent runs as.  As root (the test machine
+runs the suite as root, where every access check passes) both commands run as
+``nobody`` through ``setpriv``; otherwise as the current user.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanner_agent.outbox import Outbox
+
+AGENT = [sys.executable, "-m", "scanner_agent"]
+NOBODY = 65534
+RUN_DEADLINE_S = 60.0
+"""A refused config ends ``run`` at once; one still running after this was accepted."""
+TOKEN = "tok-3f9a1c77e2"
+
+
+def as_user() -> list[str]:
+    """The command prefix that runs a subprocess as an unprivileged user."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) not installed: cannot drop root for the checks")
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)  # a JSON string is a TOML basic string
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, table in data.items():
+        if isinstance(table, dict):
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Site:
+    """A directory the agent's user owns, holding a config that ``run`` accepts."""
+
+    root: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        (self.root / "data").mkdir(mode=0o750)
+        (self.root / "run").mkdir(mode=0o750)
+        self.write("token", TOKEN + "\n")
+        self.data = {
+            "device_id": "check-dock",
+            "outbox": {"path": str(self.root / "data" / "outbox.db"), "min_free_mb": 0},
+            "sync": {"url": "http://127.0.0.1:9", "token_file": str(self.root / "token")},
+            "control": {"socket": str(self.root / "run" / "control.sock")},
+        }
+
+    def write(self, name: str, text: str | bytes, mode: int = 0o600) -> Path:
+        path = self.root / name
+        path.write_bytes(text.encode() if isinstance(text, str) else text)
+        path.chmod(mode)
+        return path
+
+    def set(self, section: str, **values: Any) -> None:
+        self.data.setdefault(section, {}).update(values)
+
+    def give_away(self) -> None:
+        """Hand every file to the user the commands run as (when that is not us)."""
+        if os.geteuid() == 0:
+            for path in [self.root, *self.root.rglob("*")]:
+                os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "agent.toml"
+
+    def save(self) -> Path:
+        self.config.write_text(to_toml(self.data))
+        self.config.chmod(0o644)
+        return self.config
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    # Not under tmp_path: pytest's directories are closed to every other user.
+    root = Path(tempfile.mkdtemp(prefix="check-config-"))
+    root.chmod(0o755)
+    try:
+        yield Site(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _lines(stderr: str) -> list[str]:
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.startswith(("scanner-agent: error:", "scanner-agent: hint:"))
+    ]
+
+
+@dataclass
+class Outcome:
+    check: subprocess.CompletedProcess[str]
+    run_rc: int
+    run_stderr: str
+
+
+def both(config: Path, env: dict[str, str] | None = None) -> Outcome:
+    """``check-config`` and ``run`` on ``config``, at the same time, as the agent's user."""
+    prefix = as_user()
+    cwd = config.parent
+    runner = subprocess.Popen(
+        [*prefix, *AGENT, "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    try:
+        check = subprocess.run(
+            [*prefix, *AGENT, "check-config", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=RUN_DEADLINE_S,
+            cwd=cwd,
+            env=env,
+            check=False,
+        )
+        try:
+            _, run_stderr = runner.communicate(timeout=RUN_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            runner.kill()
+            _, run_stderr = runner.communicate()
+            pytest.fail(f"run accepted the config (still running); check-config: {check}")
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    return Outcome(check, runner.returncode, run_stderr)
+
+
+Setup = Callable[[Site], None]
+
+
+def _token(text: str | bytes, mode: int = 0o600) -> Setup:
+    def setup(s: Site) -> None:
+        s.write("token", text, mode)
+
+    return setup
+
+
+def _outbox_dir_mode(mode: int) -> Setup:
+    return lambda s: (s.root / "data").chmod(mode)
+
+
+def _outbox_under_closed_dir(s: Site) -> None:
+    (s.root / "closed").mkdir(mode=0o500)
+    s.set("outbox", path=str(s.root / "closed" / "sub" / "outbox.db"))
+
+
+def _outbox_is_directory(s: Site) -> None:
+    s.set("outbox", path=str(s.root / "data"))
+
+
+def _outbox_symlink(s: Site) -> None:
+    (s.root / "data" / "elsewhere.db").write_bytes(b"")
+    (s.root / "data" / "outbox.db").symlink_to(s.root / "data" / "elsewhere.db")
+
+
+def _foreign_sqlite(s: Site) -> None:
+    db = sqlite3.connect(s.root / "data" / "outbox.db")
+    db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("INSERT INTO customers (name) VALUES ('Apotheke')")
+    db.commit()
+    db.close()
+
+
+def _foreign_app_id(s: Site) -> None:
+    db = sqlite3.connect(s.root / "data" / "outbox.db")
+    db.execute("PRAGMA application_id = 1196444237")  # GeoPackage's 'GPKG'
+    db.commit()
+    db.close()
+
+
+def _outbox_read_only(s: Site) -> None:
+    Outbox.open(s.root / "data" / "outbox.db").close()
+    (s.root / "data" / "outbox.db").chmod(0o400)
+
+
+def _control(**values: Any) -> Setup:
+    return lambda s: s.set("control", **values)
+
+
+def _control_dir_closed(s: Site) -> None:
+    (s.root / "run").chmod(0o500)
+
+
+def _control_socket_is_a_file(s: Site) -> None:
+    s.write("run/control.sock", "not a socket")
+
+
+def _sync(**values: Any) -> Setup:
+    return lambda s: s.set("sync", **values)
+
+
+def _epcis(url: str, *, token_mode: int = 0o600) -> Setup:
+    def setup(s: Site) -> None:
+        s.write("epcis-token", TOKEN, token_mode)
+        s.set("sync", protocol="epcis")
+        s.set(
+            "epcis",
+            url=url,
+            token_file=str(s.root / "epcis-token"),
+            read_point="urn:epc:id:sgln:0614141.00777.0",
+            biz_location="urn:epc:id:sgln:0614141.00888.0",
+        )
+
+    return setup
+
+
+def _alihealth_secret(text: str) -> Setup:
+    def setup(s: Site) -> None:
+        s.write("app-secret", text)
+        s.set("sync", protocol="alihealth")
+        s.set(
+            "alihealth",
+            app_key="12345678",
+            app_secret_file=str(s.root / "app-secret"),
+            ref_user_id="ref-1",
+        )
+
+    return setup
+
+
+def _client_key_world_readable(s: Site) -> None:
+    s.write("client.pem", "-----BEGIN CERTIFICATE-----\n")
+    s.write("client.key", "-----BEGIN PRIVATE KEY-----\n", 0o644)
+    s.set("sync", client_cert=str(s.root / "client.pem"), client_key=str(s.root / "client.key"))
+
+
+def _metrics(listen: str) -> Setup:
+    return lambda s: s.set("metrics", listen=listen)
+
+
+def _unknown_key(s: Site) -> None:
+    s.set("sync", tokn_file=str(s.root / "token"))
+
+
+def _token_env_unset(s: Site) -> None:
+    s.data["sync"].pop("token_file")
+    s.set("sync", token_env="CHECK_CONFIG_TEST_UNSET_TOKEN")
+
+
+def _token_unreadable(s: Site) -> None:
+    (s.root / "token").chmod(0o200)
+
+
+REFUSALS: dict[str, tuple[Setup, str, str]] = {
+    # name: (setup, key, words of the message)
+    "token file missing": (
+        lambda s: (s.root / "token").unlink(),
+        "sync.token_file",
+        "No such file or directory",
+    ),
+    "token file readable by everyone": (
+        _token(TOKEN, 0o644),
+        "sync.token_file",
+        "readable by every user",
+    ),
+    "token file the user cannot read": (_token_unreadable, "sync.token_file", "cannot read"),
+    "token of two lines": (_token("PART1-a1b2c3\nPART2-d4e5f6\n"), "sync.token_file", "2 lines"),
+    "token not ASCII": (_token("tok\u00a0en-1234\n"), "sync.token_file", "not printable ASCII"),
+    "token with a control byte": (_token(b"tok\x1ben-1234"), "sync.token_file", "printable"),
+    "token file empty": (_token(""), "sync.token_file", "is empty"),
+    "token variable unset": (_token_env_unset, "sync.token_env", "is not set"),
+    "outbox directory not enterable": (_outbox_dir_mode(0o600), "outbox.path", "cannot enter"),
+    "outbox directory not writable": (
+        _outbox_dir_mode(0o500),
+        "outbox.path",
+        "cannot create files in",
+    ),
+    "outbox directory cannot be created": (
+        _outbox_under_closed_dir,
+        "outbox.path",
+        "cannot create a directory in",
+    ),
+    "outbox path is a directory": (_outbox_is_directory, "outbox.path", "is a directory"),
+    "outbox path is a symlink": (_outbox_symlink, "outbox.path", "symbolic link"),
+    "outbox path is another program's database": (
+        _foreign_sqlite,
+        "outbox.path",
+        "not an outbox (tables customers)",
+    ),
+    "outbox path has another application id": (
+        _foreign_app_id,
+        "outbox.path",
+        "another program's SQLite database",
+    ),
+    "outbox file read-only": (_outbox_read_only, "outbox.path", "cannot read and write"),
+    "control mode 777": (_control(mode="777"), "control.mode", "every user"),
+    "control mode 0666": (_control(mode="0666"), "control.mode", "every user"),
+    "control mode 0662": (_control(mode="0662"), "control.mode", "every user"),
+    "control directory not writable": (
+        _control_dir_closed,
+        "control.socket",
+        "cannot create files in",
+    ),
+    "control group unknown": (_control(group="no-such-group-x7"), "control.group", "no group"),
+    "control socket path is a file": (
+        _control_socket_is_a_file,
+        "control.socket",
+        "is not a socket",
+    ),
+    "plain http to a remote trace service": (
+        _sync(url="http://192.0.2.10:8900"),
+        "sync.url",
+        "plain http://",
+    ),
+    "plain http to a remote EPCIS repository": (
+        _epcis("http://epcis.example.com/"),
+        "epcis.url",
+        "plain http://",
+    ),
+    "EPCIS token readable by everyone": (
+        _epcis("https://epcis.example.com/", token_mode=0o644),
+        "epcis.token_file",
+        "readable by every user",
+    ),
+    "app secret of two lines": (
+        _alihealth_secret("SECRET-1\nSECRET-2\n"),
+        "alihealth.app_secret_file",
+        "2 lines",
+    ),
+    "client key readable by everyone": (
+        _client_key_world_readable,
+        "sync.client_key",
+        "readable by every user",
+    ),
+    "metrics on every interface": (_metrics("0.0.0.0:9464"), "metrics.listen", "loopback"),
+    "metrics on a name that only looks loopback": (
+        _metrics("127.0.0.1.invalid:9464"),
+        "metrics.listen",
+        "cannot resolve",
+    ),
+    "unknown key": (_unknown_key, "sync.tokn_file", "did you mean 'token_file'?"),
+}
+
+
+def _snapshot(site: Site) -> dict[str, str]:
+    """What is in the outbox directory, by name and content hash."""
+    out = {}
+    data = site.root / "data"
+    if os.geteuid() == 0 or os.access(data, os.R_OK | os.X_OK):
+        for p in sorted(data.iterdir()):
+            if p.is_symlink():
+                out[p.name] = f"-> {os.readlink(p)}"
+            elif p.is_file():
+                out[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                out[p.name] = "dir"
+    return out
+
+
+@pytest.mark.parametrize("name", list(REFUSALS))
+def test_check_config_and_run_refuse_alike(site: Site, name: str) -> None:
+    setup, key, words = REFUSALS[name]
+    setup(site)
+    site.save()
+    site.give_away()  # owner only: the modes the case set stay
+    before = _snapshot(site)
+    env = {k: v for k, v in os.environ.items() if k != "CHECK_CONFIG_TEST_UNSET_TOKEN"}
+    outcome = both(site.config, env)
+
+    check_lines = _lines(outcome.check.stderr)
+    run_lines = _lines(outcome.run_stderr)
+    assert outcome.check.returncode == 2, outcome.check
+    assert outcome.run_rc == 2, outcome.run_stderr
+    assert check_lines, outcome.check.stderr
+    assert check_lines == run_lines, (outcome.check.stderr, outcome.run_stderr)
+    prefix = f"scanner-agent: error: {site.config}: {key}: "
+    assert check_lines[0].startswith(prefix), check_lines
+    assert words in check_lines[0], check_lines
+    for text in (outcome.check.stderr, outcome.run_stderr):
+        assert "Traceback" not in text
+    assert "stopped" not in outcome.run_stderr
+    assert "running" not in outcome.run_stderr
+    assert _snapshot(site) == before, "run touched the outbox directory"
+
+
+def test_every_refusal_names_the_user_when_it_is_about_access(site: Site) -> None:
+    """A permission refusal says whose access was checked."""
+    _outbox_dir_mode(0o500)(site)
+    site.save()
+    site.give_away()
+    outcome = both(site.config)
+    user = "nobody" if os.geteuid() == 0 else _me()
+    assert f"{user} cannot create files in" in outcome.check.stderr
+    assert "scanner-agent: hint: `sudo install -d -o" in outcome.check.stderr
+
+
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def test_an_accepted_config_says_which_user_it_was_checked_for(site: Site) -> None:
+    site.save()
+    site.give_away()
+    done = subprocess.run(
+        [*as_user(), *AGENT, "check-config", "--config", str(site.config)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+    user = "nobody" if os.geteuid() == 0 else _me()
+    assert done.returncode == 0, done.stderr
+    assert f"checked as user {user}" in done.stdout
+    assert not (site.root / "data" / "outbox.db").exists(), "check-config created the outbox"
+
+
+def test_check_config_as_root_checks_for_the_named_user(site: Site) -> None:
+    """``--user`` (and, as root, the service user) is whom the access checks are for."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can look at the files as another user")
+    site.save()
+    os.chown(site.root / "token", NOBODY, NOBODY)  # root keeps the outbox directory
+    done = subprocess.run(
+        [*AGENT, "check-config", "--config", str(site.config), "--user", "nobody"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "outbox.path: nobody cannot enter" in done.stderr
+    site.give_away()
+    done = subprocess.run(
+        [*AGENT, "check-config", "--config", str(site.config), "--user", "nobody", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["checked_as"] == "nobody"
+
+
+def test_an_allowed_insecure_url_warns_in_both_commands(site: Site) -> None:
+    site.set("sync", url="http://192.0.2.10:8900", allow_insecure_http=True)
+    site.save()
+    site.give_away()
+    done = subprocess.run(
+        [*as_user(), *AGENT, "check-config", "--config", str(site.config)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: sync.url: plain http:// to '192.0.2.10'" in done.stderr
