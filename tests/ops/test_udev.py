@@ -23,8 +23,8 @@ EITHER = {"ENV", "TAG"}
 WITH_ATTRIBUTE = {"ATTRS", "ATTR", "ENV", "IMPORT", "RUN"}
 MATCH_OPS = {"==", "!="}
 ASSIGN_OPS = {"=", "+=", "-=", ":="}
-KNOWN_GROUPS = {"dialout", "plugdev", "video"}
-"""Groups the service user is in (scanner-agent.sysusers.conf)."""
+SERVICE_GROUP = "scanner-agent"
+"""The only group a scanner node may be given: the service's own (not plugdev, not dialout)."""
 
 _TOKEN = re.compile(
     r'(?P<key>[A-Z_]+)(?:\{(?P<attr>[^}]+)\})?(?P<op>==|!=|\+=|-=|:=|=)"(?P<value>[^"]*)"'
@@ -64,7 +64,7 @@ def parse_rules(text: str) -> list[list[Token]]:
             if tok.key == "MODE":
                 assert re.fullmatch(r"0[0-7]{3}", tok.value), f"{where}: octal mode"
             if tok.key == "GROUP":
-                assert tok.value in KNOWN_GROUPS, f"{where}: the service user is not in it"
+                assert tok.value == SERVICE_GROUP, f"{where}: not the service's own group"
             tokens.append(tok)
         assert tokens, f"line {number}: empty rule"
         rules.append(tokens)
@@ -103,7 +103,7 @@ def test_every_usb_id_in_the_profiles_gets_group_access_and_a_profile_name() -> 
     assert devices, "the shipped profiles list USB ids"
     for d in devices:
         assigned = _assigned(_node_rule(rules, d.vid, d.pid))
-        assert assigned["GROUP"] in KNOWN_GROUPS
+        assert assigned["GROUP"] == SERVICE_GROUP
         assert assigned["MODE"] == "0660"
         assert assigned["ENV{SCANNER_AGENT_PROFILE}"] == d.profile_ids[0]
         cdc = d.mode in ("cdc-acm", "ssi-cdc")

@@ -53,7 +53,7 @@ def test_unit_is_a_notify_service_with_watchdog_restart_and_its_directories() ->
     assert s["WatchdogSec"]
     assert s["Restart"] == ["on-failure"]
     assert s["User"] == ["scanner-agent"]
-    assert set(s["SupplementaryGroups"][0].split()) == {"dialout", "plugdev", "video"}
+    assert set(s["SupplementaryGroups"][0].split()) == {"dialout", "video"}
     for key in ("StateDirectory", "ConfigurationDirectory", "RuntimeDirectory"):
         assert s[key] == ["scanner-agent"], key
     assert "-HUP" in s["ExecReload"][0]
@@ -94,8 +94,9 @@ def test_sysusers_entry_creates_the_user_in_the_device_groups(tmp_path: Path) ->
         line.split(":")[0]: line.split(":")[3].split(",")
         for line in (tmp_path / "etc" / "group").read_text().splitlines()
     }
-    for group in ("dialout", "plugdev", "video"):
+    for group in ("dialout", "video"):
         assert "scanner-agent" in groups[group], group
+    assert "scanner-agent" not in groups.get("plugdev", [])
 
 
 def test_tmpfiles_entry_creates_config_and_state_directories(tmp_path: Path) -> None:
