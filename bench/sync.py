@@ -116,10 +116,11 @@ def trace_service(db: Path) -> Iterator[str]:
             f"127.0.0.1:{port}",
             "--db",
             str(db),
-            "--token",
-            TOKEN,
+            "--token-env",
+            "BENCH_TRACE_TOKEN",
         ],
         stdout=subprocess.DEVNULL,
+        env={**os.environ, "BENCH_TRACE_TOKEN": TOKEN},
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from scanner_agent import __version__
-from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
+from scanner_agent.config import (
+    DEFAULT_CONFIG_PATH,
+    AgentConfig,
+    check_secret,
+    load_config,
+    read_token,
+)
 from scanner_agent.errors import ConfigError, ScannerAgentError
 from scanner_agent.install import SERVICE_USER
 from scanner_agent.preflight import Refusal, RunAs, check_user, preflight
@@ -150,11 +156,18 @@ def cmd_trace_server(args: argparse.Namespace) -> int:
     from scanner_agent.traceserver import serve
 
     setup_logging("info")
-    token = args.token
-    if args.token_file:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip()
-    if not token:
-        raise ScannerAgentError("trace-server: give --token or --token-file")
+    if args.token_file or args.token_env:
+        # The agent's own credential rule: one line of printable ASCII, not world-readable.
+        token = read_token(args.token_file or "", args.token_env or "", "trace-server")
+    elif args.token:
+        print(
+            "scanner-agent: warning: --token shows the token to every local user (ps, "
+            "/proc/PID/cmdline); use --token-file or --token-env",
+            file=sys.stderr,
+        )
+        token = check_secret(args.token.encode(), "trace-server.token", "--token")
+    else:
+        raise ScannerAgentError("trace-server: give --token-file or --token-env")
     serve(args.listen, args.db, token)
     return 0
 
@@ -394,8 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("trace-server", cmd_trace_server, "Run the reference trace service (Trace API v1).")
     p.add_argument("--listen", default="127.0.0.1:8900", help="host:port (default 127.0.0.1:8900)")
     p.add_argument("--db", required=True, help="SQLite file of the service")
-    p.add_argument("--token", default="", help="bearer token clients must send")
-    p.add_argument("--token-file", help="read the token from this file instead")
+    tokens = p.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--token-file", help="file holding the bearer token clients must send (0600/0640)"
+    )
+    tokens.add_argument("--token-env", help="name of an environment variable holding it")
+    tokens.add_argument(
+        "--token", default="", help="the token itself (shown in `ps` to every user; avoid)"
+    )
 
     q = add("queue", lambda a: 2, "Inspect and manage the outbox.")
     qsub = q.add_subparsers(dest="queue_command", required=True, metavar="QUEUE_COMMAND")

@@ -131,9 +131,11 @@ def create_app(
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             return False
-        # Header values arrive decoded as Latin-1: re-encode to get the raw bytes.
-        # Constant time; the presented token is never logged.
-        return hmac.compare_digest(credentials.strip().encode("latin-1"), expected)
+        # Header values arrive decoded as Latin-1: re-encode to get the raw bytes, and
+        # compare them exactly (constant time): only the spaces after the scheme go
+        # (RFC 9110 11.4, 1*SP); str.strip() would also drop a no-break space or a
+        # vertical tab.  The presented token is never logged.
+        return hmac.compare_digest(credentials.lstrip(" ").encode("latin-1"), expected)
 
     def unauthorized() -> Response:
         return _error(401, _UNAUTHORIZED, _CHALLENGE)
