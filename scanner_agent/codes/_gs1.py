@@ -309,9 +309,19 @@ def _alternatives(alternatives: tuple[tuple[str, ...], ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _association_problem(ais: list[str]) -> str | None:
+DIGSIG_SERIALISED: Final = {"253": 13, "255": 13, "8003": 14}
+"""Keys a digital signature (AI 8030) needs in serialised form, with the length they have
+without their serial part: a rule of the GS1 General Specifications that GS1's Syntax Engine
+checks beside the dictionary, which cannot express it."""
+
+
+def _association_problem(ais: list[str], values: dict[str, str]) -> str | None:
     """The first ``req=`` or ``ex=`` association the AIs break, in canonical order."""
     masks = _masks(ais)
+    if "8030" in values:
+        for ai, bare in DIGSIG_SERIALISED.items():
+            if len(values.get(ai, "x" * (bare + 1))) <= bare:
+                return f"ai (8030) needs ai ({ai}) with its serial part"
     for ai in ais:
         entry = AI_TABLE[ai]
         for alternatives in entry.req:
@@ -343,7 +353,7 @@ def validate(elements: Iterable[Element]) -> Gs1Data | str:
         problem = _value_problem(ai, values[ai])
         if problem:
             return INVALID + problem
-    problem = _association_problem(ordered)
+    problem = _association_problem(ordered, values)
     if problem:
         return INVALID + problem
     return Gs1Data(tuple((ai, values[ai]) for ai in ordered))
