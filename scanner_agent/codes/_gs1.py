@@ -41,7 +41,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -99,6 +98,13 @@ _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 Element = tuple[str, str]
 """One ``(ai, value)`` pair."""
 
+_YYMMDD_AIS: Final = frozenset(
+    ai
+    for ai, entry in AI_TABLE.items()
+    if {"yymmd0", "yymmdd"} & {name for name, _ in entry.components[0].linters}
+)
+"""AIs whose value starts with a YYMMDD date (11, 13, 15, 17, 7006 ...)."""
+
 
 def _describe(char: str) -> str:
     if char == " ":
@@ -145,12 +151,8 @@ class Gs1Data:
         more than 50 years ahead of this one is in the last century, one more
         than 49 behind in the next.
         """
-        value = self.value(ai)
-        entry = AI_TABLE.get(ai)
-        if value is None or entry is None:
-            return None
-        names = {name for name, _check in entry.components[0].linters}
-        if not names & {"yymmd0", "yymmdd"}:
+        value = self.value(ai) if ai in _YYMMDD_AIS else None
+        if value is None:
             return None
         yy, month, day = int(value[:2]), int(value[2:4]), int(value[4:6])
         this_year = dt.date.today().year
@@ -290,12 +292,15 @@ def _value_problem(ai: str, value: str) -> str | None:
     return None
 
 
-def _masks(ais: Iterable[str]) -> Counter[str]:
-    """Each AI under every pattern that matches it (``3103``: ``3103``, ``310n``, ``31nn``)."""
-    masks: Counter[str] = Counter()
+def _masks(ais: Iterable[str]) -> dict[str, int]:
+    """How many AIs each pattern matches (``3103`` counts for ``3103``, ``310n`` and ``31nn``)."""
+    masks: dict[str, int] = {}
+    get = masks.get
     for ai in ais:
-        for k in range(len(ai) - 1):
-            masks[ai[: len(ai) - k] + "n" * k] += 1
+        masks[ai] = get(ai, 0) + 1
+        for k in range(1, len(ai) - 1):
+            mask = ai[:-k] + "n" * k
+            masks[mask] = get(mask, 0) + 1
     return masks
 
 
@@ -318,6 +323,7 @@ checks beside the dictionary, which cannot express it."""
 def _association_problem(ais: list[str], values: dict[str, str]) -> str | None:
     """The first ``req=`` or ``ex=`` association the AIs break, in canonical order."""
     masks = _masks(ais)
+    count = masks.get
     if "8030" in values:
         for ai, bare in DIGSIG_SERIALISED.items():
             if len(values.get(ai, "x" * (bare + 1))) <= bare:
@@ -325,10 +331,11 @@ def _association_problem(ais: list[str], values: dict[str, str]) -> str | None:
     for ai in ais:
         entry = AI_TABLE[ai]
         for alternatives in entry.req:
-            if not any(all(masks[p] for p in group) for group in alternatives):
+            if not any(all(count(p) for p in group) for group in alternatives):
                 return f"ai ({ai}) needs {_alternatives(alternatives)} with it (req)"
         for pattern in entry.ex:
-            if masks[pattern] - _matches(ai, pattern) > 0:
+            n = count(pattern, 0)
+            if n and n - _matches(ai, pattern) > 0:
                 other = next(a for a in ais if a != ai and _matches(a, pattern))
                 return f"ai ({ai}) cannot be with ({other}) (ex)"
     return None
