@@ -20,6 +20,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -488,3 +489,20 @@ def test_an_allowed_insecure_url_warns_in_both_commands(site: Site) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "warning: sync.url: plain http:// to '192.0.2.10'" in done.stderr
+    log = site.root / "run.log"
+    with log.open("wb") as err:
+        runner = subprocess.Popen(
+            [*as_user(), *AGENT, "run", "--config", str(site.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + RUN_DEADLINE_S
+        while "scanner-agent running" not in log.read_text():
+            assert runner.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "run did not start"
+            time.sleep(0.05)
+        assert "sync.url: plain http:// to '192.0.2.10', allowed by" in log.read_text()
+    finally:
+        runner.terminate()
+        runner.wait(timeout=RUN_DEADLINE_S)
