@@ -133,6 +133,28 @@ class Outcome:
     run_stderr: str
 
 
+def check_config(
+    config: Path, *args: str, as_agent_user: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``check-config`` on ``config``, as the agent's user unless told otherwise."""
+    return subprocess.run(
+        [
+            *(as_user() if as_agent_user else []),
+            *AGENT,
+            "check-config",
+            "--config",
+            str(config),
+            *list(args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        cwd=config.parent,
+        env=env,
+        check=False,
+    )
+
+
 def both(config: Path, env: dict[str, str] | None = None) -> Outcome:
     """``check-config`` and ``run`` on ``config``, at the same time, as the agent's user."""
     prefix = as_user()
@@ -146,15 +168,7 @@ def both(config: Path, env: dict[str, str] | None = None) -> Outcome:
         env=env,
     )
     try:
-        check = subprocess.run(
-            [*prefix, *AGENT, "check-config", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=RUN_DEADLINE_S,
-            cwd=cwd,
-            env=env,
-            check=False,
-        )
+        check = check_config(config, env=env)
         try:
             _, run_stderr = runner.communicate(timeout=RUN_DEADLINE_S)
         except subprocess.TimeoutExpired:
@@ -436,13 +450,7 @@ def _me() -> str:
 def test_an_accepted_config_says_which_user_it_was_checked_for(site: Site) -> None:
     site.save()
     site.give_away()
-    done = subprocess.run(
-        [*as_user(), *AGENT, "check-config", "--config", str(site.config)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_DEADLINE_S,
-        check=False,
-    )
+    done = check_config(site.config)
     user = "nobody" if os.geteuid() == 0 else _me()
     assert done.returncode == 0, done.stderr
     assert f"checked as user {user}" in done.stdout
@@ -455,23 +463,11 @@ def test_check_config_as_root_checks_for_the_named_user(site: Site) -> None:
         pytest.skip("only root can look at the files as another user")
     site.save()
     os.chown(site.root / "token", NOBODY, NOBODY)  # root keeps the outbox directory
-    done = subprocess.run(
-        [*AGENT, "check-config", "--config", str(site.config), "--user", "nobody"],
-        capture_output=True,
-        text=True,
-        timeout=RUN_DEADLINE_S,
-        check=False,
-    )
+    done = check_config(site.config, "--user", "nobody", as_agent_user=False)
     assert done.returncode == 2
     assert "outbox.path: nobody cannot enter" in done.stderr
     site.give_away()
-    done = subprocess.run(
-        [*AGENT, "check-config", "--config", str(site.config), "--user", "nobody", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=RUN_DEADLINE_S,
-        check=False,
-    )
+    done = check_config(site.config, "--user", "nobody", "--json", as_agent_user=False)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["checked_as"] == "nobody"
 
@@ -480,13 +476,7 @@ def test_an_allowed_insecure_url_warns_in_both_commands(site: Site) -> None:
     site.set("sync", url="http://192.0.2.10:8900", allow_insecure_http=True)
     site.save()
     site.give_away()
-    done = subprocess.run(
-        [*as_user(), *AGENT, "check-config", "--config", str(site.config)],
-        capture_output=True,
-        text=True,
-        timeout=RUN_DEADLINE_S,
-        check=False,
-    )
+    done = check_config(site.config)
     assert done.returncode == 0, done.stderr
     assert "warning: sync.url: plain http:// to '192.0.2.10'" in done.stderr
     log = site.root / "run.log"
