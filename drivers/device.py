@@ -10,6 +10,12 @@ see :mod:`drivers.hotplug`).  Everything device-specific is three methods: ``_op
 a worker thread), ``_handle`` (one chunk read, on the event loop) and
 ``_feedback`` (one committed outcome, on the event loop).
 
+Opening and writing block, so they run on two lanes of the device's own
+(:class:`scanner_agent.lanes.Lane`), never on asyncio's shared default pool: a
+storm of other slow work cannot delay a beep, and a write stuck on one scanner
+holds up only that scanner's later writes (at most :data:`MAX_WRITES_PENDING`,
+then they are dropped and logged), never another device or a reconnect.
+
 Reading follows pyserial's ``ReaderThread``: **one thread per device** does
 the blocking reads, with the read and the hand-over to the event loop in
 **separate try blocks**, both ending in one ``connection_lost(exc)``.  A read
@@ -64,6 +70,7 @@ from scanner_agent.errors import (
     DeviceError,
     DeviceUnavailable,
 )
+from scanner_agent.lanes import Lane, LaneBusy
 from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,8 @@ STABLE_S = 1.0
 """A link that lasted this long resets the reconnect backoff."""
 MAX_CHUNKS = 1024
 """Chunks a reader thread may hand to the event loop before it waits."""
+MAX_WRITES_PENDING = 8
+"""Writes to one device running or waiting; more are dropped (the device is stuck)."""
 
 
 @contextlib.contextmanager
@@ -364,6 +373,8 @@ class DeviceSource(abc.ABC, Generic[T]):
         self._intake: Intake | None = None
         self._in_flight: asyncio.Queue[_InFlight | None] | None = None
         self._submitting: set[asyncio.Task[ScanOutcome]] = set()
+        self._opens: Lane | None = None
+        self._writes: Lane | None = None
 
     # -- for subclasses ----------------------------------------------------------
 
@@ -403,6 +414,22 @@ class DeviceSource(abc.ABC, Generic[T]):
         task.add_done_callback(self._submitting.discard)
         await self._in_flight.put(_InFlight(task, scan, self._link_id))
 
+    async def _write_link(self, write: Callable[[bytes], object], data: bytes) -> None:
+        """``write(data)`` on this device's write lane, in order, off the event loop.
+
+        Raises:
+            DeviceError: the source is not running, or :data:`MAX_WRITES_PENDING`
+                writes are held already (a stuck device): this one is dropped.
+        """
+        if self._writes is None:
+            raise DeviceError(f"Failed to write to {self.device}: not open", device=self.device)
+        try:
+            await self._writes.run(write, data)
+        except LaneBusy as exc:
+            raise DeviceError(
+                f"Failed to write to {self.device}: {exc}", device=self.device
+            ) from exc
+
     def _error(self, message: str, *args: object) -> None:
         """Log a device-side problem (malformed input) and count it."""
         self.errors += 1
@@ -429,6 +456,8 @@ class DeviceSource(abc.ABC, Generic[T]):
         self._prepare()
         self._intake = intake
         self._in_flight = asyncio.Queue(MAX_IN_FLIGHT)
+        self._opens = Lane(f"open {self.name}", workers=1, max_pending=2)
+        self._writes = Lane(f"write {self.name}", workers=1, max_pending=MAX_WRITES_PENDING)
         answers = asyncio.create_task(self._answer(), name=f"feedback {self.name}")
         self.backoff.reset()
         try:
@@ -448,6 +477,9 @@ class DeviceSource(abc.ABC, Generic[T]):
         finally:
             self.connected = False
             await self._finish(answers)
+            for lane in (self._opens, self._writes):
+                lane.shutdown()
+            self._opens = self._writes = None
 
     def _interest(self) -> hotplug.Interest | None:
         """The udev events that may bring this device back (``None``: poll only)."""
@@ -474,8 +506,9 @@ class DeviceSource(abc.ABC, Generic[T]):
             log.debug("%s: udev announced a matching device: opening now", self.name)
 
     async def _open_in_thread(self) -> Link[T]:
-        """``_open`` in a worker thread; a link opened after we were cancelled is closed."""
-        future = asyncio.get_running_loop().run_in_executor(None, self._open)
+        """``_open`` on the open lane; a link opened after we were cancelled is closed."""
+        assert self._opens is not None
+        future = asyncio.wrap_future(self._opens.submit(self._open))
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:

@@ -38,7 +38,6 @@ Status attributes: see :mod:`drivers.device` (``connected``, ``device``,
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Callable
@@ -313,7 +312,7 @@ class HidPosSource(DeviceSource[bytes]):
         if report is None:
             log.debug("%s: no output report for %s", self.name, outcome.verdict.value)
             return
-        await asyncio.to_thread(link.write, report)
+        await self._write_link(link.write, report)
 
 
 def report_layout(profile: Profile) -> HidPosLayout:

@@ -624,9 +624,9 @@ class SerialSource(DeviceSource[bytes]):
         self._error("%s", message)
 
     async def _write(self, link: Any, data: bytes) -> None:
-        """Write in order, off the event loop."""
+        """Write in order, off the event loop (on this device's write lane)."""
         async with self._write_lock:
-            await asyncio.to_thread(link.write, data)
+            await self._write_link(link.write, data)
 
     async def _send(self, link: Any, command: bytes) -> None:
         """Send a profile command the way the protocol wants it."""

@@ -36,6 +36,7 @@ from scanner_agent.config import AgentConfig, load_config, read_credential, serv
 from scanner_agent.control import ControlServer
 from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
+from scanner_agent.lanes import Lane, SingleFlight
 from scanner_agent.outbox import Outbox, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sync import Admission, Gate, PlatformAlarms, Sink, SyncLoop, TraceApiClient
@@ -173,6 +174,12 @@ class Daemon:
         """Why the control interface is off (it never stops scanning)."""
         self._routes: dict[str, tuple[str, str]] = {}
         self._last_scan_at: dict[str, float] = {}
+        # Slow work has threads of its own, never asyncio's default pool (docs/architecture.md).
+        self.stats_lane = Lane("stats", workers=1, max_pending=2)
+        """Outbox counts (``status``, ``queue.stats``, scrapes): one at a time, shared."""
+        self.reload_lane = Lane("reload", workers=1, max_pending=2)
+        """Reading the config file and the token again (SIGHUP)."""
+        self._stats: SingleFlight[QueueStats] = SingleFlight(self._count)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -322,10 +329,14 @@ class Daemon:
         finally:
             self.state = DaemonState.STOPPING
             self._stop_metrics()
+            self._stats.cancel()
             for t in [*tasks, *self._background]:
                 t.cancel()
             await asyncio.gather(*tasks, *self._background, return_exceptions=True)
             await self._stop_control()
+            self.reload_lane.shutdown()
+            # A count still running reads the outbox: let it end before the file closes.
+            await self.stats_lane.aclose()
             if self._sink is not None:
                 await self._sink.aclose()
             if self.intake is not None:
@@ -494,8 +505,8 @@ class Daemon:
         if self.sync is None or self.state is not DaemonState.RUNNING:
             return self._refuse(f"the daemon is {self.state.value}, not running")
         try:
-            new = await asyncio.to_thread(load_config, self.config_path)
-            token = await asyncio.to_thread(read_credential, new)
+            new = await self.reload_lane.run(load_config, self.config_path)
+            token = await self.reload_lane.run(read_credential, new)
         except ScannerAgentError as exc:
             return self._refuse(str(exc))
         logs.add_secret(token)
@@ -709,15 +720,27 @@ class Daemon:
         """Connected/model/last scan of each hardware source (those that report it)."""
         return [d for d in (_device_status(s) for s in self.sources) if d is not None]
 
-    async def queue_stats(self) -> QueueStats:
-        """Outbox counts, read on a worker thread through the outbox's read connection."""
-        assert self.thread is not None
-        # Not on the outbox thread: counting a month of audit rows must never delay a commit.
-        return await asyncio.to_thread(self.thread.outbox.stats)
+    async def queue_stats(self, max_age_s: float = 0.0) -> QueueStats:
+        """Outbox counts read no earlier than ``max_age_s`` before the call.
 
-    async def status(self) -> dict[str, Any]:
-        """A JSON-ready snapshot for status lines, ``scanner-agent status`` and the TUI."""
-        stats = await self.queue_stats()
+        Callers asking at the same time share one count (:class:`SingleFlight`),
+        so a storm of scrapes costs one count at a time and ``status`` waits for
+        at most the count in progress and the next.
+        """
+        return await self._stats.get(max_age_s)
+
+    async def _count(self) -> QueueStats:
+        assert self.thread is not None
+        # On the stats lane, not the outbox thread: counting a month of audit rows must
+        # never delay a commit; nor asyncio's default pool, which other work shares.
+        return await self.stats_lane.run(self.thread.outbox.stats)
+
+    async def status(self, max_age_s: float = 0.0) -> dict[str, Any]:
+        """A JSON-ready snapshot for status lines, ``scanner-agent status`` and the TUI.
+
+        ``max_age_s``: how old the outbox counts may be (metrics scrapes accept a second).
+        """
+        stats = await self.queue_stats(max_age_s)
         counts = self.intake.stats if self.intake else None
         sync = self.sync
         snap = sync.snapshot() if sync else None

@@ -4,10 +4,17 @@ Nothing here is global: :class:`AgentMetrics` owns a private
 ``CollectorRegistry`` holding one custom collector that reads the daemon's
 live state *at scrape time* (a ``Daemon.status()`` snapshot taken on the
 daemon's event loop) and the one stateful metric, the sync request latency
-histogram, fed by the daemon's ``sync_observers`` hook.  The HTTP server is
-prometheus-client's own (a thread), so a scrape never runs on the event loop;
-it hands the loop a coroutine and waits at most :data:`SNAPSHOT_TIMEOUT_S`, and
-a stalled loop shows up as ``scanner_agent_up 0`` instead of a hung scrape.
+histogram, fed by the daemon's ``sync_observers`` hook.  The HTTP server runs
+in threads, so a scrape never runs on the event loop; it hands the loop a
+coroutine and waits at most :data:`SNAPSHOT_TIMEOUT_S`, and a stalled loop
+shows up as ``scanner_agent_up 0`` instead of a hung scrape.
+
+Scrapes are bounded: the snapshot accepts outbox counts up to
+:data:`SCRAPE_MAX_AGE_S` old, so concurrent scrapes share one count (and
+``status`` over the control socket is not starved by them); a scrape that
+times out cancels its snapshot instead of leaving it queued; at most
+:data:`MAX_SCRAPES` requests are served at once (more get ``503`` at once) and
+each connection must send its request within :data:`REQUEST_TIMEOUT_S`.
 
 Metrics (all prefixed ``scanner_agent_``):
 
@@ -38,13 +45,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
 from typing import Any, Protocol
-from wsgiref.simple_server import WSGIServer
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, generate_latest, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -57,6 +66,12 @@ log = logging.getLogger(__name__)
 PREFIX = "scanner_agent_"
 SNAPSHOT_TIMEOUT_S = 5.0
 """Longest a scrape waits for the event loop to produce a snapshot."""
+SCRAPE_MAX_AGE_S = 1.0
+"""Outbox counts a scrape accepts from an earlier count (concurrent scrapes share one)."""
+MAX_SCRAPES = 8
+"""Requests served at once; a connection beyond them is answered ``503`` and closed."""
+REQUEST_TIMEOUT_S = 10.0
+"""Longest a connection may take to send its request (and to read the reply)."""
 SYNC_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Seconds: a loopback batch takes milliseconds, a 3G uplink seconds, a timeout 30 s."""
 
@@ -67,8 +82,8 @@ Snapshot = Callable[[], Mapping[str, Any]]
 class StatusSource(Protocol):
     """What the metrics read: anything with the daemon's ``status()`` coroutine."""
 
-    def status(self) -> Awaitable[dict[str, Any]]:
-        """A JSON-ready snapshot (see ``Daemon.status``)."""
+    def status(self, max_age_s: float = 0.0) -> Awaitable[dict[str, Any]]:
+        """A JSON-ready snapshot with counts up to ``max_age_s`` old (see ``Daemon.status``)."""
         ...
 
 
@@ -78,13 +93,22 @@ def loop_snapshot(
     *,
     timeout: float = SNAPSHOT_TIMEOUT_S,
 ) -> Snapshot:
-    """A :data:`Snapshot` that runs ``source.status()`` on ``loop`` from another thread."""
+    """A :data:`Snapshot` that runs ``source.status()`` on ``loop`` from another thread.
+
+    A snapshot not ready within ``timeout`` is cancelled on the loop (and the
+    scrape reports ``up 0``): nothing is left running for a scrape that gave up.
+    """
 
     async def call() -> dict[str, Any]:
-        return await source.status()
+        return await source.status(SCRAPE_MAX_AGE_S)
 
     def snapshot() -> Mapping[str, Any]:
-        return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(call(), loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise
 
     return snapshot
 
@@ -225,13 +249,78 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: 25\r\n\r\ntoo many scrapes at once\n"
+)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log; a socket timeout bounds a client that sends or reads slowly."""
+
+    timeout = REQUEST_TIMEOUT_S
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Log nothing: a scrape every few seconds is not news."""
+
+
+class _BoundedServer(ThreadingMixIn, WSGIServer):
+    """A thread per request, but at most :data:`MAX_SCRAPES` of them; the rest get 503."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPES)
+        self._count_lock = threading.Lock()
+        self.active = 0
+        """Requests being served now."""
+        self.refused = 0
+        """Connections answered 503 because :data:`MAX_SCRAPES` were being served."""
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            try:
+                request.settimeout(REQUEST_TIMEOUT_S)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            finally:
+                self.shutdown_request(request)
+            return
+        with self._count_lock:
+            self.active += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._count_lock:
+            self.active -= 1
+        self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out or hung up: not worth a traceback on stderr.
+        log.debug("metrics: request from %s failed", client_address, exc_info=True)
+
+
 class MetricsServer:
     """``GET /metrics`` on ``listen`` (prometheus-client's threaded WSGI server)."""
 
     def __init__(self, metrics: AgentMetrics, listen: str) -> None:
         self.metrics = metrics
         self.listen = listen
-        self._server: WSGIServer | None = None
+        self._server: _BoundedServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -248,10 +337,33 @@ class MetricsServer:
             OSError: the address is in use or not local.
         """
         host, port = parse_listen(self.listen)
-        self._server, self._thread = start_http_server(
-            port, addr=host, registry=self.metrics.registry
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
+            0
+        ][0]
+        server_class: type[_BoundedServer] = type(
+            "_MetricsServer", (_BoundedServer,), {"address_family": family}
         )
+        server = make_server(
+            host,
+            port,
+            make_wsgi_app(self.metrics.registry),
+            server_class,
+            handler_class=_QuietHandler,
+        )
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
+        self._server, self._thread = server, thread
         log.info("metrics on http://%s:%d/metrics", *self.address_or_raise())
+
+    @property
+    def active(self) -> int:
+        """Scrapes being served now."""
+        return 0 if self._server is None else self._server.active
+
+    @property
+    def refused(self) -> int:
+        """Connections answered 503 because :data:`MAX_SCRAPES` scrapes were being served."""
+        return 0 if self._server is None else self._server.refused
 
     def address_or_raise(self) -> tuple[str, int]:
         """:attr:`address`, for callers that know the server runs."""

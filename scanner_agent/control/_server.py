@@ -121,6 +121,8 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[_Conn] = set()
         self._inode: int | None = None
+        self.in_progress = 0
+        """Requests being answered now."""
         self.commands: dict[str, Handler] = {
             "hello": self._hello,
             "status": self._status,
@@ -228,7 +230,11 @@ class ControlServer:
                 if not line:
                     break
                 if line.strip():
-                    conn.send(await self._handle(conn, line))
+                    self.in_progress += 1
+                    try:
+                        conn.send(await self._handle(conn, line))
+                    finally:
+                        self.in_progress -= 1
             # Let the writer flush what is queued before closing.
             for _ in range(100):
                 if conn.queue.empty():

@@ -10,6 +10,8 @@ are exactly the profile's.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,28 @@ async def test_plain_scans_are_committed_once_whatever_the_read_boundaries(
     assert source.last_scan_at is not None
     assert source.last_outcome is not None
     assert source.last_outcome.accepted
+
+
+async def test_feedback_does_not_wait_for_asyncio_s_default_pool(
+    plain: PlainScanner, run_source: RunSource
+) -> None:
+    """Issue 16 item 5: feedback writes shared the default pool with slow work; with every
+    thread of that pool stuck, the scanner still gets its beeps."""
+    source = source_for(plain.link, PLAIN)
+    agent = await run_source(source)
+    await eventually(lambda: source.connected, 60)
+    gate = threading.Event()
+    loop = asyncio.get_running_loop()
+    stuck = [loop.run_in_executor(None, gate.wait) for _ in range(64)]
+    try:
+        plain.scan(cn20(1))
+        await eventually(lambda: bytes(plain.received) == b"G", 60)
+        plain.scan("6901234567892")
+        await eventually(lambda: bytes(plain.received) == b"GB", 60)
+        assert await agent.stop() == [cn20(1)]
+    finally:
+        gate.set()
+        await asyncio.gather(*stuck)
 
 
 async def test_plain_scanner_unplugged_goes_offline_and_is_read_again_when_replugged(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -11,9 +14,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scanner_agent.config import AgentConfig, config_from_dict
+from scanner_agent.control import ControlClient
 from scanner_agent.errors import ConfigError
-from scanner_agent.metrics import AgentMetrics
+from scanner_agent.metrics import AgentMetrics, loop_snapshot
 from scanner_agent.traceserver import TraceServerThread
+from tests.drivers.emulators import eventually
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -128,3 +133,127 @@ def test_metrics_listen_must_be_a_loopback_host_and_port(listen: str) -> None:
 def test_metrics_listen_accepts_loopback() -> None:
     for listen in ("127.0.0.1:9464", "[::1]:9464", "localhost:9464", ""):
         assert config_from_dict({"metrics": {"listen": listen}}).metrics.listen == listen
+
+
+COUNT_SQL = "SELECT state, COUNT(*) FROM scans GROUP BY state"
+"""The statement that starts each full count of the outbox (``Outbox.stats``)."""
+
+
+async def test_a_scrape_storm_shares_counts_and_status_still_answers(
+    make_config: Callable[..., AgentConfig], start_agent: Any, tmp_path: Path
+) -> None:
+    """Issue 16 item 5: each scrape queued its own full count on the default pool, and
+    ``status`` waited behind all of them.  Here a count is held up (the read lock, as a
+    count of a huge outbox would hold it) while a storm of scrapes and one ``status``
+    arrive; once it ends, ``status`` answers after at most the count in progress and the
+    next one, and the storm costs a few counts, not one each."""
+    sock = tmp_path / "control.sock"
+    agent = await start_agent(
+        make_config(metrics={"listen": "127.0.0.1:0"}, control={"socket": str(sock)})
+    )
+    outbox = agent.daemon.outbox
+    control = agent.daemon.control
+    counts: list[str] = []
+    with outbox._read_lock:
+        outbox._reader().set_trace_callback(
+            lambda sql: counts.append(sql) if sql.startswith(COUNT_SQL) else None
+        )
+    server = agent.daemon.metrics_server
+    assert server is not None
+    url = "http://{}:{}/metrics".format(*server.address_or_raise())
+    storm = 48
+    scrapes: list[tuple[int, float | None]] = []
+    status_answered_after: list[int] = []
+
+    def scrape() -> None:
+        reply = httpx.get(url, timeout=120)
+        up = parse(reply.text).get(("scanner_agent_up", ())) if reply.status_code == 200 else None
+        scrapes.append((reply.status_code, up))
+
+    def ask_status() -> None:
+        with ControlClient(str(sock), timeout=120) as client:
+            assert client.call("status")["state"] == "running"
+        status_answered_after.append(len(counts))
+
+    threads = [threading.Thread(target=scrape) for _ in range(storm)]
+    asker = threading.Thread(target=ask_status)
+    outbox._read_lock.acquire()  # a long count is running
+    try:
+        for t in threads:
+            t.start()
+        # The storm is in: every scrape the server takes is waiting for the count.
+        await eventually(lambda: server.active + server.refused >= storm, 60)
+        asker.start()
+        await eventually(lambda: control.in_progress == 1, 60)
+    finally:
+        outbox._read_lock.release()
+    for t in [*threads, asker]:
+        await asyncio.to_thread(t.join)
+    assert status_answered_after, "status was not answered"
+    assert status_answered_after[0] <= 3, f"status waited for {status_answered_after[0]} counts"
+    assert len(scrapes) == storm
+    assert {status for status, _ in scrapes} <= {200, 503}, scrapes
+    assert {up for status, up in scrapes if status == 200} == {1}, scrapes
+    assert len(counts) <= storm // 4, f"{len(counts)} counts for {storm} scrapes"
+
+
+async def test_a_scrape_that_times_out_cancels_its_snapshot() -> None:
+    """A scrape that gives up leaves nothing running on the loop for it."""
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    class Stalled:
+        async def status(self, max_age_s: float = 0.0) -> dict[str, Any]:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            return {}
+
+    snapshot = loop_snapshot(Stalled(), asyncio.get_running_loop(), timeout=0.05)
+    outcome: list[BaseException] = []
+
+    def scrape() -> None:
+        try:
+            snapshot()
+        except TimeoutError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    await asyncio.wait_for(cancelled.wait(), 30)
+    await asyncio.to_thread(thread.join)
+    assert started.is_set()
+    assert len(outcome) == 1
+
+
+async def test_status_and_reload_do_not_wait_for_asyncio_s_default_pool(
+    make_config: Callable[..., AgentConfig], start_agent: Any, tmp_path: Path, token_file: Path
+) -> None:
+    """Every thread of the default pool is stuck (as a storm of scrapes left it): the
+    control socket's ``status`` and a config reload still answer, on lanes of their own."""
+    sock = tmp_path / "control.sock"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'device_id = "test-dock"\n[outbox]\npath = "{tmp_path / "o.db"}"\n'
+        f'[sync]\ntoken_file = "{token_file}"\n'
+    )
+    agent = await start_agent(make_config(control={"socket": str(sock)}))
+    agent.daemon.config_path = config
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    stuck = [loop.run_in_executor(None, gate.wait) for _ in range(64)]
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(sock))
+        writer.write(b'{"id": 1, "cmd": "status"}\n')
+        reply = json.loads(await asyncio.wait_for(reader.readline(), 60))
+        writer.close()
+        assert reply["ok"], reply
+        assert reply["result"]["state"] == "running"
+        result = await asyncio.wait_for(agent.daemon.reload(), 60)
+        assert result.error is None
+        assert "outbox.path" in result.needs_restart  # it read the file
+    finally:
+        gate.set()
+        await asyncio.gather(*stuck)
