@@ -442,6 +442,14 @@ class ControlConfig:
     mode: str = "0660"
     """Socket permissions, octal; a mode that lets every user write (``0666``, ``777``) is
     refused: connecting needs write permission, and the socket can open and close bills."""
+    max_clients: int = 16
+    """Connections served at once; one more gets an ``unavailable`` reply and is closed."""
+    max_line_bytes: int = 1024 * 1024
+    """Longest request line (a CSV import travels in one); longer gets one error, then close."""
+    max_backlog_bytes: int = 1024 * 1024
+    """Unsent reply and event bytes one client may leave before it is disconnected."""
+    request_timeout_s: float = 30.0
+    """A request line, once started, must end within this; idle connections may stay."""
 
     @property
     def mode_bits(self) -> int:
@@ -610,6 +618,9 @@ def _validate(cfg: AgentConfig) -> None:
         f"{mode!r} lets every user on the box write to the socket (open and close bills, "
         "remove scans); use 0660 with control.group, or 0600",
     )
+    for key, low in (("max_clients", 1), ("max_line_bytes", 1024), ("max_backlog_bytes", 1024)):
+        _check(getattr(cfg.control, key) >= low, f"control.{key}", f"must be >= {low}")
+    _check(cfg.control.request_timeout_s > 0, "control.request_timeout_s", "must be > 0")
     _check(
         bool(sync.client_cert) == bool(sync.client_key),
         "sync.client_key",

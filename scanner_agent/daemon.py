@@ -179,6 +179,8 @@ class Daemon:
         """Outbox counts (``status``, ``queue.stats``, scrapes): one at a time, shared."""
         self.reload_lane = Lane("reload", workers=1, max_pending=2)
         """Reading the config file and the token again (SIGHUP)."""
+        self.control_lane = Lane("control", workers=1, max_pending=8)
+        """Control-socket work of some cost: long requests, codes to look up, CSV imports."""
         self._stats: SingleFlight[QueueStats] = SingleFlight(self._count)
 
     # -- lifecycle -------------------------------------------------------------
@@ -272,6 +274,7 @@ class Daemon:
                 device_id=cfg.device_id,
                 on_close=self.sync.wake,
                 bill_problem=lambda number, bill: self.admission.bill_problem(number, bill),
+                parse_lane=self.control_lane,
             )
             await self.desk.start()
             self.committer = GroupCommitter(
@@ -335,6 +338,7 @@ class Daemon:
             await asyncio.gather(*tasks, *self._background, return_exceptions=True)
             await self._stop_control()
             self.reload_lane.shutdown()
+            self.control_lane.shutdown()
             # A count still running reads the outbox: let it end before the file closes.
             await self.stats_lane.aclose()
             if self._sink is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from scanner_agent.bills._errors import BillError
 from scanner_agent.bills._files import parse_expected_csv, parse_packs_csv
@@ -18,8 +18,11 @@ from scanner_agent.bills._models import Bill, BillView, CodeHistory, Removal
 from scanner_agent.bills._store import BillBook
 from scanner_agent.bills._types import bill_type
 from scanner_agent.intake import OutboxThread
+from scanner_agent.lanes import Lane
 
 log = logging.getLogger(__name__)
+
+_P = TypeVar("_P")
 
 BillListener = Callable[[str, str, dict[str, Any]], None]
 
@@ -46,8 +49,11 @@ class BillDesk:
         device_id: str,
         on_close: Callable[[], None] | None = None,
         bill_problem: Callable[[str, Any], str | None] | None = None,
+        parse_lane: Lane | None = None,
     ) -> None:
         self._thread = thread
+        self._parse_lane = parse_lane
+        """Where imported CSV text is parsed (None: here); never the loop in the daemon."""
         self.book = BillBook(thread.outbox)
         self.device_id = device_id
         self._on_close = on_close
@@ -196,7 +202,7 @@ class BillDesk:
     async def import_expected(self, number: str | None, text: str) -> int:
         """Replace a bill's expected list from CSV text."""
         number = self.current(number)
-        lines = parse_expected_csv(text)
+        lines = await self._parse(parse_expected_csv, text)
         n = await self._thread.call(self.book.import_expected, number, lines)
         self.names.update({e.product: e.name for e in lines if e.name})
         self._tell("imported", number, products=n)
@@ -204,11 +210,16 @@ class BillDesk:
 
     async def import_packs(self, text: str) -> tuple[int, int]:
         """Add pack ratios or parent -> child relations from CSV text."""
-        table = parse_packs_csv(text)
+        table = await self._parse(parse_packs_csv, text)
         counts = await self._thread.call(self.book.import_packs, table)
         self.names.update({r.key: r.name for r in table.ratios if r.name})
         self._ratios, self._children = await self._thread.call(self.book.pack_units)
         return counts
+
+    async def _parse(self, parse: Callable[[str], _P], text: str) -> _P:
+        if self._parse_lane is None:
+            return parse(text)
+        return await self._parse_lane.run(parse, text)
 
     async def view(self, number: str | None = None, *, scan_limit: int = 100) -> BillView:
         """The bill screen's data."""

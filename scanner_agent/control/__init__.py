@@ -8,19 +8,28 @@ The daemon serves it (:class:`ControlServer`); ``scanner-agent status``,
 from scanner_agent.control._client import ControlClient, EventStream
 from scanner_agent.control._protocol import (
     EVENT_KINDS,
+    MAX_ARG_CHARS,
+    MAX_CODE_CHARS,
+    MAX_DEPTH,
     MAX_LINE,
+    MAX_REPLY,
     PROTOCOL_VERSION,
     ControlError,
     ControlUnavailable,
     RemoteError,
     decode,
     encode,
+    too_deep,
 )
 from scanner_agent.control._server import ControlServer
 
 __all__ = [
     "EVENT_KINDS",
+    "MAX_ARG_CHARS",
+    "MAX_CODE_CHARS",
+    "MAX_DEPTH",
     "MAX_LINE",
+    "MAX_REPLY",
     "PROTOCOL_VERSION",
     "ControlClient",
     "ControlError",
@@ -30,4 +39,5 @@ __all__ = [
     "RemoteError",
     "decode",
     "encode",
+    "too_deep",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from scanner_agent.control._protocol import (
     EVENT_KINDS,
-    MAX_LINE,
+    MAX_REPLY,
     PROTOCOL_VERSION,
     ControlError,
     ControlUnavailable,
@@ -48,7 +48,7 @@ class _Lines:
 
     def next(self) -> dict[str, Any]:
         try:
-            line = self._file.readline(MAX_LINE + 1)
+            line = self._file.readline(MAX_REPLY + 1)
         except TimeoutError as exc:
             raise ControlUnavailable(
                 f"Failed to hear from the agent at {self._path!r}: timed out"

@@ -14,20 +14,41 @@ have an ``event`` key and no ``id``::
 ``v`` is optional; a request with a ``v`` above :data:`PROTOCOL_VERSION` is
 answered ``unsupported_version``.  New fields may appear in any result or
 event within a version; clients ignore keys they do not know.
+
+Requests are bounded before they are decoded: a line is at most
+``control.max_line_bytes`` (default :data:`MAX_LINE`) and nests at most
+:data:`MAX_DEPTH` arrays and objects, checked on the raw text in linear time,
+so no request can make the decoder recurse without bound.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from typing import Any
 
+from drivers.framing import DEFAULT_MAX_FRAME
 from scanner_agent.errors import ScannerAgentError
 
 PROTOCOL_VERSION = 1
 """The version this build speaks."""
 
-MAX_LINE = 16 * 1024 * 1024
-"""Longest request line (an imported CSV file travels inside one)."""
+MAX_LINE = 1024 * 1024
+"""Longest request line by default (``control.max_line_bytes``); a CSV import travels in one."""
+MAX_REPLY = 64 * 1024 * 1024
+"""Longest reply line a client reads (a ``bill.show`` of 5,000 scans is a few MiB)."""
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects in a request (real ones nest 3 deep)."""
+MAX_CODE_CHARS = DEFAULT_MAX_FRAME
+"""Longest code a command takes: the longest frame any scanner source accepts."""
+MAX_ARG_CHARS = 1024
+"""Longest other string argument (a bill number, a reason, a note)."""
+
+# A JSON string, unrolled ("normal* (special normal*)*") so the engine never backtracks.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_NOT_BRACKET = re.compile(rb"[^][{}]+")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 EVENT_KINDS = ("scan", "bill")
 """Events a client can subscribe to."""
@@ -56,13 +77,31 @@ def encode(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
+def too_deep(line: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether arrays and objects in ``line`` nest deeper than ``limit``; linear, never recursing.
+
+    Brackets inside strings do not count.  For text that is not valid JSON it
+    errs on the side of "too deep" only where a decoder would fail anyway.
+    """
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False  # the usual request: too few brackets to nest that deep at all
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", line))
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
+
+
 def decode(line: bytes) -> dict[str, Any]:
     """Parse one protocol line.
 
     Raises:
-        ValueError: not a JSON object.
+        ValueError: not UTF-8, not a JSON object, or nested deeper than :data:`MAX_DEPTH`.
     """
-    obj = json.loads(line.decode("utf-8"))
+    text = line.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    if too_deep(line):
+        raise ValueError(f"nested deeper than {MAX_DEPTH} arrays and objects")
+    try:
+        obj = json.loads(text)
+    except RecursionError:  # unreachable after the check above; never let it escape
+        raise ValueError(f"nested deeper than {MAX_DEPTH} arrays and objects") from None
     if not isinstance(obj, dict):
         raise ValueError("expected a JSON object")
     return obj

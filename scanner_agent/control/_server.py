@@ -1,10 +1,25 @@
 """The daemon side of the control interface: a UNIX socket server on the daemon's loop.
 
-Requests on one connection are answered in order.  Every connection has a
-bounded outgoing queue drained by its own writer task, so a slow or stuck
-client (a TUI in a suspended terminal) never blocks scanning: when its queue
-is full, events for it are dropped and counted, and a ``dropped`` event tells
-it how many once there is room again.
+Requests on one connection are answered in order.  Every bound is a
+``[control]`` setting (docs/control.md), so no client (a bug, a stuck TUI, a
+hostile local user) can stop scanning:
+
+* at most ``max_clients`` connections; one more gets an ``unavailable`` reply
+  and is closed;
+* a request line is at most ``max_line_bytes`` and nests at most
+  :data:`MAX_DEPTH` deep (an over-long line gets one error and the connection
+  is closed: the stream cannot be resynchronised);
+* a request line, once started, must end within ``request_timeout_s``; an
+  idle connection may stay;
+* replies and events are written straight to the connection; a client that
+  leaves more than ``max_backlog_bytes`` unsent (a subscriber that never
+  reads) is disconnected, so its lag costs nothing per scan;
+* argument strings are capped (a code at :data:`MAX_CODE_CHARS`, others at
+  :data:`MAX_ARG_CHARS`), and decoding a long line, parsing a code to look up
+  and parsing an imported CSV run on the daemon's ``control`` lane, never on
+  the event loop that acknowledges scans;
+* every exception ends as an error reply or a closed connection, never
+  escaping the server.
 """
 
 from __future__ import annotations
@@ -16,7 +31,9 @@ import errno
 import grp
 import logging
 import os
+import reprlib
 import stat
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,84 +45,96 @@ from scanner_agent.codes import ScanResult, parse_scan
 from scanner_agent.config import ControlConfig
 from scanner_agent.control._protocol import (
     EVENT_KINDS,
-    MAX_LINE,
+    MAX_ARG_CHARS,
+    MAX_CODE_CHARS,
     PROTOCOL_VERSION,
     ControlError,
     decode,
     encode,
 )
 from scanner_agent.errors import ScannerAgentError
+from scanner_agent.lanes import LaneBusy
 
 if TYPE_CHECKING:
     from scanner_agent.daemon import Daemon
 
 log = logging.getLogger(__name__)
 
-QUEUE_LIMIT = 2000
-"""Lines waiting for one client before its events are dropped."""
+INLINE_DECODE_BYTES = 16 * 1024
+"""Request lines up to this long are decoded on the loop; longer ones on the control lane."""
+REFUSAL_LOG_INTERVAL_S = 60.0
+"""At most one warning about refused connections per this many seconds."""
 
 Handler = Callable[["_Conn", dict[str, Any]], Awaitable[Any]]
 
+_short = reprlib.Repr()
+_short.maxstring = 60
+_short.maxother = 60
+
 
 class _Conn:
-    """One client connection: a bounded outgoing queue and its writer task."""
+    """One client connection; lines go straight to its transport, whose backlog is bounded."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, max_backlog: int) -> None:
         self.writer = writer
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
+        self.transport = writer.transport
+        self.max_backlog = max_backlog
         self.events: set[str] = set()
-        self.dropped = 0
-        self.task = asyncio.create_task(self._drain(), name="control writer")
+        self.dropped = False
+        """Disconnected for leaving more than ``max_backlog`` bytes unsent."""
 
-    def send(self, line: bytes, *, event: bool = False) -> None:
-        """Queue a line; events are dropped (and counted) when the client lags."""
-        if event and self.dropped and self.queue.qsize() < QUEUE_LIMIT // 2:
-            self.queue.put_nowait(encode({"event": "dropped", "count": self.dropped}))
-            self.dropped = 0
-        if self.queue.full():
-            if event:
-                self.dropped += 1
-                return
-            # A reply must get through: make room by dropping the oldest line.
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-                self.dropped += 1
-        self.queue.put_nowait(line)
+    def send(self, line: bytes) -> None:
+        """Write one line; a client already ``max_backlog`` bytes behind is disconnected.
 
-    async def _drain(self) -> None:
-        try:
-            while True:
-                line = await self.queue.get()
-                self.writer.write(line)
-                await self.writer.drain()
-        except (ConnectionError, OSError):
-            pass
+        The check comes before the write, so one large reply always goes to a
+        client that keeps up: a connection holds at most ``max_backlog`` bytes
+        plus one line.
+        """
+        if self.transport.is_closing():
+            return
+        if self.transport.get_write_buffer_size() > self.max_backlog:
+            self.dropped = True
+            self.transport.abort()
+            return
+        self.transport.write(line)
 
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        """Flush what is written (briefly), then close; a client that stopped reading is cut."""
+        if not self.transport.is_closing():
+            self.writer.close()
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
         # Abort, not close: a client that stopped reading must not hold up a stopping daemon
         # while its unsent lines wait for a flush that never comes.
-        self.writer.transport.abort()
-        with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-            await asyncio.wait_for(self.writer.wait_closed(), 1.0)
+        self.transport.abort()
 
 
-def _arg(args: dict[str, Any], name: str, kind: type, *, default: Any = None) -> Any:
+def _arg(
+    args: dict[str, Any],
+    name: str,
+    kind: type,
+    *,
+    default: Any = None,
+    max_chars: int | None = MAX_ARG_CHARS,
+) -> Any:
     value = args.get(name, default)
     if value is None:
         return None
     if kind is int and isinstance(value, bool):
-        raise ControlError(f"{name}: expected an integer, got {value!r}")
-    if kind is int and isinstance(value, str) and value.strip().isdigit():
+        raise ControlError(f"{name}: expected an integer, got {_short.repr(value)}")
+    if kind is int and isinstance(value, str) and len(value) <= 20 and value.strip().isdigit():
         return int(value)
     if not isinstance(value, kind):
-        raise ControlError(f"{name}: expected {kind.__name__}, got {value!r}")
+        raise ControlError(f"{name}: expected {kind.__name__}, got {_short.repr(value)}")
+    if isinstance(value, str) and max_chars is not None and len(value) > max_chars:
+        raise ControlError(f"{name}: longer than {max_chars} characters")
     return value
 
 
-def _required(args: dict[str, Any], name: str, kind: type) -> Any:
-    value = _arg(args, name, kind)
+def _required(
+    args: dict[str, Any], name: str, kind: type, *, max_chars: int | None = MAX_ARG_CHARS
+) -> Any:
+    value = _arg(args, name, kind, max_chars=max_chars)
     if value is None or value == "":
         raise ControlError(f"{name}: required")
     return value
@@ -121,8 +150,15 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._conns: set[_Conn] = set()
         self._inode: int | None = None
+        self.lane = daemon.control_lane
+        """Where long requests are decoded, codes parsed and imports read."""
         self.in_progress = 0
         """Requests being answered now."""
+        self.refused = 0
+        """Connections refused because ``max_clients`` were connected."""
+        self.dropped = 0
+        """Clients disconnected for leaving more than ``max_backlog_bytes`` unsent."""
+        self._refusal_logged = -REFUSAL_LOG_INTERVAL_S
         self.commands: dict[str, Handler] = {
             "hello": self._hello,
             "status": self._status,
@@ -161,7 +197,7 @@ class ControlServer:
             path.unlink()
         try:
             self._server = await asyncio.start_unix_server(
-                self._serve, path=str(path), limit=MAX_LINE
+                self._serve, path=str(path), limit=self.cfg.max_line_bytes
             )
             os.chmod(path, self.cfg.mode_bits)
             if self.cfg.group:
@@ -218,33 +254,103 @@ class ControlServer:
     # -- connections ---------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        conn = _Conn(writer)
+        if len(self._conns) >= self.cfg.max_clients:
+            await self._refuse(writer)
+            return
+        conn = _Conn(writer, self.cfg.max_backlog_bytes)
         self._conns.add(conn)
         try:
-            while True:
-                try:
-                    line = await reader.readline()
-                except ValueError:  # longer than MAX_LINE: the stream cannot be resynchronised
-                    conn.send(self._error(None, "bad_request", f"line over {MAX_LINE} bytes"))
-                    break
-                if not line:
-                    break
-                if line.strip():
-                    self.in_progress += 1
-                    try:
-                        conn.send(await self._handle(conn, line))
-                    finally:
-                        self.in_progress -= 1
-            # Let the writer flush what is queued before closing.
-            for _ in range(100):
-                if conn.queue.empty():
-                    break
-                await asyncio.sleep(0.01)
+            await self._requests(conn, reader)
         except (ConnectionError, OSError):
             pass
+        except Exception:  # a bug here must cost one connection, never the server
+            log.exception("control: connection failed")
         finally:
             self._conns.discard(conn)
+            if conn.dropped:
+                self.dropped += 1
+                log.warning(
+                    "control: client disconnected: more than %d bytes unsent "
+                    "(control.max_backlog_bytes); it is not reading",
+                    self.cfg.max_backlog_bytes,
+                )
             await conn.close()
+
+    async def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        self.refused += 1
+        limit = self.cfg.max_clients
+        now = time.monotonic()
+        if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL_S:
+            self._refusal_logged = now
+            log.warning(
+                "control: refused a client: %d are connected (control.max_clients); "
+                "%d refused since start",
+                limit,
+                self.refused,
+            )
+        refusal = _Conn(writer, self.cfg.max_backlog_bytes)
+        refusal.send(
+            self._error(
+                None,
+                "unavailable",
+                f"Failed to serve a control client: {limit} are connected already "
+                f"(control.max_clients = {limit})",
+            )
+        )
+        await refusal.close()
+
+    async def _requests(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
+        """Answer request lines in order until the client hangs up or breaks a bound."""
+        cfg = self.cfg
+        while True:
+            try:
+                line = await self._read_request(reader)
+            except asyncio.LimitOverrunError:
+                conn.send(
+                    self._error(
+                        None,
+                        "bad_request",
+                        f"Failed to read a request: request line longer than "
+                        f"{cfg.max_line_bytes} bytes (control.max_line_bytes)",
+                    )
+                )
+                return
+            except TimeoutError:
+                conn.send(
+                    self._error(
+                        None,
+                        "bad_request",
+                        f"Failed to read a request: the line was not finished within "
+                        f"{cfg.request_timeout_s:g} s (control.request_timeout_s)",
+                    )
+                )
+                return
+            if line is None:
+                return
+            if line.strip():
+                self.in_progress += 1
+                try:
+                    conn.send(await self._handle(conn, line))
+                finally:
+                    self.in_progress -= 1
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next line, or None at the end; only a started line has a deadline.
+
+        Raises:
+            asyncio.LimitOverrunError: the line is longer than ``max_line_bytes``.
+            TimeoutError: the line did not end within ``request_timeout_s``.
+        """
+        first = await reader.read(1)  # an idle client may wait here as long as it likes
+        if not first:
+            return None
+        if first == b"\n":
+            return first
+        try:
+            async with asyncio.timeout(self.cfg.request_timeout_s):
+                return first + await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None  # hung up in the middle of a line: nothing to answer
 
     @staticmethod
     def _error(req_id: Any, code: str, message: str) -> bytes:
@@ -252,16 +358,25 @@ class ControlServer:
 
     async def _handle(self, conn: _Conn, line: bytes) -> bytes:
         try:
-            req = decode(line)
-        except (ValueError, UnicodeDecodeError) as exc:
+            if len(line) <= INLINE_DECODE_BYTES:
+                req = decode(line)
+            else:  # a long line costs milliseconds to check and decode: not on the loop
+                req = await self.lane.run(decode, line)
+        except ValueError as exc:  # UnicodeDecodeError and JSON errors are ValueErrors
             return self._error(None, "bad_request", f"Failed to parse request: {exc}")
+        except LaneBusy as exc:
+            return self._error(None, "unavailable", str(exc))
         req_id = req.get("id")
+        if not isinstance(req_id, (str, int, float, type(None))) or (
+            isinstance(req_id, str) and len(req_id) > MAX_ARG_CHARS
+        ):
+            return self._error(None, "bad_request", "id: expected a number or a short string")
         version = req.get("v", PROTOCOL_VERSION)
         if not isinstance(version, int) or version > PROTOCOL_VERSION or version < 1:
             return self._error(
                 req_id,
                 "unsupported_version",
-                f"protocol version {version!r} is not supported (this agent speaks "
+                f"protocol version {_short.repr(version)} is not supported (this agent speaks "
                 f"{PROTOCOL_VERSION})",
             )
         cmd = req.get("cmd")
@@ -270,7 +385,7 @@ class ControlServer:
             return self._error(
                 req_id,
                 "unknown_command",
-                f"unknown command {cmd!r} (known: {', '.join(sorted(self.commands))})",
+                f"unknown command {_short.repr(cmd)} (known: {', '.join(sorted(self.commands))})",
             )
         args = req.get("args") or {}
         if not isinstance(args, dict):
@@ -283,6 +398,8 @@ class ControlServer:
             return self._error(req_id, exc.code, str(exc))
         except ControlError as exc:
             return self._error(req_id, "bad_request", str(exc))
+        except LaneBusy as exc:
+            return self._error(req_id, "unavailable", str(exc))
         except ScannerAgentError as exc:
             return self._error(req_id, "unavailable", str(exc))
         except Exception as exc:
@@ -302,7 +419,7 @@ class ControlServer:
             return
         line = encode({"event": kind, **event})
         for conn in targets:
-            conn.send(line, event=True)
+            conn.send(line)
 
     def on_scan(self, scan: RawScan, result: ScanResult, outcome: ScanOutcome) -> None:
         """A daemon listener: every scan outcome goes to ``scan`` subscribers."""
@@ -350,7 +467,12 @@ class ControlServer:
 
     async def _status(self, conn: _Conn, args: dict[str, Any]) -> Any:
         status = await self.daemon.status()
-        status["control"] = {**status.get("control", {}), "clients": self.clients}
+        status["control"] = {
+            **status.get("control", {}),
+            "clients": self.clients,
+            "refused": self.refused,
+            "dropped": self.dropped,
+        }
         return status
 
     async def _queue_stats(self, conn: _Conn, args: dict[str, Any]) -> Any:
@@ -358,8 +480,8 @@ class ControlServer:
         return {**dataclasses.asdict(stats), "backlog": stats.backlog}
 
     async def _lookup(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        text = str(_required(args, "code", str)).strip()
-        parsed = parse_scan(text)
+        text = str(_required(args, "code", str, max_chars=MAX_CODE_CHARS)).strip()
+        parsed = await self.lane.run(parse_scan, text)  # a long GS1 code: milliseconds
         code = parsed.code if parsed.valid and parsed.code else text
         desk = self.daemon.desk
         assert desk is not None
@@ -375,9 +497,11 @@ class ControlServer:
 
     async def _subscribe(self, conn: _Conn, args: dict[str, Any]) -> Any:
         kinds = _arg(args, "events", list) or list(EVENT_KINDS)
-        unknown = [k for k in kinds if k not in EVENT_KINDS]
+        unknown = [k for k in kinds if not isinstance(k, str) or k not in EVENT_KINDS]
         if unknown:
-            raise ControlError(f"events: unknown {unknown!r} (known: {', '.join(EVENT_KINDS)})")
+            raise ControlError(
+                f"events: unknown {_short.repr(unknown)} (known: {', '.join(EVENT_KINDS)})"
+            )
         conn.events.update(kinds)
         return {"events": sorted(conn.events)}
 
@@ -427,9 +551,9 @@ class ControlServer:
     async def _bill_remove(self, conn: _Conn, args: dict[str, Any]) -> Any:
         desk = self.daemon.desk
         assert desk is not None
-        code = _arg(args, "code", str)
+        code = _arg(args, "code", str, max_chars=MAX_CODE_CHARS)
         if code:
-            parsed = parse_scan(code)
+            parsed = await self.lane.run(parse_scan, code)
             code = parsed.code if parsed.valid and parsed.code else code.strip()
         removal = await desk.remove(
             _arg(args, "number", str),
@@ -443,7 +567,7 @@ class ControlServer:
     async def _bill_import(self, conn: _Conn, args: dict[str, Any]) -> Any:
         desk = self.daemon.desk
         assert desk is not None
-        text = str(_required(args, "csv", str))
+        text = str(_required(args, "csv", str, max_chars=None))  # bounded by the line
         kind = _arg(args, "kind", str, default="expected")
         if kind == "packs":
             ratios, relations = await desk.import_packs(text)

@@ -1,0 +1,96 @@
+"""The control protocol's request decoder, fuzzed: any bytes give a request or a ValueError."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from scanner_agent.control import MAX_DEPTH, decode, encode, too_deep
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=40,
+)
+
+
+def depth(value: Any) -> int:
+    """How deep arrays and objects nest in a decoded value (the reference)."""
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    return 0
+
+
+def nested(shape: list[bool], leaf: str) -> Any:
+    """Arrays (True) and objects (False) nested in the order of ``shape``, around ``leaf``."""
+    value: Any = leaf
+    for is_array in reversed(shape):
+        value = [value] if is_array else {"k": value}
+    return value
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.binary(max_size=2048)
+    | st.text(alphabet='[]{}",:\\0123456789.eE+-aeltrunf \n', max_size=2048).map(str.encode)
+)
+@example(b"[" * 100_000)
+@example(b'{"a":' * 60_000)
+@example(b'{"s": "\\"' + b"[" * 5000 + b'"}')
+@example(b"\xff\xfe")
+@example(b"1" * 5000)
+def test_any_bytes_decode_to_an_object_or_a_value_error(data: bytes) -> None:
+    try:
+        request = decode(data)
+    except ValueError:
+        return
+    assert isinstance(request, dict)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), values, max_size=5))
+def test_every_object_round_trips_or_is_refused_for_its_depth(request: dict[str, Any]) -> None:
+    line = encode(request)
+    if depth(request) > MAX_DEPTH:
+        with pytest.raises(ValueError, match="nested deeper"):
+            decode(line)
+    else:
+        assert decode(line) == json.loads(line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.booleans(), min_size=1, max_size=3 * MAX_DEPTH),
+    st.text(alphabet='[]{}"\\ab', max_size=20),
+)
+def test_nesting_is_measured_exactly_whatever_the_strings_hold(
+    shape: list[bool], leaf: str
+) -> None:
+    line = encode({"args": nested(shape, leaf)})
+    assert too_deep(line) == (len(shape) + 1 > MAX_DEPTH)
+    if len(shape) + 1 > MAX_DEPTH:
+        with pytest.raises(ValueError, match=f"nested deeper than {MAX_DEPTH}"):
+            decode(line)
+    else:
+        assert decode(line)["args"] == nested(shape, leaf)
+
+
+@pytest.mark.parametrize("count", [MAX_DEPTH - 2, MAX_DEPTH - 1, 100_000])
+def test_the_review_s_hundred_thousand_deep_request_is_refused_without_recursion(
+    count: int,
+) -> None:
+    line = b'{"cmd": "status", "args": {"x": ' + b"[" * count + b"]" * count + b"}}"
+    if count + 2 > MAX_DEPTH:
+        with pytest.raises(ValueError, match="nested deeper"):
+            decode(line)
+    else:
+        assert decode(line)["cmd"] == "status"
