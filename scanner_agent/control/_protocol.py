@@ -28,7 +28,7 @@ import json
 import re
 from typing import Any
 
-from drivers.framing import DEFAULT_MAX_FRAME
+from scanner_agent.codes import MAX_SCAN_CHARS
 from scanner_agent.errors import ScannerAgentError
 
 PROTOCOL_VERSION = 1
@@ -40,8 +40,8 @@ MAX_REPLY = 64 * 1024 * 1024
 """Longest reply line a client reads (a ``bill.show`` of 5,000 scans is a few MiB)."""
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects in a request (real ones nest 3 deep)."""
-MAX_CODE_CHARS = DEFAULT_MAX_FRAME
-"""Longest code a command takes: the longest frame any scanner source accepts."""
+MAX_CODE_CHARS = MAX_SCAN_CHARS
+"""Longest code a command looks at: the longest scan any symbol carries (``codes``)."""
 MAX_ARG_CHARS = 1024
 """Longest other string argument (a bill number, a reason, a note)."""
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.base import RawScan, ScanOutcome
 from scanner_agent import __version__
-from scanner_agent.bills import BillError, bill_types
+from scanner_agent.bills import BillError, CodeHistory, bill_types
 from scanner_agent.codes import ScanResult, parse_scan
 from scanner_agent.config import ControlConfig
 from scanner_agent.control._protocol import (
@@ -480,12 +480,18 @@ class ControlServer:
         return {**dataclasses.asdict(stats), "backlog": stats.backlog}
 
     async def _lookup(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        text = str(_required(args, "code", str, max_chars=MAX_CODE_CHARS)).strip()
-        parsed = await self.lane.run(parse_scan, text)  # a long GS1 code: milliseconds
-        code = parsed.code if parsed.valid and parsed.code else text
+        text = str(_required(args, "code", str, max_chars=None)).strip()
         desk = self.daemon.desk
         assert desk is not None
-        history = await desk.lookup(code)
+        if len(text) > MAX_CODE_CHARS:
+            # Longer than any symbol carries: refused at once, unparsed and not looked up
+            # (parse_scan only measures it); the answer says why, like any invalid code.
+            parsed = parse_scan(text)
+            history = CodeHistory(code=text[:MAX_CODE_CHARS], scans=(), refused=(), removals=())
+        else:
+            parsed = await self.lane.run(parse_scan, text)  # a long GS1 code: milliseconds
+            code = parsed.code if parsed.valid and parsed.code else text
+            history = await desk.lookup(code)
         name, units, carton = desk.describe(parsed.code, parsed.product)
         return {
             **dataclasses.asdict(history),
