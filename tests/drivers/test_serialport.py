@@ -168,10 +168,10 @@ async def test_feedback_does_not_wait_for_asyncio_s_default_pool(
         await eventually(lambda: bytes(plain.received) == b"G", 60)
         plain.scan("6901234567892")
         await eventually(lambda: bytes(plain.received) == b"GB", 60)
-        assert await agent.stop() == [cn20(1)]
     finally:
         gate.set()
         await asyncio.gather(*stuck)
+    assert await agent.stop() == [cn20(1)]
 
 
 async def test_plain_scanner_unplugged_goes_offline_and_is_read_again_when_replugged(
