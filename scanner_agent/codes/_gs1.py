@@ -106,6 +106,11 @@ _YYMMDD_AIS: Final = frozenset(
 """AIs whose value starts with a YYMMDD date (11, 13, 15, 17, 7006 ...)."""
 
 
+def too_long(n: int, limit: int) -> str:
+    """The reason for GS1 text of ``n`` characters, over its form's ``limit``."""
+    return f"{INVALID}too long: {n} characters, at most {limit}"
+
+
 def _describe(char: str) -> str:
     if char == " ":
         return "space"
@@ -386,7 +391,7 @@ def split_element_string(text: str) -> list[Element] | str:
     """
     n = len(text)
     if n > MAX_ELEMENT_STRING:
-        return f"{INVALID}too long: {n} characters, at most {MAX_ELEMENT_STRING}"
+        return too_long(n, MAX_ELEMENT_STRING)
     pos = 1 if text.startswith(GS) else 0
     elements: list[Element] = []
     while pos < n:
@@ -423,7 +428,7 @@ def split_hri(text: str) -> list[Element] | str:
     """
     n = len(text)
     if n > MAX_HRI:
-        return f"{INVALID}too long: {n} characters, at most {MAX_HRI}"
+        return too_long(n, MAX_HRI)
     if not text.startswith("("):
         if text[:1].isspace():
             return f"{INVALID}space before the first ai"
@@ -506,7 +511,7 @@ def split_digital_link(text: str) -> list[Element] | str:
     """
     n = len(text)
     if n > MAX_DIGITAL_LINK:
-        return f"{INVALID}too long: {n} characters, at most {MAX_DIGITAL_LINK}"
+        return too_long(n, MAX_DIGITAL_LINK)
     scheme = _SCHEME.match(text)
     if scheme is None:
         return f"{INVALID}digital link must start with http:// or https://"

@@ -123,7 +123,7 @@ def _exc_text(exc: Exception) -> str:
 
 def _parse_text(raw: str) -> ScanResult:
     if len(raw) > MAX_SCAN_CHARS:
-        return _reject(raw, "", None, f"too long: {len(raw)} characters, at most {MAX_SCAN_CHARS}")
+        return _reject(raw, "", None, _too_long(raw))
     stripped = raw.strip()
     # Fast path: a bare cn20 code needs no symbology or GS1 work at all (and no
     # intermediate object: this line runs for most scans in a Chinese warehouse).
@@ -137,6 +137,18 @@ def _parse_text(raw: str) -> ScanResult:
     if isinstance(outcome, str):
         return _reject(raw, text, symbology, outcome)
     return _accept(raw, text, symbology, outcome)
+
+
+def _too_long(raw: str) -> str:
+    """Why a scan over :data:`MAX_SCAN_CHARS` is refused, found without reading it through.
+
+    Bracketed text gets the reason the trace service gives for a code that long
+    (its own bound is lower); anything else the generic one.
+    """
+    head = raw[:64].lstrip()
+    if head.startswith("("):
+        return _gs1.too_long(len(raw.strip(TERMINATORS)), _gs1.MAX_HRI)
+    return f"too long: {len(raw)} characters, at most {MAX_SCAN_CHARS}"
 
 
 def _gs1_payload(raw: str, symbology: str | None) -> str:

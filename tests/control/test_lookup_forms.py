@@ -87,7 +87,7 @@ async def test_lookup_finds_a_gs1_row_from_any_form_of_its_code(agent: Any, sock
 async def test_lookup_of_a_huge_code_is_refused_unparsed(agent: Any, sock: Path) -> None:
     found = await call(sock, "lookup", code="(01)" + "9" * 200_000)
     assert found["parsed"]["valid"] is False
-    assert found["parsed"]["reason"].startswith("too long: ")
+    assert "too long: " in found["parsed"]["reason"]
     assert found["scans"] == []
 
 

@@ -86,6 +86,8 @@ def test_every_gs1_scan_the_agent_accepts_the_service_takes(
 @example(f"(01){GTIN}(21)AB C")
 @example(f"(01){GTIN}(21)SN1(91)X")
 @example(f"(01){GTIN}(21)SN1\\(91)X")
+@example(f"(01){GTIN}(21)ABC(91)" + "A" * 5000)  # longer than any scan the agent reads
+@example(f" (01){GTIN}(21)ABC(91)" + "A" * 4660)  # longer than bracketed text may be
 def test_the_service_refuses_gs1_exactly_when_and_why_the_agent_does(text: str) -> None:
     service = code_problem("gs1", text)
     agent = parse_scan(text)
