@@ -249,8 +249,7 @@ class Daemon:
             )
         )
         self.outbox = outbox
-        for alarm in outbox.alarms:
-            log.error("ALARM: %s", alarm)
+        # Outbox.open logged its alarms (once) as it raised them; status shows them.
         self.thread = thread = OutboxThread(outbox)
         tasks: list[asyncio.Task[None]] = []
         try:

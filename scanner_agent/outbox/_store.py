@@ -436,7 +436,7 @@ class Outbox:
         except OutboxCorruptError as exc:
             moved = cls._move_aside(p)
             alarm = f"outbox {p} failed its integrity check ({exc}); moved aside to {moved} and started a new one"
-            log.error(alarm)
+            log.error("ALARM: %s", alarm)
             alarms.append(alarm)
             create_outbox_file(p)
             db = cls._connect_checked(p)

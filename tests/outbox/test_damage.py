@@ -11,12 +11,15 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scanner_agent.config import AgentConfig
 from scanner_agent.outbox import EventResult, NewScan, Outbox, RowState
 from scanner_agent.outbox._checksum import row_checksum
 from tests.outbox.conftest import cn20_scans
@@ -174,3 +177,28 @@ def test_a_pending_row_missing_from_its_index_is_found_at_open_and_delivered(
     with Outbox.open(path) as box:
         assert any("index" in a for a in box.alarms)
         assert deliver_all(box) == [s.code for s in scans]
+
+
+async def test_the_daemon_delivers_around_a_damaged_row_and_shows_the_alarm_in_status(
+    tmp_path: Path,
+    trace_server: Any,
+    make_config: Callable[..., AgentConfig],
+    start_agent: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = tmp_path / "outbox.db"
+    scans = filled(path, 30)
+    damage_code(path, scans[12], value=ord("1"))  # another code, as a failing disk would
+    agent = await start_agent(make_config(trace_server.url, outbox={"path": str(path)}))
+    await agent.drained()
+    status = await agent.daemon.status()
+    (alarm,) = status["alarms"]
+    assert "1 damaged row quarantined (seq 13: checksum mismatch)" in alarm
+    assert status["queue"]["quarantined"] == 1
+    assert status["backlog"] == 0
+    events, _ = trace_server.store.events_after(0, limit=1000)
+    held = {e["code"] for e in events}
+    assert held == {s.code for s in scans} - {scans[12].code}  # and not the altered one
+    logged = [r for r in caplog.records if "seq 13" in r.getMessage()]
+    assert len(logged) == 1  # logged once
+    assert logged[0].levelname == "ERROR"
