@@ -227,6 +227,11 @@ class Daemon:
         opened = self.desk.opened(bill) if self.desk is not None else None
         return self.admission.gate(bill, opened)
 
+    async def _flush_committer(self) -> None:
+        """Every scan queued so far committed (BillDesk.close: none joins a closed bill)."""
+        if self.committer is not None:
+            await self.committer.flush()
+
     def _seen(self, scan: RawScan, _result: Any, _outcome: ScanOutcome) -> None:
         self._last_scan_at[scan.source] = time.time()
 
@@ -272,6 +277,7 @@ class Daemon:
                 thread,
                 device_id=cfg.device_id,
                 on_close=self.sync.wake,
+                before_close=self._flush_committer,
                 bill_problem=lambda number, bill: self.admission.bill_problem(number, bill),
                 parse_lane=self.control_lane,
             )

@@ -18,6 +18,7 @@ trickle each scan is committed at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -129,6 +130,16 @@ class GroupCommitter:
         fut: asyncio.Future[list[EnqueueResult]] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(scans, rejects or [], fut))
         return await fut
+
+    async def flush(self) -> None:
+        """Return once everything submitted before this call has committed (or failed).
+
+        A barrier in the queue: groups commit in queue order, so when this empty
+        submission's group is done, so are all earlier ones.  Used before a bill
+        closes, so scans routed to it while it was open are in it as it closes.
+        """
+        with contextlib.suppress(OutboxError):  # those scans were answered with the error
+            await self.submit_many([], [])
 
     async def record_reject(self, reject: RejectRecord) -> None:
         """Keep a refused scan for audit, committed with the next group."""
@@ -297,17 +308,20 @@ class ScanIntake:
         One group-commit entry for the lot keeps the per-scan cost low at high
         rates; outcomes come back in order, all after the commit.
         """
+        frames = [s.data for s in scans]
+        if all(_cheap(f) for f in frames):
+            parsed = parse_many(frames)
+        else:  # off the loop, taking turns with the other connections (one per device)
+            parsed = await self.parser.parse((scans[0].source, scans[0].device), frames)
+        # From here to the committer's queue nothing awaits: the bill is the one open
+        # *now*, so a bill that closes (BillDesk.close flushes the committer first) never
+        # gets a scan after it closed.
         action = action or self.default_action
         bill_name = self._bill_for(action, bill)
         # What the sink can take onto this bill, decided once for the lot: a scan it
         # would refuse when sending is NAKed now, with its reason, and never ACKed.
         gate = self.admit(bill_name) if self.admit is not None else None
         takes = gate.takes if gate is not None else _EVERY_SCHEME
-        frames = [s.data for s in scans]
-        if all(_cheap(f) for f in frames):
-            parsed = parse_many(frames)
-        else:  # off the loop, taking turns with the other connections (one per device)
-            parsed = await self.parser.parse((scans[0].source, scans[0].device), frames)
         # One id per frame, drawn at once; those of refused frames are simply not used.
         ids = iter(uuid7_many(len(scans)))
         device_id = self.device_id

@@ -9,7 +9,7 @@ pack ratios (to describe a scan in the live stream).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
 from scanner_agent.bills._errors import BillError
@@ -48,6 +48,7 @@ class BillDesk:
         *,
         device_id: str,
         on_close: Callable[[], None] | None = None,
+        before_close: Callable[[], Awaitable[None]] | None = None,
         bill_problem: Callable[[str, Any], str | None] | None = None,
         parse_lane: Lane | None = None,
     ) -> None:
@@ -57,6 +58,10 @@ class BillDesk:
         self.book = BillBook(thread.outbox)
         self.device_id = device_id
         self._on_close = on_close
+        self._before_close = before_close
+        """Awaited once the bill no longer takes scans and before it closes: the daemon
+        flushes its group committer, so every scan routed to the bill while it was open
+        is committed onto it (and counted in its totals) before the close."""
         self._bill_problem = bill_problem
         """``(number, bill) -> why`` the sync sink could never take the bill's scans (its
         admission rule, reading ``number``, ``type``, ``from_party``, ``to_party``), or
@@ -166,7 +171,15 @@ class BillDesk:
     async def close(self, number: str | None = None) -> Bill:
         """Close a bill and hand its scans to sync."""
         number = self.current(number)
+        # Stop routing scans to the bill first (the intake reads ``_open`` right before
+        # it queues a scan), then let the scans already routed to it commit.  A failed
+        # close reloads it from the file: still open there, it takes scans again.
+        closing = self.opened(number)
+        if closing is not None:
+            del self._open[closing.action]
         try:
+            if self._before_close is not None:
+                await self._before_close()
             bill = await self._thread.call(self.book.close, number)
         finally:
             await self._reload_open()
