@@ -220,7 +220,7 @@ def _foreign_sqlite(s: Site) -> None:
 
 def _foreign_app_id(s: Site) -> None:
     db = sqlite3.connect(s.root / "data" / "outbox.db")
-    db.execute("PRAGMA application_id = 1196444237")  # GeoPackage's 'GPKG'
+    db.execute("PRAGMA application_id = 1196444487")  # 0x47504B47, GeoPackage's "GPKG"
     db.commit()
     db.close()
 
