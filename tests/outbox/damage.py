@@ -22,10 +22,22 @@ def row_offset(path: Path, scan: NewScan) -> int:
 
 
 def poke(path: Path, offset: int, value: int) -> None:
-    """Write one byte at ``offset`` of ``path``, in place (as a failing disk would)."""
+    """Write one byte at ``offset`` of ``path``, in place (as a failing disk would).
+
+    The byte must change: a "damage" that writes what is already there damages
+    nothing, and a test built on it would pass or fail by chance.
+    """
     with path.open("r+b") as f:
         f.seek(offset)
+        assert f.read(1) != bytes([value]), f"byte {offset} of {path} is already {value:#04x}"
+        f.seek(offset)
         f.write(bytes([value]))
+
+
+def other_hex_digit(path: Path, offset: int) -> int:
+    """A hex digit other than the one at ``offset`` of ``path`` (a damaged event id)."""
+    current = path.read_bytes()[offset]
+    return ord("1") if current == ord("0") else ord("0")
 
 
 def damage_code(path: Path, scan: NewScan, *, at: int = 5, value: int = 0xFF) -> None:

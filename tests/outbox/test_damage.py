@@ -23,7 +23,7 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.outbox import EventResult, NewScan, Outbox, RowState
 from scanner_agent.outbox._checksum import row_checksum
 from tests.outbox.conftest import cn20_scans
-from tests.outbox.damage import damage_code, poke, row_offset
+from tests.outbox.damage import damage_code, other_hex_digit, poke, row_offset
 
 
 def filled(path: Path, n: int = 100) -> list[NewScan]:
@@ -93,7 +93,8 @@ def test_a_damaged_row_in_a_batch_being_retried_is_quarantined_and_the_rest_rese
 def test_a_damaged_event_id_is_quarantined_too(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     scans = filled(path, 10)
-    poke(path, row_offset(path, scans[6]) - 3, ord("0"))  # a hex digit of the event id
+    at = row_offset(path, scans[6]) - 3  # a hex digit of the event id
+    poke(path, at, other_hex_digit(path, at))
     with Outbox.open(path) as box:
         sent = deliver_all(box)
     assert sent == [s.code for s in scans if s is not scans[6]]
