@@ -204,6 +204,7 @@ class TcpSource:
             server.close()
             await self._drain_connections()
             await server.wait_closed()
+            self._flush_logs(force=True)
 
     async def _drain_connections(self) -> None:
         for conn in self._conns.values():
@@ -254,9 +255,20 @@ class TcpSource:
             with contextlib.suppress(Exception):
                 await answer
             self._conns.pop(task, None)
+            self._flush_logs()
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    def _flush_logs(self, *, force: bool = False) -> None:
+        for throttle in (
+            self._refused_log,
+            self._slowed_log,
+            self._timeout_log,
+            self._frame_log,
+            self._evicted_log,
+        ):
+            throttle.flush(force=force)
 
     def _refuse(self, writer: asyncio.StreamWriter, message: str) -> None:
         self.stats.refused += 1

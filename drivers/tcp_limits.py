@@ -220,3 +220,22 @@ class LogThrottle:
             self.logger.log(self.level, "%s", message)
         self._held = 0
         self._next_at = now + self.every_s
+
+    def flush(self, now: float | None = None, *, force: bool = False) -> None:
+        """Log the count of events held back once their period is over (or now, with ``force``).
+
+        Called when things calm down (a connection closes, the source stops), so
+        the last burst of a flood is reported even if no event follows it.
+        """
+        now = time.monotonic() if now is None else now
+        if not self._held or (now < self._next_at and not force):
+            return
+        self.logger.log(
+            self.level,
+            "%d more like this in the last %.0f s, the last: %s",
+            self._held,
+            self.every_s,
+            self._last,
+        )
+        self._held = 0
+        self._next_at = now + self.every_s

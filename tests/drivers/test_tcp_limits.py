@@ -92,3 +92,7 @@ def test_log_throttle_logs_the_first_then_one_summary_per_period(
     assert lines[0] == "refused 0"
     assert lines[1].startswith("refused 600 (and 599 more like it")
     assert throttle.total == 1000
+    throttle.flush(now=101.0)  # the flood stopped: its last minute is reported when due
+    assert len(caplog.records) == 2
+    throttle.flush(now=200.0)
+    assert caplog.records[-1].getMessage().startswith("399 more like this in the last 60 s")
