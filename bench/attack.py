@@ -63,6 +63,8 @@ CEILING_MB = 300
 """The documented resident-memory ceiling under attack (docs/tcp-protocol.md)."""
 SCAN_INTERVAL_S = 0.05
 REPLY_TIMEOUT_S = 5.0
+PUSHBACK_S = 30.0
+"""A daemon that has taken none of a sender's bytes for this long is pushing back."""
 WORST_GS1 = ("(01)06901234567892(21)ABC" + "(91)X" * 900)[:4096].encode()
 """A 4 KiB bracketed GS1 frame with repeated AIs: the costliest shape for the parser."""
 
@@ -249,8 +251,10 @@ class Scanner:
     """Connection attempts refused or reset, and replies that did not come within 5 s."""
     pending_since: float | None = None
     vanished: int = 0
+    held: bool = False
     """Connections left half-open by :meth:`power_cycle`."""
     _request: str = ""
+    _released: threading.Event = field(default_factory=threading.Event)
     _sock: socket.socket | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -265,6 +269,12 @@ class Scanner:
             if self._stop.is_set():
                 return
             code = f"8{self.prefix:03d}{i:016d}"
+            if self._request == "hold":
+                self._take_request()
+                self.held = True
+                while not self._released.wait(0.1) and not self._stop.is_set():
+                    pass
+                self.held = False
             first = time.monotonic()
             self.pending_since = first
             while not self._stop.is_set():
@@ -305,10 +315,19 @@ class Scanner:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        if request == "reset":
+        if request in ("reset", "hold"):
             reset(sock)
         elif request == "vanish":
             self.vanished += _vanish(sock)
+
+    def hold_off(self) -> None:
+        """Before the next code, drop the connection and wait for :meth:`release` (switched off)."""
+        self._released.clear()
+        self._request = "hold"
+
+    def release(self) -> None:
+        """Switch the scanner back on: it connects and sends its next code."""
+        self._released.set()
 
     def force_reconnect(self) -> None:
         """Drop the connection before the next code (the scanner restarts): it reconnects."""
@@ -355,9 +374,10 @@ class Ctx:
 def attack_one_byte_lines(ctx: Ctx) -> dict[str, Any]:
     """16 MiB of one-byte lines, never reading a reply (issue 16 item 1).
 
-    Sends until all 16 MiB are taken or the daemon has taken nothing for 5 s (it
-    pushes back), at most six times the attack's length; then holds the connection
-    open, unread, for the rest of the attack.
+    Sends until all 16 MiB are taken or the daemon has taken nothing for
+    ``PUSHBACK_S`` (it pushes back; a daemon whose event loop is stalled also takes
+    nothing for a while, hence the long wait), at most six times the attack's
+    length; then holds the connection open, unread, for the rest of the attack.
     """
     started = time.monotonic()
     sock = connect(ctx.port, ctx.local())
@@ -369,7 +389,7 @@ def attack_one_byte_lines(ctx: Ctx) -> dict[str, Any]:
             sent += sock.send(data[sent : sent + 65536])
             progress = time.monotonic()
         except BlockingIOError:
-            if time.monotonic() - progress > 5.0:
+            if time.monotonic() - progress > PUSHBACK_S:
                 break  # the daemon stopped reading: it pushes back
             time.sleep(0.01)
     pushed_back = sent < len(data)
@@ -418,13 +438,16 @@ def attack_gs1_flood(ctx: Ctx) -> dict[str, Any]:
 
 
 def attack_idle_lockout(ctx: Ctx) -> dict[str, Any]:
-    """40 idle connections, kept open, then the scanner reconnects (issue 16 item 3).
+    """40 idle connections, then the scanner is switched on and connects (issue 16 item 3).
 
-    The attacker keeps 40 connections: one the daemon closes or refuses is opened
-    again at once, so a slot the scanner gives up goes to the attacker unless the
-    daemon makes room.
+    The scanner is off (disconnected) while the attacker opens its connections;
+    the attacker keeps 40 open, opening one again at once when the daemon closes
+    or refuses it.  Then the scanner is switched on and must get in.
     """
     started = time.monotonic()
+    ctx.scanner.hold_off()
+    while not ctx.scanner.held:
+        time.sleep(0.01)
     stop = threading.Event()
     opened = 0
 
@@ -446,7 +469,7 @@ def attack_idle_lockout(ctx: Ctx) -> dict[str, Any]:
     for t in holders:
         t.start()
     time.sleep(1.0)  # the daemon's slots are all taken
-    ctx.scanner.force_reconnect()
+    ctx.scanner.release()
     ctx.until_over(started)
     stop.set()
     return {"attacker_connections": opened}
