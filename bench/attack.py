@@ -450,28 +450,41 @@ def attack_idle_lockout(ctx: Ctx) -> dict[str, Any]:
         time.sleep(0.01)
     stop = threading.Event()
     opened = 0
+    live: set[socket.socket] = set()
+    lock = threading.Lock()
 
     def hold() -> None:
         nonlocal opened
         with contextlib.suppress(OSError):
             sock = connect(ctx.port, ctx.local(), timeout=2)
-            opened += 1
+            sock.settimeout(None)  # held until the daemon closes it
+            with lock:
+                opened += 1
+                live.add(sock)
             with contextlib.suppress(OSError):
                 sock.recv(1)  # returns when the daemon closes or resets it
+            with lock:
+                live.discard(sock)
             sock.close()
 
-    def keep(n: int) -> None:
+    def keep() -> None:
         while not stop.is_set():
             hold()
             stop.wait(0.01)
 
-    holders = [threading.Thread(target=keep, args=(i,), daemon=True) for i in range(40)]
+    holders = [threading.Thread(target=keep, daemon=True) for _ in range(40)]
     for t in holders:
         t.start()
     time.sleep(1.0)  # the daemon's slots are all taken
     ctx.scanner.release()
     ctx.until_over(started)
     stop.set()
+    with lock:
+        for sock in live:  # wakes each holder's recv
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+    for t in holders:
+        t.join(5)
     return {"attacker_connections": opened}
 
 
