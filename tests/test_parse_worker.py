@@ -8,6 +8,7 @@ only the order in which the thread finishes the submitters' work.
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -22,28 +23,37 @@ WORST = ("(01)06901234567892(21)ABC" + "(91)X" * 900)[:4096].encode()
 async def test_a_scanners_frame_waits_behind_one_frame_per_flooding_connection_not_the_flood() -> (
     None
 ):
-    worker: ParseWorker[ScanResult] = ParseWorker(parse_scan)
+    gate = threading.Event()
+    order: list[bytes] = []
+
+    def parse(frame: bytes) -> ScanResult:
+        if frame == b"GATE":  # holds the thread until every submission is queued
+            gate.wait(30)
+        order.append(frame[:1])
+        return parse_scan(frame)
+
+    worker: ParseWorker[ScanResult] = ParseWorker(parse)
     try:
+        first = asyncio.ensure_future(worker.parse(("tcp", "gate"), [b"GATE"]))
         floods = [
-            asyncio.ensure_future(worker.parse(("tcp", f"10.0.0.{i}:1"), [WORST] * 256))
+            asyncio.ensure_future(worker.parse(("tcp", f"10.0.0.{i}:1"), [b"%d" % i + WORST] * 256))
             for i in range(8)
         ]
-        await asyncio.sleep(0)  # every flood is queued (the thread is already parsing)
-        parsed_at_done: list[int] = []
         good = asyncio.ensure_future(
             worker.parse(("tcp", "10.0.0.99:1"), [b"]d2010690123456789217280500104711\x1d21A1"])
         )
-        good.add_done_callback(lambda _f: parsed_at_done.append(worker.parsed))
+        await asyncio.sleep(0)  # every submission is queued behind the gate
+        gate.set()
         (result,) = await good
         assert result.valid
-        assert not any(f.done() for f in floods)  # 2,048 flood frames, none finished first
-        # Each flooding connection had at most one frame's turn (two, by the time the
-        # result crossed back to the loop) before the scanner's frame.
-        assert parsed_at_done[0] <= 8 * 2 + 1
-        results = await asyncio.gather(*floods)
-        assert all(len(r) == 256 and not r[0].valid for r in results)
-        assert worker.parsed == 8 * 256 + 1
+        # The gate, then one frame of each flooding connection, then the scanner's frame.
+        assert order.index(b"]") == 1 + 8
+        assert sorted(order[1:9]) == [b"%d" % i for i in range(8)]
+        results = await asyncio.gather(*floods, first)
+        assert all(len(r) == 256 and not r[0].valid for r in results[:8])
+        assert worker.parsed == 8 * 256 + 2
     finally:
+        gate.set()
         worker.close()
 
 
