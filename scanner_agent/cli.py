@@ -143,7 +143,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the end-to-end demo on loopback."""
-    from scanner_agent.demo import main as demo_main
+    from scanner_agent.lab.demo import main as demo_main
     from scanner_agent.logs import setup_logging
 
     setup_logging("error", json_lines=False)

@@ -14,7 +14,7 @@ import scanner_agent.daemon as daemon_module
 from drivers.tcp_protocol import parse_reply
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
-from scanner_agent.simulate import simulate
+from scanner_agent.lab.simulate import simulate
 from scanner_agent.traceserver import TraceServerThread
 from tests.conftest import TOKEN, acks
 

@@ -11,7 +11,7 @@ import io
 from pathlib import Path
 
 from scanner_agent.daemon import Daemon
-from scanner_agent.demo import DemoSummary, format_summary, run_demo
+from scanner_agent.lab.demo import DemoSummary, format_summary, run_demo
 
 
 def test_each_verdict_and_its_words() -> None:

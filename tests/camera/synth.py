@@ -17,7 +17,7 @@ import numpy as np
 import zxingcpp
 from numpy.typing import NDArray
 
-from scanner_agent.simulate import gtin_check_digit
+from scanner_agent.lab.simulate import gtin_check_digit
 
 GS = "\x1d"
 

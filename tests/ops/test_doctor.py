@@ -18,9 +18,9 @@ import pytest
 
 from scanner_agent import cli_ops
 from scanner_agent.doctor import Options, Report, Status, run_doctor
+from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
+from scanner_agent.lab.epcis_emulator import EpcisEmulator
 from scanner_agent.outbox import Outbox
-from scanner_agent.platforms.alihealth import AliHealthEmulator
-from scanner_agent.platforms.epcis_emulator import EpcisEmulator
 from scanner_agent.traceserver import TraceServerThread
 
 ME = pwd.getpwuid(os.getuid()).pw_name

@@ -16,10 +16,10 @@ from scanner_agent.errors import (
     RateLimitedError,
     SiteProblemError,
 )
+from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
 from scanner_agent.platforms.alihealth import (
     AliHealthClient,
     AliHealthConfig,
-    AliHealthEmulator,
     BillUpload,
     sign,
     upload_params,

@@ -25,8 +25,8 @@ from scanner_agent import cli
 from scanner_agent.bills import BillError
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
+from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
 from scanner_agent.outbox import RowState
-from scanner_agent.platforms.alihealth import AliHealthEmulator
 from scanner_agent.sync import LinkState
 from tests.conftest import RunningAgent, run_until_ready
 from tests.ops.test_metrics import scrape, value

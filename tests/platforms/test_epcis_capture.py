@@ -20,10 +20,10 @@ from scanner_agent.errors import (
     RateLimitedError,
     TransientSyncError,
 )
+from scanner_agent.lab.epcis_emulator import EpcisEmulator
 from scanner_agent.outbox import Batch, BatchEvent
 from scanner_agent.platforms.epcis import EpcisConfig, object_event
 from scanner_agent.platforms.epcis_capture import EpcisCaptureClient, EpcisCaptureConfig
-from scanner_agent.platforms.epcis_emulator import EpcisEmulator
 from scanner_agent.sync import NetworkError, ServiceError
 from tests.platforms.epcis_schema import needs_schema, validate
 

@@ -22,8 +22,8 @@ import pytest
 
 from scanner_agent import cli
 from scanner_agent.config import AgentConfig
+from scanner_agent.lab.epcis_emulator import EpcisEmulator
 from scanner_agent.outbox import RowState
-from scanner_agent.platforms.epcis_emulator import EpcisEmulator
 from scanner_agent.sync import LinkState
 from tests.conftest import RunningAgent
 from tests.sync.conftest import FAST_SYNC, acks, codes, free_port, scan_all, wait_until

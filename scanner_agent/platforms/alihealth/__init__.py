@@ -1,21 +1,22 @@
-"""码上放心 (Alibaba Health open platform): bill upload over the TOP gateway, its sync sink
-and its emulator.
+"""码上放心 (Alibaba Health open platform): bill upload over the TOP gateway and its sync sink.
 
-See ``docs/platforms.md``.
+Its emulator is lab code (:mod:`scanner_agent.lab.alihealth_emulator`): a daemon
+syncing to 码上放心 loads no server.  See ``docs/platforms.md``.
 """
 
 from scanner_agent.platforms.alihealth._client import AliHealthClient, AliHealthConfig
-from scanner_agent.platforms.alihealth._emulator import AliHealthEmulator, EmulatorState
 from scanner_agent.platforms.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHOD,
     BILLSTATUS_METHODS,
     CLOCK_WINDOW_S,
     DUPLICATE_BILL_TEXT,
+    GMT8,
     MAX_CODES,
     OPTIONAL_PARAMS,
     BillStatus,
     BillUpload,
+    SignMethod,
     UploadResult,
     billstatus_method,
     billstatus_params,
@@ -25,6 +26,7 @@ from scanner_agent.platforms.alihealth._protocol import (
     parse_top_error,
     parse_upload_reply,
     public_params,
+    response_key,
     sign,
     signing_string,
     split_bill,
@@ -39,16 +41,16 @@ __all__ = [
     "BILLSTATUS_METHODS",
     "CLOCK_WINDOW_S",
     "DUPLICATE_BILL_TEXT",
+    "GMT8",
     "MAX_CODES",
     "OPTIONAL_PARAMS",
     "AliHealthClient",
     "AliHealthConfig",
-    "AliHealthEmulator",
     "AliHealthSink",
     "BillPayload",
     "BillStatus",
     "BillUpload",
-    "EmulatorState",
+    "SignMethod",
     "UploadResult",
     "billstatus_method",
     "billstatus_params",
@@ -58,6 +60,7 @@ __all__ = [
     "parse_top_error",
     "parse_upload_reply",
     "public_params",
+    "response_key",
     "sign",
     "signing_string",
     "split_bill",

@@ -54,8 +54,8 @@ from scanner_agent.bills import BillBook, BillError
 from scanner_agent.codes import parse_scan
 from scanner_agent.config import config_from_dict
 from scanner_agent.daemon import Daemon
+from scanner_agent.lab.simulate import SimScan, simulate
 from scanner_agent.outbox import Outbox, OutboxRow, RowState
-from scanner_agent.simulate import SimScan, simulate
 from scanner_agent.sync import Admission
 from scanner_agent.traceserver import TraceServerThread
 
@@ -188,7 +188,7 @@ def _start_service(
     cred.write_text(secret + "\n")
     cred.chmod(0o600)
     if protocol == "alihealth":
-        from scanner_agent.platforms.alihealth import AliHealthEmulator
+        from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
 
         gw = stack.enter_context(AliHealthEmulator({DEMO_APP_KEY: DEMO_SECRET}))
 
@@ -216,7 +216,7 @@ def _start_service(
         }
         return _Service("码上放心 gateway emulator", gw.url, tables, held, bills)
     if protocol == "epcis":
-        from scanner_agent.platforms.epcis_emulator import EpcisEmulator
+        from scanner_agent.lab.epcis_emulator import EpcisEmulator
 
         repo = stack.enter_context(EpcisEmulator(token=DEMO_TOKEN))
         prefix = "urn:cn:drugtrace:"
