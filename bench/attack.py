@@ -9,7 +9,8 @@ While the attack runs, a well-behaved scanner (its own connection from
 later, reconnecting when its connection fails.  The attackers connect from other
 loopback addresses (127.0.0.2 and up), as another device on the LAN would.
 
-Attacks (``ATTACKS``; add one by writing a function of :class:`Ctx`):
+Attacks (``ATTACKS``; add one by writing a function of :class:`Ctx`), items 1-4 on the
+scanner port, the rest on the control socket and the metrics endpoint:
 
 * ``one-byte-lines``: 16 MiB of one-byte lines on one connection that never reads.
 * ``gs1-flood``: eight connections sending worst-case 4 KiB GS1 frames for the whole run.
@@ -17,6 +18,10 @@ Attacks (``ATTACKS``; add one by writing a function of :class:`Ctx`):
 * ``half-open``: 40 connections that vanish without FIN or RST (TCP_REPAIR), then the
   scanner reconnects.
 * ``long-line``: 1 MiB lines, each followed by a short frame; counts the replies per line.
+* ``control-lookup``: ``lookup`` of 1 MiB and 3 MiB codes on the control socket (item 2).
+* ``control-clients``: 40 control clients with 15 MiB unterminated lines, JSON nested
+  100,000 deep, 8 subscribers that never read (item 8).
+* ``metrics-scrapes``: 16 clients scraping the metrics endpoint, giving up after 0.5 s (item 5).
 
 Per attack it records the daemon's peak resident memory (VmHWM), the longest ACK
 delay of the scanner (from its first attempt to send a code to that code's ACK,
@@ -547,12 +552,98 @@ def attack_long_line(ctx: Ctx) -> dict[str, Any]:
     return {"replies_per_long_line": max(per_line, default=0), "long_lines": len(per_line)}
 
 
+def _unix(path: Path, timeout: float | None = 30) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(str(path))
+    return sock
+
+
+def attack_control_lookup(ctx: Ctx) -> dict[str, Any]:
+    """``lookup`` of 1 MiB and 3 MiB codes on the control socket, again and again (item 2)."""
+    started = time.monotonic()
+    answered, failed = 0, 0
+    while time.monotonic() < started + ctx.seconds:
+        for size in (1 << 20, 3 << 20):
+            request = {"v": 1, "id": 1, "cmd": "lookup", "args": {"code": "8" * size}}
+            try:
+                with contextlib.closing(_unix(ctx.control_socket)) as sock:
+                    sock.sendall(json.dumps(request).encode() + b"\n")
+                    if sock.makefile("rb").readline():
+                        answered += 1
+            except OSError:
+                failed += 1
+    return {"lookups_answered": answered, "lookups_failed": failed}
+
+
+def attack_control_clients(ctx: Ctx) -> dict[str, Any]:
+    """40 clients with 15 MiB unterminated lines, 100,000-deep JSON, lazy subscribers (item 8)."""
+    started = time.monotonic()
+    stop = threading.Event()
+    sent = {"bytes": 0}
+
+    def long_line() -> None:
+        chunk = b"x" * 65536
+        with contextlib.suppress(OSError), contextlib.closing(_unix(ctx.control_socket)) as sock:
+            for _ in range(240):  # 15 MiB, never terminated
+                if stop.is_set():
+                    return
+                sock.sendall(chunk)
+                sent["bytes"] += len(chunk)
+            stop.wait()
+
+    def lazy_subscriber() -> None:
+        with contextlib.suppress(OSError), contextlib.closing(_unix(ctx.control_socket)) as sock:
+            sock.sendall(b'{"v": 1, "id": 1, "cmd": "subscribe"}\n')
+            stop.wait()  # never reads a scan event
+
+    threads = [threading.Thread(target=long_line, daemon=True) for _ in range(40)]
+    threads += [threading.Thread(target=lazy_subscriber, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    deep = 0
+    with contextlib.suppress(OSError), contextlib.closing(_unix(ctx.control_socket)) as sock:
+        sock.sendall(b"[" * 100_000 + b"]" * 100_000 + b"\n")
+        deep = len(sock.makefile("rb").readline())
+    ctx.until_over(started)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    return {"long_line_bytes": sent["bytes"], "deep_json_reply_bytes": deep}
+
+
+def attack_metrics_scrapes(ctx: Ctx) -> dict[str, Any]:
+    """Scrapes of the metrics endpoint from 16 clients that give up after 0.5 s (item 5)."""
+    import httpx
+
+    started = time.monotonic()
+    counts = {"scrapes": 0, "answered": 0}
+
+    def scrape() -> None:
+        with httpx.Client(timeout=0.5) as client:
+            while time.monotonic() < started + ctx.seconds:
+                counts["scrapes"] += 1
+                with contextlib.suppress(httpx.HTTPError):
+                    client.get(ctx.metrics_url)
+                    counts["answered"] += 1
+
+    threads = [threading.Thread(target=scrape, daemon=True) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return counts
+
+
 ATTACKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "one-byte-lines": attack_one_byte_lines,
     "gs1-flood": attack_gs1_flood,
     "idle-lockout": attack_idle_lockout,
     "half-open": attack_half_open,
     "long-line": attack_long_line,
+    "control-lookup": attack_control_lookup,
+    "control-clients": attack_control_clients,
+    "metrics-scrapes": attack_metrics_scrapes,
 }
 """Each attack, by name; attacks on the control socket or the metrics endpoint are more
 entries (:class:`Ctx` has their addresses)."""
