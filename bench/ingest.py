@@ -60,7 +60,7 @@ def admission_gate():  # type: ignore[no-untyped-def]
     looked up and checked on every submission, then a scheme lookup per scan)."""
     from types import SimpleNamespace
 
-    from scanner_agent.platforms.alihealth._sink import alihealth_admission
+    from scanner_agent.sinks.alihealth import alihealth_admission
 
     rule = alihealth_admission("ent-self")
     opened = SimpleNamespace(number="B", type=201, from_party="", to_party="ent-customer")

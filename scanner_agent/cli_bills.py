@@ -285,7 +285,7 @@ def export_nhsa(
     settings: list[str] | None = None,
     trace_node: str = "drugtracinfo",
 ) -> dict[str, Any]:
-    """The 医保 (NHSA) records of bill ``number`` from the outbox file (see ``platforms.nhsa``).
+    """The 医保 (NHSA) records of bill ``number`` from the outbox file (see ``exports.nhsa``).
 
     Removed scans are left out; scans the trace platform rejected are left out
     and listed under ``excluded`` with its reason.
@@ -294,8 +294,8 @@ def export_nhsa(
         ScannerAgentError: no such bill, an unknown field or record type, a bad catalogue.
     """
     from scanner_agent.bills import BillBook
+    from scanner_agent.exports import nhsa
     from scanner_agent.outbox import Outbox
-    from scanner_agent.platforms import nhsa
 
     with Outbox.open(outbox_path) as outbox:
         book = BillBook(outbox)
@@ -431,7 +431,7 @@ def platform_failures(outbox_path: Path) -> list[dict[str, str]]:
     """Bills the trace platform failed to process and no one has acknowledged yet, oldest first."""
     import dataclasses
 
-    from scanner_agent.platforms.alihealth._ledger import read_failures
+    from scanner_agent.sinks.alihealth import read_failures
 
     with _read_only(outbox_path) as db:
         return [dataclasses.asdict(f) for f in read_failures(db)]

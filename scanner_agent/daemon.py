@@ -371,7 +371,7 @@ class Daemon:
         cfg = self.cfg
         if cfg.sync.protocol == "alihealth":
             # Imported only when chosen: a Trace API agent never loads the platform code.
-            from scanner_agent.platforms.alihealth import (
+            from scanner_agent.sinks.alihealth import (
                 AliHealthClient,
                 AliHealthConfig,
                 AliHealthSink,
@@ -404,12 +404,12 @@ class Daemon:
                 status_polls=ali.status_polls,
             )
         if cfg.sync.protocol == "epcis":
-            from scanner_agent.platforms.epcis import EpcisConfig
-            from scanner_agent.platforms.epcis_capture import (
+            from scanner_agent.sinks.epcis import (
                 EpcisCaptureClient,
                 EpcisCaptureConfig,
+                EpcisConfig,
+                EpcisSink,
             )
-            from scanner_agent.platforms.epcis_sink import EpcisSink
             from scanner_agent.sync import build_ssl_context
 
             ep = cfg.epcis

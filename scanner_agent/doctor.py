@@ -579,14 +579,14 @@ def _alihealth_checks(cfg: AgentConfig, opts: Options, user: RunAs) -> Iterator[
     import httpx
 
     from scanner_agent.errors import AuthError, RateLimitedError, SiteProblemError, SyncError
-    from scanner_agent.platforms.alihealth import (
+    from scanner_agent.sinks.alihealth import (
+        GMT8,
         billstatus_method,
         billstatus_params,
         parse_top_error,
         public_params,
         sign,
     )
-    from scanner_agent.platforms.alihealth._protocol import GMT8
     from scanner_agent.sync import date_offset_s
 
     ali = cfg.alihealth

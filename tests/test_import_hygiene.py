@@ -46,8 +46,8 @@ NEVER_IN_A_DAEMON = ("uvicorn", "starlette", "textual", "cv2")
 
 SINK_MODULE = {
     "trace-api": "scanner_agent.sync",
-    "alihealth": "scanner_agent.platforms.alihealth",
-    "epcis": "scanner_agent.platforms.epcis_sink",
+    "alihealth": "scanner_agent.sinks.alihealth",
+    "epcis": "scanner_agent.sinks.epcis",
 }
 """The package of each protocol's sink: loaded by a daemon that syncs to it (so the test
 looks at a daemon that really built its sink)."""

@@ -9,8 +9,11 @@ import types
 import pytest
 
 PACKAGES = [
+    "scanner_agent.exports",
     "scanner_agent.lab",
-    "scanner_agent.platforms.alihealth",
+    "scanner_agent.sinks",
+    "scanner_agent.sinks.alihealth",
+    "scanner_agent.sinks.epcis",
     "scanner_agent.sync",
 ]
 

@@ -14,7 +14,7 @@ taken out of ``apps`` gets 29 Invalid App Key.  The bill status query answers
 under the retail (``lsyd``) and both enterprise (``kyt`` ``scqy``/``wes``) method
 names alike.  Optional upload parameters are signed and stored with the bill
 (``state.bills``) like the rest.  Replies have the shapes of
-:mod:`scanner_agent.platforms.alihealth`.  Not emulated: sessions,
+:mod:`scanner_agent.sinks.alihealth`.  Not emulated: sessions,
 XML replies, the platform's asynchronous processing (bills go straight to
 ``deal_status`` 3, or 4 for the numbers in ``fail_processing``).
 """
@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from scanner_agent.asgi import ServerThread
-from scanner_agent.platforms.alihealth import (
+from scanner_agent.sinks.alihealth import (
     API_METHODS,
     BILLSTATUS_METHODS,
     CLOCK_WINDOW_S,

@@ -414,7 +414,7 @@ async def _bill_lines(
     daemon: Daemon, numbers: list[str], stored: dict[str, dict[str, str]]
 ) -> list[str]:
     """Each (sub-)bill's upload verdict and platform state from the bill log."""
-    from scanner_agent.platforms.alihealth import OPTIONAL_PARAMS
+    from scanner_agent.sinks.alihealth import OPTIONAL_PARAMS
 
     assert daemon.desk is not None
     lines = []

@@ -18,7 +18,7 @@ An ``AggregationEvent`` with ``action`` ADD or DELETE must name its
 section 7.4.3); otherwise it is invalid.
 
 Error conventions (the binding leaves them to the server, see
-:mod:`scanner_agent.platforms.epcis_job`): each problem carries the event's
+:mod:`scanner_agent.sinks.epcis`): each problem carries the event's
 ``eventID`` as ``instance`` and in ``detail``; an event whose ``eventID`` is
 already stored (or repeated in the document) gives a problem with ``status``
 409 and title ``Duplicate event``; an invalid event gives ``status`` 400,

@@ -25,15 +25,14 @@ from scanner_agent.codes import ScanResult, parse_scan
 from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
 from scanner_agent.outbox import NewScan, Outbox, uuid7
 from scanner_agent.outbox._bill_lease import lease_bill
-from scanner_agent.platforms.alihealth import (
+from scanner_agent.sinks.alihealth import (
     AliHealthClient,
     AliHealthConfig,
     AliHealthSink,
+    alihealth_admission,
     is_trace_code,
 )
-from scanner_agent.platforms.alihealth._sink import alihealth_admission
-from scanner_agent.platforms.epcis import EPC_SCHEMES, EpcisConfig, epc_uri
-from scanner_agent.platforms.epcis_sink import EPCIS_ADMISSION
+from scanner_agent.sinks.epcis import EPC_SCHEMES, EPCIS_ADMISSION, EpcisConfig, epc_uri
 from scanner_agent.sync import Admission, Gate
 from scanner_agent.sync._client import TRACE_API_ADMISSION
 from scanner_agent.traceserver._protocol import SCHEMES as SERVICE_SCHEMES

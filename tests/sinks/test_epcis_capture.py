@@ -22,10 +22,14 @@ from scanner_agent.errors import (
 )
 from scanner_agent.lab.epcis_emulator import EpcisEmulator
 from scanner_agent.outbox import Batch, BatchEvent
-from scanner_agent.platforms.epcis import EpcisConfig, object_event
-from scanner_agent.platforms.epcis_capture import EpcisCaptureClient, EpcisCaptureConfig
+from scanner_agent.sinks.epcis import (
+    EpcisCaptureClient,
+    EpcisCaptureConfig,
+    EpcisConfig,
+    object_event,
+)
 from scanner_agent.sync import NetworkError, ServiceError
-from tests.platforms.epcis_schema import needs_schema, validate
+from tests.sinks.epcis_schema import needs_schema, validate
 
 DOC = EpcisConfig(
     read_point="urn:epc:id:sgln:0614141.00777.0", biz_location="urn:epc:id:sgln:0614141.00888.0"

@@ -18,7 +18,7 @@ from scanner_agent.errors import (
     SyncError,
     TransientSyncError,
 )
-from scanner_agent.platforms.alihealth import (
+from scanner_agent.sinks.alihealth import (
     BillUpload,
     billstatus_params,
     clock_problem,

@@ -4,8 +4,17 @@ Its emulator is lab code (:mod:`scanner_agent.lab.alihealth_emulator`): a daemon
 syncing to 码上放心 loads no server.  See ``docs/platforms.md``.
 """
 
-from scanner_agent.platforms.alihealth._client import AliHealthClient, AliHealthConfig
-from scanner_agent.platforms.alihealth._protocol import (
+from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
+from scanner_agent.sinks.alihealth._ledger import (
+    STATUS_EVENT,
+    PlatformFailure,
+    acknowledge_failures,
+    append_log,
+    platform_failures,
+    read_failures,
+    status_detail,
+)
+from scanner_agent.sinks.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHOD,
     BILLSTATUS_METHODS,
@@ -33,7 +42,7 @@ from scanner_agent.platforms.alihealth._protocol import (
     top_timestamp,
     upload_params,
 )
-from scanner_agent.platforms.alihealth._sink import AliHealthSink, BillPayload
+from scanner_agent.sinks.alihealth._sink import AliHealthSink, BillPayload, alihealth_admission
 
 __all__ = [
     "API_METHODS",
@@ -44,14 +53,19 @@ __all__ = [
     "GMT8",
     "MAX_CODES",
     "OPTIONAL_PARAMS",
+    "STATUS_EVENT",
     "AliHealthClient",
     "AliHealthConfig",
     "AliHealthSink",
     "BillPayload",
     "BillStatus",
     "BillUpload",
+    "PlatformFailure",
     "SignMethod",
     "UploadResult",
+    "acknowledge_failures",
+    "alihealth_admission",
+    "append_log",
     "billstatus_method",
     "billstatus_params",
     "clock_problem",
@@ -59,11 +73,14 @@ __all__ = [
     "parse_billstatus_reply",
     "parse_top_error",
     "parse_upload_reply",
+    "platform_failures",
     "public_params",
+    "read_failures",
     "response_key",
     "sign",
     "signing_string",
     "split_bill",
+    "status_detail",
     "top_timestamp",
     "upload_params",
 ]

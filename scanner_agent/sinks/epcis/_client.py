@@ -1,10 +1,10 @@
 """GS1 EPCIS 2.0 capture client: scans in, per-scan verdicts out (httpx).
 
 One :meth:`EpcisCaptureClient.send_events` call builds an ``EPCISDocument``
-(:mod:`scanner_agent.platforms.epcis`, deterministic ``eventID`` s), sends it
+(:mod:`scanner_agent.sinks.epcis._document`, deterministic ``eventID`` s), sends it
 with ``POST {url}/capture``, follows the ``202``'s ``Location`` to the capture
 job and polls it, with growing pauses and an overall limit, until ``running``
-is false; then :func:`~scanner_agent.platforms.epcis_job.settle_job` turns the
+is false; then :func:`~scanner_agent.sinks.epcis._job.settle_job` turns the
 job into one :class:`~scanner_agent.outbox.EventResult` per scan.  The results
 are keyed by the outbox's ``event_id``, so the sync loop settles them like
 Trace API v1 results.
@@ -16,7 +16,7 @@ halving and stopping work unchanged:
 * connection failure, reset, timeout: :class:`~scanner_agent.sync.NetworkError`;
 * 408/425/5xx, a capture job that failed on the server's side:
   :class:`~scanner_agent.sync.ServiceError` /
-  :class:`~scanner_agent.platforms.epcis_job.ServerProblemError` (both transient);
+  :class:`~scanner_agent.sinks.epcis._job.ServerProblemError` (both transient);
 * 429 (or 503 with ``Retry-After``): :class:`~scanner_agent.errors.RateLimitedError`;
 * 401/403: :class:`~scanner_agent.errors.AuthError`;
 * 413 (``GS1-EPCIS-Capture-Limit`` exceeded): :class:`~scanner_agent.errors.BatchTooLargeError`;
@@ -58,8 +58,8 @@ from scanner_agent.errors import (
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, BatchEvent, EventResult
-from scanner_agent.platforms.epcis import Child, EpcisConfig, build_document, scan_events
-from scanner_agent.platforms.epcis_job import (
+from scanner_agent.sinks.epcis._document import Child, EpcisConfig, build_document, scan_events
+from scanner_agent.sinks.epcis._job import (
     CaptureJob,
     CaptureProblem,
     JobOutcome,

@@ -1,5 +1,5 @@
 """EPCIS 2.0 documents from scans, checked for structure and against GS1's JSON Schema
-(``tests/platforms/epcis_schema.py``: fetched by ``make test``, or ``EPCIS_JSON_SCHEMA``)."""
+(``tests/sinks/epcis_schema.py``: fetched by ``make test``, or ``EPCIS_JSON_SCHEMA``)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import jsonschema
 import pytest
 
 from scanner_agent.outbox import BatchEvent
-from scanner_agent.platforms.epcis import (
+from scanner_agent.sinks.epcis import (
     EpcisConfig,
     aggregation_event,
     build_document,
     epc_uri,
     object_event,
 )
-from tests.platforms.epcis_schema import needs_schema, validate
+from tests.sinks.epcis_schema import needs_schema, validate
 
 CFG = EpcisConfig(
     read_point="urn:epc:id:sgln:0614141.00777.0", biz_location="urn:epc:id:sgln:0614141.00888.0"

@@ -1,7 +1,7 @@
 """GS1 EPCIS 2.0 JSON/JSON-LD capture documents from scans.
 
-Pure functions, no I/O: the capture client (:mod:`.epcis_capture`) sends what
-they build, the sink (:mod:`.epcis_sink`) reads the carton contents from the
+Pure functions, no I/O: the capture client (:mod:`._client`) sends what
+they build, the sink (:mod:`._sink`) reads the carton contents from the
 outbox.  Each scan becomes one ``ObjectEvent`` with ``action`` OBSERVE:
 
 * ``epcList``: a GS1 code as its GS1 Digital Link URI

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from scanner_agent.errors import ConfigError, ProtocolError
-from scanner_agent.platforms.alihealth._protocol import (
+from scanner_agent.sinks.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHODS,
     MAX_CODES,

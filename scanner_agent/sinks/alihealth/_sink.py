@@ -47,8 +47,8 @@ from scanner_agent.bills import BillBook, BillError, bill_types
 from scanner_agent.errors import BatchRejectedError, ScannerAgentError, SyncError
 from scanner_agent.outbox import Batch, EventResult, Outbox
 from scanner_agent.outbox._bill_lease import lease_bill
-from scanner_agent.platforms.alihealth._client import AliHealthClient
-from scanner_agent.platforms.alihealth._ledger import (
+from scanner_agent.sinks.alihealth._client import AliHealthClient
+from scanner_agent.sinks.alihealth._ledger import (
     STATUS_EVENT,
     PlatformFailure,
     UploadPlan,
@@ -58,7 +58,7 @@ from scanner_agent.platforms.alihealth._ledger import (
     status_detail,
     upload_plan,
 )
-from scanner_agent.platforms.alihealth._protocol import (
+from scanner_agent.sinks.alihealth._protocol import (
     GMT8,
     BillUpload,
     UploadResult,

@@ -17,7 +17,7 @@ from scanner_agent.errors import (
     SiteProblemError,
 )
 from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
-from scanner_agent.platforms.alihealth import (
+from scanner_agent.sinks.alihealth import (
     AliHealthClient,
     AliHealthConfig,
     BillUpload,

@@ -1,6 +1,6 @@
 """EPCIS 2.0 capture jobs: parse them and turn a finished job into per-event verdicts.
 
-Pure functions, no I/O: :mod:`scanner_agent.platforms.epcis_capture` does the
+Pure functions, no I/O: :mod:`scanner_agent.sinks.epcis._client` does the
 HTTP and calls these.
 
 What the REST binding says (GS1 EPCIS 2.0 ``openapi.yaml``, github.com/gs1/EPCIS,
@@ -17,7 +17,7 @@ What the binding leaves open, and what we do about it:
 * **Which event an error is about.**  A problem names no event field.  An
   error is attributed to the events whose ``eventID`` is its ``instance``, or
   whose ``ni:///sha-256;…`` id appears in its ``detail``/``title``/``instance``
-  (our ids are always of that form, :func:`scanner_agent.platforms.epcis.event_id`).
+  (our ids are always of that form, :func:`scanner_agent.sinks.epcis._document.event_id`).
 * **How a duplicate is reported.**  GS1's answer on github.com/gs1/EPCIS issue
   #403 ("the same eventID captured twice ... the 409 error shall be used") makes
   a problem with ``status`` 409 a duplicate; so is one whose ``type`` or

@@ -12,7 +12,7 @@ import pytest
 from scanner_agent.bills import BillBook
 from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, uuid7
 from scanner_agent.outbox._bill_lease import lease_bill
-from scanner_agent.platforms.alihealth import AliHealthClient, AliHealthConfig, AliHealthSink
+from scanner_agent.sinks.alihealth import AliHealthClient, AliHealthConfig, AliHealthSink
 
 
 def scan(code: str, bill: str) -> NewScan:
@@ -107,7 +107,7 @@ def test_scans_of_a_bill_without_its_partner_are_refused_with_the_reason(
 def test_processing_failures_are_the_latest_state_of_each_sub_bill_until_acknowledged(
     outbox: Outbox,
 ) -> None:
-    from scanner_agent.platforms.alihealth._ledger import (
+    from scanner_agent.sinks.alihealth import (
         STATUS_EVENT,
         acknowledge_failures,
         append_log,

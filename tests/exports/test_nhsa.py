@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scanner_agent.platforms.nhsa import (
+from scanner_agent.exports.nhsa import (
     FIELDS,
     REQUIRED,
     Box,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.errors import ProtocolError
-from scanner_agent.platforms.epcis_job import (
+from scanner_agent.sinks.epcis import (
     CaptureJob,
     CaptureProblem,
     ServerProblemError,

@@ -8,9 +8,13 @@ import pytest
 
 from scanner_agent.intake import OutboxThread
 from scanner_agent.outbox import Batch, BatchEvent, Outbox
-from scanner_agent.platforms.epcis import EpcisConfig, epc_uri
-from scanner_agent.platforms.epcis_capture import EpcisCaptureClient, EpcisCaptureConfig
-from scanner_agent.platforms.epcis_sink import EpcisSink
+from scanner_agent.sinks.epcis import (
+    EpcisCaptureClient,
+    EpcisCaptureConfig,
+    EpcisConfig,
+    EpcisSink,
+    epc_uri,
+)
 
 CFG = EpcisConfig("urn:x:rp", "urn:x:loc")
 GTIN = "09506000134352"

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from scanner_agent.outbox import Outbox
-from scanner_agent.platforms.alihealth._protocol import (
+from scanner_agent.sinks.alihealth._protocol import (
     BillUpload,
     is_trace_code,
     split_bill,

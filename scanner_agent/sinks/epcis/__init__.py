@@ -1,0 +1,66 @@
+"""GS1 EPCIS 2.0 capture: scans as ``ObjectEvent`` s, cartons also as ``AggregationEvent`` s.
+
+The sink of ``sync.protocol = "epcis"``.  Its parts:
+
+* :mod:`._document`: the capture documents, pure (deterministic event ids);
+* :mod:`._job`: capture jobs parsed and settled into per-event verdicts, pure;
+* :mod:`._client`: :class:`EpcisCaptureClient`, ``POST /capture`` and the job polled;
+* :mod:`._sink`: :class:`EpcisSink`, the sync loop's side (lease, carton contents).
+
+Its emulator is lab code (:mod:`scanner_agent.lab.epcis_emulator`).  See
+``docs/platforms.md``.
+"""
+
+from scanner_agent.sinks.epcis._client import EpcisCaptureClient, EpcisCaptureConfig
+from scanner_agent.sinks.epcis._document import (
+    EPC_SCHEMES,
+    EPCIS_CONTEXT,
+    Child,
+    EpcisConfig,
+    aggregation_event,
+    build_document,
+    epc_uri,
+    event_id,
+    object_event,
+    scan_events,
+)
+from scanner_agent.sinks.epcis._job import (
+    CaptureJob,
+    CaptureProblem,
+    JobOutcome,
+    ServerProblemError,
+    attributed_events,
+    is_duplicate,
+    parse_capture_job,
+    parse_problem,
+    settle_job,
+)
+from scanner_agent.sinks.epcis._sink import EPCIS_ADMISSION, EpcisPayload, EpcisSink, carton_units
+
+__all__ = [
+    "EPCIS_ADMISSION",
+    "EPCIS_CONTEXT",
+    "EPC_SCHEMES",
+    "CaptureJob",
+    "CaptureProblem",
+    "Child",
+    "EpcisCaptureClient",
+    "EpcisCaptureConfig",
+    "EpcisConfig",
+    "EpcisPayload",
+    "EpcisSink",
+    "JobOutcome",
+    "ServerProblemError",
+    "aggregation_event",
+    "attributed_events",
+    "build_document",
+    "carton_units",
+    "epc_uri",
+    "event_id",
+    "is_duplicate",
+    "object_event",
+    "parse_capture_job",
+    "parse_problem",
+    "scan_events",
+    "settle_job",
+]
