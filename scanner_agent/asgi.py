@@ -5,10 +5,19 @@ One place for the fiddly parts: waiting until the socket is really bound (no
 fixed sleeps), reporting a failed bind, the real port when asked for port 0,
 optional TLS, and a :meth:`ServerThread.kill` that resets open connections the
 way a crashed server would.
+
+And one place for the limits every embedded server keeps, whoever connects:
+uvicorn's own (connections at once, :data:`LIMIT_CONCURRENCY`, beyond which a
+request gets 503; the idle time between requests, :data:`KEEP_ALIVE_S`; the
+size of a request head, :data:`MAX_HEAD_BYTES`) and one it lacks, a deadline
+for each request head (:data:`HEAD_TIMEOUT_S`): uvicorn re-arms its keep-alive
+timer on every byte, so a client trickling a head would hold its connection
+(and a slot of the limit) for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Mapping
@@ -16,8 +25,62 @@ from types import TracebackType
 from typing import Any, Self
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["ServerThread", "uvicorn_config"]
+__all__ = [
+    "HEAD_TIMEOUT_S",
+    "KEEP_ALIVE_S",
+    "LIMIT_CONCURRENCY",
+    "MAX_HEAD_BYTES",
+    "ServerThread",
+    "uvicorn_config",
+]
+
+LIMIT_CONCURRENCY = 256
+"""Connections (or requests in progress) at once; more get ``503 Service Unavailable``."""
+KEEP_ALIVE_S = 5
+"""An idle kept-alive connection is closed after this many seconds (uvicorn's default)."""
+MAX_HEAD_BYTES = 16 * 1024
+"""Largest request line plus headers (h11's default); a larger head gets 400 and a close."""
+HEAD_TIMEOUT_S = 10.0
+"""A connection must send each request's head within this, however it trickles it."""
+
+
+class _HeadDeadline(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request head.
+
+    A timer starts when the connection opens and again when each answer is
+    out.  When it fires and no request is in progress (the head has not ended),
+    the connection is closed.  A request in progress is left to the
+    application, which bounds its body itself.
+    """
+
+    head_timeout_s = HEAD_TIMEOUT_S
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        if not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_overdue)
+
+    def _head_overdue(self) -> None:
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -40,17 +103,21 @@ def uvicorn_config(
     tls: Mapping[str, Any] | None = None,
     *,
     date_header: bool = True,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
+    head_timeout_s: float = HEAD_TIMEOUT_S,
 ) -> uvicorn.Config:
-    """uvicorn settings for an embedded service: quiet, no lifespan, no websockets.
+    """uvicorn settings for an embedded service: quiet, no lifespan, no websockets, bounded.
 
     ``date_header=False`` leaves the ``Date`` header to the app (an emulator with a clock
     of its own).
     """
+    protocol = type("_Http", (_HeadDeadline,), {"head_timeout_s": head_timeout_s})
     return uvicorn.Config(
         app,
         host=host,
         port=port,
         **(tls or {}),
+        http=protocol,
         log_level="warning",
         access_log=False,
         log_config=None,  # leave the host process's logging set-up alone
@@ -59,6 +126,9 @@ def uvicorn_config(
         server_header=False,
         date_header=date_header,
         timeout_graceful_shutdown=5,
+        limit_concurrency=limit_concurrency,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
 
 
@@ -71,6 +141,8 @@ class ServerThread:
             httpx.get(server.url + "/")
 
     ``tls`` holds uvicorn's ``ssl_*`` options; with them :attr:`url` is ``https://``.
+    ``limit_concurrency`` and ``head_timeout_s`` override :data:`LIMIT_CONCURRENCY`
+    and :data:`HEAD_TIMEOUT_S`.
     """
 
     def __init__(
@@ -83,8 +155,12 @@ class ServerThread:
         startup_timeout: float = 10.0,
         name: str = "asgi-server",
         date_header: bool = True,
+        limit_concurrency: int = LIMIT_CONCURRENCY,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
     ) -> None:
         self._app = app
+        self._limit_concurrency = limit_concurrency
+        self._head_timeout_s = head_timeout_s
         self._host = host
         self._port = port
         self._tls = dict(tls or {})
@@ -124,7 +200,13 @@ class ServerThread:
             raise RuntimeError(f"{self._name} already started")
         server = _Server(
             uvicorn_config(
-                self._app, self._host, self._port, self._tls, date_header=self._date_header
+                self._app,
+                self._host,
+                self._port,
+                self._tls,
+                date_header=self._date_header,
+                limit_concurrency=self._limit_concurrency,
+                head_timeout_s=self._head_timeout_s,
             )
         )
         thread = threading.Thread(target=self._run, args=(server,), name=self._name, daemon=True)

@@ -8,10 +8,12 @@ by code, an ordered event feed, and fault hooks that make it answer 503/429.
 from __future__ import annotations
 
 from scanner_agent.traceserver._app import (
+    DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_EVENTS,
     EVENTS_PAGE_DEFAULT,
     EVENTS_PAGE_MAX,
+    MAX_GZIP_MEMBERS,
     create_app,
 )
 from scanner_agent.traceserver._faults import Fault, Faults
@@ -28,11 +30,13 @@ from scanner_agent.traceserver._store import EVENT_COLUMNS, TraceStore
 
 __all__ = [
     "ACTIONS",
+    "DEFAULT_BODY_TIMEOUT_S",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_EVENTS",
     "EVENTS_PAGE_DEFAULT",
     "EVENTS_PAGE_MAX",
     "EVENT_COLUMNS",
+    "MAX_GZIP_MEMBERS",
     "REASON_NOT_REGISTERED",
     "SCHEMES",
     "Fault",

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
 
-from scanner_agent.asgi import ServerThread
+from scanner_agent.asgi import HEAD_TIMEOUT_S, LIMIT_CONCURRENCY, ServerThread
 from scanner_agent.interpreter import tune_interpreter
 from scanner_agent.traceserver._app import create_app
 from scanner_agent.traceserver._faults import Faults
@@ -42,8 +42,9 @@ def serve(
     """Serve Trace API v1 on ``listen`` (``HOST:PORT``) from the SQLite file ``db_path``; blocks.
 
     ``synchronous`` goes to :class:`TraceStore`; ``app_options`` to
-    :func:`create_app` (``max_body_bytes``, ``max_events``, ``reject_codes``,
-    ``faults``).  Call it from the main thread: SIGINT or SIGTERM stops the
+    :class:`TraceServerThread` (``limit_concurrency``, ``head_timeout_s``) and
+    :func:`create_app` (``max_body_bytes``, ``max_events``, ``body_timeout_s``,
+    ``reject_codes``, ``faults``).  Call it from the main thread: SIGINT or SIGTERM stops the
     server gracefully, closes the store and makes it return normally.
     Raises RuntimeError if the server cannot start (e.g. the port is taken).
     """
@@ -91,6 +92,10 @@ class TraceServerThread:
     ``ssl_keyfile`` turn TLS on and :attr:`url` becomes ``https://``;
     ``ssl_ca_certs`` with ``ssl_cert_reqs=ssl.CERT_REQUIRED`` demands a client
     certificate signed by those CAs (mutual TLS).  They go to uvicorn as given.
+
+    ``limit_concurrency`` and ``head_timeout_s`` bound connections
+    (:mod:`scanner_agent.asgi`); ``body_timeout_s``, like every other
+    ``app_options`` key, goes to :func:`create_app`.
     """
 
     def __init__(
@@ -106,9 +111,13 @@ class TraceServerThread:
         ssl_keyfile: str | Path | None = None,
         ssl_ca_certs: str | Path | None = None,
         ssl_cert_reqs: int = ssl.CERT_NONE,
+        limit_concurrency: int = LIMIT_CONCURRENCY,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
         **app_options: Any,
     ) -> None:
         self._db_path = db_path
+        self._limit_concurrency = limit_concurrency
+        self._head_timeout_s = head_timeout_s
         self._tls: dict[str, Any] = {}
         if ssl_certfile is not None:
             self._tls = {
@@ -172,6 +181,8 @@ class TraceServerThread:
                 tls=self._tls,
                 startup_timeout=self._startup_timeout,
                 name="trace server",
+                limit_concurrency=self._limit_concurrency,
+                head_timeout_s=self._head_timeout_s,
             ).start()
         except BaseException:
             self.stop()
