@@ -227,7 +227,7 @@ async def test_a_lookup_code_longer_than_any_real_code_is_refused_at_once(
     reply = await conn.reply()
     assert reply["ok"], reply
     assert reply["result"]["parsed"]["valid"] is False
-    assert reply["result"]["parsed"]["reason"].startswith(f"too long: {len(code)} characters")
+    assert f"too long: {len(code)} characters" in reply["result"]["parsed"]["reason"]
     assert reply["result"]["scans"] == []
     await conn.send(
         json.dumps({"id": 2, "cmd": "bill.remove", "args": {"code": code, "reason": "x"}}).encode()

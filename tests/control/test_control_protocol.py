@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from scanner_agent.control import MAX_DEPTH, decode, encode, too_deep
@@ -56,7 +56,7 @@ def test_any_bytes_decode_to_an_object_or_a_value_error(data: bytes) -> None:
     assert isinstance(request, dict)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.text(max_size=8), values, max_size=5))
 def test_every_object_round_trips_or_is_refused_for_its_depth(request: dict[str, Any]) -> None:
     line = encode(request)
