@@ -42,9 +42,8 @@ from pathlib import Path
 import httpx
 
 from scanner_agent.config import SyncConfig
-from scanner_agent.intake import OutboxThread
 from scanner_agent.interpreter import tune_interpreter
-from scanner_agent.outbox import Batch, BatchEvent, NewScan, Outbox, uuid7
+from scanner_agent.outbox import Batch, BatchEvent, NewScan, Outbox, OutboxThread, uuid7
 from scanner_agent.sync import SyncLoop, TraceApiClient
 
 TOKEN = "bench-token"

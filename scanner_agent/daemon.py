@@ -35,9 +35,9 @@ from scanner_agent.bills import BillDesk, BillError
 from scanner_agent.config import AgentConfig, load_config, read_credential, service_url
 from scanner_agent.control import ControlServer
 from scanner_agent.errors import ScannerAgentError
-from scanner_agent.intake import GroupCommitter, OutboxThread, ScanIntake
+from scanner_agent.intake import GroupCommitter, ScanIntake
 from scanner_agent.lanes import Lane, SingleFlight
-from scanner_agent.outbox import Outbox, QueueStats
+from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sync import Admission, Gate, PlatformAlarms, Sink, SyncLoop, TraceApiClient
 

@@ -36,13 +36,11 @@ exits non-zero when any check failed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import grp
 import os
 import shutil
-import sqlite3
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -54,7 +52,7 @@ from scanner_agent import logs
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from scanner_agent.errors import CredentialError, ScannerAgentError
 from scanner_agent.install import SERVICE_USER
-from scanner_agent.outbox import backlog_count, count_row_states
+from scanner_agent.outbox import check_file
 from scanner_agent.preflight import Refusal, RunAs, check_outbox, lexists
 
 MAX_CLOCK_SKEW_S = 120.0
@@ -299,34 +297,22 @@ def _outbox_checks(cfg: AgentConfig, user: RunAs) -> Iterator[Check]:
 
 
 def _outbox_integrity(path: Path, user: RunAs) -> Check:
-    try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-        db.execute("PRAGMA schema_version").fetchone()  # opens the file: access shows here
-    except sqlite3.Error as exc:
+    found = check_file(path)
+    if found.open_error:
         readable = os.access(path, os.R_OK)
         return Check(
             "outbox",
             Status.FAIL if readable else Status.WARN,
-            f"{path}: cannot open: {exc}"
+            f"{path}: cannot open: {found.open_error}"
             if readable
             else f"{path}: {RunAs.me().name} may not read it, so its integrity was not checked",
             "check its owner and mode" if readable else _access_hint(path),
         )
-    owed = None
-    try:
-        row = db.execute("PRAGMA quick_check").fetchone()
-        result = str(row[0]) if row else "no result"
-        with contextlib.suppress(sqlite3.Error):  # a file the agent has not migrated yet
-            owed = backlog_count(count_row_states(db))
-    except sqlite3.Error as exc:
-        result = f"{type(exc).__name__}: {exc}"
-    finally:
-        db.close()
-    if result != "ok":
+    if found.problem:
         return Check(
             "outbox",
             Status.FAIL,
-            f"{path} failed its integrity check: {result}",
+            f"{path} failed its integrity check: {found.problem}",
             "the agent moves a corrupt outbox aside and starts a new one on its next start; "
             "export what can be read first: `scanner-agent queue export --outbox FILE`",
         )
@@ -337,7 +323,7 @@ def _outbox_integrity(path: Path, user: RunAs) -> Check:
             f"{path}: {user.name} cannot read and write it",
             f"`sudo chown {SERVICE_USER}: {path}*`",
         )
-    owing = f", {owed} scans not yet delivered" if owed is not None else ""
+    owing = f", {found.owed} scans not yet delivered" if found.owed is not None else ""
     return _ok("outbox", f"{path}: integrity ok{owing}")
 
 

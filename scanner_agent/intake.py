@@ -23,10 +23,9 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from drivers.base import RawScan, ScanOutcome, Verdict
 from scanner_agent.codes import ScanResult, Scheme, parse_many, parse_scan
@@ -35,7 +34,7 @@ from scanner_agent.outbox import (
     EnqueueResult,
     EnqueueStatus,
     NewScan,
-    Outbox,
+    OutboxThread,
     RejectRecord,
     uuid7_many,
 )
@@ -46,35 +45,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
 
 _SCHEME_TEXT = {scheme: scheme.value for scheme in Scheme}
 """A scheme's stored text (a dict lookup: ``Enum.value`` is a descriptor call per scan)."""
 
 _EVERY_SCHEME: frozenset[str] = frozenset(_SCHEME_TEXT.values())
 """What is taken when no sink says otherwise."""
-
-
-class OutboxThread:
-    """Runs every outbox call on one dedicated thread, awaitable from asyncio.
-
-    SQLite work (and its fsync) never runs on the event loop, and one thread
-    means the outbox sees a strict order of operations.
-    """
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-
-    async def call(self, fn: Callable[..., _T], /, *args: object, **kwargs: object) -> _T:
-        """Run ``fn(*args, **kwargs)`` on the outbox thread and await its result."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-
-    def shutdown(self) -> None:
-        """Wait for queued calls to finish, then stop the thread."""
-        self._executor.shutdown(wait=True)
 
 
 @dataclass

@@ -17,8 +17,8 @@ from scanner_agent.bills._files import parse_expected_csv, parse_packs_csv
 from scanner_agent.bills._models import Bill, BillView, CodeHistory, Removal
 from scanner_agent.bills._store import BillBook
 from scanner_agent.bills._types import bill_type
-from scanner_agent.intake import OutboxThread
 from scanner_agent.lanes import Lane
+from scanner_agent.outbox import OutboxThread
 
 log = logging.getLogger(__name__)
 

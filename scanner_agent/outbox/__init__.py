@@ -19,6 +19,7 @@ from scanner_agent.outbox._models import (
     SettleSummary,
     WalCheckpoint,
 )
+from scanner_agent.outbox._readonly import FileCheck, check_file
 from scanner_agent.outbox._rejects import REJECT_LAST_AT
 from scanner_agent.outbox._schema import SCHEMA_VERSION
 from scanner_agent.outbox._states import (
@@ -35,6 +36,7 @@ from scanner_agent.outbox._states import (
     row_state_where,
 )
 from scanner_agent.outbox._store import Outbox
+from scanner_agent.outbox._thread import OutboxThread
 
 __all__ = [
     "BACKLOG_STATES",
@@ -50,9 +52,11 @@ __all__ = [
     "EnqueueResult",
     "EnqueueStatus",
     "EventResult",
+    "FileCheck",
     "NewScan",
     "Outbox",
     "OutboxRow",
+    "OutboxThread",
     "QuarantinedRow",
     "QueueStats",
     "RejectRecord",
@@ -62,6 +66,7 @@ __all__ = [
     "backlog_count",
     "backlog_where",
     "bill_state",
+    "check_file",
     "count_row_states",
     "outbox_path_problem",
     "row_state",

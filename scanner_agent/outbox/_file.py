@@ -26,6 +26,19 @@ import stat
 from pathlib import Path
 
 from scanner_agent.errors import OutboxError
+from scanner_agent.outbox._connect import connect_readonly
+
+__all__ = [
+    "DIR_MODE",
+    "FILE_MODE",
+    "OUTBOX_APPLICATION_ID",
+    "SQLITE_HEADER",
+    "check_outbox_path",
+    "create_outbox_file",
+    "mark_outbox",
+    "outbox_path_problem",
+    "tighten_modes",
+]
 
 OUTBOX_APPLICATION_ID = 0x53434147
 """``PRAGMA application_id`` of an outbox (``SCAG``), at offset 68 of the file header."""
@@ -96,7 +109,7 @@ def _foreign(path: Path) -> str:
     if app_id:
         return f"is another program's SQLite database (application_id {app_id:#010x})"
     try:
-        db = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+        db = connect_readonly(path, immutable=True)
         try:
             names = sorted(
                 str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")

@@ -20,6 +20,11 @@ _last_ms = 0
 _counter = 0
 _pool = b""
 _pos = 0
+__all__ = [
+    "uuid7",
+    "uuid7_many",
+]
+
 _POOL_BYTES = 8 * 1024
 
 

@@ -8,6 +8,21 @@ from typing import NamedTuple
 
 from scanner_agent.outbox._states import backlog_count
 
+__all__ = [
+    "WIRE_FIELDS",
+    "Batch",
+    "BatchEvent",
+    "EnqueueResult",
+    "EnqueueStatus",
+    "EventResult",
+    "NewScan",
+    "OutboxRow",
+    "QueueStats",
+    "RejectRecord",
+    "SettleSummary",
+    "WalCheckpoint",
+]
+
 
 class NewScan(NamedTuple):
     """An accepted scan about to be committed.

@@ -28,15 +28,25 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from scanner_agent.outbox._connect import connect_readonly
 from scanner_agent.outbox._damage import RowRead, read_rows, scan_columns
 from scanner_agent.outbox._models import NewScan
 
-if TYPE_CHECKING:
-    from scanner_agent.outbox._store import Outbox
+__all__ = ["SalvageReport", "SalvageTarget", "salvage", "salvage_rows"]
 
-__all__ = ["SalvageReport", "salvage", "salvage_rows"]
+
+class SalvageTarget(Protocol):
+    """What salvage writes into: the live :class:`~scanner_agent.outbox.Outbox`."""
+
+    @property
+    def path(self) -> Path: ...
+
+    def add_salvaged(
+        self, scans: Sequence[NewScan], *, dry_run: bool = False
+    ) -> tuple[int, int]: ...
+
 
 _READ_ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)
 """What reading a damaged file raises: SQLite's errors, and Python's decoding of an error
@@ -189,7 +199,7 @@ def _new_scan(row: dict[str, Any]) -> NewScan:
     return NewScan._make([row.get(f) for f in NewScan._fields])
 
 
-def salvage(source: Path, target: Outbox, *, dry_run: bool = False) -> SalvageReport:
+def salvage(source: Path, target: SalvageTarget, *, dry_run: bool = False) -> SalvageReport:
     """Recover the owed scans of the outbox file ``source`` into ``target`` (see the module).
 
     ``source`` is only read, through a ``mode=ro`` connection, with its WAL if
@@ -204,10 +214,8 @@ def salvage(source: Path, target: Outbox, *, dry_run: bool = False) -> SalvageRe
             f"{source} is the live outbox itself; salvage reads another file into it "
             "(a copy moved aside, or a copy of a damaged file)"
         )
-    from scanner_agent.outbox._store import _connect_readonly
-
     report = SalvageReport(str(source), dry_run=dry_run)
-    db = _connect_readonly(source)
+    db = connect_readonly(source)
     try:
         for found in salvage_rows(db, report):
             report.damaged += [

@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, text_checksum
 
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "current_version",
+    "migrate",
+    "migration",
+]
+
 Migration = Callable[[sqlite3.Connection], None]
+
 MIGRATIONS: list[tuple[int, str, Migration]] = []
 
 

@@ -44,6 +44,16 @@ from typing import Any, NamedTuple, get_args, get_type_hints
 
 from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, flat_params, text_checksum
+from scanner_agent.outbox._connect import (
+    connect_reader,
+    connect_readonly,
+    connect_writer,
+    is_busy,
+    is_damage,
+    is_damage_error,
+    is_full,
+    quick_check,
+)
 from scanner_agent.outbox._damage import (
     DamagedRow,
     QuarantinedRow,
@@ -92,6 +102,10 @@ from scanner_agent.outbox._states import (
 )
 from scanner_agent.outbox._wal import WalReport, inspect_wal, repaired_copy
 from scanner_agent.sqlrows import NULL, max_rows, select_list, size_class, values_clause
+
+__all__ = [
+    "Outbox",
+]
 
 log = logging.getLogger(__name__)
 
@@ -170,72 +184,6 @@ def _now_iso() -> str:
 
 _DAMAGE_ROUNDS = 20
 """Reads a lease may retry after quarantining what the previous one found damaged."""
-
-_BUSY_TIMEOUT_S = 10.0
-"""How long a connection waits for a lock held by another connection or process."""
-
-
-def _is_damage(exc: sqlite3.Error) -> bool:
-    """Whether SQLite says the file itself is damaged or not a database at all."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-    text = str(exc)
-    return "malformed" in text or "not a database" in text
-
-
-def _quick_check(db: sqlite3.Connection) -> str:
-    """``PRAGMA quick_check``'s finding ('' when ok).
-
-    Read as bytes: its messages may quote damaged bytes, which would fail
-    Python's decoding (a ``UnicodeDecodeError``, not an ``sqlite3.Error``).
-    """
-    text_factory = db.text_factory
-    db.text_factory = bytes
-    try:
-        row = db.execute("PRAGMA quick_check").fetchone()
-    except UnicodeDecodeError as exc:  # SQLite's error message quotes damaged bytes
-        return f"an error about damaged bytes ({exc})"
-    finally:
-        db.text_factory = text_factory
-    if row is None:
-        return "quick_check gave no result"
-    text = bytes(row[0]).decode(errors="replace")
-    return "" if text == "ok" else text
-
-
-def _is_damage_error(exc: BaseException | None) -> bool:
-    """Whether ``exc`` (an error's cause) is SQLite reporting damage."""
-    return isinstance(exc, sqlite3.Error) and _is_damage(exc)
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    """Whether another connection holds a lock SQLite gave up waiting for (the busy timeout)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    return "database is locked" in str(exc)
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
-
-
-def _connect_readonly(p: Path) -> sqlite3.Connection:
-    """A ``mode=ro`` connection to ``p``, waiting up to the busy timeout for locks.
-
-    It never writes the file or its WAL and takes no part in checkpoints, so
-    looking at a file through it (a live daemon's, or a damaged one about to
-    be moved aside) leaves the file as it was.
-    """
-    return sqlite3.connect(
-        f"{p.absolute().as_uri()}?mode=ro",
-        uri=True,
-        isolation_level=None,
-        check_same_thread=False,
-        timeout=_BUSY_TIMEOUT_S,
-    )
 
 
 def _rename_no_replace(src: Path, dst: Path) -> bool:
@@ -578,7 +526,7 @@ class Outbox:
             raise OutboxError(f"Failed to open outbox {str(p)!r}: no such file")
         problem = ""
         try:
-            reader = _connect_readonly(p)
+            reader = connect_readonly(p)
         except sqlite3.Error as exc:
             raise OutboxError(f"Failed to open outbox {str(p)!r} read-only: {exc}") from exc
         try:
@@ -608,19 +556,11 @@ class Outbox:
         """
         checked = Outbox._quick_check_untouched(p)
         try:
-            # Room in the statement cache for every group-insert size class and the rest.
-            db = sqlite3.connect(
-                p,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=_BUSY_TIMEOUT_S,
-                cached_statements=256,
-            )
+            db = connect_writer(p)
         except sqlite3.Error as exc:
             raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
         try:
-            db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-            if not checked and (problem := _quick_check(db) or schema_problem(db)):
+            if not checked and (problem := quick_check(db) or schema_problem(db)):
                 raise OutboxCorruptError(problem)
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()
             if mode is None or str(mode[0]).lower() != "wal":
@@ -629,9 +569,9 @@ class Outbox:
             db.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             db.close()
-            if _is_full(exc):
+            if is_full(exc):
                 raise OutboxFullError(f"Failed to open outbox {str(p)!r}: disk full") from exc
-            if not _is_damage(exc):
+            if not is_damage(exc):
                 # Locked by another process, an I/O error, no permission: the file may be
                 # fine and in use, so it must never be moved aside for this.
                 raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
@@ -680,17 +620,17 @@ class Outbox:
         except OSError:
             return False
         try:
-            db = _connect_readonly(p)
+            db = connect_readonly(p)
         except sqlite3.Error:
             return False
         try:
-            problem = _quick_check(db) or schema_problem(db)
+            problem = quick_check(db) or schema_problem(db)
         except UnicodeDecodeError as exc:  # an error text or value quoting damaged bytes
             problem = f"damaged bytes in the schema ({exc})"
         except sqlite3.DatabaseError as exc:
-            if _is_busy(exc):  # the writer would wait out the same lock again: say so now
+            if is_busy(exc):  # the writer would wait out the same lock again: say so now
                 raise OutboxError(f"Failed to open outbox {str(p)!r}: {exc}") from exc
-            if not _is_damage(exc):
+            if not is_damage(exc):
                 return False
             problem = str(exc)
         finally:
@@ -823,7 +763,7 @@ class Outbox:
             self._db.execute("PRAGMA synchronous = FULL")
 
     def _map(self, exc: sqlite3.Error, doing: str) -> OutboxError:
-        if _is_full(exc):
+        if is_full(exc):
             return OutboxFullError(f"Failed to {doing} in outbox {str(self.path)!r}: disk full")
         return OutboxError(f"Failed to {doing} in outbox {str(self.path)!r}: {exc}")
 
@@ -847,12 +787,7 @@ class Outbox:
         if self.readonly:
             return self._db  # already a read-only connection
         if self._reader_db is None:
-            db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_S
-            )
-            db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-            db.execute("PRAGMA query_only = 1")
-            self._reader_db = db
+            self._reader_db = connect_reader(self.path)
         return self._reader_db
 
     def check_free_space(self) -> None:
@@ -1125,7 +1060,7 @@ class Outbox:
                         batch = self._lease_in(db, now, limit, lease_s, max_bytes)
                 except (_StaleIndex, OutboxError) as exc:
                     if rebuilt or not (
-                        isinstance(exc, _StaleIndex) or _is_damage_error(exc.__cause__)
+                        isinstance(exc, _StaleIndex) or is_damage_error(exc.__cause__)
                     ):
                         raise OutboxError(
                             f"Failed to lease from outbox {str(self.path)!r}: {exc}"

@@ -41,8 +41,7 @@ from scanner_agent.errors import (
     SiteProblemError,
     TransientSyncError,
 )
-from scanner_agent.intake import OutboxThread
-from scanner_agent.outbox import Batch, EventResult, RowState, SettleSummary
+from scanner_agent.outbox import Batch, EventResult, OutboxThread, RowState, SettleSummary
 from scanner_agent.sync._client import NetworkError
 from scanner_agent.sync._sinks import Sink
 

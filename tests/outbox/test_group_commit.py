@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from scanner_agent.intake import GroupCommitter, OutboxThread
-from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox
+from scanner_agent.intake import GroupCommitter
+from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, OutboxThread
 from tests.outbox.conftest import cn20_scans
 
 scans = cn20_scans

@@ -15,7 +15,7 @@ from scanner_agent.outbox import (
     EventResult,
     NewScan,
     Outbox,
-    _store,
+    _connect,
     uuid7,
 )
 from scanner_agent.outbox._schema import MIGRATIONS
@@ -160,7 +160,7 @@ def test_a_locked_file_is_an_error_and_never_moved_aside(
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("PRAGMA locking_mode = EXCLUSIVE")
     holder.execute("BEGIN EXCLUSIVE")
-    monkeypatch.setattr(_store, "_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_connect, "BUSY_TIMEOUT_S", 0.2)
     connects: list[object] = []
     connect = sqlite3.connect
 
@@ -168,7 +168,7 @@ def test_a_locked_file_is_an_error_and_never_moved_aside(
         connects.append(args[0])
         return connect(*args, **kwargs)
 
-    monkeypatch.setattr(_store.sqlite3, "connect", counting_connect)
+    monkeypatch.setattr(sqlite3, "connect", counting_connect)
     try:
         with pytest.raises(OutboxError, match="locked") as caught:
             Outbox.open(path)

@@ -25,6 +25,7 @@ from scanner_agent.outbox import (
     RejectRecord,
     RowState,
     WalCheckpoint,
+    _connect,
     _store,
     uuid7,
 )
@@ -489,7 +490,7 @@ def test_checkpoint_never_waits_for_a_reader_holding_an_old_snapshot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An hour-long busy timeout: a checkpoint that waited for the reader would hang the test.
-    monkeypatch.setattr(_store, "_BUSY_TIMEOUT_S", 3600.0)
+    monkeypatch.setattr(_connect, "BUSY_TIMEOUT_S", 3600.0)
     box = Outbox.open(tmp_path / "outbox.db")
     box.enqueue_many(codes(50))
     reader = sqlite3.connect(box.path, isolation_level=None)

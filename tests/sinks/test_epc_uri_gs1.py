@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner_agent.intake import OutboxThread
-from scanner_agent.outbox import Batch, BatchEvent, Outbox
+from scanner_agent.outbox import Batch, BatchEvent, Outbox, OutboxThread
 from scanner_agent.sinks.epcis import (
     EpcisCaptureClient,
     EpcisCaptureConfig,

@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from scanner_agent.config import SyncConfig
-from scanner_agent.intake import OutboxThread
-from scanner_agent.outbox import NewScan, Outbox, RowState, uuid7
+from scanner_agent.outbox import NewScan, Outbox, OutboxThread, RowState, uuid7
 from scanner_agent.sync import LinkState, SyncLoop, TraceApiClient
 from tests.sync.conftest import codes, wait_until
 

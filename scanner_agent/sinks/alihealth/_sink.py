@@ -66,7 +66,7 @@ from scanner_agent.sinks.alihealth._protocol import (
 from scanner_agent.sync import Admission
 
 if TYPE_CHECKING:
-    from scanner_agent.intake import OutboxThread
+    from scanner_agent.outbox import OutboxThread
 
 __all__ = ["AliHealthSink", "BillPayload", "alihealth_admission"]
 

@@ -37,7 +37,7 @@ from scanner_agent.sinks.epcis._document import EPC_SCHEMES, Child, epc_uri
 from scanner_agent.sync import Admission
 
 if TYPE_CHECKING:
-    from scanner_agent.intake import OutboxThread
+    from scanner_agent.outbox import OutboxThread
 
 __all__ = ["EPCIS_ADMISSION", "EpcisPayload", "EpcisSink", "carton_units"]
 
