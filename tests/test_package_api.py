@@ -11,6 +11,7 @@ import pytest
 PACKAGES = [
     "scanner_agent.exports",
     "scanner_agent.lab",
+    "scanner_agent.outbox",
     "scanner_agent.sinks",
     "scanner_agent.sinks.alihealth",
     "scanner_agent.sinks.epcis",
