@@ -54,6 +54,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	@echo "==> installing scanner-agent and what its demo, TUI, camera decoding and tests need"
+	@echo "    (Textual, OpenCV, zxing-cpp, pytest, mypy, ...) into $(VENV) with pip:"
+	@echo "    about 450 MB; the first time this takes about 2-5 minutes, later runs skip it."
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,tui,camera]'
 	@touch $(STAMP)

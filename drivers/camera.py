@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -640,13 +641,47 @@ class FileRead:
     symbol: Symbol
 
 
+@dataclass(frozen=True, slots=True)
+class FileDone:
+    """The end of one file in :func:`decode_paths`: its frames and the codes reported from it.
+
+    ``frames`` is 0 for an image OpenCV could not read, or for a folder with no
+    image in it (then ``file`` is the folder), so a caller can say that nothing
+    was read instead of saying nothing.
+    """
+
+    file: str
+    frames: int
+    codes: int
+
+
+def image_files(folder: Path, *, recursive: bool) -> list[Path]:
+    """The images in ``folder`` (and, ``recursive``, its subfolders), sorted by path.
+
+    Symlinked subfolders are not followed, so a link loop cannot make the walk endless.
+    """
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
+    found = []
+    for top, dirs, files in os.walk(folder, followlinks=False):
+        dirs.sort()
+        found += [Path(top, f) for f in files if _is_image(Path(f))]
+    return sorted(found)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
 def decode_paths(
-    paths: Sequence[str], decoder: FrameDecoder, *, unique: bool = False
-) -> Iterator[FileRead]:
+    paths: Sequence[str], decoder: FrameDecoder, *, unique: bool = False, recursive: bool = True
+) -> Iterator[FileRead | FileDone]:
     """Every code in images, videos and folders of images, frame by frame.
 
-    Folders are expanded to their images (one file each, frame 0); a video
-    gives every frame.  With ``unique`` a text is reported once per file.
+    Folders are expanded to their images (one file each, frame 0), with those
+    of their subfolders unless ``recursive`` is false; a video gives every
+    frame.  With ``unique`` a text is reported once per file.  Each file ends
+    with a :class:`FileDone`, so files with no code are reported too.
 
     Raises:
         DeviceUnavailable: a path does not exist or cannot be opened.
@@ -659,24 +694,27 @@ def decode_paths(
                 device=path,
             )
         if kind == "folder":
-            folder = ImageFolder(path)
-            files = [str(p) for p in folder.paths]
+            files = [str(p) for p in image_files(Path(path), recursive=recursive)]
+            if not files:
+                yield FileDone(path, 0, 0)
         else:
             files = [path]
         for file in files:
             cap = open_capture(file)
             seen: set[str] = set()
-            index = 0
+            index = codes = 0
             try:
                 while (image := cap.read()) is not None:
                     for s in decoder.decode(image).symbols:
                         if unique and s.text in seen:
                             continue
                         seen.add(s.text)
+                        codes += 1
                         yield FileRead(file, index, s)
                     index += 1
             finally:
                 cap.close()
+            yield FileDone(file, index, codes)
 
 
 # -- factory -----------------------------------------------------------------------

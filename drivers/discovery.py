@@ -85,7 +85,7 @@ class FoundDevice:
         """``vvvv:pppp`` in hex, when both ids are known."""
         if self.vid is None or self.pid is None:
             return None
-        return f"{self.vid:04x}:{self.pid:04x}"
+        return profiles.usb_id_text(self.vid, self.pid)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``usb_id`` included)."""

@@ -1,8 +1,11 @@
 """``scanner-agent``: one console script, a subcommand per job.
 
 The CLI is thin (sqlite-utils' rule): each command parses its arguments,
-calls one library function and maps :class:`ScannerAgentError` to a message
-on stderr and exit status 2, so piped JSON output is never mixed with errors.
+calls one library function and prints the result through
+:mod:`scanner_agent.cli_output` (tables for people, ``--json`` for programs);
+a :class:`ScannerAgentError` becomes a message on stderr and the documented
+exit status (:data:`~scanner_agent.cli_output.EXIT_CODES`), so piped JSON
+output is never mixed with errors.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import asyncio
 import csv
 import dataclasses
 import importlib
-import json
 import logging
 import os
 import sys
@@ -22,6 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from scanner_agent import __version__
+from scanner_agent.cli_output import (
+    EPILOG,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    add_command,
+    exit_code,
+    json_flag,
+    note,
+    plural,
+    print_fields,
+    print_json,
+    print_json_lines,
+    print_table,
+)
 from scanner_agent.config import (
     DEFAULT_CONFIG_PATH,
     AgentConfig,
@@ -29,9 +45,10 @@ from scanner_agent.config import (
     load_config,
     read_token,
 )
-from scanner_agent.errors import ConfigError, ScannerAgentError
+from scanner_agent.errors import ConfigError, ScannerAgentError, UsageError
 from scanner_agent.install import SERVICE_USER
 from scanner_agent.preflight import Refusal, RunAs, check_user, preflight
+from scanner_agent.times import age, local
 
 PRIVATE_UMASK = 0o027
 """``run``'s umask: files at most 0640, directories 0750 (the unit's ``UMask=`` too)."""
@@ -49,10 +66,6 @@ EXTENSIONS: tuple[str, ...] = (
 """Modules whose ``register(add: AddCommand)`` adds subcommands (hardware, bills, install...)."""
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-
-
 # -- parse ---------------------------------------------------------------------
 
 
@@ -65,14 +78,17 @@ def _inputs(codes: Sequence[str]) -> Iterable[bytes]:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    """Print one JSON object per input code."""
+    """Print one JSON object per input code; exit 3 when any of them is not a valid code."""
     from scanner_agent.codes import parse_scan
 
+    invalid = 0
     for data in _inputs(args.codes):
         if not data.strip(b"\r\n"):
             continue
-        _print_json(parse_scan(data).to_dict())
-    return 0
+        result = parse_scan(data)
+        invalid += not result.valid
+        print_json(result.to_dict())
+    return EXIT_PROBLEMS if invalid else EXIT_OK
 
 
 # -- run -----------------------------------------------------------------------
@@ -129,7 +145,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for warning in _preflight(args, cfg, user):
         print(f"scanner-agent: warning: {warning}", file=sys.stderr)
     if args.json:
-        _print_json({**dataclasses.asdict(cfg), "checked_as": user.name})
+        print_json({**dataclasses.asdict(cfg), "checked_as": user.name})
     else:
         print(
             f"{args.config or DEFAULT_CONFIG_PATH}: OK ({len(cfg.sources)} sources; "
@@ -175,90 +191,94 @@ def cmd_trace_server(args: argparse.Namespace) -> int:
 # -- queue ---------------------------------------------------------------------
 
 
+def outbox_file(args: argparse.Namespace) -> Path:
+    """``--outbox``, else ``outbox.path`` of the config; a usage error when there is no such file.
+
+    Checked before anything opens it, so a command that only looks never
+    creates an outbox where there was none.
+    """
+    path = Path(args.outbox or _load(args).outbox.path)
+    if not path.exists():
+        raise UsageError(f"Failed to open outbox {str(path)!r}: no such file")
+    return path
+
+
 def _open_outbox(args: argparse.Namespace) -> Any:
     """The outbox opened for writing (``queue retry``): the daemon's own open, migrations too."""
     from scanner_agent.outbox import Outbox
 
-    path = args.outbox or _load(args).outbox.path
-    if not Path(path).exists():
-        raise ScannerAgentError(f"Failed to open outbox {path!r}: no such file")
-    return Outbox.open(path)
+    return Outbox.open(outbox_file(args))
 
 
 def _read_outbox(args: argparse.Namespace) -> Any:
     """The outbox opened read-only: looking at a live daemon's file must never change it."""
     from scanner_agent.outbox import Outbox
 
-    return Outbox.open_readonly(args.outbox or _load(args).outbox.path)
+    return Outbox.open_readonly(outbox_file(args))
 
 
 def _age_s(timestamp: str | None, now: datetime) -> float | None:
     """Seconds from an RFC 3339 ``scanned_at`` to ``now`` (negative: a clock ahead of ours)."""
-    if timestamp is None:
-        return None
-    try:
-        at = datetime.fromisoformat(timestamp)
-    except ValueError:
-        return None
-    if at.tzinfo is None:  # not written by the intake, which always gives the offset
-        at = at.replace(tzinfo=UTC)
-    return round((now - at).total_seconds(), 3)
+    from scanner_agent.times import parse_time
 
-
-def _human_age(seconds: float) -> str:
-    """``45s``, ``12m 5s``, ``3h 12m``, ``2d 4h``: the two largest units, enough for an operator."""
-    s = int(abs(seconds))
-    days, s = divmod(s, 86400)
-    hours, s = divmod(s, 3600)
-    minutes, s = divmod(s, 60)
-    if days:
-        text = f"{days}d {hours}h"
-    elif hours:
-        text = f"{hours}h {minutes}m"
-    elif minutes:
-        text = f"{minutes}m {s}s"
-    else:
-        text = f"{s}s"
-    return f"{text} ago" if seconds >= 0 else f"{text} in the future (clock ahead?)"
+    at = parse_time(timestamp)
+    return None if at is None else round((now - at).total_seconds(), 3)
 
 
 def cmd_queue_stats(args: argparse.Namespace) -> int:
-    """Counts per state, oldest pending and its age, file sizes."""
+    """Counts per state, oldest pending and its age, refusals by reason, file sizes."""
     with _read_outbox(args) as outbox:
         stats = outbox.stats()
         reasons = outbox.reject_reasons()
-    age = _age_s(stats.oldest_pending_at, datetime.now(UTC))
+    seconds = _age_s(stats.oldest_pending_at, datetime.now(UTC))
     data = {
         **dataclasses.asdict(stats),
         "backlog": stats.backlog,
-        "oldest_pending_age_s": age,
+        "oldest_pending_age_s": seconds,
         "reject_reasons": reasons,
     }
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     # One line per row state (every state, zeros too: each row is in exactly one).
-    for state, n in stats.counts.items():
-        print(f"{state:<10} {n}")
-    print(f"backlog    {stats.backlog}")
-    oldest = stats.oldest_pending_at or "-"
-    print(f"oldest     {oldest}" + (f" ({_human_age(age)})" if age is not None else ""))
-    print(f"refused    {stats.rejects}  {reasons or ''}")
-    print(
-        f"file       {stats.file_bytes} bytes (WAL {stats.wal_bytes}), schema v{stats.schema_version}"
+    rows: list[tuple[str, Any]] = list(stats.counts.items())
+    rows.append(("backlog", stats.backlog))
+    oldest = local(stats.oldest_pending_at)
+    rows.append(("oldest", oldest + (f" ({age(seconds)})" if seconds is not None else "")))
+    rows.append(("refused", stats.rejects))
+    rows += [(f"  {reason}", n) for reason, n in reasons.items()]
+    rows.append(
+        (
+            "file",
+            f"{stats.file_bytes} bytes (WAL {stats.wal_bytes}), schema v{stats.schema_version}",
+        )
     )
+    print_fields(rows)
     return 0
 
 
 def cmd_queue_ls(args: argparse.Namespace) -> int:
-    """List outbox rows."""
+    """List outbox rows, oldest first; say how many the limit left out."""
+    filters = {"state": args.state, "code": args.code, "bill": args.bill}
     with _read_outbox(args) as outbox:
-        rows = outbox.rows(state=args.state, code=args.code, bill=args.bill, limit=args.limit)
-    for r in rows:
-        if args.json:
-            _print_json(dataclasses.asdict(r))
-        else:
-            print(f"{r.seq:>8} {r.state:<10} {r.scheme:<5} {r.code:<40} {r.bill} {r.reason or ''}")
+        rows = outbox.rows(**filters, limit=args.limit)
+        total = outbox.count_rows(**filters) if len(rows) >= args.limit else len(rows)
+    if args.json:
+        print_json_lines(dataclasses.asdict(r) for r in rows)
+    else:
+        print_table(
+            ["seq", "state", "scheme", "code", "bill", "scanned at", "reason"],
+            [
+                (r.seq, r.state, r.scheme, r.code, r.bill, local(r.scanned_at), r.reason)
+                for r in rows
+            ],
+            empty="no rows" + (" match" if any(filters.values()) else " in the outbox"),
+        )
+    if total > len(rows):
+        note(
+            f"showing the first {plural(len(rows), 'row')} of {total}: "
+            f"{total - len(rows)} left out (--limit N shows more)"
+        )
     return 0
 
 
@@ -267,9 +287,11 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
     with _open_outbox(args) as outbox:
         n = outbox.requeue_rejected(args.seq or None)
     if args.json:
-        _print_json({"requeued": n})
+        print_json({"requeued": n})
+    elif n:
+        print(f"{plural(n, 'row')} back to pending")
     else:
-        print(f"{n} rows back to pending")
+        print("no rejected rows" + (" with those seq numbers" if args.seq else "") + " to retry")
     return 0
 
 
@@ -278,13 +300,16 @@ def cmd_queue_export(args: argparse.Namespace) -> int:
 
     Each row is decoded and checksum-verified alone, so a damaged row never
     stops the export: it is left out of the output and named on stderr (seq,
-    problem, its bytes in hex), and the exit status is 1.
+    problem, its bytes in hex), and the exit status is 3 (ran, found problems).
+    ``--json`` is ``--format jsonl``, the default.
     """
     from scanner_agent.outbox import OutboxRow
 
+    if args.json and args.format == "csv":
+        raise UsageError("queue export: --json and --format csv contradict each other")
     fields = [f.name for f in dataclasses.fields(OutboxRow)]
     writer = csv.DictWriter(sys.stdout, fieldnames=fields) if args.format == "csv" else None
-    damaged = 0
+    damaged = exported = 0
     with _read_outbox(args) as outbox:
         if writer:
             writer.writeheader()
@@ -293,47 +318,46 @@ def cmd_queue_export(args: argparse.Namespace) -> int:
             rows, bad = outbox.export_page(after_seq=after, limit=5000)
             if not rows and not bad:
                 break
+            exported += len(rows)
             for r in rows:
                 d = dataclasses.asdict(r)
                 if writer:
                     writer.writerow(d)
                 else:
-                    _print_json(d)
+                    print_json(d)
             for b in bad:
-                print(
-                    f"damaged row seq {b.seq} not exported: {b.problem}; bytes {b.content.hex()}",
-                    file=sys.stderr,
-                )
+                note(f"damaged row seq {b.seq} not exported: {b.problem}; bytes {b.content.hex()}")
             damaged += len(bad)
             after = max(x.seq for x in (*rows, *bad))
     if damaged:
-        print(
-            f"{damaged} damaged rows not exported (quarantined or failing their checksum); "
-            "see docs/operations.md, 'Damaged outbox'",
-            file=sys.stderr,
+        note(
+            f"{plural(damaged, 'damaged row')} not exported (quarantined or failing their "
+            "checksum); see docs/operations.md, 'Damaged outbox'"
         )
-        return 1
-    return 0
+        return EXIT_PROBLEMS
+    if not exported:
+        note("no rows to export: the outbox is empty")
+    return EXIT_OK
 
 
 def cmd_queue_salvage(args: argparse.Namespace) -> int:
     """Recover the owed scans of a damaged outbox file (never written) into the live outbox.
 
-    Exit status 0 when every row read back intact, 1 when damaged rows or
-    unreadable stretches were found (the report names them), 2 on error.
+    Exit status 0 when every row read back intact, 3 when damaged rows or
+    unreadable stretches were found (the report names them), 1 or 2 on error.
     """
     import sqlite3
 
     source = Path(args.file)
     if not source.is_file():
-        raise ScannerAgentError(f"Failed to salvage {str(source)!r}: no such file")
+        raise UsageError(f"Failed to salvage {str(source)!r}: no such file")
     with _open_outbox(args) as outbox:
         try:
             report = outbox.salvage(source, dry_run=args.dry_run)
         except (ValueError, sqlite3.Error) as exc:
             raise ScannerAgentError(f"Failed to salvage {str(source)!r}: {exc}") from exc
     if args.json:
-        _print_json(report.as_dict())
+        print_json(report.as_dict())
     else:
         verb = "would recover" if args.dry_run else "recovered"
         print(f"{source}: {verb} {report.recovered} scans into {outbox.path}")
@@ -349,10 +373,21 @@ def cmd_queue_salvage(args: argparse.Namespace) -> int:
         print(f"  unreadable       {len(report.unreadable)}")
         for u in report.unreadable:
             print(f"    after seq {u['after_seq']} (resumed at {u['resumed_at']}): {u['error']}")
-    return 1 if report.damaged or report.unreadable else 0
+    return EXIT_PROBLEMS if report.damaged or report.unreadable else EXIT_OK
 
 
 # -- wiring --------------------------------------------------------------------
+
+
+def _count(text: str) -> int:
+    """A ``--limit``: a whole number, zero or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,20 +395,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="scanner-agent",
         description="Edge agent for barcode scanners: read, validate, keep durably, sync.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"scanner-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = add_command(sub, name, help_text)
         p.set_defaults(handler=handler)
         return p
 
     def config_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", "-c", help=f"config file (default {DEFAULT_CONFIG_PATH})")
 
-    p = add("parse", cmd_parse, "Parse codes (arguments or stdin lines) and print JSON results.")
+    p = add(
+        "parse",
+        cmd_parse,
+        "Parse codes (arguments or stdin lines) and print one JSON object per code; "
+        "exit 3 when any code is invalid.",
+    )
     p.add_argument("codes", nargs="*", help="codes to parse; read lines from stdin when none")
+    json_flag(p, "print JSON (the default: parse always prints one JSON object per code)")
 
     p = add("run", cmd_run, "Run the agent daemon: sources -> outbox -> sync.")
     config_arg(p)
@@ -385,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Validate a config file: everything `run` checks before it starts.",
     )
     config_arg(p)
-    p.add_argument("--json", action="store_true", help="print the resolved config as JSON")
+    json_flag(p, "print the resolved config as JSON")
     p.add_argument(
         "--user",
         help=f"check file access as this user (default: {SERVICE_USER} when run as root "
@@ -395,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "Run the end-to-end demo on loopback (no hardware, no network).")
     p.add_argument("--count", type=int, default=300, help="simulated scans (default 300)")
     p.add_argument("--keep", metavar="DIR", help="keep the outbox and service database in DIR")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    json_flag(p, "print the summary as JSON")
     p.add_argument(
         "--protocol",
         choices=["trace-api", "alihealth", "epcis"],
@@ -420,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     qsub = q.add_subparsers(dest="queue_command", required=True, metavar="QUEUE_COMMAND")
 
     def qadd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = qsub.add_parser(name, help=help_text, description=help_text)
+        p = add_command(qsub, name, help_text)
         p.set_defaults(handler=handler)
         config_arg(p)
         p.add_argument("--outbox", help="outbox file (default: outbox.path from the config)")
@@ -429,24 +472,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = qadd(
         "stats", cmd_queue_stats, "Rows per state, backlog, oldest pending, file and WAL size."
     )
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     from scanner_agent.outbox import RowState
 
-    p = qadd("ls", cmd_queue_ls, "List outbox rows.")
+    p = qadd(
+        "ls", cmd_queue_ls, "List outbox rows, oldest first (stderr says how many were left out)."
+    )
     p.add_argument(
         "--state",
         choices=[s.value for s in RowState],
         help="only rows in this state (held: its bill is open; removed: taken off its bill; quarantined: damaged on disk)",
     )
-    p.add_argument("--code")
-    p.add_argument("--bill")
-    p.add_argument("--limit", type=int, default=100)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--code", help="only rows of this code (as stored, normalised)")
+    p.add_argument("--bill", help="only rows of this bill")
+    p.add_argument(
+        "--limit",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="list at most N rows, the oldest first (default 100); stderr says how many "
+        "more there are",
+    )
+    json_flag(p, "print one JSON object per row (JSON Lines)")
     p = qadd("retry", cmd_queue_retry, "Move dead letters (rejected rows) back to pending.")
     p.add_argument("--seq", type=int, action="append", help="only this row (repeatable)")
-    p.add_argument("--json", action="store_true", help='print {"requeued": N}')
-    p = qadd("export", cmd_queue_export, "Export every row for audit.")
-    p.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    json_flag(p, 'print {"requeued": N}')
+    p = qadd("export", cmd_queue_export, "Export every row for audit (exit 3: damaged rows).")
+    p.add_argument(
+        "--format", choices=["jsonl", "csv"], default="jsonl", help="default jsonl: JSON Lines"
+    )
+    json_flag(p, "JSON Lines (the same as --format jsonl, the default)")
     p = qadd(
         "salvage",
         cmd_queue_salvage,
@@ -454,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("file", help="the damaged file (e.g. outbox.db.corrupt-<time>); only read")
     p.add_argument("--dry-run", action="store_true", help="count what would be recovered")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    json_flag(p, "print the report as JSON")
 
     # Feature modules add their own commands; each exposes register(add) -> None.
     for module in EXTENSIONS:
@@ -473,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"scanner-agent: error: {exc}", file=sys.stderr)
         if isinstance(exc, Refusal) and exc.hint:
             print(f"scanner-agent: hint: {exc.hint}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -17,14 +17,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+from scanner_agent.cli_output import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    add_command,
+    cell,
+    json_flag,
+    note,
+    plural,
+    print_fields,
+    print_json,
+    print_json_lines,
+    print_table,
+)
 from scanner_agent.config import DEFAULT_CONFIG_PATH, ControlConfig, load_config
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.errors import ScannerAgentError, UsageError
+from scanner_agent.times import local
 
 AddCommand = Any  # scanner_agent.cli.AddCommand; not imported to keep the module light
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
 def socket_path(args: argparse.Namespace) -> str:
@@ -49,7 +59,9 @@ def _call(args: argparse.Namespace, cmd: str, **params: Any) -> Any:
         try:
             return client.call(cmd, **{k: v for k, v in params.items() if v is not None})
         except RemoteError as exc:
-            raise ScannerAgentError(str(exc)) from None
+            # The agent found the request itself wrong: a usage error (2); else it failed (1).
+            error = UsageError if exc.code == "bad_request" else ScannerAgentError
+            raise error(str(exc)) from None
 
 
 # -- status ----------------------------------------------------------------------
@@ -59,29 +71,58 @@ def cmd_status(args: argparse.Namespace) -> int:
     """Print the daemon's status."""
     st = _call(args, "status")
     if args.json:
-        _print_json(st)
+        print_json(st)
         return 0
-    print(f"agent      {st['device_id']}  {st['state']}  up {st['uptime_s']} s")
-    print(
-        f"link       {st['link']}  backlog {st['backlog']}  oldest {st['oldest_pending_at'] or '-'}"
-    )
-    print("queue      " + "  ".join(f"{k} {v}" for k, v in st.get("queue", {}).items()))
+    sync = st.get("sync") or {}
+    refused = st["refused"]
+    rows: list[tuple[str, Any]] = [
+        ("agent", f"{st['device_id']}  {st['state']}  up {st['uptime_s']} s"),
+        ("link", f"{st['link']}  backlog {st['backlog']}  oldest {local(st['oldest_pending_at'])}"),
+    ]
+    if sync.get("last_success_at"):
+        rows.append(("last sent", local(sync["last_success_at"])))
+    rows.append(("queue", "  ".join(f"{k} {v}" for k, v in st.get("queue", {}).items())))
     if st.get("last_error"):
-        print(f"last error {_last_error(st)}")
-    print(f"scans      {st['scanned']} scanned, {st['accepted']} accepted, refused {st['refused']}")
-    for b in st.get("bills", []):
-        print(f"open bill  {b['number']}  type {b['type']}  {b['action']}  since {b['opened_at']}")
+        rows.append(("last error", _last_error(st)))
+    rows.append(
+        (
+            "scans",
+            f"{st['scanned']} scanned, {st['accepted']} accepted, "
+            f"{sum(refused.values())} refused" + (f" ({cell(refused)})" if refused else ""),
+        )
+    )
+    rows += [
+        (
+            "open bill",
+            f"{b['number']}  type {b['type']}  {b['action']}  since {local(b['opened_at'])}",
+        )
+        for b in st.get("bills", [])
+    ]
+    last_scan = st.get("last_scan_at", {})
     for d in st.get("devices", []):
         state = "connected" if d.get("connected") else "offline"
-        print(f"device     {d.get('source')}  {d.get('device')}  {d.get('model') or ''}  {state}")
-    for alarm in st.get("alarms", []):
-        print(f"ALARM      {alarm}")
+        seen = d.get("last_scan_at") or last_scan.get(d.get("source"))
+        rows.append(
+            (
+                "device",
+                f"{d.get('source')}  {d.get('device')}  {d.get('model') or '-'}  {state}"
+                + (f"  last scan {local(seen)}" if seen else ""),
+            )
+        )
+    hardware = {d.get("source") for d in st.get("devices", [])}
+    rows += [
+        ("source", name + (f"  last scan {local(last_scan[name])}" if last_scan.get(name) else ""))
+        for name in st.get("sources", [])
+        if name not in hardware
+    ]
+    rows += [("ALARM", alarm) for alarm in st.get("alarms", [])]
+    print_fields(rows)
     return 0
 
 
 def _last_error(st: dict[str, Any]) -> str:
-    """The last send error, when it happened, and whether it still holds."""
-    at = st.get("last_error_at") or "?"
+    """The last send error, when it happened (local time), and whether it still holds."""
+    at = local(st.get("last_error_at"))
     if st.get("last_error_current"):
         return f"{st['last_error']}  (at {at}, current)"
     return f"{st['last_error']}  (at {at}, past: a later batch was delivered)"
@@ -90,13 +131,24 @@ def _last_error(st: dict[str, Any]) -> str:
 # -- bills -----------------------------------------------------------------------
 
 
-def _bill_line(b: dict[str, Any]) -> str:
+BILL_COLUMNS = ["bill", "type", "state", "scans", "units", "delivered", "rejected", "opened"]
+"""The columns of ``bill list`` and the first line of ``bill show``."""
+
+
+def _bill_row(b: dict[str, Any]) -> list[Any]:
     t = b["totals"]
     kind = f"{b['type']} {b['type_zh']}" if b.get("type") else b["type_zh"]
-    return (
-        f"{b['number']:<20} {kind:<10} {b['state']:<15} {t['scans']:>5} scans "
-        f"{t['units']:>6} units  delivered {t['delivered']}  rejected {t['rejected']}"
-    )
+    opened = local(b["opened_at"]) if b.get("opened_at") else "-"
+    return [
+        b["number"],
+        kind,
+        b["state"],
+        t["scans"],
+        t["units"],
+        t["delivered"],
+        t["rejected"],
+        opened,
+    ]
 
 
 def cmd_bill_open(args: argparse.Namespace) -> int:
@@ -117,7 +169,7 @@ def cmd_bill_open(args: argparse.Namespace) -> int:
     if args.expected:
         _import(args, args.expected, number=bill["number"], packs=False)
     if args.json:
-        _print_json(bill)
+        print_json(bill)
     else:
         print(f"opened {bill['number']}: {bill['type']} {bill['type_zh']} ({bill['action']})")
         if params:
@@ -131,7 +183,7 @@ def cmd_bill_close(args: argparse.Namespace) -> int:
     """Close a bill and hand its scans to sync."""
     bill = _call(args, "bill.close", number=args.number)
     if args.json:
-        _print_json(bill)
+        print_json(bill)
     else:
         print(f"closed {bill['number']}: {bill['totals']['scans']} scans handed to sync")
     return 0
@@ -139,7 +191,7 @@ def cmd_bill_close(args: argparse.Namespace) -> int:
 
 def _print_removal(args: argparse.Namespace, r: dict[str, Any]) -> None:
     if args.json:
-        _print_json(r)
+        print_json(r)
     else:
         print(f"removed scan {r['seq']} {r['code']} from {r['bill']}: {r['reason']}")
 
@@ -180,7 +232,7 @@ def cmd_bill_import(args: argparse.Namespace) -> int:
     """Import a bill's expected list, or pack ratios, from CSV."""
     r = _import(args, args.file, number=args.number, packs=args.packs)
     if args.json:
-        _print_json(r)
+        print_json(r)
     elif r["kind"] == "packs":
         print(f"imported {r['ratios']} pack ratios and {r['relations']} parent-child relations")
     else:
@@ -192,11 +244,11 @@ def cmd_bill_show(args: argparse.Namespace) -> int:
     """Show a bill: progress per product and its latest scans."""
     view = _call(args, "bill.show", number=args.number, scans=args.scans)
     if args.json:
-        _print_json(view)
+        print_json(view)
         return 0
     b = view["bill"]
     t = b["totals"]
-    print(_bill_line(b))
+    print_table(BILL_COLUMNS, [_bill_row(b)], empty="")
     print(f"  from {b['from_party'] or '-'} to {b['to_party'] or '-'}  action {b['action']}")
     print(
         f"  cartons {t['cartons']}  held {t.get('held', 0)}  pending {t['pending']}  "
@@ -204,16 +256,39 @@ def cmd_bill_show(args: argparse.Namespace) -> int:
         f"rejected {t['rejected']}  removed {t['removed']}  quarantined {t.get('quarantined', 0)}"
     )
     if view["lines"]:
-        print(f"  {'product':<16} {'expected':>8} {'scanned':>8} {'missing':>8} {'extra':>6}  name")
-        for ln in view["lines"]:
-            print(
-                f"  {ln['product']:<16} {ln['expected']:>8} {ln['scanned']:>8} "
-                f"{ln['missing']:>8} {ln['extra']:>6}  {ln['name']}"
+        print()
+        print_table(
+            ["product", "expected", "scanned", "missing", "extra", "name"],
+            [
+                (
+                    ln["product"],
+                    ln["expected"],
+                    ln["scanned"],
+                    ln["missing"],
+                    ln["extra"],
+                    ln["name"],
+                )
+                for ln in view["lines"]
+            ],
+            empty="",
+        )
+    print()
+    why = {r["seq"]: r["reason"] for r in view.get("removals", [])}
+    print_table(
+        ["seq", "scanned at", "code", "units", "result", "reason"],
+        [
+            (
+                s["seq"],
+                local(s["scanned_at"]),
+                s["code"],
+                f"x{s['units']}" if s["carton"] else "1",
+                _scan_result(s),
+                why.get(s["seq"]) if s["state"] == "removed" else s["reason"],
             )
-    for s in view["scans"]:
-        result = _scan_result(s)
-        units = f"x{s['units']}" if s["carton"] else ""
-        print(f"  {s['seq']:>8} {s['code']:<44} {units:<5} {result} {s['reason'] or ''}")
+            for s in view["scans"]
+        ],
+        empty="no scans on this bill",
+    )
     return 0
 
 
@@ -227,11 +302,16 @@ def _scan_result(scan: dict[str, Any]) -> str:
 def cmd_bill_list(args: argparse.Namespace) -> int:
     """List bills, newest first."""
     bills = _call(args, "bill.list", state=args.state, limit=args.limit)
-    for b in bills:
-        if args.json:
-            _print_json(b)
-        else:
-            print(_bill_line(b))
+    if args.json:
+        print_json_lines(bills)
+    else:
+        print_table(
+            BILL_COLUMNS,
+            [_bill_row(b) for b in bills],
+            empty=f"no {args.state} bills" if args.state else "no bills",
+        )
+    if args.limit and len(bills) >= args.limit:
+        note(f"showing the newest {plural(len(bills), 'bill')}; --limit N shows more")
     return 0
 
 
@@ -239,11 +319,15 @@ def cmd_bill_types(args: argparse.Namespace) -> int:
     """List the platform's bill types (offline: the shipped table)."""
     from scanner_agent.bills import bill_types
 
-    for t in bill_types().values():
-        if args.json:
-            _print_json(t.to_dict())
-        else:
-            print(f"{t.code}  {t.direction:<3}  {t.action:<9}  {t.zh}  {t.en}")
+    types = list(bill_types().values())
+    if args.json:
+        print_json_lines(t.to_dict() for t in types)
+    else:
+        print_table(
+            ["code", "direction", "action", "name", "english"],
+            [(t.code, t.direction, t.action, t.zh, t.en) for t in types],
+            empty="no bill types",
+        )
     return 0
 
 
@@ -251,29 +335,39 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     """A code's history: scans on every bill, refusals and removals."""
     h = _call(args, "lookup", code=args.code)
     if args.json:
-        _print_json(h)
+        print_json(h)
         return 0
-    print(f"{h['code']}  {h['name'] or ''}")
-    for s in h["scans"]:
-        state = _scan_result(s)
-        print(f"  {s['scanned_at']}  {s['action']:<8} {s['bill']:<20} {state} {s['reason'] or ''}")
-    for r in h["refused"]:
-        print(f"  {r['scanned_at']}  refused: {r['reason']}")
-    for r in h["removals"]:
-        print(f"  {r['removed_at']}  removed from {r['bill']}: {r['reason']}")
-    if not (h["scans"] or h["refused"]):
-        print("  never scanned here")
+    print(f"{h['code']}  {h['name'] or ''}".rstrip())
+    rows = [
+        (s["scanned_at"], s["action"], s["bill"], _scan_result(s), s["reason"]) for s in h["scans"]
+    ]
+    rows += [
+        (r["scanned_at"], "refused", None, r.get("verdict"), _refusal(r)) for r in h["refused"]
+    ]
+    rows += [(r["removed_at"], "removal", r["bill"], "removed", r["reason"]) for r in h["removals"]]
+    rows.sort(key=lambda row: str(row[0]))
+    print_table(
+        ["at", "what", "bill", "result", "reason"],
+        [(local(at), *rest) for at, *rest in rows],
+        empty="never scanned here",
+    )
     return 0
+
+
+def _refusal(r: dict[str, Any]) -> str:
+    """A refusal's reason, with how often and when last for an aggregate of several."""
+    if int(r.get("count") or 1) > 1:
+        return f"{r['reason']} (x{r['count']}, last {local(r.get('last_at'))})"
+    return str(r["reason"])
 
 
 # -- bill export (offline: reads the outbox file) ------------------------------------
 
 
 def _outbox_path(args: argparse.Namespace) -> Path:
-    path = Path(args.outbox or load_config(args.config or DEFAULT_CONFIG_PATH).outbox.path)
-    if not path.exists():
-        raise ScannerAgentError(f"Failed to open outbox {str(path)!r}: no such file")
-    return path
+    from scanner_agent.cli import outbox_file
+
+    return outbox_file(args)
 
 
 def export_nhsa(
@@ -313,7 +407,7 @@ def export_nhsa(
         fields = nhsa.parse_settings(settings or [], kind)
         catalog = nhsa.parse_catalog_csv(catalog_csv, kind) if catalog_csv is not None else {}
     except ValueError as exc:
-        raise ScannerAgentError(f"bill export {number}: {exc}") from None
+        raise UsageError(f"bill export {number}: {exc}") from None
     boxes: list[nhsa.Box] = []
     excluded: list[dict[str, str]] = []
     for s in reversed(view.scans):  # the view lists the newest first
@@ -331,7 +425,12 @@ def export_nhsa(
 
 
 def cmd_bill_export(args: argparse.Namespace) -> int:
-    """Write a bill's records for another system (``--format nhsa``: 医保 3505/3506/3502)."""
+    """Write a bill's records for another system (``--format nhsa``: 医保 3505/3506/3502).
+
+    The output is a JSON document (``--json`` says so explicitly).  Required
+    fields left empty are named on stderr; with ``--strict`` they make the exit
+    status 3 (ran, but found problems), so a script never sends such a file on.
+    """
     catalog_csv = None
     if args.catalog:
         try:
@@ -346,7 +445,8 @@ def cmd_bill_export(args: argparse.Namespace) -> int:
         settings=args.set,
         trace_node=args.trace_node,
     )
-    text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+    # Indented for a file or a terminal; --json: one line, like every other --json.
+    text = json.dumps(doc, ensure_ascii=False, indent=None if args.json else 2) + "\n"
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")
@@ -355,12 +455,19 @@ def cmd_bill_export(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     for m in doc["missing"]:
-        print(
+        note(
             f"note: record {m['record']} ({m['product']}): required fields empty: "
-            + ", ".join(m["fields"]),
-            file=sys.stderr,
+            + ", ".join(m["fields"])
         )
-    return 0
+    if not doc["records"]:
+        note(f"note: bill {args.number} has no scans to export")
+    if args.strict and doc["missing"]:
+        note(
+            f"{plural(len(doc['missing']), 'record')} with required fields empty "
+            "(--strict): give them with --catalog or --set"
+        )
+        return EXIT_PROBLEMS
+    return EXIT_OK
 
 
 @contextlib.contextmanager
@@ -418,12 +525,13 @@ def cmd_bill_history(args: argparse.Namespace) -> int:
     """Print a bill's history (open, close, uploads, the platform's processing state)."""
     entries = bill_history(_outbox_path(args), args.number)
     if args.json:
-        _print_json(entries)
+        print_json_lines(entries)
         return 0
-    for e in entries:
-        print(f"{e['at']}  {e['event']:<15} {e['detail']}")
-    if not entries:
-        print(f"{args.number}: no history (a default bill: scans only, see bill show)")
+    print_table(
+        ["at", "event", "detail"],
+        [(local(e["at"]), e["event"], e["detail"]) for e in entries],
+        empty=f"{args.number}: no history (a default bill: scans only, see bill show)",
+    )
     return 0
 
 
@@ -441,15 +549,17 @@ def cmd_bill_failed(args: argparse.Namespace) -> int:
     """List bills the trace platform failed to process (码上放心 deal_status 4), not acknowledged."""
     found = platform_failures(_outbox_path(args))
     if args.json:
-        _print_json(found)
+        print_json_lines(found)
         return 0
-    for f in found:
-        print(f"{f['bill']:<20} {f['at']}  {f['detail']}")
+    print_table(
+        ["bill", "at", "detail"],
+        [(f["bill"], local(f["at"]), f["detail"]) for f in found],
+        empty="no bills failed on the trace platform (none waiting for `bill ack`)",
+    )
     if found:
-        print(
+        note(
             "fix them on the platform (or scan a new bill), then "
-            "`scanner-agent bill ack BILL --note ...`",
-            file=sys.stderr,
+            "`scanner-agent bill ack BILL --note ...`"
         )
     return 0
 
@@ -458,7 +568,7 @@ def cmd_bill_ack(args: argparse.Namespace) -> int:
     """Acknowledge the platform's processing failures of a bill: its alarm goes."""
     r = _call(args, "bill.ack", number=args.number, note=args.note)
     if args.json:
-        _print_json(r)
+        print_json(r)
     else:
         numbers = ", ".join(c["number"] for c in r["cleared"])
         print(f"acknowledged {r['bill']}: {numbers}")
@@ -485,11 +595,11 @@ def cmd_tui(args: argparse.Namespace) -> int:
 # -- wiring -------------------------------------------------------------------------
 
 
-def _common(p: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, *, with_json: bool = True) -> None:
     p.add_argument("--config", "-c", help=f"config file (default {DEFAULT_CONFIG_PATH})")
     p.add_argument("--socket", help="control socket (default: control.socket of the config)")
-    if json_flag:
-        p.add_argument("--json", action="store_true", help="print JSON")
+    if with_json:
+        json_flag(p)
 
 
 def register(add: AddCommand) -> None:
@@ -503,7 +613,7 @@ def register(add: AddCommand) -> None:
     p.add_argument("code", help="the code (as scanned or normalised)")
 
     p = add("tui", cmd_tui, "Run the dispatch terminal attached to the running agent.")
-    _common(p, json_flag=False)
+    _common(p, with_json=False)
     p.add_argument(
         "--embedded", action="store_true", help="run the agent inside the TUI (needs --config)"
     )
@@ -515,7 +625,7 @@ def register(add: AddCommand) -> None:
     sub = bill.add_subparsers(dest="bill_command", required=True, metavar="BILL_COMMAND")
 
     def badd(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+        p = add_command(sub, name, help_text)
         p.set_defaults(handler=handler)
         _common(p)
         return p
@@ -568,14 +678,21 @@ def register(add: AddCommand) -> None:
         choices=[s.value for s in BillState if s is not BillState.DEFAULT],
         help="filter (empty: closed with no scans on it)",
     )
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=50,
+        metavar="N",
+        help="list at most N bills, the newest first (default 50)",
+    )
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "export",
-        help="Write a bill's records for another system (offline, from the outbox file).",
+        "Write a bill's records for another system (offline, from the outbox file).",
         description="Write a bill's records for another system: --format nhsa gives the 医保 "
         "3505 sale / 3506 sale return / 3502 stock change records with one drug_trac_codg "
-        "per box. Reads the outbox file; the daemon may keep running.",
+        "per box, as one JSON document. Reads the outbox file; the daemon may keep running.",
     )
     p.set_defaults(handler=cmd_bill_export)
     p.add_argument("number", help="bill number")
@@ -606,19 +723,23 @@ def register(add: AddCommand) -> None:
         help="name of the trace-code list node (default drugtracinfo)",
     )
     p.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a record has required fields empty (they are named on stderr)",
+    )
+    json_flag(p, "print JSON (the default: the export is one JSON document)")
 
     p = badd("ack", cmd_bill_ack, "Acknowledge the platform's processing failure of a bill.")
     p.add_argument("number", help="bill number (as scanned, not a sub-bill)")
     p.add_argument("--note", "-n", default="", help="what was done (kept in the bill's log)")
 
     def offline(name: str, handler: Any, help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(
-            name, help=help_text, description=help_text + " Reads the outbox file."
-        )
+        p = add_command(sub, name, help_text, description=help_text + " Reads the outbox file.")
         p.set_defaults(handler=handler)
         p.add_argument("--config", "-c", help=f"config file (default {DEFAULT_CONFIG_PATH})")
         p.add_argument("--outbox", help="outbox file (default: outbox.path from the config)")
-        p.add_argument("--json", action="store_true", help="print JSON")
+        json_flag(p, "print JSON (a list: one object per line)")
         return p
 
     p = offline(
@@ -635,6 +756,6 @@ def register(add: AddCommand) -> None:
         "not yet acknowledged.",
     )
 
-    p = sub.add_parser("types", help="List the platform's bill types.")
+    p = add_command(sub, "types", "List the platform's bill types.")
     p.set_defaults(handler=cmd_bill_types)
-    p.add_argument("--json", action="store_true")
+    json_flag(p, "print one JSON object per type (JSON Lines)")

@@ -10,18 +10,24 @@ One line per code read, with the parse result nested in it::
 backslash doubled, so a line shows exactly what the symbol holds (a binary
 symbol with no text also gets ``hex``, its bytes in hexadecimal); ``parse``
 is :func:`scanner_agent.codes.parse_scan` of the identifier and payload, as
-``scanner-agent parse`` prints it.  The exit status is 0 even when nothing
-was read; a path that cannot be opened is an error (status 2).
+``scanner-agent parse`` prints it.
+
+Folders are read with their subfolders (``--no-recursive``: the folder alone).
+A file with no code gets a line on stderr, and the run ends with a summary
+there (files, codes, files with none), so a run that read nothing never
+passes silently.  The exit status stays 0 then: finding no code in a photo is
+an answer, not a failure (``parse`` of an invalid code is 3).  A path that
+cannot be opened is a usage error (status 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from scanner_agent.errors import ConfigError
+from scanner_agent.cli_output import EXIT_OK, json_flag, note, plural, print_json
+from scanner_agent.errors import ConfigError, DeviceUnavailable, UsageError
 
 if TYPE_CHECKING:
     from scanner_agent.cli import AddCommand
@@ -53,7 +59,7 @@ def _split_ints(value: str) -> list[int]:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print one JSON line per code read in the given files."""
-    from drivers.camera import decode_paths
+    from drivers.camera import FileDone, decode_paths
     from drivers.decoders import FrameDecoder
     from scanner_agent.codes import parse_scan
 
@@ -64,7 +70,24 @@ def cmd_decode(args: argparse.Namespace) -> int:
         budget_ms=args.budget_ms,
         roi=_split_ints(args.roi) if args.roi else None,
     )
-    for read in decode_paths(args.paths, decoder, unique=args.unique):
+    files = codes = 0
+    empty: list[str] = []
+    reads = decode_paths(args.paths, decoder, unique=args.unique, recursive=args.recursive)
+    while True:
+        try:
+            read = next(reads)
+        except StopIteration:
+            break
+        except DeviceUnavailable as exc:  # a path on the command line that cannot be opened
+            raise UsageError(str(exc)) from exc
+        if isinstance(read, FileDone):
+            files += 1
+            codes += read.codes
+            if not read.codes:
+                empty.append(read.file)
+                what = plural(read.frames, "frame") if read.frames else "no image read"
+                note(f"{read.file}: no code found ({what})")
+            continue
         s = read.symbol
         line: dict[str, Any] = {
             "file": read.file,
@@ -78,9 +101,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
         if not s.text and s.payload:
             line["hex"] = s.payload.hex()  # a binary symbol: its bytes, as no text shows them
         line["parse"] = parse_scan(s.scan).to_dict()
-        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+        print_json(line)
     sys.stdout.flush()
-    return 0
+    note(
+        f"decoded {plural(files, 'file')}: {plural(codes, 'code')}"
+        + (f"; {plural(len(empty), 'file')} with no code" if empty else "")
+    )
+    return EXIT_OK
 
 
 def register(add: AddCommand) -> None:
@@ -88,9 +115,18 @@ def register(add: AddCommand) -> None:
     p = add(
         "decode",
         cmd_decode,
-        "Read every code in images, videos or image folders; print JSON lines with the parse.",
+        "Read every code in images, videos or image folders (with subfolders); print JSON "
+        "lines with the parse; files with no code are named on stderr.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image, video file or folder of images")
+    p.add_argument(
+        "--recursive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read the images in a folder's subfolders too (default; --no-recursive: "
+        "the folder alone)",
+    )
+    json_flag(p, "print JSON Lines (the default: one JSON object per code)")
     p.add_argument(
         "--decoder",
         choices=["zxing", "pyzbar", "both"],

@@ -9,21 +9,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from scanner_agent import profiles
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.cli_output import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    add_command,
+    cell,
+    json_flag,
+    note,
+    print_json,
+    print_json_lines,
+    print_table,
+)
+from scanner_agent.errors import UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
 def _dirs(args: argparse.Namespace) -> list[Path]:
@@ -42,30 +47,24 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
     found = discover(args.sysfs, profile_dirs=_dirs(args))
     if args.json:
-        _print_json(found.to_dict())
+        print_json(found.to_dict())
         return 0
-    for title, devices in (
-        ("Serial ports", found.serial),
-        ("HID devices", found.hid),
-        ("Input devices", found.input),
-        ("Cameras", found.cameras),
+    for i, (title, devices) in enumerate(
+        (
+            ("Serial ports", found.serial),
+            ("HID devices", found.hid),
+            ("Input devices", found.input),
+            ("Cameras", found.cameras),
+        )
     ):
-        print(f"{title}:")
-        if not devices:
-            print("  (none)")
+        print(("\n" if i else "") + f"{title}:")
+        rows = []
         for d in devices:
-            matches = ", ".join(f"{m.profile} ({m.mode})" for m in d.profiles) or "-"
-            flags = []
-            if d.hid_pos:
-                flags.append("HID POS")
-            if d.keyboard:
-                flags.append("keyboard")
-            print(
-                f"  {d.path:<22} {d.usb_id or '-':<10} {d.serial_number or '-':<16} "
-                f"{d.name or d.product or '-'}"
-                + (f" [{', '.join(flags)}]" if flags else "")
-                + f"  profiles: {matches}"
-            )
+            flags = [f for f, on in (("HID POS", d.hid_pos), ("keyboard", d.keyboard)) if on]
+            name = (d.name or d.product or "-") + (f" [{', '.join(flags)}]" if flags else "")
+            matches = [f"{m.profile} ({m.mode})" for m in d.profiles]
+            rows.append((d.path, d.usb_id, d.serial_number, name, matches))
+        print_table(["device", "usb id", "serial", "name", "profiles"], rows, empty="(none)")
     return 0
 
 
@@ -73,7 +72,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _profile_dict(profile: profiles.Profile) -> dict[str, Any]:
-    """A JSON-ready dict: command bytes as hex."""
+    """A JSON-ready dict: command bytes as hex, each USB identity with its ``usb_id`` text."""
 
     def plain(value: Any) -> Any:
         if isinstance(value, bytes):
@@ -85,6 +84,9 @@ def _profile_dict(profile: profiles.Profile) -> dict[str, Any]:
         return value
 
     data: dict[str, Any] = plain(dataclasses.asdict(profile))
+    data["usb_ids"] = [
+        {**d, "usb_id": u.text} for d, u in zip(data["usb_ids"], profile.usb_ids, strict=True)
+    ]
     return data
 
 
@@ -101,15 +103,18 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
             {"id": p.id, "vendor": p.vendor, "model": p.model, "interfaces": list(p.interfaces)}
         )
     if args.json:
-        _print_json(rows)
+        print_json_lines(rows)
         return 0
-    for row in rows:
-        if "error" in row:
-            print(f"{row['id']:<30} INVALID: {row['error']}")
-        else:
-            print(
-                f"{row['id']:<30} {row['vendor']} {row['model']}  ({', '.join(row['interfaces'])})"
-            )
+    print_table(
+        ["profile", "vendor", "model", "interfaces"],
+        [
+            (r["id"], "INVALID", r["error"], None)
+            if "error" in r
+            else (r["id"], r["vendor"], r["model"], r["interfaces"])
+            for r in rows
+        ],
+        empty="no profiles",
+    )
     return 0
 
 
@@ -118,37 +123,43 @@ def cmd_profiles_show(args: argparse.Namespace) -> int:
     try:
         p = profiles.load_profile(args.name, _dirs(args))
     except profiles.ProfileError as exc:
-        raise ScannerAgentError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     data = _profile_dict(p)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return 0
     for key, value in data.items():
-        if isinstance(value, dict):
+        if key == "usb_ids":
+            # Hex, as lsusb, the udev rules and `devices` print them: 1eab:1a10.
+            print(f"{key}:" if value else f"{key}: -")
+            for u in value:
+                print(f"  {u['usb_id']}  {u['mode']}")
+        elif isinstance(value, dict):
             items = {k: v for k, v in value.items() if v not in (None, "")}
             print(f"{key}:" if items else f"{key}: -")
             for sub, item in items.items():
-                print(f"  {sub}: {item}")
+                print(f"  {sub}: {cell(item)}")
         elif isinstance(value, list) and value and isinstance(value[0], dict):
             print(f"{key}:")
             for item in value:
-                print("  " + ", ".join(f"{k}={v}" for k, v in item.items()))
-        elif isinstance(value, list):
-            print(f"{key}: {', '.join(map(str, value)) or '-'}")
+                print("  " + ", ".join(f"{k}={cell(v)}" for k, v in item.items()))
         else:
-            print(f"{key}: {'-' if value is None else value}")
+            print(f"{key}: {cell(value)}")
     return 0
 
 
 def cmd_profiles_validate(args: argparse.Namespace) -> int:
-    """Load every profile; exit 1 when any is invalid (each error on stderr)."""
+    """Load every profile; exit 3 when any is invalid (each error on stderr)."""
     dirs = _dirs(args)
-    errors = profiles.validate_all(dirs)
-    for error in errors:
-        print(error, file=sys.stderr)
+    errors = [str(e) for e in profiles.validate_all(dirs)]
     total = len(profiles.list_profiles(dirs))
-    print(f"{total - len(errors)} of {total} profiles valid")
-    return 1 if errors else 0
+    if args.json:
+        print_json({"profiles": total, "valid": total - len(errors), "errors": errors})
+    else:
+        for error in errors:
+            note(error)
+        print(f"{total - len(errors)} of {total} profiles valid")
+    return EXIT_PROBLEMS if errors else EXIT_OK
 
 
 # -- wiring --------------------------------------------------------------------------
@@ -171,7 +182,7 @@ def register(add: AddCommand) -> None:
         "List serial ports, HID devices, input devices and cameras with their USB ids "
         "and matching firmware profiles.",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    json_flag(p, "print one JSON object")
     p.add_argument("--sysfs", default="/sys", help="sysfs root to read (default /sys)")
     _dir_arg(p)
 
@@ -179,14 +190,17 @@ def register(add: AddCommand) -> None:
     sub = group.add_subparsers(dest="profiles_command", required=True, metavar="PROFILES_COMMAND")
 
     def padd(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        q = sub.add_parser(name, help=help_text, description=help_text)
+        q = add_command(sub, name, help_text)
         q.set_defaults(handler=handler)
         _dir_arg(q)
         return q
 
     q = padd("list", cmd_profiles_list, "List the available profiles.")
-    q.add_argument("--json", action="store_true", help="print a JSON array")
-    q = padd("show", cmd_profiles_show, "Show one profile, validated.")
+    json_flag(q, "print one JSON object per profile (JSON Lines)")
+    q = padd("show", cmd_profiles_show, "Show one profile, validated (USB ids in hex).")
     q.add_argument("name", help="profile id (file stem), e.g. newland-hr22")
-    q.add_argument("--json", action="store_true", help="print one JSON object")
-    padd("validate", cmd_profiles_validate, "Validate every profile; exit 1 on errors.")
+    json_flag(q, "print one JSON object")
+    q = padd(
+        "validate", cmd_profiles_validate, "Validate every profile; exit 3 when any is invalid."
+    )
+    json_flag(q, "print the counts and errors as one JSON object")

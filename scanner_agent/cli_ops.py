@@ -11,20 +11,25 @@ venv exists).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from scanner_agent.cli_output import (
+    EPILOG,
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    add_command,
+    exit_code,
+    json_flag,
+    note,
+    print_json,
+)
 from scanner_agent.errors import ScannerAgentError
 
 Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
 def _layout(args: argparse.Namespace) -> Any:
@@ -33,7 +38,12 @@ def _layout(args: argparse.Namespace) -> Any:
     return Layout.create(destdir=args.destdir, prefix=args.prefix, sysconfdir=args.sysconfdir)
 
 
-def _print_report(report: Any) -> None:
+def _print_report(args: argparse.Namespace, report: Any) -> None:
+    """An install report: one line per step, or ``{"steps": [...], "warnings": [...]}``."""
+    if args.json:
+        steps = [{"what": what, "outcome": outcome} for what, outcome in report.steps]
+        print_json({"steps": steps, "warnings": list(report.warnings)})
+        return
     for line in report.lines():
         print(line)
 
@@ -49,8 +59,8 @@ def cmd_install(args: argparse.Namespace) -> int:
         venv=not args.no_venv,
         python=args.python,
     )
-    _print_report(report)
-    if not layout.staged:
+    _print_report(args, report)
+    if not layout.staged and not args.json:
         print(
             f"next: edit {layout.config_file}, then `sudo systemctl start scanner-agent` "
             "and `scanner-agent doctor`"
@@ -62,7 +72,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
     """Remove the service; the config and the outbox data stay."""
     from scanner_agent.install import uninstall
 
-    _print_report(uninstall(_layout(args)))
+    _print_report(args, uninstall(_layout(args)))
     return 0
 
 
@@ -73,19 +83,25 @@ def cmd_udev_rules(args: argparse.Namespace) -> int:
     rules = generate_udev_rules([Path(d) for d in args.dir or []])
     if args.check:
         current = Path(args.check).read_text(encoding="utf-8") if Path(args.check).exists() else ""
-        if current != rules:
-            print(
-                f"{args.check} is out of date: run `scanner-agent udev-rules -o {args.check}`",
-                file=sys.stderr,
-            )
-            return 1
-        print(f"{args.check}: up to date")
-        return 0
+        fresh = current == rules
+        if args.json:
+            print_json({"file": args.check, "up_to_date": fresh})
+        elif fresh:
+            print(f"{args.check}: up to date")
+        else:
+            note(f"{args.check} is out of date: run `scanner-agent udev-rules -o {args.check}`")
+        return EXIT_OK if fresh else EXIT_PROBLEMS
     if args.output:
         Path(args.output).write_text(rules, encoding="utf-8")
+        if args.json:
+            print_json({"file": args.output, "written": True})
+        else:
+            print(f"{args.output}: written")
+    elif args.json:
+        print_json({"rules": rules})
     else:
         sys.stdout.write(rules)
-    return 0
+    return EXIT_OK
 
 
 _MARK = {"ok": " OK ", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
@@ -103,7 +119,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     )
     report = run_doctor(options)
     if args.json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     else:
         width = max(len(c.name) for c in report.checks)
         for c in report.checks:
@@ -111,7 +127,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             if c.hint:
                 line += f"  -> {c.hint}"
             print(line)
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
 def _layout_args(p: argparse.ArgumentParser) -> None:
@@ -131,29 +147,36 @@ def register(add: AddCommand) -> None:
     p.add_argument("--no-venv", action="store_true", help="do not build the venv (packaging)")
     p.add_argument("--python", help="interpreter for the venv (default /usr/bin/python3)")
     p.add_argument("--source", help="source checkout to install (default: this one)")
+    json_flag(p, "print the steps as JSON")
 
     p = add("uninstall", cmd_uninstall, "Remove the service; keep the config and outbox data.")
     _layout_args(p)
+    json_flag(p, "print the steps as JSON")
 
     p = add("udev-rules", cmd_udev_rules, "Print the udev rules for the scanners profiles know.")
     p.add_argument("--dir", action="append", help="site profile directory (repeatable)")
     p.add_argument("--output", "-o", help="write to this file instead of stdout")
-    p.add_argument("--check", metavar="FILE", help="exit 1 when FILE differs from the rules")
+    p.add_argument("--check", metavar="FILE", help="exit 3 when FILE differs from the rules")
+    json_flag(p, 'print {"rules": TEXT}, or with --check {"file": F, "up_to_date": B}')
 
-    p = add("doctor", cmd_doctor, "Check that this box is ready to scan and sync.")
+    p = add(
+        "doctor", cmd_doctor, "Check that this box is ready to scan and sync; exit 3 on a failure."
+    )
     p.add_argument("--config", "-c", help="config file (default /etc/scanner-agent/agent.toml)")
-    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    json_flag(p, "print the checks as JSON")
     p.add_argument("--user", default="scanner-agent", help="service user to check access for")
     p.add_argument("--sysfs", default="/sys", help=argparse.SUPPRESS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m scanner_agent.cli_ops COMMAND``: the operations commands alone."""
-    parser = argparse.ArgumentParser(prog="scanner-agent")
+    parser = argparse.ArgumentParser(
+        prog="scanner-agent", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = add_command(sub, name, help_text)
         p.set_defaults(handler=handler)
         return p
 
@@ -164,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ScannerAgentError as exc:
         print(f"scanner-agent: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from scanner_agent.lanes import Lane, SingleFlight
 from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sync import Admission, Gate, PlatformAlarms, Sink, SyncLoop, TraceApiClient
+from scanner_agent.times import iso
 
 if TYPE_CHECKING:
     from scanner_agent.metrics import MetricsServer
@@ -748,6 +749,8 @@ class Daemon:
         """A JSON-ready snapshot for status lines, ``scanner-agent status`` and the TUI.
 
         ``max_age_s``: how old the outbox counts may be (metrics scrapes accept a second).
+        Every time in it is ISO 8601 with an offset (:func:`scanner_agent.times.iso`);
+        control protocol version 1 clients get Unix times back (``control._v1``).
         """
         stats = await self.queue_stats(max_age_s)
         counts = self.intake.stats if self.intake else None
@@ -773,7 +776,7 @@ class Daemon:
             "refused": dict(counts.refused) if counts else {},
             "sources": [s.name for s in self.sources],
             "devices": self.device_status(),
-            "last_scan_at": dict(self._last_scan_at),
+            "last_scan_at": {name: iso(at) for name, at in self._last_scan_at.items()},
             "bills": [
                 {
                     "number": b.number,
@@ -854,7 +857,10 @@ def _device_status(source: Source) -> dict[str, Any] | None:
         return None
     snapshot = status()
     if dataclasses.is_dataclass(snapshot) and not isinstance(snapshot, type):
-        return dataclasses.asdict(snapshot)
+        device = dataclasses.asdict(snapshot)
+        if "last_scan_at" in device:  # a driver keeps time.time(); reports give ISO 8601
+            device["last_scan_at"] = iso(device["last_scan_at"])
+        return device
     return None
 
 

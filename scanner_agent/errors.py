@@ -5,6 +5,7 @@
     ScannerAgentError
     ├── ConfigError            a bad or missing setting (names the key)
     │   └── CredentialError    a token or secret that cannot be used (never shows it)
+    ├── UsageError             a command line asking the impossible (a missing file, a bad value)
     ├── DeviceError            a scanner device could not be opened, read or written
     │   ├── DeviceUnavailable  absent, busy or not permitted: retried with backoff
     │   └── DeviceDisconnected went away while open (unplugged, EIO, end of file)
@@ -44,6 +45,14 @@ class CredentialError(ConfigError):
         self.problem = problem
         """``missing``, ``unreadable``, ``too_open``, ``malformed`` or ``unset``: what to fix
         (``doctor`` picks its hint by it)."""
+
+
+class UsageError(ScannerAgentError):
+    """A command's arguments cannot be acted on: a file named that does not exist, a bad value.
+
+    The CLI exits 2 for it, as for a :class:`ConfigError`, and 1 for any other
+    error (the operation itself failed).
+    """
 
 
 class DeviceError(ScannerAgentError):

@@ -36,6 +36,7 @@ from scanner_agent.outbox import (
     NewScan,
     OutboxThread,
     RejectRecord,
+    reason_label,
     uuid7_many,
 )
 from scanner_agent.parse_worker import ParseWorker
@@ -212,16 +213,6 @@ def _cheap(data: bytes) -> bool:
     (the parser's fast path, about a microsecond).  Every other frame, whose cost its
     sender chooses, is parsed on the parse thread (:mod:`scanner_agent.parse_worker`)."""
     return len(data) == 20 and data.isdigit()
-
-
-def reason_key(reason: str) -> str:
-    """The kind of a refusal, without the code-specific detail after a colon.
-
-    >>> reason_key("invalid GTIN check digit for '06900695828659': Expected 8, got 9")
-    'invalid GTIN check digit'
-    """
-    head = reason.split(":", 1)[0]
-    return head.split(" for '", 1)[0].strip()
 
 
 def _display_code(result: ScanResult) -> str:
@@ -402,7 +393,7 @@ class ScanIntake:
             if outcome.verdict is Verdict.ACCEPTED:
                 stats.accepted += 1
             else:
-                stats.refused[reason_key(outcome.reason or outcome.verdict.value)] += 1
+                stats.refused[reason_label(outcome.reason or outcome.verdict.value)] += 1
         if not self.listeners:
             return
         for scan, result, outcome in zip(scans, parsed, outcomes, strict=True):

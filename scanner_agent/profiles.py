@@ -61,6 +61,11 @@ class ProfileError(ValueError):
     """A profile file is missing, unreadable or invalid."""
 
 
+def usb_id_text(vid: int, pid: int) -> str:
+    """``1eab:1a10``: a USB vendor and product ID as ``lsusb``, udev and ``devices`` write them."""
+    return f"{vid:04x}:{pid:04x}"
+
+
 @dataclass(frozen=True, slots=True)
 class UsbId:
     """One USB identity of a model: the IDs it enumerates with in one mode."""
@@ -71,6 +76,11 @@ class UsbId:
     """USB vendor ID."""
     pid: int
     """USB product ID."""
+
+    @property
+    def text(self) -> str:
+        """``1eab:1a10`` (:func:`usb_id_text`)."""
+        return usb_id_text(self.vid, self.pid)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,7 @@ def test_devices_reads_the_given_sysfs_and_names_matching_profiles(
 
 def test_profiles_list_and_show(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profiles", "list", "--json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # JSON Lines
     assert {"id": "newland-hr22", "vendor": "Newland", "model": "HR22"}.items() <= next(
         r for r in rows if r["id"] == "newland-hr22"
     ).items()
@@ -79,7 +79,7 @@ def test_profiles_validate_exits_non_zero_naming_file_and_key(
     (tmp_path / "broken.toml").write_text(
         '[profile]\nvendor = "A"\nmodel = "B"\ninterfaces = ["rs232"]\n[serial]\nbaudrate = 1234\n'
     )
-    assert main(["profiles", "validate", "--dir", str(tmp_path)]) == 1
+    assert main(["profiles", "validate", "--dir", str(tmp_path)]) == 3  # ran, found problems
     captured = capsys.readouterr()
     assert "'broken.toml': [serial].baudrate" in captured.err
     assert main(["profiles", "list", "--dir", str(tmp_path)]) == 0

@@ -2,7 +2,7 @@
 
 Each line is one JSON object (UTF-8, no raw newlines inside)::
 
-    -> {"v": 1, "id": 1, "cmd": "status", "args": {}}
+    -> {"v": 2, "id": 1, "cmd": "status", "args": {}}
     <- {"id": 1, "ok": true, "result": {...}}
     <- {"id": 2, "ok": false, "error": {"code": "not_found", "message": "..."}}
 
@@ -31,8 +31,8 @@ from typing import Any
 from scanner_agent.codes import MAX_SCAN_CHARS
 from scanner_agent.errors import ScannerAgentError
 
-PROTOCOL_VERSION = 1
-"""The version this build speaks."""
+PROTOCOL_VERSION = 2
+"""The version this build speaks (2: every time in a result is ISO 8601; see ``_v1``)."""
 
 MAX_LINE = 1024 * 1024
 """Longest request line by default (``control.max_line_bytes``); a CSV import travels in one."""

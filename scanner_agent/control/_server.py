@@ -52,6 +52,7 @@ from scanner_agent.control._protocol import (
     decode,
     encode,
 )
+from scanner_agent.control._v1 import OLDEST_VERSION, as_version
 from scanner_agent.errors import ScannerAgentError
 from scanner_agent.lanes import LaneBusy
 
@@ -372,7 +373,7 @@ class ControlServer:
         ):
             return self._error(None, "bad_request", "id: expected a number or a short string")
         version = req.get("v", PROTOCOL_VERSION)
-        if not isinstance(version, int) or version > PROTOCOL_VERSION or version < 1:
+        if not isinstance(version, int) or not OLDEST_VERSION <= version <= PROTOCOL_VERSION:
             return self._error(
                 req_id,
                 "unsupported_version",
@@ -405,6 +406,7 @@ class ControlServer:
         except Exception as exc:
             log.exception("control command %s failed", cmd)
             return self._error(req_id, "internal", f"{type(exc).__name__}: {exc}")
+        result = as_version(str(cmd), result, version)  # a version 1 client: its shapes
         try:
             return encode({"id": req_id, "ok": True, "result": result})
         except (TypeError, ValueError) as exc:
@@ -459,6 +461,7 @@ class ControlServer:
     async def _hello(self, conn: _Conn, args: dict[str, Any]) -> Any:
         return {
             "protocol": PROTOCOL_VERSION,
+            "protocols": list(range(OLDEST_VERSION, PROTOCOL_VERSION + 1)),
             "version": __version__,
             "device_id": self.daemon.cfg.device_id,
             "commands": sorted(self.commands),

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from typing import Any, TextIO
 
 from drivers.tcp import TcpSource
 from scanner_agent.bills import BillBook, BillError
+from scanner_agent.cli_output import print_json
 from scanner_agent.codes import parse_scan
 from scanner_agent.config import config_from_dict
 from scanner_agent.daemon import Daemon
@@ -590,12 +590,7 @@ def main(
         with tempfile.TemporaryDirectory(prefix="scanner-agent-demo-") as tmp:
             summary = run(count, Path(tmp), protocol)
     if as_json:
-        print(
-            json.dumps(
-                {**asdict(summary), "ok": summary.ok, "verdict": summary.verdict},
-                ensure_ascii=False,
-            )
-        )
+        print_json({**asdict(summary), "ok": summary.ok, "verdict": summary.verdict})
     else:
         print(format_summary(summary))
     return 0 if summary.ok else 1

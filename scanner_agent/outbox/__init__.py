@@ -20,7 +20,7 @@ from scanner_agent.outbox._models import (
     WalCheckpoint,
 )
 from scanner_agent.outbox._readonly import FileCheck, check_file
-from scanner_agent.outbox._rejects import REJECT_LAST_AT
+from scanner_agent.outbox._rejects import REJECT_LAST_AT, reason_label
 from scanner_agent.outbox._schema import SCHEMA_VERSION
 from scanner_agent.outbox._states import (
     BACKLOG_STATES,
@@ -69,6 +69,7 @@ __all__ = [
     "check_file",
     "count_row_states",
     "outbox_path_problem",
+    "reason_label",
     "row_state",
     "row_state_sql",
     "row_state_where",

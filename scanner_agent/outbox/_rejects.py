@@ -31,6 +31,7 @@ __all__ = [
     "cap_rejects",
     "prune_rejects",
     "reason_kind",
+    "reason_label",
     "record_rejects",
 ]
 
@@ -43,16 +44,35 @@ _DIGITS = re.compile(r"\d+")
 _KIND_MAX = 80
 
 
-def reason_kind(reason: str) -> str:
-    """What kind of refusal ``reason`` names: its text before any ``:`` or ``(``, numbers as ``N``.
+_GOT = re.compile(r",\s*got\b.*$")
 
+
+def reason_label(reason: str) -> str:
+    """The label of a refusal reason: the same words wherever refusals are counted.
+
+    The reason without what is particular to one scan: the text before any
+    ``:``, `` (`` or `` for '…'``, and without a trailing ``, got N``.  So
     ``not a trace code: 7-digit number`` and ``not a trace code: 1-character
-    text`` are one kind; ``drug trace code must be 20 digits, got 7`` and ``...,
-    got 9`` are one kind.  The full reason of the first refusal is kept as the
-    aggregate's sample.
+    text`` are both ``not a trace code``, and ``drug trace code must be 20
+    digits, got 7`` is ``drug trace code must be 20 digits``.  ``status``,
+    ``queue stats``, the metrics' ``reason`` label, the demo summary and the
+    TUI all count refusals under it.
+
+    >>> reason_label("invalid GTIN check digit for '06900695828659': Expected 8, got 9")
+    'invalid GTIN check digit'
     """
-    head = reason.split(":", 1)[0].split("(", 1)[0]
-    return _DIGITS.sub("N", head)[:_KIND_MAX].strip()
+    head = reason.split(":", 1)[0].split(" for '", 1)[0].split(" (", 1)[0]
+    return _GOT.sub("", head).strip()[:_KIND_MAX] or reason.strip()[:_KIND_MAX]
+
+
+def reason_kind(reason: str) -> str:
+    """The aggregate key of a refusal: its :func:`reason_label`, numbers as ``N``.
+
+    Numbers go so that no input, however chosen, can make a new aggregate per
+    refusal; the full reason of the first refusal is kept as the aggregate's
+    sample.
+    """
+    return _DIGITS.sub("N", reason_label(reason))
 
 
 def _key(r: RejectRecord) -> str:

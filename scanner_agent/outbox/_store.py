@@ -88,6 +88,7 @@ from scanner_agent.outbox._rejects import (
     DEFAULT_REJECTS_MAX_ROWS,
     REJECT_LAST_AT,
     prune_rejects,
+    reason_label,
     record_rejects,
 )
 from scanner_agent.outbox._salvage import SalvageReport, salvage
@@ -1432,16 +1433,7 @@ class Outbox:
         Raises:
             ValueError: ``state`` is not a row state.
         """
-        where = ["seq > ?"]
-        params: list[object] = [after_seq]
-        if state is not None:
-            where.append(row_state_where(row_state(state)))
-        if code is not None:
-            where.append("code = ?")
-            params.append(code)
-        if bill is not None:
-            where.append("bill = ?")
-            params.append(bill)
+        where, params = _row_filter(state, code, bill, after_seq)
         try:
             rows = self._read(
                 f"SELECT {_ROW_COLUMNS} FROM scans WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
@@ -1455,6 +1447,18 @@ class Outbox:
             found = self._read_rows(" AND ".join(where), params, limit)
             return [_outbox_row(r) for r in found.rows]
         return [OutboxRow(*r) for r in rows]
+
+    def count_rows(
+        self, *, state: str | None = None, code: str | None = None, bill: str | None = None
+    ) -> int:
+        """How many rows :meth:`rows` would list with no limit (``queue ls`` says how many it left out).
+
+        Raises:
+            ValueError: ``state`` is not a row state.
+        """
+        where, params = _row_filter(state, code, bill, 0)
+        ((n,),) = self._read(f"SELECT COUNT(*) FROM scans WHERE {' AND '.join(where)}", params)
+        return int(n)
 
     def quarantined(self, *, after_seq: int = 0, limit: int = 1000) -> list[QuarantinedRow]:
         """Rows moved to quarantine as damaged, in seq order, with their bytes as found."""
@@ -1500,13 +1504,31 @@ class Outbox:
         return [RejectRecord(*r) for r in reversed(rows)]
 
     def reject_reasons(self) -> dict[str, int]:
-        """How many scans were refused at intake, per reason (an aggregate's sample reason)."""
-        return {
-            str(reason): int(n)
-            for reason, n in self._read("SELECT reason, SUM(count) FROM rejects GROUP BY reason")
-        }
+        """How many scans were refused at intake, per reason label (:func:`reason_label`)."""
+        counts: dict[str, int] = {}
+        for reason, n in self._read("SELECT reason, SUM(count) FROM rejects GROUP BY reason"):
+            label = reason_label(str(reason))
+            counts[label] = counts.get(label, 0) + int(n)
+        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
     def prune_rejects(self, older_than: datetime, *, limit: int = 1000) -> int:
         """Delete up to ``limit`` refusal aggregates last seen before ``older_than``."""
         with self.atomic() as db:
             return prune_rejects(db, older_than, limit)
+
+
+def _row_filter(
+    state: str | None, code: str | None, bill: str | None, after_seq: int
+) -> tuple[list[str], list[object]]:
+    """The WHERE terms and parameters of :meth:`Outbox.rows` and :meth:`Outbox.count_rows`."""
+    where = ["seq > ?"]
+    params: list[object] = [after_seq]
+    if state is not None:
+        where.append(row_state_where(row_state(state)))
+    if code is not None:
+        where.append("code = ?")
+        params.append(code)
+    if bill is not None:
+        where.append("bill = ?")
+        params.append(bill)
+    return where, params

@@ -27,7 +27,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from scanner_agent.config import SyncConfig
@@ -44,6 +43,7 @@ from scanner_agent.errors import (
 from scanner_agent.outbox import Batch, EventResult, OutboxThread, RowState, SettleSummary
 from scanner_agent.sync._client import NetworkError
 from scanner_agent.sync._sinks import Sink
+from scanner_agent.times import iso
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Rejection:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
-            "at": self.at,
+            "at": iso(self.at),
             "batch_id": self.batch_id,
             "seq": self.seq,
             "event_id": self.event_id,
@@ -133,7 +133,7 @@ class SyncStats:
     """The latest refused scans, oldest first."""
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-ready copy for ``Daemon.status()`` and the TUI."""
+        """JSON-ready copy for ``Daemon.status()`` and the TUI; times as ISO 8601 (UTC)."""
         return {
             "batches": self.batches,
             "delivered": self.delivered,
@@ -142,22 +142,15 @@ class SyncStats:
             "failures": self.failures,
             "consecutive_failures": self.consecutive_failures,
             "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
+            "last_error_at": iso(self.last_error_at),
             "last_error_current": self.last_error_current,
-            "last_success_at": self.last_success_at,
+            "last_success_at": iso(self.last_success_at),
             "in_flight": self.in_flight,
-            "retry_at": self.retry_at,
+            "retry_at": iso(self.retry_at),
             "batch_limit": self.batch_limit,
             "alarm": self.alarm,
             "recent_rejections": [r.to_dict() for r in self.recent_rejections],
         }
-
-
-def _iso(ts: float | None) -> str | None:
-    """A Unix time as RFC 3339 in UTC with milliseconds, like the outbox's times."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:

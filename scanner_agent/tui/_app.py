@@ -139,7 +139,7 @@ class DispatchApp(App[None]):
             yield StreamView(max_rows=self.stream_rows, tz=self.tz, id="stream")
             yield BillPane(tz=self.tz, id="bill")
             yield DevicesView(id="devices")
-            yield LinkView(id="link")
+            yield LinkView(tz=self.tz, id="link")
         yield Footer()
 
     def on_mount(self) -> None:

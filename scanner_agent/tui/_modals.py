@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -14,15 +13,13 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from scanner_agent.bills import BillError, bill_types, parse_param_pairs
+from scanner_agent.times import local
 from scanner_agent.tui._views import result_text
 
 
-def _when(at: str) -> str:
-    """An RFC 3339 time as ``YYYY-MM-DD HH:MM:SS`` in local time."""
-    try:
-        return datetime.fromisoformat(at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return at
+def _when(screen: ModalScreen[Any], at: str | None) -> str:
+    """An ISO 8601 time as ``YYYY-MM-DD HH:MM:SS CST``, in the app's zone (local by default)."""
+    return local(at, getattr(screen.app, "tz", None))
 
 
 def _no_blink(screen: ModalScreen[Any]) -> None:
@@ -246,7 +243,7 @@ class SearchScreen(ModalScreen[None]):
                 yield Input(placeholder="scan or type", id="code", compact=True)
             yield Static(id="search-head")
             table: DataTable[Any] = DataTable(id="search-table", cursor_type="row")
-            table.add_column("when", width=19)
+            table.add_column("when", width=23)
             table.add_column("what", width=10)
             table.add_column("bill", width=16)
             table.add_column("detail")
@@ -282,12 +279,14 @@ class SearchScreen(ModalScreen[None]):
                 (s["scanned_at"], s["action"], s["bill"], f"{what} {s.get('reason') or ''}")
             )
         for r in history["refused"]:
-            times = f" ×{r['count']}, last {_when(r['last_at'])}" if r.get("count", 1) > 1 else ""
+            times = (
+                f" ×{r['count']}, last {_when(self, r['last_at'])}" if r.get("count", 1) > 1 else ""
+            )
             rows.append((r["scanned_at"], "refused", "", f"{r['reason']}{times}"))
         for r in history["removals"]:
             rows.append((r["removed_at"], "removal", r["bill"], r["reason"]))
         for when, what, bill, detail in sorted(rows):
-            table.add_row(_when(when), what, bill, detail)
+            table.add_row(_when(self, when), what, bill, detail)
 
     def show_error(self, message: str) -> None:
         """Say why the lookup failed."""

@@ -7,7 +7,7 @@ interface (``show``/``add``) and draws it; none of them talks to the agent.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from rich.text import Text
@@ -16,6 +16,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from scanner_agent.outbox import BACKLOG_STATES, RowState
+from scanner_agent.times import age, parse_time, zone_name
+from scanner_agent.times import clock as _clock
 
 VERDICT_STYLE = {
     "accepted": ("OK", "bold green"),
@@ -44,25 +46,26 @@ LINK_STYLE = {
 
 
 def clock(at: str | None, tz: tzinfo | None) -> str:
-    """``HH:MM:SS`` of an RFC 3339 time, in ``tz`` (local when ``None``)."""
-    if not at:
-        return "-"
-    try:
-        return datetime.fromisoformat(at).astimezone(tz).strftime("%H:%M:%S")
-    except ValueError:
-        return at[:8]
+    """``HH:MM:SS`` of an ISO 8601 time in ``tz`` (local when ``None``), under a :func:`zone` heading."""
+    return _clock(at, tz)
 
 
-def ago(ts: float | None, now: float) -> str:
-    """A Unix time as ``12 s ago`` / ``3 min ago`` / ``-``."""
-    if ts is None:
+def zone(tz: tzinfo | None) -> str:
+    """The zone the TUI shows times in, as its time columns and lines name it (``CST``)."""
+    return zone_name(datetime.now(UTC).astimezone(tz))
+
+
+def time_heading(tz: tzinfo | None) -> str:
+    """``time CST``: the heading of a time column, so every time on screen has its zone."""
+    return f"time {zone(tz)}"
+
+
+def ago(at: str | None, now: float) -> str:
+    """An ISO 8601 time as ``12s ago`` / ``3m 5s ago`` (:func:`scanner_agent.times.age`) or ``-``."""
+    moment = parse_time(at)
+    if moment is None:
         return "-"
-    secs = max(0.0, now - ts)
-    if secs < 90:
-        return f"{secs:.0f} s ago"
-    if secs < 5400:
-        return f"{secs / 60:.0f} min ago"
-    return f"{secs / 3600:.1f} h ago"
+    return age(max(0.0, now - moment.timestamp()))
 
 
 def _num(n: int, style: str = "") -> Text:
@@ -110,7 +113,8 @@ class StreamView(Vertical):
 
     def compose(self) -> ComposeResult:
         table: DataTable[Any] = DataTable(id="stream-table", cursor_type="row", zebra_stripes=True)
-        table.add_column("time", width=8)
+        heading = time_heading(self.tz)
+        table.add_column(heading, width=max(8, len(heading)))
         table.add_column("code", width=20)
         table.add_column("sch", width=4)
         table.add_column("product", width=16)
@@ -173,7 +177,8 @@ class BillPane(Vertical):
         yield lines
         scans: DataTable[Any] = DataTable(id="bill-scans", cursor_type="row")
         scans.add_column("seq", width=6)
-        scans.add_column("time", width=8)
+        heading = time_heading(self.tz)
+        scans.add_column(heading, width=max(8, len(heading)))
         scans.add_column("code", width=20)
         scans.add_column("units", width=5)
         scans.add_column("result", width=9)
@@ -292,10 +297,15 @@ class DevicesView(Vertical):
 class LinkView(Vertical):
     """The link to the trace service and the outbox queue."""
 
+    def __init__(self, *, tz: tzinfo | None = None, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.tz = tz
+
     def compose(self) -> ComposeResult:
         yield Static(id="link-summary")
         table: DataTable[Any] = DataTable(id="rejections-table", cursor_type="row")
-        table.add_column("refused", width=8)
+        heading = f"refused {zone(self.tz)}"
+        table.add_column(heading, width=max(8, len(heading)))
         table.add_column("code", width=24)
         table.add_column("reason")
         yield table
@@ -307,16 +317,16 @@ class LinkView(Vertical):
         queue = status.get("queue", {})
         error = status.get("last_error")
         current = bool(error and status.get("last_error_current"))
-        retry = (
-            f"   retry in {max(0.0, sync['retry_at'] - now):.0f} s" if sync.get("retry_at") else ""
-        )
+        retry_at = parse_time(sync.get("retry_at"))
+        retry = f"   retry in {max(0.0, retry_at.timestamp() - now):.0f} s" if retry_at else ""
+        tz_name = zone(tz)
         parts: list[Any] = [
             ("link      ", "dim"),
             (link.upper(), LINK_STYLE.get(link, "bold")),
             f"   in flight {sync.get('in_flight', 0)} batches{retry}\n",
             ("backlog   ", "dim"),
             f"{status.get('backlog', 0)}  ({state_counts(queue, owed=True)})   "
-            f"oldest {clock(status.get('oldest_pending_at'), tz)}\n",
+            f"oldest {clock(status.get('oldest_pending_at'), tz)} {tz_name}\n",
             ("outbox    ", "dim"),
             state_counts(queue, owed=False) + "\n",
             ("sent      ", "dim"),
@@ -327,14 +337,12 @@ class LinkView(Vertical):
         ]
         if error:
             at = clock(status.get("last_error_at"), tz)
-            parts.append((f"  at {at}, " + ("current" if current else "past"), "dim"))
+            parts.append((f"  at {at} {tz_name}, " + ("current" if current else "past"), "dim"))
         self.query_one("#link-summary", Static).update(Text.assemble(*parts))
         table = self.query_one("#rejections-table", DataTable)
         table.clear()
         for r in reversed(sync.get("recent_rejections", [])):
-            at = r.get("at")
-            when = datetime.fromtimestamp(at, tz).strftime("%H:%M:%S") if at else "-"
-            table.add_row(when, r.get("code", ""), r.get("reason", ""))
+            table.add_row(clock(r.get("at"), tz), r.get("code", ""), r.get("reason", ""))
 
 
 Clock = Callable[[], float]

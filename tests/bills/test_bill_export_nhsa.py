@@ -149,18 +149,22 @@ def test_an_explicit_record_type_and_trace_node(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "status"),
     [
-        (["NO-SUCH-BILL"], "Failed to find bill 'NO-SUCH-BILL'"),
-        (["SO-1", "--set", "nonsense=1"], "nonsense: not a field of 3505"),
-        (["SO-1", "--record", "3502", "--set", "phar_name=x"], "not a field of 3502"),
+        (["NO-SUCH-BILL"], "Failed to find bill 'NO-SUCH-BILL'", 1),  # the export failed
+        (["SO-1", "--set", "nonsense=1"], "nonsense: not a field of 3505", 2),  # usage
+        (["SO-1", "--record", "3502", "--set", "phar_name=x"], "not a field of 3502", 2),
     ],
 )
 def test_errors_are_named_on_stderr(
-    outbox_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    outbox_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+    status: int,
 ) -> None:
     code, doc, err = export(capsys, *args, "--outbox", str(outbox_path))
-    assert code == 2
+    assert code == status
     assert doc == {}
     assert message in err
 
@@ -172,6 +176,36 @@ def test_a_missing_outbox_file_is_an_error(
     assert code == 2
     assert "no such file" in err
     assert not (tmp_path / "none.db").exists()
+
+
+def test_strict_exits_3_when_required_fields_are_empty(
+    outbox_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Without --strict the export succeeds and names the empty fields; with it, the same
+    # export is "ran, but found problems" (3), so a script never passes the file on.
+    code, doc, err = export(capsys, "SO-1", "--outbox", str(outbox_path))
+    assert (code, bool(doc["missing"])) == (0, True)
+    code, doc, err = export(capsys, "SO-1", "--outbox", str(outbox_path), "--strict")
+    assert code == 3
+    assert doc["records"]  # still written, for a look
+    assert "required fields empty (--strict)" in err
+    # Every required field given: --strict passes.
+    required = sorted({f for m in doc["missing"] for f in m["fields"]})
+    catalog = tmp_path / "full.csv"
+    catalog.write_text(
+        "product,"
+        + ",".join(required)
+        + "\n"
+        + "\n".join(
+            p + "," + ",".join("X" for _ in required) for p in ("8123456", "09506000134352")
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    code, doc, err = export(
+        capsys, "SO-1", "--outbox", str(outbox_path), "--strict", "--catalog", str(catalog)
+    )
+    assert (code, doc["missing"]) == (0, []), err
 
 
 def test_the_console_script_runs_it(outbox_path: Path) -> None:

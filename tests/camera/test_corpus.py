@@ -157,7 +157,10 @@ def test_decode_exits_0_when_nothing_is_read(
 
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((120, 160), 200, np.uint8))
     assert main(["decode", str(tmp_path / "blank.png"), "--decoder", "both"]) == 0
-    assert capsys.readouterr().out == ""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "blank.png: no code found (1 frame)" in captured.err  # said, not silent
+    assert "decoded 1 file: 0 codes; 1 file with no code" in captured.err
 
 
 def test_decode_names_a_missing_path_and_exits_2(

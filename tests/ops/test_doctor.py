@@ -122,7 +122,7 @@ def test_a_refused_token_fails_with_a_hint_and_exit_status_1(
     assert token.hint
     assert report.by_name("trace service").status is Status.OK
     assert not report.ok
-    assert cli_ops.main(["doctor", "-c", str(config), "--user", ME, "--json"]) == 1
+    assert cli_ops.main(["doctor", "-c", str(config), "--user", ME, "--json"]) == 3
     data = json.loads(capsys.readouterr().out)
     assert data["ok"] is False
     assert {"name": "token", "status": "fail"}.items() <= next(
@@ -328,7 +328,7 @@ def test_alihealth_a_refused_secret_fails_without_showing_it(
     assert str(ali_secret) in check.detail
     assert "sign_method" in check.hint
     assert report.by_name("码上放心 gateway").status is Status.OK
-    assert cli_ops.main(["doctor", "-c", str(config), "--user", ME, "--json"]) == 1
+    assert cli_ops.main(["doctor", "-c", str(config), "--user", ME, "--json"]) == 3
     assert "not-the-secret" not in capsys.readouterr().out
 
 

@@ -154,7 +154,7 @@ def test_udev_rules_command_checks_the_file(
     assert cli_ops.main(["udev-rules", "--check", str(RULES)]) == 0
     stale = tmp_path / RULES_NAME
     stale.write_text(RULES.read_text().replace("0660", "0666"))
-    assert cli_ops.main(["udev-rules", "--check", str(stale)]) == 1
+    assert cli_ops.main(["udev-rules", "--check", str(stale)]) == 3
     assert "out of date" in capsys.readouterr().err
     out = tmp_path / "out.rules"
     assert cli_ops.main(["udev-rules", "-o", str(out)]) == 0

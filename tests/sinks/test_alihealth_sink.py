@@ -295,7 +295,7 @@ async def test_a_fail_reply_dead_letters_the_bill_with_the_platform_message(
     await agent.drained()
     await agent.stop()
     assert cli.main(["queue", "ls", "--outbox", cfg.outbox.path, "--state", "rejected"]) == 0
-    listed = capsys.readouterr().out.splitlines()
+    listed = capsys.readouterr().out.splitlines()[1:]  # the table's rows, under its header
     assert len(listed) == 3
     assert all("SO-G" in line and "系统繁忙" in line for line in listed)
 
@@ -542,16 +542,17 @@ async def test_a_bill_the_platform_fails_to_process_raises_an_alarm_until_acknow
     outbox = ["--outbox", cfg.outbox.path]
     code, out = await run("bill", "failed", *outbox, "--json")
     assert code == 0
-    (failure,) = json.loads(out)
+    (failure,) = [json.loads(line) for line in out.splitlines()]  # a list: JSON Lines
     assert (failure["bill"], failure["number"]) == ("SO-P", "SO-P")
     assert "追溯码未激活" in failure["detail"]
     code, out = await run("bill", "history", "SO-P", *outbox)
     assert code == 0
-    events = [line.split()[1] for line in out.splitlines()]
+    # A table: a header, then date, time and zone (local), event, detail.
+    events = [line.split()[3] for line in out.splitlines()[1:]]
     assert events == ["open", "close", "upload-plan", "upload", "platform-status"]
     assert "deal_status 4 (processing failed) 追溯码未激活" in out.splitlines()[-1]
     code, out = await run("bill", "history", "NO-SUCH-BILL", *outbox)
-    assert code == 2
+    assert code == 1  # a right command that found nothing: the operation failed
     assert "Failed to find bill 'NO-SUCH-BILL'" in errors[-1]
 
     # A restart reads the failure back: the alarm stays until someone handles it.
@@ -560,14 +561,14 @@ async def test_a_bill_the_platform_fails_to_process_raises_an_alarm_until_acknow
     assert any("SO-P" in a for a in (await agent.daemon.status())["alarms"])
     s = ["--socket", str(sock)]
     code, out = await run("bill", "ack", "SO-OK", "--note", "nothing failed", *s)
-    assert code == 2  # nothing to acknowledge on that bill
+    assert code == 1  # nothing to acknowledge on that bill
     assert "no unacknowledged processing failure" in errors[-1]
     code, out = await run("bill", "ack", "SO-P", "--note", "re-uploaded as SO-P2", *s)
     assert code == 0
     assert "acknowledged SO-P: SO-P" in out
     assert (await agent.daemon.status())["alarms"] == []
     code, out = await run("bill", "failed", *outbox, "--json")
-    assert json.loads(out) == []
+    assert (code, out) == (0, "")  # an empty list: no lines
     log = await history(agent, "SO-P")
     assert log[-1]["event"] == "platform-ack"
     assert "re-uploaded as SO-P2" in log[-1]["detail"]

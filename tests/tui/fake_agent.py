@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from scanner_agent.control import RemoteError
+from scanner_agent.times import iso
 
 AT = "2026-11-23T08:30:0{}.000+00:00"
 NOW = 1795422615.0  # 2026-11-23T08:30:15Z
+"""The TUI's clock in the tests; every time in :data:`STATUS` is ISO 8601, as the agent sends it."""
 
 EVENTS: list[dict[str, Any]] = [
     {
@@ -221,7 +223,7 @@ STATUS: dict[str, Any] = {
             "connected": True,
             "device": "/dev/ttyACM0",
             "model": "Honeywell 1950g",
-            "last_scan_at": NOW - 3,
+            "last_scan_at": iso(NOW - 3),
             "errors": 0,
             "reason": None,
         },
@@ -230,12 +232,12 @@ STATUS: dict[str, Any] = {
             "connected": False,
             "device": "/dev/hidraw3",
             "model": "Zebra DS2208",
-            "last_scan_at": NOW - 600,
+            "last_scan_at": iso(NOW - 600),
             "errors": 2,
             "reason": "unplugged",
         },
     ],
-    "last_scan_at": {"tcp:dock": NOW - 12},
+    "last_scan_at": {"tcp:dock": iso(NOW - 12)},
     "bills": [
         {
             "number": "SO-2026-0001",
@@ -258,14 +260,14 @@ STATUS: dict[str, Any] = {
         "last_error": "HTTP 503 from the trace service",
         "last_error_at": "2026-11-23T08:30:10.000+00:00",
         "last_error_current": True,
-        "last_success_at": NOW - 30,
+        "last_success_at": iso(NOW - 30),
         "in_flight": 1,
-        "retry_at": NOW + 4,
+        "retry_at": iso(NOW + 4),
         "batch_limit": 1000,
         "alarm": None,
         "recent_rejections": [
             {
-                "at": NOW - 100,
+                "at": iso(NOW - 100),
                 "batch_id": "b1",
                 "seq": 7,
                 "event_id": "e7",

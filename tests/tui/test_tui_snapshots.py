@@ -1,13 +1,16 @@
 """Snapshots of the main views at 80x24 with fixed data, times and no cursor blink.
 
+Times are shown in a fixed zone, Asia/Shanghai (CST, +08:00), as a clerk in
+China sees them: 08:30:01 UTC is drawn 16:30:01 under a ``time CST`` heading.
+
 Update after an intended change with ``pytest tests/tui --snapshot-update`` and
 look at the SVGs (``snapshot_report.html`` shows the differences).
 """
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -19,9 +22,11 @@ from textual.pilot import Pilot
 from scanner_agent.tui import DispatchApp
 from tests.tui.fake_agent import NOW, FakeAgent
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
 
 def make() -> DispatchApp:
-    return DispatchApp(FakeAgent(), tz=UTC, clock=lambda: NOW, blink=False, poll_s=3600)
+    return DispatchApp(FakeAgent(), tz=SHANGHAI, clock=lambda: NOW, blink=False, poll_s=3600)
 
 
 async def settle(pilot: Pilot[Any]) -> None:
