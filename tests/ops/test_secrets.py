@@ -100,7 +100,7 @@ def test_a_multi_line_token_is_refused_by_every_command_without_showing_it(
         assert done.returncode == 2, done
         assert f"{key}: " in done.stderr
         assert "3 lines" in done.stderr
-    assert doctor.returncode == doctor_json.returncode == 1
+    assert doctor.returncode == doctor_json.returncode == 3  # ran, and a check failed
     report = json.loads(doctor_json.stdout)
     (token_check,) = [c for c in report["checks"] if c["name"] == "token"]
     assert token_check["status"] == "fail"

@@ -181,7 +181,7 @@ async def test_a_refused_event_is_a_dead_letter_with_the_repositorys_reason(
     assert status["link"] == "online"  # a refused event is not a link problem
     await agent.stop()
     assert cli.main(["queue", "ls", "--outbox", cfg.outbox.path, "--state", "rejected"]) == 0
-    listed = capsys.readouterr().out.splitlines()
+    listed = capsys.readouterr().out.splitlines()[1:]  # the table's rows, under its header
     assert len(listed) == 1
     assert bad in listed[0]
     assert "unknown company prefix" in listed[0]
