@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -139,3 +140,13 @@ async def start_agent() -> AsyncIterator[Callable[..., Any]]:
     for agent in running:
         if not agent.task.done():
             await agent.stop()
+
+
+@pytest.fixture
+def shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The local zone is Asia/Shanghai (CST, +08:00) for this process and its children."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -24,7 +24,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -166,16 +165,6 @@ class Walk:
             if name not in DATA:
                 assert not RAW_ISO.search(out), f"a time not in local time: {shown}"
         return out
-
-
-@pytest.fixture
-def shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The local zone is Asia/Shanghai (CST, +08:00) for this process and its children."""
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_every_command_reports_readably_and_as_json(

@@ -8,13 +8,10 @@ ISO 8601 and back; people always see the zone.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,15 +149,6 @@ def test_errors_map_to_the_documented_exit_codes() -> None:
 
 
 # -- times -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 @settings(max_examples=300, deadline=None)

@@ -302,30 +302,27 @@ def test_profiles_show_prints_usb_ids_in_hex_like_lsusb(
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def test_first_make_demo_says_what_it_installs_before_pip_runs(tmp_path: Path) -> None:
     venv = tmp_path / "venv"  # not there yet: a fresh machine
-    proc = subprocess.run(
-        ["make", "-n", "demo", f"VENV={venv}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    lines = proc.stdout.splitlines()
+
+    def dry_run() -> str:
+        return subprocess.run(
+            ["make", "-n", "demo", f"VENV={venv}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+
+    out = dry_run()
+    lines = out.splitlines()
     pip = next(i for i, line in enumerate(lines) if "pip install" in line)
     said = "\n".join(lines[:pip])
-    assert "installing scanner-agent" in said, proc.stdout
-    assert re.search(r"about \d+.*minutes?", said), proc.stdout
+    assert "installing scanner-agent" in said, out
+    assert re.search(r"about \d+.*minutes?", said), out
     # Once installed, the demo starts without the message.
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").symlink_to(sys.executable)
     (venv / ".installed").touch()
-    again = subprocess.run(
-        ["make", "-n", "demo", f"VENV={venv}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "pip install" not in again.stdout
-    assert "minutes" not in again.stdout
+    again = dry_run()
+    assert "pip install" not in again
+    assert "minutes" not in again

@@ -13,8 +13,7 @@ import asyncio
 import json
 import re
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,6 @@ from tests.test_cli_every_command import json_problems
 
 GOOD = "81234560000000011234"
 REFUSED = "81234560000000022345"
-
-
-@pytest.fixture
-def shanghai(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TZ", "Asia/Shanghai")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def raw_call(sock: Path, request: dict[str, Any]) -> dict[str, Any]:
