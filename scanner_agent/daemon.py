@@ -748,7 +748,7 @@ class Daemon:
     async def status(self, max_age_s: float = 0.0) -> dict[str, Any]:
         """A JSON-ready snapshot for status lines, ``scanner-agent status`` and the TUI.
 
-        ``max_age_s``: how old the outbox counts may be (metrics scrapes accept a second).
+        ``max_age_s``: how old the outbox counts may be (metrics scrapes accept a few seconds).
         Every time in it is ISO 8601 with an offset (:func:`scanner_agent.times.iso`);
         control protocol version 1 clients get Unix times back (``control._v1``).
         """

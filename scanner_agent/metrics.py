@@ -66,7 +66,7 @@ log = logging.getLogger(__name__)
 PREFIX = "scanner_agent_"
 SNAPSHOT_TIMEOUT_S = 5.0
 """Longest a scrape waits for the event loop to produce a snapshot."""
-SCRAPE_MAX_AGE_S = 1.0
+SCRAPE_MAX_AGE_S = 5.0
 """Outbox counts a scrape accepts from an earlier count (concurrent scrapes share one)."""
 MAX_SCRAPES = 8
 """Requests served at once; a connection beyond them is answered ``503`` and closed."""
