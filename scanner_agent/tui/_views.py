@@ -60,6 +60,11 @@ def time_heading(tz: tzinfo | None) -> str:
     return f"time {zone(tz)}"
 
 
+def _with_zone(time_of_day: str, zone_name: str) -> str:
+    """``16:30:01 CST``; ``-`` stays ``-`` (no time, no zone)."""
+    return time_of_day if time_of_day == "-" else f"{time_of_day} {zone_name}"
+
+
 def ago(at: str | None, now: float) -> str:
     """An ISO 8601 time as ``12s ago`` / ``3m 5s ago`` (:func:`scanner_agent.times.age`) or ``-``."""
     moment = parse_time(at)
@@ -326,7 +331,7 @@ class LinkView(Vertical):
             f"   in flight {sync.get('in_flight', 0)} batches{retry}\n",
             ("backlog   ", "dim"),
             f"{status.get('backlog', 0)}  ({state_counts(queue, owed=True)})   "
-            f"oldest {clock(status.get('oldest_pending_at'), tz)} {tz_name}\n",
+            f"oldest {_with_zone(clock(status.get('oldest_pending_at'), tz), tz_name)}\n",
             ("outbox    ", "dim"),
             state_counts(queue, owed=False) + "\n",
             ("sent      ", "dim"),
@@ -336,8 +341,8 @@ class LinkView(Vertical):
             (str(error or "-"), "red" if current else "dim"),
         ]
         if error:
-            at = clock(status.get("last_error_at"), tz)
-            parts.append((f"  at {at} {tz_name}, " + ("current" if current else "past"), "dim"))
+            at = _with_zone(clock(status.get("last_error_at"), tz), tz_name)
+            parts.append((f"  at {at}, " + ("current" if current else "past"), "dim"))
         self.query_one("#link-summary", Static).update(Text.assemble(*parts))
         table = self.query_one("#rejections-table", DataTable)
         table.clear()
