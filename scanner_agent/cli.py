@@ -37,6 +37,7 @@ from scanner_agent.cli_output import (
     print_json,
     print_json_lines,
     print_table,
+    whole_number,
 )
 from scanner_agent.config import (
     DEFAULT_CONFIG_PATH,
@@ -265,7 +266,7 @@ def cmd_queue_ls(args: argparse.Namespace) -> int:
         total = outbox.count_rows(**filters) if len(rows) >= args.limit else len(rows)
     if args.json:
         print_json_lines(dataclasses.asdict(r) for r in rows)
-    else:
+    elif rows or not total:
         print_table(
             ["seq", "state", "scheme", "code", "bill", "scanned at", "reason"],
             [
@@ -379,17 +380,6 @@ def cmd_queue_salvage(args: argparse.Namespace) -> int:
 # -- wiring --------------------------------------------------------------------
 
 
-def _count(text: str) -> int:
-    """A ``--limit``: a whole number, zero or more."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
-    return n
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the docs test to list commands)."""
     parser = argparse.ArgumentParser(
@@ -487,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bill", help="only rows of this bill")
     p.add_argument(
         "--limit",
-        type=_count,
+        type=whole_number,
         default=100,
         metavar="N",
         help="list at most N rows, the oldest first (default 100); stderr says how many "

@@ -29,6 +29,7 @@ from scanner_agent.cli_output import (
     print_json,
     print_json_lines,
     print_table,
+    whole_number,
 )
 from scanner_agent.config import DEFAULT_CONFIG_PATH, ControlConfig, load_config
 from scanner_agent.errors import ScannerAgentError, UsageError
@@ -301,17 +302,20 @@ def _scan_result(scan: dict[str, Any]) -> str:
 
 def cmd_bill_list(args: argparse.Namespace) -> int:
     """List bills, newest first."""
-    bills = _call(args, "bill.list", state=args.state, limit=args.limit)
+    # One more than asked for: whether the limit left any out.
+    bills = _call(args, "bill.list", state=args.state, limit=args.limit + 1)
+    more = len(bills) > args.limit
+    bills = bills[: args.limit]
     if args.json:
         print_json_lines(bills)
-    else:
+    elif bills or not more:
         print_table(
             BILL_COLUMNS,
             [_bill_row(b) for b in bills],
             empty=f"no {args.state} bills" if args.state else "no bills",
         )
-    if args.limit and len(bills) >= args.limit:
-        note(f"showing the newest {plural(len(bills), 'bill')}; --limit N shows more")
+    if more:
+        note(f"showing the newest {plural(len(bills), 'bill')}; more are left out (--limit N)")
     return 0
 
 
@@ -680,7 +684,7 @@ def register(add: AddCommand) -> None:
     )
     p.add_argument(
         "--limit",
-        type=int,
+        type=whole_number,
         default=50,
         metavar="N",
         help="list at most N bills, the newest first (default 50)",

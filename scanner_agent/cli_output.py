@@ -57,6 +57,7 @@ __all__ = [
     "print_json_lines",
     "print_table",
     "table",
+    "whole_number",
 ]
 
 EXIT_OK: Final = 0
@@ -101,6 +102,17 @@ def add_command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser
+
+
+def whole_number(text: str) -> int:
+    """An argparse ``type`` for a count such as ``--limit``: a whole number, zero or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {n}")
+    return n
 
 
 def exit_code(exc: ScannerAgentError) -> int:

@@ -119,6 +119,8 @@ class Walk:
         self.text: set[str] = set()
         self.json: set[str] = set()
         self.commands = {" ".join(w) for w, _ in leaf_commands(build_parser())} - NOT_REPORTING
+        self.err = ""
+        """The last command's stderr."""
 
     def command_of(self, argv: list[str]) -> str:
         words = [a for a in argv if not a.startswith("-")]
@@ -144,6 +146,7 @@ class Walk:
         else:
             status = main(args)
             out, err = self.capsys.readouterr()
+        self.err = err
         codes = code if isinstance(code, tuple) else (code,)
         shown = f"scanner-agent {' '.join(args)} exited {status}\nstdout: {out}\nstderr: {err}"
         assert status in codes, shown
@@ -295,7 +298,10 @@ def test_every_command_reports_readably_and_as_json(
         run("bill", "show", "SO-PART", *s, "--json")
         run("bill", "list", *s)
         run("bill", "list", *s, "--json")
-        run("bill", "list", "--state", "open", "--limit", "0", *s)
+        assert run("bill", "list", "--state", "open", "--limit", "0", *s) == ""
+        assert "showing the newest 0 bills; more are left out (--limit N)" in walk.err
+        run("bill", "list", "--limit", "100", *s)
+        assert walk.err == ""  # every bill shown: no note
         run("bill", "ack", "SO-PART", "-n", "done", *s, code=1)  # no platform failure on it
         run("bill", "ack", "SO-PART", "-n", "done", *s, "--json", code=1)
         run("queue", "retry", *q)
