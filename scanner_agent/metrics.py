@@ -25,7 +25,7 @@ name                                        type     meaning
 ``info{version,device_id}``                 gauge    always 1
 ``uptime_seconds``                          gauge    since the daemon became ready
 ``scans_total{result}``                     counter  ``accepted`` / ``refused`` since start
-``scans_refused_total{reason}``             counter  refusals by reason kind
+``scans_refused_total{reason}``             counter  refusals by reason label (outbox.reason_label)
 ``outbox_rows{state}``                      gauge    rows per row state (``outbox.RowState``)
 ``outbox_backlog``                          gauge    rows not yet delivered (pending+held+in_flight)
 ``outbox_oldest_pending_age_seconds``       gauge    age of the oldest undelivered scan (0: none)
