@@ -104,9 +104,19 @@ class GroupCommitter:
         They are committed in the same transaction; results come back in order
         once it has committed.
         """
+        return await self.queue(scans, rejects)
+
+    def queue(
+        self, scans: list[NewScan], rejects: list[RejectRecord] | None = None
+    ) -> asyncio.Future[list[EnqueueResult]]:
+        """Put scans in the commit queue now; the future has their results once committed.
+
+        Synchronous, so a caller knows its scans are queued (and where: groups
+        commit in queue order) before it lets anything else run.
+        """
         fut: asyncio.Future[list[EnqueueResult]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(scans, rejects or [], fut))
-        return await fut
+        self._queue.put_nowait(_Pending(scans, rejects or [], fut))
+        return fut
 
     async def flush(self) -> None:
         """Return once everything submitted before this call has committed (or failed).
@@ -256,6 +266,8 @@ class ScanIntake:
         """Called with every outcome (status, TUI stream); must not block."""
         self.full_alarm: str | None = None
         """Set while the outbox refuses scans for lack of space; cleared by the next commit."""
+        self._turns: dict[tuple[str, str], asyncio.Future[None]] = {}
+        """Per ``(source, device)``: done once its latest submission is in the commit queue."""
         self.parser: ParseWorker[ScanResult] = ParseWorker(parse_scan)
         """Parses every frame but a cn20 code off the event loop, fairly across connections."""
 
@@ -276,13 +288,36 @@ class ScanIntake:
         rates; outcomes come back in order, all after the commit.
         """
         frames = [s.data for s in scans]
-        if all(_cheap(f) for f in frames):
-            parsed = parse_many(frames)
-        else:  # off the loop, taking turns with the other connections (one per device)
-            parsed = await self.parser.parse((scans[0].source, scans[0].device), frames)
-        # From here to the committer's queue nothing awaits: the bill is the one open
-        # *now*, so a bill that closes (BillDesk.close flushes the committer first) never
-        # gets a scan after it closed.
+        key = (scans[0].source, scans[0].device) if scans else ("", "")
+        # A device's scans reach the commit queue in the order they were read, so its
+        # capture order (the outbox's seq, what `bill undo` takes last) is the read order
+        # even when a costly frame is parsed on the thread and a cn20 code behind it is not.
+        ahead = self._turns.get(key)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._turns[key] = turn
+        try:
+            if all(_cheap(f) for f in frames):
+                parsed = parse_many(frames)
+            else:  # off the loop, taking turns with the other connections (one per device)
+                parsed = await self.parser.parse(key, frames)
+            if ahead is not None and not ahead.done():
+                await asyncio.shield(ahead)
+            queued = self._route_and_queue(scans, parsed, action, bill)
+        finally:
+            turn.set_result(None)
+            if self._turns.get(key) is turn:
+                del self._turns[key]
+        return await self._answer(scans, parsed, *queued)
+
+    def _route_and_queue(
+        self, scans: list[RawScan], parsed: list[ScanResult], action: str, bill: str
+    ) -> tuple[list[NewScan], list[ScanOutcome | int], asyncio.Future[list[EnqueueResult]]]:
+        """Label the parsed scans, NAK what the sink would refuse, queue the rest to commit.
+
+        No await from here to the committer's queue: the bill is the one open
+        *now*, so a bill that closes (``BillDesk.close`` flushes the committer
+        first) never gets a scan after it closed.
+        """
         action = action or self.default_action
         bill_name = self._bill_for(action, bill)
         # What the sink can take onto this bill, decided once for the lot: a scan it
@@ -348,10 +383,21 @@ class ScanIntake:
                     )
                 )
             )
+        return new, slots, self._committer.queue(new, rejects)
+
+    async def _answer(
+        self,
+        scans: list[RawScan],
+        parsed: list[ScanResult],
+        new: list[NewScan],
+        slots: list[ScanOutcome | int],
+        committed: asyncio.Future[list[EnqueueResult]],
+    ) -> list[ScanOutcome]:
+        """Await the commit and turn its results into one outcome per frame, in order."""
         failure: ScanOutcome | None = None
         results: list[EnqueueResult] = []
         try:
-            results = await self._committer.submit_many(new, rejects)
+            results = await committed
         except OutboxFullError as exc:
             if self.full_alarm is None:
                 log.error("ALARM: outbox full, scans are refused until space returns: %s", exc)
