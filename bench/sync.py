@@ -44,7 +44,8 @@ import httpx
 from scanner_agent.config import SyncConfig
 from scanner_agent.interpreter import tune_interpreter
 from scanner_agent.outbox import Batch, BatchEvent, NewScan, Outbox, OutboxThread, uuid7
-from scanner_agent.sync import SyncLoop, TraceApiClient
+from scanner_agent.sinks.trace_api import TraceApiClient
+from scanner_agent.sync import SyncLoop
 
 TOKEN = "bench-token"
 BACKLOG = int(os.environ.get("BENCH_BACKLOG", "200000"))

@@ -39,7 +39,8 @@ from scanner_agent.intake import GroupCommitter, ScanIntake
 from scanner_agent.lanes import Lane, SingleFlight
 from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
-from scanner_agent.sync import Admission, Gate, PlatformAlarms, Sink, SyncLoop, TraceApiClient
+from scanner_agent.sinks.trace_api import TraceApiClient
+from scanner_agent.sync import Admission, Gate, PlatformAlarms, Sink, SyncLoop
 from scanner_agent.times import iso
 
 if TYPE_CHECKING:

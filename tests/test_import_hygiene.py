@@ -45,7 +45,7 @@ NEVER_IN_A_DAEMON = ("uvicorn", "starlette", "textual", "cv2")
 """Top-level packages a daemon must not load: no configured part of it needs them."""
 
 SINK_MODULE = {
-    "trace-api": "scanner_agent.sync",
+    "trace-api": "scanner_agent.sinks.trace_api",
     "alihealth": "scanner_agent.sinks.alihealth",
     "epcis": "scanner_agent.sinks.epcis",
 }

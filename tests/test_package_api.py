@@ -15,6 +15,7 @@ PACKAGES = [
     "scanner_agent.sinks",
     "scanner_agent.sinks.alihealth",
     "scanner_agent.sinks.epcis",
+    "scanner_agent.sinks.trace_api",
     "scanner_agent.sync",
 ]
 

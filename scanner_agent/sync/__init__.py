@@ -1,14 +1,24 @@
-"""Delivery of the outbox to the trace service (Trace API v1) or a platform, through a sink."""
+"""Delivery of the outbox to a sink: the sync loop, the :class:`Sink` protocol with its
+admission rules, and the one HTTP layer every sink speaks through.
 
-from scanner_agent.sync._client import (
+The sinks themselves are in :mod:`scanner_agent.sinks`, one package per
+``sync.protocol``.
+"""
+
+from scanner_agent.sync._http import (
+    RETRYABLE_STATUSES,
+    USER_AGENT,
+    BearerAuth,
     NetworkError,
     ServiceError,
-    TraceApiClient,
+    TlsSettings,
+    backoff_delay,
     build_ssl_context,
     date_offset_s,
-    decode_results,
-    encode_batch,
     parse_retry_after,
+    redact,
+    status_error,
+    transport_error,
 )
 from scanner_agent.sync._loop import (
     RECENT_REJECTIONS,
@@ -16,13 +26,15 @@ from scanner_agent.sync._loop import (
     Rejection,
     SyncLoop,
     SyncStats,
-    backoff_delay,
 )
 from scanner_agent.sync._sinks import Admission, BillTerms, Gate, PlatformAlarms, Sink
 
 __all__ = [
     "RECENT_REJECTIONS",
+    "RETRYABLE_STATUSES",
+    "USER_AGENT",
     "Admission",
+    "BearerAuth",
     "BillTerms",
     "Gate",
     "LinkState",
@@ -33,11 +45,12 @@ __all__ = [
     "Sink",
     "SyncLoop",
     "SyncStats",
-    "TraceApiClient",
+    "TlsSettings",
     "backoff_delay",
     "build_ssl_context",
     "date_offset_s",
-    "decode_results",
-    "encode_batch",
     "parse_retry_after",
+    "redact",
+    "status_error",
+    "transport_error",
 ]

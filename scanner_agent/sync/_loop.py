@@ -41,7 +41,7 @@ from scanner_agent.errors import (
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, EventResult, OutboxThread, RowState, SettleSummary
-from scanner_agent.sync._client import NetworkError
+from scanner_agent.sync._http import NetworkError, backoff_delay
 from scanner_agent.sync._sinks import Sink
 from scanner_agent.times import iso
 
@@ -153,12 +153,6 @@ class SyncStats:
         }
 
 
-def backoff_delay(attempt: int, initial: float, maximum: float, rng: random.Random) -> float:
-    """Exponential backoff with full jitter: uniform in [0, min(max, initial * 2**attempt)]."""
-    ceiling = min(maximum, initial * (2 ** min(attempt, 30)))
-    return rng.uniform(0, ceiling)
-
-
 def _kind(exc: BaseException) -> str:
     """What a failure is, for logging it once rather than on every retry."""
     status = getattr(exc, "status_code", None)
@@ -168,7 +162,7 @@ def _kind(exc: BaseException) -> str:
 class SyncLoop:
     """Drains the outbox to the trace service, through a :class:`Sink` for its protocol.
 
-    ``client`` is the sink: a :class:`~scanner_agent.sync.TraceApiClient` for
+    ``client`` is the sink: a :class:`~scanner_agent.sinks.trace_api.TraceApiClient` for
     Trace API v1, or a platform's (``docs/platforms.md``).  ``token_reader``
     gives the current token (default: ``cfg.read_token``; the daemon passes the
     sink's credential); it is read again every ``cfg.token_poll_s`` while the

@@ -33,8 +33,8 @@ from scanner_agent.sinks.alihealth import (
     is_trace_code,
 )
 from scanner_agent.sinks.epcis import EPC_SCHEMES, EPCIS_ADMISSION, EpcisConfig, epc_uri
+from scanner_agent.sinks.trace_api import TRACE_API_ADMISSION
 from scanner_agent.sync import Admission, Gate
-from scanner_agent.sync._client import TRACE_API_ADMISSION
 from scanner_agent.traceserver._protocol import SCHEMES as SERVICE_SCHEMES
 
 CN20 = "81234567890123456789"

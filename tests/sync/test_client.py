@@ -17,13 +17,8 @@ from scanner_agent.errors import (
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, BatchEvent, uuid7
-from scanner_agent.sync import (
-    ServiceError,
-    TraceApiClient,
-    backoff_delay,
-    decode_results,
-    parse_retry_after,
-)
+from scanner_agent.sinks.trace_api import TraceApiClient, decode_results
+from scanner_agent.sync import ServiceError, backoff_delay, parse_retry_after
 from scanner_agent.traceserver import TraceServerThread
 
 TOKEN = "client-test-token"
@@ -201,7 +196,7 @@ async def test_a_batch_id_reused_for_other_events_is_refused_422_and_stores_noth
 
 
 def test_a_body_from_the_lease_rendering_matches_the_python_encoding() -> None:
-    from scanner_agent.sync._client import encode_batch
+    from scanner_agent.sinks.trace_api import encode_batch
 
     events = tuple(
         BatchEvent(i, uuid7(), f"8{i:019d}", "cn20", "ship", bill, "2026-03-01T09:30:00+08:00", "t")

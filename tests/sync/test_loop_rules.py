@@ -19,7 +19,8 @@ import pytest
 
 from scanner_agent.config import SyncConfig
 from scanner_agent.outbox import NewScan, Outbox, OutboxThread, RowState, uuid7
-from scanner_agent.sync import LinkState, SyncLoop, TraceApiClient
+from scanner_agent.sinks.trace_api import TraceApiClient
+from scanner_agent.sync import LinkState, SyncLoop
 from tests.sync.conftest import codes, wait_until
 
 Handler = Callable[[httpx.Request, dict[str, object]], Awaitable[httpx.Response]]

@@ -15,7 +15,8 @@ import pytest
 from scanner_agent.config import AgentConfig, SyncConfig
 from scanner_agent.errors import AuthError, ConfigError
 from scanner_agent.outbox import Batch, BatchEvent, uuid7
-from scanner_agent.sync import LinkState, NetworkError, TraceApiClient
+from scanner_agent.sinks.trace_api import TraceApiClient
+from scanner_agent.sync import LinkState, NetworkError
 from scanner_agent.traceserver import TraceServerThread
 from tests.conftest import TOKEN
 from tests.sync.conftest import (

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from scanner_agent.outbox import Batch as OutboxBatch
 from scanner_agent.outbox import BatchEvent
-from scanner_agent.sync._client import encode_batch
+from scanner_agent.sinks.trace_api import encode_batch
 from scanner_agent.traceserver import ProtocolError, TraceServerThread, TraceStore, parse_batch
 from scanner_agent.traceserver._protocol import (
     EVENT_FIELDS,

@@ -32,7 +32,7 @@ from scanner_agent.sinks.alihealth._protocol import (
     split_bill,
     upload_params,
 )
-from scanner_agent.sync import NetworkError, ServiceError, date_offset_s, parse_retry_after
+from scanner_agent.sync import ServiceError, date_offset_s, parse_retry_after, transport_error
 
 __all__ = ["AliHealthClient", "AliHealthConfig"]
 
@@ -144,7 +144,7 @@ class AliHealthClient:
             )
         except httpx.HTTPError as exc:
             # The sync loop's own network error, so the link shows offline, not degraded.
-            raise NetworkError(f"码上放心 {method}: {type(exc).__name__}: {exc}") from exc
+            raise transport_error(exc, f"calling 码上放心 {method}") from exc
         self.clock_offset_s = date_offset_s(response.headers.get("Date"), self._clock())
         if response.status_code != 200:
             raise ServiceError(

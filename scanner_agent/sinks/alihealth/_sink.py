@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -63,7 +64,7 @@ from scanner_agent.sinks.alihealth._protocol import (
     BillUpload,
     UploadResult,
 )
-from scanner_agent.sync import Admission
+from scanner_agent.sync import Admission, backoff_delay
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread
@@ -303,10 +304,8 @@ class AliHealthSink:
         begin = (day - timedelta(days=1)).isoformat()
         end = (datetime.now(GMT8).date() + timedelta(days=1)).isoformat()
         waiting = list(numbers)
-        delay = self._status_poll_s
-        for _ in range(self._status_polls):
-            await asyncio.sleep(delay)
-            delay *= 2
+        for attempt in range(self._status_polls):
+            await asyncio.sleep(backoff_delay(attempt, self._status_poll_s, math.inf))
             entries = []
             for number in list(waiting):
                 try:

@@ -9,9 +9,9 @@ job into one :class:`~scanner_agent.outbox.EventResult` per scan.  The results
 are keyed by the outbox's ``event_id``, so the sync loop settles them like
 Trace API v1 results.
 
-Failures raise the sync loop's own errors, mapped as
-:class:`~scanner_agent.sync.TraceApiClient` maps them, so retry, backoff,
-halving and stopping work unchanged:
+Failures raise the sync loop's own errors, mapped by the shared HTTP layer
+(:func:`~scanner_agent.sync.transport_error`, :func:`~scanner_agent.sync.status_error`)
+as for every sink, so retry, backoff, halving and stopping work unchanged:
 
 * connection failure, reset, timeout: :class:`~scanner_agent.sync.NetworkError`;
 * 408/425/5xx, a capture job that failed on the server's side:
@@ -20,6 +20,7 @@ halving and stopping work unchanged:
 * 429 (or 503 with ``Retry-After``): :class:`~scanner_agent.errors.RateLimitedError`;
 * 401/403: :class:`~scanner_agent.errors.AuthError`;
 * 413 (``GS1-EPCIS-Capture-Limit`` exceeded): :class:`~scanner_agent.errors.BatchTooLargeError`;
+* another 2xx than the one expected: :class:`~scanner_agent.errors.ProtocolError`;
 * other 4xx but 400/409: :class:`~scanner_agent.errors.BatchRejectedError`;
 * a job still running at the time limit: :class:`~scanner_agent.errors.TransientSyncError`;
 * a reply that is not a capture job: :class:`~scanner_agent.errors.ProtocolError`.
@@ -43,20 +44,11 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import httpx
 
-from scanner_agent import __version__
-from scanner_agent.errors import (
-    AuthError,
-    BatchRejectedError,
-    BatchTooLargeError,
-    ConfigError,
-    ProtocolError,
-    RateLimitedError,
-    TransientSyncError,
-)
+from scanner_agent.errors import ConfigError, ProtocolError, TransientSyncError
 from scanner_agent.outbox import Batch, BatchEvent, EventResult
 from scanner_agent.sinks.epcis._document import Child, EpcisConfig, build_document, scan_events
 from scanner_agent.sinks.epcis._job import (
@@ -67,14 +59,18 @@ from scanner_agent.sinks.epcis._job import (
     parse_problem,
     settle_job,
 )
-from scanner_agent.sync import NetworkError, ServiceError, parse_retry_after
-from scanner_agent.sync._client import BearerAuth
+from scanner_agent.sync import (
+    USER_AGENT,
+    BearerAuth,
+    backoff_delay,
+    status_error,
+    transport_error,
+)
 
 __all__ = ["EpcisCaptureClient", "EpcisCaptureConfig"]
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 _JSON = "application/json"
 ErrorBehaviour = Literal["proceed", "rollback"]
 
@@ -192,7 +188,7 @@ class EpcisCaptureClient(BearerAuth):
         self._client = httpx.AsyncClient(
             base_url=cfg.url.rstrip("/"),
             headers={
-                "User-Agent": f"scanner-agent/{__version__}",
+                "User-Agent": USER_AGENT,
                 "Accept": f"{_JSON}, application/problem+json",
                 "GS1-EPCIS-Version": "2.0.0",
                 "GS1-CBV-Version": "2.0.0",
@@ -336,10 +332,11 @@ class EpcisCaptureClient(BearerAuth):
             AuthError, ProtocolError: as for :meth:`capture_job`.
         """
         deadline = time.monotonic() + self.cfg.poll_timeout_s
-        delay = self.cfg.poll_initial_s
         last: str = "still running"
+        polls = 0
         while True:
-            wait = delay
+            wait = backoff_delay(polls, self.cfg.poll_initial_s, self.cfg.poll_max_s)
+            polls += 1
             try:
                 job = await self.capture_job(location)
             except TransientSyncError as exc:
@@ -356,7 +353,6 @@ class EpcisCaptureClient(BearerAuth):
                     f"EPCIS capture: no final answer within {self.cfg.poll_timeout_s:g} s ({last})"
                 )
             await self._sleep(min(wait, remaining))
-            delay = min(delay * 2, self.cfg.poll_max_s)
 
     async def capture_job(self, location: str) -> CaptureJob:
         """One ``GET`` of the capture job at ``location`` (absolute, or relative to ``url``).
@@ -382,32 +378,11 @@ class EpcisCaptureClient(BearerAuth):
     async def _request(self, method: str, url: str, **kw: Any) -> httpx.Response:
         try:
             return await self._client.request(method, url, **kw)
-        except httpx.TimeoutException as exc:
-            raise NetworkError(f"EPCIS {method} {url}: timeout ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
-            raise NetworkError(f"EPCIS {method} {url}: {type(exc).__name__}: {exc}") from exc
+            raise transport_error(exc, f"on EPCIS {method} {url}") from exc
 
-    def _raise_for(self, response: httpx.Response, what: str) -> None:
+    def _raise_for(self, response: httpx.Response, what: str) -> NoReturn:
         """Raise the sync error for a reply that is neither 200/202 nor a document refusal."""
-        status = response.status_code
-        detail = _problems(response)[0].reason
-        if self._token and self._token in detail:  # a proxy's page echoing our headers
-            detail = detail.replace(self._token, "<token>")
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if status == 429 or (status == 503 and retry_after is not None):
-            raise RateLimitedError(
-                f"EPCIS {what}: busy ({status}): {detail}", retry_after=retry_after
-            )
-        if status in (401, 403):
-            raise AuthError(f"EPCIS {what}: token refused ({status}): {detail}")
-        if status == 413:
-            raise BatchTooLargeError(f"EPCIS {what}: too large (413): {detail}")
-        if status in _RETRYABLE or status >= 500:
-            raise ServiceError(
-                f"EPCIS {what}: service error ({status}): {detail}",
-                status_code=status,
-                retry_after=retry_after,
-            )
-        if 200 <= status < 300:
-            raise ProtocolError(f"EPCIS {what}: unexpected status {status}")
-        raise BatchRejectedError(f"EPCIS {what}: refused ({status}): {detail}", status_code=status)
+        raise status_error(
+            response, _problems(response)[0].reason, sent=what, token=self._token, prefix="EPCIS: "
+        )
