@@ -1,9 +1,11 @@
 """Replay source: scans from a file or standard input, one per line.
 
 Used to replay a capture from a scanner, to feed the agent from a script, and
-by ``make demo``.  The file is read in a thread so a slow pipe never blocks
-the event loop; each line is submitted and awaited in order, so a replay is
-throttled by the outbox's commit rate (or by ``rate``).
+by ``make demo``.  The file is read on a thread of the source's own (a
+:class:`scanner_agent.lanes.Lane`), so a slow pipe never blocks the event loop
+and a read waiting on stdin never holds one of asyncio's shared threads; each
+line is submitted and awaited in order, so a replay is throttled by the
+outbox's commit rate (or by ``rate``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from drivers.base import Intake, RawScan
 from drivers.framing import Frame, LineFramer
 from drivers.registry import source_name
 from scanner_agent.config import SourceConfig
+from scanner_agent.lanes import Lane
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +48,19 @@ class ReplaySource:
     async def run(self, intake: Intake) -> None:
         """Replay the whole input once."""
         framer = LineFramer(self.terminator, max_frame=self.max_frame)
-        stream = cast(
-            io.BufferedReader,
-            sys.stdin.buffer
-            if self.path == "-"
-            else await asyncio.to_thread(open, self.path, "rb"),
-        )
+        reads = Lane(f"read {self.name}", workers=1, max_pending=1)  # one read at a time
+        try:
+            stream = cast(
+                io.BufferedReader,
+                sys.stdin.buffer if self.path == "-" else await reads.run(open, self.path, "rb"),
+            )
+        except BaseException:
+            reads.shutdown()
+            raise
         interval = 1.0 / self.rate if self.rate > 0 else 0.0
         try:
             while True:
-                chunk = await asyncio.to_thread(stream.read1, 65536)
+                chunk = await reads.run(stream.read1, 65536)
                 events = framer.feed(chunk) if chunk else framer.flush()
                 for event in events:
                     if isinstance(event, Frame):
@@ -67,6 +73,7 @@ class ReplaySource:
                 if not chunk:
                     break
         finally:
+            reads.shutdown()
             if stream is not sys.stdin.buffer:
                 stream.close()
             self.done.set()
