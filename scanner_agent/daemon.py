@@ -688,7 +688,9 @@ class Daemon:
                 if interval:
                     notifier.notify(watchdog=1)
                 try:
-                    st = await self.status()
+                    # Counts one period old will do for a status line: a large outbox's count
+                    # (seconds) then runs at most once a period, shared with other callers.
+                    st = await self.status(max_age_s=period)
                     line = f"backlog {st['backlog']}, link {st['link']}, scanned {st['scanned']}"
                 except ScannerAgentError as exc:
                     line = f"outbox error: {exc}"
