@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -39,8 +39,17 @@ from scanner_agent.intake import GroupCommitter, ScanIntake
 from scanner_agent.lanes import Lane, SingleFlight
 from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
+from scanner_agent.sinks import build_sink, sink_names
 from scanner_agent.sinks.trace_api import TraceApiClient
-from scanner_agent.sync import Admission, Gate, PlatformAlarms, Sink, SyncLoop
+from scanner_agent.sync import (
+    Admission,
+    Gate,
+    PlatformAlarms,
+    Sink,
+    SinkContext,
+    SyncLoop,
+    SyncObserver,
+)
 from scanner_agent.times import iso
 
 if TYPE_CHECKING:
@@ -76,40 +85,6 @@ class BoundIntake:
     async def submit_many(self, scans: list[RawScan]) -> list[ScanOutcome]:
         """Submit frames that arrived together with this source's labels."""
         return await self._intake.submit_many(scans, action=self.action, bill=self.bill)
-
-
-SyncObserver = Callable[[float, str], None]
-"""``(seconds, outcome)`` for each finished ``POST /v1/batches``; outcome is ``ok`` or the
-error type.  Must not block (it runs on the event loop)."""
-
-
-class ObservedTraceApiClient(TraceApiClient):
-    """The sync client with the daemon's hook: each batch request's duration, to observers."""
-
-    def __init__(self, *args: Any, observers: list[SyncObserver], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.observers = observers
-
-    async def post_batch(self, batch_id: str, body: bytes) -> bytes:
-        """``POST /v1/batches`` as usual, reporting how long it took and how it ended."""
-        started = time.perf_counter()
-        outcome = "ok"
-        try:
-            return await super().post_batch(batch_id, body)
-        except asyncio.CancelledError:
-            outcome = ""
-            raise
-        except Exception as exc:
-            outcome = type(exc).__name__
-            raise
-        finally:
-            if outcome:
-                elapsed = time.perf_counter() - started
-                for observe in self.observers:
-                    try:
-                        observe(elapsed, outcome)
-                    except Exception:
-                        log.exception("sync observer failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,91 +340,16 @@ class Daemon:
         return token
 
     def _build_sink(self, thread: OutboxThread) -> Sink:
-        """The sink for ``sync.protocol`` (``docs/platforms.md``).
+        """The sink for ``sync.protocol`` (:func:`scanner_agent.sinks.build_sink`).
 
         Raises:
             ConfigError: its credential cannot be read.
         """
-        cfg = self.cfg
-        if cfg.sync.protocol == "alihealth":
-            # Imported only when chosen: a Trace API agent never loads the platform code.
-            from scanner_agent.sinks.alihealth import (
-                AliHealthClient,
-                AliHealthConfig,
-                AliHealthSink,
-            )
-
-            ali = cfg.alihealth
-            client = AliHealthClient(
-                AliHealthConfig(
-                    app_key=ali.app_key,
-                    secret=self._read_token(),
-                    ref_user_id=ali.ref_user_id,
-                    gateway_url=ali.url,
-                    api=cast(Any, ali.api),
-                    sign_method=cast(Any, ali.sign_method),
-                    oper_ic_code=ali.oper_ic_code,
-                    oper_ic_name=ali.oper_ic_name,
-                    physic_type=ali.physic_type,
-                    max_codes=ali.max_codes,
-                    timeout_s=ali.timeout_s,
-                    status_api=ali.status_api,
-                    extra=dict(ali.extra),
-                ),
-                transport=self._transport,
-            )
-            return AliHealthSink(
-                thread,
-                client,
-                ent_id=ali.ent_id,
-                status_poll_s=ali.status_poll_s,
-                status_polls=ali.status_polls,
-            )
-        if cfg.sync.protocol == "epcis":
-            from scanner_agent.sinks.epcis import (
-                EpcisCaptureClient,
-                EpcisCaptureConfig,
-                EpcisConfig,
-                EpcisSink,
-            )
-            from scanner_agent.sync import build_ssl_context
-
-            ep = cfg.epcis
-            capture = EpcisCaptureConfig(
-                url=ep.url,
-                document=EpcisConfig(
-                    read_point=ep.read_point,
-                    biz_location=ep.biz_location,
-                    cn20_uri_prefix=ep.cn20_uri_prefix,
-                    bill_uri_prefix=ep.bill_uri_prefix,
-                ),
-                content_type=ep.content_type,
-                error_behaviour=cast(Any, ep.error_behaviour),
-                poll_initial_s=ep.poll_initial_s,
-                poll_max_s=ep.poll_max_s,
-                poll_timeout_s=ep.poll_timeout_s,
-                max_rounds=ep.max_rounds,
-                connect_timeout_s=cfg.sync.connect_timeout_s,
-                read_timeout_s=cfg.sync.read_timeout_s,
-                write_timeout_s=cfg.sync.write_timeout_s,
-            )
-            return EpcisSink(
-                EpcisCaptureClient(
-                    capture,
-                    token=self._read_token(),
-                    tls=build_ssl_context(cfg.sync),
-                    transport=self._transport,
-                ),
-                thread,
-            )
-        self._client = ObservedTraceApiClient(
-            cfg.sync,
-            token=self._read_token(),
-            device_id=cfg.device_id,
-            transport=self._transport,
-            observers=self.sync_observers,
+        sink = build_sink(
+            self.cfg, SinkContext(thread, self._read_token(), self._transport, self.sync_observers)
         )
-        return self._client
+        self._client = sink if isinstance(sink, TraceApiClient) else None
+        return sink
 
     # -- metrics -----------------------------------------------------------------
 
@@ -803,37 +703,6 @@ class Daemon:
             ],
             "sync": snap,
         }
-
-
-class SinkNames(NamedTuple):
-    """Who the sink talks to and with what, in words for operators (alarms, doctor)."""
-
-    platform: str
-    """The service, with its URL: ``码上放心 (https://eco.taobao.com/router/rest)``."""
-    credential: str
-    """What it authenticates with: ``token``, ``app key or secret``."""
-    source: str
-    """Where that comes from: ``alihealth.app_secret_file (/etc/...)``."""
-
-
-def sink_names(cfg: AgentConfig) -> SinkNames:
-    """:class:`SinkNames` of the sink for ``cfg.sync.protocol``."""
-    if cfg.sync.protocol == "alihealth":
-        ali = cfg.alihealth
-        return SinkNames(
-            f"码上放心 ({ali.url})",
-            "app key or secret",
-            f"alihealth.app_secret_file ({ali.app_secret_file})",
-        )
-    if cfg.sync.protocol == "epcis":
-        ep = cfg.epcis
-        source = (
-            f"epcis.token_file ({ep.token_file})" if ep.token_file else f"${ep.token_env or '?'}"
-        )
-        return SinkNames(f"the EPCIS repository ({ep.url})", "token", source)
-    sc = cfg.sync
-    source = f"sync.token_file ({sc.token_file})" if sc.token_file else f"${sc.token_env or '?'}"
-    return SinkNames(f"the trace service ({sc.url})", "token", source)
 
 
 def _changed_keys(old: AgentConfig, new: AgentConfig) -> list[str]:

@@ -4,10 +4,29 @@
 * :mod:`.alihealth`: 码上放心 bill upload over the TOP gateway (``alihealth``);
 * :mod:`.epcis`: GS1 EPCIS 2.0 capture (``epcis``).
 
-Each speaks HTTP through the one layer in :mod:`scanner_agent.sync` (TLS,
-bearer auth, status and network errors mapped to the sync loop's, backoff).
-A sink package is imported only when its protocol is chosen, so a Trace API
-agent never loads the platform code.  See ``docs/platforms.md``.
+Each package has its client (``_client.py``), its sink (``_sink.py``, with
+``build`` and ``names``, the two functions :func:`build_sink` and
+:func:`sink_names` dispatch to) and its protocol's pure parts.  Each speaks
+HTTP through the one layer in :mod:`scanner_agent.sync` (TLS, bearer auth,
+status and network errors mapped to the sync loop's, backoff).  A sink
+package is imported only when its protocol is chosen, so a Trace API agent
+never loads the platform code.  See ``docs/platforms.md``.
 """
 
-__all__ = ["alihealth", "epcis", "trace_api"]
+from scanner_agent.sinks._registry import (
+    SINK_PACKAGES,
+    AgentSettings,
+    SinkPackage,
+    build_sink,
+    sink_names,
+    sink_package,
+)
+
+__all__ = [
+    "SINK_PACKAGES",
+    "AgentSettings",
+    "SinkPackage",
+    "build_sink",
+    "sink_names",
+    "sink_package",
+]

@@ -27,7 +27,16 @@ from scanner_agent.sync._loop import (
     SyncLoop,
     SyncStats,
 )
-from scanner_agent.sync._sinks import Admission, BillTerms, Gate, PlatformAlarms, Sink
+from scanner_agent.sync._sinks import (
+    Admission,
+    BillTerms,
+    Gate,
+    PlatformAlarms,
+    Sink,
+    SinkContext,
+    SinkNames,
+    SyncObserver,
+)
 
 __all__ = [
     "RECENT_REJECTIONS",
@@ -43,7 +52,10 @@ __all__ = [
     "Rejection",
     "ServiceError",
     "Sink",
+    "SinkContext",
+    "SinkNames",
     "SyncLoop",
+    "SyncObserver",
     "SyncStats",
     "TlsSettings",
     "backoff_delay",

@@ -28,11 +28,15 @@ one answer with one reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from scanner_agent.bills import bill_type
-from scanner_agent.outbox import Batch, EventResult, Outbox
+from scanner_agent.outbox import Batch, EventResult, Outbox, OutboxThread
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class BillTerms(Protocol):
@@ -229,3 +233,34 @@ class PlatformAlarms(Protocol):
     async def acknowledge(self, bill: str, note: str) -> list[Any]:
         """Record that a person handled ``bill``'s problems; the ones cleared (empty: none)."""
         ...
+
+
+SyncObserver = Callable[[float, str], None]
+"""``(seconds, outcome)`` for each finished batch request; outcome is ``ok`` or the error
+type.  Must not block (it runs on the event loop)."""
+
+
+class SinkNames(NamedTuple):
+    """Who the sink talks to and with what, in words for operators (alarms, doctor)."""
+
+    platform: str
+    """The service, with its URL: ``码上放心 (https://eco.taobao.com/router/rest)``."""
+    credential: str
+    """What it authenticates with: ``token``, ``app key or secret``."""
+    source: str
+    """Where that comes from: ``alihealth.app_secret_file (/etc/...)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a sink is built with besides its settings (the daemon's parts it shares)."""
+
+    thread: OutboxThread
+    """The daemon's outbox thread: a sink's ``encode`` runs on it and may read the outbox."""
+    token: str
+    """The credential read from the settings (bearer token, or the 码上放心 app secret)."""
+    transport: httpx.AsyncBaseTransport | None = None
+    """An httpx transport to send through instead of the network (tests)."""
+    observers: Sequence[SyncObserver] = ()
+    """Told of each batch request's duration (metrics); the daemon's own list, so an
+    observer added later (``metrics.listen`` reloaded) is told too."""

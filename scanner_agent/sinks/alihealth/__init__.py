@@ -42,7 +42,13 @@ from scanner_agent.sinks.alihealth._protocol import (
     top_timestamp,
     upload_params,
 )
-from scanner_agent.sinks.alihealth._sink import AliHealthSink, BillPayload, alihealth_admission
+from scanner_agent.sinks.alihealth._sink import (
+    AliHealthSink,
+    BillPayload,
+    alihealth_admission,
+    build,
+    names,
+)
 
 __all__ = [
     "API_METHODS",
@@ -68,8 +74,10 @@ __all__ = [
     "append_log",
     "billstatus_method",
     "billstatus_params",
+    "build",
     "clock_problem",
     "is_trace_code",
+    "names",
     "parse_billstatus_reply",
     "parse_top_error",
     "parse_upload_reply",

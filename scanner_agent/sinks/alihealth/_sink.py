@@ -42,13 +42,13 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from scanner_agent.bills import BillBook, BillError, bill_types
 from scanner_agent.errors import BatchRejectedError, ScannerAgentError, SyncError
 from scanner_agent.outbox import Batch, EventResult, Outbox
 from scanner_agent.outbox._bill_lease import lease_bill
-from scanner_agent.sinks.alihealth._client import AliHealthClient
+from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
 from scanner_agent.sinks.alihealth._ledger import (
     STATUS_EVENT,
     PlatformFailure,
@@ -61,15 +61,18 @@ from scanner_agent.sinks.alihealth._ledger import (
 )
 from scanner_agent.sinks.alihealth._protocol import (
     GMT8,
+    Api,
     BillUpload,
+    SignMethod,
     UploadResult,
 )
-from scanner_agent.sync import Admission, backoff_delay
+from scanner_agent.sync import Admission, SinkContext, SinkNames, backoff_delay
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread
+    from scanner_agent.sinks import AgentSettings
 
-__all__ = ["AliHealthSink", "BillPayload", "alihealth_admission"]
+__all__ = ["AliHealthSink", "BillPayload", "alihealth_admission", "build", "names"]
 
 log = logging.getLogger(__name__)
 
@@ -345,6 +348,46 @@ class AliHealthSink:
                     for n in waiting
                 ],
             )
+
+
+def build(settings: AgentSettings, context: SinkContext) -> AliHealthSink:
+    """The sink for ``[alihealth]``, signing with the app secret in ``context.token``."""
+    ali = settings.alihealth
+    client = AliHealthClient(
+        AliHealthConfig(
+            app_key=ali.app_key,
+            secret=context.token,
+            ref_user_id=ali.ref_user_id,
+            gateway_url=ali.url,
+            api=cast(Api, ali.api),
+            sign_method=cast(SignMethod, ali.sign_method),
+            oper_ic_code=ali.oper_ic_code,
+            oper_ic_name=ali.oper_ic_name,
+            physic_type=ali.physic_type,
+            max_codes=ali.max_codes,
+            timeout_s=ali.timeout_s,
+            status_api=ali.status_api,
+            extra=dict(ali.extra),
+        ),
+        transport=context.transport,
+    )
+    return AliHealthSink(
+        context.thread,
+        client,
+        ent_id=ali.ent_id,
+        status_poll_s=ali.status_poll_s,
+        status_polls=ali.status_polls,
+    )
+
+
+def names(settings: AgentSettings) -> SinkNames:
+    """``码上放心 (<alihealth.url>)``, its app key or secret, and the secret's file."""
+    ali = settings.alihealth
+    return SinkNames(
+        f"码上放心 ({ali.url})",
+        "app key or secret",
+        f"alihealth.app_secret_file ({ali.app_secret_file})",
+    )
 
 
 def alihealth_admission(ent_id: str) -> Admission:

@@ -5,13 +5,14 @@ The sink of ``sync.protocol = "epcis"``.  Its parts:
 * :mod:`._document`: the capture documents, pure (deterministic event ids);
 * :mod:`._job`: capture jobs parsed and settled into per-event verdicts, pure;
 * :mod:`._client`: :class:`EpcisCaptureClient`, ``POST /capture`` and the job polled;
-* :mod:`._sink`: :class:`EpcisSink`, the sync loop's side (lease, carton contents).
+* :mod:`._sink`: :class:`EpcisSink`, the sync loop's side (lease, carton contents), and
+  :func:`build` / :func:`names`, as every sink package has them.
 
 Its emulator is lab code (:mod:`scanner_agent.lab.epcis_emulator`).  See
 ``docs/platforms.md``.
 """
 
-from scanner_agent.sinks.epcis._client import EpcisCaptureClient, EpcisCaptureConfig
+from scanner_agent.sinks.epcis._client import EpcisCaptureClient, EpcisCaptureConfig, ErrorBehaviour
 from scanner_agent.sinks.epcis._document import (
     EPC_SCHEMES,
     EPCIS_CONTEXT,
@@ -35,7 +36,14 @@ from scanner_agent.sinks.epcis._job import (
     parse_problem,
     settle_job,
 )
-from scanner_agent.sinks.epcis._sink import EPCIS_ADMISSION, EpcisPayload, EpcisSink, carton_units
+from scanner_agent.sinks.epcis._sink import (
+    EPCIS_ADMISSION,
+    EpcisPayload,
+    EpcisSink,
+    build,
+    carton_units,
+    names,
+)
 
 __all__ = [
     "EPCIS_ADMISSION",
@@ -49,15 +57,18 @@ __all__ = [
     "EpcisConfig",
     "EpcisPayload",
     "EpcisSink",
+    "ErrorBehaviour",
     "JobOutcome",
     "ServerProblemError",
     "aggregation_event",
     "attributed_events",
+    "build",
     "build_document",
     "carton_units",
     "epc_uri",
     "event_id",
     "is_duplicate",
+    "names",
     "object_event",
     "parse_capture_job",
     "parse_problem",

@@ -67,7 +67,7 @@ from scanner_agent.sync import (
     transport_error,
 )
 
-__all__ = ["EpcisCaptureClient", "EpcisCaptureConfig"]
+__all__ = ["EpcisCaptureClient", "EpcisCaptureConfig", "ErrorBehaviour"]
 
 log = logging.getLogger(__name__)
 

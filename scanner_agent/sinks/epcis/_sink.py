@@ -28,18 +28,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from scanner_agent.codes import parse_scan
 from scanner_agent.outbox import Batch, EventResult, Outbox
-from scanner_agent.sinks.epcis._client import EpcisCaptureClient
-from scanner_agent.sinks.epcis._document import EPC_SCHEMES, Child, epc_uri
-from scanner_agent.sync import Admission
+from scanner_agent.sinks.epcis._client import EpcisCaptureClient, EpcisCaptureConfig, ErrorBehaviour
+from scanner_agent.sinks.epcis._document import EPC_SCHEMES, Child, EpcisConfig, epc_uri
+from scanner_agent.sync import Admission, SinkContext, SinkNames, build_ssl_context
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread
+    from scanner_agent.sinks import AgentSettings
 
-__all__ = ["EPCIS_ADMISSION", "EpcisPayload", "EpcisSink", "carton_units"]
+__all__ = ["EPCIS_ADMISSION", "EpcisPayload", "EpcisSink", "build", "carton_units", "names"]
 
 EPCIS_ADMISSION = Admission(
     platform="EPCIS", schemes=EPC_SCHEMES, takes="GS1 and 20-digit trace codes"
@@ -166,3 +167,37 @@ class EpcisSink:
     async def aclose(self) -> None:
         """Close connections."""
         await self.client.aclose()
+
+
+def build(settings: AgentSettings, context: SinkContext) -> EpcisSink:
+    """The sink for ``[epcis]``, with the timeouts and TLS of ``[sync]``."""
+    ep, sc = settings.epcis, settings.sync
+    capture = EpcisCaptureConfig(
+        url=ep.url,
+        document=EpcisConfig(
+            read_point=ep.read_point,
+            biz_location=ep.biz_location,
+            cn20_uri_prefix=ep.cn20_uri_prefix,
+            bill_uri_prefix=ep.bill_uri_prefix,
+        ),
+        content_type=ep.content_type,
+        error_behaviour=cast(ErrorBehaviour, ep.error_behaviour),
+        poll_initial_s=ep.poll_initial_s,
+        poll_max_s=ep.poll_max_s,
+        poll_timeout_s=ep.poll_timeout_s,
+        max_rounds=ep.max_rounds,
+        connect_timeout_s=sc.connect_timeout_s,
+        read_timeout_s=sc.read_timeout_s,
+        write_timeout_s=sc.write_timeout_s,
+    )
+    client = EpcisCaptureClient(
+        capture, token=context.token, tls=build_ssl_context(sc), transport=context.transport
+    )
+    return EpcisSink(client, context.thread)
+
+
+def names(settings: AgentSettings) -> SinkNames:
+    """``the EPCIS repository (<epcis.url>)``, its token and where the token comes from."""
+    ep = settings.epcis
+    source = f"epcis.token_file ({ep.token_file})" if ep.token_file else f"${ep.token_env or '?'}"
+    return SinkNames(f"the EPCIS repository ({ep.url})", "token", source)

@@ -12,8 +12,12 @@ or put in an exception message.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gzip
+import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -24,12 +28,15 @@ from scanner_agent.sinks.trace_api._wire import TRACE_API_ADMISSION, decode_resu
 from scanner_agent.sync import (
     USER_AGENT,
     BearerAuth,
+    SyncObserver,
     build_ssl_context,
     status_error,
     transport_error,
 )
 
 __all__ = ["TraceApiClient"]
+
+log = logging.getLogger(__name__)
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -59,9 +66,12 @@ class TraceApiClient(BearerAuth):
         token: str,
         device_id: str,
         transport: httpx.AsyncBaseTransport | None = None,
+        observers: Sequence[SyncObserver] = (),
     ) -> None:
         self.cfg = cfg
         self.device_id = device_id
+        self.observers = observers
+        """Told how long each ``POST /v1/batches`` took and how it ended (metrics)."""
         self._token = ""
         headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
         connections = cfg.max_in_flight + 1  # one per batch in flight, one for health checks
@@ -134,9 +144,34 @@ class TraceApiClient(BearerAuth):
     async def post_batch(self, batch_id: str, body: bytes) -> bytes:
         """``POST /v1/batches`` with a body from :meth:`encode`; the raw body of the 200 reply.
 
+        Each :attr:`observers` is told how long it took and how it ended
+        (``ok`` or the error's type), a cancelled request excepted.
+
         Raises:
             The errors of :meth:`send_batch` (:class:`ProtocolError` only for a 2xx but 200).
         """
+        if not self.observers:
+            return await self._post(batch_id, body)
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await self._post(batch_id, body)
+        except asyncio.CancelledError:
+            outcome = ""
+            raise
+        except Exception as exc:
+            outcome = type(exc).__name__
+            raise
+        finally:
+            if outcome:
+                elapsed = time.perf_counter() - started
+                for observe in self.observers:
+                    try:
+                        observe(elapsed, outcome)
+                    except Exception:
+                        log.exception("sync observer failed")
+
+    async def _post(self, batch_id: str, body: bytes) -> bytes:
         headers = {"Idempotency-Key": batch_id}
         if self.cfg.gzip:
             headers["Content-Encoding"] = "gzip"

@@ -1,0 +1,88 @@
+"""Which package is the sink of each ``sync.protocol``, and the one way a sink is built.
+
+Every sink package offers the same two functions, so the daemon (and
+anything else that needs a sink or its names) asks here instead of
+switching on the protocol's name:
+
+* ``build(settings, context) -> Sink``: the sink, from the agent's settings
+  and the daemon's parts it shares (:class:`~scanner_agent.sync.SinkContext`);
+* ``names(settings) -> SinkNames``: who it talks to and with what, in words.
+
+A package is imported when its protocol is asked for, never before: a
+daemon syncing to the trace service loads no platform code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Protocol, cast
+
+from scanner_agent.errors import ConfigError
+from scanner_agent.sync import Sink, SinkContext, SinkNames
+
+if TYPE_CHECKING:
+    from scanner_agent.config import AliHealthSettings, EpcisSettings, SyncConfig
+
+__all__ = [
+    "SINK_PACKAGES",
+    "AgentSettings",
+    "SinkPackage",
+    "build_sink",
+    "sink_names",
+    "sink_package",
+]
+
+SINK_PACKAGES: dict[str, str] = {
+    "trace-api": "scanner_agent.sinks.trace_api",
+    "alihealth": "scanner_agent.sinks.alihealth",
+    "epcis": "scanner_agent.sinks.epcis",
+}
+"""``sync.protocol`` -> the package of its sink."""
+
+
+class AgentSettings(Protocol):
+    """What a sink reads of the agent's settings (:class:`scanner_agent.config.AgentConfig`)."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def sync(self) -> SyncConfig: ...
+
+    @property
+    def alihealth(self) -> AliHealthSettings: ...
+
+    @property
+    def epcis(self) -> EpcisSettings: ...
+
+
+class SinkPackage(Protocol):
+    """The two functions every sink package offers (see the module docstring)."""
+
+    def build(self, settings: AgentSettings, context: SinkContext) -> Sink: ...
+
+    def names(self, settings: AgentSettings) -> SinkNames: ...
+
+
+def sink_package(protocol: str) -> SinkPackage:
+    """The package of ``protocol``'s sink, imported now.
+
+    Raises:
+        ConfigError: no sink speaks ``protocol`` (the config check refuses it first).
+    """
+    try:
+        name = SINK_PACKAGES[protocol]
+    except KeyError:
+        known = ", ".join(SINK_PACKAGES)
+        raise ConfigError(f"sync.protocol: expected one of {known}, got {protocol!r}") from None
+    return cast(SinkPackage, importlib.import_module(name))
+
+
+def build_sink(settings: AgentSettings, context: SinkContext) -> Sink:
+    """The sink for ``settings.sync.protocol`` (``docs/platforms.md``)."""
+    return sink_package(settings.sync.protocol).build(settings, context)
+
+
+def sink_names(settings: AgentSettings) -> SinkNames:
+    """:class:`~scanner_agent.sync.SinkNames` of the sink for ``settings.sync.protocol``."""
+    return sink_package(settings.sync.protocol).names(settings)
