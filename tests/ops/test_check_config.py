@@ -56,11 +56,19 @@ def _toml_value(value: Any) -> str:
 
 
 def to_toml(data: dict[str, Any]) -> str:
-    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    """``data`` as TOML: plain keys, ``[section]`` tables, and lists of tables as ``[[name]]``."""
+    lines = [
+        f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict | list)
+    ]
     for section, table in data.items():
         if isinstance(table, dict):
             lines.append(f"[{section}]")
             lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    for name, tables in data.items():
+        if isinstance(tables, list):
+            for table in tables:
+                lines.append(f"[[{name}]]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -298,6 +306,37 @@ def _token_unreadable(s: Site) -> None:
     (s.root / "token").chmod(0o200)
 
 
+def _token_is_directory(s: Site) -> None:
+    (s.root / "token").unlink()
+    (s.root / "token").mkdir(mode=0o700)
+
+
+def _token_is_fifo(s: Site) -> None:
+    """A named pipe: opening it to read would wait for a writer for ever."""
+    (s.root / "token").unlink()
+    os.mkfifo(s.root / "token", 0o600)
+
+
+def _sources(*tables: dict[str, Any]) -> Setup:
+    return lambda s: s.data.__setitem__("source", [dict(t) for t in tables])
+
+
+def _replay_missing(s: Site) -> None:
+    s.data["source"] = [{"type": "replay", "path": str(s.root / "import.txt")}]
+
+
+def _replay_unreadable(s: Site) -> None:
+    s.write("import.txt", "81234560000000011234\n", 0o200)
+    s.data["source"] = [{"type": "replay", "path": str(s.root / "import.txt")}]
+
+
+def _control_socket_too_long(s: Site) -> None:
+    """A path longer than a UNIX socket address holds (108 bytes with its NUL on Linux)."""
+    deep = s.root / "run" / ("d" * 100)
+    deep.mkdir(mode=0o750)
+    s.set("control", socket=str(deep / "control.sock"))
+
+
 REFUSALS: dict[str, tuple[Setup, str, str]] = {
     # name: (setup, key, words of the message)
     "token file missing": (
@@ -311,6 +350,8 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
         "readable by every user",
     ),
     "token file the user cannot read": (_token_unreadable, "sync.token_file", "cannot read"),
+    "token file is a directory": (_token_is_directory, "sync.token_file", "not a regular file"),
+    "token file is a named pipe": (_token_is_fifo, "sync.token_file", "not a regular file"),
     "token of two lines": (_token("PART1-a1b2c3\nPART2-d4e5f6\n"), "sync.token_file", "2 lines"),
     "token not ASCII": (_token("tok\u00a0en-1234\n"), "sync.token_file", "not printable ASCII"),
     "token with a control byte": (_token(b"tok\x1ben-1234"), "sync.token_file", "printable"),
@@ -354,6 +395,39 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
         "control.socket",
         "is not a socket",
     ),
+    "control socket path too long for a socket": (
+        _control_socket_too_long,
+        "control.socket",
+        "too long",
+    ),
+    "tcp source on a host that does not resolve": (
+        _sources({"type": "tcp", "listen": "scanner-dock.invalid:9100"}),
+        "source[0].listen",
+        "cannot listen on 'scanner-dock.invalid'",
+    ),
+    "tcp source on an address of another box": (
+        _sources({"type": "tcp", "listen": "192.0.2.10:9100"}),
+        "source[0].listen",
+        "cannot listen on '192.0.2.10'",
+    ),
+    "two tcp sources on one port": (
+        _sources(
+            {"type": "tcp", "listen": "127.0.0.1:39100"},
+            {"type": "tcp", "listen": "127.0.0.1:39100"},
+        ),
+        "source[1].listen",
+        "source[0] listens there already",
+    ),
+    "a tcp source on every address and one on loopback, same port": (
+        _sources(
+            {"type": "tcp", "listen": "0.0.0.0:39100"},
+            {"type": "tcp", "listen": "127.0.0.1:39100"},
+        ),
+        "source[1].listen",
+        "source[0] listens there already",
+    ),
+    "replay file missing": (_replay_missing, "source[0].path", "No such file or directory"),
+    "replay file the user cannot read": (_replay_unreadable, "source[0].path", "cannot read"),
     "plain http to a remote trace service": (
         _sync(url="http://192.0.2.10:8900"),
         "sync.url",
@@ -455,6 +529,27 @@ def test_an_accepted_config_says_which_user_it_was_checked_for(site: Site) -> No
     assert done.returncode == 0, done.stderr
     assert f"checked as user {user}" in done.stdout
     assert not (site.root / "data" / "outbox.db").exists(), "check-config created the outbox"
+
+
+def test_a_port_the_running_agent_holds_is_no_refusal(site: Site) -> None:
+    """``check-config`` runs before ``systemctl reload``, while the agent holds its ports:
+    the listen check must not take a port in use for a bad address."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        port = held.getsockname()[1]
+        site.data["source"] = [
+            {"type": "tcp", "listen": f"127.0.0.1:{port}"},
+            {"type": "tcp", "listen": f"localhost:{port + 1 if port < 65535 else port - 1}"},
+            {"type": "tcp", "listen": "127.0.0.1:0"},
+            {"type": "tcp", "listen": "127.0.0.1:0"},
+            {"type": "replay", "path": "-"},
+        ]
+        site.save()
+        site.give_away()
+        done = check_config(site.config)
+    assert done.returncode == 0, done.stderr
+    assert "OK (5 sources" in done.stdout
 
 
 def test_check_config_as_root_checks_for_the_named_user(site: Site) -> None:
