@@ -20,6 +20,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import tomllib
 import types
 import typing
@@ -273,11 +274,19 @@ def read_secret_file(path: str, key: str) -> str:
             larger than :data:`MAX_SECRET_BYTES` or breaks :data:`CREDENTIAL_RULE`.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a named pipe must not hold the reader until someone writes to it.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise _unreadable(key, path, exc) from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise CredentialError(
+            f"{key}: {path!r} is not a regular file ({_file_kind(st.st_mode)}); "
+            "name the file that holds the secret",
+            problem="not_file",
+        )
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
         mode = st.st_mode & 0o777
         if mode & 0o007:
             raise CredentialError(
@@ -308,6 +317,18 @@ def read_credential(cfg: AgentConfig) -> str:
     if cfg.sync.protocol == "epcis":
         return cfg.epcis.read_token()
     return cfg.sync.read_token()
+
+
+def _file_kind(mode: int) -> str:
+    """What a path that is not a regular file is, in words."""
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), stat.filemode(mode))
 
 
 def _unreadable(key: str, path: str, exc: OSError) -> CredentialError:

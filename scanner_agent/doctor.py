@@ -552,6 +552,8 @@ def _credential_failure(name: str, exc: CredentialError, path: str, user: RunAs)
     hints = {
         "missing": f"create it: {install}",
         "unreadable": f"`sudo chgrp {SERVICE_USER} {path}` and `sudo chmod 0640 {path}`",
+        "not_file": f"point the key at the file holding the secret, or replace {path} by one: "
+        f"{install}",
         "too_open": f"`sudo chmod o-rwx {path}` (mode 0640, group {SERVICE_USER})",
         "malformed": f"write it again as one line of printable ASCII, nothing around it: {install}",
         "unset": "set it for the service: `sudo systemctl edit scanner-agent`, then "

@@ -43,8 +43,8 @@ class CredentialError(ConfigError):
     def __init__(self, message: str, *, problem: str) -> None:
         super().__init__(message)
         self.problem = problem
-        """``missing``, ``unreadable``, ``too_open``, ``malformed`` or ``unset``: what to fix
-        (``doctor`` picks its hint by it)."""
+        """``missing``, ``unreadable``, ``not_file``, ``too_open``, ``malformed`` or ``unset``:
+        what to fix (``doctor`` picks its hint by it)."""
 
 
 class UsageError(ScannerAgentError):

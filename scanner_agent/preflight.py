@@ -20,16 +20,21 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import socket
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from drivers.registry import parse_listen
 from scanner_agent.config import AgentConfig, config_warnings, read_credential
 from scanner_agent.errors import ConfigError, OutboxError, ScannerAgentError
 from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
 from scanner_agent.outbox import outbox_path_problem
 
 __all__ = ["Refusal", "RunAs", "check_outbox", "check_user", "lexists", "preflight"]
+
+MAX_SOCKET_PATH = 107
+"""Longest UNIX socket path in bytes: ``sun_path`` holds 108 on Linux, with its NUL."""
 
 
 class Refusal(ConfigError):
@@ -142,6 +147,7 @@ def preflight(cfg: AgentConfig, user: RunAs) -> list[str]:
     _check_credentials(cfg, user)
     check_outbox(cfg, user)
     warnings.extend(_check_control(cfg, user))
+    _check_sources(cfg, user)
     return warnings
 
 
@@ -268,6 +274,14 @@ def _check_control(cfg: AgentConfig, user: RunAs) -> list[str]:
                 f"`sudo usermod -aG {control.group} {user.name}`",
             )
     path = Path(control.socket)
+    size = len(os.fsencode(control.socket))
+    if size > MAX_SOCKET_PATH:
+        raise Refusal(
+            "control.socket",
+            f"{control.socket!r} is too long for a UNIX socket ({size} bytes, at most "
+            f"{MAX_SOCKET_PATH})",
+            "choose a shorter path, e.g. /run/scanner-agent/control.sock",
+        )
     try:
         mode = path.lstat().st_mode
     except OSError:
@@ -293,6 +307,95 @@ def _check_control(cfg: AgentConfig, user: RunAs) -> list[str]:
             f"directory {user.name} may write (empty turns the interface off)",
         )
     return []
+
+
+# -- sources --------------------------------------------------------------------------------
+
+
+def _check_sources(cfg: AgentConfig, user: RunAs) -> None:
+    """What a source needs from the system to start: an address of this box to listen on
+    (not taken by another source) and, for a replay source, a file its user may read.
+
+    A port held by another process is no refusal: ``check-config`` runs before
+    ``systemctl reload`` while the running agent holds its own ports, so the
+    address is tried with port 0.
+    """
+    taken: list[tuple[int, frozenset[tuple[int, str]], str]] = []
+    for i, src in enumerate(cfg.sources):
+        where = f"source[{i}]"
+        listen = src.options.get("listen")
+        if isinstance(listen, str):
+            host, port = parse_listen(listen, f"{where}.listen")
+            addresses = _listen_addresses(host, f"{where}.listen")
+            for other_port, other, other_where in taken:
+                if port and port == other_port and _overlap(addresses, other):
+                    raise Refusal(
+                        f"{where}.listen",
+                        f"{listen!r}: {other_where} listens there already",
+                        "give each tcp source its own port",
+                    )
+            taken.append((port, addresses, where))
+        path = src.options.get("path")
+        if src.type == "replay" and isinstance(path, str) and path != "-":
+            _check_replay_file(Path(path), f"{where}.path", user)
+
+
+_WILDCARDS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - the addresses that mean "every one"
+
+
+def _overlap(one: frozenset[tuple[int, str]], other: frozenset[tuple[int, str]]) -> bool:
+    """Whether two sets of ``(family, address)`` cannot both be bound on one port: an address
+    in both, or a family's wildcard beside any address of that family (the agent's IPv6
+    sockets are IPv6-only, so ``0.0.0.0`` and ``::`` do not clash)."""
+    return any(
+        fa == fb and (a == b or a in _WILDCARDS or b in _WILDCARDS)
+        for fa, a in one
+        for fb, b in other
+    )
+
+
+def _listen_addresses(host: str, key: str) -> frozenset[tuple[int, str]]:
+    """The ``(family, address)`` pairs ``host`` names, each one this box can listen on.
+
+    Raises:
+        Refusal: ``host`` does not resolve, or names an address that is not this box's.
+    """
+    try:
+        found = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise Refusal(
+            key, f"cannot listen on {host!r}: {exc}", "use an address of this box, e.g. 0.0.0.0"
+        ) from None
+    addresses = set()
+    for family, kind, proto, _, sockaddr in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind((sockaddr[0], 0, *sockaddr[2:]))
+        except OSError as exc:
+            raise Refusal(
+                key,
+                f"cannot listen on {host!r} ({sockaddr[0]}): {exc.strerror}",
+                "use an address of this box (`ip -brief address`), or 0.0.0.0 for all",
+            ) from None
+        addresses.add((int(family), str(sockaddr[0])))
+    return frozenset(addresses)
+
+
+def _check_replay_file(path: Path, key: str, user: RunAs) -> None:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise Refusal(
+            key, f"{str(path)!r}: {exc.strerror}", "create the file, or correct the path"
+        ) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise Refusal(key, f"{str(path)!r} is a directory", "name the file to read")
+    if not user.may(path, os.R_OK):
+        raise Refusal(
+            key,
+            f"{user.name} cannot read {str(path)!r} ({_describe(path)})",
+            f"`sudo chgrp {user.group} {path}` and `sudo chmod g+r {path}`",
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -57,9 +57,7 @@ def _toml_value(value: Any) -> str:
 
 def to_toml(data: dict[str, Any]) -> str:
     """``data`` as TOML: plain keys, ``[section]`` tables, and lists of tables as ``[[name]]``."""
-    lines = [
-        f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict | list)
-    ]
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict | list)]
     for section, table in data.items():
         if isinstance(table, dict):
             lines.append(f"[{section}]")

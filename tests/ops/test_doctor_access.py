@@ -150,3 +150,21 @@ def test_an_unset_token_variable_is_told_where_the_service_gets_it(tmp_path: Pat
     check = _doctor(tmp_path, 'token_env = "DOCTOR_TEST_NO_SUCH_TOKEN"').by_name("token")
     assert check.status is Status.FAIL
     assert "Environment=" in check.hint
+
+
+@pytest.mark.parametrize("kind", ["directory", "named pipe"])
+def test_a_token_path_that_is_not_a_file_is_named_with_a_hint_that_fits(
+    tmp_path: Path, kind: str
+) -> None:
+    """Neither "the check itself failed" nor a wait for a writer: the key names no file."""
+    token = tmp_path / "token"
+    if kind == "directory":
+        token.mkdir(mode=0o700)
+    else:
+        os.mkfifo(token, 0o600)
+    report = _doctor(tmp_path, f'token_file = "{token}"')
+    check = report.by_name("token")
+    assert check.status is Status.FAIL
+    assert f"is not a regular file (a {kind})" in check.detail
+    assert "point the key at the file holding the secret" in check.hint
+    assert all("the check itself failed" not in c.detail for c in report.checks)
