@@ -310,6 +310,7 @@ class AliHealthSink:
         for attempt in range(self._status_polls):
             await asyncio.sleep(backoff_delay(attempt, self._status_poll_s, math.inf))
             entries = []
+            failed: list[PlatformFailure] = []
             for number in list(waiting):
                 try:
                     states = await self._client.bill_status(number, begin_date=begin, end_date=end)
@@ -328,11 +329,16 @@ class AliHealthSink:
                         number,
                         detail,
                     )
-                    failure = PlatformFailure(bill, number, datetime.now(UTC).isoformat(), detail)
-                    self._failures[(bill, number)] = failure
+                    failed.append(
+                        PlatformFailure(bill, number, datetime.now(UTC).isoformat(), detail)
+                    )
             if entries:
                 with contextlib.suppress(ScannerAgentError):
                     await self._thread.call(append_log, self._thread.outbox, entries)
+            # Alarmed once recorded: `bill failed` (which reads bill_log) then lists what
+            # the alarm names.
+            for failure in failed:
+                self._failures[(failure.bill, failure.number)] = failure
             if not waiting:
                 return
         with contextlib.suppress(ScannerAgentError):
