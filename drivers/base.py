@@ -22,6 +22,7 @@ unplugged without knowing which driver reads it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -30,6 +31,10 @@ from typing import NamedTuple, Protocol, runtime_checkable
 def utc_now() -> datetime:
     """The capture timestamp used for scans: timezone-aware, UTC."""
     return datetime.now(UTC)
+
+
+Clock = Callable[[], datetime]
+"""Where a part reads the time (an aware UTC datetime): :func:`utc_now`, or a test's clock."""
 
 
 @dataclass(slots=True)

@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import Batch, BatchEvent
 from scanner_agent.outbox._states import RowState, row_state_where
-from scanner_agent.outbox._store import _EVENT_COLUMNS, _IN_BATCH, Outbox, _now_iso
+from scanner_agent.outbox._store import _EVENT_COLUMNS, _IN_BATCH, Outbox
 
 __all__ = ["lease_bill"]
 
@@ -61,7 +60,7 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
     no batch of it in flight) is leased: all its pending rows when it is an
     opened bill, at most ``other_limit`` rows when it is a default bill.
     """
-    now = time.time()
+    now = outbox.clock().timestamp()
     with outbox.atomic() as db:
         for batch_id, attempts, first_seq, last_seq in db.execute(
             "SELECT batch_id, attempts, first_seq, last_seq FROM batches "
@@ -105,7 +104,7 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
             "VALUES (?, ?, ?, ?, ?, ?)",
             (
                 batch_id,
-                _now_iso(),
+                outbox.now_iso(),
                 now + lease_s,
                 len(rows),
                 int(rows[0][0]),

@@ -14,17 +14,18 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
+
+__all__ = [
+    "uuid7",
+    "uuid7_many",
+]
 
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 _pool = b""
 _pos = 0
-__all__ = [
-    "uuid7",
-    "uuid7_many",
-]
-
 _POOL_BYTES = 8 * 1024
 
 
@@ -45,12 +46,12 @@ def _random_hex(chars: int) -> str:
     return out
 
 
-def uuid7() -> str:
+def uuid7(clock_ns: Callable[[], int] = time.time_ns) -> str:
     """A new UUIDv7 string, monotonic within this process (RFC 9562 method 1 counter)."""
-    return uuid7_many(1)[0]
+    return uuid7_many(1, clock_ns)[0]
 
 
-def uuid7_many(n: int) -> list[str]:
+def uuid7_many(n: int, clock_ns: Callable[[], int] = time.time_ns) -> list[str]:
     """``n`` new UUIDv7 strings in increasing order, sharing :func:`uuid7`'s sequence.
 
     The intake asks for one id per scan of a whole read at once: one clock
@@ -59,14 +60,15 @@ def uuid7_many(n: int) -> list[str]:
 
     Layout (RFC 9562 section 5.7, with the method 1 counter of section 6.2):
     48-bit Unix milliseconds, version 7, a 12-bit counter that orders ids of
-    the same millisecond, variant ``10``, and 62 random bits.
+    the same millisecond, variant ``10``, and 62 random bits.  ``clock_ns``
+    reads the time (Unix nanoseconds); a test gives one that steps back.
     """
     global _last_ms, _counter
     ids: list[str] = []
     if n <= 0:
         return ids
     with _lock:
-        ms = time.time_ns() // 1_000_000
+        ms = clock_ns() // 1_000_000
         if ms <= _last_ms:
             ms = _last_ms  # same millisecond, or the clock stepped back: keep counting
             counter = _counter

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
 
+from drivers.base import Clock, utc_now
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, text_checksum
 
 __all__ = [
@@ -358,8 +358,11 @@ def current_version(db: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-def migrate(db: sqlite3.Connection) -> list[int]:
-    """Apply pending migrations; return the versions applied (autocommit connection)."""
+def migrate(db: sqlite3.Connection, clock: Clock = utc_now) -> list[int]:
+    """Apply pending migrations; return the versions applied (autocommit connection).
+
+    ``clock`` gives each migration's ``applied_at``.
+    """
     db.execute(
         "CREATE TABLE IF NOT EXISTS _migrations "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
@@ -374,7 +377,7 @@ def migrate(db: sqlite3.Connection) -> list[int]:
             fn(db)
             db.execute(
                 "INSERT INTO _migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (version, name, datetime.now(UTC).isoformat()),
+                (version, name, clock().isoformat()),
             )
             db.execute(f"PRAGMA user_version = {int(version)}")
             db.execute("COMMIT")

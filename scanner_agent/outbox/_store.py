@@ -34,14 +34,14 @@ import sqlite3
 import struct
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, get_args, get_type_hints
 
+from drivers.base import Clock, utc_now
 from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, flat_params, text_checksum
 from scanner_agent.outbox._connect import (
@@ -177,10 +177,6 @@ def _all_queued(scans: Sequence[NewScan], first_seq: int) -> list[EnqueueResult]
     """
     make, queued = EnqueueResult._make, EnqueueStatus.QUEUED
     return [make((queued, s.event_id, seq)) for seq, s in enumerate(scans, first_seq)]
-
-
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 _DAMAGE_ROUNDS = 20
@@ -320,8 +316,12 @@ class Outbox:
         min_free_bytes: int = 0,
         rejects_max_rows: int = DEFAULT_REJECTS_MAX_ROWS,
         readonly: bool = False,
+        clock: Clock = utc_now,
     ) -> None:
         self.path = path
+        self.clock = clock
+        """Where every time the outbox writes comes from (lease deadlines, settle and
+        quarantine times, bill times): the real clock, or a test's."""
         self.readonly = readonly
         """Opened by :meth:`open_readonly`: ``db`` is a ``mode=ro`` connection, writes fail."""
         self.min_free_bytes = min_free_bytes
@@ -356,6 +356,7 @@ class Outbox:
         *,
         min_free_bytes: int = 0,
         rejects_max_rows: int = DEFAULT_REJECTS_MAX_ROWS,
+        clock: Clock = utc_now,
     ) -> Outbox:
         """Open (creating, checking and migrating as needed) the outbox at ``path``.
 
@@ -379,21 +380,23 @@ class Outbox:
         check_outbox_path(p)  # before a byte is written: no symlink, no foreign database
         create_outbox_file(p)
         alarms: list[str] = []
-        damaged_wal = cls._keep_damaged_wal(p)
+        damaged_wal = cls._keep_damaged_wal(p, clock)
         try:
             db = cls._connect_checked(p)
         except OutboxCorruptError as exc:
-            moved = cls._move_aside(p)
+            moved = cls._move_aside(p, clock)
             alarm = f"outbox {p} failed its integrity check ({exc}); moved aside to {moved} and started a new one"
             log.error("ALARM: %s", alarm)
             alarms.append(alarm)
             create_outbox_file(p)
             db = cls._connect_checked(p)
         tighten_modes(p)
-        outbox = cls(p, db, min_free_bytes=min_free_bytes, rejects_max_rows=rejects_max_rows)
+        outbox = cls(
+            p, db, min_free_bytes=min_free_bytes, rejects_max_rows=rejects_max_rows, clock=clock
+        )
         outbox.alarms.extend(alarms)
         try:
-            applied = migrate(db)
+            applied = migrate(db, clock)
             mark_outbox(db)
         except sqlite3.Error as exc:
             db.close()
@@ -429,7 +432,7 @@ class Outbox:
             log.error("outbox %s: could not check the index of pending rows: %s", self.path, exc)
 
     @staticmethod
-    def _keep_damaged_wal(p: Path) -> tuple[WalReport, Path] | None:
+    def _keep_damaged_wal(p: Path, clock: Clock) -> tuple[WalReport, Path] | None:
         """Check ``p``'s WAL before SQLite replays it; on damage, copy both aside first.
 
         SQLite replays a WAL up to the first frame whose checksum fails and
@@ -449,7 +452,7 @@ class Outbox:
             return None
         if report is None or not report.damaged:
             return None
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = clock().strftime("%Y%m%dT%H%M%SZ")
         for n in itertools.count():
             aside = p.with_name(f"{p.name}.wal-damaged-{stamp}" + (f".{n}" if n else ""))
             if not (aside.exists() or Path(f"{aside}-wal").exists()):
@@ -502,7 +505,7 @@ class Outbox:
         self.alarms.append(alarm)
 
     @classmethod
-    def open_readonly(cls, path: str | Path) -> Outbox:
+    def open_readonly(cls, path: str | Path, *, clock: Clock = utc_now) -> Outbox:
         """Open an existing outbox for queries only, never changing the file.
 
         For tools that look at a live daemon's file (``scanner-agent queue
@@ -544,7 +547,7 @@ class Outbox:
         if problem:
             reader.close()
             raise OutboxError(f"Failed to open outbox {str(p)!r} read-only: {problem}")
-        return cls(p, reader, readonly=True)
+        return cls(p, reader, readonly=True, clock=clock)
 
     @staticmethod
     def _connect_checked(p: Path) -> sqlite3.Connection:
@@ -648,7 +651,7 @@ class Outbox:
         raise OutboxCorruptError(problem)
 
     @staticmethod
-    def _move_aside(p: Path) -> Path:
+    def _move_aside(p: Path, clock: Clock) -> Path:
         """Rename a damaged outbox, with its WAL and shared memory, to a name none has.
 
         The name is ``<name>.corrupt-<UTC time>``, with ``.1``, ``.2``, ... added
@@ -658,7 +661,7 @@ class Outbox:
         the copy opens as it was; none is left behind for the fresh file to
         replay.
         """
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = clock().strftime("%Y%m%dT%H%M%SZ")
         suffixes = ("", "-wal", "-shm")
         for n in itertools.count():
             target = p.with_name(f"{p.name}.corrupt-{stamp}" + (f".{n}" if n else ""))
@@ -674,6 +677,10 @@ class Outbox:
             for s in moved:
                 os.rename(Path(str(target) + s), Path(str(p) + s))
         raise AssertionError("unreachable")  # itertools.count() never ends
+
+    def now_iso(self) -> str:
+        """The time now by :attr:`clock`, as the outbox stores times (UTC, milliseconds)."""
+        return self.clock().isoformat(timespec="milliseconds")
 
     def close(self) -> None:
         """Checkpoint the WAL and close the file.  Idempotent."""
@@ -1051,7 +1058,7 @@ class Outbox:
         event, however large), become a new batch.  Removed rows and rows of a
         bill that is still open are never leased (see ``docs/control.md``).
         """
-        now = time.time()
+        now = self.clock().timestamp()
         with self.atomic() as db:
             seen: set[int] = set()
             rebuilt = False
@@ -1131,7 +1138,7 @@ class Outbox:
         db.execute(
             "INSERT INTO batches (batch_id, created_at, lease_until, events, first_seq, "
             "last_seq) VALUES (?, ?, ?, ?, ?, ?)",
-            (batch_id, _now_iso(), now + lease_s, len(rows), int(rows[0][0]), last_seq),
+            (batch_id, self.now_iso(), now + lease_s, len(rows), int(rows[0][0]), last_seq),
         )
         # Exactly the rows read (by seq, not "every pending row up to the last"): what is
         # marked in flight, and later settled, is what the batch carries, even if an
@@ -1167,7 +1174,7 @@ class Outbox:
         same events, and the service answers an event it already holds as a
         duplicate, so nothing is delivered twice.
         """
-        for batch_id in quarantine(db, damaged, _now_iso()):
+        for batch_id in quarantine(db, damaged, self.now_iso()):
             self._unbatch_in(db, batch_id)
         new = [d for d in damaged if d.seq not in self._quarantined]
         for d in new:
@@ -1205,7 +1212,7 @@ class Outbox:
         Raises:
             ValueError: ``results`` does not cover exactly the batch's events.
         """
-        settled_at = _now_iso()
+        settled_at = self.now_iso()
         with self._lock, self._without_fsync(), self.atomic() as db:
             # One JSON array instead of a row per step (see _lease_rows).
             span = self._batch_span(db, batch_id)
@@ -1286,7 +1293,7 @@ class Outbox:
             cur = db.execute(
                 "UPDATE scans SET state = 'rejected', result = 'rejected', reason = ?, settled_at = ? "
                 f"WHERE {_IN_BATCH}",
-                (reason, _now_iso(), *self._batch_span(db, batch_id)),
+                (reason, self.now_iso(), *self._batch_span(db, batch_id)),
             )
             db.execute("DELETE FROM batches WHERE batch_id = ?", (batch_id,))
             return cur.rowcount

@@ -8,7 +8,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from scanner_agent.outbox import (
     RowState,
     WalCheckpoint,
     _connect,
-    _store,
     uuid7,
 )
 from tests.conftest import acks
@@ -150,6 +149,41 @@ def test_unexpired_lease_is_not_handed_out_twice(outbox: Outbox) -> None:
     assert outbox.lease(3) is None
 
 
+class _SteppingClock:
+    """A clock a test moves by hand (the outbox reads every time it writes through it)."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.mark.parametrize("lease_s", [1.0, 60.0, 3600.0])
+def test_a_lease_comes_back_exactly_when_the_clock_passes_its_deadline(
+    tmp_path: Path, lease_s: float
+) -> None:
+    clock = _SteppingClock()
+    with Outbox.open(tmp_path / "outbox.db", clock=clock) as box:
+        box.enqueue_many(codes(3))
+        batch = box.lease(3, lease_s=lease_s)
+        assert batch is not None
+        clock.now += timedelta(seconds=lease_s - 0.5)
+        assert box.lease(3) is None  # still leased
+        clock.now += timedelta(seconds=0.5)
+        again = box.lease(3, lease_s=lease_s)
+        assert again is not None
+        assert (again.batch_id, again.events, again.attempts) == (
+            batch.batch_id,
+            batch.events,
+            1,
+        )
+        clock.now += timedelta(minutes=5)
+        box.settle(again.batch_id, {e.event_id: EventResult("accepted") for e in again.events})
+        settled = {r.settled_at for r in box.rows()}
+    assert settled == {clock.now.isoformat(timespec="milliseconds")}
+
+
 def test_settle_marks_accepted_and_duplicate_delivered_and_rejected_dead_letter(
     outbox: Outbox,
 ) -> None:
@@ -240,22 +274,16 @@ def test_corrupt_file_is_moved_aside_and_a_fresh_outbox_started(tmp_path: Path) 
     box.close()
 
 
-class _FrozenClock(datetime):
-    """``datetime`` whose ``now()`` is always the same second."""
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> _FrozenClock:
-        return cls(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
+def _frozen_clock() -> datetime:
+    """A clock that always reads the same second."""
+    return datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
 
 
-def test_files_moved_aside_in_the_same_second_never_overwrite_each_other(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_store, "datetime", _FrozenClock)
+def test_files_moved_aside_in_the_same_second_never_overwrite_each_other(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     for n in (1, 2, 3):
         path.write_bytes(f"damaged copy {n} ".encode() * 100)
-        with Outbox.open(path) as box:
+        with Outbox.open(path, clock=_frozen_clock) as box:
             assert "moved aside" in box.alarms[0]
     stamp = "outbox.db.corrupt-20261123T100000Z"
     aside = {p.name: p.read_bytes()[:15] for p in tmp_path.glob("outbox.db.corrupt-*")}
@@ -267,15 +295,14 @@ def test_files_moved_aside_in_the_same_second_never_overwrite_each_other(
 
 
 def test_moving_aside_keeps_the_wal_with_its_file_and_skips_a_name_partly_taken(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(_store, "datetime", _FrozenClock)
     path = tmp_path / "outbox.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").write_bytes(f"main{suffix}".encode())
     earlier_wal = tmp_path / "outbox.db.corrupt-20261123T100000Z-wal"
     earlier_wal.write_bytes(b"an earlier copy's WAL")
-    moved = Outbox._move_aside(path)
+    moved = Outbox._move_aside(path, _frozen_clock)
     assert moved.name == "outbox.db.corrupt-20261123T100000Z.1"
     assert [Path(f"{moved}{s}").read_bytes() for s in ("", "-wal", "-shm")] == [
         b"main",
@@ -289,7 +316,6 @@ def test_moving_aside_keeps_the_wal_with_its_file_and_skips_a_name_partly_taken(
 def test_a_name_taken_while_moving_aside_leaves_no_file_split_across_two_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_store, "datetime", _FrozenClock)
     path = tmp_path / "outbox.db"
     for suffix in ("", "-wal"):
         Path(f"{path}{suffix}").write_bytes(f"main{suffix}".encode())
@@ -303,7 +329,7 @@ def test_a_name_taken_while_moving_aside_leaves_no_file_split_across_two_names(
         link(src, dst, **kwargs)
 
     monkeypatch.setattr(os, "link", racing_link)
-    moved = Outbox._move_aside(path)
+    moved = Outbox._move_aside(path, _frozen_clock)
     assert moved.name == "outbox.db.corrupt-20261123T100000Z.1"
     assert [Path(f"{moved}{s}").read_bytes() for s in ("", "-wal")] == [b"main", b"main-wal"]
     assert not first.exists()  # our main file went back before the next name was tried
@@ -316,12 +342,11 @@ def test_moving_aside_never_overwrites_on_a_filesystem_without_hard_links(
     def no_links(*args: object, **kwargs: object) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(_store, "datetime", _FrozenClock)
     monkeypatch.setattr(os, "link", no_links)
     path = tmp_path / "outbox.db"
     for n in (1, 2):
         path.write_bytes(f"copy {n}".encode())
-        Outbox._move_aside(path)
+        Outbox._move_aside(path, _frozen_clock)
     stamp = tmp_path / "outbox.db.corrupt-20261123T100000Z"
     assert [stamp.read_bytes(), Path(f"{stamp}.1").read_bytes()] == [b"copy 1", b"copy 2"]
 
