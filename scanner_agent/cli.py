@@ -347,15 +347,13 @@ def cmd_queue_salvage(args: argparse.Namespace) -> int:
     Exit status 0 when every row read back intact, 3 when damaged rows or
     unreadable stretches were found (the report names them), 1 or 2 on error.
     """
-    import sqlite3
-
     source = Path(args.file)
     if not source.is_file():
         raise UsageError(f"Failed to salvage {str(source)!r}: no such file")
     with _open_outbox(args) as outbox:
         try:
             report = outbox.salvage(source, dry_run=args.dry_run)
-        except (ValueError, sqlite3.Error) as exc:
+        except ValueError as exc:
             raise ScannerAgentError(f"Failed to salvage {str(source)!r}: {exc}") from exc
     if args.json:
         print_json(report.as_dict())

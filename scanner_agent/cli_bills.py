@@ -9,13 +9,11 @@ imported by ``tui``.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import json
-import sqlite3
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from scanner_agent.cli_output import (
     EXIT_OK,
@@ -383,49 +381,26 @@ def export_nhsa(
     settings: list[str] | None = None,
     trace_node: str = "drugtracinfo",
 ) -> dict[str, Any]:
-    """The 医保 (NHSA) records of bill ``number`` from the outbox file (see ``exports.nhsa``).
-
-    Removed scans are left out; scans the trace platform rejected are left out
-    and listed under ``excluded`` with its reason.
+    """The 医保 (NHSA) records of bill ``number`` from the outbox file (``exports.nhsa.export_bill``).
 
     Raises:
         ScannerAgentError: no such bill, an unknown field or record type, a bad catalogue.
     """
-    from scanner_agent.bills import BillBook
     from scanner_agent.exports import nhsa
     from scanner_agent.outbox import Outbox
 
     with Outbox.open(outbox_path) as outbox:
-        book = BillBook(outbox)
-        bill = book.get(number)
-        limit = bill.totals.scans + bill.totals.removed + 1
-        view = book.view(number, scan_limit=limit)
-    try:
-        if record is not None and record not in nhsa.FIELDS:
-            raise ValueError(f"unknown record type {record!r}: expected 3505, 3506 or 3502")
-        kind = (
-            nhsa.record_type_for(bill.type, bill.action)
-            if record is None
-            else cast("nhsa.RecordType", record)
-        )
-        fields = nhsa.parse_settings(settings or [], kind)
-        catalog = nhsa.parse_catalog_csv(catalog_csv, kind) if catalog_csv is not None else {}
-    except ValueError as exc:
-        raise UsageError(f"bill export {number}: {exc}") from None
-    boxes: list[nhsa.Box] = []
-    excluded: list[dict[str, str]] = []
-    for s in reversed(view.scans):  # the view lists the newest first
-        if s.removed:
-            continue
-        if s.result == "rejected":
-            excluded.append({"code": s.code, "reason": s.reason or "rejected"})
-            continue
-        boxes.append(nhsa.Box(s.code, s.product, s.scanned_at, units=s.units, name=s.name))
-    doc = nhsa.build_export(
-        number, boxes, record=kind, catalog=catalog, settings=fields, trace_node=trace_node
-    )
-    doc["excluded"] = excluded
-    return doc
+        try:
+            return nhsa.export_bill(
+                outbox,
+                number,
+                record=record,
+                catalog_csv=catalog_csv,
+                settings=settings or [],
+                trace_node=trace_node,
+            )
+        except ValueError as exc:
+            raise UsageError(f"bill export {number}: {exc}") from None
 
 
 def cmd_bill_export(args: argparse.Namespace) -> int:
@@ -474,60 +449,13 @@ def cmd_bill_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@contextlib.contextmanager
-def _read_only(outbox_path: Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the outbox file, safe next to a running daemon.
-
-    Not :meth:`Outbox.open`: that one checks, migrates and may move a file it
-    cannot read aside, which a command that only reads must never do to the
-    daemon's live outbox.
-    """
-    try:
-        db = sqlite3.connect(f"{outbox_path.resolve().as_uri()}?mode=ro", uri=True, timeout=10.0)
-    except sqlite3.Error as exc:
-        raise ScannerAgentError(f"Failed to open outbox {str(outbox_path)!r}: {exc}") from exc
-    try:
-        yield db
-    except sqlite3.Error as exc:
-        raise ScannerAgentError(f"Failed to read outbox {str(outbox_path)!r}: {exc}") from exc
-    finally:
-        db.close()
-
-
-def bill_history(outbox_path: Path, number: str) -> list[dict[str, str]]:
-    """Bill ``number``'s log from the outbox file, oldest first.
-
-    ``open``, ``import``, ``remove`` (with the reason), ``close``, and what a
-    platform sink recorded: ``upload-plan`` (the sub-bills), ``upload`` (the
-    platform's verdict on each), ``platform-status`` (its processing state),
-    ``platform-ack`` (an operator handled a processing failure).
-
-    Raises:
-        ScannerAgentError: the bill has neither scans nor log entries.
-    """
-    with _read_only(outbox_path) as db:
-        entries = [
-            {"at": str(a), "event": str(e), "detail": str(d)}
-            for a, e, d in db.execute(
-                "SELECT at, event, detail FROM bill_log WHERE bill = ? ORDER BY id", (number,)
-            )
-        ]
-        known = (
-            entries
-            or db.execute(
-                "SELECT 1 FROM bills WHERE number = ? UNION ALL "
-                "SELECT 1 FROM scans WHERE bill = ? LIMIT 1",
-                (number, number),
-            ).fetchone()
-        )
-    if not known:
-        raise ScannerAgentError(f"Failed to find bill {number!r}")
-    return entries
-
-
 def cmd_bill_history(args: argparse.Namespace) -> int:
     """Print a bill's history (open, close, uploads, the platform's processing state)."""
-    entries = bill_history(_outbox_path(args), args.number)
+    from scanner_agent.bills import BillBook
+    from scanner_agent.outbox import Outbox
+
+    with Outbox.open_readonly(_outbox_path(args)) as outbox:
+        entries = BillBook(outbox).history(args.number, must_exist=True)
     if args.json:
         print_json_lines(entries)
         return 0
@@ -539,19 +467,13 @@ def cmd_bill_history(args: argparse.Namespace) -> int:
     return 0
 
 
-def platform_failures(outbox_path: Path) -> list[dict[str, str]]:
-    """Bills the trace platform failed to process and no one has acknowledged yet, oldest first."""
-    import dataclasses
-
-    from scanner_agent.sinks.alihealth import read_failures
-
-    with _read_only(outbox_path) as db:
-        return [dataclasses.asdict(f) for f in read_failures(db)]
-
-
 def cmd_bill_failed(args: argparse.Namespace) -> int:
     """List bills the trace platform failed to process (码上放心 deal_status 4), not acknowledged."""
-    found = platform_failures(_outbox_path(args))
+    from scanner_agent.outbox import Outbox
+    from scanner_agent.sinks.alihealth import platform_failures
+
+    with Outbox.open_readonly(_outbox_path(args)) as outbox:
+        found = [dataclasses.asdict(f) for f in platform_failures(outbox)]
     if args.json:
         print_json_lines(found)
         return 0

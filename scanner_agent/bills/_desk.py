@@ -12,10 +12,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeVar
 
+from scanner_agent.bills._book import BillBook
 from scanner_agent.bills._errors import BillError
 from scanner_agent.bills._files import parse_expected_csv, parse_packs_csv
 from scanner_agent.bills._models import Bill, BillView, CodeHistory, Removal
-from scanner_agent.bills._store import BillBook
 from scanner_agent.bills._types import bill_type
 from scanner_agent.lanes import Lane
 from scanner_agent.outbox import OutboxThread

@@ -50,9 +50,11 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
+from scanner_agent.bills import BillBook
 from scanner_agent.codes import parse_gs1
+from scanner_agent.outbox import Outbox
 
 __all__ = [
     "FIELDS",
@@ -62,6 +64,7 @@ __all__ = [
     "Box",
     "RecordType",
     "build_export",
+    "export_bill",
     "parse_catalog_csv",
     "parse_settings",
     "record_type_for",
@@ -366,3 +369,48 @@ def build_export(
         "missing": missing,
         "notes": notes,
     }
+
+
+def export_bill(
+    outbox: Outbox,
+    number: str,
+    *,
+    record: str | None = None,
+    catalog_csv: str | None = None,
+    settings: Sequence[str] = (),
+    trace_node: str = "drugtracinfo",
+) -> dict[str, Any]:
+    """The NHSA records of bill ``number`` in ``outbox`` (``bill export --format nhsa``).
+
+    Removed scans are left out; scans the trace platform rejected are left out
+    and listed under ``excluded`` with its reason.  ``record`` forces the record
+    type (else :func:`record_type_for` the bill), ``catalog_csv`` is the
+    catalogue's text, ``settings`` are ``FIELD=VALUE`` texts for every record.
+
+    Raises:
+        BillError: no such bill.
+        ValueError: an unknown record type or field, or a bad catalogue.
+    """
+    book = BillBook(outbox)
+    bill = book.get(number)
+    limit = bill.totals.scans + bill.totals.removed + 1
+    view = book.view(number, scan_limit=limit)
+    if record is not None and record not in FIELDS:
+        raise ValueError(f"unknown record type {record!r}: expected 3505, 3506 or 3502")
+    kind = record_type_for(bill.type, bill.action) if record is None else cast(RecordType, record)
+    fields = parse_settings(settings, kind)
+    catalog = parse_catalog_csv(catalog_csv, kind) if catalog_csv is not None else {}
+    boxes: list[Box] = []
+    excluded: list[dict[str, str]] = []
+    for s in reversed(view.scans):  # the view lists the newest first
+        if s.removed:
+            continue
+        if s.result == "rejected":
+            excluded.append({"code": s.code, "reason": s.reason or "rejected"})
+            continue
+        boxes.append(Box(s.code, s.product, s.scanned_at, units=s.units, name=s.name))
+    doc = build_export(
+        number, boxes, record=kind, catalog=catalog, settings=fields, trace_node=trace_node
+    )
+    doc["excluded"] = excluded
+    return doc

@@ -3,6 +3,15 @@
 See :mod:`scanner_agent.outbox._store` for the design and ``docs/outbox.md``.
 """
 
+from scanner_agent.outbox._bill_store import (
+    BillCounts,
+    BillRow,
+    BillScanRow,
+    BillStore,
+    FirstScan,
+    ProductGroup,
+    RemovalRow,
+)
 from scanner_agent.outbox._damage import DamagedRow, QuarantinedRow
 from scanner_agent.outbox._file import FILE_MODE, OUTBOX_APPLICATION_ID, outbox_path_problem
 from scanner_agent.outbox._ids import uuid7, uuid7_many
@@ -47,19 +56,26 @@ __all__ = [
     "STORED_STATES",
     "Batch",
     "BatchEvent",
+    "BillCounts",
+    "BillRow",
+    "BillScanRow",
     "BillState",
+    "BillStore",
     "DamagedRow",
     "EnqueueResult",
     "EnqueueStatus",
     "EventResult",
     "FileCheck",
+    "FirstScan",
     "NewScan",
     "Outbox",
     "OutboxRow",
     "OutboxThread",
+    "ProductGroup",
     "QuarantinedRow",
     "QueueStats",
     "RejectRecord",
+    "RemovalRow",
     "RowState",
     "SettleSummary",
     "WalCheckpoint",

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple, get_args, get_type_hints
 
 from drivers.base import Clock, utc_now
 from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
+from scanner_agent.outbox._bill_store import BillStore
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, flat_params, text_checksum
 from scanner_agent.outbox._connect import (
     connect_reader,
@@ -750,6 +751,17 @@ class Outbox:
                 raise self._map(exc, "commit") from exc
 
     @contextmanager
+    def bills(self) -> Iterator[BillStore]:
+        """One transaction over the bill tables and the bill log (see ``_bill_store``).
+
+        Raises:
+            OutboxError: as :meth:`atomic`; an error raised inside rolls the
+                transaction back and goes on.
+        """
+        with self.atomic() as db:
+            yield BillStore(db, self.now_iso())
+
+    @contextmanager
     def _without_fsync(self) -> Iterator[None]:
         """Commit the enclosed outermost transaction without waiting for fsync.
 
@@ -1041,8 +1053,17 @@ class Outbox:
         return len(new), len(held)
 
     def salvage(self, source: str | Path, *, dry_run: bool = False) -> SalvageReport:
-        """Recover the readable scans still owed from another outbox file (see ``_salvage``)."""
-        return salvage(Path(source), self, dry_run=dry_run)
+        """Recover the readable scans still owed from another outbox file (see ``_salvage``).
+
+        Raises:
+            ValueError: ``source`` is this outbox's own file.
+            OutboxError: ``source`` cannot be read at all (not a database), or
+                writing the recovered scans here failed.
+        """
+        try:
+            return salvage(Path(source), self, dry_run=dry_run)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"Failed to salvage {str(source)!r}: {exc}") from exc
 
     # -- delivery ----------------------------------------------------------
 

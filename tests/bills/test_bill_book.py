@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,37 @@ def test_bad_platform_parameters_refuse_the_open(
     assert info.value.code == "bad_request"
     with pytest.raises(BillError, match="Failed to find bill"):
         book.get("SO-X")
+
+
+def test_a_bills_times_come_from_the_outbox_clock(tmp_path: Path) -> None:
+    now = [datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)]
+    with Outbox.open(tmp_path / "outbox.db", clock=lambda: now[0]) as box:
+        book = BillBook(box)
+        opened = book.open("SO-T", 201, device_id="dock")
+        box.enqueue_many([scan(UNIT_A, bill="SO-T")])
+        now[0] += timedelta(minutes=7)
+        removal = book.undo("SO-T", reason="wrong box", origin="test")
+        now[0] += timedelta(hours=2)
+        closed = book.close("SO-T")
+        history = book.history("SO-T")
+    assert opened.opened_at == "2026-11-23T08:00:00.000+00:00"
+    assert removal.removed_at == "2026-11-23T08:07:00.000+00:00"
+    assert closed.closed_at == "2026-11-23T10:07:00.000+00:00"
+    assert [(h["event"], h["at"]) for h in history] == [
+        ("open", opened.opened_at),
+        ("remove", removal.removed_at),
+        ("close", closed.closed_at),
+    ]
+
+
+def test_the_history_of_a_number_never_used_is_an_error_only_when_asked(
+    book: BillBook, outbox: Outbox
+) -> None:
+    assert book.history("NEVER") == []
+    with pytest.raises(BillError, match="Failed to find bill 'NEVER'") as info:
+        book.history("NEVER", must_exist=True)
+    assert info.value.code == "not_found"
+    outbox.enqueue_many([scan(UNIT_B, bill="dock-ship")])  # a default bill: scans, no log
+    assert book.history("dock-ship", must_exist=True) == []
+    book.open("SO-H", 201, device_id="dock")
+    assert [h["event"] for h in book.history("SO-H", must_exist=True)] == ["open"]

@@ -11,7 +11,6 @@ from scanner_agent.sinks.alihealth._ledger import (
     acknowledge_failures,
     append_log,
     platform_failures,
-    read_failures,
     status_detail,
 )
 from scanner_agent.sinks.alihealth._protocol import (
@@ -83,7 +82,6 @@ __all__ = [
     "parse_upload_reply",
     "platform_failures",
     "public_params",
-    "read_failures",
     "response_key",
     "sign",
     "signing_string",

@@ -1,8 +1,9 @@
 """The 码上放心 sink's records in the outbox file: upload plans and results, in ``bill_log``.
 
-Everything here runs on the outbox thread (it uses ``Outbox.atomic()``; the
-read-only :func:`platform_failures` also from a command on its own connection),
-and writes only ``bill_log`` rows, so ``scanner-agent bill history`` lists a bill's
+Everything here runs on the outbox thread, each call one transaction over the
+bill log (``Outbox.bills()``; the SQL is the outbox's); :func:`platform_failures`
+also works on an outbox opened read-only (``scanner-agent bill failed``).  It
+writes only ``bill_log`` rows, so ``scanner-agent bill history`` lists a bill's
 uploads and platform states next to its open and close.
 
 **The upload plan.**  A bill over ``max_codes`` codes goes in numbered
@@ -29,10 +30,8 @@ from __future__ import annotations
 import bisect
 import json
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from scanner_agent.outbox import Outbox
 from scanner_agent.sinks.alihealth._protocol import (
@@ -51,7 +50,6 @@ __all__ = [
     "acknowledge_failures",
     "append_log",
     "platform_failures",
-    "read_failures",
     "status_detail",
     "upload_plan",
 ]
@@ -110,49 +108,33 @@ class UploadPlan:
         return cls(bill, int(data["max_seq"]), parts)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
 def upload_plan(outbox: Outbox, bill: str, max_codes: int) -> UploadPlan | None:
     """The bill's recorded plan; made from its trace codes and recorded when there is none.
 
     None when the bill has no trace code at all (nothing to upload).
     """
-    with outbox.atomic() as db:
-        row = db.execute(
-            "SELECT detail FROM bill_log WHERE bill = ? AND event = ? ORDER BY id LIMIT 1",
-            (bill, PLAN_EVENT),
-        ).fetchone()
-        if row is not None:
-            return UploadPlan.from_json(bill, str(row[0]))
-        rows = db.execute(
-            "SELECT seq, code FROM scans WHERE bill = ? AND removed = 0", (bill,)
-        ).fetchall()
-        codes = tuple(str(c) for _s, c in rows if is_trace_code(str(c)))
+    with outbox.bills() as store:
+        recorded = store.log_detail(bill, PLAN_EVENT)
+        if recorded is not None:
+            return UploadPlan.from_json(bill, recorded)
+        rows = store.codes(bill)
+        codes = tuple(c for _s, c in rows if is_trace_code(c))
         if not codes:
             return None
-        whole = BillUpload(bill, datetime.now(UTC), 0, "", "", codes)
+        whole = BillUpload(bill, outbox.clock(), 0, "", "", codes)
         parts = tuple(
             Part(p.bill_code, p.codes[0], p.codes[-1], len(p.codes))
             for p in split_bill(whole, max_codes)
         )
-        plan = UploadPlan(bill, max(int(s) for s, _c in rows), parts)
-        db.execute(
-            "INSERT INTO bill_log (bill, at, event, detail) VALUES (?, ?, ?, ?)",
-            (bill, _now(), PLAN_EVENT, plan.to_json()),
-        )
+        plan = UploadPlan(bill, max(s for s, _c in rows), parts)
+        store.log([(bill, PLAN_EVENT, plan.to_json())])
         return plan
 
 
 def append_log(outbox: Outbox, entries: Iterable[tuple[str, str, str]]) -> None:
     """Add ``(bill, event, detail)`` rows to ``bill_log`` in one transaction."""
-    now = _now()
-    with outbox.atomic() as db:
-        db.executemany(
-            "INSERT INTO bill_log (bill, at, event, detail) VALUES (?, ?, ?, ?)",
-            [(bill, now, event, detail) for bill, event, detail in entries],
-        )
+    with outbox.bills() as store:
+        store.log(entries)
 
 
 def status_detail(number: str, deal_status: str, message: str) -> str:
@@ -178,22 +160,13 @@ class PlatformFailure:
 def platform_failures(outbox: Outbox, bill: str | None = None) -> list[PlatformFailure]:
     """(Sub-)bills whose latest recorded state is processing failed and not acknowledged.
 
-    Oldest first; only ``bill``'s when given.
+    Oldest first; only ``bill``'s when given.  Works on an outbox opened
+    read-only too (``scanner-agent bill failed`` beside a running daemon).
     """
-    with outbox.atomic() as db:
-        return read_failures(db, bill)
-
-
-def read_failures(db: sqlite3.Connection, bill: str | None = None) -> list[PlatformFailure]:
-    """:func:`platform_failures` on any connection to the outbox file (a read-only one too)."""
-    sql = "SELECT bill, at, event, detail FROM bill_log WHERE event IN (?, ?)"
-    params: tuple[str, ...] = (STATUS_EVENT, ACK_EVENT)
-    if bill is not None:
-        sql += " AND bill = ?"
-        params += (bill,)
+    with outbox.bills() as store:
+        entries = store.log_entries(bill=bill, events=(STATUS_EVENT, ACK_EVENT))
     latest: dict[tuple[str, str], PlatformFailure | None] = {}
-    for name, at, event, detail in db.execute(sql + " ORDER BY id", params).fetchall():
-        name, detail = str(name), str(detail)
+    for name, at, event, detail in entries:
         if event == ACK_EVENT:
             for key in [k for k in latest if k[0] == name]:
                 latest[key] = None
@@ -202,9 +175,7 @@ def read_failures(db: sqlite3.Connection, bill: str | None = None) -> list[Platf
         if match is None:
             continue
         failed = match[2] == _FAILED
-        latest[(name, match[1])] = (
-            PlatformFailure(name, match[1], str(at), detail) if failed else None
-        )
+        latest[(name, match[1])] = PlatformFailure(name, match[1], at, detail) if failed else None
     return [f for f in latest.values() if f is not None]
 
 

@@ -22,11 +22,9 @@ count as delivered.
 """
 
 # SQL here is assembled only from constant fragments; values are always bound parameters.
-# ruff: noqa: S608
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -47,9 +45,6 @@ EPCIS_ADMISSION = Admission(
 )
 """EPCIS takes any event on any bill (or none), but only codes with an EPC URI."""
 
-_CHUNK = 500
-"""Bound parameters per ``IN (...)`` query (SQLite allows far more; this keeps them short)."""
-
 
 @dataclass(frozen=True, slots=True)
 class EpcisPayload:
@@ -63,32 +58,11 @@ class EpcisPayload:
 
 def carton_units(outbox: Outbox, batch: Batch) -> EpcisPayload:
     """Outbox thread: the units of every carton scanned on a closed bill in ``batch``."""
-    bills = sorted({e.bill for e in batch.events})
-    codes = sorted({e.code for e in batch.events})
-    closed: set[str] = set()
-    relations: dict[str, list[str]] = defaultdict(list)
-    with outbox.atomic() as db:
-        for start in range(0, len(bills), _CHUNK):
-            part = bills[start : start + _CHUNK]
-            marks = ", ".join("?" * len(part))
-            closed.update(
-                str(n)
-                for (n,) in db.execute(
-                    f"SELECT number FROM bills WHERE state = 'closed' AND number IN ({marks})",
-                    part,
-                )
-            )
+    with outbox.bills() as store:
+        closed = store.closed_bills(e.bill for e in batch.events)
         if not closed:
             return EpcisPayload()
-        for start in range(0, len(codes), _CHUNK):
-            part = codes[start : start + _CHUNK]
-            marks = ", ".join("?" * len(part))
-            for parent, child in db.execute(
-                f"SELECT parent, child FROM pack_children WHERE parent IN ({marks}) "
-                "ORDER BY parent, child",
-                part,
-            ):
-                relations[str(parent)].append(str(child))
+        relations = store.children_of(e.code for e in batch.events)
     children: dict[str, tuple[Child, ...]] = {}
     refused: dict[str, str] = {}
     for e in batch.events:
