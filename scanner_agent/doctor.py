@@ -14,7 +14,8 @@ order:
 * ``discovery``: serial ports, HID and input devices, cameras found now.
 * ``profile <id>``: each hardware source's profile loads and an attached device
   matches its USB ids; every site profile is valid.
-* The service of ``sync.protocol`` and its credential:
+* The service of ``sync.protocol`` and its credential, checked by the sink's own
+  package (``scanner_agent/sinks/<name>/_doctor.py``) with this module's rules:
 
   - ``trace-api``: ``trace service`` (``GET /v1/health`` answers 200) and
     ``token`` (an authenticated ``GET /v1/events?limit=1`` is not refused);
@@ -44,9 +45,9 @@ import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
 from scanner_agent import logs
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
@@ -54,6 +55,9 @@ from scanner_agent.errors import CredentialError, ScannerAgentError
 from scanner_agent.install import SERVICE_USER
 from scanner_agent.outbox import check_file
 from scanner_agent.preflight import Refusal, RunAs, check_outbox, lexists
+
+if TYPE_CHECKING:
+    from scanner_agent.sinks import Finding, SinkPackage
 
 MAX_CLOCK_SKEW_S = 120.0
 """More skew than this between here and the trace service is a failure."""
@@ -167,15 +171,15 @@ def _checks(opts: Options) -> Iterator[Check]:
         ("devices", lambda: _device_checks(cfg, user)),
         ("discovery", lambda: _discovery_checks(cfg, opts)),
     ]
+    # The sink's package is imported here, and only the one configured (with httpx).
+    from scanner_agent.sinks import sink_package
+
+    package = sink_package(cfg.sync.protocol)
     if not cfg.sync.enabled:
-        for name in _service_check_names(cfg):
+        for name in package.CHECK_NAMES:
             yield Check(name, Status.SKIP, "sync.enabled = false")
-    elif cfg.sync.protocol == "alihealth":
-        stages.append((_service_check_names(cfg)[1], lambda: _alihealth_checks(cfg, opts, user)))
-    elif cfg.sync.protocol == "epcis":
-        stages.append((_service_check_names(cfg)[1], lambda: _epcis_checks(cfg, opts, user)))
     else:
-        stages.append(("trace service", lambda: _service_checks(cfg, opts, user)))
+        stages.append((package.SERVICE_CHECK, lambda: _sink_checks(cfg, package, opts, user)))
     for name, stage in stages:
         yield from _isolated(name, stage)
 
@@ -442,69 +446,41 @@ def _discovery_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
             )
 
 
-# -- the trace service -------------------------------------------------------------------
+# -- the sink's service -------------------------------------------------------------------
 
 
-def _service_checks(cfg: AgentConfig, opts: Options, user: RunAs) -> Iterator[Check]:
-    import httpx
-
-    from scanner_agent.sync import build_ssl_context
-
-    sc = cfg.sync
-    token_check, token = _credential("token", sc.token_file, sc.token_env, sc.read_token, user)
-    if token_check is not None and not token:
-        yield token_check
-        return
-    try:
-        verify = build_ssl_context(cfg.sync)
-    except ScannerAgentError as exc:
-        yield Check(
-            "trace service",
-            Status.FAIL,
-            str(exc),
-            "fix sync.ca_bundle, sync.client_cert and sync.client_key (PEM files)",
-        )
-        return
-    url = cfg.sync.url.rstrip("/")
-    with httpx.Client(
-        base_url=url, timeout=HTTP_TIMEOUT_S, verify=verify, transport=opts.transport
-    ) as client:
-        try:
-            health = client.get("/v1/health")
-        except httpx.HTTPError as exc:
-            yield Check(
-                "trace service",
-                Status.FAIL,
-                f"{url}: {type(exc).__name__}: {exc}",
-                "check sync.url, the network and firewall, and TLS (sync.ca_bundle)",
-            )
-            yield Check("token", Status.SKIP, "service unreachable")
-            yield Check("clock", Status.SKIP, "service unreachable")
-            return
-        if health.status_code == 200:
-            yield _ok("trace service", f"{url}/v1/health: 200")
-        else:
-            yield Check(
-                "trace service",
-                Status.FAIL,
-                f"{url}/v1/health: {health.status_code}",
-                "the service is up but unhealthy, or sync.url points at something else",
-            )
-        yield _token_check(client, token, cfg)
-    yield _clock_check(health.headers.get("Date"), opts.now())
+def _sink_checks(
+    cfg: AgentConfig, package: SinkPackage, opts: Options, user: RunAs
+) -> Iterator[Check]:
+    """The sink's own checks (its package's ``_doctor.py``), with this module's rules."""
+    for found in package.checks(cfg, _Kit(opts, user)):
+        yield Check(found.name, Status(found.status), found.detail, found.hint)
 
 
-def _service_check_names(cfg: AgentConfig) -> tuple[str, str, str]:
-    """The names of the service, credential and clock checks for ``sync.protocol``."""
-    if cfg.sync.protocol == "alihealth":
-        return ("app secret", ALIHEALTH_CHECK, "clock")
-    if cfg.sync.protocol == "epcis":
-        return ("token", EPCIS_CHECK, "clock")
-    return ("trace service", "token", "clock")
+class _Kit:
+    """What a sink's checks borrow from doctor (:class:`scanner_agent.sinks.DoctorKit`)."""
+
+    timeout_s = HTTP_TIMEOUT_S
+
+    def __init__(self, opts: Options, user: RunAs) -> None:
+        self.transport = opts.transport
+        self.now = opts.now
+        self._user = user
+
+    def credential(
+        self, name: str, path: str, env: str, read: Callable[[], str]
+    ) -> tuple[Finding | None, str]:
+        check, value = _credential(name, path, env, read, self._user)
+        return (None if check is None else _finding(check)), value
+
+    def clock(self, date_header: str | None, now: datetime) -> Finding:
+        return _finding(_clock_check(date_header, now))
 
 
-ALIHEALTH_CHECK = "码上放心 gateway"
-EPCIS_CHECK = "EPCIS repository"
+def _finding(check: Check) -> Finding:
+    from scanner_agent.sinks import Finding
+
+    return Finding(check.name, check.status.value, check.detail, check.hint)
 
 
 def _credential(
@@ -560,237 +536,6 @@ def _credential_failure(name: str, exc: CredentialError, path: str, user: RunAs)
         "[Service] Environment=NAME=value (or set the *_file key instead)",
     }
     return Check(name, Status.FAIL, str(exc), hints.get(exc.problem, ""))
-
-
-def _alihealth_checks(cfg: AgentConfig, opts: Options, user: RunAs) -> Iterator[Check]:
-    """The app secret file, then one signed read-only call (bill status) to the gateway."""
-    import httpx
-
-    from scanner_agent.errors import AuthError, RateLimitedError, SiteProblemError, SyncError
-    from scanner_agent.sinks.alihealth import (
-        GMT8,
-        billstatus_method,
-        billstatus_params,
-        parse_top_error,
-        public_params,
-        sign,
-    )
-    from scanner_agent.sync import date_offset_s
-
-    ali = cfg.alihealth
-    checked, secret = _credential("app secret", ali.app_secret_file, "", ali.read_secret, user)
-    if checked is None or not secret:
-        yield checked or Check("app secret", Status.FAIL, "alihealth.app_secret_file: not set")
-        yield Check(ALIHEALTH_CHECK, Status.SKIP, "no app secret to sign with")
-        yield Check("clock", Status.SKIP, "no app secret to sign with")
-        return
-    secret_check = checked
-    now = opts.now()
-    today = now.astimezone(GMT8).date()
-    method = billstatus_method(ali.api, ali.status_api)
-    params = public_params(method, ali.app_key, cast(Any, ali.sign_method), now)
-    params.update(
-        billstatus_params(
-            ref_ent_id=ali.ref_user_id,
-            begin_date=(today - timedelta(days=1)).isoformat(),
-            end_date=today.isoformat(),
-        )
-    )
-    params["sign"] = sign(params, secret, cast(Any, ali.sign_method))
-    with httpx.Client(timeout=HTTP_TIMEOUT_S, transport=opts.transport) as client:
-        try:
-            reply = client.post(ali.url, data=params)
-        except httpx.HTTPError as exc:
-            yield secret_check
-            yield Check(
-                ALIHEALTH_CHECK,
-                Status.FAIL,
-                f"{ali.url}: {type(exc).__name__}: {exc}",
-                "check alihealth.url, the network and firewall",
-            )
-            yield Check("clock", Status.SKIP, "gateway unreachable")
-            return
-    date = reply.headers.get("Date")
-    if reply.status_code != 200:
-        yield secret_check
-        yield Check(
-            ALIHEALTH_CHECK,
-            Status.FAIL,
-            f"{ali.url}: HTTP {reply.status_code}",
-            "alihealth.url should be the TOP gateway, https://eco.taobao.com/router/rest",
-        )
-        yield _clock_check(date, now)
-        return
-    try:
-        data = reply.json()
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        parse_top_error(data, clock_offset_s=date_offset_s(date, now))
-    except ValueError as exc:
-        yield secret_check
-        yield Check(
-            ALIHEALTH_CHECK,
-            Status.FAIL,
-            f"{ali.url}: not a TOP reply ({exc})",
-            "alihealth.url should be the TOP gateway, https://eco.taobao.com/router/rest",
-        )
-        yield _clock_check(date, now)
-        return
-    except AuthError as exc:
-        yield Check(
-            "app secret",
-            Status.FAIL,
-            f"the gateway refused app key {ali.app_key} or the secret in "
-            f"{ali.app_secret_file}: {exc}",
-            "compare alihealth.app_key, the secret and alihealth.sign_method with the 码上放心 "
-            "open platform's application page, then `sudo systemctl reload scanner-agent`",
-        )
-        yield _ok(ALIHEALTH_CHECK, f"{ali.url}: answered (the credentials were refused)")
-        yield _clock_check(date, now)
-        return
-    except RateLimitedError as exc:
-        yield secret_check
-        yield Check(ALIHEALTH_CHECK, Status.WARN, str(exc), "calls are limited now; retry later")
-        yield _clock_check(date, now)
-        return
-    except SiteProblemError as exc:
-        # The site's clock, address, permissions or app key: what it says is what to fix.
-        yield secret_check
-        yield Check(
-            ALIHEALTH_CHECK,
-            Status.FAIL,
-            f"{ali.url}: {exc}",
-            "the agent holds the scans until the gateway takes its calls again",
-        )
-        yield _clock_check(date, now)
-        return
-    except SyncError as exc:
-        # Answered and signed right, but refused for another reason (permission, parameters).
-        yield _ok("app secret", f"{secret_check.detail}; the signature was accepted")
-        yield Check(
-            ALIHEALTH_CHECK,
-            Status.WARN,
-            f"the bill status query was refused: {exc}",
-            "the application may lack the bill status API; uploads will tell",
-        )
-        yield _clock_check(date, now)
-        return
-    yield _ok("app secret", f"{secret_check.detail}; the gateway accepted the signature")
-    yield _ok(ALIHEALTH_CHECK, f"{ali.url}: bill status query answered")
-    yield _clock_check(date, now)
-
-
-def _epcis_checks(cfg: AgentConfig, opts: Options, user: RunAs) -> Iterator[Check]:
-    """The token, then an authenticated ``GET /capture`` (the capture job list)."""
-    import httpx
-
-    from scanner_agent.sync import build_ssl_context
-
-    ep = cfg.epcis
-    token_check, token = _credential("token", ep.token_file, ep.token_env, ep.read_token, user)
-    if token_check is not None and not token:
-        yield token_check
-        yield Check(EPCIS_CHECK, Status.SKIP, "no token")
-        yield Check("clock", Status.SKIP, "no token")
-        return
-    try:
-        verify = build_ssl_context(cfg.sync)
-    except ScannerAgentError as exc:
-        yield Check(EPCIS_CHECK, Status.FAIL, str(exc), "fix sync.ca_bundle / client_cert")
-        return
-    url = ep.url.rstrip("/")
-    headers = {"Accept": "application/json", "GS1-EPCIS-Version": "2.0.0"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    with httpx.Client(timeout=HTTP_TIMEOUT_S, verify=verify, transport=opts.transport) as client:
-        try:
-            reply = client.get(f"{url}/capture", headers=headers)
-        except httpx.HTTPError as exc:
-            yield token_check or Check("token", Status.WARN, "no token configured")
-            yield Check(
-                EPCIS_CHECK,
-                Status.FAIL,
-                f"{url}: {type(exc).__name__}: {exc}",
-                "check epcis.url, the network and firewall, and TLS (sync.ca_bundle)",
-            )
-            yield Check("clock", Status.SKIP, "repository unreachable")
-            return
-    status = reply.status_code
-    where = f"epcis.token_file ({ep.token_file})" if ep.token_file else f"${ep.token_env}"
-    if status in (401, 403):
-        yield Check(
-            "token",
-            Status.FAIL,
-            f"the repository refused the token from {where} ({status})"
-            if token
-            else f"the repository wants a token ({status}); none is configured",
-            "get a valid token from the repository's operator, put it in epcis.token_file, "
-            "then `sudo systemctl reload scanner-agent`",
-        )
-        yield _ok(EPCIS_CHECK, f"{url}/capture: answered {status}")
-    elif status >= 500:
-        yield token_check or Check("token", Status.WARN, "no token configured")
-        yield Check(
-            EPCIS_CHECK,
-            Status.FAIL,
-            f"{url}/capture: {status}",
-            "the repository is up but failing; ask its operator",
-        )
-    else:
-        if token_check is None:
-            yield Check(
-                "token",
-                Status.WARN,
-                "no token configured (epcis.token_file / token_env); the repository did not ask",
-                "set one if the repository expects it",
-            )
-        elif status == 200:
-            yield _ok("token", f"{token_check.detail}; accepted")
-        else:
-            yield Check(
-                "token",
-                Status.WARN,
-                f"{token_check.detail}; GET /capture answered {status}, the token was not refused",
-                "the repository may not list capture jobs; captures will tell",
-            )
-        yield _ok(EPCIS_CHECK, f"{url}/capture: {status}")
-    yield _clock_check(reply.headers.get("Date"), opts.now())
-
-
-def _token_check(client: Any, token: str, cfg: AgentConfig) -> Check:
-    import httpx
-
-    if not token:
-        return Check(
-            "token",
-            Status.FAIL,
-            "no token configured (sync.token_file / sync.token_env)",
-            "put the token in /etc/scanner-agent/token (mode 0640, group scanner-agent) "
-            "and set sync.token_file",
-        )
-    try:
-        reply = client.get(
-            "/v1/events", params={"limit": 1}, headers={"Authorization": f"Bearer {token}"}
-        )
-    except httpx.HTTPError as exc:
-        return Check("token", Status.FAIL, f"{type(exc).__name__}: {exc}", "retry; check the link")
-    where = cfg.sync.token_file or f"${cfg.sync.token_env}"
-    if reply.status_code in (401, 403):
-        return Check(
-            "token",
-            Status.FAIL,
-            f"the service refused the token from {where} ({reply.status_code})",
-            "get a valid token for this device from the trace service's operator, "
-            "then `sudo systemctl reload scanner-agent`",
-        )
-    if reply.status_code >= 400:
-        return Check(
-            "token",
-            Status.WARN,
-            f"GET /v1/events answered {reply.status_code}; the token was not refused",
-            "the service may not offer /v1/events; batches will tell",
-        )
-    return _ok("token", f"accepted (token from {where})")
 
 
 def _clock_check(date_header: str | None, now: datetime) -> Check:

@@ -6,13 +6,16 @@
 
 Each package has its client (``_client.py``), its sink (``_sink.py``, with
 ``build`` and ``names``, the two functions :func:`build_sink` and
-:func:`sink_names` dispatch to) and its protocol's pure parts.  Each speaks
+:func:`sink_names` dispatch to), its doctor checks (``_doctor.py``: ``checks``
+and their ``CHECK_NAMES``, run by ``scanner-agent doctor`` with a
+:class:`DoctorKit`) and its protocol's pure parts.  Each speaks
 HTTP through the one layer in :mod:`scanner_agent.sync` (TLS, bearer auth,
 status and network errors mapped to the sync loop's, backoff).  A sink
 package is imported only when its protocol is chosen, so a Trace API agent
 never loads the platform code.  See ``docs/platforms.md``.
 """
 
+from scanner_agent.sinks._doctor import DoctorKit, Finding, FindingStatus
 from scanner_agent.sinks._registry import (
     SINK_PACKAGES,
     AgentSettings,
@@ -25,6 +28,9 @@ from scanner_agent.sinks._registry import (
 __all__ = [
     "SINK_PACKAGES",
     "AgentSettings",
+    "DoctorKit",
+    "Finding",
+    "FindingStatus",
     "SinkPackage",
     "build_sink",
     "sink_names",

@@ -6,7 +6,10 @@ switching on the protocol's name:
 
 * ``build(settings, context) -> Sink``: the sink, from the agent's settings
   and the daemon's parts it shares (:class:`~scanner_agent.sync.SinkContext`);
-* ``names(settings) -> SinkNames``: who it talks to and with what, in words.
+* ``names(settings) -> SinkNames``: who it talks to and with what, in words;
+* ``checks(settings, kit) -> Iterator[Finding]``: ``scanner-agent doctor``'s
+  lines for the service and the credential (``_doctor.py``), named
+  ``CHECK_NAMES``.
 
 A package is imported when its protocol is asked for, never before: a
 daemon syncing to the trace service loads no platform code.
@@ -15,9 +18,11 @@ daemon syncing to the trace service loads no platform code.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, cast
 
 from scanner_agent.errors import ConfigError
+from scanner_agent.sinks._doctor import DoctorKit, Finding
 from scanner_agent.sync import Sink, SinkContext, SinkNames
 
 if TYPE_CHECKING:
@@ -57,11 +62,18 @@ class AgentSettings(Protocol):
 
 
 class SinkPackage(Protocol):
-    """The two functions every sink package offers (see the module docstring)."""
+    """What every sink package offers (see the module docstring)."""
+
+    SERVICE_CHECK: str
+    """The doctor's name for the check of the service itself (``trace service``)."""
+    CHECK_NAMES: tuple[str, str, str]
+    """The doctor lines :meth:`checks` reports, in order."""
 
     def build(self, settings: AgentSettings, context: SinkContext) -> Sink: ...
 
     def names(self, settings: AgentSettings) -> SinkNames: ...
+
+    def checks(self, settings: AgentSettings, kit: DoctorKit) -> Iterator[Finding]: ...
 
 
 def sink_package(protocol: str) -> SinkPackage:

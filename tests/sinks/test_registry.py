@@ -59,6 +59,10 @@ def test_every_protocol_the_config_takes_has_a_sink_package_and_no_other() -> No
         package = sink_package(protocol)
         assert callable(package.build)
         assert callable(package.names)
+        assert callable(package.checks)
+        # doctor's lines for it: the service's own among them, the clock last.
+        assert package.SERVICE_CHECK in package.CHECK_NAMES
+        assert package.CHECK_NAMES[-1] == "clock"
 
 
 def test_an_unknown_protocol_is_a_config_error_naming_the_key() -> None:

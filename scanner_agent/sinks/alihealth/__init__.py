@@ -1,10 +1,18 @@
 """码上放心 (Alibaba Health open platform): bill upload over the TOP gateway and its sync sink.
 
+* :mod:`._protocol`: requests, signing and replies, pure;
+* :mod:`._client`: :class:`AliHealthClient`, signed calls to the gateway;
+* :mod:`._ledger`: the upload plan and the platform's processing state, in ``bill_log``;
+* :mod:`._sink`: :class:`AliHealthSink`, the sync loop's side (one closed bill per
+  batch), and :func:`build` / :func:`names`, as every sink package has them;
+* :mod:`._doctor`: ``scanner-agent doctor``'s checks of the gateway and the app secret.
+
 Its emulator is lab code (:mod:`scanner_agent.lab.alihealth_emulator`): a daemon
 syncing to 码上放心 loads no server.  See ``docs/platforms.md``.
 """
 
 from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
+from scanner_agent.sinks.alihealth._doctor import CHECK_NAMES, SERVICE_CHECK, checks
 from scanner_agent.sinks.alihealth._ledger import (
     STATUS_EVENT,
     PlatformFailure,
@@ -53,11 +61,13 @@ __all__ = [
     "API_METHODS",
     "BILLSTATUS_METHOD",
     "BILLSTATUS_METHODS",
+    "CHECK_NAMES",
     "CLOCK_WINDOW_S",
     "DUPLICATE_BILL_TEXT",
     "GMT8",
     "MAX_CODES",
     "OPTIONAL_PARAMS",
+    "SERVICE_CHECK",
     "STATUS_EVENT",
     "AliHealthClient",
     "AliHealthConfig",
@@ -74,6 +84,7 @@ __all__ = [
     "billstatus_method",
     "billstatus_params",
     "build",
+    "checks",
     "clock_problem",
     "is_trace_code",
     "names",

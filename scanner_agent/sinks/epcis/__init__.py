@@ -6,13 +6,15 @@ The sink of ``sync.protocol = "epcis"``.  Its parts:
 * :mod:`._job`: capture jobs parsed and settled into per-event verdicts, pure;
 * :mod:`._client`: :class:`EpcisCaptureClient`, ``POST /capture`` and the job polled;
 * :mod:`._sink`: :class:`EpcisSink`, the sync loop's side (lease, carton contents), and
-  :func:`build` / :func:`names`, as every sink package has them.
+  :func:`build` / :func:`names`, as every sink package has them;
+* :mod:`._doctor`: ``scanner-agent doctor``'s checks of the service and the credential.
 
 Its emulator is lab code (:mod:`scanner_agent.lab.epcis_emulator`).  See
 ``docs/platforms.md``.
 """
 
 from scanner_agent.sinks.epcis._client import EpcisCaptureClient, EpcisCaptureConfig, ErrorBehaviour
+from scanner_agent.sinks.epcis._doctor import CHECK_NAMES, SERVICE_CHECK, checks
 from scanner_agent.sinks.epcis._document import (
     EPC_SCHEMES,
     EPCIS_CONTEXT,
@@ -46,9 +48,11 @@ from scanner_agent.sinks.epcis._sink import (
 )
 
 __all__ = [
+    "CHECK_NAMES",
     "EPCIS_ADMISSION",
     "EPCIS_CONTEXT",
     "EPC_SCHEMES",
+    "SERVICE_CHECK",
     "CaptureJob",
     "CaptureProblem",
     "Child",
@@ -65,6 +69,7 @@ __all__ = [
     "build",
     "build_document",
     "carton_units",
+    "checks",
     "epc_uri",
     "event_id",
     "is_duplicate",
