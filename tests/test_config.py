@@ -346,6 +346,40 @@ def test_https_or_loopback_http_is_accepted_without_a_warning(url: str) -> None:
     assert config_warnings(cfg) == []
 
 
+@pytest.mark.parametrize("section", ["sync", "epcis", "alihealth"])
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("https://[::1", "not a url"),
+        ("https://[zz::1]/", "not a url"),
+        ("https://127.0.0.1:99999", "port"),
+        ("https://127.0.0.1:port/", "port"),
+        ("https://", "no host"),
+        ("https:///v1", "no host"),
+        ("https://trace .example.com", "space or control character"),
+        ("https://trace.example.com/\tv1", "space or control character"),
+        ("https://user:pa55word@trace.example.com", "user name or password"),
+        ("https://trace.example.com/v1?x=1", "no query"),
+        ("https://trace.example.com/v1#top", "no query"),
+    ],
+)
+def test_a_service_url_that_is_no_usable_base_url_is_refused_with_its_key(
+    section: str, url: str, words: str
+) -> None:
+    """Not a traceback (``check-config``, ``run`` and ``doctor`` all printed one for
+    ``http://[::1``), not a start that can never connect, never a password echoed back."""
+    data: dict[str, Any] = {
+        "sync": {"protocol": {"sync": "trace-api"}.get(section, section)},
+        "epcis": {"read_point": "urn:x:1", "biz_location": "urn:x:2"},
+        "alihealth": {"app_key": "k", "app_secret_file": "/s", "ref_user_id": "r"},
+    }
+    data[section]["url"] = url
+    with pytest.raises(ConfigError, match=rf"^{section}\.url: ") as err:
+        config_from_dict(data)
+    assert words in str(err.value)
+    assert "pa55word" not in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("listen", "accepted"),
     [

@@ -426,6 +426,7 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
     ),
     "replay file missing": (_replay_missing, "source[0].path", "No such file or directory"),
     "replay file the user cannot read": (_replay_unreadable, "source[0].path", "cannot read"),
+    "a service url that is no url": (_sync(url="http://[::1"), "sync.url", "not a url"),
     "plain http to a remote trace service": (
         _sync(url="http://192.0.2.10:8900"),
         "sync.url",
