@@ -593,11 +593,7 @@ def _validate(cfg: AgentConfig) -> None:
     _check(cfg.outbox.rejects_retention_days >= 0, "outbox.rejects_retention_days", "must be >= 0")
     _check(cfg.outbox.rejects_max_rows >= 1, "outbox.rejects_max_rows", "must be >= 1")
     sync = cfg.sync
-    _check(
-        sync.url.startswith(("http://", "https://")),
-        "sync.url",
-        f"expected an http:// or https:// URL, got {sync.url!r}",
-    )
+    _check_url("sync.url", sync.url)
     _check(
         not (sync.token_file and sync.token_env),
         "sync.token_file",
@@ -664,8 +660,40 @@ def _validate(cfg: AgentConfig) -> None:
             )
 
 
-def _is_url(url: str) -> bool:
-    return url.startswith(("http://", "https://"))
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` is no base URL a sink can send to, or None.
+
+    Checked whole here so that a bad one is a refusal naming its key, never a traceback
+    from the URL parser (``http://[::1``) or a start that can never connect (port
+    99999, no host). A base URL takes no query or fragment (paths are appended to it),
+    and no user name or password: URLs are logged, credentials belong in a file.
+    """
+    if not url.startswith(("http://", "https://")):
+        return f"expected an http:// or https:// URL, got {url!r}"
+    if any(c.isspace() or not c.isprintable() for c in url):
+        return "holds a space or control character"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        return f"not a url: {exc}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if parts.username is not None or parts.password is not None:
+        return "holds a user name or password; put the credential in the token or secret file"
+    if not parts.hostname:
+        return "no host"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "a base URL takes no query (?...) or fragment (#...)"
+    if port == 0:
+        return "the port is not a number in 1-65535"
+    return None
+
+
+def _check_url(key: str, url: str) -> None:
+    problem = _url_problem(url)
+    _check(problem is None, key, problem or "")
 
 
 def _check_platforms(cfg: AgentConfig) -> None:
@@ -690,7 +718,7 @@ def _check_platforms(cfg: AgentConfig) -> None:
         f"expected {', '.join(ALIHEALTH_STATUS_APIS)} or empty, got {ali.status_api!r}",
     )
     if protocol == "alihealth":
-        _check(_is_url(ali.url), "alihealth.url", f"expected an http(s):// URL, got {ali.url!r}")
+        _check_url("alihealth.url", ali.url)
         for key in ("app_key", "app_secret_file", "ref_user_id"):
             _check(bool(getattr(ali, key)), f"alihealth.{key}", 'required by protocol "alihealth"')
     ep = cfg.epcis
@@ -714,7 +742,7 @@ def _check_platforms(cfg: AgentConfig) -> None:
     _check(ep.poll_timeout_s > 0, "epcis.poll_timeout_s", "must be > 0")
     _check(ep.max_rounds >= 1, "epcis.max_rounds", "must be >= 1")
     if protocol == "epcis":
-        _check(_is_url(ep.url), "epcis.url", f"expected an http(s):// URL, got {ep.url!r}")
+        _check_url("epcis.url", ep.url)
     for key in ("read_point", "biz_location"):
         value = getattr(ep, key)
         if protocol == "epcis":

@@ -43,6 +43,7 @@ import grp
 import os
 import shutil
 import stat
+import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -242,6 +243,17 @@ def _config_hint(exc: ScannerAgentError, path: Path) -> str:
             "install puts a commented default in /etc/scanner-agent/agent.toml "
             "(`sudo make install`), or pass another file with -c FILE"
         )
+    if isinstance(cause, IsADirectoryError):
+        return f"-c names a directory: pass the config file itself, e.g. -c {path / 'agent.toml'}"
+    if isinstance(cause, UnicodeDecodeError):
+        return "the file is not UTF-8 text: save it as UTF-8 (TOML files are UTF-8)"
+    if isinstance(cause, tomllib.TOMLDecodeError):
+        return (
+            "fix the TOML syntax at the line and column named above "
+            "(`scanner-agent check-config -c FILE` checks it again)"
+        )
+    if isinstance(cause, OSError):
+        return f"the file cannot be read ({cause.strerror}); pass a readable file with -c FILE"
     return (
         "fix the key named above (`scanner-agent check-config -c FILE`); "
         "the installed default is /etc/scanner-agent/agent.toml"
@@ -310,7 +322,7 @@ def _outbox_integrity(path: Path, user: RunAs) -> Check:
             f"{path}: cannot open: {found.open_error}"
             if readable
             else f"{path}: {RunAs.me().name} may not read it, so its integrity was not checked",
-            "check its owner and mode" if readable else _access_hint(path),
+            _open_error_hint(found.open_error) if readable else _access_hint(path),
         )
     if found.problem:
         return Check(
@@ -329,6 +341,17 @@ def _outbox_integrity(path: Path, user: RunAs) -> Check:
         )
     owing = f", {found.owed} scans not yet delivered" if found.owed is not None else ""
     return _ok("outbox", f"{path}: integrity ok{owing}")
+
+
+def _open_error_hint(error: str) -> str:
+    """What to do about an outbox doctor may read but SQLite cannot open."""
+    if "not a database" in error or "malformed" in error:
+        return (
+            "it is not an intact SQLite file: on its next start the agent moves it aside "
+            "(kept as <name>.corrupt-<time>) and begins a new outbox; if it was another "
+            "program's file, set outbox.path elsewhere"
+        )
+    return "check its owner and mode"
 
 
 def _disk_space(directory: Path, reserve_mb: int) -> Check:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -168,3 +168,55 @@ def test_a_token_path_that_is_not_a_file_is_named_with_a_hint_that_fits(
     assert f"is not a regular file (a {kind})" in check.detail
     assert "point the key at the file holding the secret" in check.hint
     assert all("the check itself failed" not in c.detail for c in report.checks)
+
+
+def _doctor_on(config: Path, tmp_path: Path) -> Report:
+    (tmp_path / "sys").mkdir(exist_ok=True)
+    return run_doctor(
+        Options(
+            config_path=config,
+            service_user="root",
+            sysfs=tmp_path / "sys",
+            comports=list,
+            profile_dirs=(tmp_path / "none",),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "hint", "detail"),
+    [
+        (lambda p: p.mkdir(), "-c names a directory", "Is a directory"),
+        (lambda p: p.write_text("[sync\n"), "TOML syntax at the line", "as TOML"),
+        (lambda p: p.write_bytes(b"\xff\xfe[sync]\n"), "save it as UTF-8", "as TOML"),
+        (lambda p: p.write_text('[sync]\nurl = "http://[::1"\n'), "fix the key named above", "url"),
+    ],
+)
+def test_a_config_that_does_not_load_gets_the_hint_of_its_own_failure(
+    tmp_path: Path, make: Callable[[Path], object], hint: str, detail: str
+) -> None:
+    """Not "fix the key named above" for a file that names no key (issue 15 §4)."""
+    config = tmp_path / "agent.toml"
+    make(config)
+    check = _doctor_on(config, tmp_path).by_name("config")
+    assert check.status is Status.FAIL
+    assert detail in check.detail
+    assert hint in check.hint
+
+
+def test_an_outbox_that_is_no_database_is_not_told_to_check_its_owner(tmp_path: Path) -> None:
+    """``run`` moves such a file aside and starts afresh; doctor says so instead of blaming
+    the file's owner and mode."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "outbox.db").write_bytes(b"not sqlite " * 400)
+    (tmp_path / "data" / "outbox.db").chmod(0o600)
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'[outbox]\npath = "{tmp_path / "data" / "outbox.db"}"\nmin_free_mb = 0\n'
+        '[sync]\nurl = "http://127.0.0.1:9"\n'
+    )
+    check = _doctor_on(config, tmp_path).by_name("outbox")
+    assert check.status is Status.FAIL
+    assert "not a database" in check.detail
+    assert "owner and mode" not in check.hint
+    assert "moves it aside" in check.hint
