@@ -45,8 +45,13 @@ MAX_CODE_CHARS = MAX_SCAN_CHARS
 MAX_ARG_CHARS = 1024
 """Longest other string argument (a bill number, a reason, a note)."""
 
-# A JSON string, unrolled ("normal* (special normal*)*") so the engine never backtracks.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+# A JSON string, unrolled ("normal* (special normal*)*") with possessive quantifiers so the
+# engine never backtracks, and ending at the closing quote *or the end of the line*: a string
+# that never ends is one token to the end, never given up and rescanned from its next quote
+# (that rescanning is quadratic, and the regex engine holds the GIL while it runs, so not
+# even a thread of its own would keep the event loop going).  Text after an unterminated
+# string is not JSON, so no decoder nests into it.
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.S)
 _NOT_BRACKET = re.compile(rb"[^][{}]+")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from scanner_agent.control import MAX_DEPTH, decode, encode, too_deep
+from scanner_agent.control._protocol import _STRING
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 values = st.recursive(
@@ -94,3 +97,61 @@ def test_the_review_s_hundred_thousand_deep_request_is_refused_without_recursion
             decode(line)
     else:
         assert decode(line)["cmd"] == "status"
+
+
+# A string that never ends, made of escaped quotes, behind enough brackets to need the
+# nesting check: each quote in it starts a string token that runs to the end of the line.
+# A scanner that gives up on an unterminated string and tries again at the next quote
+# does quadratic work (16 KiB took seconds, 1 MiB hours), and Python's regex engine holds
+# the GIL all along, so not even the control lane keeps the event loop running.
+UNTERMINATED = [
+    b'\\"',  # \" \" \" ...
+    b'"\\',  # " \ " \ ...
+    b'\\\\"',  # \\" : an escaped backslash, then a quote
+    b'a"',
+]
+
+
+@pytest.mark.parametrize(
+    "unit", UNTERMINATED, ids=["esc-quote", "quote-esc", "esc-esc-quote", "a-quote"]
+)
+def test_the_nesting_check_of_a_full_size_line_ends_whatever_its_strings(unit: bytes) -> None:
+    """A 1 MiB line (control.max_line_bytes) of any string shape is checked in linear time.
+
+    Run in a subprocess with a generous deadline: a quadratic check would hold the GIL
+    for hours, so it cannot run in the test process; the deadline is a hang detector
+    (minutes, for work that takes well under a second), not a measure of speed.
+    """
+    script = (
+        "import sys\n"
+        "from scanner_agent.control import decode, too_deep\n"
+        f"line = b'[' * 40 + b'\"' + {unit!r} * ((1 << 20) // {len(unit)})\n"
+        "too_deep(line)\n"
+        "try:\n"
+        "    decode(line)\n"
+        "except ValueError:\n"
+        "    pass\n"
+        "print('done')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.stdout.strip() == "done", done.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512), st.integers(min_value=0, max_value=511))
+def test_a_string_token_starting_at_any_quote_is_matched_to_its_end_or_the_line_s(
+    data: bytes, at: int
+) -> None:
+    """The check never gives up on a string and rescans its bytes: linear by construction.
+
+    From any quote the string pattern matches (to the closing quote, or to the end of the
+    line when there is none), so the scan consumes each byte once.
+    """
+    at = min(at, len(data))
+    line = data[:at] + b'"' + data[at:]
+    match = _STRING.match(line, at)
+    assert match is not None
+    end = match.end()
+    assert end == len(line) or line[end - 1 : end] == b'"'
