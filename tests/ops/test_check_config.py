@@ -354,6 +354,9 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
     "token not ASCII": (_token("tok\u00a0en-1234\n"), "sync.token_file", "not printable ASCII"),
     "token with a control byte": (_token(b"tok\x1ben-1234"), "sync.token_file", "printable"),
     "token file empty": (_token(""), "sync.token_file", "is empty"),
+    "token with a NUL byte": (_token(b"tok\x00en-1234\n"), "sync.token_file", "printable"),
+    "token with a trailing tab": (_token(b"token-1234\t\n"), "sync.token_file", "printable"),
+    "token file huge": (_token(b"A" * 100_000), "sync.token_file", "larger than"),
     "token variable unset": (_token_env_unset, "sync.token_env", "is not set"),
     "outbox directory not enterable": (_outbox_dir_mode(0o600), "outbox.path", "cannot enter"),
     "outbox directory not writable": (
