@@ -53,6 +53,10 @@ MAX_ARG_CHARS = 1024
 # string is not JSON, so no decoder nests into it.
 _STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.S)
 _NOT_BRACKET = re.compile(rb"[^][{}]+")
+# A \u escape of half a UTF-16 surrogate pair (D800-DFFF): the only way JSON text decodes to
+# a str that UTF-8 cannot encode again.  (It may be preceded by an escaped backslash, then it
+# is no escape: the check that follows it only costs an encode.)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 EVENT_KINDS = ("scan", "bill")
@@ -98,7 +102,8 @@ def decode(line: bytes) -> dict[str, Any]:
     """Parse one protocol line.
 
     Raises:
-        ValueError: not UTF-8, not a JSON object, or nested deeper than :data:`MAX_DEPTH`.
+        ValueError: not UTF-8, not a JSON object, nested deeper than :data:`MAX_DEPTH`, or
+            a string escapes half a surrogate pair (no reply or command could use it).
     """
     text = line.decode("utf-8")  # UnicodeDecodeError is a ValueError
     if too_deep(line):
@@ -109,4 +114,11 @@ def decode(line: bytes) -> dict[str, Any]:
         raise ValueError(f"nested deeper than {MAX_DEPTH} arrays and objects") from None
     if not isinstance(obj, dict):
         raise ValueError("expected a JSON object")
+    if _SURROGATE_ESCAPE.search(line):
+        try:  # a pair decodes to one character and encodes again; a lone half does not
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is no text"
+            ) from None
     return obj

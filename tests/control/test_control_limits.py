@@ -124,6 +124,36 @@ async def test_deep_nesting_is_refused_with_one_reply_and_the_connection_goes_on
     await conn.close()
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"id": "\\ud800", "cmd": "hello"}',
+        b'{"id": 1, "cmd": "lookup", "args": {"code": "0\\udfff"}}',
+        b'{"id": 1, "cmd": "bill.show", "args": {"number": "\\udbff"}}',
+        b'{"id": 1, "cmd": "hello", "args": {"\\ud83d": 1}}',
+    ],
+    ids=["id", "code", "bill", "key"],
+)
+async def test_a_lone_surrogate_escape_is_refused_with_one_reply_and_the_connection_goes_on(
+    agent: Any, sock: Path, line: bytes
+) -> None:
+    """JSON may escape half a UTF-16 pair (``\\ud800``); that is no text, so no request.
+
+    It used to reach a command (an ``internal`` UnicodeEncodeError from SQLite) or, in an
+    id, the reply's encoder: no reply at all, a traceback, and the connection gone.
+    """
+    conn = await Raw.open(sock)
+    await conn.send(line + b"\n")
+    reply = await conn.reply()
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "bad_request", reply
+    assert "surrogate" in reply["error"]["message"]
+    # A surrogate pair is one character (an emoji), and a fine argument.
+    await conn.send(b'{"id": 2, "cmd": "lookup", "args": {"code": "\\ud83d\\ude00"}}\n')
+    assert (await conn.reply())["ok"] is True
+    await conn.close()
+
+
 async def test_an_over_long_line_gets_one_error_and_the_connection_is_closed(
     agent: Any, sock: Path
 ) -> None:

@@ -155,3 +155,32 @@ def test_a_string_token_starting_at_any_quote_is_matched_to_its_end_or_the_line_
     assert match is not None
     end = match.end()
     assert end == len(line) or line[end - 1 : end] == b'"'
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["\\ud800", "\\udfff", "\\ud83d\\ude00", "\\u00e9", "a", "\\\\", "\\u0000"]
+        ),
+        max_size=6,
+    ).map("".join),
+    st.sampled_from(["id", "key", "value"]),
+)
+def test_a_request_that_decodes_can_be_answered(text: str, where: str) -> None:
+    """Whatever string escapes a request holds, a request that decodes encodes again.
+
+    A lone surrogate escape decodes to a str that UTF-8 cannot encode: the reply (which
+    echoes the id) and every command that stores or looks up the string would fail.
+    """
+    line = {
+        "id": f'{{"id": "{text}", "cmd": "hello"}}',
+        "key": f'{{"id": 1, "cmd": "hello", "args": {{"{text}": 1}}}}',
+        "value": f'{{"id": 1, "cmd": "hello", "args": {{"code": "{text}"}}}}',
+    }[where].encode()
+    decoded = json.loads(f'"{text}"')
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in decoded):  # a half left over: no text
+        with pytest.raises(ValueError, match="surrogate"):
+            decode(line)
+    else:
+        encode(decode(line))
