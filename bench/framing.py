@@ -44,9 +44,9 @@ import serial
 import serial.threaded
 
 from drivers import ssi
-from drivers.base import RawScan, ScanOutcome, Verdict
 from drivers.framing import LineFramer
 from drivers.serialport import ScanLineFramer, SerialSource
+from scanner_agent.kernel import RawScan, ScanOutcome, Verdict
 from scanner_agent.profiles import parse_profile
 
 PROFILE = parse_profile(

@@ -31,10 +31,10 @@ import threading
 import time
 from pathlib import Path
 
-from drivers.base import RawScan, ScanOutcome, utc_now
 from scanner_agent.config import OutboxConfig
 from scanner_agent.intake import GroupCommitter, ScanIntake
 from scanner_agent.interpreter import tune_interpreter
+from scanner_agent.kernel import RawScan, ScanOutcome, utc_now
 from scanner_agent.outbox import Outbox, OutboxThread
 
 SOURCES = int(os.environ.get("BENCH_SOURCES", "8"))

@@ -17,7 +17,7 @@ Frames come from OpenCV (``opencv-python-headless``): a V4L2 device
 * the **event loop** side filters what was read with a :class:`CodeFilter`
   (a code seen again within ``dedupe_s`` is the same scan; with
   ``confirm_frames = N`` a code is accepted only once seen in N frames) and
-  submits each new code as a :class:`~drivers.base.RawScan` whose bytes are the
+  submits each new code as a :class:`~scanner_agent.kernel.RawScan` whose bytes are the
   AIM identifier and payload, exactly what a 2D handheld sends.
 
 A library fault on one frame is an error event (counted in
@@ -40,11 +40,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from drivers.base import DeviceStatus, Intake, RawScan, utc_now
 from drivers.decoders import FrameDecoder, FrameResult, Symbol
 from drivers.registry import source_name
 from scanner_agent.config import SourceConfig
-from scanner_agent.errors import ConfigError, DeviceDisconnected, DeviceUnavailable
+from scanner_agent.kernel import (
+    ConfigError,
+    DeviceDisconnected,
+    DeviceStatus,
+    DeviceUnavailable,
+    Intake,
+    RawScan,
+    utc_now,
+)
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

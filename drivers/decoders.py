@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from scanner_agent.errors import ConfigError, ScannerAgentError
+from scanner_agent.kernel import ConfigError, ScannerAgentError
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

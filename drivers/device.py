@@ -11,7 +11,7 @@ a worker thread), ``_handle`` (one chunk read, on the event loop) and
 ``_feedback`` (one committed outcome, on the event loop).
 
 Opening and writing block, so they run on two lanes of the device's own
-(:class:`scanner_agent.lanes.Lane`), never on asyncio's shared default pool: a
+(:class:`scanner_agent.kernel.Lane`), never on asyncio's shared default pool: a
 storm of other slow work cannot delay a beep, and a write stuck on one scanner
 holds up only that scanner's later writes (at most :data:`MAX_WRITES_PENDING`,
 then they are dropped and logged), never another device or a reconnect.
@@ -62,15 +62,19 @@ from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from drivers import hotplug
-from drivers.base import DeviceStatus, Intake, RawScan, ScanOutcome
 from scanner_agent import profiles
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     ConfigError,
     DeviceDisconnected,
     DeviceError,
+    DeviceStatus,
     DeviceUnavailable,
+    Intake,
+    Lane,
+    LaneBusy,
+    RawScan,
+    ScanOutcome,
 )
-from scanner_agent.lanes import Lane, LaneBusy
 from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -331,7 +335,7 @@ def _close_result(future: asyncio.Future[Link[T]]) -> None:
 
 
 class DeviceSource(abc.ABC, Generic[T]):
-    """A :class:`drivers.base.Source` reading one hardware device (see the module docstring)."""
+    """A :class:`scanner_agent.kernel.Source` reading one hardware device (see the module docstring)."""
 
     def __init__(
         self,

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from drivers.framing import DEFAULT_MAX_FRAME, Frame, FrameError, FrameEvent
+from scanner_agent.kernel import ConfigError
 
 AIM_FLAG = ord("]")
 """First character of an AIM symbology identifier (ISO/IEC 15424)."""
@@ -52,8 +53,11 @@ MAX_REPORT_SIZE: Final = 4096
 """Largest ``report_size`` accepted (HID POS scanners send 64-byte reports)."""
 
 
-class LayoutError(ValueError):
-    """A layout field is out of range, runs past the report, or overlaps another field."""
+class LayoutError(ConfigError):
+    """A layout field is out of range, runs past the report, or overlaps another field.
+
+    A config error: layouts come from firmware profiles, where it names the ``[hidpos]`` key.
+    """
 
     def __init__(self, field: str, message: str, *, others: tuple[str, ...] = ()) -> None:
         super().__init__(f"Failed to use HID POS layout: {field}: {message}")

@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 from drivers import discovery, hotplug, usbhid
-from drivers.base import ScanOutcome, Verdict
 from drivers.device import (
     DeviceSource,
     FdReader,
@@ -58,7 +57,7 @@ from drivers.device import (
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
 from drivers.hidpos import HidPosAssembler, HidPosLayout
 from scanner_agent.config import SourceConfig
-from scanner_agent.errors import ConfigError, DeviceUnavailable
+from scanner_agent.kernel import ConfigError, DeviceUnavailable, ScanOutcome, Verdict
 from scanner_agent.profiles import HidPosFeedback, Profile
 
 log = logging.getLogger(__name__)

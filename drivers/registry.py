@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drivers.tcp_limits import parse_allowlist
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError, unknown_key
 
 if TYPE_CHECKING:
-    from drivers.base import Source
     from scanner_agent.config import SourceConfig
+    from scanner_agent.kernel import Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,8 +323,6 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
     for key, value in src.options.items():
         opt = st.options.get(key)
         if opt is None:
-            from scanner_agent.config import unknown_key  # config imports this module
-
             known = ["type", "name", "action", "bill", *st.options]
             raise unknown_key(f"{where}.{key}", known, f"unknown key for a {src.type} source")
         if opt.type is float and isinstance(value, int) and not isinstance(value, bool):

@@ -2,7 +2,7 @@
 
 Used to replay a capture from a scanner, to feed the agent from a script, and
 by ``make demo``.  The file is read on a thread of the source's own (a
-:class:`scanner_agent.lanes.Lane`), so a slow pipe never blocks the event loop
+:class:`scanner_agent.kernel.Lane`), so a slow pipe never blocks the event loop
 and a read waiting on stdin never holds one of asyncio's shared threads; each
 line is submitted and awaited in order, so a replay is throttled by the
 outbox's commit rate (or by ``rate``).
@@ -16,11 +16,10 @@ import logging
 import sys
 from typing import Any, cast
 
-from drivers.base import Intake, RawScan
 from drivers.framing import Frame, LineFramer
 from drivers.registry import source_name
 from scanner_agent.config import SourceConfig
-from scanner_agent.lanes import Lane
+from scanner_agent.kernel import Intake, Lane, RawScan
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,6 @@ from typing import Any, Final, Protocol
 import serial
 
 from drivers import honeywell, hotplug, ssi
-from drivers.base import ScanOutcome, Verdict
 from drivers.device import (
     DeviceSource,
     describe,
@@ -67,7 +66,7 @@ from drivers.framing import DEFAULT_MAX_FRAME, Frame, FrameError, FrameEvent, Li
 from drivers.registry import source_name
 from drivers.ssi_symbology import with_aim
 from scanner_agent.config import SourceConfig
-from scanner_agent.errors import ConfigError, DeviceError, DeviceUnavailable
+from scanner_agent.kernel import ConfigError, DeviceError, DeviceUnavailable, ScanOutcome, Verdict
 from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)

@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from drivers import tcp_protocol as proto
-from drivers.base import Intake, RawScan, ScanOutcome, Verdict, utc_now
 from drivers.framing import Frame, FrameEvent, LineFramer
 from drivers.registry import parse_listen, source_name
 from drivers.tcp_limits import LogThrottle, PeerBuckets, TcpLimits, allowed, parse_allowlist
 from scanner_agent.config import SourceConfig
+from scanner_agent.kernel import Intake, RawScan, ScanOutcome, Verdict, utc_now
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from drivers.base import ScanOutcome
+from scanner_agent.kernel import ScanOutcome
 
 VERSION = 2
 """The reply grammar this module speaks (version 1 was the undocumented ``ACK <code>``)."""

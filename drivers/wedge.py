@@ -41,7 +41,7 @@ from drivers.device import (
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
 from drivers.wedge_keys import WedgeDecoder
 from scanner_agent.config import SourceConfig
-from scanner_agent.errors import ConfigError, DeviceUnavailable
+from scanner_agent.kernel import ConfigError, DeviceUnavailable
 from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)

@@ -46,8 +46,8 @@ from scanner_agent.config import (
     load_config,
     read_token,
 )
-from scanner_agent.errors import ConfigError, ScannerAgentError, UsageError
 from scanner_agent.install import SERVICE_USER
+from scanner_agent.kernel import ConfigError, ScannerAgentError, UsageError
 from scanner_agent.preflight import Refusal, RunAs, check_user, preflight
 from scanner_agent.times import age, local
 

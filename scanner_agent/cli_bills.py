@@ -30,7 +30,7 @@ from scanner_agent.cli_output import (
     whole_number,
 )
 from scanner_agent.config import DEFAULT_CONFIG_PATH, ControlConfig, load_config
-from scanner_agent.errors import ScannerAgentError, UsageError
+from scanner_agent.kernel import ScannerAgentError, UsageError
 from scanner_agent.times import local
 
 AddCommand = Any  # scanner_agent.cli.AddCommand; not imported to keep the module light

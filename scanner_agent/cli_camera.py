@@ -27,7 +27,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from scanner_agent.cli_output import EXIT_OK, json_flag, note, plural, print_json
-from scanner_agent.errors import ConfigError, DeviceUnavailable, UsageError
+from scanner_agent.kernel import ConfigError, DeviceUnavailable, UsageError
 
 if TYPE_CHECKING:
     from scanner_agent.cli import AddCommand

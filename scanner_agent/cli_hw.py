@@ -25,7 +25,7 @@ from scanner_agent.cli_output import (
     print_json_lines,
     print_table,
 )
-from scanner_agent.errors import UsageError
+from scanner_agent.kernel import UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]

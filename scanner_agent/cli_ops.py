@@ -26,7 +26,7 @@ from scanner_agent.cli_output import (
     note,
     print_json,
 )
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError
 
 Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from scanner_agent.errors import ConfigError, ScannerAgentError, UsageError
+from scanner_agent.kernel import ConfigError, ScannerAgentError, UsageError
 from scanner_agent.times import iso
 
 __all__ = [

@@ -15,7 +15,6 @@ contract that outside tools rely on; add keys freely, never rename these.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 import os
 import re
@@ -25,26 +24,12 @@ import tomllib
 import types
 import typing
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scanner_agent.errors import ConfigError, CredentialError
-
-ACTIONS: tuple[str, ...] = (
-    "receive",
-    "ship",
-    "return",
-    "sale",
-    "destroy",
-    "transfer",
-    "stocktake",
-    "produce",
-    "purchase",
-    "dispense",
-)
-"""Warehouse movements a scan can report (Trace API v1 ``action``)."""
+from scanner_agent.kernel import ACTIONS, ConfigError, CredentialError, unknown_key
 
 DEFAULT_CONFIG_PATH = Path("/etc/scanner-agent/agent.toml")
 
@@ -548,16 +533,6 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise ConfigError(f"{key}: expected {_describe(tp)}, got {value!r}")
-
-
-def unknown_key(where: str, known: Iterable[str], what: str = "unknown key") -> ConfigError:
-    """The error for an unknown key ``where`` (``sync.tokn_file``), with the nearest known
-    key (``did you mean 'token_file'?``, difflib's ratio) when one is close."""
-    names = sorted(known)
-    name = where.rpartition(".")[2]
-    close = difflib.get_close_matches(name, names, n=1)
-    guess = f"; did you mean {close[0]!r}?" if close else ""
-    return ConfigError(f"{where}: {what}{guess} (known: {', '.join(names)})")
 
 
 def _build(cls: type[_T], table: Mapping[str, Any], prefix: str) -> _T:

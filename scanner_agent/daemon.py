@@ -28,15 +28,21 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from drivers.base import Intake, RawScan, ScanOutcome, Source
 from drivers.registry import build_source
 from scanner_agent import logs
 from scanner_agent.bills import BillDesk, BillError
 from scanner_agent.config import AgentConfig, load_config, read_credential, service_url
 from scanner_agent.control import ControlServer
-from scanner_agent.errors import ScannerAgentError
 from scanner_agent.intake import GroupCommitter, ScanIntake
-from scanner_agent.lanes import Lane, SingleFlight
+from scanner_agent.kernel import (
+    Intake,
+    Lane,
+    RawScan,
+    ScannerAgentError,
+    ScanOutcome,
+    SingleFlight,
+    Source,
+)
 from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sinks import build_sink, sink_names

@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING, Any
 
 from scanner_agent import logs
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
-from scanner_agent.errors import CredentialError, ScannerAgentError
 from scanner_agent.install import SERVICE_USER
+from scanner_agent.kernel import CredentialError, ScannerAgentError
 from scanner_agent.outbox import check_file
 from scanner_agent.preflight import Refusal, RunAs, check_outbox, lexists
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from scanner_agent import profiles
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError
 
 SERVICE = "scanner-agent.service"
 SERVICE_USER = "scanner-agent"

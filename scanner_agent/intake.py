@@ -4,7 +4,7 @@ The :class:`ScanIntake` is what every source submits to.  It parses the frame
 (pure, never raises), refuses what is not a trace code and what the sync
 sink has declared it cannot take (its ``Admission``: a scheme, a bill), labels
 the rest with its action and bill, and hands it to the :class:`GroupCommitter`.  The answer
-(:class:`drivers.base.ScanOutcome`) is returned only after the transaction
+(:class:`scanner_agent.kernel.ScanOutcome`) is returned only after the transaction
 holding the scan has committed, so a source's good-read signal is a promise
 that the scan survives a crash.
 
@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from drivers.base import RawScan, ScanOutcome, Verdict
 from scanner_agent.codes import ScanResult, Scheme, parse_many, parse_scan
-from scanner_agent.errors import OutboxError, OutboxFullError
+from scanner_agent.kernel import OutboxError, OutboxFullError, RawScan, ScanOutcome, Verdict
 from scanner_agent.outbox import (
     EnqueueResult,
     EnqueueStatus,
@@ -241,7 +240,7 @@ class IntakeStats:
 
 
 class ScanIntake:
-    """The daemon's implementation of :class:`drivers.base.Intake`."""
+    """The daemon's implementation of :class:`scanner_agent.kernel.Intake`."""
 
     def __init__(
         self,

@@ -58,7 +58,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from scanner_agent import __version__
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from scanner_agent.sync import LinkState
 
 log = logging.getLogger(__name__)

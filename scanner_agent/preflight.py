@@ -27,8 +27,8 @@ from pathlib import Path
 
 from drivers.registry import parse_listen
 from scanner_agent.config import AgentConfig, config_warnings, read_credential
-from scanner_agent.errors import ConfigError, OutboxError, ScannerAgentError
 from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
+from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError
 from scanner_agent.outbox import outbox_path_problem
 
 __all__ = ["Refusal", "RunAs", "check_outbox", "check_user", "lexists", "preflight"]

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from drivers import hidpos, honeywell, ssi
 from drivers.framing import TERMINATORS
+from scanner_agent.kernel import ConfigError
 
 PACKAGE: Final = "firmware_profiles"
 """The package holding the shipped profiles."""
@@ -57,8 +58,9 @@ COMMAND_NAMES: Final = (
 _STEM = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
-class ProfileError(ValueError):
-    """A profile file is missing, unreadable or invalid."""
+class ProfileError(ConfigError):
+    """A profile file is missing, unreadable or invalid (a branch of the config errors: a
+    profile is configuration the agent reads, and the message names the file and key)."""
 
 
 def usb_id_text(vid: int, pid: int) -> str:

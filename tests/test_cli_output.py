@@ -25,7 +25,7 @@ from scanner_agent.cli_output import (
     plural,
     table,
 )
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     ConfigError,
     OutboxError,
     ScannerAgentError,

@@ -22,7 +22,7 @@ from scanner_agent.config import (
     config_warnings,
     load_config,
 )
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 
 CONTRACT_TOML = """
 device_id = "dock-1"

@@ -16,9 +16,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from drivers.base import RawScan, Verdict, utc_now
 from scanner_agent.codes import ScanResult, parse_scan
 from scanner_agent.config import AgentConfig
+from scanner_agent.kernel import RawScan, Verdict, utc_now
 from scanner_agent.outbox import Outbox
 from scanner_agent.parse_worker import ParseWorker
 

@@ -41,7 +41,7 @@ from scanner_agent.bills._models import (
 )
 from scanner_agent.bills._types import bill_type, bill_types
 from scanner_agent.config import alihealth_params
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from scanner_agent.outbox import (
     BillCounts,
     BillRow,

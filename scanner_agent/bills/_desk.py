@@ -17,7 +17,7 @@ from scanner_agent.bills._errors import BillError
 from scanner_agent.bills._files import parse_expected_csv, parse_packs_csv
 from scanner_agent.bills._models import Bill, BillView, CodeHistory, Removal
 from scanner_agent.bills._types import bill_type
-from scanner_agent.lanes import Lane
+from scanner_agent.kernel import Lane
 from scanner_agent.outbox import OutboxThread
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
-"""Errors of the bill desk (a branch of :class:`~scanner_agent.errors.ScannerAgentError`)."""
+"""Errors of the bill desk (a branch of :class:`~scanner_agent.kernel.ScannerAgentError`)."""
 
 from __future__ import annotations
 
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError
 
 
 class BillError(ScannerAgentError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from scanner_agent.bills._errors import BillError
-from scanner_agent.config import ACTIONS
+from scanner_agent.kernel import ACTIONS
 
 
 @dataclass(frozen=True, slots=True)

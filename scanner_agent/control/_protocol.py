@@ -29,7 +29,7 @@ import re
 from typing import Any
 
 from scanner_agent.codes import MAX_SCAN_CHARS
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError
 
 PROTOCOL_VERSION = 2
 """The version this build speaks (2: every time in a result is ISO 8601; see ``_v1``)."""

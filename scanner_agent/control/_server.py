@@ -38,7 +38,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import RawScan, ScanOutcome
 from scanner_agent import __version__
 from scanner_agent.bills import BillError, CodeHistory, bill_types
 from scanner_agent.codes import ScanResult, parse_scan
@@ -53,8 +52,7 @@ from scanner_agent.control._protocol import (
     encode,
 )
 from scanner_agent.control._v1 import OLDEST_VERSION, as_version
-from scanner_agent.errors import ScannerAgentError
-from scanner_agent.lanes import LaneBusy
+from scanner_agent.kernel import LaneBusy, RawScan, ScannerAgentError, ScanOutcome
 
 if TYPE_CHECKING:
     from scanner_agent.daemon import Daemon

@@ -14,7 +14,7 @@ A :class:`BillStore` lives for one transaction, opened by
 decides and writes (no other bill open on the device, then the insert) does
 so atomically.  Its times come from the outbox's clock, one reading per
 transaction.  On an outbox opened read-only the reads work and a write fails
-with :class:`~scanner_agent.errors.OutboxError`.
+with :class:`~scanner_agent.kernel.OutboxError`.
 
 What comes back is plain rows (named tuples, dicts): the bills package turns
 them into its models.

@@ -25,7 +25,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from scanner_agent.errors import OutboxError
+from scanner_agent.kernel import OutboxError
 from scanner_agent.outbox._connect import connect_readonly
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from drivers.base import Clock, utc_now
+from scanner_agent.kernel import Clock, utc_now
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, text_checksum
 
 __all__ = [

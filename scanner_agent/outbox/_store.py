@@ -41,8 +41,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, get_args, get_type_hints
 
-from drivers.base import Clock, utc_now
-from scanner_agent.errors import OutboxCorruptError, OutboxError, OutboxFullError
+from scanner_agent.kernel import Clock, OutboxCorruptError, OutboxError, OutboxFullError, utc_now
 from scanner_agent.outbox._bill_store import BillStore
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, flat_params, text_checksum
 from scanner_agent.outbox._connect import (

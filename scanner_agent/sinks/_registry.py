@@ -21,7 +21,7 @@ import importlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, cast
 
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from scanner_agent.sinks._doctor import DoctorKit, Finding
 from scanner_agent.sync import Sink, SinkContext, SinkNames
 

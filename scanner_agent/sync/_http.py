@@ -2,7 +2,7 @@
 
 Every sink speaks HTTP through httpx, and every sink must fail the same way
 for the same cause, because the sync loop decides on retry, pause or
-dead letter from the :class:`~scanner_agent.errors.SyncError` tree alone:
+dead letter from the :class:`~scanner_agent.kernel.SyncError` tree alone:
 
 * a transport failure (refused, reset, TLS, truncated reply, timeout) is a
   :class:`NetworkError` (:func:`transport_error`): the link shows offline;
@@ -30,7 +30,7 @@ from typing import Protocol
 import httpx
 
 from scanner_agent import __version__
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     AuthError,
     BatchRejectedError,
     BatchTooLargeError,

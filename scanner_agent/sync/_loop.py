@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scanner_agent.config import SyncConfig
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     AuthError,
     BatchRejectedError,
     BatchTooLargeError,

@@ -10,7 +10,7 @@ per-event settlement.  A sink only knows its platform:
   thread right after the lease, so it may read the outbox),
 * and what the platform said about each event (:meth:`Sink.send_batch`).
 
-A sink reports failures with the :class:`~scanner_agent.errors.SyncError`
+A sink reports failures with the :class:`~scanner_agent.kernel.SyncError`
 tree, which is what drives the loop: ``TransientSyncError`` (and its
 ``RateLimitedError``) retries the same batch after backoff or ``retry_after``,
 ``AuthError`` pauses until :meth:`Sink.set_token` brings a new credential,

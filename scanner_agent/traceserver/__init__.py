@@ -21,7 +21,7 @@ from scanner_agent.traceserver._protocol import (
     ACTIONS,
     REASON_NOT_REGISTERED,
     SCHEMES,
-    ProtocolError,
+    RequestRefused,
     fingerprint,
     parse_batch,
 )
@@ -41,7 +41,7 @@ __all__ = [
     "SCHEMES",
     "Fault",
     "Faults",
-    "ProtocolError",
+    "RequestRefused",
     "TraceServerThread",
     "TraceStore",
     "create_app",

@@ -31,7 +31,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scanner_agent.traceserver._faults import Faults
-from scanner_agent.traceserver._protocol import ProtocolError
+from scanner_agent.traceserver._protocol import RequestRefused
 from scanner_agent.traceserver._store import TraceStore, error_body
 
 __all__ = [
@@ -95,7 +95,7 @@ def gunzip(data: bytes, limit: int, *, max_members: int = MAX_GZIP_MEMBERS) -> b
     each member made 414,187 empty members cost 92 s of CPU.)
 
     Raises:
-        ProtocolError: 400 for bytes that are not gzip, a truncated member or
+        RequestRefused: 400 for bytes that are not gzip, a truncated member or
             more than ``max_members``; 413 for more than ``limit`` bytes inflated.
     """
     view = memoryview(data)
@@ -105,20 +105,20 @@ def gunzip(data: bytes, limit: int, *, max_members: int = MAX_GZIP_MEMBERS) -> b
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         while not inflater.eof:
             if pos >= len(data):
-                raise ProtocolError(400, "body is not valid gzip: truncated")
+                raise RequestRefused(400, "body is not valid gzip: truncated")
             chunk = view[pos : pos + _GZIP_CHUNK]
             pos += len(chunk)
             try:
                 # max_length bounds the output: a gzip bomb stops at limit + 1 bytes.
                 out += inflater.decompress(chunk, limit - len(out) + 1)
             except zlib.error as exc:
-                raise ProtocolError(400, f"body is not valid gzip: {exc}") from None
+                raise RequestRefused(400, f"body is not valid gzip: {exc}") from None
             if len(out) > limit:
-                raise ProtocolError(413, f"decompressed body larger than {limit} bytes")
+                raise RequestRefused(413, f"decompressed body larger than {limit} bytes")
         pos -= len(inflater.unused_data)  # the next member starts in this slice
         if pos == len(data):
             return bytes(out)
-    raise ProtocolError(400, f"body is not valid gzip: more than {max_members} members")
+    raise RequestRefused(400, f"body is not valid gzip: more than {max_members} members")
 
 
 class _CloseUnreadBodies:
@@ -166,13 +166,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The request body as it arrives, refused (413) as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(413, f"body larger than {limit} bytes")
+        raise RequestRefused(413, f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ProtocolError(413, f"body larger than {limit} bytes")
+            raise RequestRefused(413, f"body larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -225,7 +225,7 @@ def create_app(
         if gzipped:
             try:
                 body = gunzip(body, max_body_bytes)
-            except ProtocolError as exc:
+            except RequestRefused as exc:
                 return exc.status, error_body(exc.message)
         return store.ingest_body(key, body, reject_codes=reject, max_events=max_events)
 
@@ -261,7 +261,7 @@ def create_app(
         except TimeoutError:
             message = f"request body not received within {body_timeout_s:g} s"
             return 408, error_body(message), None
-        except ProtocolError as exc:
+        except RequestRefused as exc:
             return exc.status, error_body(exc.message), None
         except ClientDisconnect:
             return 400, error_body("client disconnected before the body was complete"), None

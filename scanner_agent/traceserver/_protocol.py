@@ -3,7 +3,7 @@
 Two kinds of failure are kept apart on purpose:
 
 * a *malformed batch* (not an object, a missing or mistyped field, a repeated
-  ``event_id``, too many events) is the client's bug: :class:`ProtocolError`,
+  ``event_id``, too many events) is the client's bug: :class:`RequestRefused`,
   answered ``400`` for the whole batch, nothing stored;
 * a *refused event* (unknown scheme or action, a code that does not fit its
   scheme, a bad timestamp, a code the platform does not know) is data the
@@ -25,7 +25,8 @@ from datetime import date
 from typing import Any, Final, NoReturn
 
 from scanner_agent.codes import gs1_code_problem
-from scanner_agent.config import ACTIONS as AGENT_ACTIONS
+from scanner_agent.kernel import ACTIONS as AGENT_ACTIONS
+from scanner_agent.kernel import ScannerAgentError
 
 SCHEMES: Final[frozenset[str]] = frozenset({"cn20", "gs1", "ma"})
 """Code schemes the service knows: 20-digit drug trace code, GS1 element string, MA code."""
@@ -72,7 +73,7 @@ _SAFE_TIME = (
 _SAFE_TIME_RUN = re.compile(f"{_SAFE_TIME}(?:\n{_SAFE_TIME})*+")
 
 
-class ProtocolError(Exception):
+class RequestRefused(ScannerAgentError):
     """A request the service answers with an error status and ``{"error": message}``."""
 
     def __init__(self, status: int, message: str) -> None:
@@ -136,7 +137,7 @@ _NOT_PLAIN: Final = ("\\", *map(chr, range(0x20)))
 def decode_batch(body: bytes, *, max_events: int) -> Batch:
     """Decode and check a ``POST /v1/batches`` body (uncompressed bytes) as :func:`parse_batch` does.
 
-    Raises :class:`ProtocolError` (400) for a body that is not JSON and for
+    Raises :class:`RequestRefused` (400) for a body that is not JSON and for
     everything :func:`parse_batch` refuses.  The body the agent sends (compact
     JSON, fields in the documented order, no escapes) is read by one regex
     ``findall`` into the event rows directly: :func:`json.loads` would build a
@@ -149,7 +150,7 @@ def decode_batch(body: bytes, *, max_events: int) -> Batch:
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, huge int
-        raise ProtocolError(400, "body is not valid JSON") from None
+        raise RequestRefused(400, "body is not valid JSON") from None
     return parse_batch(payload, max_events=max_events)
 
 
@@ -208,25 +209,25 @@ def _decode_plain(body: bytes, max_events: int) -> Batch | None:
 def parse_batch(payload: object, *, max_events: int) -> Batch:
     """Check the shape of a decoded ``POST /v1/batches`` body.
 
-    Raises :class:`ProtocolError` (400) naming the first problem found.
+    Raises :class:`RequestRefused` (400) naming the first problem found.
     Unknown extra keys are ignored (forward compatibility).
     """
     if not isinstance(payload, dict):
-        raise ProtocolError(400, "body must be a JSON object")
+        raise RequestRefused(400, "body must be a JSON object")
     for name in BATCH_FIELDS:
         if name not in payload:
-            raise ProtocolError(400, f"missing field: {name}")
+            raise RequestRefused(400, f"missing field: {name}")
     for name in ("batch_id", "device_id", "sent_at"):
         value = payload[name]
         if not isinstance(value, str) or not value:
-            raise ProtocolError(400, f"{name} must be a non-empty string")
+            raise RequestRefused(400, f"{name} must be a non-empty string")
         if not _is_text(value):
-            raise ProtocolError(400, f"{name} is not valid Unicode text")
+            raise RequestRefused(400, f"{name} is not valid Unicode text")
     events = payload["events"]
     if not isinstance(events, list):
-        raise ProtocolError(400, "events must be a list")
+        raise RequestRefused(400, "events must be a list")
     if len(events) > max_events:
-        raise ProtocolError(400, f"too many events: {len(events)} > {max_events}")
+        raise RequestRefused(400, f"too many events: {len(events)} > {max_events}")
     # Fast path, C loops only: itemgetter fails on a non-object or a missing
     # field, join on a non-string, encode on a lone surrogate.
     try:
@@ -253,22 +254,22 @@ def _raise_event_error(events: list[Any]) -> NoReturn:
     seen: set[str] = set()
     for index, event in enumerate(events):
         if not isinstance(event, dict):
-            raise ProtocolError(400, f"events[{index}] must be an object")
+            raise RequestRefused(400, f"events[{index}] must be an object")
         for name in EVENT_FIELDS:
             if name not in event:
-                raise ProtocolError(400, f"events[{index}]: missing field: {name}")
+                raise RequestRefused(400, f"events[{index}]: missing field: {name}")
             value = event[name]
             if not isinstance(value, str):
-                raise ProtocolError(400, f"events[{index}]: field must be a string: {name}")
+                raise RequestRefused(400, f"events[{index}]: field must be a string: {name}")
             if not _is_text(value):
-                raise ProtocolError(400, f"events[{index}]: {name} is not valid Unicode text")
+                raise RequestRefused(400, f"events[{index}]: {name} is not valid Unicode text")
         event_id = event["event_id"]
         if not event_id:
-            raise ProtocolError(400, f"events[{index}]: event_id must not be empty")
+            raise RequestRefused(400, f"events[{index}]: event_id must not be empty")
         if event_id in seen:
-            raise ProtocolError(400, f"events[{index}]: duplicate event_id in batch: {event_id}")
+            raise RequestRefused(400, f"events[{index}]: duplicate event_id in batch: {event_id}")
         seen.add(event_id)
-    raise ProtocolError(400, "malformed events")  # pragma: no cover - the fast path disagreed
+    raise RequestRefused(400, "malformed events")  # pragma: no cover - the fast path disagreed
 
 
 def _is_text(value: str) -> bool:

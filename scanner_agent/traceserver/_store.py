@@ -41,7 +41,7 @@ from scanner_agent.sqlrows import MAX_VARIABLES, SIZE_STEP, size_class
 from scanner_agent.traceserver._protocol import (
     Batch,
     EventRow,
-    ProtocolError,
+    RequestRefused,
     decode_batch,
     fingerprint,
     parse_batch,
@@ -283,7 +283,7 @@ class TraceStore:
         """
         try:
             batch = parse_batch(payload, max_events=max_events)
-        except ProtocolError as exc:
+        except RequestRefused as exc:
             return exc.status, error_body(exc.message)
         return self._ingest(batch_id, body_hash, batch, reject_codes)
 
@@ -304,7 +304,7 @@ class TraceStore:
         """
         try:
             batch = decode_batch(body, max_events=max_events)
-        except ProtocolError as exc:
+        except RequestRefused as exc:
             return exc.status, error_body(exc.message)
         return self._ingest(batch_id, None, batch, reject_codes)
 

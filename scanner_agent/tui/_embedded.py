@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError
 
 
 class BackgroundLoop:

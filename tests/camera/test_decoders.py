@@ -19,7 +19,7 @@ from drivers.decoders import (
     pyzbar_available,
 )
 from scanner_agent.cli_camera import escape_text
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from tests.camera import synth
 
 needs_pyzbar = pytest.mark.skipif(

@@ -14,7 +14,7 @@ from drivers.decoders import FrameDecoder
 from drivers.registry import build_source
 from scanner_agent.config import AgentConfig, SourceConfig
 from scanner_agent.daemon import Daemon
-from scanner_agent.errors import ConfigError, DeviceDisconnected, DeviceUnavailable
+from scanner_agent.kernel import ConfigError, DeviceDisconnected, DeviceUnavailable
 from scanner_agent.outbox import Outbox
 from tests.camera import synth
 from tests.conftest import run_until_ready

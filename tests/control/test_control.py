@@ -23,7 +23,7 @@ from scanner_agent.control import (
     EventStream,
     RemoteError,
 )
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from scanner_agent.traceserver import TraceServerThread
 from tests.conftest import acks
 

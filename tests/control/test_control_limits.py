@@ -20,7 +20,7 @@ import pytest
 
 from scanner_agent.config import config_from_dict
 from scanner_agent.control import MAX_CODE_CHARS, MAX_DEPTH, ControlClient
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from tests.drivers.emulators import eventually
 
 LIMITS = {

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from drivers.base import Source
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
+from scanner_agent.kernel import Source
 from scanner_agent.outbox import Outbox, OutboxRow
 from tests.conftest import run_until_ready
 

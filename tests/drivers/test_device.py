@@ -17,7 +17,7 @@ from drivers.device import (
     open_device_fd,
 )
 from drivers.serialport import SerialSource
-from scanner_agent.errors import DeviceDisconnected, DeviceUnavailable
+from scanner_agent.kernel import DeviceDisconnected, DeviceUnavailable
 from tests.drivers.conftest import cn20
 from tests.drivers.emulators import PlainScanner, eventually
 from tests.drivers.test_serialport import PLAIN, RunSource

@@ -130,7 +130,7 @@ def test_unnumbered_layout_without_length_strips_nul_padding() -> None:
 
 
 def test_layout_whose_fields_overrun_the_report_is_refused() -> None:
-    with pytest.raises(ValueError, match="past the report size"):
+    with pytest.raises(LayoutError, match="past the report size"):
         HidPosLayout(report_size=10, data_offset=5, data_size=56, continuation_offset=9)
 
 

@@ -13,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import hidraw
-from drivers.base import ScanOutcome, Verdict
 from drivers.device import open_device_fd
 from drivers.framing import Frame
 from drivers.hidpos import LAYOUTS, HidPosAssembler
 from drivers.hidraw import HidPosSource, ReportSplitter, feedback_report
-from scanner_agent.errors import DeviceUnavailable
+from scanner_agent.kernel import DeviceUnavailable, ScanOutcome, Verdict
 from scanner_agent.profiles import (
     PACKAGE,
     HidPosFeedback,

@@ -13,7 +13,7 @@ from drivers.registry import build_source
 from drivers.serialport import SerialSource
 from drivers.wedge import WedgeSource
 from scanner_agent.config import config_from_dict
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from tests.drivers.test_hidpos import ACME_PROFILE
 
 

@@ -25,7 +25,7 @@ from drivers.framing import Frame, FrameError
 from drivers.serialport import HoneywellStream, PortSettings, ScanLineFramer, SerialSource
 from drivers.ssi import NakCause, Opcode
 from scanner_agent import profiles
-from scanner_agent.errors import ConfigError, DeviceUnavailable
+from scanner_agent.kernel import ConfigError, DeviceUnavailable
 from scanner_agent.profiles import Profile, parse_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import HoneywellScanner, PlainScanner, SsiScanner, eventually

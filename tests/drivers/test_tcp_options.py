@@ -10,7 +10,7 @@ import pytest
 
 from drivers.registry import SOURCE_TYPES, resolve_options
 from scanner_agent.config import SourceConfig
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "tcp-protocol.md"
 

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.base import ScanOutcome, Verdict
 from drivers.tcp_protocol import (
     escape_code,
     escape_text,
@@ -16,6 +15,7 @@ from drivers.tcp_protocol import (
     parse_reply,
     unescape,
 )
+from scanner_agent.kernel import ScanOutcome, Verdict
 
 VERDICTS = st.sampled_from(list(Verdict))
 

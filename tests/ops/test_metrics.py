@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scanner_agent.config import AgentConfig, config_from_dict
 from scanner_agent.control import ControlClient
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 from scanner_agent.metrics import AgentMetrics, loop_snapshot
 from scanner_agent.traceserver import TraceServerThread
 from tests.drivers.emulators import eventually

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.outbox import EventResult, Outbox
 from tests.outbox.conftest import cn20_scans
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from scanner_agent.errors import OutboxCorruptError, OutboxError
+from scanner_agent.kernel import OutboxCorruptError, OutboxError
 from scanner_agent.outbox import (
     SCHEMA_VERSION,
     EnqueueStatus,

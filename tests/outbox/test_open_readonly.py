@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner_agent.errors import OutboxError
+from scanner_agent.kernel import OutboxError
 from scanner_agent.outbox import SCHEMA_VERSION, Outbox
 from tests.outbox.conftest import cn20_scans
 

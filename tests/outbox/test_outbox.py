@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import AgentConfig
-from scanner_agent.errors import OutboxError, OutboxFullError
+from scanner_agent.kernel import OutboxError, OutboxFullError
 from scanner_agent.outbox import (
     SCHEMA_VERSION,
     EnqueueStatus,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner_agent.errors import OutboxError
+from scanner_agent.kernel import OutboxError
 from scanner_agent.outbox import FILE_MODE, OUTBOX_APPLICATION_ID, Outbox
 from tests.outbox.conftest import cn20_scans
 

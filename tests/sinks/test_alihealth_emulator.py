@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     AuthError,
     ClockSkewError,
     ConfigError,

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     AuthError,
     BatchRejectedError,
     BatchTooLargeError,

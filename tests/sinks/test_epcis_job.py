@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from scanner_agent.errors import ProtocolError
+from scanner_agent.kernel import ProtocolError
 from scanner_agent.sinks.epcis import (
     CaptureJob,
     CaptureProblem,

@@ -9,7 +9,7 @@ import pytest
 
 from scanner_agent.config import AgentConfig, config_from_dict
 from scanner_agent.daemon import read_credential
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 
 ALI = {"app_key": "k", "app_secret_file": "/etc/scanner-agent/alihealth.secret", "ref_user_id": "r"}
 EPCIS = {"url": "https://epcis.example", "read_point": "urn:x:rp", "biz_location": "urn:x:loc"}

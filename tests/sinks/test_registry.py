@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import PROTOCOLS, AgentConfig, config_from_dict
-from scanner_agent.errors import AuthError, ConfigError
+from scanner_agent.kernel import AuthError, ConfigError
 from scanner_agent.outbox import Batch, BatchEvent, Outbox, OutboxThread, uuid7
 from scanner_agent.sinks import SINK_PACKAGES, build_sink, sink_names, sink_package
 from scanner_agent.sinks.alihealth import AliHealthSink

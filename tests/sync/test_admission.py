@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scanner_agent.sync as sync
-from drivers.base import RawScan, ScanOutcome, Verdict
 from scanner_agent.bills import Bill, BillBook, bill_types
 from scanner_agent.codes import ScanResult, parse_scan
 from scanner_agent.intake import GroupCommitter, ScanIntake
+from scanner_agent.kernel import RawScan, ScanOutcome, Verdict
 from scanner_agent.outbox import NewScan, Outbox, OutboxThread, uuid7
 from scanner_agent.outbox._bill_lease import lease_bill
 from scanner_agent.sinks.alihealth import (

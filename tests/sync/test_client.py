@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.config import SyncConfig
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     AuthError,
     BatchRejectedError,
     ProtocolError,

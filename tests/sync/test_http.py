@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner_agent.config import SyncConfig
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     AuthError,
     BatchRejectedError,
     BatchTooLargeError,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import SyncConfig, config_from_dict
-from scanner_agent.errors import ConfigError
+from scanner_agent.kernel import ConfigError
 
 
 def test_defaults_pipeline_a_few_compressed_batches() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import AgentConfig, SyncConfig
-from scanner_agent.errors import AuthError, ConfigError
+from scanner_agent.kernel import AuthError, ConfigError
 from scanner_agent.outbox import Batch, BatchEvent, uuid7
 from scanner_agent.sinks.trace_api import TraceApiClient
 from scanner_agent.sync import LinkState, NetworkError

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from scanner_agent.outbox import Batch as OutboxBatch
 from scanner_agent.outbox import BatchEvent
 from scanner_agent.sinks.trace_api import encode_batch
-from scanner_agent.traceserver import ProtocolError, TraceServerThread, TraceStore, parse_batch
+from scanner_agent.traceserver import RequestRefused, TraceServerThread, TraceStore, parse_batch
 from scanner_agent.traceserver._protocol import (
     EVENT_FIELDS,
     Batch,
@@ -88,14 +88,14 @@ def reference(body: bytes, max_events: int = 50_000) -> Outcome:
         return 400, "body is not valid JSON"
     try:
         return parse_batch(payload, max_events=max_events)
-    except ProtocolError as exc:
+    except RequestRefused as exc:
         return exc.status, exc.message
 
 
 def decoded(body: bytes, max_events: int = 50_000) -> Outcome:
     try:
         return decode_batch(body, max_events=max_events)
-    except ProtocolError as exc:
+    except RequestRefused as exc:
         return exc.status, exc.message
 
 

@@ -21,9 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner_agent.traceserver import MAX_GZIP_MEMBERS, TraceServerThread
+from scanner_agent.traceserver import MAX_GZIP_MEMBERS, RequestRefused, TraceServerThread
 from scanner_agent.traceserver._app import gunzip
-from scanner_agent.traceserver._protocol import ProtocolError
 
 TOKEN = "test-token-0123456789"
 
@@ -143,10 +142,10 @@ def test_gunzip_joins_the_members_it_is_given(parts: list[bytes]) -> None:
     )
 )
 def test_gunzip_of_any_bytes_is_data_or_a_400_or_413(data: bytes) -> None:
-    refusal: ProtocolError | None = None
+    refusal: RequestRefused | None = None
     try:
         gunzip(data, limit=4096)
-    except ProtocolError as exc:
+    except RequestRefused as exc:
         refusal = exc
     if refusal is not None:
         assert refusal.status in (400, 413)
@@ -155,18 +154,18 @@ def test_gunzip_of_any_bytes_is_data_or_a_400_or_413(data: bytes) -> None:
 
 def test_gunzip_stops_at_the_inflated_limit_across_members() -> None:
     body = gzip.compress(b"a" * 3000) + gzip.compress(b"b" * 3000)
-    with pytest.raises(ProtocolError) as err:
+    with pytest.raises(RequestRefused) as err:
         gunzip(body, limit=4096)
     assert err.value.status == 413
     assert gunzip(body, limit=6000) == b"a" * 3000 + b"b" * 3000
 
 
 def test_gunzip_refuses_trailing_bytes_that_are_not_a_member() -> None:
-    with pytest.raises(ProtocolError, match="not valid gzip"):
+    with pytest.raises(RequestRefused, match="not valid gzip"):
         gunzip(gzip.compress(b"{}") + b"\0\0\0", limit=4096)
-    with pytest.raises(ProtocolError, match="truncated"):
+    with pytest.raises(RequestRefused, match="truncated"):
         gunzip(gzip.compress(b"{}")[:-3], limit=4096)
-    with pytest.raises(ProtocolError, match="not valid gzip"):
+    with pytest.raises(RequestRefused, match="not valid gzip"):
         gunzip(zlib.compress(b"{}"), limit=4096)
 
 

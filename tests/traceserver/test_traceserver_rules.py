@@ -15,7 +15,7 @@ from scanner_agent.traceserver import (
     ACTIONS,
     SCHEMES,
     Faults,
-    ProtocolError,
+    RequestRefused,
     TraceStore,
     create_app,
     fingerprint,
@@ -200,7 +200,7 @@ def test_fingerprint_depends_on_event_order_and_device() -> None:
 
 def test_parse_batch_reports_the_first_bad_event_by_index() -> None:
     bad: dict[str, Any] = {**event(), "scheme": 1}
-    with pytest.raises(ProtocolError) as caught:
+    with pytest.raises(RequestRefused) as caught:
         parse_batch(batch(event(), bad), max_events=10)
 
     assert caught.value.status == 400

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from scanner_agent.errors import ConfigError, ProtocolError
+from scanner_agent.kernel import ConfigError, ProtocolError
 from scanner_agent.sinks.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHODS,

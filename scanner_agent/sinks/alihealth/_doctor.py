@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, cast
 
 import httpx
 
-from scanner_agent.errors import AuthError, RateLimitedError, SiteProblemError, SyncError
+from scanner_agent.kernel import AuthError, RateLimitedError, SiteProblemError, SyncError
 from scanner_agent.sinks import DoctorKit, Finding
 from scanner_agent.sinks.alihealth._protocol import (
     GMT8,

@@ -60,7 +60,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from scanner_agent.config import ALIHEALTH_OPTIONAL_PARAMS
-from scanner_agent.errors import (
+from scanner_agent.kernel import (
     AuthError,
     BatchRejectedError,
     ClockSkewError,

@@ -17,13 +17,13 @@ as for every sink, so retry, backoff, halving and stopping work unchanged:
 * 408/425/5xx, a capture job that failed on the server's side:
   :class:`~scanner_agent.sync.ServiceError` /
   :class:`~scanner_agent.sinks.epcis._job.ServerProblemError` (both transient);
-* 429 (or 503 with ``Retry-After``): :class:`~scanner_agent.errors.RateLimitedError`;
-* 401/403: :class:`~scanner_agent.errors.AuthError`;
-* 413 (``GS1-EPCIS-Capture-Limit`` exceeded): :class:`~scanner_agent.errors.BatchTooLargeError`;
-* another 2xx than the one expected: :class:`~scanner_agent.errors.ProtocolError`;
-* other 4xx but 400/409: :class:`~scanner_agent.errors.BatchRejectedError`;
-* a job still running at the time limit: :class:`~scanner_agent.errors.TransientSyncError`;
-* a reply that is not a capture job: :class:`~scanner_agent.errors.ProtocolError`.
+* 429 (or 503 with ``Retry-After``): :class:`~scanner_agent.kernel.RateLimitedError`;
+* 401/403: :class:`~scanner_agent.kernel.AuthError`;
+* 413 (``GS1-EPCIS-Capture-Limit`` exceeded): :class:`~scanner_agent.kernel.BatchTooLargeError`;
+* another 2xx than the one expected: :class:`~scanner_agent.kernel.ProtocolError`;
+* other 4xx but 400/409: :class:`~scanner_agent.kernel.BatchRejectedError`;
+* a job still running at the time limit: :class:`~scanner_agent.kernel.TransientSyncError`;
+* a reply that is not a capture job: :class:`~scanner_agent.kernel.ProtocolError`.
 
 A ``400``/``409`` answer to the ``POST`` is the repository refusing the
 document before any job exists ("all events are rejected"): it is settled like
@@ -48,7 +48,7 @@ from typing import Any, Literal, NoReturn
 
 import httpx
 
-from scanner_agent.errors import ConfigError, ProtocolError, TransientSyncError
+from scanner_agent.kernel import ConfigError, ProtocolError, TransientSyncError
 from scanner_agent.outbox import Batch, BatchEvent, EventResult
 from scanner_agent.sinks.epcis._document import Child, EpcisConfig, build_document, scan_events
 from scanner_agent.sinks.epcis._job import (

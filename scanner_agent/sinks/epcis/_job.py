@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanner_agent.errors import ProtocolError, TransientSyncError
+from scanner_agent.kernel import ProtocolError, TransientSyncError
 from scanner_agent.outbox import EventResult
 
 __all__ = [

@@ -3,7 +3,7 @@
 The client is the sink of ``sync.protocol = "trace-api"``: a Trace API batch is
 the outbox's own lease and goes out as one ``POST``, so there is nothing for a
 separate sink object to add.  Failures are mapped to the agent's
-:class:`scanner_agent.errors.SyncError` tree by the shared HTTP layer
+:class:`scanner_agent.kernel.SyncError` tree by the shared HTTP layer
 (:mod:`scanner_agent.sync`: :func:`~scanner_agent.sync.transport_error`,
 :func:`~scanner_agent.sync.status_error`), so the sync loop decides on
 retry/stop/dead-letter from *our* types.  The token is sent but never logged

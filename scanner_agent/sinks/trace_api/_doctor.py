@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.sinks import DoctorKit, Finding
 from scanner_agent.sync import build_ssl_context
 

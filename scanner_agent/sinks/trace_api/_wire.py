@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from scanner_agent.errors import ProtocolError
+from scanner_agent.kernel import ProtocolError
 from scanner_agent.outbox import Batch, EventResult
 from scanner_agent.sync import Admission
 

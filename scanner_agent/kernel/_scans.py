@@ -1,4 +1,4 @@
-"""The contract between hardware sources and the agent core.
+"""The contract between hardware sources and the agent core (the kernel's scan types).
 
 Every driver (tcp, stdin replay, serial, HID POS, keyboard wedge, camera) is a
 :class:`Source`: an object with a ``name`` and an ``async run(intake)`` coroutine
@@ -15,7 +15,7 @@ back.
 Hardware sources (serial, HID POS, keyboard wedge) also expose their device's
 state as plain attributes, summarised by :class:`DeviceStatus`: ``connected``,
 ``device``, ``model``, ``last_scan_at`` and ``errors`` (see
-:mod:`drivers.device`), so the daemon and the TUI can show a scanner that is
+``drivers/device.py``), so the daemon and the TUI can show a scanner that is
 unplugged without knowing which driver reads it.
 """
 
@@ -26,6 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol, runtime_checkable
+
+__all__ = [
+    "Clock",
+    "DeviceStatus",
+    "Intake",
+    "RawScan",
+    "ScanOutcome",
+    "Source",
+    "Verdict",
+    "utc_now",
+]
 
 
 def utc_now() -> datetime:

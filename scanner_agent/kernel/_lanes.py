@@ -23,15 +23,11 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
-from scanner_agent.errors import ScannerAgentError
+from scanner_agent.kernel._errors import LaneBusy
 
-__all__ = ["Lane", "LaneBusy", "SingleFlight"]
+__all__ = ["Lane", "SingleFlight"]
 
 _T = TypeVar("_T")
-
-
-class LaneBusy(ScannerAgentError):
-    """A lane already holds as many calls as it may; this one was refused, not queued."""
 
 
 class Lane:

@@ -9,12 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanner_agent import lanes
-from scanner_agent.lanes import Lane, LaneBusy, SingleFlight
-
-
-def test_exports() -> None:
-    assert sorted(lanes.__all__) == ["Lane", "LaneBusy", "SingleFlight"]
+from scanner_agent.kernel import Lane, LaneBusy, SingleFlight
 
 
 async def test_a_full_lane_refuses_at_once_instead_of_queueing() -> None:

@@ -1,0 +1,90 @@
+"""The kernel: what every layer of the agent shares, on the standard library alone.
+
+The bottom layer (docs/architecture.md draws the rest).  Everything above may
+import it; it imports nothing of the agent and no third-party library
+(tests/test_layers.py holds it to that):
+
+* the scan contract between drivers and the core: :class:`RawScan`,
+  :class:`ScanOutcome`, :class:`Verdict`, :class:`Intake`, :class:`Source`,
+  :class:`DeviceStatus`, and the clock seam (:data:`Clock`, :func:`utc_now`);
+* the one exception tree, :class:`ScannerAgentError` and its branches (the
+  drawing in ``_errors.py`` is checked against the classes);
+* the shared vocabulary: :data:`ACTIONS`, the warehouse movements;
+* :class:`Lane` and :class:`SingleFlight`, bounded executors for slow work
+  that drivers and the daemon both use.
+
+Import from here, never from the private modules.
+"""
+
+from __future__ import annotations
+
+from scanner_agent.kernel._actions import ACTIONS
+from scanner_agent.kernel._errors import (
+    AuthError,
+    BatchRejectedError,
+    BatchTooLargeError,
+    ClockSkewError,
+    ConfigError,
+    CredentialError,
+    DeviceDisconnected,
+    DeviceError,
+    DeviceUnavailable,
+    LaneBusy,
+    OutboxCorruptError,
+    OutboxError,
+    OutboxFullError,
+    ProtocolError,
+    RateLimitedError,
+    ScannerAgentError,
+    SiteProblemError,
+    SyncError,
+    TransientSyncError,
+    UsageError,
+    unknown_key,
+)
+from scanner_agent.kernel._lanes import Lane, SingleFlight
+from scanner_agent.kernel._scans import (
+    Clock,
+    DeviceStatus,
+    Intake,
+    RawScan,
+    ScanOutcome,
+    Source,
+    Verdict,
+    utc_now,
+)
+
+__all__ = [
+    "ACTIONS",
+    "AuthError",
+    "BatchRejectedError",
+    "BatchTooLargeError",
+    "Clock",
+    "ClockSkewError",
+    "ConfigError",
+    "CredentialError",
+    "DeviceDisconnected",
+    "DeviceError",
+    "DeviceStatus",
+    "DeviceUnavailable",
+    "Intake",
+    "Lane",
+    "LaneBusy",
+    "OutboxCorruptError",
+    "OutboxError",
+    "OutboxFullError",
+    "ProtocolError",
+    "RateLimitedError",
+    "RawScan",
+    "ScanOutcome",
+    "ScannerAgentError",
+    "SingleFlight",
+    "SiteProblemError",
+    "Source",
+    "SyncError",
+    "TransientSyncError",
+    "UsageError",
+    "Verdict",
+    "unknown_key",
+    "utc_now",
+]
