@@ -328,6 +328,15 @@ def _replay_unreadable(s: Site) -> None:
     s.data["source"] = [{"type": "replay", "path": str(s.root / "import.txt")}]
 
 
+def _camera_file_missing(s: Site) -> None:
+    s.data["source"] = [{"type": "camera", "device": str(s.root / "dock-door.mp4")}]
+
+
+def _camera_folder_closed(s: Site) -> None:
+    (s.root / "frames").mkdir(mode=0o300)
+    s.data["source"] = [{"type": "camera", "device": str(s.root / "frames") + "/"}]
+
+
 def _control_socket_too_long(s: Site) -> None:
     """A path longer than a UNIX socket address holds (108 bytes with its NUL on Linux)."""
     deep = s.root / "run" / ("d" * 100)
@@ -427,6 +436,12 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
         "source[1].listen",
         "source[0] listens there already",
     ),
+    "camera video file missing": (_camera_file_missing, "source[0].device", "no such file"),
+    "camera image folder the user cannot read": (
+        _camera_folder_closed,
+        "source[0].device",
+        "cannot read",
+    ),
     "replay file missing": (_replay_missing, "source[0].path", "No such file or directory"),
     "replay file the user cannot read": (_replay_unreadable, "source[0].path", "cannot read"),
     "a service url that is no url": (_sync(url="http://[::1"), "sync.url", "not a url"),
@@ -504,6 +519,24 @@ def test_check_config_and_run_refuse_alike(site: Site, name: str) -> None:
     assert "stopped" not in outcome.run_stderr
     assert "running" not in outcome.run_stderr
     assert _snapshot(site) == before, "run touched the outbox directory"
+
+
+def test_a_source_whose_driver_library_is_missing_is_refused_by_both(site: Site) -> None:
+    """A wedge source needs python-evdev; without it ``run`` failed at start after
+    check-config said OK."""
+    import importlib.util
+
+    if importlib.util.find_spec("evdev") is not None:
+        pytest.skip("python-evdev is installed here: nothing is missing")
+    site.data["source"] = [{"type": "wedge", "device": "/dev/input/event0"}]
+    site.save()
+    site.give_away()
+    outcome = both(site.config)
+    check_lines, run_lines = _lines(outcome.check.stderr), _lines(outcome.run_stderr)
+    assert (outcome.check.returncode, outcome.run_rc) == (2, 2), outcome
+    assert check_lines == run_lines
+    assert f"{site.config}: source[0].type: the wedge driver needs evdev" in check_lines[0]
+    assert "stopped" not in outcome.run_stderr
 
 
 def test_every_refusal_names_the_user_when_it_is_about_access(site: Site) -> None:
