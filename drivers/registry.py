@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from drivers.tcp_limits import parse_allowlist
@@ -46,6 +46,9 @@ class SourceType:
     main_option: str
     """Option whose value names the source by default (``tcp:127.0.0.1:9100``)."""
     help: str = ""
+    requires: Mapping[str, str] = field(default_factory=dict)
+    """Modules the driver imports when it starts, each with how to install it: ``run``'s
+    preflight (and so ``check-config``) refuses a source whose library is missing."""
 
 
 TERMINATOR_CHOICES = ("lf", "cr", "crlf", "tab")
@@ -239,6 +242,7 @@ SOURCE_TYPES: dict[str, SourceType] = {
         factory="drivers.wedge:build",
         main_option="device",
         help="USB keyboard-wedge scanners read (and grabbed) through evdev.",
+        requires={"evdev": "`pip install evdev` into the agent's environment"},
         options={
             "profile": Option(
                 str, "generic-wedge", help="firmware profile with a keyboard interface"
@@ -257,6 +261,10 @@ SOURCE_TYPES: dict[str, SourceType] = {
         factory="drivers.camera:build",
         main_option="device",
         help="Every code on a carton or pallet face, read from camera or video frames (OpenCV).",
+        requires={
+            module: "install the camera extra: `pip install 'scanner-agent[camera]'`"
+            for module in ("cv2", "numpy")
+        },
         options={
             "device": Option(
                 str,

@@ -18,6 +18,7 @@ checks for its outbox and credential lines.
 from __future__ import annotations
 
 import grp
+import importlib.util
 import os
 import pwd
 import socket
@@ -25,7 +26,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.registry import parse_listen
+from drivers.registry import SOURCE_TYPES, parse_listen
 from scanner_agent.config import AgentConfig, config_warnings, read_credential
 from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
 from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError
@@ -335,9 +336,19 @@ def _check_sources(cfg: AgentConfig, user: RunAs) -> None:
                         "give each tcp source its own port",
                     )
             taken.append((port, addresses, where))
+        for module, install in SOURCE_TYPES[src.type].requires.items():
+            if importlib.util.find_spec(module) is None:
+                raise Refusal(
+                    f"{where}.type",
+                    f"the {src.type} driver needs {module}, which is not installed",
+                    install,
+                )
         path = src.options.get("path")
         if src.type == "replay" and isinstance(path, str) and path != "-":
-            _check_replay_file(Path(path), f"{where}.path", user)
+            _check_readable(Path(path), f"{where}.path", user)
+        device = src.options.get("device")
+        if src.type == "camera" and isinstance(device, str):
+            _check_camera_files(device, f"{where}.device", user)
 
 
 _WILDCARDS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - the addresses that mean "every one"
@@ -381,20 +392,35 @@ def _listen_addresses(host: str, key: str) -> frozenset[tuple[int, str]]:
     return frozenset(addresses)
 
 
-def _check_replay_file(path: Path, key: str, user: RunAs) -> None:
+def _check_camera_files(device: str, key: str, user: RunAs) -> None:
+    """A camera source reading a video file, an image or a folder of images: it is there
+    and ``user`` may read it (a V4L2 device or a stream may come and go: not checked)."""
+    from drivers.camera import device_kind  # the camera extra is there: checked above
+
+    kind = device_kind(device)
+    if kind in ("video", "image"):
+        _check_readable(Path(device), key, user, what="no such file")
+    elif kind == "folder":
+        _check_readable(Path(device), key, user, what="no such folder", folder=True)
+
+
+def _check_readable(
+    path: Path, key: str, user: RunAs, *, what: str = "", folder: bool = False
+) -> None:
+    """``path`` is a file (or, with ``folder``, a directory) ``user`` may read."""
     try:
         st = path.stat()
     except OSError as exc:
-        raise Refusal(
-            key, f"{str(path)!r}: {exc.strerror}", "create the file, or correct the path"
-        ) from None
-    if stat.S_ISDIR(st.st_mode):
-        raise Refusal(key, f"{str(path)!r} is a directory", "name the file to read")
-    if not user.may(path, os.R_OK):
+        reason = what if what and isinstance(exc, FileNotFoundError) else exc.strerror
+        raise Refusal(key, f"{str(path)!r}: {reason}", "create it, or correct the path") from None
+    if stat.S_ISDIR(st.st_mode) != folder:
+        kind = "a directory" if not folder else "not a directory"
+        raise Refusal(key, f"{str(path)!r} is {kind}", "name what the source should read")
+    if not user.may(path, os.R_OK | (os.X_OK if folder else 0)):
         raise Refusal(
             key,
             f"{user.name} cannot read {str(path)!r} ({_describe(path)})",
-            f"`sudo chgrp {user.group} {path}` and `sudo chmod g+r {path}`",
+            f"`sudo chgrp {user.group} {path}` and `sudo chmod g+r{'x' if folder else ''} {path}`",
         )
 
 
