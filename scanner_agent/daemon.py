@@ -46,10 +46,10 @@ from scanner_agent.kernel import (
 from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.sinks import build_sink, sink_names
-from scanner_agent.sinks.trace_api import TraceApiClient
 from scanner_agent.sync import (
     Admission,
     Gate,
+    MovableSink,
     PlatformAlarms,
     Sink,
     SinkContext,
@@ -139,8 +139,8 @@ class Daemon:
         self.committer: GroupCommitter | None = None
         self.intake: ScanIntake | None = None
         self.sync: SyncLoop | None = None
-        self._client: TraceApiClient | None = None
-        """The Trace API v1 sink (``sync.protocol = "trace-api"``), for ``sync.url`` reloads."""
+        self._client: MovableSink | None = None
+        """The sink when its service can move (Trace API v1), for ``sync.url`` reloads."""
         self._sink: Sink | None = None
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -354,7 +354,7 @@ class Daemon:
         sink = build_sink(
             self.cfg, SinkContext(thread, self._read_token(), self._transport, self.sync_observers)
         )
-        self._client = sink if isinstance(sink, TraceApiClient) else None
+        self._client = sink if isinstance(sink, MovableSink) else None
         return sink
 
     # -- metrics -----------------------------------------------------------------

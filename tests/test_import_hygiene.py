@@ -142,3 +142,12 @@ def test_a_running_daemon_loads_no_server_no_tui_no_opencv(protocol: str, tmp_pa
     assert "drivers.tcp" in loaded
     bad = sorted(m for m in loaded if m.split(".")[0] in NEVER_IN_A_DAEMON)
     assert bad == [], f"a daemon syncing to {protocol} loaded {bad}"
+    # Nor the other platforms' clients and sinks (the config reads only their settings).
+    others = sorted(
+        m
+        for other, package in SINK_MODULE.items()
+        if other != protocol
+        for m in (f"{package}._client", f"{package}._sink")
+        if m in loaded
+    )
+    assert others == [], f"a daemon syncing to {protocol} loaded {others}"

@@ -16,6 +16,7 @@ never loads the platform code.  See ``docs/platforms.md``.
 """
 
 from scanner_agent.sinks._doctor import DoctorKit, Finding, FindingStatus
+from scanner_agent.sinks._lazy import lazy_exports
 from scanner_agent.sinks._registry import (
     SINK_PACKAGES,
     AgentSettings,
@@ -33,6 +34,7 @@ __all__ = [
     "FindingStatus",
     "SinkPackage",
     "build_sink",
+    "lazy_exports",
     "sink_names",
     "sink_package",
 ]

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, cast
 
 from scanner_agent.kernel import ConfigError
-from scanner_agent.sinks._doctor import DoctorKit, Finding
-from scanner_agent.sync import Sink, SinkContext, SinkNames
 
 if TYPE_CHECKING:
     from scanner_agent.config import AliHealthSettings, EpcisSettings, SyncConfig
+    from scanner_agent.sinks._doctor import DoctorKit, Finding
+    from scanner_agent.sync import Sink, SinkContext, SinkNames
 
 __all__ = [
     "SINK_PACKAGES",

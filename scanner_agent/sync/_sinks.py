@@ -212,6 +212,16 @@ class Sink(Protocol):
 
 
 @runtime_checkable
+class MovableSink(Protocol):
+    """A sink whose service can move while it runs: ``sync.url`` applied on reload (Trace
+    API v1; a platform's URL needs a restart)."""
+
+    def set_base_url(self, url: str) -> None:
+        """Send the next requests to ``url`` (requests already sent finish where they went)."""
+        ...
+
+
+@runtime_checkable
 class PlatformAlarms(Protocol):
     """A sink that learns of problems after delivery, which need a person.
 

@@ -11,16 +11,11 @@ Its emulator is lab code (:mod:`scanner_agent.lab.alihealth_emulator`): a daemon
 syncing to 码上放心 loads no server.  See ``docs/platforms.md``.
 """
 
-from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
-from scanner_agent.sinks.alihealth._doctor import CHECK_NAMES, SERVICE_CHECK, checks
-from scanner_agent.sinks.alihealth._ledger import (
-    STATUS_EVENT,
-    PlatformFailure,
-    acknowledge_failures,
-    append_log,
-    platform_failures,
-    status_detail,
-)
+from __future__ import annotations
+
+import typing
+
+from scanner_agent.sinks import lazy_exports as _lazy_exports
 from scanner_agent.sinks.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHOD,
@@ -49,12 +44,56 @@ from scanner_agent.sinks.alihealth._protocol import (
     top_timestamp,
     upload_params,
 )
-from scanner_agent.sinks.alihealth._sink import (
-    AliHealthSink,
-    BillPayload,
-    alihealth_admission,
-    build,
-    names,
+
+if typing.TYPE_CHECKING:
+    from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
+    from scanner_agent.sinks.alihealth._doctor import CHECK_NAMES, SERVICE_CHECK, checks
+    from scanner_agent.sinks.alihealth._ledger import (
+        STATUS_EVENT,
+        PlatformFailure,
+        acknowledge_failures,
+        append_log,
+        platform_failures,
+        status_detail,
+    )
+    from scanner_agent.sinks.alihealth._sink import (
+        AliHealthSink,
+        BillPayload,
+        alihealth_admission,
+        build,
+        names,
+    )
+
+# The client, the sink and their kin bring httpx, the sync loop and the outbox: imported
+# when first used, so reading this package's settings (the config does) stays light.
+__getattr__ = _lazy_exports(
+    __name__,
+    {
+        "_client": (
+            "AliHealthClient",
+            "AliHealthConfig",
+        ),
+        "_doctor": (
+            "CHECK_NAMES",
+            "SERVICE_CHECK",
+            "checks",
+        ),
+        "_ledger": (
+            "STATUS_EVENT",
+            "PlatformFailure",
+            "acknowledge_failures",
+            "append_log",
+            "platform_failures",
+            "status_detail",
+        ),
+        "_sink": (
+            "AliHealthSink",
+            "BillPayload",
+            "alihealth_admission",
+            "build",
+            "names",
+        ),
+    },
 )
 
 __all__ = [

@@ -13,38 +13,98 @@ Its emulator is lab code (:mod:`scanner_agent.lab.epcis_emulator`).  See
 ``docs/platforms.md``.
 """
 
-from scanner_agent.sinks.epcis._client import EpcisCaptureClient, EpcisCaptureConfig, ErrorBehaviour
-from scanner_agent.sinks.epcis._doctor import CHECK_NAMES, SERVICE_CHECK, checks
-from scanner_agent.sinks.epcis._document import (
-    EPC_SCHEMES,
-    EPCIS_CONTEXT,
-    Child,
-    EpcisConfig,
-    aggregation_event,
-    build_document,
-    epc_uri,
-    event_id,
-    object_event,
-    scan_events,
-)
-from scanner_agent.sinks.epcis._job import (
-    CaptureJob,
-    CaptureProblem,
-    JobOutcome,
-    ServerProblemError,
-    attributed_events,
-    is_duplicate,
-    parse_capture_job,
-    parse_problem,
-    settle_job,
-)
-from scanner_agent.sinks.epcis._sink import (
-    EPCIS_ADMISSION,
-    EpcisPayload,
-    EpcisSink,
-    build,
-    carton_units,
-    names,
+from __future__ import annotations
+
+import typing
+
+from scanner_agent.sinks import lazy_exports as _lazy_exports
+
+if typing.TYPE_CHECKING:
+    from scanner_agent.sinks.epcis._client import (
+        EpcisCaptureClient,
+        EpcisCaptureConfig,
+        ErrorBehaviour,
+    )
+    from scanner_agent.sinks.epcis._doctor import CHECK_NAMES, SERVICE_CHECK, checks
+    from scanner_agent.sinks.epcis._document import (
+        EPC_SCHEMES,
+        EPCIS_CONTEXT,
+        Child,
+        EpcisConfig,
+        aggregation_event,
+        build_document,
+        epc_uri,
+        event_id,
+        object_event,
+        scan_events,
+    )
+    from scanner_agent.sinks.epcis._job import (
+        CaptureJob,
+        CaptureProblem,
+        JobOutcome,
+        ServerProblemError,
+        attributed_events,
+        is_duplicate,
+        parse_capture_job,
+        parse_problem,
+        settle_job,
+    )
+    from scanner_agent.sinks.epcis._sink import (
+        EPCIS_ADMISSION,
+        EpcisPayload,
+        EpcisSink,
+        build,
+        carton_units,
+        names,
+    )
+
+# The client, the sink and their kin bring httpx, the sync loop and the outbox: imported
+# when first used, so reading this package's settings (the config does) stays light.
+__getattr__ = _lazy_exports(
+    __name__,
+    {
+        "_client": (
+            "EpcisCaptureClient",
+            "EpcisCaptureConfig",
+            "ErrorBehaviour",
+        ),
+        "_doctor": (
+            "CHECK_NAMES",
+            "SERVICE_CHECK",
+            "checks",
+        ),
+        "_document": (
+            "EPC_SCHEMES",
+            "EPCIS_CONTEXT",
+            "Child",
+            "EpcisConfig",
+            "aggregation_event",
+            "build_document",
+            "epc_uri",
+            "event_id",
+            "object_event",
+            "scan_events",
+        ),
+        "_job": (
+            "CaptureJob",
+            "CaptureProblem",
+            "JobOutcome",
+            "ServerProblemError",
+            "attributed_events",
+            "is_duplicate",
+            "parse_capture_job",
+            "parse_problem",
+            "settle_job",
+        ),
+        "_sink": (
+            "EPCIS_ADMISSION",
+            "EpcisPayload",
+            "EpcisSink",
+            "build",
+            "carton_units",
+            "names",
+        ),
+    },
 )
 
 __all__ = [

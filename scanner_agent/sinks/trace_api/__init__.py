@@ -11,14 +11,45 @@ The reference service that speaks the other end is lab code
 (:mod:`scanner_agent.traceserver`).
 """
 
-from scanner_agent.sinks.trace_api._client import TraceApiClient
-from scanner_agent.sinks.trace_api._doctor import CHECK_NAMES, SERVICE_CHECK, checks
-from scanner_agent.sinks.trace_api._sink import build, names
-from scanner_agent.sinks.trace_api._wire import (
-    RESULT_STATUSES,
-    TRACE_API_ADMISSION,
-    decode_results,
-    encode_batch,
+from __future__ import annotations
+
+import typing
+
+from scanner_agent.sinks import lazy_exports as _lazy_exports
+
+if typing.TYPE_CHECKING:
+    from scanner_agent.sinks.trace_api._client import TraceApiClient
+    from scanner_agent.sinks.trace_api._doctor import CHECK_NAMES, SERVICE_CHECK, checks
+    from scanner_agent.sinks.trace_api._sink import build, names
+    from scanner_agent.sinks.trace_api._wire import (
+        RESULT_STATUSES,
+        TRACE_API_ADMISSION,
+        decode_results,
+        encode_batch,
+    )
+
+# The client, the sink and their kin bring httpx, the sync loop and the outbox: imported
+# when first used, so reading this package's settings (the config does) stays light.
+__getattr__ = _lazy_exports(
+    __name__,
+    {
+        "_client": ("TraceApiClient",),
+        "_doctor": (
+            "CHECK_NAMES",
+            "SERVICE_CHECK",
+            "checks",
+        ),
+        "_sink": (
+            "build",
+            "names",
+        ),
+        "_wire": (
+            "RESULT_STATUSES",
+            "TRACE_API_ADMISSION",
+            "decode_results",
+            "encode_batch",
+        ),
+    },
 )
 
 __all__ = [
