@@ -332,7 +332,13 @@ class Daemon:
             if self._sink is not None:
                 await self._sink.aclose()
             if self.intake is not None:
-                await asyncio.to_thread(self.intake.close)
+                # The parse thread ends once its queued frames are parsed; it is waited for
+                # on a thread of its own, never asyncio's default pool, which may be stuck.
+                closing = Lane("parse-close", workers=1, max_pending=1)
+                try:
+                    await closing.run(self.intake.close)
+                finally:
+                    closing.shutdown()
             thread.shutdown()
             outbox.close()
             self.state = DaemonState.STOPPED

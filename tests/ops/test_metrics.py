@@ -257,3 +257,25 @@ async def test_status_and_reload_do_not_wait_for_asyncio_s_default_pool(
     finally:
         gate.set()
         await asyncio.gather(*stuck)
+
+
+async def test_a_daemon_stops_while_asyncio_s_default_pool_is_stuck(
+    make_config: Callable[..., AgentConfig], start_agent: Any
+) -> None:
+    """Every thread of the default pool is stuck: a stop still ends (the parse thread is
+    joined on a thread of the daemon's own, not on that pool)."""
+    agent = await start_agent(make_config())
+    # A GS1 frame starts the parse thread, so stopping has a thread to join.
+    replies = await agent.scan("(01)06901234567892(21)ABC123")
+    assert replies[0].startswith("ACK "), replies
+    loop = asyncio.get_running_loop()
+    gate = threading.Event()
+    stuck = [loop.run_in_executor(None, gate.wait) for _ in range(64)]
+    try:
+        agent.daemon.request_stop()
+        done, _ = await asyncio.wait({agent.task}, timeout=60)
+        assert agent.task in done, "the daemon waited for asyncio's default pool to stop"
+        assert agent.daemon.state.value == "stopped"
+    finally:
+        gate.set()
+        await asyncio.gather(*stuck)
