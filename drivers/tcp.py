@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import socket
 from dataclasses import dataclass
@@ -177,6 +178,17 @@ class TcpSource:
     def clients(self) -> int:
         """Connections open now."""
         return len(self._conns)
+
+    def counters(self) -> dict[str, Any]:
+        """What the bounds did since start, for ``status`` and metrics: ``source``,
+        ``listen``, ``clients`` open now and every :class:`TcpStats` field."""
+        host, port = self.bound if self.bound is not None else (self.host, self.port)
+        return {
+            "source": self.name,
+            "listen": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "clients": self.clients,
+            **dataclasses.asdict(self.stats),
+        }
 
     async def run(self, intake: Intake) -> None:
         """Serve until cancelled; then drain connections gracefully.

@@ -108,6 +108,34 @@ def cmd_status(args: argparse.Namespace) -> int:
                 + (f"  last scan {local(seen)}" if seen else ""),
             )
         )
+    for t in st.get("tcp", []):
+        held_off = ", ".join(
+            f"{t[k]} {k.replace('_', ' ')}"
+            for k in (
+                "refused",
+                "evicted",
+                "idle_closed",
+                "read_timeouts",
+                "write_timeouts",
+                "slowed",
+            )
+            if t.get(k)
+        )
+        rows.append(
+            (
+                "tcp",
+                f"{t['source']}  {t['listen']}  {t['clients']} connected, "
+                f"{t['connections']} since start" + (f"  ({held_off})" if held_off else ""),
+            )
+        )
+    if st.get("refusals_dropped"):
+        rows.append(
+            (
+                "unrecorded",
+                f"{st['refusals_dropped']} refused scans counted but not written "
+                "(free space below twice outbox.min_free_mb)",
+            )
+        )
     hardware = {d.get("source") for d in st.get("devices", [])}
     rows += [
         ("source", name + (f"  last scan {local(last_scan[name])}" if last_scan.get(name) else ""))

@@ -689,8 +689,12 @@ class Daemon:
             "scanned": counts.scanned if counts else 0,
             "accepted": counts.accepted if counts else 0,
             "refused": dict(counts.refused) if counts else {},
+            # Refusals counted but not written: free space was below twice the reserve.
+            "refusals_dropped": self.outbox.refusals_dropped if self.outbox else 0,
             "sources": [s.name for s in self.sources],
             "devices": self.device_status(),
+            # Each TCP source's bounds at work: connections refused, evicted, timed out...
+            "tcp": [c for c in (_counters(s) for s in self.sources) if c is not None],
             "last_scan_at": {name: iso(at) for name, at in self._last_scan_at.items()},
             "bills": [
                 {
@@ -733,6 +737,15 @@ def _changed_keys(old: AgentConfig, new: AgentConfig) -> list[str]:
         else:
             out.append("source" if f.name == "sources" else f.name)
     return out
+
+
+def _counters(source: Source) -> dict[str, Any] | None:
+    """A source's counters (a TCP source's :meth:`drivers.tcp.TcpSource.counters`), if any."""
+    counters = getattr(source, "counters", None)
+    if not callable(counters):
+        return None
+    value: dict[str, Any] = counters()
+    return value
 
 
 def _device_status(source: Source) -> dict[str, Any] | None:

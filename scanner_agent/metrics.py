@@ -18,27 +18,32 @@ each connection must send its request within :data:`REQUEST_TIMEOUT_S`.
 
 Metrics (all prefixed ``scanner_agent_``):
 
-==========================================  =======  ==========================================
-name                                        type     meaning
-==========================================  =======  ==========================================
-``up``                                      gauge    1 when the snapshot was read, else 0
-``info{version,device_id}``                 gauge    always 1
-``uptime_seconds``                          gauge    since the daemon became ready
-``scans_total{result}``                     counter  ``accepted`` / ``refused`` since start
-``scans_refused_total{reason}``             counter  refusals by reason label (outbox.reason_label)
-``outbox_rows{state}``                      gauge    rows per row state (``outbox.RowState``)
-``outbox_backlog``                          gauge    rows not yet delivered (pending+held+in_flight)
-``outbox_oldest_pending_age_seconds``       gauge    age of the oldest undelivered scan (0: none)
-``sync_link_state{state}``                  gauge    1 for the current link state, 0 otherwise
-``sync_batches_total``                      counter  batches answered by the service
-``sync_delivered_total``                    counter  scans the service holds
-``sync_rejected_total``                     counter  scans moved to dead letters
-``sync_failures_total``                     counter  failed sends (each retried)
-``sync_in_flight``                          gauge    batches awaiting a reply
-``sync_request_duration_seconds{outcome}``  histo    ``POST /v1/batches`` latency
-``device_connected{source,device}``         gauge    1 while a hardware source's device is open
-``alarms``                                  gauge    alarms needing a person (status ``alarms``)
-==========================================  =======  ==========================================
+=============================================  =======  ==========================================
+name                                           type     meaning
+=============================================  =======  ==========================================
+``up``                                         gauge    1 when the snapshot was read, else 0
+``info{version,device_id}``                    gauge    always 1
+``uptime_seconds``                             gauge    since the daemon became ready
+``scans_total{result}``                        counter  ``accepted`` / ``refused`` since start
+``scans_refused_total{reason}``                counter  refusals by reason label (outbox.reason_label)
+``outbox_rows{state}``                         gauge    rows per row state (``outbox.RowState``)
+``outbox_backlog``                             gauge    rows not yet delivered (pending+held+in_flight)
+``outbox_oldest_pending_age_seconds``          gauge    age of the oldest undelivered scan (0: none)
+``sync_link_state{state}``                     gauge    1 for the current link state, 0 otherwise
+``sync_batches_total``                         counter  batches answered by the service
+``sync_delivered_total``                       counter  scans the service holds
+``sync_rejected_total``                        counter  scans moved to dead letters
+``sync_failures_total``                        counter  failed sends (each retried)
+``sync_in_flight``                             gauge    batches awaiting a reply
+``sync_request_duration_seconds{outcome}``     histo    ``POST /v1/batches`` latency
+``device_connected{source,device}``            gauge    1 while a hardware source's device is open
+``alarms``                                     gauge    alarms needing a person (status ``alarms``)
+``refusals_unrecorded_total``                  counter  refusals not written: disk near the reserve
+``tcp_connection_events_total{source,event}``  counter  accepted, refused, evicted, timed out... (TCP_EVENTS)
+``tcp_clients{source}``                        gauge    TCP connections open now
+``tcp_in_flight_frames{source}``               gauge    frames read and not answered yet
+``tcp_in_flight_bytes{source}``                gauge    bytes of those frames
+=============================================  =======  ==========================================
 """
 
 from __future__ import annotations
@@ -212,6 +217,54 @@ def _families(status: Mapping[str, Any], now: datetime) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         PREFIX + "alarms", "Alarms that need a person", value=len(status.get("alarms") or [])
     )
+    yield CounterMetricFamily(
+        PREFIX + "refusals_unrecorded",
+        "Refused scans counted but not written (free space below twice outbox.min_free_mb)",
+        value=status.get("refusals_dropped", 0),
+    )
+    yield from _tcp_families(status.get("tcp") or [])
+
+
+TCP_EVENTS = {
+    "accepted": "connections",
+    "refused": "refused",
+    "evicted": "evicted",
+    "idle_closed": "idle_closed",
+    "read_timeout": "read_timeouts",
+    "write_timeout": "write_timeouts",
+    "slowed": "slowed",
+}
+"""``tcp_connection_events_total{event}``: each event and its ``TcpStats`` counter."""
+
+
+def _tcp_families(sources: list[Mapping[str, Any]]) -> Iterator[Metric]:
+    events = CounterMetricFamily(
+        PREFIX + "tcp_connection_events",
+        "TCP source connections accepted, refused, evicted, closed idle or timed out, and "
+        "peers slowed down for refused frames, since start",
+        labels=["source", "event"],
+    )
+    clients = GaugeMetricFamily(
+        PREFIX + "tcp_clients", "TCP source connections open now", labels=["source"]
+    )
+    frames = GaugeMetricFamily(
+        PREFIX + "tcp_in_flight_frames",
+        "Frames a TCP source read and has not answered yet",
+        labels=["source"],
+    )
+    size = GaugeMetricFamily(
+        PREFIX + "tcp_in_flight_bytes",
+        "Bytes of those frames",
+        labels=["source"],
+    )
+    for src in sources:
+        name = str(src.get("source", ""))
+        for event, key in TCP_EVENTS.items():
+            events.add_metric([name, event], src.get(key, 0))
+        clients.add_metric([name], src.get("clients", 0))
+        frames.add_metric([name], src.get("frames_in_flight", 0))
+        size.add_metric([name], src.get("bytes_in_flight", 0))
+    yield from (events, clients, frames, size)
 
 
 class AgentMetrics:

@@ -86,9 +86,10 @@ async def tcp_agent(
 ) -> AsyncIterator[tuple[Daemon, TcpSource]]:
     """A daemon built from a config with one ``tcp`` source on a free loopback port."""
     outbox = options.pop("outbox", {})
+    sections = {"metrics": options.pop("metrics")} if "metrics" in options else {}
     source = {"type": "tcp", "listen": "127.0.0.1:0", "ack": True, **options}
     cfg = make_config(
-        sync={"enabled": False}, control={"socket": ""}, source=[source], outbox=outbox
+        sync={"enabled": False}, control={"socket": ""}, source=[source], outbox=outbox, **sections
     )
     daemon = Daemon(cfg)
     task = await run_until_ready(daemon)

@@ -11,10 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from scanner_agent.config import AgentConfig
 from tests.drivers.tcp_client import Scanner, port_of, tcp_agent, until
@@ -214,3 +218,73 @@ async def test_only_allowlisted_addresses_connect_and_refusals_are_logged_at_a_b
     assert len(refusals) == 2, refusals
     assert "allowlist" in refusals[0]
     assert refusals[1].startswith("49 more like this")
+
+
+async def test_the_source_s_counters_are_in_status_and_metrics(
+    make_config: Callable[..., AgentConfig],
+) -> None:
+    """An operator sees the attack the bounds held off: connections refused and evicted,
+    timeouts, slowed peers, what is in flight; in ``status`` and on the metrics endpoint."""
+    async with tcp_agent(
+        make_config, max_clients=2, read_timeout_s=0.3, metrics={"listen": "127.0.0.1:0"}
+    ) as (daemon, source):
+        idle = [await Scanner.connect(port_of(source)) for _ in range(2)]
+        await until(lambda: source.clients == 2, what="two connections")
+        late = await Scanner.connect(port_of(source))  # evicts the first idle one
+        await late.send(b"8123", end=b"")  # never finished: one timeout reply
+        assert (await late.reply(within=30)).kind == "timeout"
+        await until(lambda: source.stats.read_timeouts == 1, what="the timeout counted")
+        status = await daemon.status()
+        (tcp,) = status["tcp"]
+        assert tcp["source"] == source.name
+        assert tcp["listen"] == f"127.0.0.1:{port_of(source)}"
+        assert tcp["connections"] == 3
+        assert tcp["evicted"] == 1
+        assert tcp["read_timeouts"] == 1
+        assert tcp["clients"] == source.clients
+        for key in ("refused", "idle_closed", "write_timeouts", "slowed", "frames_in_flight"):
+            assert tcp[key] == 0, key
+        server = daemon.metrics_server
+        assert server is not None
+        host, port = server.address_or_raise()
+        reply = await asyncio.to_thread(httpx.get, f"http://{host}:{port}/metrics", timeout=30)
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(reply.text)
+            for s in family.samples
+        }
+        name = ("source", source.name)
+        events = "scanner_agent_tcp_connection_events_total"
+        assert samples[(events, (("event", "accepted"), name))] == 3
+        assert samples[(events, (("event", "evicted"), name))] == 1
+        assert samples[(events, (("event", "read_timeout"), name))] == 1
+        assert samples[(events, (("event", "refused"), name))] == 0
+        assert samples[("scanner_agent_tcp_clients", (name,))] == source.clients
+        for s in idle:
+            await s.close()
+        await late.close()
+
+
+async def test_refusals_counted_but_not_recorded_near_the_reserve_are_in_status(
+    make_config: Callable[..., AgentConfig], tmp_path: Path
+) -> None:
+    """Below twice ``min_free_mb`` refusals are not written (the reserve is for scans); how
+    many were left out is shown, not only logged once."""
+    free_mb = shutil.disk_usage(tmp_path).free >> 20
+    # Between the reserve and twice the reserve: scans still go in, refusals are not written.
+    async with tcp_agent(
+        make_config,
+        outbox={"min_free_mb": int(free_mb * 0.6)},
+        metrics={"listen": "127.0.0.1:0"},
+    ) as (daemon, source):
+        scanner = await Scanner.connect(port_of(source))
+        replies = await scanner.scan(b"junk-1", b"junk-2", CN20.encode())
+        assert [r.kind for r in replies] == ["invalid", "invalid", "accepted"]
+        await scanner.close()
+        status = await daemon.status()
+        assert status["refusals_dropped"] == 2
+        server = daemon.metrics_server
+        assert server is not None
+        host, port = server.address_or_raise()
+        reply = await asyncio.to_thread(httpx.get, f"http://{host}:{port}/metrics", timeout=30)
+        assert "scanner_agent_refusals_unrecorded_total 2.0" in reply.text
