@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from drivers.tcp_limits import parse_allowlist
-from scanner_agent.kernel import ConfigError, unknown_key
+from scanner_agent.kernel import ConfigError, parse_host_port, unknown_key
 
 if TYPE_CHECKING:
     from scanner_agent.config import SourceConfig
@@ -52,6 +52,8 @@ class SourceType:
 
 
 TERMINATOR_CHOICES = ("lf", "cr", "crlf", "tab")
+LISTEN_ANY = "0.0.0.0"  # noqa: S104 - what an empty host asks for
+"""The host of a ``listen`` written without one (``:9100``): every IPv4 interface."""
 HIDPOS_BACKENDS = ("auto", "hidraw", "pyusb")
 """Values of a hidpos source's ``backend`` key (drivers.usbhid.BACKENDS, not imported here)."""
 
@@ -366,7 +368,7 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
     if "max_frame" in out and not 16 <= out["max_frame"] <= 1 << 20:
         raise ConfigError(f"{where}.max_frame: expected 16..1048576, got {out['max_frame']}")
     if "listen" in out:
-        parse_listen(out["listen"], f"{where}.listen")
+        parse_host_port(out["listen"], f"{where}.listen", default_host=LISTEN_ANY)
     if src.type in HARDWARE_TYPES:
         from drivers.device import check_options
 
@@ -377,18 +379,6 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
 def validate_source_options(src: SourceConfig, where: str) -> None:
     """Config-load-time check of one ``[[source]]`` table."""
     resolve_options(src, where)
-
-
-def parse_listen(value: str, key: str = "listen") -> tuple[str, int]:
-    """Split ``host:port`` (``[::1]:9100`` for IPv6).
-
-    Raises:
-        ConfigError: not host:port with a port in 0..65535.
-    """
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{key}: expected host:port, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an explicit empty host means all
 
 
 def source_name(src: SourceConfig, options: Mapping[str, Any]) -> str:

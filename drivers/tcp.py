@@ -29,10 +29,10 @@ from typing import Any, NamedTuple
 
 from drivers import tcp_protocol as proto
 from drivers.framing import Frame, FrameEvent, LineFramer
-from drivers.registry import parse_listen, source_name
+from drivers.registry import LISTEN_ANY, source_name
 from drivers.tcp_limits import LogThrottle, PeerBuckets, TcpLimits, allowed, parse_allowlist
 from scanner_agent.config import SourceConfig
-from scanner_agent.kernel import Intake, RawScan, ScanOutcome, Verdict, utc_now
+from scanner_agent.kernel import Intake, RawScan, ScanOutcome, Verdict, parse_host_port, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -598,7 +598,7 @@ class TcpSource:
 
 def build(src: SourceConfig, options: dict[str, Any]) -> TcpSource:
     """Factory used by :mod:`drivers.registry`."""
-    host, port = parse_listen(options["listen"])
+    host, port = parse_host_port(options["listen"], "listen", default_host=LISTEN_ANY)
     return TcpSource(
         source_name(src, options),
         host,

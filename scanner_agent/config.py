@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from scanner_agent.kernel import ACTIONS, ConfigError, CredentialError, unknown_key
+from scanner_agent.kernel import (
+    ACTIONS,
+    ConfigError,
+    CredentialError,
+    parse_host_port,
+    unknown_key,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/scanner-agent/agent.toml")
 
@@ -798,17 +804,13 @@ def _check_metrics(metrics: MetricsConfig) -> None:
     """
     if not metrics.listen:
         return
-    host, sep, port = metrics.listen.rpartition(":")
-    host = host.strip("[]")
-    _check(
-        bool(sep) and port.isascii() and port.isdigit() and int(port) <= 65535,
-        "metrics.listen",
-        f"expected host:port such as 127.0.0.1:9464, got {metrics.listen!r}",
+    host, port = parse_host_port(
+        metrics.listen, "metrics.listen", default_host="", example="127.0.0.1:9464"
     )
     loopback = "a loopback address (the endpoint has no authentication)"
     _check(bool(host), "metrics.listen", f"expected {loopback}, got every interface")
     try:
-        found = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
         raise ConfigError(f"metrics.listen: cannot resolve {host!r}: {exc}") from None
     for *_, sockaddr in found:

@@ -63,7 +63,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from scanner_agent import __version__
-from scanner_agent.kernel import ConfigError
+from scanner_agent.kernel import parse_host_port
 from scanner_agent.sync import LinkState
 
 log = logging.getLogger(__name__)
@@ -290,18 +290,6 @@ class AgentMetrics:
         return generate_latest(self.registry)
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``127.0.0.1:9464`` -> ``("127.0.0.1", 9464)``; ``[::1]:9464`` for IPv6.
-
-    Raises:
-        ConfigError: not ``host:port``.
-    """
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"metrics.listen: expected host:port, got {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
 _BUSY = (
     b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
     b"Connection: close\r\nContent-Length: 25\r\n\r\ntoo many scrapes at once\n"
@@ -389,7 +377,7 @@ class MetricsServer:
         Raises:
             OSError: the address is in use or not local.
         """
-        host, port = parse_listen(self.listen)
+        host, port = parse_host_port(self.listen, "metrics.listen")
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
             0
         ][0]

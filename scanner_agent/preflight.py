@@ -26,10 +26,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.registry import SOURCE_TYPES, parse_listen
+from drivers.registry import LISTEN_ANY, SOURCE_TYPES
 from scanner_agent.config import AgentConfig, config_warnings, read_credential
 from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
-from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError
+from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError, parse_host_port
 from scanner_agent.outbox import outbox_path_problem
 
 __all__ = ["Refusal", "RunAs", "check_outbox", "check_user", "lexists", "preflight"]
@@ -326,7 +326,7 @@ def _check_sources(cfg: AgentConfig, user: RunAs) -> None:
         where = f"source[{i}]"
         listen = src.options.get("listen")
         if isinstance(listen, str):
-            host, port = parse_listen(listen, f"{where}.listen")
+            host, port = parse_host_port(listen, f"{where}.listen", default_host=LISTEN_ANY)
             addresses = _listen_addresses(host, f"{where}.listen")
             for other_port, other, other_where in taken:
                 if port and port == other_port and _overlap(addresses, other):

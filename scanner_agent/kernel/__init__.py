@@ -9,7 +9,8 @@ import it; it imports nothing of the agent and no third-party library
   :class:`DeviceStatus`, and the clock seam (:data:`Clock`, :func:`utc_now`);
 * the one exception tree, :class:`ScannerAgentError` and its branches (the
   drawing in ``_errors.py`` is checked against the classes);
-* the shared vocabulary: :data:`ACTIONS`, the warehouse movements;
+* the shared vocabulary: :data:`ACTIONS`, the warehouse movements, and
+  :func:`parse_host_port`, the one reader of ``host:port`` text;
 * :class:`Lane` and :class:`SingleFlight`, bounded executors for slow work
   that drivers and the daemon both use.
 
@@ -19,6 +20,7 @@ Import from here, never from the private modules.
 from __future__ import annotations
 
 from scanner_agent.kernel._actions import ACTIONS
+from scanner_agent.kernel._addresses import parse_host_port
 from scanner_agent.kernel._errors import (
     AuthError,
     BatchRejectedError,
@@ -85,6 +87,7 @@ __all__ = [
     "TransientSyncError",
     "UsageError",
     "Verdict",
+    "parse_host_port",
     "unknown_key",
     "utc_now",
 ]

@@ -25,7 +25,7 @@ from scanner_agent.traceserver._protocol import (
     fingerprint,
     parse_batch,
 )
-from scanner_agent.traceserver._server import TraceServerThread, parse_listen, serve
+from scanner_agent.traceserver._server import TraceServerThread, serve
 from scanner_agent.traceserver._store import EVENT_COLUMNS, TraceStore
 
 __all__ = [
@@ -47,6 +47,5 @@ __all__ = [
     "create_app",
     "fingerprint",
     "parse_batch",
-    "parse_listen",
     "serve",
 ]

@@ -12,23 +12,14 @@ from typing import Any, Self
 
 from scanner_agent.asgi import HEAD_TIMEOUT_S, LIMIT_CONCURRENCY, ServerThread
 from scanner_agent.interpreter import tune_interpreter
+from scanner_agent.kernel import parse_host_port
 from scanner_agent.traceserver._app import create_app
 from scanner_agent.traceserver._faults import Faults
 from scanner_agent.traceserver._store import Synchronous, TraceStore
 
-__all__ = ["TraceServerThread", "parse_listen", "serve"]
+__all__ = ["TraceServerThread", "serve"]
 
 log = logging.getLogger("scanner_agent.traceserver")
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``"127.0.0.1:8900"``, ``"[::1]:8900"`` or ``":8900"`` (all interfaces) → ``(host, port)``."""
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
-        raise ValueError(f"listen address must be HOST:PORT, got {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host or "0.0.0.0", int(port_text)  # noqa: S104 - an empty host asks for every interface
 
 
 def serve(
@@ -48,7 +39,7 @@ def serve(
     server gracefully, closes the store and makes it return normally.
     Raises RuntimeError if the server cannot start (e.g. the port is taken).
     """
-    host, port = parse_listen(listen)
+    host, port = parse_host_port(listen, "listen", default_host="0.0.0.0")  # noqa: S104 - an empty host asks for every interface
     tune_interpreter()  # request workers run SQLite beside the event loop, as in the agent
     stop = threading.Event()
 

@@ -20,7 +20,6 @@ from scanner_agent.traceserver import (
     create_app,
     fingerprint,
     parse_batch,
-    parse_listen,
 )
 from scanner_agent.traceserver._protocol import event_problem, is_rfc3339
 
@@ -381,25 +380,3 @@ def test_faults_can_be_armed_from_other_threads() -> None:
         t.join()
 
     assert faults.pending == 800
-
-
-# -- listen addresses ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("listen", "expected"),
-    [
-        ("127.0.0.1:8900", ("127.0.0.1", 8900)),
-        ("[::1]:8900", ("::1", 8900)),
-        (":8900", ("0.0.0.0", 8900)),
-        ("localhost:0", ("localhost", 0)),
-    ],
-)
-def test_parse_listen_accepts_host_port(listen: str, expected: tuple[str, int]) -> None:
-    assert parse_listen(listen) == expected
-
-
-@pytest.mark.parametrize("listen", ["8900", "127.0.0.1", "127.0.0.1:http", "127.0.0.1:70000"])
-def test_parse_listen_refuses_anything_else(listen: str) -> None:
-    with pytest.raises(ValueError, match="HOST:PORT"):
-        parse_listen(listen)
