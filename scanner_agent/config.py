@@ -27,7 +27,7 @@ import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from scanner_agent.kernel import (
     ACTIONS,
@@ -475,7 +475,8 @@ class MetricsConfig:
 
     listen: str = ""
     """``host:port`` on loopback for ``GET /metrics``, e.g. ``127.0.0.1:9464``; empty turns it off.
-    The host is resolved when the config loads and every address it names must be loopback
+    The host is resolved when the config loads and again where the endpoint binds (which
+    binds the address it checked, not the name); every address it names must be loopback
     (the endpoint has no authentication)."""
 
 
@@ -797,26 +798,45 @@ def config_warnings(cfg: AgentConfig) -> list[str]:
 
 
 def _check_metrics(metrics: MetricsConfig) -> None:
-    """``metrics.listen``: ``host:port`` whose host resolves to loopback addresses only.
+    """``metrics.listen``: ``host:port`` whose host resolves to loopback addresses only."""
+    if metrics.listen:
+        resolve_loopback_listen(metrics.listen)
+
+
+class LoopbackAddress(NamedTuple):
+    """Where to bind a loopback-only listener: an address literal, never a name."""
+
+    host: str
+    port: int
+    family: socket.AddressFamily
+
+
+def resolve_loopback_listen(listen: str, key: str = "metrics.listen") -> LoopbackAddress:
+    """``host:port`` whose host resolves to loopback addresses only: the first of them.
 
     Resolved (getaddrinfo), not matched as text: ``127.0.0.1.example.net`` starts
     like loopback and may be anything, ``localhost`` is loopback though it does not.
+    The config check and the server's bind both call this, and the server binds the
+    address returned, so what is bound is what was checked (a name is not resolved
+    again by the bind).
+
+    Raises:
+        ConfigError: naming ``key``: not ``host:port``, unresolvable, or an address
+            that is not loopback.
     """
-    if not metrics.listen:
-        return
-    host, port = parse_host_port(
-        metrics.listen, "metrics.listen", default_host="", example="127.0.0.1:9464"
-    )
+    host, port = parse_host_port(listen, key, default_host="", example="127.0.0.1:9464")
     loopback = "a loopback address (the endpoint has no authentication)"
-    _check(bool(host), "metrics.listen", f"expected {loopback}, got every interface")
+    _check(bool(host), key, f"expected {loopback}, got every interface")
     try:
         found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
-        raise ConfigError(f"metrics.listen: cannot resolve {host!r}: {exc}") from None
+        raise ConfigError(f"{key}: cannot resolve {host!r}: {exc}") from None
     for *_, sockaddr in found:
         address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
         named = host if host == str(address) else f"{host} (resolves to {address})"
-        _check(address.is_loopback, "metrics.listen", f"expected {loopback}, got {named}")
+        _check(address.is_loopback, key, f"expected {loopback}, got {named}")
+    family, *_, sockaddr = found[0]
+    return LoopbackAddress(str(sockaddr[0]), int(port), family)
 
 
 def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:

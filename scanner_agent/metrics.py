@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -63,7 +62,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from scanner_agent import __version__
-from scanner_agent.kernel import parse_host_port
+from scanner_agent.config import resolve_loopback_listen
 from scanner_agent.sync import LinkState
 
 log = logging.getLogger(__name__)
@@ -375,18 +374,18 @@ class MetricsServer:
         """Bind and serve in a background thread.
 
         Raises:
-            OSError: the address is in use or not local.
+            ConfigError: ``listen`` does not resolve to loopback addresses only.
+            OSError: the address is in use.
         """
-        host, port = parse_host_port(self.listen, "metrics.listen")
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[
-            0
-        ][0]
+        # Resolved and checked here, where it is bound: the address literal is bound, so
+        # a name is not resolved a second time (to something else) by the bind.
+        where = resolve_loopback_listen(self.listen)
         server_class: type[_BoundedServer] = type(
-            "_MetricsServer", (_BoundedServer,), {"address_family": family}
+            "_MetricsServer", (_BoundedServer,), {"address_family": where.family}
         )
         server = make_server(
-            host,
-            port,
+            where.host,
+            where.port,
             make_wsgi_app(self.metrics.registry),
             server_class,
             handler_class=_QuietHandler,

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from scanner_agent.config import AgentConfig, config_from_dict
+from scanner_agent.config import AgentConfig, config_from_dict, resolve_loopback_listen
 from scanner_agent.control import ControlClient
 from scanner_agent.kernel import ConfigError
-from scanner_agent.metrics import AgentMetrics, loop_snapshot
+from scanner_agent.metrics import AgentMetrics, MetricsServer, loop_snapshot
 from scanner_agent.traceserver import TraceServerThread
 from tests.drivers.emulators import eventually
 
@@ -133,6 +133,30 @@ def test_metrics_listen_must_be_a_loopback_host_and_port(listen: str) -> None:
 def test_metrics_listen_accepts_loopback() -> None:
     for listen in ("127.0.0.1:9464", "[::1]:9464", "localhost:9464", ""):
         assert config_from_dict({"metrics": {"listen": listen}}).metrics.listen == listen
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:0", "[::]:0", "127.0.0.1.invalid:0"])
+def test_the_server_itself_refuses_to_bind_what_does_not_resolve_to_loopback(listen: str) -> None:
+    """The check holds where the socket is bound, not only when the config loaded (a name
+    may resolve otherwise by then; a caller may build a server without a config)."""
+    server = MetricsServer(AgentMetrics(dict), listen)
+    with pytest.raises(ConfigError, match=r"metrics\.listen"):
+        server.start()
+    assert server.address is None
+
+
+def test_the_server_binds_the_address_the_check_resolved() -> None:
+    """``localhost`` is resolved once, checked, and that address is bound (never the name,
+    which the bind would resolve again)."""
+    checked = resolve_loopback_listen("localhost:0")
+    server = MetricsServer(AgentMetrics(dict), "localhost:0")
+    server.start()
+    try:
+        host, port = server.address_or_raise()
+        assert host == checked.host
+        assert port != 0
+    finally:
+        server.stop()
 
 
 COUNT_SQL = "SELECT state, COUNT(*) FROM scans GROUP BY state"
