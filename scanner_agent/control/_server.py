@@ -32,6 +32,7 @@ import grp
 import logging
 import os
 import reprlib
+import socket
 import stat
 import time
 from collections.abc import Awaitable, Callable
@@ -106,6 +107,29 @@ class _Conn:
         # Abort, not close: a client that stopped reading must not hold up a stopping daemon
         # while its unsent lines wait for a flush that never comes.
         self.transport.abort()
+
+
+def _bind_private(path: Path) -> socket.socket:
+    """A UNIX socket bound at ``path`` (not yet listening), its file the owner's alone.
+
+    bind() creates the file with the process umask: bound under a permissive one
+    (0, in a program that embeds the daemon and never set one) and chmod'ed after,
+    the socket is open to every local user in between.  The umask is process-wide,
+    so it is tightened only around the bind; a file another thread creates in that
+    instant gets a tighter mode, never a looser one.
+    """
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            listener.bind(str(path))
+        finally:
+            os.umask(old)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 def _arg(
@@ -195,13 +219,20 @@ class ControlServer:
                 )
             path.unlink()
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(path), limit=self.cfg.max_line_bytes
-            )
-            os.chmod(path, self.cfg.mode_bits)
-            if self.cfg.group:
-                os.chown(path, -1, grp.getgrnam(self.cfg.group).gr_gid)
-            self._inode = path.stat().st_ino
+            listener = _bind_private(path)
+            try:
+                # Mode and group are set before the socket listens, so no client connects
+                # before they hold; until then only the owner could (see _bind_private).
+                os.chmod(path, self.cfg.mode_bits)
+                if self.cfg.group:
+                    os.chown(path, -1, grp.getgrnam(self.cfg.group).gr_gid)
+                self._inode = path.stat().st_ino
+                self._server = await asyncio.start_unix_server(
+                    self._serve, sock=listener, limit=self.cfg.max_line_bytes
+                )
+            except BaseException:
+                listener.close()
+                raise
         except KeyError:
             await self.stop()
             raise ControlError(

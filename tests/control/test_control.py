@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,6 +210,43 @@ async def test_a_stale_socket_file_is_replaced(
     agent = await start_agent(make_config(control={"socket": str(sock), "mode": "0600"}))
     assert agent.daemon.control is not None
     assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+
+
+_SEEN_AT_CHMOD: dict[str, int] = {}
+"""Path -> the socket file's mode when the server first set a mode (see the audit hook)."""
+
+
+def _note_mode_at_chmod(event: str, args: tuple[Any, ...]) -> None:
+    # Audit hooks are process-wide and cannot be removed: this one only notes paths a test
+    # registered, at the moment before each chmod of them runs.
+    if event == "os.chmod" and str(args[0]) in _SEEN_AT_CHMOD and _SEEN_AT_CHMOD[str(args[0])] < 0:
+        with contextlib.suppress(OSError):
+            _SEEN_AT_CHMOD[str(args[0])] = stat.S_IMODE(os.lstat(args[0]).st_mode)
+
+
+sys.addaudithook(_note_mode_at_chmod)
+
+
+async def test_the_socket_is_never_open_to_others_even_before_its_mode_is_set(
+    make_config: Callable[..., Any], start_agent: Callable[..., Any], sock: Path
+) -> None:
+    """Bound under a tight umask: between bind and chmod the socket is the owner's alone.
+
+    Under a permissive umask (0: a daemon embedded in a program that never set one) a
+    socket bound and then chmod'ed is 0777 until the chmod, and any local user may
+    connect in that window. The mode is read just before the server's chmod runs.
+    """
+    _SEEN_AT_CHMOD[str(sock)] = -1
+    old = os.umask(0)
+    try:
+        agent = await start_agent(make_config(control={"socket": str(sock)}))
+    finally:
+        os.umask(old)
+    assert agent.daemon.control is not None
+    seen = _SEEN_AT_CHMOD.pop(str(sock))
+    assert seen >= 0, "the server set no mode"
+    assert seen & 0o077 == 0, f"the socket was {seen:04o} before its mode was set"
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
 
 
 def test_client_reports_a_missing_agent(tmp_path: Path) -> None:
