@@ -269,6 +269,10 @@ def test_a_token_file_is_bounded_and_checked_whole(tmp_path: Path) -> None:
             "source[0].listne: unknown key for a tcp source; did you mean 'listen'?",
         ),
         (
+            {"source": [{"type": "tpc", "listen": "127.0.0.1:1"}]},
+            "source[0].type: unknown source type 'tpc'; did you mean 'tcp'?",
+        ),
+        (
             {"alihealth": {"extra": {"warehouse_idd": "W"}}},
             "alihealth.extra.warehouse_idd: not an optional parameter of the 码上放心 bill "
             "upload; did you mean 'warehouse_id'?",
