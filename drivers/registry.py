@@ -326,8 +326,8 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
     """
     st = SOURCE_TYPES.get(src.type)
     if st is None:
-        raise ConfigError(
-            f"{where}.type: unknown source type {src.type!r} (known: {', '.join(sorted(SOURCE_TYPES))})"
+        raise unknown_key(
+            f"{where}.type", SOURCE_TYPES, f"unknown source type {src.type!r}", given=src.type
         )
     out: dict[str, Any] = {}
     for key, value in src.options.items():

@@ -101,15 +101,18 @@ class UsageError(ScannerAgentError):
     """
 
 
-def unknown_key(where: str, known: Iterable[str], what: str = "unknown key") -> ConfigError:
+def unknown_key(
+    where: str, known: Iterable[str], what: str = "unknown key", *, given: str | None = None
+) -> ConfigError:
     """The error for an unknown key ``where`` (``sync.tokn_file``), with the nearest known
-    key (``did you mean 'token_file'?``, difflib's ratio) when one is close.
+    key (``did you mean 'token_file'?``, difflib's ratio) when one is close. ``given`` is
+    the unknown name when it is a value rather than the key's last part (a source type).
 
     >>> str(unknown_key("sync.tokn_file", ["token_file", "url"]))
     "sync.tokn_file: unknown key; did you mean 'token_file'? (known: token_file, url)"
     """
     names = sorted(known)
-    name = where.rpartition(".")[2]
+    name = where.rpartition(".")[2] if given is None else given
     close = difflib.get_close_matches(name, names, n=1)
     guess = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"{where}: {what}{guess} (known: {', '.join(names)})")
