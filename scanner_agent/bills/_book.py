@@ -48,7 +48,6 @@ from scanner_agent.outbox import (
     BillStore,
     Outbox,
     ProductGroup,
-    RemovalRow,
     RowState,
     bill_state,
 )
@@ -78,10 +77,6 @@ def _totals(counts: BillCounts) -> BillTotals:
         rejected=states[RowState.REJECTED],
         quarantined=states[RowState.QUARANTINED],
     )
-
-
-def _removal(r: RemovalRow) -> Removal:
-    return Removal(*r)
 
 
 class BillBook:
@@ -203,7 +198,7 @@ class BillBook:
                 )
                 for r in scans
             ),
-            removals=tuple(map(_removal, removals)),
+            removals=tuple(removals),
             has_expected=bool(expected),
         )
 
@@ -222,7 +217,7 @@ class BillBook:
         with self.outbox.bills() as store:
             scans = tuple(store.code_scans(code, limit))
             refused = tuple(store.code_refusals(code, limit))
-            removals = tuple(map(_removal, store.removals(code=code)))
+            removals = tuple(store.removals(code=code))
         return CodeHistory(code=code, scans=scans, refused=refused, removals=removals)
 
     # -- writes --------------------------------------------------------------
@@ -470,11 +465,11 @@ def _remove(store: BillStore, number: str, seq: int, reason: str, origin: str) -
             code="conflict",
         )
     # Not deleted: flagged, out of the duplicate check (the code can be scanned again).
-    removal = RemovalRow(seq, event_id, number, code, reason, origin, store.now)
+    removal = Removal(seq, event_id, number, code, reason, origin, store.now)
     store.remove_scan(removal)
     store.log([(number, "remove", f"scan {seq} {code}: {reason}")])
     log.info("bill %s: scan %d %s removed (%s) by %s", number, seq, code, reason, origin or "?")
-    return _removal(removal)
+    return removal
 
 
 def _progress(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scanner_agent.outbox import BillState
+from scanner_agent.outbox import BillState, Removal
 
 __all__ = [
     "Bill",
@@ -98,19 +98,6 @@ class BillScan:
     """The service's verdict: ``accepted``, ``duplicate``, ``rejected`` (``None`` before)."""
     reason: str | None
     removed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Removal:
-    """A scan taken off its bill: the row stays, this record says why."""
-
-    seq: int
-    event_id: str
-    bill: str
-    code: str
-    reason: str
-    origin: str
-    removed_at: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,33 +1,34 @@
 """The durable local outbox: every accepted scan is a row here before anything else.
 
-See :mod:`scanner_agent.outbox._store` for the design and ``docs/outbox.md``.
+See :mod:`scanner_agent.outbox._outbox` for the design and which module holds what, and
+``docs/outbox.md``.
 """
 
-from scanner_agent.outbox._bill_store import (
-    BillCounts,
-    BillRow,
-    BillScanRow,
-    BillStore,
-    FirstScan,
-    ProductGroup,
-    RemovalRow,
-)
+from scanner_agent.outbox._bill_lease import lease_bill
+from scanner_agent.outbox._bill_store import BillStore
 from scanner_agent.outbox._damage import DamagedRow, QuarantinedRow
 from scanner_agent.outbox._file import FILE_MODE, OUTBOX_APPLICATION_ID, outbox_path_problem
 from scanner_agent.outbox._ids import uuid7, uuid7_many
 from scanner_agent.outbox._models import (
     Batch,
     BatchEvent,
+    BillCounts,
+    BillRow,
+    BillScanRow,
     EnqueueResult,
     EnqueueStatus,
     EventResult,
+    FirstScan,
     NewScan,
     OutboxRow,
+    ProductGroup,
     QueueStats,
     RejectRecord,
+    Removal,
     SettleSummary,
     WalCheckpoint,
 )
+from scanner_agent.outbox._outbox import Outbox
 from scanner_agent.outbox._readonly import FileCheck, check_file
 from scanner_agent.outbox._rejects import REJECT_LAST_AT, reason_label
 from scanner_agent.outbox._schema import SCHEMA_VERSION
@@ -44,7 +45,6 @@ from scanner_agent.outbox._states import (
     row_state_sql,
     row_state_where,
 )
-from scanner_agent.outbox._store import Outbox
 from scanner_agent.outbox._thread import OutboxThread
 
 __all__ = [
@@ -75,7 +75,7 @@ __all__ = [
     "QuarantinedRow",
     "QueueStats",
     "RejectRecord",
-    "RemovalRow",
+    "Removal",
     "RowState",
     "SettleSummary",
     "WalCheckpoint",
@@ -84,6 +84,7 @@ __all__ = [
     "bill_state",
     "check_file",
     "count_row_states",
+    "lease_bill",
     "outbox_path_problem",
     "reason_label",
     "row_state",

@@ -26,10 +26,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from scanner_agent.outbox._batches import EVENT_COLUMNS, IN_BATCH
 from scanner_agent.outbox._ids import uuid7
 from scanner_agent.outbox._models import Batch, BatchEvent
+from scanner_agent.outbox._outbox import Outbox
 from scanner_agent.outbox._states import RowState, row_state_where
-from scanner_agent.outbox._store import _EVENT_COLUMNS, _IN_BATCH, Outbox
 
 __all__ = ["lease_bill"]
 
@@ -46,7 +47,7 @@ _NEXT_BILL = (
     "ORDER BY seq LIMIT 1"
 )
 _BILL_ROWS = (
-    f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_SENDABLE_PENDING} AND bill = ? ORDER BY seq"
+    f"SELECT {EVENT_COLUMNS} FROM scans WHERE {_SENDABLE_PENDING} AND bill = ? ORDER BY seq"
 )
 
 
@@ -68,7 +69,7 @@ def lease_bill(outbox: Outbox, *, lease_s: float, other_limit: int) -> Batch | N
             (now,),
         ).fetchall():
             events = db.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM scans WHERE {_IN_BATCH} ORDER BY seq",
+                f"SELECT {EVENT_COLUMNS} FROM scans WHERE {IN_BATCH} ORDER BY seq",
                 (first_seq, last_seq, batch_id),
             ).fetchall()
             if not events:

@@ -16,8 +16,8 @@ so atomically.  Its times come from the outbox's clock, one reading per
 transaction.  On an outbox opened read-only the reads work and a write fails
 with :class:`~scanner_agent.kernel.OutboxError`.
 
-What comes back is plain rows (named tuples, dicts): the bills package turns
-them into its models.
+What comes back is plain rows (named tuples in ``_models.py``, dicts): the
+bills package turns them into its models.
 """
 
 # SQL here is assembled only from constant fragments; values are always bound parameters.
@@ -25,23 +25,24 @@ them into its models.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
+from scanner_agent.outbox._models import (
+    BillCounts,
+    BillRow,
+    BillScanRow,
+    FirstScan,
+    ProductGroup,
+    Removal,
+)
 from scanner_agent.outbox._rejects import REJECT_LAST_AT
 from scanner_agent.outbox._states import RowState, row_state_sql
 
-__all__ = [
-    "BillCounts",
-    "BillRow",
-    "BillScanRow",
-    "BillStore",
-    "FirstScan",
-    "ProductGroup",
-    "RemovalRow",
-]
+__all__ = ["BillStore"]
 
 _BILL_COLUMNS = (
     "number, type, action, device_id, from_party, to_party, note, state, opened_at, closed_at"
@@ -63,81 +64,6 @@ _UNIT_PRODUCT_SQL = (
 )
 _CHUNK = 500
 """Bound parameters per ``IN (...)`` list (SQLite allows far more; this keeps them short)."""
-
-
-class BillRow(NamedTuple):
-    """An opened bill as stored (its derived state is the bills package's)."""
-
-    number: str
-    type: int
-    action: str
-    device_id: str
-    from_party: str
-    to_party: str
-    note: str
-    state: str
-    """The stored state: ``open`` or ``closed``."""
-    opened_at: str
-    closed_at: str | None
-
-
-class FirstScan(NamedTuple):
-    """The first scan under a number never opened as a bill (a default bill)."""
-
-    action: str
-    device_id: str
-    scanned_at: str
-
-
-class BillCounts(NamedTuple):
-    """Counts over a bill's scans."""
-
-    states: dict[str, int]
-    """Rows per :class:`~scanner_agent.outbox.RowState` value (every state present)."""
-    duplicate: int
-    """Delivered rows the service answered ``duplicate``."""
-    cartons: int
-    """Scans (not removed) of a code known to hold more than one unit."""
-    units: int
-    """Units the scans (not removed) stand for: a carton counts as its units."""
-
-
-class ProductGroup(NamedTuple):
-    """A bill's scans (not removed) of one scanned product and the unit product it holds."""
-
-    product: str | None
-    unit_product: str
-    scans: int
-    cartons: int
-    units: int
-
-
-class BillScanRow(NamedTuple):
-    """One scan of a bill with what it stands for and its delivery state."""
-
-    seq: int
-    code: str
-    product: str
-    unit_product: str
-    units: int | None
-    """Units it holds when known to hold several (else ``None``: one)."""
-    scanned_at: str
-    state: str
-    result: str | None
-    reason: str | None
-    removed: bool
-
-
-class RemovalRow(NamedTuple):
-    """A scan taken off its bill (the ``removals`` row)."""
-
-    seq: int
-    event_id: str
-    bill: str
-    code: str
-    reason: str
-    origin: str
-    removed_at: str
 
 
 def _marks(n: int) -> str:
@@ -329,20 +255,21 @@ class BillStore:
         ).fetchone()
         return str(event_id), str(code), str(state)
 
-    def remove_scan(self, removal: RemovalRow) -> None:
+    def remove_scan(self, removal: Removal) -> None:
         """Take a scan off its bill: flagged (never deleted) and out of the duplicate check."""
         self._db.execute(
             "UPDATE scans SET removed = 1, dup_guard = NULL WHERE seq = ?", (removal.seq,)
         )
         self._db.execute(
-            f"INSERT INTO removals ({_REMOVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", removal
+            f"INSERT INTO removals ({_REMOVAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            dataclasses.astuple(removal),
         )
 
-    def removals(self, *, bill: str | None = None, code: str | None = None) -> list[RemovalRow]:
+    def removals(self, *, bill: str | None = None, code: str | None = None) -> list[Removal]:
         """Scans taken off a bill (of ``bill``, or of ``code``), oldest first."""
         column, value = ("bill", bill) if bill is not None else ("code", code)
         return [
-            RemovalRow(int(r[0]), *map(str, r[1:]))
+            Removal(int(r[0]), *map(str, r[1:]))
             for r in self._db.execute(
                 f"SELECT {_REMOVAL_COLUMNS} FROM removals WHERE {column} = ? ORDER BY id", (value,)
             )

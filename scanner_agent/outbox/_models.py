@@ -12,13 +12,19 @@ __all__ = [
     "WIRE_FIELDS",
     "Batch",
     "BatchEvent",
+    "BillCounts",
+    "BillRow",
+    "BillScanRow",
     "EnqueueResult",
     "EnqueueStatus",
     "EventResult",
+    "FirstScan",
     "NewScan",
     "OutboxRow",
+    "ProductGroup",
     "QueueStats",
     "RejectRecord",
+    "Removal",
     "SettleSummary",
     "WalCheckpoint",
 ]
@@ -211,3 +217,82 @@ class OutboxRow:
     settled_at: str | None
     removed: int = 0
     """1 when the scan was taken off its bill (see the ``removals`` table)."""
+
+
+# -- rows of the bill tables (``_bill_store.py``) ------------------------------------
+
+
+class BillRow(NamedTuple):
+    """An opened bill as stored (its derived state is the bills package's)."""
+
+    number: str
+    type: int
+    action: str
+    device_id: str
+    from_party: str
+    to_party: str
+    note: str
+    state: str
+    """The stored state: ``open`` or ``closed``."""
+    opened_at: str
+    closed_at: str | None
+
+
+class FirstScan(NamedTuple):
+    """The first scan under a number never opened as a bill (a default bill)."""
+
+    action: str
+    device_id: str
+    scanned_at: str
+
+
+class BillCounts(NamedTuple):
+    """Counts over a bill's scans."""
+
+    states: dict[str, int]
+    """Rows per :class:`~scanner_agent.outbox.RowState` value (every state present)."""
+    duplicate: int
+    """Delivered rows the service answered ``duplicate``."""
+    cartons: int
+    """Scans (not removed) of a code known to hold more than one unit."""
+    units: int
+    """Units the scans (not removed) stand for: a carton counts as its units."""
+
+
+class ProductGroup(NamedTuple):
+    """A bill's scans (not removed) of one scanned product and the unit product it holds."""
+
+    product: str | None
+    unit_product: str
+    scans: int
+    cartons: int
+    units: int
+
+
+class BillScanRow(NamedTuple):
+    """One scan of a bill with what it stands for and its delivery state."""
+
+    seq: int
+    code: str
+    product: str
+    unit_product: str
+    units: int | None
+    """Units it holds when known to hold several (else ``None``: one)."""
+    scanned_at: str
+    state: str
+    result: str | None
+    reason: str | None
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """A scan taken off its bill: the row stays, this record (a ``removals`` row) says why."""
+
+    seq: int
+    event_id: str
+    bill: str
+    code: str
+    reason: str
+    origin: str
+    removed_at: str

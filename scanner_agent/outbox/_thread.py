@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from scanner_agent.outbox._store import Outbox
+from scanner_agent.outbox._outbox import Outbox
 
 __all__ = ["OutboxThread"]
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from scanner_agent.bills import BillBook
-from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, RowState
-from scanner_agent.outbox._bill_lease import lease_bill
+from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, RowState, lease_bill
 from tests.outbox.conftest import new_scan
 
 

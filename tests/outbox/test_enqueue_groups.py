@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from scanner_agent.config import OutboxConfig
 from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, RejectRecord, uuid7
-from scanner_agent.outbox._store import _ROWS_PER_STATEMENT
+from scanner_agent.outbox._enqueue import ROWS_PER_STATEMENT
 from tests.outbox.conftest import new_scan
 
 
@@ -107,7 +107,7 @@ def test_every_answer_matches_the_file(
 
 
 def test_a_group_larger_than_one_statement(outbox: Outbox) -> None:
-    n = _ROWS_PER_STATEMENT * 2 + 17
+    n = ROWS_PER_STATEMENT * 2 + 17
     scans = [scan(f"8{i:019d}") for i in range(n)] + [scan(f"8{5:019d}")]
     results = outbox.enqueue_many(scans)
     check_answers(outbox, [(scans, results)])
@@ -213,7 +213,7 @@ def test_only_settles_skip_the_fsync_and_full_sync_is_always_restored(outbox: Ou
 
 
 def test_rows_aggregated_out_of_order_are_sorted_and_rendered_again(outbox: Outbox) -> None:
-    from scanner_agent.outbox._store import _lease_rows
+    from scanner_agent.outbox._lease import _lease_rows
 
     scans = [scan(f"8{i:019d}", bill='发货 "q"') for i in range(5)]
     outbox.enqueue_many(scans)
@@ -226,7 +226,7 @@ def test_rows_aggregated_out_of_order_are_sorted_and_rendered_again(outbox: Outb
 
 
 def test_padded_size_classes_insert_exactly_the_real_rows(outbox: Outbox) -> None:
-    from scanner_agent.outbox._store import _ROWS_PER_STATEMENT, _insert_sql
+    from scanner_agent.outbox._enqueue import ROWS_PER_STATEMENT, insert_sql
     from scanner_agent.sqlrows import size_class
 
     done = []
@@ -239,18 +239,18 @@ def test_padded_size_classes_insert_exactly_the_real_rows(outbox: Outbox) -> Non
     check_answers(outbox, done)
     assert all(r[-1].status is EnqueueStatus.DUPLICATE for _, r in done)
     assert len(rows(outbox)) == start
-    assert _ROWS_PER_STATEMENT == 1984  # 16 values a row: the fields and the checksum
-    assert OutboxConfig().commit_max_rows <= _ROWS_PER_STATEMENT  # a full group is one statement
-    sizes = {size_class(n) for n in range(1, _ROWS_PER_STATEMENT + 1)}
+    assert ROWS_PER_STATEMENT == 1984  # 16 values a row: the fields and the checksum
+    assert OutboxConfig().commit_max_rows <= ROWS_PER_STATEMENT  # a full group is one statement
+    sizes = {size_class(n) for n in range(1, ROWS_PER_STATEMENT + 1)}
     assert len(sizes) == 64 + 30
     assert max(sizes) == 1984
-    assert _insert_sql.cache_info().currsize <= 2 * len(sizes)
+    assert insert_sql.cache_info().currsize <= 2 * len(sizes)
 
 
 def test_padded_groups_without_duplicates_take_the_one_statement_path(
     outbox: Outbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scanner_agent.outbox._store import Outbox as Store
+    from scanner_agent.outbox import Outbox as Store
 
     def no_read_back(*_args: object) -> list[EnqueueResult]:
         raise AssertionError("a group without duplicates must not be read back")
@@ -269,7 +269,7 @@ def test_padded_groups_without_duplicates_take_the_one_statement_path(
 def test_a_failed_audit_write_after_the_commit_still_answers_truly(
     outbox: Outbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from scanner_agent.outbox._store import Outbox as Store
+    from scanner_agent.outbox import Outbox as Store
 
     def broken(*_args: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
@@ -327,13 +327,14 @@ def test_no_statement_writing_scan_rows_builds_a_temporary_table_per_row(outbox:
     """SQLite 3.40 evaluates CHECK (x IN (3+ constants)) with a temporary table for every
     row written; migration 6 states the checks as ORs.  A rule coming back as an IN list
     (or any other per-row ephemeral table) shows up here as an OpenEphemeral opcode."""
-    from scanner_agent.outbox._store import _IN_BATCH, _insert_sql
+    from scanner_agent.outbox._batches import IN_BATCH
+    from scanner_agent.outbox._enqueue import insert_sql
 
     statements = {
-        "insert": (_insert_sql(3, True), [""] * 48),
+        "insert": (insert_sql(3, True), [""] * 48),
         "settle": (
             "UPDATE scans SET state = 'delivered', result = 'accepted', reason = NULL, "
-            f"settled_at = ? WHERE {_IN_BATCH}",
+            f"settled_at = ? WHERE {IN_BATCH}",
             ["t", 1, 2, "b"],
         ),
         "dead letter": (

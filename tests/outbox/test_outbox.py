@@ -28,6 +28,7 @@ from scanner_agent.outbox import (
     _connect,
     uuid7,
 )
+from scanner_agent.outbox._open import move_aside
 from tests.conftest import acks
 from tests.outbox.conftest import cn20_scans, new_scan
 
@@ -302,7 +303,7 @@ def test_moving_aside_keeps_the_wal_with_its_file_and_skips_a_name_partly_taken(
         Path(f"{path}{suffix}").write_bytes(f"main{suffix}".encode())
     earlier_wal = tmp_path / "outbox.db.corrupt-20261123T100000Z-wal"
     earlier_wal.write_bytes(b"an earlier copy's WAL")
-    moved = Outbox._move_aside(path, _frozen_clock)
+    moved = move_aside(path, _frozen_clock)
     assert moved.name == "outbox.db.corrupt-20261123T100000Z.1"
     assert [Path(f"{moved}{s}").read_bytes() for s in ("", "-wal", "-shm")] == [
         b"main",
@@ -329,7 +330,7 @@ def test_a_name_taken_while_moving_aside_leaves_no_file_split_across_two_names(
         link(src, dst, **kwargs)
 
     monkeypatch.setattr(os, "link", racing_link)
-    moved = Outbox._move_aside(path, _frozen_clock)
+    moved = move_aside(path, _frozen_clock)
     assert moved.name == "outbox.db.corrupt-20261123T100000Z.1"
     assert [Path(f"{moved}{s}").read_bytes() for s in ("", "-wal")] == [b"main", b"main-wal"]
     assert not first.exists()  # our main file went back before the next name was tried
@@ -346,7 +347,7 @@ def test_moving_aside_never_overwrites_on_a_filesystem_without_hard_links(
     path = tmp_path / "outbox.db"
     for n in (1, 2):
         path.write_bytes(f"copy {n}".encode())
-        Outbox._move_aside(path, _frozen_clock)
+        move_aside(path, _frozen_clock)
     stamp = tmp_path / "outbox.db.corrupt-20261123T100000Z"
     assert [stamp.read_bytes(), Path(f"{stamp}.1").read_bytes()] == [b"copy 1", b"copy 2"]
 

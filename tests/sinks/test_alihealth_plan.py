@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.bills import BillBook
-from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, uuid7
-from scanner_agent.outbox._bill_lease import lease_bill
+from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, lease_bill, uuid7
 from scanner_agent.sinks.alihealth import AliHealthClient, AliHealthConfig, AliHealthSink
 
 

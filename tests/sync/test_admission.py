@@ -23,8 +23,7 @@ from scanner_agent.bills import Bill, BillBook, bill_types
 from scanner_agent.codes import ScanResult, parse_scan
 from scanner_agent.intake import GroupCommitter, ScanIntake
 from scanner_agent.kernel import RawScan, ScanOutcome, Verdict
-from scanner_agent.outbox import NewScan, Outbox, OutboxThread, uuid7
-from scanner_agent.outbox._bill_lease import lease_bill
+from scanner_agent.outbox import NewScan, Outbox, OutboxThread, lease_bill, uuid7
 from scanner_agent.sinks.alihealth import (
     AliHealthClient,
     AliHealthConfig,

@@ -46,8 +46,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from scanner_agent.bills import BillBook, BillError, bill_types
 from scanner_agent.kernel import BatchRejectedError, ScannerAgentError, SyncError
-from scanner_agent.outbox import Batch, EventResult, Outbox
-from scanner_agent.outbox._bill_lease import lease_bill
+from scanner_agent.outbox import Batch, EventResult, Outbox, lease_bill
 from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
 from scanner_agent.sinks.alihealth._ledger import (
     STATUS_EVENT,
