@@ -132,7 +132,8 @@ def test_any_byte_of_any_code_changed_is_never_delivered_altered(
     path = tmp_path_factory.mktemp("o") / "o.db"
     scans = filled(path, 30)
     original = scans[row].code.encode()
-    damage_code(path, scans[row], at=at, value=value)
+    if original[at] != value:  # writing the byte that is there damages nothing (poke refuses it)
+        damage_code(path, scans[row], at=at, value=value)
     with Outbox.open(path) as box:
         sent = deliver_all(box)
         quarantined = [q.seq for q in box.quarantined()]
