@@ -45,9 +45,9 @@ import serial.threaded
 
 from drivers import ssi
 from drivers.framing import LineFramer
+from drivers.profiles import parse_profile
 from drivers.serialport import ScanLineFramer, SerialSource
 from scanner_agent.kernel import RawScan, ScanOutcome, Verdict
-from scanner_agent.profiles import parse_profile
 
 PROFILE = parse_profile(
     "bench-plain",

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from drivers.decoders import FrameDecoder, FrameResult, Symbol
 from drivers.registry import source_name
-from scanner_agent.config import SourceConfig
 from scanner_agent.kernel import (
     ConfigError,
     DeviceDisconnected,
@@ -727,7 +726,7 @@ def decode_paths(
 # -- factory -----------------------------------------------------------------------
 
 
-def build(src: SourceConfig, options: dict[str, Any]) -> CameraSource:
+def build(name: str, options: dict[str, Any]) -> CameraSource:
     """Factory used by :mod:`drivers.registry`."""
     for key in ("dedupe_s", "frame_budget_ms", "fps"):
         if options[key] < 0:
@@ -741,7 +740,7 @@ def build(src: SourceConfig, options: dict[str, Any]) -> CameraSource:
         roi=options["roi"],
     )
     return CameraSource(
-        source_name(src, options),
+        source_name("camera", name, options),
         options["device"],
         decoder,
         width=options["width"],

@@ -57,12 +57,12 @@ import os
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from drivers import hotplug
-from scanner_agent import profiles
+from drivers import hotplug, profiles
+from drivers.profiles import Profile
 from scanner_agent.kernel import (
     ConfigError,
     DeviceDisconnected,
@@ -75,7 +75,6 @@ from scanner_agent.kernel import (
     RawScan,
     ScanOutcome,
 )
-from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -612,10 +611,7 @@ class DeviceSource(abc.ABC, Generic[T]):
             await answers
 
 
-# -- config helpers (used by drivers.registry at config load) --------------------
-
-SERIAL_INTERFACES = ("rs232", "cdc-acm", "ssi-cdc")
-"""Profile interfaces a ``serial`` source can read."""
+# -- profile helpers (the readers', and drivers.device_options' at config load) --
 
 
 def load_source_profile(name: str, where: str) -> Profile:
@@ -644,76 +640,6 @@ def ssi_packets(command: bytes) -> list[bytes]:
     if framer.buffered or len(packets) != len(events) or not packets:
         raise ValueError(f"Failed to use {command!r} as SSI command: not whole SSI packets")
     return packets
-
-
-def check_options(type_name: str, options: Mapping[str, Any], where: str) -> None:
-    """Config-load checks of the ``serial``, ``hidpos`` and ``wedge`` keys.
-
-    Raises:
-        ConfigError: naming the key (``source[0].profile: ...``).
-    """
-    from drivers.wedge_keys import LAYOUTS as KEYBOARD_LAYOUTS
-
-    profile = load_source_profile(options["profile"], where)
-    if not 0 < options["reconnect_max_s"] <= 3600:
-        raise ConfigError(
-            f"{where}.reconnect_max_s: expected 0 < seconds <= 3600, got {options['reconnect_max_s']}"
-        )
-    if type_name == "serial":
-        if not options["port"]:
-            raise ConfigError(f"{where}.port: expected a device path or URL, got ''")
-        if not set(profile.interfaces) & set(SERIAL_INTERFACES):
-            raise ConfigError(
-                f"{where}.profile: profile {profile.id!r} has no serial interface "
-                f"(interfaces: {', '.join(profile.interfaces)})"
-            )
-        protocol = options["protocol"]
-        if protocol is not None and protocol not in profiles.PROTOCOLS:
-            raise ConfigError(
-                f"{where}.protocol: expected one of {', '.join(profiles.PROTOCOLS)}, got {protocol!r}"
-            )
-        baudrate = options["baudrate"]
-        if baudrate is not None and not 50 <= baudrate <= 4_000_000:
-            raise ConfigError(f"{where}.baudrate: expected 50..4000000, got {baudrate}")
-        if effective_protocol(profile, protocol) == "ssi":
-            for key in profiles.COMMAND_NAMES:
-                command = getattr(profile.commands, key)
-                if command is None:
-                    continue
-                try:
-                    ssi_packets(command)
-                except ValueError as exc:
-                    raise ConfigError(
-                        f"{where}.profile: [commands].{key} of {profile.id!r}: {exc}"
-                    ) from None
-    elif type_name == "hidpos":
-        from drivers.hidraw import new_assembler
-
-        if profile.hidpos_report_layout is None:
-            raise ConfigError(
-                f"{where}.profile: profile {profile.id!r} has no [hidpos] layout "
-                "(choose a profile for a HID POS scanner, e.g. generic-hidpos)"
-            )
-        try:  # the reader builds the same assembler from the profile's resolved layout
-            new_assembler(profile)
-        except ValueError as exc:
-            raise ConfigError(f"{where}.profile: [hidpos] of {profile.id!r}: {exc}") from None
-    elif type_name == "wedge":
-        if "keyboard" not in profile.interfaces:
-            raise ConfigError(
-                f"{where}.profile: profile {profile.id!r} has no keyboard interface "
-                f"(interfaces: {', '.join(profile.interfaces)})"
-            )
-        if options["layout"].lower() not in KEYBOARD_LAYOUTS:
-            raise ConfigError(
-                f"{where}.layout: expected one of {', '.join(sorted(KEYBOARD_LAYOUTS))}, "
-                f"got {options['layout']!r}"
-            )
-        if not options["device"] and not usb_ids(profile, "keyboard"):
-            raise ConfigError(
-                f"{where}.device: missing: profile {profile.id!r} lists no keyboard USB id "
-                'to find the scanner by; give device = "/dev/input/by-id/...-event-kbd"'
-            )
 
 
 def effective_protocol(profile: Profile, protocol: str | None) -> str:

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scanner_agent import profiles
+from drivers import profiles
 
 SYSFS = Path("/sys")
 """The real sysfs root."""

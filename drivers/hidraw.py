@@ -56,9 +56,8 @@ from drivers.device import (
 )
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
 from drivers.hidpos import HidPosAssembler, HidPosLayout
-from scanner_agent.config import SourceConfig
+from drivers.profiles import HidPosFeedback, Profile
 from scanner_agent.kernel import ConfigError, DeviceUnavailable, ScanOutcome, Verdict
-from scanner_agent.profiles import HidPosFeedback, Profile
 
 log = logging.getLogger(__name__)
 
@@ -350,11 +349,11 @@ def feedback_report(feedback: HidPosFeedback, outcome: ScanOutcome) -> bytes | N
     return feedback.bad_read
 
 
-def build(src: SourceConfig, options: dict[str, Any]) -> HidPosSource:
+def build(name: str, options: dict[str, Any]) -> HidPosSource:
     """Factory used by :mod:`drivers.registry`."""
     profile = load_source_profile(options["profile"], "source")
     return HidPosSource(
-        src.name or f"hidpos:{options['device'] or options['usb_serial'] or profile.id}",
+        name or f"hidpos:{options['device'] or options['usb_serial'] or profile.id}",
         options["device"],
         profile=profile,
         usb_serial=options["usb_serial"],

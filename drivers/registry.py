@@ -3,6 +3,10 @@
 Config validation asks this table about a source's keys when the file loads
 (so a typo is reported before anything starts), and the daemon asks it to
 build the source.  A new driver adds one :class:`SourceType` entry.
+
+It takes plain values (a type name, the table's own keys, a name), never the
+config's classes: the config sits above the drivers and calls down into this
+module, not the other way round.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from drivers.tcp_limits import parse_allowlist
 from scanner_agent.kernel import ConfigError, parse_host_port, unknown_key
 
 if TYPE_CHECKING:
-    from scanner_agent.config import SourceConfig
     from scanner_agent.kernel import Source
 
 
@@ -40,8 +43,9 @@ class SourceType:
 
     name: str
     factory: str
-    """``module:function`` taking ``(SourceConfig, options: dict)`` and returning a Source;
-    imported only when such a source is built, so unused drivers' libraries stay unloaded."""
+    """``module:function`` taking ``(name, options)`` and returning a Source: ``name`` is the
+    table's ``name`` (``""`` when it gives none), ``options`` the checked options with defaults.
+    Imported only when such a source is built, so unused drivers' libraries stay unloaded."""
     options: Mapping[str, Option]
     main_option: str
     """Option whose value names the source by default (``tcp:127.0.0.1:9100``)."""
@@ -51,6 +55,9 @@ class SourceType:
     preflight (and so ``check-config``) refuses a source whose library is missing."""
 
 
+COMMON_KEYS = ("type", "name", "action", "bill")
+"""Keys every ``[[source]]`` table may have beside its type's own options (the config
+reads them; the type's options are the rest of the table)."""
 TERMINATOR_CHOICES = ("lf", "cr", "crlf", "tab")
 LISTEN_ANY = "0.0.0.0"  # noqa: S104 - what an empty host asks for
 """The host of a ``listen`` written without one (``:9100``): every IPv4 interface."""
@@ -315,51 +322,32 @@ SOURCE_TYPES: dict[str, SourceType] = {
 }
 
 HARDWARE_TYPES = ("serial", "hidpos", "wedge")
-"""Source types backed by a device and a firmware profile (checked by drivers.device)."""
+"""Source types backed by a device and a firmware profile (checked by drivers.device_options)."""
 
 
-def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
-    """Type-check a source's options and fill in defaults.
+def resolve_options(type_name: str, options: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Type-check the options of a ``type_name`` source (its table's keys but
+    :data:`COMMON_KEYS`) and fill in defaults; ``where`` names the table in errors.
 
     Raises:
         ConfigError: unknown type, unknown key, wrong type or missing key, named.
     """
-    st = SOURCE_TYPES.get(src.type)
+    st = SOURCE_TYPES.get(type_name)
     if st is None:
         raise unknown_key(
-            f"{where}.type", SOURCE_TYPES, f"unknown source type {src.type!r}", given=src.type
+            f"{where}.type", SOURCE_TYPES, f"unknown source type {type_name!r}", given=type_name
         )
     out: dict[str, Any] = {}
-    for key, value in src.options.items():
+    for key, value in options.items():
         opt = st.options.get(key)
         if opt is None:
-            known = ["type", "name", "action", "bill", *st.options]
-            raise unknown_key(f"{where}.{key}", known, f"unknown key for a {src.type} source")
-        if opt.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, opt.type) or (opt.type is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}.{key}: expected {opt.type.__name__}, got {value!r}")
-        if (
-            opt.item is not None
-            and isinstance(value, list)
-            and any(
-                not isinstance(v, opt.item) or (opt.item is int and isinstance(v, bool))
-                for v in value
-            )
-        ):
-            raise ConfigError(
-                f"{where}.{key}: expected a list of {opt.item.__name__}, got {value!r}"
-            )
-        if opt.check is not None:
-            try:
-                opt.check(value)
-            except ConfigError as exc:
-                raise ConfigError(f"{where}.{key}: {exc}") from exc
-        out[key] = value
+            known = [*COMMON_KEYS, *st.options]
+            raise unknown_key(f"{where}.{key}", known, f"unknown key for a {type_name} source")
+        out[key] = _checked(opt, value, f"{where}.{key}")
     for key, opt in st.options.items():
         if key not in out:
             if opt.required:
-                raise ConfigError(f"{where}.{key}: missing (required for a {src.type} source)")
+                raise ConfigError(f"{where}.{key}: missing (required for a {type_name} source)")
             out[key] = list(opt.default) if isinstance(opt.default, list | tuple) else opt.default
     if "terminator" in out and out["terminator"] not in TERMINATOR_CHOICES:
         raise ConfigError(
@@ -369,30 +357,49 @@ def resolve_options(src: SourceConfig, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}.max_frame: expected 16..1048576, got {out['max_frame']}")
     if "listen" in out:
         parse_host_port(out["listen"], f"{where}.listen", default_host=LISTEN_ANY)
-    if src.type in HARDWARE_TYPES:
-        from drivers.device import check_options
+    if type_name in HARDWARE_TYPES:
+        from drivers.device_options import check_options
 
-        check_options(src.type, out, where)
+        check_options(type_name, out, where)
     return out
 
 
-def validate_source_options(src: SourceConfig, where: str) -> None:
-    """Config-load-time check of one ``[[source]]`` table."""
-    resolve_options(src, where)
+def _checked(opt: Option, value: Any, key: str) -> Any:
+    """One option's value, type-checked (an int is taken for a float) and ``opt.check``-ed."""
+    if opt.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, opt.type) or (opt.type is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {opt.type.__name__}, got {value!r}")
+    if (
+        opt.item is not None
+        and isinstance(value, list)
+        and any(
+            not isinstance(v, opt.item) or (opt.item is int and isinstance(v, bool)) for v in value
+        )
+    ):
+        raise ConfigError(f"{key}: expected a list of {opt.item.__name__}, got {value!r}")
+    if opt.check is not None:
+        try:
+            opt.check(value)
+        except ConfigError as exc:
+            raise ConfigError(f"{key}: {exc}") from exc
+    return value
 
 
-def source_name(src: SourceConfig, options: Mapping[str, Any]) -> str:
-    """The label used in logs and scans: ``name`` or ``<type>:<main option>``."""
-    if src.name:
-        return src.name
-    st = SOURCE_TYPES[src.type]
-    return f"{src.type}:{options.get(st.main_option, '')}"
+def source_name(type_name: str, name: str, options: Mapping[str, Any]) -> str:
+    """The label used in logs and scans: ``name``, else ``<type>:<main option>``."""
+    if name:
+        return name
+    st = SOURCE_TYPES[type_name]
+    return f"{type_name}:{options.get(st.main_option, '')}"
 
 
-def build_source(src: SourceConfig, where: str = "source") -> Source:
-    """Build the driver for one ``[[source]]`` table."""
-    options = resolve_options(src, where)
-    module_name, _, func = SOURCE_TYPES[src.type].factory.partition(":")
+def build_source(
+    type_name: str, options: Mapping[str, Any], *, name: str = "", where: str = "source"
+) -> Source:
+    """Build the driver for one ``[[source]]`` table: its type, its own options, its name."""
+    resolved = resolve_options(type_name, options, where)
+    module_name, _, func = SOURCE_TYPES[type_name].factory.partition(":")
     factory = getattr(importlib.import_module(module_name), func)
-    source: Source = factory(src, options)
+    source: Source = factory(name, resolved)
     return source

@@ -18,7 +18,6 @@ from typing import Any, cast
 
 from drivers.framing import Frame, LineFramer
 from drivers.registry import source_name
-from scanner_agent.config import SourceConfig
 from scanner_agent.kernel import Intake, Lane, RawScan
 
 log = logging.getLogger(__name__)
@@ -79,10 +78,10 @@ class ReplaySource:
         log.info("%s: replayed %d scans", self.name, self.submitted)
 
 
-def build(src: SourceConfig, options: dict[str, Any]) -> ReplaySource:
+def build(name: str, options: dict[str, Any]) -> ReplaySource:
     """Factory used by :mod:`drivers.registry`."""
     return ReplaySource(
-        source_name(src, options),
+        source_name("replay", name, options),
         options["path"],
         rate=options["rate"],
         terminator=options["terminator"],

@@ -63,11 +63,10 @@ from drivers.device import (
     ssi_packets,
 )
 from drivers.framing import DEFAULT_MAX_FRAME, Frame, FrameError, FrameEvent, LineFramer
+from drivers.profiles import Profile
 from drivers.registry import source_name
 from drivers.ssi_symbology import with_aim
-from scanner_agent.config import SourceConfig
 from scanner_agent.kernel import ConfigError, DeviceError, DeviceUnavailable, ScanOutcome, Verdict
-from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -658,10 +657,10 @@ class SerialSource(DeviceSource[bytes]):
         return True
 
 
-def build(src: SourceConfig, options: dict[str, Any]) -> SerialSource:
+def build(name: str, options: dict[str, Any]) -> SerialSource:
     """Factory used by :mod:`drivers.registry`."""
     return SerialSource(
-        source_name(src, options),
+        source_name("serial", name, options),
         options["port"],
         profile=load_source_profile(options["profile"], "source"),
         protocol=options["protocol"],

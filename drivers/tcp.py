@@ -31,7 +31,6 @@ from drivers import tcp_protocol as proto
 from drivers.framing import Frame, FrameEvent, LineFramer
 from drivers.registry import LISTEN_ANY, source_name
 from drivers.tcp_limits import LogThrottle, PeerBuckets, TcpLimits, allowed, parse_allowlist
-from scanner_agent.config import SourceConfig
 from scanner_agent.kernel import Intake, RawScan, ScanOutcome, Verdict, parse_host_port, utc_now
 
 log = logging.getLogger(__name__)
@@ -596,11 +595,11 @@ class TcpSource:
         return False
 
 
-def build(src: SourceConfig, options: dict[str, Any]) -> TcpSource:
+def build(name: str, options: dict[str, Any]) -> TcpSource:
     """Factory used by :mod:`drivers.registry`."""
     host, port = parse_host_port(options["listen"], "listen", default_host=LISTEN_ANY)
     return TcpSource(
-        source_name(src, options),
+        source_name("tcp", name, options),
         host,
         port,
         ack=options["ack"],

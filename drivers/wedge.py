@@ -39,10 +39,9 @@ from drivers.device import (
     usb_ids,
 )
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
+from drivers.profiles import Profile
 from drivers.wedge_keys import WedgeDecoder
-from scanner_agent.config import SourceConfig
 from scanner_agent.kernel import ConfigError, DeviceUnavailable
-from scanner_agent.profiles import Profile
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +246,11 @@ class WedgeSource(DeviceSource[KeyEvents]):
                 self._error("%s from %s", event.reason, self.device)
 
 
-def build(src: SourceConfig, options: dict[str, Any]) -> WedgeSource:
+def build(name: str, options: dict[str, Any]) -> WedgeSource:
     """Factory used by :mod:`drivers.registry`."""
     profile = load_source_profile(options["profile"], "source")
     return WedgeSource(
-        src.name or f"wedge:{options['device'] or options['usb_serial'] or profile.id}",
+        name or f"wedge:{options['device'] or options['usb_serial'] or profile.id}",
         options["device"],
         profile=profile,
         layout=options["layout"],

@@ -2,7 +2,7 @@
 
 Thin, like the rest of the CLI: ``devices`` is one call to
 :func:`drivers.discovery.discover`, the ``profiles`` commands one call each to
-:mod:`scanner_agent.profiles`.  Registered through ``cli.EXTENSIONS``.
+:mod:`drivers.profiles`.  Registered through ``cli.EXTENSIONS``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from scanner_agent import profiles
+from drivers import profiles
 from scanner_agent.cli_output import (
     EXIT_OK,
     EXIT_PROBLEMS,

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from drivers.registry import COMMON_KEYS, resolve_options
 from scanner_agent.kernel import (
     ACTIONS,
     ConfigError,
@@ -845,9 +846,6 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     Raises:
         ConfigError: naming the first bad key.
     """
-    # Imported here: the driver registry imports config types, not the other way round.
-    from drivers.registry import validate_source_options
-
     top_known = {
         "device_id",
         "log_level",
@@ -893,12 +891,12 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
             raise ConfigError(f"{where}: expected a table")
         if "type" not in table:
             raise ConfigError(f'{where}.type: missing (e.g. type = "tcp")')
-        common = {k: table[k] for k in ("type", "name", "action", "bill") if k in table}
+        common = {k: table[k] for k in COMMON_KEYS if k in table}
         for k, v in common.items():
             _coerce(v, str, f"{where}.{k}")
         options = {k: v for k, v in table.items() if k not in common}
         src = SourceConfig(**common, options=options)
-        validate_source_options(src, where)
+        resolve_options(src.type, src.options, where)  # the driver's own keys, named
         sources.append(src)
     cfg = AgentConfig(**kwargs, sources=tuple(sources))
     _validate(cfg)

@@ -477,7 +477,7 @@ class Daemon:
                 )
         else:
             for i, sc in enumerate(self.cfg.sources):
-                src = build_source(sc, f"source[{i}]")
+                src = build_source(sc.type, sc.options, name=sc.name, where=f"source[{i}]")
                 out.append(
                     (
                         src,

@@ -420,9 +420,9 @@ def _group_name(gid: int) -> str:
 
 
 def _discovery_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
+    from drivers import profiles
     from drivers.discovery import discover
     from drivers.registry import HARDWARE_TYPES, resolve_options
-    from scanner_agent import profiles
 
     dirs = list(opts.profile_dirs) or [profiles.SITE_PROFILE_DIR]
     found = discover(opts.sysfs, dev=opts.dev, comports=opts.comports, profile_dirs=dirs)
@@ -446,7 +446,9 @@ def _discovery_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
     for i, src in enumerate(cfg.sources):
         if src.type not in HARDWARE_TYPES:
             continue
-        profile_id = str(resolve_options(src, f"source[{i}]").get("profile") or "")
+        profile_id = str(
+            resolve_options(src.type, src.options, f"source[{i}]").get("profile") or ""
+        )
         name = f"profile {profile_id or '?'}"
         try:
             profile = profiles.load_profile(profile_id, dirs)

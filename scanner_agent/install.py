@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from scanner_agent import profiles
+from drivers import profiles
 from scanner_agent.kernel import ScannerAgentError
 
 SERVICE = "scanner-agent.service"

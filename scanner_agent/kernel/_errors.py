@@ -9,7 +9,7 @@ raises it.  tests/kernel/test_errors.py checks this drawing against the classes:
     ScannerAgentError
     ├── ConfigError                 a bad or missing setting (names the key)
     │   ├── CredentialError         a token or secret that cannot be used (never shows it)
-    │   ├── ProfileError [profiles]  a firmware profile is missing, unreadable or invalid
+    │   ├── ProfileError [drivers]  a firmware profile is missing, unreadable or invalid
     │   ├── LayoutError [drivers]   a HID POS report layout that cannot be read
     │   └── Refusal [preflight]     a config ``run`` would refuse, with a hint
     ├── UsageError                  a command line asking the impossible (a missing file, a bad value)

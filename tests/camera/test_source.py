@@ -12,7 +12,7 @@ import pytest
 from drivers.camera import CameraSource, Capture, ScriptedCapture
 from drivers.decoders import FrameDecoder
 from drivers.registry import build_source
-from scanner_agent.config import AgentConfig, SourceConfig
+from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.kernel import ConfigError, DeviceDisconnected, DeviceUnavailable
 from scanner_agent.outbox import Outbox
@@ -112,9 +112,7 @@ async def test_a_file_played_at_a_frame_rate_drops_frames_the_decoder_cannot_kee
 async def test_a_missing_video_file_fails_the_source_at_start(
     tmp_path: Path, make_config: Callable[..., AgentConfig]
 ) -> None:
-    source = build_source(
-        SourceConfig(type="camera", options={"device": str(tmp_path / "missing.mp4")})
-    )
+    source = build_source("camera", {"device": str(tmp_path / "missing.mp4")})
     daemon = Daemon(make_config(sync={"enabled": False}), sources=[(source, "ship", "")])
     with pytest.raises(Exception, match=r"missing\.mp4"):
         await run_until_ready(daemon)
@@ -122,7 +120,7 @@ async def test_a_missing_video_file_fails_the_source_at_start(
 
 def test_config_errors_name_the_key() -> None:
     def build(**options: object) -> None:
-        build_source(SourceConfig(type="camera", options={"device": "0", **options}))
+        build_source("camera", {"device": "0", **options})
 
     with pytest.raises(ConfigError, match=r"source\.formats: Failed to parse 'Code12'"):
         build(formats=["Code12"])
@@ -132,5 +130,5 @@ def test_config_errors_name_the_key() -> None:
         build(decoder="zbar")
     with pytest.raises(ConfigError, match=r"confirm_frames"):
         build(confirm_frames=0)
-    source = build_source(SourceConfig(type="camera", options={"device": "/dev/video7"}))
+    source = build_source("camera", {"device": "/dev/video7"})
     assert source.name == "camera:/dev/video7"

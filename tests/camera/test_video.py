@@ -8,7 +8,7 @@ from pathlib import Path
 
 from drivers.camera import CameraSource
 from drivers.registry import build_source
-from scanner_agent.config import AgentConfig, SourceConfig
+from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import Outbox
 from tests.camera.synth import carton_scene, write_video
@@ -24,16 +24,14 @@ async def test_every_code_in_a_video_is_queued_exactly_once(
     video = tmp_path / "conveyor.avi"
     write_video(video, scenes, frames_per_scene=12)
     source = build_source(
-        SourceConfig(
-            type="camera",
-            name="cam:dock",
-            options={
-                "device": str(video),
-                "formats": ["DataMatrix", "GS1-128"],
-                "confirm_frames": 2,
-                "dedupe_s": 5.0,
-            },
-        )
+        "camera",
+        {
+            "device": str(video),
+            "formats": ["DataMatrix", "GS1-128"],
+            "confirm_frames": 2,
+            "dedupe_s": 5.0,
+        },
+        name="cam:dock",
     )
     assert isinstance(source, CameraSource)
     cfg = make_config(sync={"enabled": False})

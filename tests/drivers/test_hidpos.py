@@ -21,7 +21,7 @@ from drivers.hidpos import (
     resolve_layout,
 )
 from drivers.hidraw import ReportSplitter, new_assembler, report_layout
-from scanner_agent.profiles import PACKAGE, load_profile, parse_profile
+from drivers.profiles import PACKAGE, load_profile, parse_profile
 
 
 def honeywell_report(data: bytes, aim: bytes = b"]d2", *, more: bool = False) -> bytes:

@@ -17,14 +17,14 @@ from drivers.device import open_device_fd
 from drivers.framing import Frame
 from drivers.hidpos import LAYOUTS, HidPosAssembler
 from drivers.hidraw import HidPosSource, ReportSplitter, feedback_report
-from scanner_agent.kernel import DeviceUnavailable, ScanOutcome, Verdict
-from scanner_agent.profiles import (
+from drivers.profiles import (
     PACKAGE,
     HidPosFeedback,
     Profile,
     load_profile,
     parse_profile,
 )
+from scanner_agent.kernel import DeviceUnavailable, ScanOutcome, Verdict
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import PtyScanner, eventually
 from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs

@@ -14,8 +14,8 @@ import pytest
 
 from drivers import hotplug
 from drivers.hotplug import Hotplug, Interest, UdevMonitor, device_event, wakes
+from drivers.profiles import load_profile
 from drivers.serialport import SerialSource
-from scanner_agent.profiles import load_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import PlainScanner, eventually
 

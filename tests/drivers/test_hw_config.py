@@ -73,7 +73,8 @@ def test_hardware_sources_load_and_build() -> None:
         }
     )
     xenon, ssi_src, hr22, named, wedge = (
-        build_source(src, f"source[{i}]") for i, src in enumerate(cfg.sources)
+        build_source(src.type, src.options, name=src.name, where=f"source[{i}]")
+        for i, src in enumerate(cfg.sources)
     )
     assert isinstance(xenon, SerialSource)
     assert xenon.name == "serial:/dev/ttyACM0"
@@ -106,7 +107,7 @@ def test_a_hidpos_source_reads_with_the_layout_of_a_site_profile(
     (tmp_path / "acme-s8.toml").write_text(broken, encoding="utf-8")
 
     cfg = load(type="hidpos", profile="acme-s9", device="/dev/hidraw5")
-    source = build_source(cfg.sources[0], "source[0]")
+    source = build_source(cfg.sources[0].type, cfg.sources[0].options, where="source[0]")
     assert isinstance(source, HidPosSource)
     assert source.layout == source.profile.hidpos_report_layout
     assert (source.layout.report_id, source.layout.continuation_mask) == (3, 0x80)

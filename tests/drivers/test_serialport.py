@@ -20,13 +20,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers import honeywell, ssi
+from drivers import honeywell, profiles, ssi
 from drivers.framing import Frame, FrameError
+from drivers.profiles import Profile, parse_profile
 from drivers.serialport import HoneywellStream, PortSettings, ScanLineFramer, SerialSource
 from drivers.ssi import NakCause, Opcode
-from scanner_agent import profiles
 from scanner_agent.kernel import ConfigError, DeviceUnavailable
-from scanner_agent.profiles import Profile, parse_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import HoneywellScanner, PlainScanner, SsiScanner, eventually
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from drivers.registry import SOURCE_TYPES, resolve_options
-from scanner_agent.config import SourceConfig
 from scanner_agent.kernel import ConfigError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "tcp-protocol.md"
@@ -26,7 +25,7 @@ def test_the_protocol_page_shows_every_tcp_option_with_its_default() -> None:
     shown = _documented()
     declared = SOURCE_TYPES["tcp"].options
     assert set(shown) - {"type"} == set(declared)
-    defaults = resolve_options(SourceConfig(type="tcp", options={"listen": "1.2.3.4:1"}), "s")
+    defaults = resolve_options("tcp", {"listen": "1.2.3.4:1"}, "s")
     for key, value in shown.items():
         if key not in ("type", "listen", "ack"):
             assert defaults[key] == value, key
@@ -54,20 +53,18 @@ def test_the_protocol_page_shows_every_tcp_option_with_its_default() -> None:
     ],
 )
 def test_bad_tcp_options_are_refused_naming_the_key(key: str, value: object, message: str) -> None:
-    src = SourceConfig(type="tcp", options={"listen": "127.0.0.1:9100", key: value})
+    options = {"listen": "127.0.0.1:9100", key: value}
     with pytest.raises(ConfigError, match=rf"source\[0\]\.{key}: {re.escape(message)}"):
-        resolve_options(src, "source[0]")
+        resolve_options("tcp", options, "source[0]")
 
 
 def test_the_limits_from_a_config_reach_the_source() -> None:
     from drivers.registry import build_source
     from drivers.tcp import TcpSource
 
-    src = SourceConfig(
-        type="tcp",
-        options={"listen": "127.0.0.1:0", "allow": ["10.0.0.0/8"], "idle_timeout_s": 5},
+    source = build_source(
+        "tcp", {"listen": "127.0.0.1:0", "allow": ["10.0.0.0/8"], "idle_timeout_s": 5}
     )
-    source = build_source(src)
     assert isinstance(source, TcpSource)
     assert source.limits.idle_timeout_s == 5.0
     assert [str(n) for n in source.limits.allow] == ["10.0.0.0/8"]

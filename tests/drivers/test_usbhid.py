@@ -12,9 +12,9 @@ import pytest
 
 from drivers import usbhid
 from drivers.hidraw import HidPosSource
+from drivers.profiles import load_profile
 from drivers.usbhid import PyUsbHid, choose_backend
 from scanner_agent.kernel import ConfigError
-from scanner_agent.profiles import load_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import eventually
 from tests.drivers.test_hidpos import newland_report

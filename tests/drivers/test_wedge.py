@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from drivers import wedge_keys as k
+from drivers.profiles import load_profile
 from drivers.wedge import EV_KEY, WedgeSource
 from scanner_agent.kernel import ConfigError, DeviceUnavailable, Verdict
-from scanner_agent.profiles import load_profile
 from tests.drivers.conftest import AgentRun, cn20
 from tests.drivers.emulators import FakeInputDevice, eventually
 from tests.drivers.fake_sysfs import CONSUMER_KEYS, KEYBOARD_KEYS, FakeSysfs

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scanner_agent import cli_ops, profiles
+from drivers import profiles
+from scanner_agent import cli_ops
 from scanner_agent.install import RULES_NAME, generate_udev_rules, udev_devices
 from tests.ops.conftest import SYSTEMD_DIR
 

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers import hidpos, honeywell, ssi
-from scanner_agent import profiles
-from scanner_agent.profiles import ProfileError, load_profile, parse_profile
+from drivers import hidpos, honeywell, profiles, ssi
+from drivers.profiles import ProfileError, load_profile, parse_profile
 
 SHIPPED = profiles.list_profiles()
-DOC = Path(__file__).resolve().parents[1] / "docs" / "firmware-profiles.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "firmware-profiles.md"
 
 MINIMAL = """
 [profile]
