@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 INLINE_DECODE_BYTES = 16 * 1024
 """Request lines up to this long are decoded on the loop; longer ones on the control lane."""
 REFUSAL_LOG_INTERVAL_S = 60.0
-"""At most one warning about refused connections per this many seconds."""
+"""At most one warning about refused connections, and one about clients disconnected for
+their backlog, per this many seconds."""
 
 Handler = Callable[["_Conn", dict[str, Any]], Awaitable[Any]]
 
@@ -177,11 +178,14 @@ class ControlServer:
         """Where long requests are decoded, codes parsed and imports read."""
         self.in_progress = 0
         """Requests being answered now."""
+        self.answered = 0
+        """Requests answered since start."""
         self.refused = 0
         """Connections refused because ``max_clients`` were connected."""
         self.dropped = 0
         """Clients disconnected for leaving more than ``max_backlog_bytes`` unsent."""
         self._refusal_logged = -REFUSAL_LOG_INTERVAL_S
+        self._drop_logged = -REFUSAL_LOG_INTERVAL_S
         self.commands: dict[str, Handler] = {
             "hello": self._hello,
             "status": self._status,
@@ -299,11 +303,16 @@ class ControlServer:
             self._conns.discard(conn)
             if conn.dropped:
                 self.dropped += 1
-                log.warning(
-                    "control: client disconnected: more than %d bytes unsent "
-                    "(control.max_backlog_bytes); it is not reading",
-                    self.cfg.max_backlog_bytes,
-                )
+                now = time.monotonic()
+                if now - self._drop_logged >= REFUSAL_LOG_INTERVAL_S:
+                    self._drop_logged = now
+                    log.warning(
+                        "control: client disconnected: more than %d bytes unsent "
+                        "(control.max_backlog_bytes); it is not reading; %d disconnected "
+                        "since start",
+                        self.cfg.max_backlog_bytes,
+                        self.dropped,
+                    )
             await conn.close()
 
     async def _refuse(self, writer: asyncio.StreamWriter) -> None:
@@ -332,7 +341,9 @@ class ControlServer:
     async def _requests(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
         """Answer request lines in order until the client hangs up or breaks a bound."""
         cfg = self.cfg
-        while True:
+        # A connection cut off (its backlog, the daemon stopping) answers none of the lines
+        # it still has buffered: its slot is free at once.
+        while not conn.transport.is_closing():
             try:
                 line = await self._read_request(reader)
             except asyncio.LimitOverrunError:
@@ -363,6 +374,12 @@ class ControlServer:
                     conn.send(await self._handle(conn, line))
                 finally:
                     self.in_progress -= 1
+                    self.answered += 1
+            # Take turns with the rest of the loop: a read whose line is already buffered
+            # does not yield, so a client that wrote thousands of requests at once would
+            # otherwise hold the loop (scanners' ACKs, the watchdog) until all are answered,
+            # and its replies could not be flushed meanwhile.
+            await asyncio.sleep(0)
 
     async def _read_request(self, reader: asyncio.StreamReader) -> bytes | None:
         """The next line, or None at the end; only a started line has a deadline.
@@ -504,6 +521,7 @@ class ControlServer:
             "clients": self.clients,
             "refused": self.refused,
             "dropped": self.dropped,
+            "answered": self.answered,
         }
         return status
 

@@ -305,3 +305,84 @@ async def test_lookups_and_imports_wait_on_their_lane_while_scans_are_acked(
 def test_a_limit_out_of_range_is_a_config_error_naming_the_key(key: str, value: float) -> None:
     with pytest.raises(ConfigError, match=f"control.{key}: must be"):
         config_from_dict({"control": {key: value}})
+
+
+async def test_pipelined_requests_take_turns_with_the_rest_of_the_event_loop(
+    agent: Any, sock: Path
+) -> None:
+    """A client that writes thousands of requests at once must not hold the event loop.
+
+    The requests were answered in one go while their bytes were buffered (a read that
+    finds its line buffered does not yield): 256 KiB of ``hello`` lines held the loop
+    that acknowledges scans for a second or more. Counted, not timed: a callback that
+    reschedules itself every loop turn notes how many requests were answered between
+    two of its turns.
+    """
+    server = agent.daemon.control
+    assert server is not None
+    loop = asyncio.get_running_loop()
+    per_turn: list[int] = []
+    last = server.answered
+    done = asyncio.Event()
+
+    def tick() -> None:
+        nonlocal last
+        per_turn.append(server.answered - last)
+        last = server.answered
+        if not done.is_set():
+            loop.call_soon(tick)
+
+    requests = 2_000  # 60 KB: under the line limit, all buffered at once
+    received = bytearray()
+
+    def client() -> None:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(60)
+            s.connect(str(sock))
+
+            def read() -> None:  # keeps up, so the agent never has a backlog to cut
+                while received.count(b"\n") < requests:
+                    chunk = s.recv(1 << 16)
+                    if not chunk:
+                        return
+                    received.extend(chunk)
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            s.sendall(b'{"id": 1, "cmd": "hello"}\n' * requests)
+            reader.join(60)
+
+    loop.call_soon(tick)
+    try:
+        await asyncio.to_thread(client)
+    finally:
+        done.set()
+    assert received.count(b'"ok":true') == requests
+    assert max(per_turn) <= 2, f"{max(per_turn)} requests answered in one loop turn"
+
+
+async def test_clients_cut_off_answer_none_of_their_buffered_requests_and_log_once(
+    agent: Any, sock: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once a client is cut off (it left more than ``max_backlog_bytes`` unsent), the lines
+    it had already sent are not answered: answering them into a closed connection kept its
+    slot (and the loop) busy long after it was gone. A client that comes back to be cut
+    off again and again costs one warning a minute, not one each time."""
+    server = agent.daemon.control
+    assert server is not None
+    requests, clients = 3_000, 3  # 90 KB of hello lines, written at once, replies never read
+    for n in range(1, clients + 1):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(60)
+            s.connect(str(sock))
+
+            def send(s: socket.socket = s) -> None:
+                with contextlib.suppress(OSError):  # cut off half-way, maybe
+                    s.sendall(b'{"id": 1, "cmd": "hello"}\n' * requests)
+
+            await asyncio.to_thread(send)
+            await eventually(lambda n=n: server.dropped == n and server.clients == 0, 30)
+    assert server.answered < clients * requests // 2, server.answered
+    warnings = [r for r in caplog.records if "client disconnected" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
