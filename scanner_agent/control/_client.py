@@ -1,7 +1,9 @@
 """A small blocking client of the control interface, for the CLI and the TUI's worker threads.
 
->>> # with ControlClient("/run/scanner-agent/control.sock") as agent:
->>> #     agent.call("bill.open", number="SO-1", type=201)
+::
+
+    with ControlClient("/run/scanner-agent/control.sock") as agent:
+        agent.call("bill.open", number="SO-1", type=201)
 """
 
 from __future__ import annotations

@@ -6,17 +6,10 @@ Only this package imports Textual; the daemon core never does
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import tempfile
-import threading
-from datetime import tzinfo
-from pathlib import Path
-
-from scanner_agent.config import AgentConfig
 from scanner_agent.tui._agent import AgentLink, EventSource, SocketAgent
 from scanner_agent.tui._app import DispatchApp
 from scanner_agent.tui._embedded import BackgroundLoop, EmbeddedAgent
+from scanner_agent.tui._launch import make_app, run_tui
 
 __all__ = [
     "AgentLink",
@@ -28,41 +21,3 @@ __all__ = [
     "make_app",
     "run_tui",
 ]
-
-
-def make_app(
-    agent: AgentLink,
-    *,
-    bell: bool = False,
-    tz: tzinfo | None = None,
-    exit_when: threading.Event | None = None,
-) -> DispatchApp:
-    """The app, attached to ``agent`` (tests pass their own)."""
-    return DispatchApp(agent, bell=bell, tz=tz, exit_when=exit_when)
-
-
-def run_tui(socket: str | None, *, config: AgentConfig | None = None, bell: bool = False) -> int:
-    """Run the TUI on ``socket``, or with a daemon embedded from ``config``; exit status."""
-    if config is None:
-        assert socket is not None
-        make_app(SocketAgent(socket), bell=bell).run()
-        return 0
-    with tempfile.TemporaryDirectory(prefix="scanner-agent-tui-") as tmp:
-        path = config.control.socket
-        if not path or not Path(path).parent.is_dir():
-            path = str(Path(tmp) / "control.sock")
-            config = dataclasses.replace(
-                config, control=dataclasses.replace(config.control, socket=path)
-            )
-        # The daemon's log lines would tear the screen: alarms show in the TUI instead.
-        root = logging.getLogger()
-        quiet = logging.NullHandler()
-        root.addHandler(quiet)
-        agent = EmbeddedAgent(config)
-        agent.start()
-        try:
-            make_app(SocketAgent(path), bell=bell).run()
-        finally:
-            agent.stop()
-            root.removeHandler(quiet)
-    return 0
