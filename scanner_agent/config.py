@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
-import re
 import socket
-import stat
 import tomllib
 import types
 import typing
@@ -33,81 +30,57 @@ from drivers.registry import COMMON_KEYS, resolve_options
 from scanner_agent.kernel import (
     ACTIONS,
     ConfigError,
-    CredentialError,
     parse_host_port,
+    platform_params,
     unknown_key,
 )
+from scanner_agent.sinks import (
+    CREDENTIAL_RULE,
+    MAX_SECRET_BYTES,
+    SINK_PACKAGES,
+    check_secret,
+    read_secret_file,
+    read_token,
+)
+from scanner_agent.sinks.alihealth import AliHealthSettings
+from scanner_agent.sinks.alihealth import check_settings as check_alihealth
+from scanner_agent.sinks.epcis import EpcisSettings
+from scanner_agent.sinks.epcis import check_settings as check_epcis
+from scanner_agent.sinks.trace_api import check_settings as check_trace_api
+
+__all__ = [
+    "ACTIONS",
+    "CREDENTIAL_RULE",
+    "DEFAULT_CONFIG_PATH",
+    "MAX_SECRET_BYTES",
+    "PROTOCOLS",
+    "AgentConfig",
+    "AliHealthSettings",
+    "ControlConfig",
+    "EpcisSettings",
+    "LoopbackAddress",
+    "MetricsConfig",
+    "OutboxConfig",
+    "ScanConfig",
+    "SourceConfig",
+    "SyncConfig",
+    "check_secret",
+    "config_from_dict",
+    "config_warnings",
+    "load_config",
+    "read_credential",
+    "read_secret_file",
+    "read_token",
+    "resolve_loopback_listen",
+    "service_url",
+    "unknown_key",
+]
 
 DEFAULT_CONFIG_PATH = Path("/etc/scanner-agent/agent.toml")
 
-PROTOCOLS: tuple[str, ...] = ("trace-api", "alihealth", "epcis")
-"""What the sync loop speaks (``sync.protocol``): our Trace API v1, 码上放心 bill upload, EPCIS 2.0."""
-
-ALIHEALTH_OPTIONAL_PARAMS: frozenset[str] = frozenset(
-    {
-        "dest_user_id",
-        "warehouse_id",
-        "drug_id",
-        "return_reason_code",
-        "return_reason_des",
-        "cancel_reason_code",
-        "cancel_reason_des",
-        "executer_name",
-        "executer_code",
-        "superviser_name",
-        "superviser_code",
-        "from_address",
-        "to_address",
-        "from_bill_code",
-        "order_code",
-        "from_person",
-        "to_person",
-        "dis_ref_ent_id",
-        "dis_ent_id",
-        "xt_is_check",
-        "xt_check_code",
-        "xt_check_code_desc",
-        "drug_list_json",
-        "ass_ref_ent_id",
-        "ass_ent_id",
-        "qu_receivable",
-    }
-)
-"""Optional business parameters of the 码上放心 bill upload (``alihealth.extra``, a bill's
-``params``), by the platform's names.  The same set for ``kyt`` and ``lsyd``: the generated
-TOP SDK github.com/bububa/opentaobao, ``model/drugtrace/AlibabaAlihealthDrugKytUploadinoutbillAPIRequest.go``
-and ``...DrugtraceTopLsydUploadinoutbillAPIRequest.go`` (their ``r.Set("<name>", ...)`` calls).
-``agent_ref_user_id`` is left out: the platform says not to fill it any more."""
-
-ALIHEALTH_STATUS_APIS: tuple[str, ...] = ("scqy", "wes", "lsyd")
-"""Bill status query variants (``alihealth.status_api``); see ``docs/platforms.md``."""
-
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
-"""An absolute URI's shape (RFC 3986): ``scheme:rest``, no spaces."""
-
-
-def alihealth_params(values: Mapping[str, Any], key: str) -> dict[str, str]:
-    """Optional 码上放心 upload parameters, checked: known names, string or number values.
-
-    Numbers are sent as their decimal text.
-
-    Raises:
-        ConfigError: naming ``key.<name>`` for an unknown name or a value of another type.
-    """
-    if not isinstance(values, Mapping):
-        raise ConfigError(f"{key}: expected a table of parameter = value, got {values!r}")
-    out: dict[str, str] = {}
-    for name, value in values.items():
-        if name not in ALIHEALTH_OPTIONAL_PARAMS:
-            raise unknown_key(
-                f"{key}.{name}",
-                ALIHEALTH_OPTIONAL_PARAMS,
-                "not an optional parameter of the 码上放心 bill upload",
-            )
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ConfigError(f"{key}.{name}: expected a string or a number, got {value!r}")
-        out[str(name)] = value if isinstance(value, str) else str(value)
-    return out
+PROTOCOLS: tuple[str, ...] = tuple(SINK_PACKAGES)
+"""What the sync loop speaks (``sync.protocol``): our Trace API v1, 码上放心 bill upload, EPCIS 2.0
+(:data:`scanner_agent.sinks.SINK_PACKAGES`: one sink package each)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,88 +188,6 @@ class SyncConfig:
         return read_token(self.token_file, self.token_env, "sync")
 
 
-CREDENTIAL_RULE = "one line of printable ASCII (a single trailing newline allowed)"
-"""What a token or secret file (or variable) must hold: it goes into an HTTP header or a
-signature as it is, so a second line, a control character or a non-ASCII byte would
-either break the request (and be echoed in the error) or sign with something else."""
-MAX_SECRET_BYTES = 64 * 1024
-"""A credential file larger than this is refused unread (bounded input)."""
-
-
-def check_secret(raw: bytes, key: str, where: str) -> str:
-    """``raw`` (a file's or variable's bytes) as a secret that follows :data:`CREDENTIAL_RULE`.
-
-    The error says what is wrong with the value, never any of its bytes: the
-    message goes to logs, ``doctor`` and ``check-config``.
-
-    Raises:
-        ConfigError: naming ``key`` and ``where`` (the file or variable).
-    """
-    body = raw[:-1] if raw.endswith(b"\n") else raw
-    problem = ""
-    lines = body.count(b"\n") + 1
-    if not body.strip():
-        problem = "is empty" if not body else "is blank (white space only)"
-    elif lines > 1:
-        problem = f"holds {lines} lines"
-    elif body.endswith(b"\r"):
-        problem = "ends with a carriage return (saved with Windows line ends?)"
-    else:
-        bad = next((i for i, byte in enumerate(body) if not 0x20 <= byte <= 0x7E), None)
-        if bad is not None:
-            problem = f"holds a byte that is not printable ASCII (at offset {bad})"
-        elif body != body.strip(b" "):
-            problem = "starts or ends with a space"
-    if problem:
-        raise CredentialError(
-            f"{key}: {where} {problem}; it must hold {CREDENTIAL_RULE}", problem="malformed"
-        )
-    return body.decode("ascii")
-
-
-def read_secret_file(path: str, key: str) -> str:
-    """A credential from ``path``: readable by no one but its owner and group, one clean line.
-
-    The mode check is the one ``doctor`` recommends for the token (0640 or 0600):
-    a secret readable by "other" is a secret shared with every process on the box.
-    The mode is taken from the open file, so it is the file read that was checked.
-
-    Raises:
-        ConfigError: naming ``key``, when the file cannot be read, is too open, is
-            larger than :data:`MAX_SECRET_BYTES` or breaks :data:`CREDENTIAL_RULE`.
-    """
-    try:
-        # O_NONBLOCK: a named pipe must not hold the reader until someone writes to it.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as exc:
-        raise _unreadable(key, path, exc) from exc
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise CredentialError(
-            f"{key}: {path!r} is not a regular file ({_file_kind(st.st_mode)}); "
-            "name the file that holds the secret",
-            problem="not_file",
-        )
-    with os.fdopen(fd, "rb") as f:
-        mode = st.st_mode & 0o777
-        if mode & 0o007:
-            raise CredentialError(
-                f"{key}: {path!r} is readable by every user (mode {mode:04o}); "
-                f"chmod o-rwx it (0640 or 0600)",
-                problem="too_open",
-            )
-        try:
-            raw = f.read(MAX_SECRET_BYTES + 1)
-        except OSError as exc:
-            raise _unreadable(key, path, exc) from exc
-    if len(raw) > MAX_SECRET_BYTES:
-        raise CredentialError(
-            f"{key}: {path!r} is larger than {MAX_SECRET_BYTES} bytes", problem="malformed"
-        )
-    return check_secret(raw, key, repr(path))
-
-
 def read_credential(cfg: AgentConfig) -> str:
     """What the sink for ``cfg.sync.protocol`` authenticates with (the daemon, its reload,
     ``check-config`` and ``doctor`` read it here, so one rule refuses a bad one everywhere).
@@ -309,139 +200,6 @@ def read_credential(cfg: AgentConfig) -> str:
     if cfg.sync.protocol == "epcis":
         return cfg.epcis.read_token()
     return cfg.sync.read_token()
-
-
-def _file_kind(mode: int) -> str:
-    """What a path that is not a regular file is, in words."""
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a named pipe"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    )
-    return next((name for test, name in kinds if test(mode)), stat.filemode(mode))
-
-
-def _unreadable(key: str, path: str, exc: OSError) -> CredentialError:
-    problem = "missing" if isinstance(exc, FileNotFoundError) else "unreadable"
-    return CredentialError(f"{key}: failed to read {path!r}: {exc.strerror}", problem=problem)
-
-
-def read_token(token_file: str, token_env: str, section: str) -> str:
-    """A bearer token from ``<section>.token_file`` or ``<section>.token_env``; empty when
-    neither is set (the sink then sends no ``Authorization`` header).
-
-    Raises:
-        ConfigError: as :func:`read_secret_file`, or the variable is unset or breaks
-            :data:`CREDENTIAL_RULE`.
-    """
-    if token_file:
-        return read_secret_file(token_file, f"{section}.token_file")
-    if token_env:
-        value = os.environb.get(os.fsencode(token_env))
-        if value is None:
-            raise CredentialError(
-                f"{section}.token_env: environment variable {token_env!r} is not set",
-                problem="unset",
-            )
-        return check_secret(value, f"{section}.token_env", f"environment variable {token_env!r}")
-    return ""
-
-
-@dataclass(frozen=True, slots=True)
-class AliHealthSettings:
-    """码上放心 bill upload over the TOP gateway (``sync.protocol = "alihealth"``).
-
-    Each closed bill is one upload; its type and parties come from the bill
-    (``scanner-agent bill open``), the rest from here.  See ``docs/platforms.md``.
-    """
-
-    url: str = "https://eco.taobao.com/router/rest"
-    """The TOP gateway."""
-    app_key: str = ""
-    """The application's key from the 码上放心 open platform."""
-    app_secret_file: str = ""
-    """File holding the app secret (mode 0640 or 0600; it only signs, it is never sent)."""
-    sign_method: str = "hmac-sha256"
-    """``md5``, ``hmac`` (HMAC-MD5) or ``hmac-sha256``."""
-    api: str = "kyt"
-    """``kyt`` (producers, distributors) or ``lsyd`` (retail pharmacies)."""
-    ref_user_id: str = ""
-    """This enterprise's ``ref_ent_id`` (the uploader)."""
-    ent_id: str = ""
-    """This enterprise's ``ent_id``: the own side of a bill whose party is left empty
-    (``to`` of an inbound bill, ``from`` of an outbound one)."""
-    oper_ic_code: str = ""
-    """Who submits bills; empty means the app key (as the platform suggests)."""
-    oper_ic_name: str = ""
-    physic_type: int = 3
-    """3 ordinary drugs, 2 special drugs."""
-    max_codes: int = 10_000
-    """Most codes per upload call; a larger bill goes in numbered sub-bills."""
-    timeout_s: float = 30.0
-    """Timeout of one gateway call."""
-    status_poll_s: float = 30.0
-    """Wait before asking the platform how an uploaded bill was processed (0: never ask)."""
-    status_polls: int = 10
-    """Most status queries per bill (the wait doubles each time) before giving up."""
-    status_api: str = ""
-    """Which bill status query to poll: ``scqy`` or ``wes`` (enterprise variants of
-    ``kyt``), ``lsyd`` (retail); empty: ``scqy`` for ``api = "kyt"``, ``lsyd`` for ``"lsyd"``."""
-    extra: Mapping[str, str] = field(default_factory=dict)
-    """Optional upload parameters sent with every bill (``warehouse_id`` ...), by the platform's
-    names (:data:`ALIHEALTH_OPTIONAL_PARAMS`); a bill's own ``params`` override them."""
-
-    def read_secret(self) -> str:
-        """The app secret from ``app_secret_file``.
-
-        Raises:
-            ConfigError: not set, unreadable, or readable by every user.
-        """
-        if not self.app_secret_file:
-            raise CredentialError("alihealth.app_secret_file: not set", problem="unset")
-        return read_secret_file(self.app_secret_file, "alihealth.app_secret_file")
-
-
-@dataclass(frozen=True, slots=True)
-class EpcisSettings:
-    """GS1 EPCIS 2.0 capture (``sync.protocol = "epcis"``).  See ``docs/platforms.md``."""
-
-    url: str = ""
-    """Base URL of the EPCIS repository (``POST <url>/capture``)."""
-    token_file: str = ""
-    """File holding the bearer token (mode 0640 or 0600)."""
-    token_env: str = ""
-    """Name of an environment variable holding the token, when no file is used."""
-    read_point: str = ""
-    """URI of this scanning point, e.g. ``urn:epc:id:sgln:0614141.00777.0``."""
-    biz_location: str = ""
-    """URI of the site the goods are at after the event."""
-    cn20_uri_prefix: str = "urn:cn:drugtrace:"
-    """URI scheme for 码上放心 codes (they have no GS1 key): ``<prefix><code>``."""
-    bill_uri_prefix: str = "urn:cn:drugtrace:bill:"
-    """``bizTransaction`` URI of a bill: ``<prefix><bill>``."""
-    content_type: str = "application/json"
-    """Request type of ``/capture``: ``application/json`` or ``application/ld+json``."""
-    error_behaviour: str = "proceed"
-    """``GS1-Capture-Error-Behaviour``: ``proceed`` stores the good events of a document
-    with a bad one; ``rollback`` stores none and the good ones are captured again."""
-    poll_initial_s: float = 0.5
-    """First pause before asking for a capture job's result; doubles each time ..."""
-    poll_max_s: float = 5.0
-    """... up to this."""
-    poll_timeout_s: float = 120.0
-    """Give up waiting for a capture job after this long (the batch goes again later)."""
-    max_rounds: int = 4
-    """Most captures, per batch, of what a rollback left unstored."""
-
-    def read_token(self) -> str:
-        """The bearer token, as :meth:`SyncConfig.read_token` reads it.
-
-        Raises:
-            ConfigError: the file or variable cannot be read or is refused.
-        """
-        return read_token(self.token_file, self.token_env, "epcis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -576,16 +334,9 @@ def _validate(cfg: AgentConfig) -> None:
     _check(cfg.outbox.rejects_retention_days >= 0, "outbox.rejects_retention_days", "must be >= 0")
     _check(cfg.outbox.rejects_max_rows >= 1, "outbox.rejects_max_rows", "must be >= 1")
     sync = cfg.sync
-    _check_url("sync.url", sync.url)
-    _check(
-        not (sync.token_file and sync.token_env),
-        "sync.token_file",
-        "set either token_file or token_env, not both",
-    )
+    check_trace_api(sync)  # url, token_file / token_env, the batch limit, gzip_level
     _check(sync.batch_size >= 1, "sync.batch_size", "must be >= 1")
-    _check(sync.batch_size <= 50_000, "sync.batch_size", "must be <= 50000 (Trace API v1 limit)")
     _check(sync.batch_bytes >= 1024, "sync.batch_bytes", "must be >= 1024")
-    _check(1 <= sync.gzip_level <= 9, "sync.gzip_level", "must be from 1 to 9")
     _check(1 <= sync.max_in_flight <= 16, "sync.max_in_flight", "must be from 1 to 16")
     for name in (
         "idle_poll_s",
@@ -643,99 +394,13 @@ def _validate(cfg: AgentConfig) -> None:
             )
 
 
-def _url_problem(url: str) -> str | None:
-    """Why ``url`` is no base URL a sink can send to, or None.
-
-    Checked whole here so that a bad one is a refusal naming its key, never a traceback
-    from the URL parser (``http://[::1``) or a start that can never connect (port
-    99999, no host). A base URL takes no query or fragment (paths are appended to it),
-    and no user name or password: URLs are logged, credentials belong in a file.
-    """
-    if not url.startswith(("http://", "https://")):
-        return f"expected an http:// or https:// URL, got {url!r}"
-    if any(c.isspace() or not c.isprintable() for c in url):
-        return "holds a space or control character"
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError as exc:
-        return f"not a url: {exc}"
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if parts.username is not None or parts.password is not None:
-        return "holds a user name or password; put the credential in the token or secret file"
-    if not parts.hostname:
-        return "no host"
-    if parts.query or parts.fragment or url.endswith(("?", "#")):
-        return "a base URL takes no query (?...) or fragment (#...)"
-    if port == 0:
-        return "the port is not a number in 1-65535"
-    return None
-
-
-def _check_url(key: str, url: str) -> None:
-    problem = _url_problem(url)
-    _check(problem is None, key, problem or "")
-
-
 def _check_platforms(cfg: AgentConfig) -> None:
-    """``sync.protocol`` and the tables of the platforms; a chosen one must be complete."""
+    """``sync.protocol`` and the tables of the platforms, each checked by its sink package's
+    own rules; the chosen one must be complete."""
     protocol = cfg.sync.protocol
     _check(protocol in PROTOCOLS, "sync.protocol", f"expected one of {', '.join(PROTOCOLS)}")
-    ali = cfg.alihealth
-    _check(ali.api in ("kyt", "lsyd"), "alihealth.api", f"expected kyt or lsyd, got {ali.api!r}")
-    _check(
-        ali.sign_method in ("md5", "hmac", "hmac-sha256"),
-        "alihealth.sign_method",
-        f"expected md5, hmac or hmac-sha256, got {ali.sign_method!r}",
-    )
-    _check(ali.physic_type >= 1, "alihealth.physic_type", "must be >= 1 (3 ordinary, 2 special)")
-    _check(1 <= ali.max_codes <= 10_000, "alihealth.max_codes", "must be from 1 to 10000")
-    _check(ali.timeout_s > 0, "alihealth.timeout_s", "must be > 0")
-    _check(ali.status_poll_s >= 0, "alihealth.status_poll_s", "must be >= 0")
-    _check(ali.status_polls >= 1, "alihealth.status_polls", "must be >= 1")
-    _check(
-        ali.status_api in ("", *ALIHEALTH_STATUS_APIS),
-        "alihealth.status_api",
-        f"expected {', '.join(ALIHEALTH_STATUS_APIS)} or empty, got {ali.status_api!r}",
-    )
-    if protocol == "alihealth":
-        _check_url("alihealth.url", ali.url)
-        for key in ("app_key", "app_secret_file", "ref_user_id"):
-            _check(bool(getattr(ali, key)), f"alihealth.{key}", 'required by protocol "alihealth"')
-    ep = cfg.epcis
-    _check(
-        not (ep.token_file and ep.token_env),
-        "epcis.token_file",
-        "set either token_file or token_env, not both",
-    )
-    _check(
-        ep.content_type in ("application/json", "application/ld+json"),
-        "epcis.content_type",
-        "expected application/json or application/ld+json",
-    )
-    _check(
-        ep.error_behaviour in ("proceed", "rollback"),
-        "epcis.error_behaviour",
-        "expected proceed or rollback",
-    )
-    _check(ep.poll_initial_s > 0, "epcis.poll_initial_s", "must be > 0")
-    _check(ep.poll_max_s >= ep.poll_initial_s, "epcis.poll_max_s", "must be >= poll_initial_s")
-    _check(ep.poll_timeout_s > 0, "epcis.poll_timeout_s", "must be > 0")
-    _check(ep.max_rounds >= 1, "epcis.max_rounds", "must be >= 1")
-    if protocol == "epcis":
-        _check_url("epcis.url", ep.url)
-    for key in ("read_point", "biz_location"):
-        value = getattr(ep, key)
-        if protocol == "epcis":
-            _check(bool(value), f"epcis.{key}", 'required by protocol "epcis"')
-        _check(
-            not value or _URI.fullmatch(value) is not None,
-            f"epcis.{key}",
-            "expected a URI (scheme:rest, e.g. urn:epc:id:sgln:0614141.00777.0 or "
-            f"https://id.gs1.org/414/0614141007770), got {value!r}",
-        )
+    check_alihealth(cfg.alihealth, chosen=protocol == "alihealth")
+    check_epcis(cfg.epcis, chosen=protocol == "epcis")
 
 
 def service_url(cfg: AgentConfig) -> tuple[str, str]:
@@ -871,7 +536,7 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     kwargs["sync"] = _build(SyncConfig, data.get("sync", {}), "sync.")
     ali_table = data.get("alihealth", {})
     if isinstance(ali_table, Mapping) and "extra" in ali_table:
-        extra = alihealth_params(ali_table["extra"], "alihealth.extra")
+        extra = platform_params(ali_table["extra"], "alihealth.extra")
         ali_table = {k: v for k, v in ali_table.items() if k != "extra"}
         kwargs["alihealth"] = dataclasses.replace(
             _build(AliHealthSettings, ali_table, "alihealth."), extra=extra

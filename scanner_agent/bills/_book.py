@@ -40,8 +40,7 @@ from scanner_agent.bills._models import (
     Removal,
 )
 from scanner_agent.bills._types import bill_type, bill_types
-from scanner_agent.config import alihealth_params
-from scanner_agent.kernel import ConfigError
+from scanner_agent.kernel import ConfigError, platform_params
 from scanner_agent.outbox import (
     BillCounts,
     BillRow,
@@ -535,6 +534,6 @@ def parse_param_pairs(pairs: Iterable[str]) -> dict[str, str]:
 def _checked_params(number: str, params: Mapping[str, Any]) -> dict[str, str]:
     """A bill's optional platform parameters, checked like ``alihealth.extra``."""
     try:
-        return alihealth_params(params, "params")
+        return platform_params(params, "params")
     except ConfigError as exc:
         raise BillError(f"Failed to open bill {number!r}: {exc}") from None

@@ -9,8 +9,9 @@ import it; it imports nothing of the agent and no third-party library
   :class:`DeviceStatus`, and the clock seam (:data:`Clock`, :func:`utc_now`);
 * the one exception tree, :class:`ScannerAgentError` and its branches (the
   drawing in ``_errors.py`` is checked against the classes);
-* the shared vocabulary: :data:`ACTIONS`, the warehouse movements, and
-  :func:`parse_host_port`, the one reader of ``host:port`` text;
+* the shared vocabulary: :data:`ACTIONS`, the warehouse movements;
+  :func:`parse_host_port`, the one reader of ``host:port`` text; and
+  :data:`PLATFORM_PARAMS`, the optional parameters a 码上放心 bill carries;
 * :class:`Lane` and :class:`SingleFlight`, bounded executors for slow work
   that drivers and the daemon both use.
 
@@ -45,6 +46,7 @@ from scanner_agent.kernel._errors import (
     unknown_key,
 )
 from scanner_agent.kernel._lanes import Lane, SingleFlight
+from scanner_agent.kernel._platform_params import PLATFORM_PARAMS, platform_params
 from scanner_agent.kernel._scans import (
     Clock,
     DeviceStatus,
@@ -58,6 +60,7 @@ from scanner_agent.kernel._scans import (
 
 __all__ = [
     "ACTIONS",
+    "PLATFORM_PARAMS",
     "AuthError",
     "BatchRejectedError",
     "BatchTooLargeError",
@@ -88,6 +91,7 @@ __all__ = [
     "UsageError",
     "Verdict",
     "parse_host_port",
+    "platform_params",
     "unknown_key",
     "utc_now",
 ]

@@ -22,10 +22,12 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol, cast
 
 from scanner_agent.kernel import ConfigError
+from scanner_agent.sinks.trace_api import TraceApiSettings
 
 if TYPE_CHECKING:
-    from scanner_agent.config import AliHealthSettings, EpcisSettings, SyncConfig
     from scanner_agent.sinks._doctor import DoctorKit, Finding
+    from scanner_agent.sinks.alihealth import AliHealthSettings
+    from scanner_agent.sinks.epcis import EpcisSettings
     from scanner_agent.sync import Sink, SinkContext, SinkNames
 
 __all__ = [
@@ -45,6 +47,14 @@ SINK_PACKAGES: dict[str, str] = {
 """``sync.protocol`` -> the package of its sink."""
 
 
+class SyncSettings(TraceApiSettings, Protocol):
+    """``[sync]`` as a sink reads it: the Trace API's keys (with the HTTP layer's) and the
+    protocol that chose the sink."""
+
+    @property
+    def protocol(self) -> str: ...
+
+
 class AgentSettings(Protocol):
     """What a sink reads of the agent's settings (:class:`scanner_agent.config.AgentConfig`)."""
 
@@ -52,7 +62,7 @@ class AgentSettings(Protocol):
     def device_id(self) -> str: ...
 
     @property
-    def sync(self) -> SyncConfig: ...
+    def sync(self) -> SyncSettings: ...
 
     @property
     def alihealth(self) -> AliHealthSettings: ...

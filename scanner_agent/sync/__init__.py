@@ -27,6 +27,7 @@ from scanner_agent.sync._loop import (
     SyncLoop,
     SyncStats,
 )
+from scanner_agent.sync._settings import LoopSettings
 from scanner_agent.sync._sinks import (
     Admission,
     BillTerms,
@@ -48,6 +49,7 @@ __all__ = [
     "BillTerms",
     "Gate",
     "LinkState",
+    "LoopSettings",
     "MovableSink",
     "NetworkError",
     "PlatformAlarms",

@@ -29,7 +29,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanner_agent.config import SyncConfig
 from scanner_agent.kernel import (
     AuthError,
     BatchRejectedError,
@@ -42,6 +41,7 @@ from scanner_agent.kernel import (
 )
 from scanner_agent.outbox import Batch, EventResult, OutboxThread, RowState, SettleSummary
 from scanner_agent.sync._http import NetworkError, backoff_delay
+from scanner_agent.sync._settings import LoopSettings
 from scanner_agent.sync._sinks import Sink
 from scanner_agent.times import iso
 
@@ -178,7 +178,7 @@ class SyncLoop:
         self,
         thread: OutboxThread,
         client: Sink,
-        cfg: SyncConfig,
+        cfg: LoopSettings,
         *,
         rng: random.Random | None = None,
         token_reader: Callable[[], str] | None = None,

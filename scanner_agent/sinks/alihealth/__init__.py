@@ -1,5 +1,6 @@
 """码上放心 (Alibaba Health open platform): bill upload over the TOP gateway and its sync sink.
 
+* :mod:`._settings`: the ``[alihealth]`` table and its one check;
 * :mod:`._protocol`: requests, signing and replies, pure;
 * :mod:`._client`: :class:`AliHealthClient`, signed calls to the gateway;
 * :mod:`._ledger`: the upload plan and the platform's processing state, in ``bill_log``;
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typing
 
-from scanner_agent.sinks import lazy_exports as _lazy_exports
+from scanner_agent.sinks._lazy import lazy_exports as _lazy_exports
 from scanner_agent.sinks.alihealth._protocol import (
     API_METHODS,
     BILLSTATUS_METHOD,
@@ -25,6 +26,7 @@ from scanner_agent.sinks.alihealth._protocol import (
     GMT8,
     MAX_CODES,
     OPTIONAL_PARAMS,
+    SIGN_METHODS,
     BillStatus,
     BillUpload,
     SignMethod,
@@ -44,29 +46,9 @@ from scanner_agent.sinks.alihealth._protocol import (
     top_timestamp,
     upload_params,
 )
+from scanner_agent.sinks.alihealth._settings import AliHealthSettings, check_calls, check_settings
 
-if typing.TYPE_CHECKING:
-    from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
-    from scanner_agent.sinks.alihealth._doctor import CHECK_NAMES, SERVICE_CHECK, checks
-    from scanner_agent.sinks.alihealth._ledger import (
-        STATUS_EVENT,
-        PlatformFailure,
-        acknowledge_failures,
-        append_log,
-        platform_failures,
-        status_detail,
-    )
-    from scanner_agent.sinks.alihealth._sink import (
-        AliHealthSink,
-        BillPayload,
-        alihealth_admission,
-        build,
-        names,
-    )
-
-# The client, the sink and their kin bring httpx, the sync loop and the outbox: imported
-# when first used, so reading this package's settings (the config does) stays light.
-__getattr__ = _lazy_exports(
+_lazy = _lazy_exports(
     __name__,
     {
         "_client": (
@@ -96,6 +78,14 @@ __getattr__ = _lazy_exports(
     },
 )
 
+
+def __getattr__(name: str) -> typing.Any:
+    """The client, the sink and their kin bring httpx, the sync loop and the outbox: they are
+    imported when first asked for, so reading this package's settings (the config does) stays
+    light (:func:`scanner_agent.sinks.lazy_exports`)."""
+    return _lazy(name)
+
+
 __all__ = [
     "API_METHODS",
     "BILLSTATUS_METHOD",
@@ -107,9 +97,11 @@ __all__ = [
     "MAX_CODES",
     "OPTIONAL_PARAMS",
     "SERVICE_CHECK",
+    "SIGN_METHODS",
     "STATUS_EVENT",
     "AliHealthClient",
     "AliHealthConfig",
+    "AliHealthSettings",
     "AliHealthSink",
     "BillPayload",
     "BillStatus",
@@ -123,6 +115,8 @@ __all__ = [
     "billstatus_method",
     "billstatus_params",
     "build",
+    "check_calls",
+    "check_settings",
     "checks",
     "clock_problem",
     "is_trace_code",

@@ -12,12 +12,10 @@ from typing import Any
 
 import httpx
 
-from scanner_agent.kernel import ConfigError, ProtocolError
+from scanner_agent.kernel import ProtocolError
 from scanner_agent.sinks.alihealth._protocol import (
     API_METHODS,
-    BILLSTATUS_METHODS,
     MAX_CODES,
-    OPTIONAL_PARAMS,
     Api,
     BillStatus,
     BillUpload,
@@ -32,6 +30,7 @@ from scanner_agent.sinks.alihealth._protocol import (
     split_bill,
     upload_params,
 )
+from scanner_agent.sinks.alihealth._settings import check_calls
 from scanner_agent.sync import ServiceError, date_offset_s, parse_retry_after, transport_error
 
 __all__ = ["AliHealthClient", "AliHealthConfig"]
@@ -66,17 +65,15 @@ class AliHealthConfig:
     """Optional upload parameters for every bill (a bill's own ``extra`` wins)."""
 
     def __post_init__(self) -> None:
-        if self.api not in API_METHODS:
-            raise ConfigError(f"alihealth.api: must be kyt or lsyd, got {self.api!r}")
-        if self.status_api and self.status_api not in BILLSTATUS_METHODS:
-            raise ConfigError(f"alihealth.status_api: unknown {self.status_api!r}")
-        unknown = sorted(set(self.extra) - OPTIONAL_PARAMS)
-        if unknown:
-            raise ConfigError(f"alihealth.extra: not optional parameters: {', '.join(unknown)}")
-        if self.sign_method not in ("md5", "hmac", "hmac-sha256"):
-            raise ConfigError(f"alihealth.sign_method: unknown {self.sign_method!r}")
-        if not 1 <= self.max_codes <= MAX_CODES:
-            raise ConfigError(f"alihealth.max_codes: must be 1-{MAX_CODES}")
+        check_calls(
+            api=self.api,
+            sign_method=self.sign_method,
+            physic_type=self.physic_type,
+            max_codes=self.max_codes,
+            timeout_s=self.timeout_s,
+            status_api=self.status_api,
+            extra=self.extra,
+        )
 
     def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
         return f"AliHealthConfig(app_key={self.app_key!r}, api={self.api!r}, gateway_url={self.gateway_url!r})"

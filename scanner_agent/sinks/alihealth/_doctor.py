@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 import httpx
 
 from scanner_agent.kernel import AuthError, RateLimitedError, SiteProblemError, SyncError
-from scanner_agent.sinks import DoctorKit, Finding
+from scanner_agent.sinks._doctor import DoctorKit, Finding
 from scanner_agent.sinks.alihealth._protocol import (
     GMT8,
     SignMethod,
@@ -27,7 +27,7 @@ from scanner_agent.sinks.alihealth._protocol import (
 from scanner_agent.sync import date_offset_s
 
 if TYPE_CHECKING:
-    from scanner_agent.sinks import AgentSettings
+    from scanner_agent.sinks._registry import AgentSettings
 
 __all__ = ["CHECK_NAMES", "SERVICE_CHECK", "checks"]
 

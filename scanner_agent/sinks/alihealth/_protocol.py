@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from scanner_agent.config import ALIHEALTH_OPTIONAL_PARAMS
 from scanner_agent.kernel import (
+    PLATFORM_PARAMS,
     AuthError,
     BatchRejectedError,
     ClockSkewError,
@@ -79,6 +79,7 @@ __all__ = [
     "GMT8",
     "MAX_CODES",
     "OPTIONAL_PARAMS",
+    "SIGN_METHODS",
     "BillStatus",
     "BillUpload",
     "SignMethod",
@@ -100,6 +101,8 @@ __all__ = [
 ]
 
 SignMethod = Literal["md5", "hmac", "hmac-sha256"]
+SIGN_METHODS: tuple[SignMethod, ...] = ("md5", "hmac", "hmac-sha256")
+"""TOP's ``sign_method`` values (:func:`sign`)."""
 Api = Literal["kyt", "lsyd"]
 
 API_METHODS: dict[str, str] = {
@@ -121,7 +124,7 @@ BILLSTATUS_METHODS: dict[str, str] = {
 (``kyt``) variants in the generated SDK, ``lsyd`` the retail one.  Which enterprise
 variant a given application may call is not confirmed (module docstring)."""
 
-OPTIONAL_PARAMS: frozenset[str] = ALIHEALTH_OPTIONAL_PARAMS
+OPTIONAL_PARAMS: frozenset[str] = PLATFORM_PARAMS
 """Optional business parameters of both upload methods, by the platform's names."""
 
 MAX_CODES = 10_000

@@ -69,7 +69,7 @@ from scanner_agent.sync import Admission, SinkContext, SinkNames, backoff_delay
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread
-    from scanner_agent.sinks import AgentSettings
+    from scanner_agent.sinks._registry import AgentSettings
 
 __all__ = ["AliHealthSink", "BillPayload", "alihealth_admission", "build", "names"]
 

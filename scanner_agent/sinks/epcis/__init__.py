@@ -2,6 +2,7 @@
 
 The sink of ``sync.protocol = "epcis"``.  Its parts:
 
+* :mod:`._settings`: the ``[epcis]`` table and its one check;
 * :mod:`._document`: the capture documents, pure (deterministic event ids);
 * :mod:`._job`: capture jobs parsed and settled into per-event verdicts, pure;
 * :mod:`._client`: :class:`EpcisCaptureClient`, ``POST /capture`` and the job polled;
@@ -17,50 +18,16 @@ from __future__ import annotations
 
 import typing
 
-from scanner_agent.sinks import lazy_exports as _lazy_exports
+from scanner_agent.sinks._lazy import lazy_exports as _lazy_exports
+from scanner_agent.sinks.epcis._settings import (
+    CONTENT_TYPES,
+    ERROR_BEHAVIOURS,
+    EpcisSettings,
+    check_capture,
+    check_settings,
+)
 
-if typing.TYPE_CHECKING:
-    from scanner_agent.sinks.epcis._client import (
-        EpcisCaptureClient,
-        EpcisCaptureConfig,
-        ErrorBehaviour,
-    )
-    from scanner_agent.sinks.epcis._doctor import CHECK_NAMES, SERVICE_CHECK, checks
-    from scanner_agent.sinks.epcis._document import (
-        EPC_SCHEMES,
-        EPCIS_CONTEXT,
-        Child,
-        EpcisConfig,
-        aggregation_event,
-        build_document,
-        epc_uri,
-        event_id,
-        object_event,
-        scan_events,
-    )
-    from scanner_agent.sinks.epcis._job import (
-        CaptureJob,
-        CaptureProblem,
-        JobOutcome,
-        ServerProblemError,
-        attributed_events,
-        is_duplicate,
-        parse_capture_job,
-        parse_problem,
-        settle_job,
-    )
-    from scanner_agent.sinks.epcis._sink import (
-        EPCIS_ADMISSION,
-        EpcisPayload,
-        EpcisSink,
-        build,
-        carton_units,
-        names,
-    )
-
-# The client, the sink and their kin bring httpx, the sync loop and the outbox: imported
-# when first used, so reading this package's settings (the config does) stays light.
-__getattr__ = _lazy_exports(
+_lazy = _lazy_exports(
     __name__,
     {
         "_client": (
@@ -107,11 +74,21 @@ __getattr__ = _lazy_exports(
     },
 )
 
+
+def __getattr__(name: str) -> typing.Any:
+    """The client, the sink and their kin bring httpx, the sync loop and the outbox: they are
+    imported when first asked for, so reading this package's settings (the config does) stays
+    light (:func:`scanner_agent.sinks.lazy_exports`)."""
+    return _lazy(name)
+
+
 __all__ = [
     "CHECK_NAMES",
+    "CONTENT_TYPES",
     "EPCIS_ADMISSION",
     "EPCIS_CONTEXT",
     "EPC_SCHEMES",
+    "ERROR_BEHAVIOURS",
     "SERVICE_CHECK",
     "CaptureJob",
     "CaptureProblem",
@@ -120,6 +97,7 @@ __all__ = [
     "EpcisCaptureConfig",
     "EpcisConfig",
     "EpcisPayload",
+    "EpcisSettings",
     "EpcisSink",
     "ErrorBehaviour",
     "JobOutcome",
@@ -129,6 +107,8 @@ __all__ = [
     "build",
     "build_document",
     "carton_units",
+    "check_capture",
+    "check_settings",
     "checks",
     "epc_uri",
     "event_id",

@@ -48,8 +48,9 @@ from typing import Any, Literal, NoReturn
 
 import httpx
 
-from scanner_agent.kernel import ConfigError, ProtocolError, TransientSyncError
+from scanner_agent.kernel import ProtocolError, TransientSyncError
 from scanner_agent.outbox import Batch, BatchEvent, EventResult
+from scanner_agent.sinks._settings import check_url
 from scanner_agent.sinks.epcis._document import Child, EpcisConfig, build_document, scan_events
 from scanner_agent.sinks.epcis._job import (
     CaptureJob,
@@ -59,6 +60,7 @@ from scanner_agent.sinks.epcis._job import (
     parse_problem,
     settle_job,
 )
+from scanner_agent.sinks.epcis._settings import check_capture
 from scanner_agent.sync import (
     USER_AGENT,
     BearerAuth,
@@ -103,18 +105,15 @@ class EpcisCaptureConfig:
     write_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigError(f"epcis.url: must be an http(s) URL, got {self.url!r}")
-        if self.content_type not in (_JSON, "application/ld+json"):
-            raise ConfigError("epcis.content_type: must be application/json or application/ld+json")
-        if self.error_behaviour not in ("proceed", "rollback"):
-            raise ConfigError("epcis.error_behaviour: must be proceed or rollback")
-        if not 0 < self.poll_initial_s <= self.poll_max_s:
-            raise ConfigError("epcis.poll_initial_s: must be > 0 and <= poll_max_s")
-        if self.poll_timeout_s <= 0:
-            raise ConfigError("epcis.poll_timeout_s: must be > 0")
-        if self.max_rounds < 1:
-            raise ConfigError("epcis.max_rounds: must be >= 1")
+        check_url("epcis.url", self.url)
+        check_capture(
+            content_type=self.content_type,
+            error_behaviour=self.error_behaviour,
+            poll_initial_s=self.poll_initial_s,
+            poll_max_s=self.poll_max_s,
+            poll_timeout_s=self.poll_timeout_s,
+            max_rounds=self.max_rounds,
+        )
 
 
 @dataclass

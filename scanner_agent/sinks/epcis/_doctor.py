@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 import httpx
 
 from scanner_agent.kernel import ScannerAgentError
-from scanner_agent.sinks import DoctorKit, Finding
+from scanner_agent.sinks._doctor import DoctorKit, Finding
 from scanner_agent.sync import build_ssl_context
 
 if TYPE_CHECKING:
-    from scanner_agent.sinks import AgentSettings
+    from scanner_agent.sinks._registry import AgentSettings
 
 __all__ = ["CHECK_NAMES", "SERVICE_CHECK", "checks"]
 

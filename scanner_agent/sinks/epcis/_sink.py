@@ -36,7 +36,7 @@ from scanner_agent.sync import Admission, SinkContext, SinkNames, build_ssl_cont
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread
-    from scanner_agent.sinks import AgentSettings
+    from scanner_agent.sinks._registry import AgentSettings
 
 __all__ = ["EPCIS_ADMISSION", "EpcisPayload", "EpcisSink", "build", "carton_units", "names"]
 

@@ -1,5 +1,6 @@
 """Trace API v1 (docs/trace-api.md): the sink of ``sync.protocol = "trace-api"``, the default.
 
+* :mod:`._settings`: what it reads of ``[sync]``, and the one check of its keys;
 * :mod:`._wire`: a batch as the ``POST /v1/batches`` body and the reply's results
   checked against it, pure;
 * :mod:`._client`: :class:`TraceApiClient`, the long-lived HTTP client, which is
@@ -15,22 +16,14 @@ from __future__ import annotations
 
 import typing
 
-from scanner_agent.sinks import lazy_exports as _lazy_exports
+from scanner_agent.sinks._lazy import lazy_exports as _lazy_exports
+from scanner_agent.sinks.trace_api._settings import (
+    MAX_BATCH_EVENTS,
+    TraceApiSettings,
+    check_settings,
+)
 
-if typing.TYPE_CHECKING:
-    from scanner_agent.sinks.trace_api._client import TraceApiClient
-    from scanner_agent.sinks.trace_api._doctor import CHECK_NAMES, SERVICE_CHECK, checks
-    from scanner_agent.sinks.trace_api._sink import build, names
-    from scanner_agent.sinks.trace_api._wire import (
-        RESULT_STATUSES,
-        TRACE_API_ADMISSION,
-        decode_results,
-        encode_batch,
-    )
-
-# The client, the sink and their kin bring httpx, the sync loop and the outbox: imported
-# when first used, so reading this package's settings (the config does) stays light.
-__getattr__ = _lazy_exports(
+_lazy = _lazy_exports(
     __name__,
     {
         "_client": ("TraceApiClient",),
@@ -52,13 +45,24 @@ __getattr__ = _lazy_exports(
     },
 )
 
+
+def __getattr__(name: str) -> typing.Any:
+    """The client, the sink and their kin bring httpx, the sync loop and the outbox: they are
+    imported when first asked for, so reading this package's settings (the config does) stays
+    light (:func:`scanner_agent.sinks.lazy_exports`)."""
+    return _lazy(name)
+
+
 __all__ = [
     "CHECK_NAMES",
+    "MAX_BATCH_EVENTS",
     "RESULT_STATUSES",
     "SERVICE_CHECK",
     "TRACE_API_ADMISSION",
     "TraceApiClient",
+    "TraceApiSettings",
     "build",
+    "check_settings",
     "checks",
     "decode_results",
     "encode_batch",

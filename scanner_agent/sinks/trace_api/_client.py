@@ -13,7 +13,6 @@ or put in an exception message.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gzip
 import logging
 import time
@@ -22,8 +21,8 @@ from typing import Any
 
 import httpx
 
-from scanner_agent.config import SyncConfig
 from scanner_agent.outbox import Batch, EventResult, Outbox
+from scanner_agent.sinks.trace_api._settings import TraceApiSettings
 from scanner_agent.sinks.trace_api._wire import TRACE_API_ADMISSION, decode_results, encode_batch
 from scanner_agent.sync import (
     USER_AGENT,
@@ -61,7 +60,7 @@ class TraceApiClient(BearerAuth):
 
     def __init__(
         self,
-        cfg: SyncConfig,
+        cfg: TraceApiSettings,
         *,
         token: str,
         device_id: str,
@@ -69,6 +68,8 @@ class TraceApiClient(BearerAuth):
         observers: Sequence[SyncObserver] = (),
     ) -> None:
         self.cfg = cfg
+        self.url = cfg.url
+        """Where batches go now (``sync.url``, or the URL of the last reload)."""
         self.device_id = device_id
         self.observers = observers
         """Told how long each ``POST /v1/batches`` took and how it ended (metrics)."""
@@ -97,12 +98,12 @@ class TraceApiClient(BearerAuth):
         self.set_token(token)
 
     def __repr__(self) -> str:
-        return f"TraceApiClient(url={self.cfg.url!r}, device_id={self.device_id!r})"
+        return f"TraceApiClient(url={self.url!r}, device_id={self.device_id!r})"
 
     def set_base_url(self, url: str) -> None:
         """Send the next requests to ``url`` (requests already sent finish where they went)."""
         self._client.base_url = httpx.URL(url.rstrip("/"))
-        self.cfg = dataclasses.replace(self.cfg, url=url)
+        self.url = url
 
     async def aclose(self) -> None:
         """Close connections."""

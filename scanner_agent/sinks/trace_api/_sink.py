@@ -13,7 +13,7 @@ from scanner_agent.sinks.trace_api._client import TraceApiClient
 from scanner_agent.sync import SinkContext, SinkNames
 
 if TYPE_CHECKING:
-    from scanner_agent.sinks import AgentSettings
+    from scanner_agent.sinks._registry import AgentSettings
 
 __all__ = ["build", "names"]
 
