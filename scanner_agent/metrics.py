@@ -49,7 +49,9 @@ name                                           type     meaning
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -75,7 +77,8 @@ SCRAPE_MAX_AGE_S = 5.0
 MAX_SCRAPES = 8
 """Requests served at once; a connection beyond them is answered ``503`` and closed."""
 REQUEST_TIMEOUT_S = 10.0
-"""Longest a connection may take to send its request (and to read the reply)."""
+"""Longest a connection may take, from accept to the end of its reply (a deadline for the
+whole exchange, not for each read: a client trickling its request is cut off at it)."""
 SYNC_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Seconds: a loopback batch takes milliseconds, a 3G uplink seconds, a timeout 30 s."""
 
@@ -296,9 +299,14 @@ _BUSY = (
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """No access log; a socket timeout bounds a client that sends or reads slowly."""
+    """No access log; a socket timeout bounds each read and write (the server's deadline,
+    the whole request)."""
 
-    timeout = REQUEST_TIMEOUT_S
+    server: _BoundedServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.request_timeout_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Log nothing: a scrape every few seconds is not news."""
@@ -309,6 +317,8 @@ class _BoundedServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
     block_on_close = False
+    request_timeout_s = REQUEST_TIMEOUT_S
+    """Longest a connection may take, from accept to the end of its reply."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(MAX_SCRAPES)
@@ -339,9 +349,17 @@ class _BoundedServer(ThreadingMixIn, WSGIServer):
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        # A deadline for the whole exchange: the socket timeout bounds each read, so a
+        # client sending its head a byte at a time would otherwise keep its slot for ever
+        # (eight of them, and every scrape is refused).  At the deadline the connection is
+        # shut down; the handler's next read or write ends it.
+        deadline = threading.Timer(self.request_timeout_s, _cut_off, args=(request,))
+        deadline.daemon = True
+        deadline.start()
         try:
             super().process_request_thread(request, client_address)
         finally:
+            deadline.cancel()
             self._release()
 
     def _release(self) -> None:
@@ -354,12 +372,20 @@ class _BoundedServer(ThreadingMixIn, WSGIServer):
         log.debug("metrics: request from %s failed", client_address, exc_info=True)
 
 
+def _cut_off(request: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        request.shutdown(socket.SHUT_RDWR)
+
+
 class MetricsServer:
     """``GET /metrics`` on ``listen`` (prometheus-client's threaded WSGI server)."""
 
-    def __init__(self, metrics: AgentMetrics, listen: str) -> None:
+    def __init__(
+        self, metrics: AgentMetrics, listen: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
         self.metrics = metrics
         self.listen = listen
+        self.request_timeout_s = request_timeout_s
         self._server: _BoundedServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -390,6 +416,7 @@ class MetricsServer:
             server_class,
             handler_class=_QuietHandler,
         )
+        server.request_timeout_s = self.request_timeout_s
         thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
         thread.start()
         self._server, self._thread = server, thread

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scanner_agent.config import AgentConfig, config_from_dict, resolve_loopback_listen
 from scanner_agent.control import ControlClient
 from scanner_agent.kernel import ConfigError
-from scanner_agent.metrics import AgentMetrics, MetricsServer, loop_snapshot
+from scanner_agent.metrics import MAX_SCRAPES, AgentMetrics, MetricsServer, loop_snapshot
 from scanner_agent.traceserver import TraceServerThread
 from tests.drivers.emulators import eventually
 
@@ -303,3 +305,49 @@ async def test_a_daemon_stops_while_asyncio_s_default_pool_is_stuck(
     finally:
         gate.set()
         await asyncio.gather(*stuck)
+
+
+def test_clients_trickling_their_requests_are_cut_off_and_scrapes_get_through() -> None:
+    """Eight clients sending a byte of their request head at a time, each well within the
+    socket timeout, held every slot for as long as they liked: every scrape got 503. The
+    request timeout is a deadline for the whole request, not for each read."""
+    status = {"uptime_s": 1, "backlog": 0, "queue": {}, "device_id": "a"}
+    server = MetricsServer(AgentMetrics(lambda: status), "127.0.0.1:0", request_timeout_s=0.5)
+    server.start()
+    host, port = server.address_or_raise()
+    stop = threading.Event()
+    cut: list[bool] = []
+
+    def trickle() -> None:
+        head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 5000
+        with socket.create_connection((host, port), timeout=30) as s:
+            for byte in head:  # 250 s at this pace, unless cut off
+                if stop.is_set():
+                    cut.append(False)
+                    return
+                try:
+                    s.sendall(bytes([byte]))
+                except OSError:
+                    break
+                stop.wait(0.05)
+            cut.append(True)
+
+    tricklers = [threading.Thread(target=trickle) for _ in range(MAX_SCRAPES)]
+    try:
+        for t in tricklers:
+            t.start()
+        deadline = time.monotonic() + 60
+        while True:
+            reply = httpx.get(f"http://{host}:{port}/metrics", timeout=30)
+            if reply.status_code == 200:
+                break
+            assert time.monotonic() < deadline, "every scrape refused while clients trickle"
+            time.sleep(0.05)
+        for t in tricklers:  # each is cut off (or refused) long before its head is sent
+            t.join(30)
+    finally:
+        stop.set()
+        for t in tricklers:
+            t.join(30)
+        server.stop()
+    assert cut == [True] * MAX_SCRAPES, cut
