@@ -287,6 +287,21 @@ def _client_key_world_readable(s: Site) -> None:
     s.set("sync", client_cert=str(s.root / "client.pem"), client_key=str(s.root / "client.key"))
 
 
+def _tls_file(key: str, text: str | None) -> Setup:
+    """``sync.<key>`` names a file holding ``text`` (None: no file there), over https."""
+
+    def setup(s: Site) -> None:
+        path = s.root / f"{key}.pem"
+        if text is not None:
+            s.write(path.name, text, 0o640)
+        s.set("sync", url="https://127.0.0.1:9", **{key: str(path)})
+        if key == "client_cert":
+            s.write("client.key", "-----BEGIN PRIVATE KEY-----\n", 0o600)
+            s.set("sync", client_key=str(s.root / "client.key"))
+
+    return setup
+
+
 def _metrics(listen: str) -> Setup:
     return lambda s: s.set("metrics", listen=listen)
 
@@ -469,6 +484,17 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
         _client_key_world_readable,
         "sync.client_key",
         "readable by every user",
+    ),
+    "CA bundle missing": (_tls_file("ca_bundle", None), "sync.ca_bundle", "No such file"),
+    "CA bundle that is no certificate": (
+        _tls_file("ca_bundle", "not a certificate\n"),
+        "sync.ca_bundle",
+        "cannot load",
+    ),
+    "client certificate that is no certificate": (
+        _tls_file("client_cert", "not a certificate\n"),
+        "sync.client_cert",
+        "cannot load",
     ),
     "metrics on every interface": (_metrics("0.0.0.0:9464"), "metrics.listen", "loopback"),
     "metrics on a name that only looks loopback": (
