@@ -102,11 +102,26 @@ def build_ssl_context(cfg: TlsSettings) -> ssl.SSLContext | bool:
         return False
     try:
         ctx = ssl.create_default_context(cafile=cfg.ca_bundle or None)
-        if cfg.client_cert:
-            ctx.load_cert_chain(cfg.client_cert, cfg.client_key or None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"sync: failed to load TLS material: {exc}") from exc
+        raise ConfigError(
+            f"sync.ca_bundle: cannot load {cfg.ca_bundle!r} as PEM certificates: {_why(exc)}"
+        ) from exc
+    if cfg.client_cert:
+        try:
+            ctx.load_cert_chain(cfg.client_cert, cfg.client_key or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"sync.client_cert: cannot load {cfg.client_cert!r} with the key "
+                f"{cfg.client_key!r} (PEM certificate and private key): {_why(exc)}"
+            ) from exc
     return ctx
+
+
+def _why(exc: OSError | ssl.SSLError) -> str:
+    """An OS error in words (``No such file or directory``), an SSL error as OpenSSL says it."""
+    if isinstance(exc, ssl.SSLError) or not exc.strerror:
+        return str(exc)
+    return exc.strerror
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
