@@ -423,7 +423,9 @@ class TcpSource:
                 await self._wait_room(conn, size)
             self._take(conn, size)
             if isinstance(event, Frame) and event.data and proto.hello_version(event.data) is None:
-                scans.append(RawScan(event.data, self.name, conn.device, now))  # positional
+                # The device is the peer's address, not its connection: a scanner's scans
+                # (and refusals, aggregated per device) stay one device across reconnects.
+                scans.append(RawScan(event.data, self.name, conn.peer, now))  # positional
                 cost += size
                 continue
             if scans:

@@ -288,3 +288,19 @@ async def test_refusals_counted_but_not_recorded_near_the_reserve_are_in_status(
         host, port = server.address_or_raise()
         reply = await asyncio.to_thread(httpx.get, f"http://{host}:{port}/metrics", timeout=30)
         assert "scanner_agent_refusals_unrecorded_total 2.0" in reply.text
+
+
+async def test_a_peer_reconnecting_for_each_refused_frame_adds_to_one_aggregate(
+    make_config: Callable[..., AgentConfig],
+) -> None:
+    """Refusals aggregate per peer address, not per connection: a client that opens a new
+    connection for each junk frame made one ``rejects`` row (a 4 KiB sample each) per
+    frame, up to the table's cap, as if it had never been aggregated."""
+    async with tcp_agent(make_config, **NO_RATE_LIMIT) as (daemon, source):
+        for i in range(30):
+            scanner = await Scanner.connect(port_of(source), local="127.0.0.7")
+            assert [r.kind for r in await scanner.scan(b"\xff" * 300 + b"%d" % i)] == ["invalid"]
+            await scanner.close()
+        assert daemon.thread is not None
+        rejects = await daemon.thread.call(daemon.thread.outbox.rejects)
+        assert [(r.device_id, r.count) for r in rejects] == [("127.0.0.7", 30)]
