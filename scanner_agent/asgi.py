@@ -18,6 +18,8 @@ timer on every byte, so a client trickling a head would hold its connection
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -32,6 +34,7 @@ __all__ = [
     "KEEP_ALIVE_S",
     "LIMIT_CONCURRENCY",
     "MAX_HEAD_BYTES",
+    "ServerStartError",
     "ServerThread",
     "uvicorn_config",
 ]
@@ -81,6 +84,45 @@ class _HeadDeadline(H11Protocol):
         self._head_timer = None
         if self.cycle is None or self.cycle.response_complete:
             self.transport.close()
+
+
+class ServerStartError(RuntimeError):
+    """The server could not start on its address: ``str()`` names the address and the reason."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"Failed to listen on {address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+def _bind_reason(exc: BaseException | None) -> str:
+    """Why a bind failed, from the chain uvicorn leaves (its ``SystemExit`` hides the OSError)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno:
+            return os.strerror(exc.errno)
+        exc = exc.__cause__ or exc.__context__
+    return "the server exited during start-up"
+
+
+class _BindErrorFilter(logging.Filter):
+    """Drops uvicorn's own log of a failed bind (the record's ``msg`` is the ``OSError``).
+
+    :meth:`ServerThread.start` raises :class:`ServerStartError` for it, naming the
+    address; uvicorn's line would say the same thing a second time, worded otherwise.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not isinstance(record.msg, OSError)
+
+
+logging.getLogger("uvicorn.error").addFilter(_BindErrorFilter())
+
+
+def format_address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets (``[::1]:9100``), as the config writes it."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Server(uvicorn.Server):
@@ -193,7 +235,7 @@ class ServerThread:
         """Start the server and wait until it accepts connections.
 
         Raises:
-            RuntimeError: the server could not start (e.g. the port is taken).
+            ServerStartError: the server could not start (e.g. the port is taken).
             TimeoutError: it did not start within ``startup_timeout``.
         """
         if self._thread is not None:
@@ -216,8 +258,8 @@ class ServerThread:
             deadline = time.monotonic() + self._startup_timeout
             while not server.started:
                 if not thread.is_alive():
-                    raise RuntimeError(
-                        f"{self._name} failed to start on {self._host}:{self._port}"
+                    raise ServerStartError(
+                        format_address(self._host, self._port), _bind_reason(self._error)
                     ) from self._error
                 if time.monotonic() > deadline:
                     raise TimeoutError(

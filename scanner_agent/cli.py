@@ -48,6 +48,7 @@ from scanner_agent.config import (
 )
 from scanner_agent.install import SERVICE_USER
 from scanner_agent.kernel import ConfigError, ScannerAgentError, UsageError
+from scanner_agent.logs import for_stderr
 from scanner_agent.preflight import Refusal, RunAs, check_user, preflight
 from scanner_agent.times import age, local
 
@@ -169,6 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_trace_server(args: argparse.Namespace) -> int:
     """Run the reference trace service."""
+    from scanner_agent.asgi import ServerStartError
     from scanner_agent.logs import setup_logging
     from scanner_agent.traceserver import serve
 
@@ -185,7 +187,10 @@ def cmd_trace_server(args: argparse.Namespace) -> int:
         token = check_secret(args.token.encode(), "trace-server.token", "--token")
     else:
         raise ScannerAgentError("trace-server: give --token-file or --token-env")
-    serve(args.listen, args.db, token)
+    try:
+        serve(args.listen, args.db, token)
+    except ServerStartError as exc:  # a busy or foreign address: one line, as `run` says it
+        raise ScannerAgentError(str(exc)) from exc
     return 0
 
 
@@ -513,9 +518,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ScannerAgentError as exc:
-        print(f"scanner-agent: error: {exc}", file=sys.stderr)
+        print(for_stderr(f"scanner-agent: error: {exc}", logging.ERROR), file=sys.stderr)
         if isinstance(exc, Refusal) and exc.hint:
-            print(f"scanner-agent: hint: {exc.hint}", file=sys.stderr)
+            print(for_stderr(f"scanner-agent: hint: {exc.hint}", logging.ERROR), file=sys.stderr)
         return exit_code(exc)
     except KeyboardInterrupt:
         return 130

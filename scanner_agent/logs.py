@@ -2,7 +2,12 @@
 
 journald keeps stderr; JSON there lets a log shipper pick out device, bill
 and event ids without regexes (pass them as ``extra={"device": ..., "bill":
-..., "event_id": ...}``).
+..., "event_id": ...}``).  When stderr *is* the journal (systemd sets
+``JOURNAL_STREAM`` to its ``device:inode``), every line starts with the
+record's syslog priority, ``<4>`` for a warning (sd-daemon(3)): journald
+takes it off the line and files the entry under that priority, so
+``journalctl -u scanner-agent -p warning`` shows exactly the warnings and
+errors.  Elsewhere (a terminal, a pipe, a file) lines are left as they are.
 
 Tokens never reach a log line.  The config keeps only the token's file or
 variable name and the HTTP client adds the Authorization header itself, but a
@@ -23,11 +28,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -166,23 +172,111 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+def syslog_priority(levelno: int) -> int:
+    """The syslog priority of a logging level: 7 debug, 6 info, 4 warning, 3 error, 2 critical.
+
+    Levels between the named ones take the priority of the named level below
+    them (logging's own rule for ``levelname``), so a custom level 25 is info.
+    """
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def stderr_is_journal(environ: Mapping[str, str] | None = None, fd: int = 2) -> bool:
+    """Whether ``fd`` is the journal stream systemd connected (systemd.exec(5), ``JOURNAL_STREAM``).
+
+    systemd sets ``JOURNAL_STREAM=<device>:<inode>`` (decimal) for a service
+    whose stdout or stderr goes to the journal; the variable is inherited by
+    children whose stderr may be redirected elsewhere, so the numbers must match
+    the descriptor's own ``fstat``.
+    """
+    value = (os.environ if environ is None else environ).get("JOURNAL_STREAM", "")
+    dev, sep, ino = value.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return st.st_dev == int(dev) and st.st_ino == int(ino)
+
+
+_LINE_ENDS = re.compile("[\n\0]")
+"""Where journald ends a line of a stream: LF, and NUL."""
+
+
+def with_priority(text: str, levelno: int) -> str:
+    """``text`` with ``<N>`` before each line (journald's line ends: LF and NUL)."""
+    prefix = f"<{syslog_priority(levelno)}>"
+    return "\n".join(prefix + line for line in _LINE_ENDS.split(text))
+
+
+def for_stderr(text: str, levelno: int) -> str:
+    """``text`` for a direct write to stderr: prefixed per line when stderr is the journal.
+
+    For what bypasses logging, such as the CLI's one-line ``error:`` before it exits.
+    """
+    return with_priority(text, levelno) if stderr_is_journal() else text
+
+
+class PriorityFormatter(logging.Formatter):
+    """Another formatter's output with ``<N>`` (the syslog priority) before each of its lines.
+
+    A traceback spans many lines and journald files each line as its own entry,
+    so each gets the prefix, not only the first.
+    """
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's text, every line prefixed."""
+        return with_priority(self.inner.format(record), record.levelno)
+
+
 def setup_logging(level: str = "info", *, json_lines: bool | None = None) -> None:
-    """Configure the root logger on stderr (JSON when stderr is not a TTY), redacting secrets."""
+    """Configure the root logger on stderr (JSON when stderr is not a TTY), redacting secrets.
+
+    Under the journal each line carries its priority (:class:`PriorityFormatter`),
+    and Python warnings become log records so they carry one too.
+    """
     install_redaction()
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
+    formatter: logging.Formatter
     if json_lines:
-        handler.setFormatter(JsonFormatter())
+        formatter = JsonFormatter()
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    journal = stderr_is_journal(fd=sys.stderr.fileno()) if _has_fd(sys.stderr) else False
+    handler.setFormatter(PriorityFormatter(formatter) if journal else formatter)
+    if journal:
+        logging.captureWarnings(True)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     set_level(level)
     # httpx logs every request at INFO; that is noise at a warehouse's scan rate.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _has_fd(stream: Any) -> bool:
+    """Whether ``stream`` has a real file descriptor (pytest's capture has none)."""
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
 
 
 def set_level(level: str) -> None:

@@ -834,7 +834,7 @@ def test_server_thread_on_a_busy_port_fails_to_start(db_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(RuntimeError, match="failed to start"):
+        with pytest.raises(RuntimeError, match=f"Failed to listen on 127.0.0.1:{port}: "):
             TraceServerThread(db_path, TOKEN, port=port).start()
 
 
