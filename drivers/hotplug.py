@@ -169,7 +169,7 @@ def _start(loop: asyncio.AbstractEventLoop) -> Hotplug | None:
     try:
         pyudev = importlib.import_module("pyudev")
     except ImportError:
-        log.debug("pyudev not installed: hot-plug by polling")
+        log.info("pyudev not installed: hot-plug by polling (`scanner-agent doctor` says more)")
         return None
     hub = Hotplug()
     try:
