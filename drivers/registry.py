@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from drivers.tcp_limits import parse_allowlist
@@ -50,9 +50,9 @@ class SourceType:
     main_option: str
     """Option whose value names the source by default (``tcp:127.0.0.1:9100``)."""
     help: str = ""
-    requires: Mapping[str, str] = field(default_factory=dict)
-    """Modules the driver imports when it starts, each with how to install it: ``run``'s
-    preflight (and so ``check-config``) refuses a source whose library is missing."""
+    needs: Callable[[Mapping[str, Any]], tuple[str, ...]] = lambda options: ()
+    """The roles (:data:`scanner_agent.roles.ROLES`) whose libraries a source with these
+    (resolved) options loads when it starts; :func:`check_driver` checks them first."""
 
 
 COMMON_KEYS = ("type", "name", "action", "bill")
@@ -63,6 +63,16 @@ LISTEN_ANY = "0.0.0.0"  # noqa: S104 - what an empty host asks for
 """The host of a ``listen`` written without one (``:9100``): every IPv4 interface."""
 HIDPOS_BACKENDS = ("auto", "hidraw", "pyusb")
 """Values of a hidpos source's ``backend`` key (drivers.usbhid.BACKENDS, not imported here)."""
+
+
+def _hidpos_needs(options: Mapping[str, Any]) -> tuple[str, ...]:
+    # auto picks pyusb only where it imports; pyusb asked for by name must import.
+    return ("usb",) if options.get("backend") == "pyusb" else ()
+
+
+def _camera_needs(options: Mapping[str, Any]) -> tuple[str, ...]:
+    decoder = options.get("decoder")
+    return ("camera", "zbar") if decoder in ("pyzbar", "both") else ("camera",)
 
 
 def _check_backend(value: str) -> None:
@@ -229,6 +239,7 @@ SOURCE_TYPES: dict[str, SourceType] = {
         factory="drivers.hidraw:build",
         main_option="device",
         help="USB HID POS scanners read through Linux hidraw (/dev/hidrawN).",
+        needs=_hidpos_needs,
         options={
             "profile": Option(
                 str, "generic-hidpos", help="firmware profile with a [hidpos] layout"
@@ -251,7 +262,7 @@ SOURCE_TYPES: dict[str, SourceType] = {
         factory="drivers.wedge:build",
         main_option="device",
         help="USB keyboard-wedge scanners read (and grabbed) through evdev.",
-        requires={"evdev": "`pip install evdev` into the agent's environment"},
+        needs=lambda options: ("wedge",),
         options={
             "profile": Option(
                 str, "generic-wedge", help="firmware profile with a keyboard interface"
@@ -270,10 +281,7 @@ SOURCE_TYPES: dict[str, SourceType] = {
         factory="drivers.camera:build",
         main_option="device",
         help="Every code on a carton or pallet face, read from camera or video frames (OpenCV).",
-        requires={
-            module: "install the camera extra: `pip install 'scanner-agent[camera]'`"
-            for module in ("cv2", "numpy")
-        },
+        needs=_camera_needs,
         options={
             "device": Option(
                 str,

@@ -2,7 +2,7 @@
 
 A scanner in USB keyboard mode is an input device (``/dev/input/eventN``).
 :class:`WedgeSource` opens it with python-evdev (imported only here, when a
-wedge source starts; install it with ``pip install evdev``), **grabs** it
+wedge source starts; the ``wedge`` extra, which every full install has), **grabs** it
 (``EVIOCGRAB``: while the agent reads, the scanner's keystrokes go to no
 console, X session or login prompt), reads key events in its reader thread
 and turns them into text with :class:`drivers.wedge_keys.WedgeDecoder` in the
@@ -24,6 +24,7 @@ Status attributes: see :mod:`drivers.device` (``connected``, ``device``,
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -96,6 +97,22 @@ class InputDevice(Protocol):
         ...
 
 
+def load_evdev() -> Any:
+    """Import python-evdev.
+
+    Raises:
+        ConfigError: it is not installed; the message says how to add it to this install.
+    """
+    try:
+        return importlib.import_module("evdev")
+    except ImportError as exc:
+        # How to add it depends on how the agent was installed: doctor knows (roles).
+        raise ConfigError(
+            f"python-evdev is not installed ({exc}): `scanner-agent doctor` says how to add "
+            "the wedge role to this install"
+        ) from exc
+
+
 def open_evdev(path: str) -> InputDevice:
     """Open an input device with python-evdev (imported here, lazily).
 
@@ -103,13 +120,7 @@ def open_evdev(path: str) -> InputDevice:
         ConfigError: python-evdev is not installed.
         OSError: the node cannot be opened.
     """
-    try:
-        import evdev  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise ConfigError(
-            "Failed to start a wedge source: python-evdev is not installed (pip install evdev)"
-        ) from exc
-    device: InputDevice = evdev.InputDevice(path)
+    device: InputDevice = load_evdev().InputDevice(path)
     return device
 
 
@@ -186,14 +197,9 @@ class WedgeSource(DeviceSource[KeyEvents]):
         self._decoder: WedgeDecoder | None = None
 
     def _prepare(self) -> None:
+        # The daemon says "Failed to start source <name>: " before this message.
         if self._opener is open_evdev:
-            try:
-                import evdev  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-            except ImportError as exc:
-                raise ConfigError(
-                    f"Failed to start source {self.name}: python-evdev is not installed "
-                    "(pip install evdev)"
-                ) from exc
+            load_evdev()
 
     def find(self) -> str | None:
         """The event node of the profile's scanner, if one is plugged in."""

@@ -534,12 +534,13 @@ def cmd_bill_ack(args: argparse.Namespace) -> int:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     """Run the dispatch terminal (Textual) attached to the daemon, or with one embedded."""
-    try:
-        from scanner_agent.tui import run_tui
-    except ImportError as exc:  # the [tui] extra is not installed
-        raise ScannerAgentError(
-            f"Failed to start the TUI: {exc} (install scanner-agent[tui])"
-        ) from exc
+    from scanner_agent.roles import role_hint, role_problem
+
+    problem = role_problem("tui")
+    if problem is not None:  # the tui extra is not installed
+        raise ScannerAgentError(f"Failed to start the TUI: {problem}: {role_hint('tui')}")
+    from scanner_agent.tui import run_tui
+
     if args.embedded:
         cfg = load_config(args.config or DEFAULT_CONFIG_PATH)
         return run_tui(None, config=cfg, bell=args.bell)

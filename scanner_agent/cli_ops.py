@@ -11,6 +11,7 @@ venv exists).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from scanner_agent.cli_output import (
     print_json,
 )
 from scanner_agent.kernel import ScannerAgentError
+from scanner_agent.logs import for_stderr
 
 Handler = Callable[[argparse.Namespace], int]
 AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -58,6 +60,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         source=Path(args.source) if args.source else None,
         venv=not args.no_venv,
         python=args.python,
+        extras=args.extras.split(","),
     )
     _print_report(args, report)
     if not layout.staged and not args.json:
@@ -146,6 +149,12 @@ def register(add: AddCommand) -> None:
     _layout_args(p)
     p.add_argument("--no-venv", action="store_true", help="do not build the venv (packaging)")
     p.add_argument("--python", help="interpreter for the venv (default /usr/bin/python3)")
+    p.add_argument(
+        "--extras",
+        default="all",
+        help="comma-separated extras for the venv: all (default: every role), or some of "
+        "tui, camera, wedge, hotplug, usb; empty for the daemon alone",
+    )
     p.add_argument("--source", help="source checkout to install (default: this one)")
     json_flag(p, "print the steps as JSON")
 
@@ -186,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except ScannerAgentError as exc:
-        print(f"scanner-agent: error: {exc}", file=sys.stderr)
+        print(for_stderr(f"scanner-agent: error: {exc}", logging.ERROR), file=sys.stderr)
         return exit_code(exc)
 
 

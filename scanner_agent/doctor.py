@@ -5,6 +5,12 @@ Each check returns a :class:`Check` with a status (``ok``, ``warn``, ``fail``,
 order:
 
 * ``config``: the file loads and validates.
+* ``role <name>``: each role of :data:`scanner_agent.roles.ROLES` (daemon, tui,
+  camera, wedge, hotplug, usb, zbar) has its libraries: ok, or why not and how
+  to add them; ``fail`` when a configured source needs it, ``skip`` when the
+  install left it out on purpose or it is optional, else ``warn``.
+* ``driver <source>``: each configured source's driver module and libraries
+  load (:func:`scanner_agent.roles.check_driver`, as ``check-config`` and ``run``).
 * ``service user``: the ``scanner-agent`` user exists (install creates it).
 * ``outbox``: the file passes ``PRAGMA quick_check`` (opened read-only), or its
   directory is there and writable for the agent to create it.
@@ -168,6 +174,8 @@ def _checks(opts: Options) -> Iterator[Check]:
     user = service or RunAs.me()
     yield _service_user_check(opts.service_user, service)
     stages: list[tuple[str, Callable[[], Iterator[Check]]]] = [
+        ("roles", lambda: _role_checks(cfg)),
+        ("drivers", lambda: _driver_checks(cfg)),
         ("outbox", lambda: _outbox_checks(cfg, user)),
         ("devices", lambda: _device_checks(cfg, user)),
         ("discovery", lambda: _discovery_checks(cfg, opts)),
@@ -258,6 +266,72 @@ def _config_hint(exc: ScannerAgentError, path: Path) -> str:
         "fix the key named above (`scanner-agent check-config -c FILE`); "
         "the installed default is /etc/scanner-agent/agent.toml"
     )
+
+
+# -- roles and drivers ---------------------------------------------------------------
+
+
+def _role_checks(cfg: AgentConfig) -> Iterator[Check]:
+    from drivers.registry import SOURCE_TYPES, resolve_options
+    from scanner_agent.roles import ROLES, install_info, role_hint, role_problem
+
+    needed: dict[str, str] = {}
+    for i, src in enumerate(cfg.sources):
+        try:
+            options = resolve_options(src.type, src.options, f"source[{i}]")
+        except ScannerAgentError:
+            continue  # the driver check reports it
+        for name in SOURCE_TYPES[src.type].needs(options):
+            needed.setdefault(name, f"source[{i}]")
+    info = install_info()
+    for role in ROLES:
+        name = f"role {role.name}"
+        problem = role_problem(role.name)
+        if problem is None:
+            yield _ok(name, role.what)
+            continue
+        detail = f"unavailable: {role.what} ({problem})"
+        if role.name in needed:
+            yield Check(
+                name, Status.FAIL, f"{detail}; {needed[role.name]} needs it", role_hint(role.name)
+            )
+        elif role.optional:
+            yield Check(
+                name,
+                Status.SKIP,
+                f"{detail}; optional, no source asks for it",
+                role_hint(role.name),
+            )
+        elif info.method != "pip" and role.extra and not info.has_extra(role.extra):
+            yield Check(
+                name,
+                Status.SKIP,
+                f"{detail}; left out of this install (extras: {','.join(info.extras) or 'none'})",
+                role_hint(role.name),
+            )
+        else:
+            yield Check(name, Status.WARN, detail, role_hint(role.name))
+
+
+def _driver_checks(cfg: AgentConfig) -> Iterator[Check]:
+    from drivers.registry import resolve_options, source_name
+    from scanner_agent.roles import DriverUnavailable, check_driver
+
+    for i, src in enumerate(cfg.sources):
+        where = f"source[{i}]"
+        name = f"driver {where}"
+        try:
+            check_driver(src.type, src.options, where)
+        except DriverUnavailable as exc:
+            yield Check(name, Status.FAIL, exc.detail, exc.hint)
+            continue
+        except ScannerAgentError as exc:
+            yield Check(
+                name, Status.FAIL, str(exc), "fix the key named (`scanner-agent check-config`)"
+            )
+            continue
+        label = source_name(src.type, src.name, resolve_options(src.type, src.options, where))
+        yield _ok(name, f"{label}: the {src.type} driver and its libraries load")
 
 
 # -- users and permissions ----------------------------------------------------------

@@ -5,7 +5,7 @@
 ==============================================  ==========================================
 what                                            where (defaults; ``DESTDIR`` goes first)
 ==============================================  ==========================================
-a venv with the agent (``pip install <src>``)   ``/opt/scanner-agent/venv``
+a venv with the agent and every role's extra    ``/opt/scanner-agent/venv``
 README and ``docs/operations.md``               ``/opt/scanner-agent``
 the unit                                        ``/etc/systemd/system/scanner-agent.service``
 udev rules, generated from the profiles         ``/etc/udev/rules.d/60-scanner-agent.rules``
@@ -13,6 +13,20 @@ the service user (sysusers.d)                   ``/etc/sysusers.d/scanner-agent.
 its directories (tmpfiles.d)                    ``/etc/tmpfiles.d/scanner-agent.conf``
 a commented default config, only if none        ``/etc/scanner-agent/agent.toml``
 ==============================================  ==========================================
+
+The venv gets ``pip install <src>[all]``: every role (daemon, TUI, camera,
+wedge, hot-plug, USB; :mod:`scanner_agent.roles`) works after one install.
+``extras`` picks fewer (``make install INSTALL_EXTRAS=tui``); ``doctor``
+then says which roles are unavailable.  The installer writes how it installed
+(:data:`scanner_agent.roles.INSTALL_INFO`) into the venv, so a missing
+library's hint names the way to add it that fits this box.
+
+Under a ``DESTDIR`` the venv is built in the staging root and then
+*relocated*: every path the staging root put into it (script shebangs, the
+activate scripts, ``pyvenv.cfg``) is rewritten to the final path, and the
+bytecode is compiled with the final paths in it (or not at all, for the
+Debian package, whose post-install step compiles it).  So a staged tree can
+be copied or packaged as it is.
 
 It is idempotent: a file already as it should be is left alone, a changed
 one replaced (that is the upgrade), and an existing config never touched.
@@ -33,6 +47,7 @@ regenerates and compares it, and install writes freshly generated rules
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +58,7 @@ from pathlib import Path, PurePosixPath
 
 from drivers import profiles
 from scanner_agent.kernel import ScannerAgentError
+from scanner_agent.roles import INSTALL_INFO, MAKE_INSTALL
 
 SERVICE = "scanner-agent.service"
 SERVICE_USER = "scanner-agent"
@@ -59,6 +75,8 @@ SYMLINK_DIR = "scanner"
 """``/dev/scanner/<profile>-<usb serial>``: stable names for known scanners."""
 MANIFEST = "INSTALLED"
 """File in the prefix listing what install put, for uninstall."""
+DEFAULT_EXTRAS: tuple[str, ...] = ("all",)
+"""Every role's libraries (``pyproject.toml``'s ``all`` extra)."""
 
 
 class InstallError(ScannerAgentError):
@@ -373,15 +391,25 @@ def install(
     source: Path | None = None,
     venv: bool = True,
     python: str | None = None,
+    extras: Sequence[str] = DEFAULT_EXTRAS,
+    method: str = MAKE_INSTALL,
+    compile_bytecode: bool = True,
     run: Runner = run_command,
 ) -> Report:
     """Install or upgrade (see the module docstring); returns what was done.
 
+    ``extras`` are the ``pyproject.toml`` extras the venv gets (default: every
+    role); ``method`` is recorded in the venv for hints (``make install``, or
+    ``debian package`` when the package build calls this); ``compile_bytecode``
+    false leaves the venv without ``.pyc`` files (the package compiles them on
+    the target).
+
     Raises:
-        InstallError: no source checkout, or the venv could not be built.
+        InstallError: no source checkout, an unknown extra, or the venv could not be built.
     """
     src = source if source is not None else source_root()
     systemd_dir = _source_files(src)
+    wanted = check_extras(extras, src) if venv else ()
     report = Report()
     old_umask = os.umask(0o022)  # the service user must be able to read the venv
     try:
@@ -419,7 +447,14 @@ def install(
             _system(["systemd-tmpfiles", "--create", str(layout.tmpfiles_file)], run, report)
         _install_config(layout, systemd_dir, report)
         if venv:
-            _install_venv(layout, src, python or default_python(), run, report)
+            spec = VenvSpec(
+                source=src,
+                python=python or default_python(),
+                extras=wanted,
+                method=method,
+                compile_bytecode=compile_bytecode,
+            )
+            _install_venv(layout, spec, run, report)
         manifest = [str(t) for t, _ in files]
         _write(
             layout.real(layout.prefix / MANIFEST),
@@ -453,20 +488,117 @@ def _install_config(layout: Layout, systemd_dir: Path, report: Report) -> None:
     report.add(str(layout.config_file), "created")
 
 
-def _install_venv(layout: Layout, src: Path, python: str, run: Runner, report: Report) -> None:
-    venv = layout.real(layout.venv)
-    if layout.staged:
-        report.warnings.append(
-            f"the venv under DESTDIR has {venv} in its scripts; build it at its final path "
-            "(packagers: --no-venv, and create it in the package's post-install step)"
+def check_extras(extras: Iterable[str], source: Path) -> tuple[str, ...]:
+    """The extras, checked against ``source``'s ``pyproject.toml`` (a typo is an error, not a
+    silently slimmer install); blanks dropped.
+
+    Raises:
+        InstallError: an extra the project does not declare.
+    """
+    import tomllib
+
+    wanted = tuple(dict.fromkeys(e.strip() for e in extras if e.strip()))
+    try:
+        project = tomllib.loads((source / "pyproject.toml").read_text(encoding="utf-8"))
+        known = set(project["project"]["optional-dependencies"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        raise InstallError(
+            f"Failed to read the extras of {source / 'pyproject.toml'}: {exc}"
+        ) from exc
+    unknown = [e for e in wanted if e not in known or e == "dev"]
+    if unknown:
+        raise InstallError(
+            f"Failed to use {','.join(unknown)} as INSTALL_EXTRAS: Expected some of "
+            f"{', '.join(sorted(known - {'dev'}))} (comma-separated; empty for the daemon alone)"
         )
+    return wanted
+
+
+@dataclass(frozen=True, slots=True)
+class VenvSpec:
+    """What the venv is built from and how."""
+
+    source: Path
+    python: str
+    extras: tuple[str, ...] = DEFAULT_EXTRAS
+    method: str = MAKE_INSTALL
+    compile_bytecode: bool = True
+
+
+def _install_venv(layout: Layout, spec: VenvSpec, run: Runner, report: Report) -> None:
+    venv = layout.real(layout.venv)
     if not (venv / "bin" / "python").exists():
-        _checked(run, [python, "-m", "venv", str(venv)], "create the venv")
+        _checked(run, [spec.python, "-m", "venv", str(venv)], "create the venv")
         report.add(str(layout.venv), "created")
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--upgrade"]
+    if layout.staged:  # compiled below, with the final paths in the bytecode
+        pip.append("--no-compile")
     _checked(run, [*pip, "pip"], "upgrade pip in the venv")
-    _checked(run, [*pip, str(src)], f"pip install {src}")
-    report.add(f"{layout.venv}: scanner-agent from {src}", "installed")
+    target = f"{spec.source}[{','.join(spec.extras)}]" if spec.extras else str(spec.source)
+    _checked(run, [*pip, target], f"pip install {target}")
+    report.add(f"{layout.venv}: scanner-agent from {target}", "installed")
+    info = {"method": spec.method, "extras": list(spec.extras), "source": str(spec.source)}
+    if venv.is_dir():
+        _write(
+            venv / INSTALL_INFO,
+            json.dumps(info, indent=1) + "\n",
+            0o644,
+            report,
+            layout.venv / INSTALL_INFO,
+        )
+    if layout.staged:
+        relocate_venv(venv, layout.venv, report)
+        if spec.compile_bytecode:
+            _checked(
+                run,
+                [
+                    str(venv / "bin" / "python"),
+                    "-m",
+                    "compileall",
+                    "-q",
+                    "-f",  # ensurepip's own bytecode has the staging path in it too
+                    "-j0",
+                    "-s",
+                    str(layout.destdir),
+                    "-p",
+                    "/",
+                    str(venv / "lib"),
+                ],
+                "compile the venv's bytecode",
+            )
+
+
+def relocate_venv(staged: Path, final: PurePosixPath, report: Report | None = None) -> list[Path]:
+    """Rewrite the staging path ``staged`` to ``final`` wherever a venv keeps it; the files changed.
+
+    A venv names its own location in its scripts' shebangs, the activate
+    scripts and ``pyvenv.cfg``; everything else in it is relative (``RECORD``)
+    or found from ``sys.prefix`` at run time.  Text files in ``bin`` and
+    ``pyvenv.cfg`` are rewritten; binaries and symlinks (``bin/python`` points
+    at the system interpreter) are left as they are.
+    """
+    old, new = str(staged).encode(), str(final).encode()
+    if old == new:
+        return []
+    changed = []
+    candidates = [staged / "pyvenv.cfg"]
+    if (staged / "bin").is_dir():
+        candidates += sorted((staged / "bin").iterdir())
+    for path in candidates:
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if old not in data or b"\0" in data[:4096]:
+            continue
+        mode = path.stat().st_mode & 0o7777
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data.replace(old, new))
+        tmp.chmod(mode)
+        os.replace(tmp, path)
+        changed.append(path)
+    if report is not None and changed:
+        report.add(f"{final}: {len(changed)} files relocated from {staged}", "updated")
+    return changed
 
 
 def _checked(run: Runner, argv: Sequence[str], what: str) -> None:

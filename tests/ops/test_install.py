@@ -87,15 +87,62 @@ def test_prefix_and_sysconfdir_are_written_into_the_unit(tmp_path: Path) -> None
     assert (tmp_path / "srv/agent/README.md").is_file()
 
 
-def test_venv_is_built_on_the_given_python_and_gets_the_source_installed(tmp_path: Path) -> None:
+def test_venv_is_built_on_the_given_python_with_every_role_and_compiled_for_its_final_path(
+    tmp_path: Path,
+) -> None:
     run = Recorder()
     layout = Layout.create(destdir=tmp_path)
-    report = install(layout, venv=True, python="/usr/bin/python3", run=run)
+    install(layout, venv=True, python="/usr/bin/python3", run=run)
     venv = str(tmp_path / "opt/scanner-agent/venv")
     assert run.commands[0] == ["/usr/bin/python3", "-m", "venv", venv]
-    assert run.commands[-1][-1] == str(ROOT)
-    assert run.commands[-1][:4] == [f"{venv}/bin/python", "-m", "pip", "install"]
-    assert any("DESTDIR" in w for w in report.warnings)
+    (pip_install,) = [c for c in run.commands if c[-1].startswith(str(ROOT))]
+    assert pip_install[:4] == [f"{venv}/bin/python", "-m", "pip", "install"]
+    assert pip_install[-1] == f"{ROOT}[all]"
+    assert "--no-compile" in pip_install  # compiled below with the final paths
+    compile_ = run.commands[-1]
+    assert compile_[1:3] == ["-m", "compileall"]
+    assert compile_[compile_.index("-s") + 1] == str(tmp_path)
+    assert compile_[compile_.index("-p") + 1] == "/"
+
+
+@pytest.mark.parametrize(("extras", "suffix"), [([""], ""), (["tui", "wedge"], "[tui,wedge]")])
+def test_a_slim_install_names_its_extras(tmp_path: Path, extras: list[str], suffix: str) -> None:
+    run = Recorder()
+    install(Layout.create(destdir=tmp_path), venv=True, extras=extras, run=run)
+    assert [c[-1] for c in run.commands if c[-1].startswith(str(ROOT))] == [f"{ROOT}{suffix}"]
+
+
+@pytest.mark.parametrize("extras", [["tiu"], ["dev"], ["all", "nope"]])
+def test_an_unknown_extra_is_refused_before_anything_is_built(
+    tmp_path: Path, extras: list[str]
+) -> None:
+    run = Recorder()
+    with pytest.raises(InstallError, match="INSTALL_EXTRAS"):
+        install(Layout.create(destdir=tmp_path), venv=True, extras=extras, run=run)
+    assert run.commands == []
+
+
+def test_relocation_rewrites_the_staging_path_in_scripts_and_pyvenv_cfg_only(
+    tmp_path: Path,
+) -> None:
+    staged = tmp_path / "root/opt/scanner-agent/venv"
+    (staged / "bin").mkdir(parents=True)
+    script = staged / "bin/scanner-agent"
+    script.write_text(f"#!{staged}/bin/python\nimport sys\n")
+    script.chmod(0o755)
+    (staged / "bin/activate").write_text(f'VIRTUAL_ENV="{staged}"\n')
+    (staged / "bin/python").symlink_to("/usr/bin/python3")
+    (staged / "bin/blob").write_bytes(b"\x7fELF\0\0" + str(staged).encode())
+    (staged / "pyvenv.cfg").write_text(f"home = /usr/bin\ncommand = python3 -m venv {staged}\n")
+    final = PurePosixPath("/opt/scanner-agent/venv")
+    changed = inst.relocate_venv(staged, final)
+    assert sorted(p.name for p in changed) == ["activate", "pyvenv.cfg", "scanner-agent"]
+    assert script.read_text().startswith("#!/opt/scanner-agent/venv/bin/python\n")
+    assert script.stat().st_mode & 0o777 == 0o755
+    assert str(tmp_path) not in (staged / "pyvenv.cfg").read_text()
+    assert (staged / "bin/python").readlink() == Path("/usr/bin/python3")
+    assert str(staged).encode() in (staged / "bin/blob").read_bytes()
+    assert inst.relocate_venv(staged, final) == []  # idempotent
 
 
 def test_a_failed_venv_step_stops_the_install(tmp_path: Path) -> None:
