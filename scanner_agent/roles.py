@@ -22,7 +22,9 @@ the agent runs from a pip environment (a developer's venv).
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,7 +42,9 @@ __all__ = [
     "check_driver",
     "install_hint",
     "install_info",
+    "missing_distribution",
     "missing_library",
+    "required_distributions",
     "role",
     "role_hint",
     "role_problem",
@@ -60,7 +64,8 @@ class Role:
     extra: str
     """The ``pyproject.toml`` extra that installs its libraries; empty for the core."""
     modules: tuple[str, ...]
-    """Import names that must load (a C library a module opens at import counts too)."""
+    """Modules that must import, beyond the extra's distributions being installed: the ones
+    that load a C library (which only an import proves) or the agent's own entry points."""
     what: str
     """What the role is, for people."""
     debian: tuple[str, ...] = ()
@@ -73,7 +78,7 @@ ROLES: tuple[Role, ...] = (
     Role(
         "daemon",
         "",
-        ("httpx", "starlette", "uvicorn", "serial", "biip", "prometheus_client"),
+        ("scanner_agent.daemon", "scanner_agent.sync", "scanner_agent.metrics"),
         "the agent service: tcp, serial, hidpos (hidraw) and replay sources, sync, control",
     ),
     Role("tui", "tui", ("textual",), "the dispatch terminal (`scanner-agent tui`)"),
@@ -133,9 +138,44 @@ def missing_library(modules: tuple[str, ...]) -> str | None:
     return None
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_EXTRA = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+def required_distributions(extra: str, distribution: str = "scanner-agent") -> list[str]:
+    """The distributions ``pyproject.toml`` lists for ``extra`` ("" for the core), read from
+    the installed metadata: the one list of dependencies, not a copy of it.  Empty when the
+    agent runs from a checkout that was never installed (no metadata)."""
+    try:
+        requirements = importlib.metadata.requires(distribution) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    out = []
+    for requirement in requirements:
+        name = _NAME.match(requirement)
+        marker = _EXTRA.search(requirement)
+        if name is None or name.group(0) == distribution:
+            continue  # the "all" extra names the others
+        if (marker.group(1) if marker else "") == extra:
+            out.append(name.group(0))
+    return out
+
+
+def missing_distribution(names: list[str]) -> str | None:
+    """The first of ``names`` that is not installed, said as such, or None."""
+    for name in names:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            return f"{name} is not installed"
+    return None
+
+
 def role_problem(name: str) -> str | None:
-    """Why role ``name`` cannot work in this install, or None when its libraries load."""
-    return missing_library(role(name).modules)
+    """Why role ``name`` cannot work in this install, or None when it can: each distribution
+    of its extra is installed and its modules import."""
+    r = role(name)
+    return missing_distribution(required_distributions(r.extra)) or missing_library(r.modules)
 
 
 @dataclass(frozen=True, slots=True)
