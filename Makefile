@@ -27,7 +27,7 @@ INSTALL_ARGS = --destdir "$(DESTDIR)" --prefix "$(PREFIX)" --sysconfdir "$(SYSCO
 # Without the network the schema tests skip and say why; the build goes on.
 EPCIS_SCHEMA := .cache/epcis/EPCIS-JSON-Schema.json
 
-.PHONY: all demo test lint typecheck pytest bench deps venv epcis-schema clean help install uninstall
+.PHONY: all demo test lint typecheck pytest bench deps venv epcis-schema clean help install uninstall deb deb-deps
 
 all: test
 
@@ -37,6 +37,35 @@ help:
 	@echo "make bench  - run the benchmarks in bench/ (JSON output)"
 	@echo "sudo make install   - install/upgrade the systemd service (DESTDIR, PREFIX, SYSCONFDIR)"
 	@echo "sudo make uninstall - remove it (the config and /var/lib/scanner-agent stay)"
+	@echo "make deb    - build dist/scanner-agent_<version>_<arch>.deb and check it with lintian"
+
+# `make deb`: the Debian package (debian/), built by dpkg-buildpackage in a copy of the sources
+# under $(DEB_BUILD), written to $(DEB_OUT), then checked by lintian: errors and warnings fail,
+# except what debian/scanner-agent.lintian-overrides documents. DEB_VERSION builds another
+# version (a changelog entry is added in the copy); DEB_COMPRESS is dpkg-deb's -Z/-z.
+DEB_TOOLS ?= debhelper dpkg-dev fakeroot lintian python3.11-venv
+DEB_BUILD ?= build/deb
+DEB_OUT ?= dist
+DEB_VERSION ?=
+DEB_COMPRESS ?= -Zgzip -z6
+DEB_SOURCES := debian scanner_agent drivers firmware_profiles systemd docs README.md pyproject.toml
+LINTIAN ?= lintian --fail-on error,warning
+
+deb-deps:
+	@$(MAKE) -s deps DEB_PACKAGES="$(DEB_TOOLS)"
+
+deb: deb-deps
+	rm -rf "$(DEB_BUILD)" && mkdir -p "$(DEB_BUILD)/scanner-agent" "$(DEB_OUT)"
+	tar -c --exclude=__pycache__ $(DEB_SOURCES) | tar -x -C "$(DEB_BUILD)/scanner-agent"
+	@if [ -n "$(DEB_VERSION)" ]; then cd "$(DEB_BUILD)/scanner-agent" && { \
+	  printf 'scanner-agent (%s) unstable; urgency=medium\n\n  * Built with DEB_VERSION=%s.\n\n -- %s  %s\n\n' \
+	    "$(DEB_VERSION)" "$(DEB_VERSION)" "$$(dpkg-parsechangelog -S Maintainer)" "$$(date -R)"; \
+	  cat debian/changelog; } > debian/changelog.new && mv debian/changelog.new debian/changelog; fi
+	@echo "dpkg-buildpackage in $(DEB_BUILD) (a venv with every role: a minute or more)"
+	@cd "$(DEB_BUILD)/scanner-agent" && SCANNER_AGENT_DEB_COMPRESS="$(DEB_COMPRESS)" \
+	  dpkg-buildpackage -b -us -uc > ../build.log 2>&1 || { tail -n 40 ../build.log; exit 1; }
+	@deb=$$(ls "$(DEB_BUILD)"/scanner-agent_*.deb | head -n 1) && mv "$$deb" "$(DEB_OUT)/" && \
+	  echo "built $(DEB_OUT)/$${deb##*/}" && $(LINTIAN) "$(DEB_OUT)/$${deb##*/}"
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \

@@ -54,6 +54,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     """Install or upgrade the service (venv, unit, udev rules, user, default config)."""
     from scanner_agent.install import install
 
+    from scanner_agent.roles import DEBIAN_PACKAGE, MAKE_INSTALL
+
     layout = _layout(args)
     report = install(
         layout,
@@ -61,6 +63,9 @@ def cmd_install(args: argparse.Namespace) -> int:
         venv=not args.no_venv,
         python=args.python,
         extras=args.extras.split(","),
+        method=DEBIAN_PACKAGE if args.debian_package else MAKE_INSTALL,
+        compile_bytecode=not args.debian_package,
+        package=args.debian_package,
     )
     _print_report(args, report)
     if not layout.staged and not args.json:
@@ -156,6 +161,11 @@ def register(add: AddCommand) -> None:
         "tui, camera, wedge, hotplug, usb; empty for the daemon alone",
     )
     p.add_argument("--source", help="source checkout to install (default: this one)")
+    p.add_argument(
+        "--debian-package",
+        action="store_true",
+        help="debian/rules: venv, docs and config only, no bytecode (with --destdir)",
+    )
     json_flag(p, "print the steps as JSON")
 
     p = add("uninstall", cmd_uninstall, "Remove the service; keep the config and outbox data.")

@@ -394,6 +394,7 @@ def install(
     extras: Sequence[str] = DEFAULT_EXTRAS,
     method: str = MAKE_INSTALL,
     compile_bytecode: bool = True,
+    package: bool = False,
     run: Runner = run_command,
 ) -> Report:
     """Install or upgrade (see the module docstring); returns what was done.
@@ -402,7 +403,12 @@ def install(
     role); ``method`` is recorded in the venv for hints (``make install``, or
     ``debian package`` when the package build calls this); ``compile_bytecode``
     false leaves the venv without ``.pyc`` files (the package compiles them on
-    the target).
+    the target).  ``package`` is the Debian package build (``debian/rules``):
+    staged only, it puts the venv, the docs and the default config, and leaves
+    the unit, udev rules, sysusers and tmpfiles entries to debhelper (which
+    installs the same files from ``systemd/`` under ``/lib`` and ``/usr/lib``
+    with their maintainer-script snippets) and writes no uninstall manifest
+    (dpkg owns the files).
 
     Raises:
         InstallError: no source checkout, an unknown extra, or the venv could not be built.
@@ -410,6 +416,8 @@ def install(
     src = source if source is not None else source_root()
     systemd_dir = _source_files(src)
     wanted = check_extras(extras, src) if venv else ()
+    if package and not layout.staged:
+        raise InstallError("Failed to build the package layout: Expected a DESTDIR")
     report = Report()
     old_umask = os.umask(0o022)  # the service user must be able to read the venv
     try:
@@ -435,6 +443,8 @@ def install(
             ),
             (layout.prefix / "README.md", (src / "README.md").read_text(encoding="utf-8")),
         ]
+        if package:  # debhelper installs the system files (see the docstring)
+            files = files[-1:]
         ops_doc = src / "docs" / "operations.md"
         if ops_doc.is_file():
             files.append(
@@ -455,14 +465,15 @@ def install(
                 compile_bytecode=compile_bytecode,
             )
             _install_venv(layout, spec, run, report)
-        manifest = [str(t) for t, _ in files]
-        _write(
-            layout.real(layout.prefix / MANIFEST),
-            "\n".join(manifest) + "\n",
-            0o644,
-            report,
-            layout.prefix / MANIFEST,
-        )
+        if not package:
+            manifest = [str(t) for t, _ in files]
+            _write(
+                layout.real(layout.prefix / MANIFEST),
+                "\n".join(manifest) + "\n",
+                0o644,
+                report,
+                layout.prefix / MANIFEST,
+            )
         if not layout.staged:
             _activate(layout, run, report)
     finally:
@@ -548,6 +559,9 @@ def _install_venv(layout: Layout, spec: VenvSpec, run: Runner, report: Report) -
         )
     if layout.staged:
         relocate_venv(venv, layout.venv, report)
+        if not spec.compile_bytecode:  # ensurepip compiled pip and setuptools anyway
+            for cache in sorted(venv.rglob("__pycache__"), reverse=True):
+                shutil.rmtree(cache)
         if spec.compile_bytecode:
             _checked(
                 run,
