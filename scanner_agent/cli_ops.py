@@ -53,7 +53,6 @@ def _print_report(args: argparse.Namespace, report: Any) -> None:
 def cmd_install(args: argparse.Namespace) -> int:
     """Install or upgrade the service (venv, unit, udev rules, user, default config)."""
     from scanner_agent.install import install
-
     from scanner_agent.roles import DEBIAN_PACKAGE, MAKE_INSTALL
 
     layout = _layout(args)

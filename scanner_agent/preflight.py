@@ -4,7 +4,8 @@ A config can be valid as text (:mod:`scanner_agent.config`) and still be one
 the agent cannot run: a token file that is missing, readable by everyone or
 two lines long, an outbox directory its user cannot enter, a directory where
 the outbox file should be, another program's database there, a control
-socket directory it cannot write.  :func:`preflight` checks all of that
+socket directory it cannot write, a source whose driver library this install
+lacks (python-evdev for a wedge source).  :func:`preflight` checks all of that
 against the system as a given user (:class:`RunAs`) and raises a
 :class:`Refusal` naming the key; ``run`` calls it first (so a refused config
 creates, migrates and logs nothing) and ``check-config`` calls it too, so
@@ -145,11 +146,28 @@ def preflight(cfg: AgentConfig, user: RunAs) -> list[str]:
         ConfigError: the credential cannot be read or is refused (its reader's error).
     """
     warnings = config_warnings(cfg)
+    _check_drivers(cfg)
     _check_credentials(cfg, user)
     check_outbox(cfg, user)
     warnings.extend(_check_control(cfg, user))
     _check_sources(cfg, user)
     return warnings
+
+
+# -- drivers -------------------------------------------------------------------------------
+
+
+def _check_drivers(cfg: AgentConfig) -> None:
+    """Each source's driver and the libraries it imports when it starts load here
+    (:func:`scanner_agent.roles.check_driver`): a slim install without python-evdev is told
+    so by ``check-config``, and ``run`` refuses before it creates anything."""
+    from scanner_agent.roles import DriverUnavailable, check_driver
+
+    for i, src in enumerate(cfg.sources):
+        try:
+            check_driver(src.type, src.options, f"source[{i}]")
+        except DriverUnavailable as exc:
+            raise Refusal(exc.key, exc.message, exc.hint) from exc
 
 
 # -- credentials -----------------------------------------------------------------------

@@ -154,5 +154,5 @@ def test_the_event_node_is_found_by_usb_ids_skipping_non_keyboard_nodes(tmp_path
 @pytest.mark.skipif(importlib.util.find_spec("evdev") is not None, reason="evdev is installed")
 def test_without_python_evdev_the_source_fails_to_start_with_a_hint() -> None:
     source = WedgeSource("w", "/dev/input/event0", profile=load_profile("generic-wedge"))
-    with pytest.raises(ConfigError, match="python-evdev is not installed .*: "):
+    with pytest.raises(ConfigError, match=r"python-evdev is not installed .*: "):
         source._prepare()

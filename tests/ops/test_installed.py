@@ -238,6 +238,23 @@ def test_a_slim_install_is_told_which_roles_it_lacks_and_how_to_add_them(
     assert str(ROOT) in driver["hint"]
 
 
+def test_a_slim_install_refuses_a_wedge_source_before_run_does(
+    slim_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, python = slim_root
+    config = write_config(tmp_path, WEDGE)
+    checked = agent(python, "check-config", "--config", str(config))
+    assert checked.returncode == 2
+    assert "evdev" in checked.stderr
+    assert "make install" in checked.stderr
+    assert "pip install" not in checked.stderr
+    ran = agent(python, "run", "--config", str(config), timeout=60)
+    assert ran.returncode == 2
+    assert "evdev" in ran.stderr
+    assert ran.stderr.count("Failed to start source") <= 1, ran.stderr
+    assert not (tmp_path / "outbox.db").exists()  # refused before anything was created
+
+
 def test_a_slim_install_says_how_to_get_the_tui(slim_root: tuple[Path, Path]) -> None:
     _, python = slim_root
     done = agent(python, "tui")
