@@ -70,6 +70,13 @@ DEVICE_GROUPS = ("dialout", "video")
 """Groups the service user is in (sysusers ``m`` lines, unit ``SupplementaryGroups=``): serial
 ports and cameras the udev rules do not know.  Known scanners' nodes get the service's own
 group (:func:`udev_rules`), never a broad one such as ``plugdev``."""
+DISPATCH_GROUP = "scanner-dispatch"
+"""The dispatch clerks' group: it reaches the control socket (the installed config's
+``control.group``) and nothing else; the token, app secret and outbox belong to the service user
+and its own group, which has no other member.  sysusers creates it and puts the service user in
+it (to give the socket that group); the unit lists it in ``SupplementaryGroups=``."""
+SUPPLEMENTARY_GROUPS = (*DEVICE_GROUPS, DISPATCH_GROUP)
+"""The unit's ``SupplementaryGroups=``."""
 RULES_NAME = "60-scanner-agent.rules"
 SYMLINK_DIR = "scanner"
 """``/dev/scanner/<profile>-<usb serial>``: stable names for known scanners."""

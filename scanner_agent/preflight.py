@@ -19,7 +19,6 @@ checks for its outbox and credential lines.
 from __future__ import annotations
 
 import grp
-import importlib.util
 import os
 import pwd
 import socket
@@ -27,9 +26,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from drivers.registry import LISTEN_ANY, SOURCE_TYPES
+from drivers.registry import LISTEN_ANY
 from scanner_agent.config import AgentConfig, config_warnings, read_credential
-from scanner_agent.install import DEVICE_GROUPS, SERVICE_USER
+from scanner_agent.install import SERVICE_USER, SUPPLEMENTARY_GROUPS
 from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError, parse_host_port
 from scanner_agent.outbox import outbox_path_problem
 
@@ -77,14 +76,14 @@ class RunAs:
     @classmethod
     def service(cls, name: str = SERVICE_USER) -> RunAs | None:
         """``name`` as the unit runs it: its groups plus the unit's ``SupplementaryGroups=``
-        (:data:`DEVICE_GROUPS`); None when there is no such user."""
+        (:data:`SUPPLEMENTARY_GROUPS`); None when there is no such user."""
         try:
             pw = pwd.getpwnam(name)
         except KeyError:
             return None
         gids = {pw.pw_gid}
         for g in grp.getgrall():
-            if name in g.gr_mem or g.gr_name in DEVICE_GROUPS:
+            if name in g.gr_mem or g.gr_name in SUPPLEMENTARY_GROUPS:
                 gids.add(g.gr_gid)
         return cls(name, pw.pw_uid, frozenset(gids))
 
@@ -354,13 +353,6 @@ def _check_sources(cfg: AgentConfig, user: RunAs) -> None:
                         "give each tcp source its own port",
                     )
             taken.append((port, addresses, where))
-        for module, install in SOURCE_TYPES[src.type].requires.items():
-            if importlib.util.find_spec(module) is None:
-                raise Refusal(
-                    f"{where}.type",
-                    f"the {src.type} driver needs {module}, which is not installed",
-                    install,
-                )
         path = src.options.get("path")
         if src.type == "replay" and isinstance(path, str) and path != "-":
             _check_readable(Path(path), f"{where}.path", user)

@@ -73,7 +73,7 @@ def test_unit_is_a_notify_service_with_watchdog_restart_and_its_directories() ->
     assert s["WatchdogSec"]
     assert s["Restart"] == ["on-failure"]
     assert s["User"] == ["scanner-agent"]
-    assert set(s["SupplementaryGroups"][0].split()) == {"dialout", "video"}
+    assert set(s["SupplementaryGroups"][0].split()) == {"dialout", "video", "scanner-dispatch"}
     for key in ("StateDirectory", "ConfigurationDirectory", "RuntimeDirectory"):
         assert s[key] == ["scanner-agent"], key
     assert "-HUP" in s["ExecReload"][0]
