@@ -371,10 +371,12 @@ class Daemon:
         if not listen:
             return
         # Imported only when configured: prometheus-client stays unloaded otherwise.
+        from scanner_agent.health import HealthProbe
         from scanner_agent.metrics import AgentMetrics, MetricsServer, loop_snapshot
 
         metrics = AgentMetrics(loop_snapshot(self, asyncio.get_running_loop()))
-        server = MetricsServer(metrics, listen)
+        probe = HealthProbe(metrics.snapshot, self.cfg.outbox.path, self.cfg.outbox.min_free_mb)
+        server = MetricsServer(metrics, listen, probe)
         try:
             server.start()
         except (OSError, ScannerAgentError) as exc:

@@ -9,6 +9,9 @@ in threads, so a scrape never runs on the event loop; it hands the loop a
 coroutine and waits at most :data:`SNAPSHOT_TIMEOUT_S`, and a stalled loop
 shows up as ``scanner_agent_up 0`` instead of a hung scrape.
 
+The same server answers ``GET /health`` and ``GET /ready`` (JSON, from the
+same bounded snapshot; :mod:`scanner_agent.health`).
+
 Scrapes are bounded: the snapshot accepts outbox counts up to
 :data:`SCRAPE_MAX_AGE_S` old, so concurrent scrapes share one count (and
 ``status`` over the control socket is not starved by them); a scrape that
@@ -50,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
 import threading
@@ -65,6 +69,7 @@ from prometheus_client.registry import Collector
 
 from scanner_agent import __version__
 from scanner_agent.config import resolve_loopback_listen
+from scanner_agent.health import HealthProbe, Verdict
 from scanner_agent.sync import LinkState
 
 log = logging.getLogger(__name__)
@@ -273,6 +278,8 @@ class AgentMetrics:
     """The registry one daemon exposes: live state plus the sync latency histogram."""
 
     def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        """The daemon's state, as scrapes and health probes read it."""
         self.registry = CollectorRegistry(auto_describe=False)
         self.sync_latency = Histogram(
             PREFIX + "sync_request_duration_seconds",
@@ -377,14 +384,53 @@ def _cut_off(request: socket.socket) -> None:
         request.shutdown(socket.SHUT_RDWR)
 
 
+_REASONS = {200: "OK", 503: "Service Unavailable"}
+
+
+def _with_probes(app: Any, probe: HealthProbe) -> Any:
+    """``app`` (the metrics) with ``/health`` and ``/ready`` answered by ``probe``, as JSON."""
+    routes: dict[str, Callable[[], Verdict]] = {
+        "/health": probe.liveness,
+        "/ready": probe.readiness,
+    }
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        route = routes.get(environ.get("PATH_INFO", ""))
+        if route is None:
+            return app(environ, start_response)
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
+            return [b""]
+        code, body = route()
+        data = json.dumps(body, ensure_ascii=False).encode() + b"\n"
+        start_response(
+            f"{code} {_REASONS.get(code, '')}",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(data))),
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [data]
+
+    return dispatch
+
+
 class MetricsServer:
-    """``GET /metrics`` on ``listen`` (prometheus-client's threaded WSGI server)."""
+    """``GET /metrics`` on ``listen`` (prometheus-client's threaded WSGI server), and
+    ``/health`` and ``/ready`` when given a :class:`~scanner_agent.health.HealthProbe`."""
 
     def __init__(
-        self, metrics: AgentMetrics, listen: str, *, request_timeout_s: float = REQUEST_TIMEOUT_S
+        self,
+        metrics: AgentMetrics,
+        listen: str,
+        probe: HealthProbe | None = None,
+        *,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.metrics = metrics
         self.listen = listen
+        self.probe = probe
         self.request_timeout_s = request_timeout_s
         self._server: _BoundedServer | None = None
         self._thread: threading.Thread | None = None
@@ -409,10 +455,11 @@ class MetricsServer:
         server_class: type[_BoundedServer] = type(
             "_MetricsServer", (_BoundedServer,), {"address_family": where.family}
         )
+        app = make_wsgi_app(self.metrics.registry)
         server = make_server(
             where.host,
             where.port,
-            make_wsgi_app(self.metrics.registry),
+            app if self.probe is None else _with_probes(app, self.probe),
             server_class,
             handler_class=_QuietHandler,
         )
