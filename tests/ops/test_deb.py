@@ -144,7 +144,8 @@ def test_the_package_ships_the_service_rules_entries_venv_and_a_conffile(
     assert os.readlink(python.parent / "python3.11") == "/usr/bin/python3.11"
     assert not list(tmp_path.rglob("__pycache__"))  # compiled by postinst, not shipped
     assert not list(tmp_path.rglob("INSTALLED"))  # dpkg owns the files, not make uninstall
-    assert (tmp_path / "usr/share/doc/scanner-agent/README.md").is_file()
+    docs = tmp_path / "usr/share/doc/scanner-agent"
+    assert {p.name for p in docs.iterdir()} >= {"README.md.gz", "operations.md.gz", "copyright"}
     assert (
         '"method": "debian package"'
         in (tmp_path / "opt/scanner-agent/venv/scanner-agent-install.json").read_text()
@@ -287,32 +288,36 @@ ack = true
 
 @contextlib.contextmanager
 def running(root: Root) -> Iterator[subprocess.Popen[bytes]]:
-    """The installed agent running the site's config, until the block ends (SIGTERM)."""
-    proc = subprocess.Popen(
-        [
-            str(root.python),
-            "-m",
-            "scanner_agent",
-            "run",
-            "--config",
-            str(root / "etc/scanner-agent/agent.toml"),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        cwd="/",
-        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
-    )
-    try:
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    """The installed agent running the site's config, until the block ends (SIGTERM).
+
+    Its log goes to ``agent.log`` beside the root, for the reader of a failure.
+    """
+    with (root.path.parent / "agent.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [
+                str(root.python),
+                "-m",
+                "scanner_agent",
+                "run",
+                "--config",
+                str(root / "etc/scanner-agent/agent.toml"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            cwd="/",
+            env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+        )
         try:
-            proc.wait(timeout=60)
+            yield proc
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
 
 
 def scan(port: int, codes: list[str]) -> None:
