@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner_agent.cli_output import EXIT_FAILED, EXIT_PROBLEMS, EXIT_USAGE
 from tests.ops.conftest import ROOT
 
 pytestmark = pytest.mark.install
@@ -220,7 +221,7 @@ def test_a_slim_install_is_told_which_roles_it_lacks_and_how_to_add_them(
     _, python = slim_root
     config = write_config(tmp_path, WEDGE)
     done = agent(python, "doctor", "--config", str(config), "--json")
-    assert done.returncode == 1, done.stdout  # the wedge source cannot run: a failure
+    assert done.returncode == EXIT_PROBLEMS, done.stdout  # the wedge source cannot run
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     assert checks["role daemon"]["status"] == "ok"
     assert checks["role wedge"]["status"] == "fail"  # a source needs it
@@ -244,12 +245,12 @@ def test_a_slim_install_refuses_a_wedge_source_before_run_does(
     _, python = slim_root
     config = write_config(tmp_path, WEDGE)
     checked = agent(python, "check-config", "--config", str(config))
-    assert checked.returncode == 2
+    assert checked.returncode == EXIT_USAGE
     assert "evdev" in checked.stderr
     assert "make install" in checked.stderr
     assert "pip install" not in checked.stderr
     ran = agent(python, "run", "--config", str(config), timeout=60)
-    assert ran.returncode == 2
+    assert ran.returncode == EXIT_USAGE
     assert "evdev" in ran.stderr
     assert ran.stderr.count("Failed to start source") <= 1, ran.stderr
     assert not (tmp_path / "outbox.db").exists()  # refused before anything was created
@@ -258,7 +259,7 @@ def test_a_slim_install_refuses_a_wedge_source_before_run_does(
 def test_a_slim_install_says_how_to_get_the_tui(slim_root: tuple[Path, Path]) -> None:
     _, python = slim_root
     done = agent(python, "tui")
-    assert done.returncode == 2
+    assert done.returncode == EXIT_FAILED
     assert "make install" in done.stderr
     assert "pip install" not in done.stderr
     assert done.stderr.count("\n") == 1, done.stderr
@@ -281,6 +282,6 @@ def test_the_installer_refuses_an_unknown_extra(tmp_path: Path) -> None:
         timeout=120,
         cwd=ROOT,
     )
-    assert done.returncode == 2
+    assert done.returncode == EXIT_FAILED
     assert "camra" in done.stderr
     assert not (tmp_path / PREFIX / "venv").exists()

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from scanner_agent.cli_output import EXIT_FAILED
+
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_a_busy_port_is_one_error_line_naming_the_address(tmp_path: Path, host: str) -> None:
@@ -42,7 +44,7 @@ def test_a_busy_port_is_one_error_line_naming_the_address(tmp_path: Path, host: 
             timeout=60,
             env={**os.environ, "BUSY_PORT_TOKEN": "busy-port-token"},
         )
-    assert done.returncode == 2, done.stderr
+    assert done.returncode == EXIT_FAILED, done.stderr  # as `run` on a busy port
     assert done.stderr.splitlines() == [
         f"scanner-agent: error: Failed to listen on {listen}: {os.strerror(errno.EADDRINUSE)}"
     ], done.stderr
