@@ -218,11 +218,10 @@ def test_the_tui_starts_and_quits_in_a_full_install(
     config = write_config(tmp_path)
     status, screen = run_on_pty(
         [str(python), "-m", "scanner_agent", "tui", "--embedded", "--config", str(config)],
-        until=b"Ready: scan a code",
+        until=b"installed-dock",  # the header names the device once the agent answered
         keys=b"q",
     )
     assert status == 0, _text(screen)[-2000:]
-    assert b"installed-dock" in screen or b"scanner-agent" in screen
 
 
 def test_a_slim_install_is_told_which_roles_it_lacks_and_how_to_add_them(
