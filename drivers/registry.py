@@ -52,7 +52,8 @@ class SourceType:
     help: str = ""
     needs: Callable[[Mapping[str, Any]], tuple[str, ...]] = lambda options: ()
     """The roles (:data:`scanner_agent.roles.ROLES`) whose libraries a source with these
-    (resolved) options loads when it starts; :func:`check_driver` checks them first."""
+    (resolved) options loads when it starts; :func:`scanner_agent.roles.check_driver` checks
+    them before a source starts."""
 
 
 COMMON_KEYS = ("type", "name", "action", "bill")
