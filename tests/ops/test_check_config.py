@@ -76,6 +76,7 @@ class Site:
 
     root: Path
     data: dict[str, Any] = field(default_factory=dict)
+    config_mode: int = 0o644
 
     def __post_init__(self) -> None:
         (self.root / "data").mkdir(mode=0o750)
@@ -109,7 +110,7 @@ class Site:
 
     def save(self) -> Path:
         self.config.write_text(to_toml(self.data))
-        self.config.chmod(0o644)
+        self.config.chmod(self.config_mode)
         return self.config
 
 
@@ -372,6 +373,16 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
         "readable by every user",
     ),
     "token file the user cannot read": (_token_unreadable, "sync.token_file", "cannot read"),
+    "token file writable by everyone": (
+        _token(TOKEN, 0o602),
+        "sync.token_file",
+        "writable by every user",
+    ),
+    "config file writable by everyone": (
+        lambda s: setattr(s, "config_mode", 0o666),
+        "config file",
+        "writable by every user",
+    ),
     "token file is a directory": (_token_is_directory, "sync.token_file", "not a regular file"),
     "token file is a named pipe": (_token_is_fifo, "sync.token_file", "not a regular file"),
     "token of two lines": (_token("PART1-a1b2c3\nPART2-d4e5f6\n"), "sync.token_file", "2 lines"),
