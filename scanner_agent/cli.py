@@ -105,7 +105,7 @@ def _preflight(args: argparse.Namespace, cfg: AgentConfig, user: RunAs) -> list[
     """:func:`preflight`, its errors naming the config file as :func:`load_config`'s do."""
     path = str(args.config or DEFAULT_CONFIG_PATH)
     try:
-        return preflight(cfg, user)
+        return preflight(cfg, user, Path(path))
     except Refusal as exc:
         raise exc.at(path) from None
     except ConfigError as exc:

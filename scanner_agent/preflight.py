@@ -31,6 +31,7 @@ from scanner_agent.config import AgentConfig, config_warnings, read_credential
 from scanner_agent.install import SERVICE_USER, SUPPLEMENTARY_GROUPS
 from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError, parse_host_port
 from scanner_agent.outbox import outbox_path_problem
+from scanner_agent.sinks import open_to_everyone
 
 __all__ = ["Refusal", "RunAs", "check_outbox", "check_user", "lexists", "preflight"]
 
@@ -137,13 +138,18 @@ def check_user(name: str | None = None) -> RunAs:
     return RunAs.me()
 
 
-def preflight(cfg: AgentConfig, user: RunAs) -> list[str]:
+def preflight(cfg: AgentConfig, user: RunAs, config_path: Path | None = None) -> list[str]:
     """Refuse what ``run`` cannot run as ``user``; the warnings of a config it can run.
+
+    ``config_path`` is the file ``cfg`` was read from: one every user may write is
+    refused, since whoever writes it chooses where the token goes on the next reload.
 
     Raises:
         Refusal: the first problem, naming the key and what to do.
         ConfigError: the credential cannot be read or is refused (its reader's error).
     """
+    if config_path is not None:
+        _check_config_file(config_path)
     warnings = config_warnings(cfg)
     _check_drivers(cfg)
     _check_credentials(cfg, user)
@@ -151,6 +157,20 @@ def preflight(cfg: AgentConfig, user: RunAs) -> list[str]:
     warnings.extend(_check_control(cfg, user))
     _check_sources(cfg, user)
     return warnings
+
+
+def _check_config_file(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # it was just read: a path that vanished since is the loader's business
+    if stat.S_ISREG(mode) and mode & stat.S_IWOTH:
+        raise Refusal(
+            "config file",
+            f"{str(path)!r} is {open_to_everyone(mode)}: any user could point the agent "
+            "at another service and take its token",
+            f"`sudo chmod o-w {path}` (0640, group {SERVICE_USER}, or 0644)",
+        )
 
 
 # -- drivers -------------------------------------------------------------------------------
@@ -204,11 +224,11 @@ def _check_credentials(cfg: AgentConfig, user: RunAs) -> None:
     read_credential(cfg)
     key_file = cfg.sync.client_key
     if key_file and cfg.sync.protocol != "alihealth" and _is_file(Path(key_file)):
-        mode = Path(key_file).stat().st_mode & 0o777
-        if mode & 0o007:
+        too_open = open_to_everyone(Path(key_file).stat().st_mode)
+        if too_open:
             raise Refusal(
                 "sync.client_key",
-                f"{key_file!r} is readable by every user (mode {mode:04o})",
+                f"{key_file!r} is {too_open}",
                 f"`sudo chmod o-rwx {key_file}` (0640 or 0600)",
             )
     if cfg.sync.protocol != "alihealth":

@@ -24,6 +24,7 @@ from scanner_agent.sinks._credentials import (
     CREDENTIAL_RULE,
     MAX_SECRET_BYTES,
     check_secret,
+    open_to_everyone,
     read_secret_file,
     read_token,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "check_secret",
     "check_url",
     "lazy_exports",
+    "open_to_everyone",
     "read_secret_file",
     "read_token",
     "require",

@@ -12,7 +12,14 @@ import stat
 
 from scanner_agent.kernel import CredentialError
 
-__all__ = ["CREDENTIAL_RULE", "MAX_SECRET_BYTES", "check_secret", "read_secret_file", "read_token"]
+__all__ = [
+    "CREDENTIAL_RULE",
+    "MAX_SECRET_BYTES",
+    "check_secret",
+    "open_to_everyone",
+    "read_secret_file",
+    "read_token",
+]
 
 CREDENTIAL_RULE = "one line of printable ASCII (a single trailing newline allowed)"
 """What a token or secret file (or variable) must hold: it goes into an HTTP header or a
@@ -78,11 +85,10 @@ def read_secret_file(path: str, key: str) -> str:
             problem="not_file",
         )
     with os.fdopen(fd, "rb") as f:
-        mode = st.st_mode & 0o777
-        if mode & 0o007:
+        too_open = open_to_everyone(st.st_mode)
+        if too_open:
             raise CredentialError(
-                f"{key}: {path!r} is readable by every user (mode {mode:04o}); "
-                f"chmod o-rwx it (0640 or 0600)",
+                f"{key}: {path!r} is {too_open}; chmod o-rwx it (0640 or 0600)",
                 problem="too_open",
             )
         try:
@@ -94,6 +100,19 @@ def read_secret_file(path: str, key: str) -> str:
             f"{key}: {path!r} is larger than {MAX_SECRET_BYTES} bytes", problem="malformed"
         )
     return check_secret(raw, key, repr(path))
+
+
+def open_to_everyone(mode: int) -> str:
+    """What every user may do to a file of ``mode`` ("readable by every user (mode 0644)"),
+    or "" when its "other" bits are clear: the words of every refusal of a file too open."""
+    other = mode & 0o007
+    if not other:
+        return ""
+    may = [
+        word for bit, word in ((4, "readable"), (2, "writable"), (1, "executable")) if other & bit
+    ]
+    said = " and ".join([", ".join(may[:-1]), may[-1]] if len(may) > 1 else may)
+    return f"{said} by every user (mode {mode & 0o7777:04o})"
 
 
 def _file_kind(mode: int) -> str:
