@@ -29,6 +29,8 @@ from typing import Any, Self
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from scanner_agent.kernel import ScannerAgentError
+
 __all__ = [
     "HEAD_TIMEOUT_S",
     "KEEP_ALIVE_S",
@@ -86,7 +88,7 @@ class _HeadDeadline(H11Protocol):
             self.transport.close()
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(ScannerAgentError):
     """The server could not start on its address: ``str()`` names the address and the reason."""
 
     def __init__(self, address: str, reason: str) -> None:

@@ -11,6 +11,7 @@ raises it.  tests/kernel/test_errors.py checks this drawing against the classes:
     │   ├── CredentialError         a token or secret that cannot be used (never shows it)
     │   ├── ProfileError [drivers]  a firmware profile is missing, unreadable or invalid
     │   ├── LayoutError [drivers]   a HID POS report layout that cannot be read
+    │   ├── DriverUnavailable [roles]  a source's driver library is not installed here
     │   └── Refusal [preflight]     a config ``run`` would refuse, with a hint
     ├── UsageError                  a command line asking the impossible (a missing file, a bad value)
     ├── DeviceError                 a scanner device could not be opened, read or written
@@ -18,6 +19,7 @@ raises it.  tests/kernel/test_errors.py checks this drawing against the classes:
     │   └── DeviceDisconnected      went away while open (unplugged, EIO, end of file)
     ├── DecoderUnavailable [drivers]  a camera decoding library cannot be loaded
     ├── LaneBusy                    a lane of slow work is full: refused, not queued
+    ├── ServerStartError [asgi]     an HTTP server could not listen on its address
     ├── OutboxError                 the local SQLite outbox
     │   ├── OutboxFullError         disk full or free-space reserve reached
     │   └── OutboxCorruptError      the file failed its integrity check
