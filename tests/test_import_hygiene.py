@@ -33,16 +33,20 @@ CORE_MODULES = [
 ]
 
 
+NEVER_IN_A_DAEMON = ("uvicorn", "starlette", "textual", "cv2")
+"""Top-level packages a daemon must not load: no configured part of it needs them."""
+
+
 @pytest.mark.parametrize("module", CORE_MODULES)
-def test_core_module_does_not_import_textual(module: str) -> None:
+def test_core_module_loads_no_server_no_tui_no_opencv(module: str) -> None:
     # rich may appear: httpx loads its optional CLI (which uses rich) whenever rich is installed.
-    code = f"import sys, {module}; bad = [m for m in sys.modules if m.split('.')[0] == 'textual']; print(bad)"
+    code = (
+        f"import sys, {module}; "
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {NEVER_IN_A_DAEMON!r}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
-
-NEVER_IN_A_DAEMON = ("uvicorn", "starlette", "textual", "cv2")
-"""Top-level packages a daemon must not load: no configured part of it needs them."""
 
 SINK_MODULE = {
     "trace-api": "scanner_agent.sinks.trace_api",
@@ -86,7 +90,7 @@ def _secret(path: Path, value: str) -> str:
 def _sync_tables(protocol: str, tmp_path: Path) -> str:
     """The ``[sync]`` table and the platform's own, each complete for ``protocol``."""
     token = _secret(tmp_path / "token", "hygiene-token")
-    sync = f'[sync]\nprotocol = "{protocol}"\nurl = "http://127.0.0.1:9"\ntoken_file = "{token}"\n'
+    sync = f'[sync]\nprotocol = "{"trace-api" if protocol == "off" else protocol}"\nurl = "http://127.0.0.1:9"\ntoken_file = "{token}"\n'
     if protocol == "alihealth":
         secret = _secret(tmp_path / "app-secret", "hygiene-secret")
         return (
@@ -99,13 +103,16 @@ def _sync_tables(protocol: str, tmp_path: Path) -> str:
             'read_point = "urn:epc:id:sgln:0614141.00777.0"\n'
             'biz_location = "urn:epc:id:sgln:0614141.00888.0"\n'
         )
+    if protocol == "off":
+        return sync.replace("[sync]\n", "[sync]\nenabled = false\n")
     return sync
 
 
-@pytest.mark.parametrize("protocol", sorted(SINK_MODULE))
+@pytest.mark.parametrize("protocol", [*sorted(SINK_MODULE), "off"])
 def test_a_running_daemon_loads_no_server_no_tui_no_opencv(protocol: str, tmp_path: Path) -> None:
-    """A real ``scanner-agent run`` process with a TCP source, syncing to ``protocol``: the
-    modules it has loaded by the time it stops (SIGTERM) are recorded at exit."""
+    """A real ``scanner-agent run`` process with a TCP source, syncing to ``protocol`` (or,
+    for ``off``, not syncing: no HTTP sink at all): the modules it has loaded by the time it
+    stops (SIGTERM) are recorded at exit."""
     port = _free_port()
     config = tmp_path / "agent.toml"
     config.write_text(
@@ -138,7 +145,8 @@ def test_a_running_daemon_loads_no_server_no_tui_no_opencv(protocol: str, tmp_pa
             proc.kill()
             proc.wait()
     loaded = set(json.loads(loaded_out.read_text()))
-    assert SINK_MODULE[protocol] in loaded, "the daemon did not build its sink"
+    if protocol != "off":
+        assert SINK_MODULE[protocol] in loaded, "the daemon did not build its sink"
     assert "drivers.tcp" in loaded
     bad = sorted(m for m in loaded if m.split(".")[0] in NEVER_IN_A_DAEMON)
     assert bad == [], f"a daemon syncing to {protocol} loaded {bad}"
@@ -146,7 +154,9 @@ def test_a_running_daemon_loads_no_server_no_tui_no_opencv(protocol: str, tmp_pa
     others = sorted(
         m
         for other, package in SINK_MODULE.items()
-        if other != protocol
+        # With sync off the daemon still builds its protocol's sink (the intake asks its
+        # admission), so "off" counts as the default protocol, trace-api, here.
+        if other != ("trace-api" if protocol == "off" else protocol)
         for m in (f"{package}._client", f"{package}._sink")
         if m in loaded
     )

@@ -2,7 +2,7 @@
 
 The bottom layer (docs/architecture.md draws the rest).  Everything above may
 import it; it imports nothing of the agent and no third-party library
-(tests/test_layers.py holds it to that):
+(tests/architecture/test_layers.py holds it to that):
 
 * the scan contract between drivers and the core: :class:`RawScan`,
   :class:`ScanOutcome`, :class:`Verdict`, :class:`Intake`, :class:`Source`,
