@@ -7,7 +7,7 @@ One *image* is built per run: an outbox with delivered rows and owed rows in
 the main file and more owed rows only in the WAL, copied while the writer still
 has it open (as a kill would leave it).  Each case copies the image, applies
 one random corruption to the database or the WAL (bit flips, a run of random
-bytes, truncation, a zeroed page or frame), then does what the daemon and an
+bytes, truncation, a zeroed page or frame, a damaged WAL header), then does what the daemon and an
 operator would: open (never raising: a start that raises is a crash loop under
 systemd), lease and settle until nothing is left, export, and salvage any file
 moved aside.  It checks what was delivered against what was written:
@@ -42,6 +42,7 @@ KINDS = (
     "wal-byterun",
     "wal-truncate",
     "wal-zero-frame",
+    "wal-header",
 )
 
 
@@ -96,6 +97,13 @@ def corrupt(data: bytes, kind: str, rng: random.Random) -> tuple[bytes, str]:
     if not out:
         return data, "empty file"
     what = kind.split("-", 1)[1]
+    if what == "header":  # 32 bytes of a file of megabytes: random damage seldom hits them
+        how = rng.choice(("bitflip", "byterun", "zero"))
+        if how == "zero":
+            out[:32] = bytes(32)
+            return bytes(out), "header zeroed"
+        head, where = corrupt(data[:32], f"wal-{how}", rng)
+        return head + data[32:], f"header: {where}"
     if what == "bitflip":
         at = rng.randrange(len(out))
         bits = rng.choice((1, 1, 2, 3))

@@ -2,9 +2,9 @@
 
 Issue 16: in 200 random corruptions, 24 left unreadable rows undetected and 2
 delivered a silently altered code.  Each case here damages a copy of one real
-outbox (bit flips, random byte runs, truncation, a zeroed page or WAL frame),
-then opens it, leases and settles everything, exports, and salvages any file
-moved aside (``tests/outbox/corruption.py``).  Seeded, so a failure names its
+outbox (bit flips, random byte runs, truncation, a zeroed page or WAL frame, a
+damaged WAL header), then opens it, leases and settles everything, exports, and
+salvages any file moved aside (``tests/outbox/corruption.py``).  Seeded, so a failure names its
 seed; the long run is ``bench/corruption.py``.
 """
 
@@ -19,7 +19,7 @@ from scanner_agent.outbox import Outbox
 from tests.outbox.corruption import KINDS, Image, build_image, drain, run_case, summarize
 
 CASES = 48
-"""Six of each kind on average; about 15 s here (bench/corruption.py runs thousands)."""
+"""Five of each kind on average; about 15 s here (bench/corruption.py runs thousands)."""
 
 
 @pytest.fixture(scope="module")

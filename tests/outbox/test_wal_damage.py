@@ -204,3 +204,16 @@ def test_a_wal_cut_inside_its_header_is_an_alarm(tmp_path: Path, keep: int) -> N
         (alarm,) = box.alarms
         assert "WAL" in alarm, alarm
         box.stats()
+
+
+def test_a_damaged_wal_header_without_its_shm_is_recovered_from_the_frames(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    wal = Path(f"{path}-wal")
+    codes = killed_writer(path)
+    Path(f"{path}-shm").unlink()
+    data = wal.read_bytes()
+    wal.write_bytes(bytes(32) + data[32:])
+    with Outbox.open(path) as box:
+        (alarm,) = box.alarms
+        assert "header" in alarm
+        assert held_codes(box) == sorted(codes)
