@@ -194,7 +194,17 @@ class Outbox(OutboxDelivery, OutboxWriter, OutboxQueries):
             outcome = f"recovered from the dropped frames: {result.summary()}"
         except (OSError, ValueError, sqlite3.Error, OutboxError) as exc:
             outcome = f"recovering from the dropped frames failed ({exc}); run scanner-agent queue salvage {aside}"
-        if report.stranded_commits:
+        if report.header_damaged:
+            what = (
+                f"damaged in its header: SQLite would have ignored all {report.frames} frames, "
+                f"holding {report.stranded_commits} intact committed transactions"
+                + (
+                    f" (the writer had committed {report.committed} frames)"
+                    if report.committed
+                    else ""
+                )
+            )
+        elif report.stranded_commits:
             what = (
                 f"damaged at frame {report.broken_at} of {report.frames}: SQLite would have "
                 f"dropped {report.stranded} frames holding {report.stranded_commits} committed "

@@ -25,6 +25,13 @@ committed transactions were cut off.  :func:`inspect_wal` reports that, and
 recomputed up to that last commit, so a copy of the database opened with it
 shows what the dropped frames held (their rows are then verified one by one by
 their own checksums before anything is taken from them).
+
+A WAL whose *header* fails its checksum is ignored by SQLite as a whole, every
+committed frame with it.  Its byte order, page size and salts are then taken
+from the wal-index header in the ``-shm`` the writer left (checked against the
+frames), or else from the frames themselves (two that chain); every frame of
+that generation is then stranded, and :func:`repaired_copy` writes a fresh
+header for the copy.
 """
 
 from __future__ import annotations
@@ -60,6 +67,16 @@ class WalReport:
     """0-based index of the last intact commit frame of this generation (-1: none)."""
     committed: int | None = None
     """Frames the writer had committed, from the ``-shm`` it left (None: no valid one)."""
+    header: tuple[bool, int, bytes] | None = None
+    """Byte order, page size and salts recovered when the file's own header is damaged.
+
+    None when the header is intact.  SQLite then replays nothing (``kept`` 0).
+    """
+
+    @property
+    def header_damaged(self) -> bool:
+        """Whether the WAL's own header failed its checks (and SQLite would ignore the WAL)."""
+        return self.header is not None
 
     @property
     def damaged(self) -> bool:
@@ -103,14 +120,14 @@ def _parse(data: bytes) -> tuple[bool, int, bytes] | None:
     return big, page_size, data[16:24]
 
 
-def _shm_committed(shm: Path, salts: bytes) -> int | None:
-    """``mxFrame`` of the wal-index header in ``shm``, when it is intact and for these salts.
+def _shm_header(shm: Path) -> tuple[bool, int, bytes, int] | None:
+    """Byte order, page size, salts and ``mxFrame`` of an intact wal-index header in ``shm``.
 
     The header (wal.c, ``WalIndexHdr``) is 48 bytes in native byte order,
-    written twice: version, unused, change counter, isInit, bigEndCksum, page
-    size, mxFrame (offset 16), nPage, the last frame's checksum, the WAL's
-    salts (offset 32, as in the WAL header), and a checksum of the first 40
-    bytes (offset 40).
+    written twice: version, unused, change counter, isInit (offset 12),
+    bigEndCksum (13), page size (14, u16; 65536 is stored as 1), mxFrame (16),
+    nPage, the last frame's checksum, the WAL's salts (offset 32, as in the
+    WAL header), and a checksum of the first 40 bytes (offset 40).
     """
     try:
         with shm.open("rb") as f:
@@ -122,9 +139,54 @@ def _shm_committed(shm: Path, salts: bytes) -> int | None:
     native_big = sys.byteorder == "big"
     if _checksum(data[:40], native_big, 0, 0) != struct.unpack("=II", data[40:48]):
         return None
-    if data[32:40] != salts:
+    page_size = int(struct.unpack("=H", data[14:16])[0])
+    page_size = 65536 if page_size == 1 else page_size
+    mx_frame = int(struct.unpack("=I", data[16:20])[0])
+    return bool(data[13]), page_size, data[32:40], mx_frame
+
+
+def _shm_committed(shm: Path, salts: bytes) -> int | None:
+    """``mxFrame`` of the wal-index header in ``shm``, when it is intact and for these salts."""
+    head = _shm_header(shm)
+    if head is None or head[2] != salts:
         return None
-    return int(struct.unpack("=I", data[16:20])[0])
+    return head[3]
+
+
+def _frames_chain(data: bytes, big: bool, page_size: int, salts: bytes) -> bool:
+    """Whether the first two frames carry ``salts`` and the second's checksum chains on the first."""
+    size = _FRAME_HEADER + page_size
+    if len(data) < _HEADER + 2 * size:
+        return False
+    first, second = _HEADER, _HEADER + size
+    if data[first + 8 : first + 16] != salts or data[second + 8 : second + 16] != salts:
+        return False
+    seed = struct.unpack(">II", data[first + 16 : first + 24])
+    body = data[second : second + 8] + data[second + _FRAME_HEADER : second + size]
+    return _checksum(body, big, *seed) == struct.unpack(">II", data[second + 16 : second + 24])
+
+
+def _recover_header(data: bytes, shm: Path) -> tuple[tuple[bool, int, bytes], int | None] | None:
+    """The header fields of a WAL whose own header is damaged, and the writer's ``mxFrame``.
+
+    From the ``-shm`` when it is intact and its page size and salts agree with
+    the first frame (or no frame is left to disagree); else from the first two
+    frames, trying every page size and byte order.  None: no sign of frames.
+    """
+    head = _shm_header(shm)
+    if head is not None and head[3] > 0:
+        big, page_size, salts, mx_frame = head
+        valid_size = 512 <= page_size <= 65536 and not page_size & (page_size - 1)
+        first = data[_HEADER + 8 : _HEADER + 16]
+        if valid_size and (len(first) < 8 or first == salts):
+            return (big, page_size, salts), mx_frame
+    for shift in range(9, 17):
+        page_size = 1 << shift
+        salts = data[_HEADER + 8 : _HEADER + 16]
+        for big in (True, False):
+            if _frames_chain(data, big, page_size, salts):
+                return (big, page_size, salts), None
+    return None
 
 
 def inspect_wal(wal: Path) -> WalReport | None:
@@ -137,15 +199,24 @@ def inspect_wal(wal: Path) -> WalReport | None:
         data = wal.read_bytes()
     except FileNotFoundError:
         return None
+    shm = wal.with_name(wal.name[: -len("-wal")] + "-shm")
     head = _parse(data)
+    recovered: tuple[bool, int, bytes] | None = None
+    committed: int | None = None
     if head is None:
-        return None
+        if not data:
+            return None  # what a TRUNCATE checkpoint leaves
+        found = _recover_header(data, shm)
+        if found is None:
+            return None
+        recovered, committed = found
+        head = recovered
     big, page_size, salts = head
     size = _FRAME_HEADER + page_size
-    frames = (len(data) - _HEADER) // size
-    s = struct.unpack(">II", data[24:32])
+    frames = max(0, (len(data) - _HEADER) // size)
+    s = struct.unpack(">II", data[24:32]) if len(data) >= _HEADER else (0, 0)
     kept = 0
-    broken_at: int | None = None
+    broken_at: int | None = 0 if recovered is not None else None
     stranded = stranded_commits = 0
     last_commit = -1
     for i in range(frames):
@@ -175,8 +246,11 @@ def inspect_wal(wal: Path) -> WalReport | None:
         if commit and _checksum(header[:8] + page, big, *struct.unpack(">II", before)) == stored:
             stranded_commits += 1
             last_commit = i
-    committed = _shm_committed(wal.with_name(wal.name[: -len("-wal")] + "-shm"), salts)
-    return WalReport(frames, kept, broken_at, stranded, stranded_commits, last_commit, committed)
+    if recovered is None:
+        committed = _shm_committed(shm, salts)
+    return WalReport(
+        frames, kept, broken_at, stranded, stranded_commits, last_commit, committed, recovered
+    )
 
 
 def repaired_copy(wal: Path, report: WalReport, dest: Path) -> None:
@@ -187,13 +261,18 @@ def repaired_copy(wal: Path, report: WalReport, dest: Path) -> None:
     every row it reads from the result (their own checksums do).
     """
     data = wal.read_bytes()
-    head = _parse(data)
+    head = report.header or _parse(data)
     if head is None:
         raise ValueError(f"{wal} is not a WAL file")
     big, page_size, salts = head
     size = _FRAME_HEADER + page_size
-    out = bytearray(data[:_HEADER])
-    s = struct.unpack(">II", data[24:32])
+    if report.header is not None:  # a fresh header: format 3007000, checkpoint sequence 0
+        magic = _MAGIC_BE if big else _MAGIC_LE
+        fields = struct.pack(">IIII", magic, 3007000, page_size, 0) + salts
+        out = bytearray(fields + struct.pack(">II", *_checksum(fields, big, 0, 0)))
+    else:
+        out = bytearray(data[:_HEADER])
+    s = struct.unpack(">II", bytes(out[24:32]))
     for i in range(report.last_commit + 1):
         at = _HEADER + i * size
         frame = bytearray(data[at : at + size])
