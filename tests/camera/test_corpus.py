@@ -149,14 +149,14 @@ def test_gs1_datamatrix_keeps_its_identifier_and_group_separators(
     assert line["parse"]["gtin"] == "09504000059101"
 
 
-def test_decode_exits_0_when_nothing_is_read(
+def test_decode_exits_3_when_nothing_is_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import cv2
     import numpy as np
 
     cv2.imwrite(str(tmp_path / "blank.png"), np.full((120, 160), 200, np.uint8))
-    assert main(["decode", str(tmp_path / "blank.png"), "--decoder", "both"]) == 0
+    assert main(["decode", str(tmp_path / "blank.png"), "--decoder", "both"]) == 3
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "blank.png: no code found (1 frame)" in captured.err  # said, not silent
