@@ -15,9 +15,11 @@ is :func:`scanner_agent.codes.parse_scan` of the identifier and payload, as
 Folders are read with their subfolders (``--no-recursive``: the folder alone).
 A file with no code gets a line on stderr, and the run ends with a summary
 there (files, codes, files with none), so a run that read nothing never
-passes silently.  The exit status stays 0 then: finding no code in a photo is
-an answer, not a failure (``parse`` of an invalid code is 3).  A path that
-cannot be opened is a usage error (status 2).
+passes silently, and its exit status is 3 (ran, but found problems), as
+``zbarimg`` exits non-zero when an image holds no barcode: a script checking
+a set-up or a batch of photos sees it without reading stderr, while every
+code that was read is still printed.  A path that cannot be opened is a
+usage error (status 2).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from scanner_agent.cli_output import EXIT_OK, json_flag, note, plural, print_json
+from scanner_agent.cli_output import EXIT_OK, EXIT_PROBLEMS, json_flag, note, plural, print_json
 from scanner_agent.kernel import ConfigError, DeviceUnavailable, UsageError
 
 if TYPE_CHECKING:
@@ -58,7 +60,7 @@ def _split_ints(value: str) -> list[int]:
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    """Print one JSON line per code read in the given files."""
+    """Print one JSON line per code read in the given files; 3 when a file gave none."""
     from drivers.camera import FileDone, decode_paths
     from drivers.decoders import FrameDecoder
     from scanner_agent.codes import parse_scan
@@ -107,7 +109,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         f"decoded {plural(files, 'file')}: {plural(codes, 'code')}"
         + (f"; {plural(len(empty), 'file')} with no code" if empty else "")
     )
-    return EXIT_OK
+    return EXIT_PROBLEMS if empty else EXIT_OK
 
 
 def register(add: AddCommand) -> None:
@@ -116,7 +118,7 @@ def register(add: AddCommand) -> None:
         "decode",
         cmd_decode,
         "Read every code in images, videos or image folders (with subfolders); print JSON "
-        "lines with the parse; files with no code are named on stderr.",
+        "lines with the parse; files with no code are named on stderr (exit status 3).",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="image, video file or folder of images")
     p.add_argument(

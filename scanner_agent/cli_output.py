@@ -18,8 +18,8 @@ rules of both so no command invents its own:
 
 The exit status (:data:`EXIT_CODES`, documented in ``--help`` and the README):
 0 success, 1 the operation failed, 2 a usage or configuration error, 3 the
-command ran but found problems (an invalid code, a failed check, damaged rows,
-empty required fields).  :func:`exit_code` maps an error to 1 or 2.
+command ran but found problems (an invalid code, a file with no code, a failed
+check, damaged rows, empty required fields).  :func:`exit_code` maps an error to 1 or 2.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ EXIT_USAGE: Final = 2
 """A usage or configuration error: a bad argument, a missing file named on the command
 line, an invalid config (argparse's own errors exit 2 too)."""
 EXIT_PROBLEMS: Final = 3
-"""The command ran and found problems: ``parse`` of an invalid code, ``doctor`` with a
-failed check, ``queue export``/``salvage`` with damaged rows, ``profiles validate`` with
-an invalid profile, ``udev-rules --check`` out of date, ``bill export --strict`` with
-required fields empty."""
+"""The command ran and found problems: ``parse`` of an invalid code, ``decode`` of a file
+that gave no code, ``doctor`` with a failed check, ``queue export``/``salvage`` with
+damaged rows, ``profiles validate`` with an invalid profile, ``udev-rules --check`` out of
+date, ``bill export --strict`` with required fields empty."""
 
 EXIT_CODES: Final[dict[int, str]] = {
     EXIT_OK: "success",
