@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from scanner_agent.cli_output import EXIT_FAILED, EXIT_OK
 from scanner_agent.daemon import Daemon
 from scanner_agent.lab.demo import DemoSummary, format_summary, run_demo
 
@@ -41,6 +42,11 @@ def test_each_verdict_and_its_words() -> None:
     assert "INCOMPLETE: 2 still queued" in format_summary(queued)
     lost = DemoSummary(accepted=5, delivered=5, service_events=4)  # the service lacks one
     assert (lost.verdict, lost.ok) == ("incomplete", False)
+    # OK and SETTLED exit 0; FAILED and INCOMPLETE exit 1, the operation failed (not 3: the
+    # demo checks the agent's own path, not an input of the operator's).
+    assert [s.exit_status for s in (delivered, platform, known, queued, lost)] == [
+        EXIT_OK, EXIT_OK, EXIT_FAILED, EXIT_FAILED, EXIT_FAILED,
+    ]  # fmt: skip
 
 
 async def test_a_scan_acked_against_the_sinks_rule_fails_the_demo(tmp_path: Path) -> None:
@@ -55,6 +61,7 @@ async def test_a_scan_acked_against_the_sinks_rule_fails_the_demo(tmp_path: Path
     )
     assert summary.verdict == "acked_then_refused"
     assert summary.ok is False
+    assert summary.exit_status == EXIT_FAILED
     known = summary.acked_then_refused
     assert sum(known.values()) > 0
     assert all(why in summary.service_rejected for why in known)
