@@ -64,7 +64,7 @@ EXIT_OK: Final = 0
 """The command did what was asked (a list may be empty)."""
 EXIT_FAILED: Final = 1
 """The operation failed: the agent did not answer, the file could not be read, a bill
-was not found, the outbox refused."""
+was not found, the outbox refused, the demo's verdict is FAILED or INCOMPLETE."""
 EXIT_USAGE: Final = 2
 """A usage or configuration error: a bad argument, a missing file named on the command
 line, an invalid config (argparse's own errors exit 2 too)."""

@@ -50,7 +50,7 @@ from typing import Any, TextIO
 
 from drivers.tcp import TcpSource
 from scanner_agent.bills import BillBook, BillError
-from scanner_agent.cli_output import print_json
+from scanner_agent.cli_output import EXIT_FAILED, EXIT_OK, print_json
 from scanner_agent.codes import parse_scan
 from scanner_agent.config import config_from_dict
 from scanner_agent.daemon import Daemon
@@ -122,6 +122,15 @@ class DemoSummary:
     def ok(self) -> bool:
         """The demo succeeded (exit 0): settled, and no ACKed scan refused for a known reason."""
         return self.verdict in ("ok", "platform_refused")
+
+    @property
+    def exit_status(self) -> int:
+        """0 for ``OK`` and ``SETTLED``; 1 (:data:`~scanner_agent.cli_output.EXIT_FAILED`, the
+        operation failed) for ``FAILED`` and ``INCOMPLETE``.  Not 3 (ran, but found problems):
+        the demo checks the agent's own path on its own inputs, so a broken promise is the
+        product failing, as a failed test run is, not a problem found in what the operator
+        gave it."""
+        return EXIT_OK if self.ok else EXIT_FAILED
 
 
 class _Progress:
@@ -593,4 +602,4 @@ def main(
         print_json({**asdict(summary), "ok": summary.ok, "verdict": summary.verdict})
     else:
         print(format_summary(summary))
-    return 0 if summary.ok else 1
+    return summary.exit_status
