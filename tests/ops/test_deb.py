@@ -31,7 +31,10 @@ from scanner_agent.traceserver import TraceServerThread
 from tests.conftest import TOKEN
 from tests.ops.conftest import ROOT, SYSTEMD_DIR
 
-pytestmark = pytest.mark.deb
+# The suite's 300 s per test covers a fixture's setup too: ``make deb`` (venv, dpkg-buildpackage,
+# lintian over ~100 MB) alone took longer on a loaded box, and pytest-timeout then ended the whole
+# run mid-build.  The subprocess timeouts below bound each step; this bounds the test.
+pytestmark = [pytest.mark.deb, pytest.mark.timeout(3600)]
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 NEWER = f"{VERSION}+upgrade1"

@@ -30,7 +30,9 @@ import pytest
 from scanner_agent.cli_output import EXIT_FAILED, EXIT_PROBLEMS, EXIT_USAGE
 from tests.ops.conftest import ROOT
 
-pytestmark = pytest.mark.install
+# The suite's 300 s per test covers the session fixture's ``make install`` (a pip install of every
+# role, up to 900 s on a loaded box, bounded below); this bounds the test that builds it.
+pytestmark = [pytest.mark.install, pytest.mark.timeout(1800)]
 
 PREFIX = "opt/scanner-agent"
 
