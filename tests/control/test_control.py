@@ -280,7 +280,7 @@ async def test_cli_bill_commands_and_status(
     code, out = await cli("status", "--json", *s)
     assert json.loads(out)["bills"][0]["number"] == "SO-200"
     code, out = await cli("bill", "close", *s)
-    assert "1 scans handed to sync" in out
+    assert "closed SO-200: 1 scan handed to sync\n" in out  # one scan, not "1 scans"
     code, out = await cli("bill", "list", *s)
     assert "SO-200" in out
     code, out = await cli("lookup", UNIT_A, *s)
