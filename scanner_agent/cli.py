@@ -364,7 +364,7 @@ def cmd_queue_salvage(args: argparse.Namespace) -> int:
         print_json(report.as_dict())
     else:
         verb = "would recover" if args.dry_run else "recovered"
-        print(f"{source}: {verb} {report.recovered} scans into {outbox.path}")
+        print(f"{source}: {verb} {plural(report.recovered, 'scan')} into {outbox.path}")
         print(f"  rows read        {report.rows_read}")
         print(
             f"  owed             {report.owed} (already held: {report.already_held}, "

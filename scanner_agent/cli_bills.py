@@ -212,7 +212,7 @@ def cmd_bill_close(args: argparse.Namespace) -> int:
     if args.json:
         print_json(bill)
     else:
-        print(f"closed {bill['number']}: {bill['totals']['scans']} scans handed to sync")
+        print(f"closed {bill['number']}: {plural(bill['totals']['scans'], 'scan')} handed to sync")
     return 0
 
 
