@@ -32,7 +32,7 @@ from drivers.registry import build_source
 from scanner_agent import logs
 from scanner_agent.bills import BillDesk, BillError
 from scanner_agent.config import AgentConfig, load_config, read_credential, service_url
-from scanner_agent.control import ControlServer
+from scanner_agent.control.server import ControlServer
 from scanner_agent.intake import GroupCommitter, ScanIntake
 from scanner_agent.kernel import (
     Intake,
@@ -165,6 +165,11 @@ class Daemon:
         self.control_lane = Lane("control", workers=1, max_pending=8)
         """Control-socket work of some cost: long requests, codes to look up, CSV imports."""
         self._stats: SingleFlight[QueueStats] = SingleFlight(self._count)
+
+    @property
+    def device_id(self) -> str:
+        """This device's id (``device_id`` in the config)."""
+        return self.cfg.device_id
 
     # -- lifecycle -------------------------------------------------------------
 

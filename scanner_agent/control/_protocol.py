@@ -1,4 +1,4 @@
-"""Control protocol v1: line-delimited JSON over a UNIX socket.
+"""Control protocol: line-delimited JSON over a UNIX socket.
 
 Each line is one JSON object (UTF-8, no raw newlines inside)::
 
@@ -28,7 +28,6 @@ import json
 import re
 from typing import Any
 
-from scanner_agent.codes import MAX_SCAN_CHARS
 from scanner_agent.kernel import ScannerAgentError
 
 PROTOCOL_VERSION = 2
@@ -40,8 +39,6 @@ MAX_REPLY = 64 * 1024 * 1024
 """Longest reply line a client reads (a ``bill.show`` of 5,000 scans is a few MiB)."""
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects in a request (real ones nest 3 deep)."""
-MAX_CODE_CHARS = MAX_SCAN_CHARS
-"""Longest code a command looks at: the longest scan any symbol carries (``codes``)."""
 MAX_ARG_CHARS = 1024
 """Longest other string argument (a bill number, a reason, a note)."""
 

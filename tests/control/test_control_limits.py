@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import config_from_dict
-from scanner_agent.control import MAX_CODE_CHARS, MAX_DEPTH, ControlClient
+from scanner_agent.control import MAX_DEPTH, ControlClient
+from scanner_agent.control.server import MAX_CODE_CHARS
 from scanner_agent.kernel import ConfigError
 from tests.drivers.emulators import eventually
 

@@ -1,5 +1,10 @@
 """The daemon side of the control interface: a UNIX socket server on the daemon's loop.
 
+Imported by the daemon only: a client (the CLI, the TUI) imports
+:mod:`scanner_agent.control`, which never loads this module, the bill desk or
+the outbox.  The server answers from a :class:`ControlledAgent`, a small
+protocol the daemon implements, so it never imports the daemon.
+
 Requests on one connection are answered in order.  Every bound is a
 ``[control]`` setting (docs/control.md), so no client (a bug, a stuck TUI, a
 hostile local user) can stop scanning:
@@ -7,17 +12,17 @@ hostile local user) can stop scanning:
 * at most ``max_clients`` connections; one more gets an ``unavailable`` reply
   and is closed;
 * a request line is at most ``max_line_bytes`` and nests at most
-  :data:`MAX_DEPTH` deep (an over-long line gets one error and the connection
-  is closed: the stream cannot be resynchronised);
+  :data:`~scanner_agent.control.MAX_DEPTH` deep (an over-long line gets one
+  error and the connection is closed: the stream cannot be resynchronised);
 * a request line, once started, must end within ``request_timeout_s``; an
   idle connection may stay;
 * replies and events are written straight to the connection; a client that
   leaves more than ``max_backlog_bytes`` unsent (a subscriber that never
   reads) is disconnected, so its lag costs nothing per scan;
 * argument strings are capped (a code at :data:`MAX_CODE_CHARS`, others at
-  :data:`MAX_ARG_CHARS`), and decoding a long line, parsing a code to look up
-  and parsing an imported CSV run on the daemon's ``control`` lane, never on
-  the event loop that acknowledges scans;
+  :data:`~scanner_agent.control.MAX_ARG_CHARS`), and decoding a long line,
+  parsing a code to look up and parsing an imported CSV run on the agent's
+  ``control`` lane, never on the event loop that acknowledges scans;
 * every exception ends as an error reply or a closed connection, never
   escaping the server.
 """
@@ -26,27 +31,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import grp
 import logging
 import os
-import reprlib
-import socket
 import stat
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scanner_agent import __version__
-from scanner_agent.bills import BillError, CodeHistory, bill_types
-from scanner_agent.codes import ScanResult, parse_scan
+from scanner_agent.bills import BillError
 from scanner_agent.config import ControlConfig
+from scanner_agent.control._agent import ControlledAgent
+from scanner_agent.control._commands import MAX_CODE_CHARS, Commands, Handler, short
+from scanner_agent.control._conn import Conn, bind_private
 from scanner_agent.control._protocol import (
-    EVENT_KINDS,
     MAX_ARG_CHARS,
-    MAX_CODE_CHARS,
     PROTOCOL_VERSION,
     ControlError,
     decode,
@@ -56,7 +56,9 @@ from scanner_agent.control._v1 import OLDEST_VERSION, as_version
 from scanner_agent.kernel import LaneBusy, RawScan, ScannerAgentError, ScanOutcome
 
 if TYPE_CHECKING:
-    from scanner_agent.daemon import Daemon
+    from scanner_agent.codes import ScanResult
+
+__all__ = ["MAX_CODE_CHARS", "ControlServer", "ControlledAgent"]
 
 log = logging.getLogger(__name__)
 
@@ -66,115 +68,18 @@ REFUSAL_LOG_INTERVAL_S = 60.0
 """At most one warning about refused connections, and one about clients disconnected for
 their backlog, per this many seconds."""
 
-Handler = Callable[["_Conn", dict[str, Any]], Awaitable[Any]]
-
-_short = reprlib.Repr()
-_short.maxstring = 60
-_short.maxother = 60
-
-
-class _Conn:
-    """One client connection; lines go straight to its transport, whose backlog is bounded."""
-
-    def __init__(self, writer: asyncio.StreamWriter, max_backlog: int) -> None:
-        self.writer = writer
-        self.transport = writer.transport
-        self.max_backlog = max_backlog
-        self.events: set[str] = set()
-        self.dropped = False
-        """Disconnected for leaving more than ``max_backlog`` bytes unsent."""
-
-    def send(self, line: bytes) -> None:
-        """Write one line; a client already ``max_backlog`` bytes behind is disconnected.
-
-        The check comes before the write, so one large reply always goes to a
-        client that keeps up: a connection holds at most ``max_backlog`` bytes
-        plus one line.
-        """
-        if self.transport.is_closing():
-            return
-        if self.transport.get_write_buffer_size() > self.max_backlog:
-            self.dropped = True
-            self.transport.abort()
-            return
-        self.transport.write(line)
-
-    async def close(self) -> None:
-        """Flush what is written (briefly), then close; a client that stopped reading is cut."""
-        if not self.transport.is_closing():
-            self.writer.close()
-            with contextlib.suppress(ConnectionError, OSError, TimeoutError):
-                await asyncio.wait_for(self.writer.wait_closed(), 1.0)
-        # Abort, not close: a client that stopped reading must not hold up a stopping daemon
-        # while its unsent lines wait for a flush that never comes.
-        self.transport.abort()
-
-
-def _bind_private(path: Path) -> socket.socket:
-    """A UNIX socket bound at ``path`` (not yet listening), its file the owner's alone.
-
-    bind() creates the file with the process umask: bound under a permissive one
-    (0, in a program that embeds the daemon and never set one) and chmod'ed after,
-    the socket is open to every local user in between.  The umask is process-wide,
-    so it is tightened only around the bind; a file another thread creates in that
-    instant gets a tighter mode, never a looser one.
-    """
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        old = os.umask(0o177)
-        try:
-            listener.bind(str(path))
-        finally:
-            os.umask(old)
-        listener.setblocking(False)
-    except BaseException:
-        listener.close()
-        raise
-    return listener
-
-
-def _arg(
-    args: dict[str, Any],
-    name: str,
-    kind: type,
-    *,
-    default: Any = None,
-    max_chars: int | None = MAX_ARG_CHARS,
-) -> Any:
-    value = args.get(name, default)
-    if value is None:
-        return None
-    if kind is int and isinstance(value, bool):
-        raise ControlError(f"{name}: expected an integer, got {_short.repr(value)}")
-    if kind is int and isinstance(value, str) and len(value) <= 20 and value.strip().isdigit():
-        return int(value)
-    if not isinstance(value, kind):
-        raise ControlError(f"{name}: expected {kind.__name__}, got {_short.repr(value)}")
-    if isinstance(value, str) and max_chars is not None and len(value) > max_chars:
-        raise ControlError(f"{name}: longer than {max_chars} characters")
-    return value
-
-
-def _required(
-    args: dict[str, Any], name: str, kind: type, *, max_chars: int | None = MAX_ARG_CHARS
-) -> Any:
-    value = _arg(args, name, kind, max_chars=max_chars)
-    if value is None or value == "":
-        raise ControlError(f"{name}: required")
-    return value
-
 
 class ControlServer:
-    """Serves :mod:`scanner_agent.control` protocol v1 for one :class:`Daemon`."""
+    """Serves the :mod:`scanner_agent.control` protocol for one agent."""
 
-    def __init__(self, daemon: Daemon, cfg: ControlConfig) -> None:
-        self.daemon = daemon
+    def __init__(self, agent: ControlledAgent, cfg: ControlConfig) -> None:
+        self.agent = agent
         self.cfg = cfg
         self.path = Path(cfg.socket)
         self._server: asyncio.AbstractServer | None = None
-        self._conns: set[_Conn] = set()
+        self._conns: set[Conn] = set()
         self._inode: int | None = None
-        self.lane = daemon.control_lane
+        self.lane = agent.control_lane
         """Where long requests are decoded, codes parsed and imports read."""
         self.in_progress = 0
         """Requests being answered now."""
@@ -186,24 +91,8 @@ class ControlServer:
         """Clients disconnected for leaving more than ``max_backlog_bytes`` unsent."""
         self._refusal_logged = -REFUSAL_LOG_INTERVAL_S
         self._drop_logged = -REFUSAL_LOG_INTERVAL_S
-        self.commands: dict[str, Handler] = {
-            "hello": self._hello,
-            "status": self._status,
-            "queue.stats": self._queue_stats,
-            "lookup": self._lookup,
-            "subscribe": self._subscribe,
-            "unsubscribe": self._unsubscribe,
-            "bill.types": self._bill_types,
-            "bill.open": self._bill_open,
-            "bill.close": self._bill_close,
-            "bill.undo": self._bill_undo,
-            "bill.remove": self._bill_remove,
-            "bill.import": self._bill_import,
-            "bill.show": self._bill_show,
-            "bill.list": self._bill_list,
-            "bill.history": self._bill_history,
-            "bill.ack": self._bill_ack,
-        }
+        self.commands: dict[str, Handler] = Commands(agent, counters=self._counters).table
+        """Every command by name."""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -223,10 +112,10 @@ class ControlServer:
                 )
             path.unlink()
         try:
-            listener = _bind_private(path)
+            listener = bind_private(path)
             try:
                 # Mode and group are set before the socket listens, so no client connects
-                # before they hold; until then only the owner could (see _bind_private).
+                # before they hold; until then only the owner could (see bind_private).
                 os.chmod(path, self.cfg.mode_bits)
                 if self.cfg.group:
                     os.chown(path, -1, grp.getgrnam(self.cfg.group).gr_gid)
@@ -285,13 +174,22 @@ class ControlServer:
         """Connected clients."""
         return len(self._conns)
 
+    def _counters(self) -> dict[str, int]:
+        """What the bounds did since start, for ``status``."""
+        return {
+            "clients": self.clients,
+            "refused": self.refused,
+            "dropped": self.dropped,
+            "answered": self.answered,
+        }
+
     # -- connections ---------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if len(self._conns) >= self.cfg.max_clients:
             await self._refuse(writer)
             return
-        conn = _Conn(writer, self.cfg.max_backlog_bytes)
+        conn = Conn(writer, self.cfg.max_backlog_bytes)
         self._conns.add(conn)
         try:
             await self._requests(conn, reader)
@@ -327,7 +225,7 @@ class ControlServer:
                 limit,
                 self.refused,
             )
-        refusal = _Conn(writer, self.cfg.max_backlog_bytes)
+        refusal = Conn(writer, self.cfg.max_backlog_bytes)
         refusal.send(
             self._error(
                 None,
@@ -338,7 +236,7 @@ class ControlServer:
         )
         await refusal.close()
 
-    async def _requests(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
+    async def _requests(self, conn: Conn, reader: asyncio.StreamReader) -> None:
         """Answer request lines in order until the client hangs up or breaks a bound."""
         cfg = self.cfg
         # A connection cut off (its backlog, the daemon stopping) answers none of the lines
@@ -403,7 +301,7 @@ class ControlServer:
     def _error(req_id: Any, code: str, message: str) -> bytes:
         return encode({"id": req_id, "ok": False, "error": {"code": code, "message": message}})
 
-    async def _handle(self, conn: _Conn, line: bytes) -> bytes:
+    async def _handle(self, conn: Conn, line: bytes) -> bytes:
         try:
             if len(line) <= INLINE_DECODE_BYTES:
                 req = decode(line)
@@ -423,7 +321,7 @@ class ControlServer:
             return self._error(
                 req_id,
                 "unsupported_version",
-                f"protocol version {_short.repr(version)} is not supported (this agent speaks "
+                f"protocol version {short.repr(version)} is not supported (this agent speaks "
                 f"{PROTOCOL_VERSION})",
             )
         cmd = req.get("cmd")
@@ -432,12 +330,12 @@ class ControlServer:
             return self._error(
                 req_id,
                 "unknown_command",
-                f"unknown command {_short.repr(cmd)} (known: {', '.join(sorted(self.commands))})",
+                f"unknown command {short.repr(cmd)} (known: {', '.join(sorted(self.commands))})",
             )
         args = req.get("args") or {}
         if not isinstance(args, dict):
             return self._error(req_id, "bad_request", "args: expected an object")
-        if self.daemon.desk is None and cmd not in ("hello", "subscribe", "unsubscribe"):
+        if self.agent.desk is None and cmd not in ("hello", "subscribe", "unsubscribe"):
             return self._error(req_id, "unavailable", "the agent is starting or stopping")
         try:
             result = await handler(conn, args)
@@ -473,11 +371,11 @@ class ControlServer:
         """A daemon listener: every scan outcome goes to ``scan`` subscribers."""
         if not any("scan" in c.events for c in self._conns):
             return
-        desk = self.daemon.desk
+        desk = self.agent.desk
         name, units, carton = ("", 1, False)
         if desk is not None and result.valid:
             name, units, carton = desk.describe(result.code, result.product)
-        action, bill = self.daemon.route_of(scan.source)
+        action, bill = self.agent.route_of(scan.source)
         self._broadcast(
             "scan",
             {
@@ -501,160 +399,3 @@ class ControlServer:
     def on_bill(self, what: str, number: str, details: dict[str, Any]) -> None:
         """A bill desk listener: changes go to ``bill`` subscribers."""
         self._broadcast("bill", {"what": what, "bill": number, **details})
-
-    # -- commands ------------------------------------------------------------------
-
-    async def _hello(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        return {
-            "protocol": PROTOCOL_VERSION,
-            "protocols": list(range(OLDEST_VERSION, PROTOCOL_VERSION + 1)),
-            "version": __version__,
-            "device_id": self.daemon.cfg.device_id,
-            "commands": sorted(self.commands),
-            "events": list(EVENT_KINDS),
-        }
-
-    async def _status(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        status = await self.daemon.status()
-        status["control"] = {
-            **status.get("control", {}),
-            "clients": self.clients,
-            "refused": self.refused,
-            "dropped": self.dropped,
-            "answered": self.answered,
-        }
-        return status
-
-    async def _queue_stats(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        stats = await self.daemon.queue_stats()
-        return {**dataclasses.asdict(stats), "backlog": stats.backlog}
-
-    async def _lookup(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        text = str(_required(args, "code", str, max_chars=None)).strip()
-        desk = self.daemon.desk
-        assert desk is not None
-        if len(text) > MAX_CODE_CHARS:
-            # Longer than any symbol carries: refused at once, unparsed and not looked up
-            # (parse_scan only measures it); the answer says why, like any invalid code.
-            parsed = parse_scan(text)
-            history = CodeHistory(code=text[:MAX_CODE_CHARS], scans=(), refused=(), removals=())
-        else:
-            parsed = await self.lane.run(parse_scan, text)  # a long GS1 code: milliseconds
-            code = parsed.code if parsed.valid and parsed.code else text
-            history = await desk.lookup(code)
-        name, units, carton = desk.describe(parsed.code, parsed.product)
-        return {
-            **dataclasses.asdict(history),
-            "parsed": parsed.to_dict(),
-            "name": name,
-            "units": units,
-            "carton": carton,
-        }
-
-    async def _subscribe(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        kinds = _arg(args, "events", list) or list(EVENT_KINDS)
-        unknown = [k for k in kinds if not isinstance(k, str) or k not in EVENT_KINDS]
-        if unknown:
-            raise ControlError(
-                f"events: unknown {_short.repr(unknown)} (known: {', '.join(EVENT_KINDS)})"
-            )
-        conn.events.update(kinds)
-        return {"events": sorted(conn.events)}
-
-    async def _unsubscribe(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        conn.events.clear()
-        return {"events": []}
-
-    async def _bill_types(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        return [t.to_dict() for t in bill_types().values()]
-
-    async def _bill_open(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        bill = await desk.open(
-            str(_required(args, "number", str)),
-            _required(args, "type", int),
-            action=_arg(args, "action", str),
-            from_party=_arg(args, "from", str, default=""),
-            to_party=_arg(args, "to", str, default=""),
-            note=_arg(args, "note", str, default=""),
-            params=_arg(args, "params", dict),
-        )
-        out: dict[str, Any] = dataclasses.asdict(bill)
-        if bill.action not in self.daemon.source_actions():
-            out["warning"] = (
-                f"no source scans with action {bill.action} "
-                f"(sources: {', '.join(sorted(set(self.daemon.source_actions()))) or 'none'}); "
-                "its scans will not reach this bill"
-            )
-        return out
-
-    async def _bill_close(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        return dataclasses.asdict(await desk.close(_arg(args, "number", str)))
-
-    async def _bill_undo(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        removal = await desk.undo(
-            _arg(args, "number", str),
-            reason=str(_required(args, "reason", str)),
-            origin=_arg(args, "origin", str, default=""),
-        )
-        return dataclasses.asdict(removal)
-
-    async def _bill_remove(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        code = _arg(args, "code", str, max_chars=MAX_CODE_CHARS)
-        if code:
-            parsed = await self.lane.run(parse_scan, code)
-            code = parsed.code if parsed.valid and parsed.code else code.strip()
-        removal = await desk.remove(
-            _arg(args, "number", str),
-            reason=str(_required(args, "reason", str)),
-            seq=_arg(args, "seq", int),
-            code=code,
-            origin=_arg(args, "origin", str, default=""),
-        )
-        return dataclasses.asdict(removal)
-
-    async def _bill_import(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        text = str(_required(args, "csv", str, max_chars=None))  # bounded by the line
-        kind = _arg(args, "kind", str, default="expected")
-        if kind == "packs":
-            ratios, relations = await desk.import_packs(text)
-            return {"kind": kind, "ratios": ratios, "relations": relations}
-        if kind != "expected":
-            raise ControlError(f"kind: expected 'expected' or 'packs', got {kind!r}")
-        number = desk.current(_arg(args, "number", str))
-        products = await desk.import_expected(number, text)
-        return {"kind": kind, "bill": number, "products": products}
-
-    async def _bill_show(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        limit = _arg(args, "scans", int, default=100)
-        view = await desk.view(_arg(args, "number", str), scan_limit=max(0, min(limit, 5000)))
-        return dataclasses.asdict(view)
-
-    async def _bill_list(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        bills = await desk.list_bills(
-            state=_arg(args, "state", str), limit=_arg(args, "limit", int, default=50)
-        )
-        return [dataclasses.asdict(b) for b in bills]
-
-    async def _bill_ack(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        bill = str(_required(args, "number", str))
-        cleared = await self.daemon.acknowledge(bill, _arg(args, "note", str, default=""))
-        return {"bill": bill, "cleared": cleared}
-
-    async def _bill_history(self, conn: _Conn, args: dict[str, Any]) -> Any:
-        desk = self.daemon.desk
-        assert desk is not None
-        return await desk.history(_arg(args, "number", str))
