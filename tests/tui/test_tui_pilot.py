@@ -13,7 +13,7 @@ from textual.widgets import Input
 
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchApp, SocketAgent
-from scanner_agent.tui._messages import ScansArrived
+from scanner_agent.tui._messages import CommandFailed, ScansArrived
 from scanner_agent.tui._modals import ConfirmScreen, OpenBillScreen, ReasonScreen, SearchScreen
 from scanner_agent.tui._views import BillPane, StreamView
 
@@ -292,3 +292,62 @@ async def test_a_flood_of_scans_is_coalesced_and_the_stream_stays_bounded(
         assert stream.rows == 50
         signals = sum(isinstance(m, ScansArrived) for m in handled)
         assert signals < 600 / 4  # far fewer redraws than scans
+
+
+async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
+    agent: Any, sock: Path, start_agent: Callable[..., Any], config: Any
+) -> None:
+    handled: list[Message] = []
+    app = make_app(sock)
+    running = [agent]
+
+    async def restart(pilot: Pilot[Any]) -> Any:
+        await running[-1].stop()
+        await until(pilot, lambda: not app.connected, "disconnect")
+        running.append(await start_agent(config))
+        await until(pilot, lambda: app.connected, "reconnection")
+        return running[-1]
+
+    async def lookup(pilot: Pilot[Any], code: str, rows: int) -> None:
+        await pilot.press("slash")
+        await until(pilot, lambda: isinstance(app.screen, SearchScreen), "search dialog")
+        app.screen.query_one("#code", Input).value = code
+        await pilot.press("enter")
+        table = app.screen.query_one("#search-table")
+        await until(pilot, lambda: table.row_count == rows, f"{rows} history rows")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, SearchScreen), "closed")
+
+    async with app.run_test(size=(80, 24), message_hook=handled.append) as pilot:
+        await until(pilot, lambda: app.connected, "connection")
+        await lookup(pilot, UNIT_A, 0)  # every worker thread now holds a connection
+        await restart(pilot)
+        await open_bill(pilot, app, "SO-R")
+        await running[-1].scan(UNIT_A, UNIT_B)
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 2,
+            "two scans",
+        )
+        await restart(pilot)
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
+            "the undo",
+        )
+        await restart(pilot)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm dialog")
+        await pilot.press("y")
+        await until(
+            pilot,
+            lambda: app.bill_view is not None and app.bill_view["bill"]["state"] != "open",
+            "the close",
+        )
+        await restart(pilot)
+        await lookup(pilot, UNIT_B, 2)  # scanned onto SO-R, then undone
+    failed = [m for m in handled if isinstance(m, CommandFailed)]
+    assert failed == []
