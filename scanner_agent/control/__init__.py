@@ -11,7 +11,7 @@ which answers from a small protocol type
 daemon class itself.  Nothing here imports Textual.  See ``docs/control.md``.
 """
 
-from scanner_agent.control._client import ControlClient, EventStream
+from scanner_agent.control._client import REPEATABLE, ControlClient, ControlUncertain, EventStream
 from scanner_agent.control._protocol import (
     EVENT_KINDS,
     MAX_ARG_CHARS,
@@ -34,9 +34,11 @@ __all__ = [
     "MAX_LINE",
     "MAX_REPLY",
     "PROTOCOL_VERSION",
+    "REPEATABLE",
     "ControlClient",
     "ControlError",
     "ControlUnavailable",
+    "ControlUncertain",
     "EventStream",
     "RemoteError",
     "decode",

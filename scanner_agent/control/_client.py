@@ -41,6 +41,10 @@ def _connect(path: str, timeout: float | None) -> socket.socket:
     return sock
 
 
+class _Silent(ControlUnavailable):
+    """No reply in time: the agent is there but slow (asking again would only wait longer)."""
+
+
 class _Lines:
     """Reads protocol lines from a socket."""
 
@@ -52,9 +56,7 @@ class _Lines:
         try:
             line = self._file.readline(MAX_REPLY + 1)
         except TimeoutError as exc:
-            raise ControlUnavailable(
-                f"Failed to hear from the agent at {self._path!r}: timed out"
-            ) from exc
+            raise _Silent(f"Failed to hear from the agent at {self._path!r}: timed out") from exc
         except OSError as exc:
             raise ControlUnavailable(
                 f"Failed to read from the agent at {self._path!r}: {exc}"
@@ -71,10 +73,48 @@ class _Lines:
             self._file.close()
 
 
+class ControlUncertain(ControlUnavailable):
+    """A request was sent and its reply lost (the agent hung up or went silent).
+
+    It may have been done, so it was not repeated: the clerk checks before
+    giving it again.
+    """
+
+    def __init__(self, cmd: str, message: str) -> None:
+        super().__init__(message)
+        self.cmd = cmd
+        """The command that may have been done."""
+
+
+REPEATABLE = frozenset(
+    {"hello", "status", "queue.stats", "lookup", "bill.types", "bill.show", "bill.list"}
+    | {"bill.history"}
+)
+"""Commands that change nothing: asking again after a lost reply is safe."""
+
+
+class _SendFailed(Exception):
+    """The request did not leave this end: the agent never received it."""
+
+
+class _HungUp(Exception):
+    """The request was sent and its reply lost: it may have been done."""
+
+    def __init__(self, message: str, *, silent: bool) -> None:
+        super().__init__(message)
+        self.silent = silent
+        """It timed out (the agent is slow) rather than hung up."""
+
+
 class ControlClient:
     """Requests over one connection (opened on first use, reopened after a failure).
 
-    Thread-safe: calls from several threads are serialised.
+    The connection outlives an agent restart: a request whose send fails (the
+    agent closed its end) never reached it, so it is sent once more on a new
+    connection.  A request that was sent and then lost its reply may have been
+    done; only a :data:`REPEATABLE` one is asked again, any other raises
+    :class:`ControlUncertain`.  Thread-safe: calls from several threads are
+    serialised.
     """
 
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:
@@ -110,33 +150,76 @@ class ControlClient:
         """Send one request and return its result.
 
         Raises:
-            ControlUnavailable: the agent cannot be reached or hung up.
+            ControlUncertain: the request was sent and the agent hung up or went
+                silent before its reply: it may have been done, so it is not repeated.
+            ControlUnavailable: the agent cannot be reached.
             RemoteError: the agent refused the request (``code`` says why).
         """
         with self._lock:
-            if self._sock is None:
-                self._sock = _connect(self.path, self.timeout)
-                self._lines = _Lines(self._sock, self.path)
-            assert self._lines is not None
-            req_id = next(self._ids)
-            payload = {"v": PROTOCOL_VERSION, "id": req_id, "cmd": cmd, "args": args}
             try:
-                self._sock.sendall(encode(payload))
-                while True:
-                    reply = self._lines.next()
-                    if reply.get("id") == req_id:
-                        break
-            except (ControlError, OSError) as exc:
-                self.close()
-                if isinstance(exc, ControlError):
-                    raise
-                raise ControlUnavailable(
-                    f"Failed to talk to the agent at {self.path!r}: {exc}"
-                ) from exc
+                reply = self._exchange(cmd, args)
+            except _SendFailed:
+                reply = self._again(cmd, args)
+            except _HungUp as exc:
+                if cmd not in REPEATABLE:
+                    raise self._uncertain(cmd, exc) from exc
+                if exc.silent:
+                    raise ControlUnavailable(str(exc)) from exc
+                reply = self._again(cmd, args)
         if reply.get("ok"):
             return reply.get("result")
         error = reply.get("error") or {}
         raise RemoteError(str(error.get("code", "internal")), str(error.get("message", "failed")))
+
+    def _again(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The one retry, on a new connection; a second failure is the caller's to hear."""
+        try:
+            return self._exchange(cmd, args)
+        except _SendFailed as exc:
+            raise ControlUnavailable(
+                f"Failed to talk to the agent at {self.path!r}: {exc.__cause__}"
+            ) from exc.__cause__
+        except _HungUp as exc:
+            if cmd not in REPEATABLE:
+                raise self._uncertain(cmd, exc) from exc
+            raise ControlUnavailable(str(exc)) from exc.__cause__
+
+    def _uncertain(self, cmd: str, exc: _HungUp) -> ControlUncertain:
+        return ControlUncertain(
+            cmd,
+            f"{exc} after {cmd} was sent: it may have been done; check before repeating it",
+        )
+
+    def _exchange(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+        """One request and its reply over the cached connection (opened here if need be).
+
+        Raises:
+            _SendFailed: the request never left (the cached connection was dead).
+            _HungUp: it was sent; the agent hung up, failed or timed out before replying.
+            ControlUnavailable: no connection could be made.
+        """
+        if self._sock is None:
+            self._sock = _connect(self.path, self.timeout)
+            self._lines = _Lines(self._sock, self.path)
+        assert self._lines is not None
+        req_id = next(self._ids)
+        payload = {"v": PROTOCOL_VERSION, "id": req_id, "cmd": cmd, "args": args}
+        try:
+            self._sock.sendall(encode(payload))
+        except OSError as exc:
+            self.close()
+            raise _SendFailed(str(exc)) from exc
+        try:
+            while True:
+                reply = self._lines.next()
+                if reply.get("id") == req_id:
+                    return reply
+        except ControlUnavailable as exc:
+            self.close()
+            raise _HungUp(str(exc), silent=isinstance(exc, _Silent)) from exc
+        except ControlError:
+            self.close()
+            raise
 
 
 class EventStream:

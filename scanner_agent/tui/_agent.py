@@ -69,7 +69,11 @@ class SocketAgent:
             if client is None:
                 client = ControlClient(self.path, timeout=self.timeout)
                 self._clients[threading.get_ident()] = client
-        return client.call(cmd, **args)
+        try:
+            return client.call(cmd, **args)
+        finally:
+            if self._closed:  # closed while this call (re)connected: its socket is left to close
+                client.close()
 
     def events(self) -> EventStream:
         """A new subscription connection.

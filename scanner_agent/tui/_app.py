@@ -34,7 +34,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
-from scanner_agent.control import ControlError, RemoteError
+from scanner_agent.control import ControlError, ControlUncertain, RemoteError
 from scanner_agent.tui._agent import AgentLink, EventSource
 from scanner_agent.tui._messages import (
     BillChanged,
@@ -268,6 +268,9 @@ class DispatchApp(App[None]):
                     args = self._read_import(args)
                     cmd = "bill.import"
                 result = self.agent.call(cmd, **args)
+            except ControlUncertain as exc:
+                self.post_message(CommandFailed(what, str(exc), uncertain=True))
+                continue
             except (ControlError, OSError, UnicodeDecodeError) as exc:
                 self.post_message(CommandFailed(what, str(exc)))
                 continue
@@ -395,6 +398,18 @@ class DispatchApp(App[None]):
     def on_command_failed(self, message: CommandFailed) -> None:
         if message.what == "lookup" and isinstance(self.screen, SearchScreen):
             self.screen.show_error(message.message)
+            return
+        if message.uncertain:
+            # Not "failed": the agent got it and went away before answering.  Say so, and
+            # refresh so the bill on screen shows whether it was done.
+            self.notify(
+                f"The agent restarted while doing it: it may have been done. "
+                f"Check the bill before you repeat it.\n{message.message}",
+                title=f"{message.what}: not confirmed",
+                severity="warning",
+                timeout=20,
+            )
+            self._poll()
             return
         self.notify(message.message, title=f"{message.what} failed", severity="error", timeout=8)
 

@@ -70,7 +70,12 @@ class CommandDone(Message):
 
 @dataclass
 class CommandFailed(Message):
-    """A command the operator gave failed; ``message`` says why."""
+    """A command the operator gave failed; ``message`` says why.
+
+    ``uncertain``: it reached the agent and its reply was lost (the agent
+    restarted): it may have been done, and the clerk is told to check.
+    """
 
     what: str
     message: str
+    uncertain: bool = False

@@ -298,15 +298,23 @@ class FakeAgent:
     """Answers ``hello``, ``status`` and ``bill.show`` with the fixed data above."""
 
     def __init__(
-        self, *, events: list[dict[str, Any]] | None = None, status: dict[str, Any] | None = None
+        self,
+        *,
+        events: list[dict[str, Any]] | None = None,
+        status: dict[str, Any] | None = None,
+        errors: dict[str, Exception] | None = None,
     ) -> None:
+        """``errors``: what a command raises (a lost reply, a refusal) instead of answering."""
         self.events_list = EVENTS if events is None else events
         self.status = STATUS if status is None else status
+        self.errors = errors or {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.streams: list[FakeStream] = []
 
     def call(self, cmd: str, /, **args: Any) -> Any:
         self.calls.append((cmd, args))
+        if cmd in self.errors:
+            raise self.errors[cmd]
         if cmd == "hello":
             return {"protocol": 1, "device_id": "dock-1"}
         if cmd == "status":

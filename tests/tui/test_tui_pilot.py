@@ -11,11 +11,13 @@ from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from scanner_agent.control import ControlUncertain
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchApp, SocketAgent
 from scanner_agent.tui._messages import CommandFailed, ScansArrived
 from scanner_agent.tui._modals import ConfirmScreen, OpenBillScreen, ReasonScreen, SearchScreen
 from scanner_agent.tui._views import BillPane, StreamView
+from tests.tui.fake_agent import FakeAgent
 
 UNIT_A = "81234560000000011234"
 UNIT_B = "81234560000000022345"
@@ -351,3 +353,22 @@ async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
         await lookup(pilot, UNIT_B, 2)  # scanned onto SO-R, then undone
     failed = [m for m in handled if isinstance(m, CommandFailed)]
     assert failed == []
+
+
+async def test_an_undo_whose_reply_was_lost_tells_the_clerk_to_check(tmp_path: Path) -> None:
+    lost = ControlUncertain(
+        "bill.undo", "it hung up after bill.undo was sent: it may have been done"
+    )
+    agent = FakeAgent(errors={"bill.undo": lost})
+    app = DispatchApp(agent, blink=False, poll_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(app._notifications), "a notification")
+        note = list(app._notifications)[-1]
+        assert note.title == "undo: not confirmed"
+        assert "may have been done" in note.message
+        assert "Check the bill" in note.message
+        assert [c for c, _ in agent.calls].count("bill.undo") == 1
