@@ -17,6 +17,8 @@ import pytest
 from drivers.tcp_protocol import parse_reply
 from scanner_agent.codes import parse_gs1, parse_scan
 from scanner_agent.control import ControlClient
+from scanner_agent.kernel import utc_now
+from scanner_agent.outbox import NewScan, Outbox, uuid7
 from scanner_agent.traceserver import TraceServerThread
 
 GTIN = "09506000134352"
@@ -100,3 +102,75 @@ async def test_bill_remove_takes_any_form_of_a_gs1_code(agent: Any, sock: Path, 
     view = await call(sock, "bill.show", number="SO-GS1")
     kept = {s["code"] for s in view["scans"] if not s["removed"]}
     assert kept == {f"(01){GTIN}(21)OTHER"}
+
+
+# -- rows an earlier version stored --------------------------------------------------------------
+
+SSCC = "106141412345678908"
+LEGACY = [
+    # (raw as scanned, code as versions before the \( escape stored it, code stored now)
+    (SCANNED, f"(01){GTIN}(17)250630(10)4711(21)SN1(91)X", STORED),
+    (
+        f"]d201{GTIN}21A(B){GS}10L(1)",
+        f"(01){GTIN}(10)L(1)(21)A(B)",
+        f"(01){GTIN}(10)L\\(1)(21)A\\(B)",
+    ),
+    # biip ordered by (separator needed, AI): an SSCC came before the GTIN.
+    (
+        f"]C100{SSCC}01{GTIN}21SSCC1",
+        f"(00){SSCC}(01){GTIN}(21)SSCC1",
+        f"(01){GTIN}(00){SSCC}(21)SSCC1",
+    ),
+]
+
+
+def write_legacy_rows(path: Path, bill: str) -> None:
+    """Rows as an agent before the escaped-parenthesis code form committed them."""
+    outbox = Outbox.open(path)
+    try:
+        scans = [
+            NewScan(
+                event_id=uuid7(),
+                code=old,
+                scheme="gs1",
+                raw=raw,
+                symbology=raw[:3],
+                action="ship",
+                bill=bill,
+                device_id="test-dock",
+                source="tcp:old",
+                scanned_at=utc_now().isoformat(),
+                product=GTIN,
+                gtin=GTIN,
+                serial=parse_scan(raw).serial,
+            )
+            for raw, old, _new in LEGACY
+        ]
+        assert all(r.status.value == "queued" for r in outbox.enqueue_many(scans))
+    finally:
+        outbox.close()
+
+
+async def test_rows_an_earlier_version_stored_are_found_and_removed_from_any_form(
+    make_config: Callable[..., Any],
+    start_agent: Callable[..., Any],
+    trace_server: TraceServerThread,
+    sock: Path,
+) -> None:
+    cfg = make_config(trace_server.url, control={"socket": str(sock)}, sync={"enabled": False})
+    first = await start_agent(cfg)
+    await call(sock, "bill.open", number="SO-OLD", type=201)
+    await first.stop()
+    write_legacy_rows(Path(cfg.outbox.path), "SO-OLD")
+    agent = await start_agent(cfg)
+    for raw, _old, new in LEGACY:
+        assert parse_scan(raw).code == new
+        for form in (raw, new):
+            found = await call(sock, "lookup", code=form)
+            assert [s["code"] for s in found["scans"]] == [new], form
+    # The same carton scanned again is the duplicate it is, not a second row.
+    replies = [parse_reply(f"{r}\n".encode()) for r in await agent.scan(*(r for r, _, _ in LEGACY))]
+    assert [r.kind for r in replies] == ["duplicate"] * len(LEGACY)
+    for raw, _old, new in LEGACY:
+        removal = await call(sock, "bill.remove", number="SO-OLD", code=raw, reason="damaged")
+        assert removal["code"] == new
