@@ -40,6 +40,7 @@ from scanner_agent.bills._models import (
     Removal,
 )
 from scanner_agent.bills._types import bill_type, bill_types
+from scanner_agent.codes import Scheme, parse_scan
 from scanner_agent.kernel import ConfigError, platform_params
 from scanner_agent.outbox import (
     BillCounts,
@@ -210,6 +211,14 @@ class BillBook:
         """Ratios (key -> units, unit product) and children counts per parent code."""
         with self.outbox.bills() as store:
             return store.pack_ratios(), store.children_counts()
+
+    def recode_legacy(self) -> int:
+        """Give GS1 rows an earlier version stored the code their scan gets today (once).
+
+        Codes from before the ``\\(`` escape and the (01)-first order are found by
+        no form a person types now; see ``scanner_agent/outbox/_recode.py``.
+        """
+        return self.outbox.recode_legacy(_gs1_code_of)
 
     def lookup(self, code: str, *, limit: int = 200) -> CodeHistory:
         """A code's history: its scans on every bill, refusals, removals."""
@@ -537,3 +546,9 @@ def _checked_params(number: str, params: Mapping[str, Any]) -> dict[str, str]:
         return platform_params(params, "params")
     except ConfigError as exc:
         raise BillError(f"Failed to open bill {number!r}: {exc}") from None
+
+
+def _gs1_code_of(raw: str) -> str | None:
+    """The stored code ``raw`` gets today if it is a GS1 trace code, else None."""
+    parsed = parse_scan(raw)
+    return parsed.code if parsed.valid and parsed.scheme == Scheme.GS1 else None

@@ -76,7 +76,12 @@ class BillDesk:
         """Told of every change (the control interface's event stream)."""
 
     async def start(self) -> None:
-        """Load the open bills and the catalogue (after the outbox opened)."""
+        """Load the open bills and the catalogue (after the outbox opened).
+
+        GS1 codes an earlier version stored are re-derived first (once per file), so
+        lookups, removals and the duplicate check find them by today's code.
+        """
+        await self._thread.call(self.book.recode_legacy)
         await self._reload_open()
         self.names = await self._thread.call(self.book.product_names)
         self._ratios, self._children = await self._thread.call(self.book.pack_units)

@@ -64,6 +64,7 @@ from scanner_agent.outbox._open import (
     readonly_problem,
 )
 from scanner_agent.outbox._queries import OutboxQueries
+from scanner_agent.outbox._recode import OutboxRecodes
 from scanner_agent.outbox._rejects import DEFAULT_REJECTS_MAX_ROWS
 from scanner_agent.outbox._salvage import salvage
 from scanner_agent.outbox._schema import current_version, migrate
@@ -74,7 +75,7 @@ __all__ = ["Outbox"]
 log = logging.getLogger(__name__)
 
 
-class Outbox(OutboxDelivery, OutboxWriter, OutboxQueries):
+class Outbox(OutboxDelivery, OutboxWriter, OutboxQueries, OutboxRecodes):
     """An open outbox file.  Use :meth:`open`; close with :meth:`close`."""
 
     @classmethod

@@ -8,6 +8,7 @@ a Digital Link URI or a bare element string all name the same row.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import pytest
 from drivers.tcp_protocol import parse_reply
 from scanner_agent.codes import parse_gs1, parse_scan
 from scanner_agent.control import ControlClient
-from scanner_agent.kernel import utc_now
-from scanner_agent.outbox import NewScan, Outbox, uuid7
+from scanner_agent.outbox import NewScan, uuid7
+from scanner_agent.outbox._checksum import text_checksum
+from scanner_agent.outbox._schema import MIGRATIONS
 from scanner_agent.traceserver import TraceServerThread
 
 GTIN = "09506000134352"
@@ -125,30 +127,44 @@ LEGACY = [
 
 
 def write_legacy_rows(path: Path, bill: str) -> None:
-    """Rows as an agent before the escaped-parenthesis code form committed them."""
-    outbox = Outbox.open(path)
-    try:
-        scans = [
-            NewScan(
-                event_id=uuid7(),
-                code=old,
-                scheme="gs1",
-                raw=raw,
-                symbology=raw[:3],
-                action="ship",
-                bill=bill,
-                device_id="test-dock",
-                source="tcp:old",
-                scanned_at=utc_now().isoformat(),
-                product=GTIN,
-                gtin=GTIN,
-                serial=parse_scan(raw).serial,
-            )
-            for raw, old, _new in LEGACY
-        ]
-        assert all(r.status.value == "queued" for r in outbox.enqueue_many(scans))
-    finally:
-        outbox.close()
+    """An outbox at schema 8 (before issue 15's code form) holding the rows as it stored them."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+    for version, name, fn in MIGRATIONS:
+        if version > 8:
+            break
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-11-01')", (version, name))
+    db.execute("PRAGMA user_version = 8")
+    at = "2026-11-01T08:00:00+00:00"
+    db.execute(
+        "INSERT INTO bills (number, type, action, device_id, opened_at) VALUES (?, 201, 'ship', ?, ?)",
+        (bill, "test-dock", at),
+    )
+    for raw, old, _new in LEGACY:
+        scan = NewScan(
+            uuid7(),
+            old,
+            "gs1",
+            raw,
+            raw[:3],
+            "ship",
+            bill,
+            "test-dock",
+            "tcp:old",
+            at,
+            GTIN,
+            GTIN,
+            None,
+            None,
+            parse_scan(raw).serial,
+        )
+        db.execute(
+            f"INSERT INTO scans ({', '.join(NewScan._fields)}, dup_guard, crc) "
+            f"VALUES ({', '.join('?' * len(NewScan._fields))}, 0, ?)",
+            (*scan, text_checksum(scan)),
+        )
+    db.close()
 
 
 async def test_rows_an_earlier_version_stored_are_found_and_removed_from_any_form(
@@ -158,9 +174,6 @@ async def test_rows_an_earlier_version_stored_are_found_and_removed_from_any_for
     sock: Path,
 ) -> None:
     cfg = make_config(trace_server.url, control={"socket": str(sock)}, sync={"enabled": False})
-    first = await start_agent(cfg)
-    await call(sock, "bill.open", number="SO-OLD", type=201)
-    await first.stop()
     write_legacy_rows(Path(cfg.outbox.path), "SO-OLD")
     agent = await start_agent(cfg)
     for raw, _old, new in LEGACY:

@@ -18,6 +18,7 @@ from scanner_agent.outbox import (
     _connect,
     uuid7,
 )
+from scanner_agent.outbox._checksum import CHECKED_FIELDS, text_checksum
 from scanner_agent.outbox._schema import MIGRATIONS
 
 
@@ -206,3 +207,59 @@ def test_rows_owed_get_their_checksum_at_the_upgrade_and_a_damaged_one_does_not_
     assert sums[1] is None
     for _seq, crc, *fields in rows[1:]:
         assert crc == text_checksum([f.decode() if f is not None else None for f in fields])
+
+
+def test_codes_listed_by_migration_9_are_re_derived_once_with_their_checksum(
+    tmp_path: Path,
+) -> None:
+    # Three GS1 rows at schema 8: one to re-derive, one damaged since (its checksum no longer
+    # matches: left for the quarantine), and one whose new code a later row already holds.
+    path = tmp_path / "o.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+    for version, name, fn in MIGRATIONS[:8]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-01-01')", (version, name))
+    db.execute("PRAGMA user_version = 8")
+    scans = [
+        NewScan(
+            uuid7(),
+            f"(01)09506000134352(21)S{i}(9)",
+            "gs1",
+            f"]d2010950600013435221S{i}(9)",
+            "]d2",
+            "ship",
+            "B1",
+            "dock",
+            "t",
+            "2026-01-01T00:00:00Z",
+        )
+        for i in range(3)
+    ]
+    for scan in scans:
+        db.execute(
+            f"INSERT INTO scans ({', '.join(NewScan._fields)}, dup_guard, crc) "
+            f"VALUES ({', '.join('?' * len(NewScan._fields))}, 0, ?)",
+            (*scan, text_checksum(scan)),
+        )
+    db.execute("UPDATE scans SET source = 'damaged' WHERE seq = 2")
+    db.close()
+    taken = "(01)09506000134352(21)S2\\(9)"
+    with Outbox.open(path) as box:
+        box.enqueue_many([scans[2]._replace(event_id=uuid7(), code=taken, raw="again")])
+        assert (
+            box.recode_legacy(
+                lambda raw: (
+                    raw.replace("]d201", "(01)").replace("21S", "(21)S").replace("(9", "\\(9")
+                )
+            )
+            == 1
+        )
+        assert box.recode_legacy(lambda raw: "never asked") == 0
+    db = sqlite3.connect(path)
+    rows = db.execute(f"SELECT seq, code, crc, {', '.join(NewScan._fields)} FROM scans").fetchall()
+    db.close()
+    codes = [code for _seq, code, *_ in rows]
+    assert codes == ["(01)09506000134352(21)S0\\(9)", scans[1].code, scans[2].code, taken]
+    for _seq, _code, crc, *values in rows:
+        assert crc == text_checksum(values) or values[CHECKED_FIELDS.index("source")] == "damaged"
