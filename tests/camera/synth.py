@@ -136,3 +136,105 @@ def write_video(
     finally:
         writer.release()
     return n
+
+
+# -- hard single images for the per-image guarantee ---------------------------------
+
+HARD_KINDS = ("EAN13", "Code128", "QRCode", "DataMatrix")
+
+
+@dataclass(frozen=True, slots=True)
+class Truth:
+    """A symbol drawn into a test image: its format and the text a decoder must return."""
+
+    format: str
+    text: str
+
+
+def _payload(kind: str, rng: random.Random) -> tuple[str, str]:
+    """(what the writer is given, the text read back) for one random symbol of ``kind``."""
+    if kind == "EAN13":
+        body = f"{rng.randrange(10**12):012d}"
+        text = body + gtin_check_digit(body)
+        return text, text
+    if kind == "Code128":
+        text = f"{rng.randrange(10**8):08d}LOT{rng.randrange(10**4):04d}"
+        return text, text
+    if kind == "QRCode":
+        text = f"https://example.test/p/{rng.randrange(10**9):09d}"
+        return text, text
+    code = gs1dm(rng)
+    return code.hri, code.text
+
+
+def _render(kind: str, hri: str, module_px: int) -> NDArray[Any]:
+    fmt = getattr(zxingcpp.BarcodeFormat, kind)
+    bc = zxingcpp.create_barcode(hri, fmt, gs1=kind == "DataMatrix")
+    img = np.asarray(bc.to_image(scale=module_px, add_quiet_zones=True))
+    if kind in ("EAN13", "Code128"):  # the bars about half as tall as the symbol is long
+        img = cv2.resize(
+            img[:1], (img.shape[1], max(img.shape[1] // 2, 30)), interpolation=cv2.INTER_NEAREST
+        )
+    return np.pad(img, 4 * module_px, constant_values=255)
+
+
+def hard_image(seed: int) -> tuple[str, NDArray[Any], list[Truth]]:
+    """One grayscale test image with 1-3 symbols and one or two degradations.
+
+    The degradation follows from the seed (rotation, blur, noise, low contrast,
+    perspective, light-on-dark, several codes), so the set of images is the same on
+    every run; the name says what was done.
+    """
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    w, h = 800, 600
+    canvas: NDArray[Any] = np.full((h, w), 235, np.uint8)
+    count = 1 + seed % 3
+    kinds = [HARD_KINDS[(seed + i) % len(HARD_KINDS)] for i in range(count)]
+    truths = []
+    cells = [(20, 20), (420, 20), (20, 320), (420, 320)]
+    for i, kind in enumerate(kinds):
+        hri, text = _payload(kind, rng)
+        img = _render(kind, hri, 2 if kind in ("EAN13", "Code128") else 4)
+        img = img[:270, :370]
+        x, y = cells[i]
+        x += rng.randrange(0, 370 - img.shape[1] + 1)
+        y += rng.randrange(0, 270 - img.shape[0] + 1)
+        canvas[y : y + img.shape[0], x : x + img.shape[1]] = img
+        truths.append(Truth(kind, text))
+    effects = []
+    effect = seed % 7
+    if effect == 0:
+        angle = rng.uniform(-40, 40)
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 0.9)
+        canvas = cv2.warpAffine(canvas, m, (w, h), borderValue=235)
+        effects.append(f"rotate{angle:+.0f}")
+    elif effect == 1:
+        sigma = rng.uniform(1.0, 1.6)
+        canvas = cv2.GaussianBlur(canvas, (0, 0), sigma)
+        effects.append(f"blur{sigma:.1f}")
+    elif effect == 2:
+        sd = rng.uniform(12, 22)
+        canvas = np.clip(canvas + nprng.normal(0, sd, canvas.shape), 0, 255).astype(np.uint8)
+        effects.append(f"noise{sd:.0f}")
+    elif effect == 3:
+        lo, hi = 110, 110 + rng.randrange(35, 55)
+        canvas = (lo + canvas.astype(np.float32) * (hi - lo) / 255).astype(np.uint8)
+        effects.append(f"contrast{hi - lo}")
+    elif effect == 4:
+        d = rng.uniform(0.06, 0.12)
+        src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+        dst = np.float32([[w * d, h * d], [w * (1 - d / 2), 0], [w, h], [0, h * (1 - d)]])
+        canvas = cv2.warpPerspective(
+            canvas, cv2.getPerspectiveTransform(src, dst), (w, h), borderValue=235
+        )
+        effects.append(f"perspective{d:.2f}")
+    elif effect == 5:
+        canvas = 255 - canvas
+        effects.append("inverted")
+    else:
+        canvas = cv2.GaussianBlur(canvas, (0, 0), 0.9)
+        canvas = np.clip(canvas + nprng.normal(0, 8, canvas.shape), 0, 255).astype(np.uint8)
+        effects.append("blur+noise")
+    name = f"hard-{seed:03d}-{'+'.join(kinds)}-{'-'.join(effects)}"
+    return name, canvas, truths
