@@ -291,8 +291,9 @@ SOURCE_TYPES: dict[str, SourceType] = {
             ),
             "decoder": Option(
                 str,
-                "zxing",
-                help="zxing (zxing-cpp), pyzbar, or both",
+                "auto",
+                help="auto (zxing-cpp, and ZBar where installed: never fewer codes than "
+                "either), zxing, pyzbar, or both (auto that needs ZBar)",
                 check=lambda v: importlib.import_module("drivers.decoders").check_decoder(v),
             ),
             "formats": Option(

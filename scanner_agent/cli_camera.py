@@ -131,9 +131,10 @@ def register(add: AddCommand) -> None:
     json_flag(p, "print JSON Lines (the default: one JSON object per code)")
     p.add_argument(
         "--decoder",
-        choices=["zxing", "pyzbar", "both"],
-        default="zxing",
-        help="decoding library (default zxing: zxing-cpp; both: pyzbar when zxing reads nothing)",
+        choices=["auto", "zxing", "pyzbar", "both"],
+        default="auto",
+        help="decoding library (default auto: zxing-cpp and, where installed, ZBar, never fewer "
+        "codes than either; both: auto that needs ZBar)",
     )
     p.add_argument(
         "--formats",

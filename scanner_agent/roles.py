@@ -101,13 +101,14 @@ ROLES: tuple[Role, ...] = (
         "zbar",
         "camera",
         ("pyzbar.pyzbar",),
-        'the second camera decoder (decoder = "pyzbar" or "both")',
+        'the second camera decoder (used by decoder = "auto" where present; "pyzbar" and "both" need it)',
         debian=("libzbar0",),
         optional=True,
     ),
 )
-"""Every role, the core first.  ``zbar`` is optional: the default decoder (zxing-cpp) does
-without it, and only a camera source asking for pyzbar needs it."""
+"""Every role, the core first.  ``zbar`` is optional: the default decoder (``auto``) uses ZBar
+where it is installed and goes on with zxing-cpp alone where not; only a camera source asking
+for pyzbar or both needs it."""
 
 
 def role(name: str) -> Role:

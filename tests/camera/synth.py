@@ -238,3 +238,28 @@ def hard_image(seed: int) -> tuple[str, NDArray[Any], list[Truth]]:
         effects.append("blur+noise")
     name = f"hard-{seed:03d}-{'+'.join(kinds)}-{'-'.join(effects)}"
     return name, canvas, truths
+
+
+def worn_ean(seed: int) -> tuple[str, NDArray[Any], list[Truth]]:
+    """A low-quality photo of one EAN-13: small, blurred, noisy, JPEG-compressed.
+
+    Where zxing-cpp and ZBar part ways: on some of these one of them reads nothing, on
+    others one reads a wrong number whose check digit still holds.
+    """
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    hri, text = _payload("EAN13", rng)
+    img = _render("EAN13", hri, 2)
+    k = rng.uniform(0.6, 1.2)
+    img = cv2.resize(img, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    canvas: NDArray[Any] = np.full((300, 400), 225, np.uint8)
+    canvas[20 : 20 + img.shape[0], 20 : 20 + img.shape[1]] = img[:280, :380]
+    sigma = rng.uniform(0.8, 2.0)
+    canvas = cv2.GaussianBlur(canvas, (0, 0), sigma)
+    sd = rng.uniform(0, 14)
+    canvas = np.clip(canvas + nprng.normal(0, sd, canvas.shape), 0, 255).astype(np.uint8)
+    quality = rng.randrange(15, 60)
+    _, jpeg = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    canvas = cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
+    name = f"worn-{seed:03d}-EAN13-scale{k:.2f}-blur{sigma:.1f}-noise{sd:.0f}-jpeg{quality}"
+    return name, canvas, [Truth("EAN13", text)]
