@@ -19,6 +19,8 @@ scanner port, the rest on the control socket and the metrics endpoint:
   scanner reconnects.
 * ``long-line``: 1 MiB lines, each followed by a short frame; counts the replies per line.
 * ``control-lookup``: ``lookup`` of 1 MiB and 3 MiB codes on the control socket (item 2).
+* ``control-import``: an expected list of 1 MiB (44,000 products), imported again and
+  again on the control socket (item 2: "imports capped in input size").
 * ``control-clients``: 40 control clients with 15 MiB unterminated lines, JSON nested
   100,000 deep, 8 subscribers that never read (item 8).
 * ``metrics-scrapes``: 16 clients scraping the metrics endpoint, giving up after 0.5 s (item 5).
@@ -576,6 +578,42 @@ def attack_control_lookup(ctx: Ctx) -> dict[str, Any]:
     return {"lookups_answered": answered, "lookups_failed": failed}
 
 
+def _control_call(path: Path, cmd: str, args: dict[str, Any], timeout: float = 120) -> bool:
+    """One request on a connection of its own; whether it was answered ``ok``."""
+    request = {"v": 1, "id": 1, "cmd": cmd, "args": args}
+    with contextlib.closing(_unix(path, timeout)) as sock:
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        line = sock.makefile("rb").readline()
+    return bool(line) and bool(json.loads(line).get("ok"))
+
+
+def attack_control_import(ctx: Ctx) -> dict[str, Any]:
+    """An expected list as large as the control socket's line allows, imported again and again.
+
+    The bill's expected list is replaced in one transaction on the outbox thread, the
+    thread that commits every scan.
+    """
+    rows, size = ["product,count,name"], 19
+    while size < (1 << 20) - 4096:
+        rows.append(f"{6900000000000 + len(rows)},{len(rows) % 50 + 1},N{len(rows)}")
+        size += len(rows[-1]) + 2  # the newline is two bytes in JSON
+    text = "\n".join(rows) + "\n"
+    started = time.monotonic()
+    counts = {"imports_answered": 0, "imports_failed": 0, "products": len(rows) - 1}
+    try:
+        _control_call(ctx.control_socket, "bill.open", {"number": "ATTACK-1", "type": 101})
+    except OSError as exc:
+        log(f"control-import: bill.open: {exc}")
+    while time.monotonic() < started + ctx.seconds:
+        try:
+            args = {"number": "ATTACK-1", "csv": text, "kind": "expected"}
+            ok = _control_call(ctx.control_socket, "bill.import", args)
+        except (OSError, ValueError):
+            ok = False
+        counts["imports_answered" if ok else "imports_failed"] += 1
+    return counts
+
+
 def attack_control_clients(ctx: Ctx) -> dict[str, Any]:
     """40 clients with 15 MiB unterminated lines, 100,000-deep JSON, lazy subscribers (item 8)."""
     started = time.monotonic()
@@ -642,6 +680,7 @@ ATTACKS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "half-open": attack_half_open,
     "long-line": attack_long_line,
     "control-lookup": attack_control_lookup,
+    "control-import": attack_control_import,
     "control-clients": attack_control_clients,
     "metrics-scrapes": attack_metrics_scrapes,
 }
