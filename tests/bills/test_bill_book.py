@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -260,6 +260,33 @@ def test_pack_csv_reads_ratios_or_relations() -> None:
     assert ratios[0].key == "06901234567892"
     with pytest.raises(BillError, match="line 2"):
         parse_packs_csv("product,units\n8123450,0\n")
+
+
+IMPORT_ROWS = 5_000
+"""Rows one import may hold (docs/control.md, "bill.import")."""
+
+_IMPORTS: dict[str, tuple[str, Callable[[int], str], Callable[[str], object]]] = {
+    "expected list": (
+        "product,count,name\n",
+        lambda i: f"{6900000000000 + i},2,N{i}\n",
+        parse_expected_csv,
+    ),
+    "pack ratios": ("product,units\n", lambda i: f"{6900000000000 + i},10\n", parse_packs_csv),
+    "pack relations": ("parent,child\n", lambda i: f"P{i // 20},C{i}\n", parse_packs_csv),
+}
+
+
+@pytest.mark.parametrize("kind", list(_IMPORTS))
+def test_an_import_over_the_row_limit_is_refused_naming_the_limit(kind: str) -> None:
+    """Issue 16: an import is written in one transaction on the outbox thread, the thread
+    that commits every scan: a 1 MiB expected list (42,500 products) kept a scanner waiting
+    2.1 s for its ACK (bench/attack.py, control-import).  Its rows are bounded, and a file
+    over the bound is refused while it is read, before any of it is written."""
+    header, row, parse = _IMPORTS[kind]
+    at_limit = header + "".join(row(i) for i in range(IMPORT_ROWS))
+    parse(at_limit)
+    with pytest.raises(BillError, match=f"more than {IMPORT_ROWS:,} rows"):
+        parse(at_limit + row(IMPORT_ROWS))
 
 
 def test_a_bill_keeps_its_optional_platform_parameters_from_open(book: BillBook) -> None:
