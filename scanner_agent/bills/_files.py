@@ -35,6 +35,15 @@ from scanner_agent.bills._errors import BillError
 
 MAX_IMPORT_BYTES = 8 * 1024 * 1024
 """Largest import file accepted (the control protocol carries it in one line)."""
+MAX_IMPORT_ROWS = 5_000
+"""Most rows one import may hold.
+
+Why: an import is written in one transaction on the outbox thread, the thread that
+commits every scan, so its size is how long every scanner waits for its ACK.  A
+1 MiB expected list (42,500 products) kept a scanner waiting 2.1 s; 5,000 rows
+take tens of milliseconds (issue 16, bench/attack.py ``control-import``).  Pack
+imports add to what is there, so a larger pack file is imported in parts.
+"""
 
 _PRODUCT = (
     "product",
@@ -110,9 +119,17 @@ def _rows(text: str, what: str) -> tuple[dict[str, int], Iterator[tuple[int, lis
     columns = {h.strip().lower(): i for i, h in enumerate(header) if h.strip()}
 
     def body() -> Iterator[tuple[int, list[str]]]:
+        rows = 0
         try:
             for row in reader:
                 if any(cell.strip() for cell in row):
+                    rows += 1
+                    if rows > MAX_IMPORT_ROWS:
+                        raise BillError(
+                            f"Failed to read the {what}: more than {MAX_IMPORT_ROWS:,} rows "
+                            "(one import is written while every scan waits; split a pack "
+                            "file into parts, each adds to what is there)"
+                        )
                     yield reader.line_num, row
         except csv.Error as exc:
             raise BillError(f"Failed to read line {reader.line_num} of the {what}: {exc}") from exc
