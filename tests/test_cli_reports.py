@@ -331,3 +331,33 @@ def test_first_make_demo_says_what_it_installs_before_pip_runs(tmp_path: Path) -
     again = dry_run()
     assert "pip install" not in again
     assert "minutes" not in again
+
+
+# -- counted nouns -----------------------------------------------------------------------
+
+
+def test_counts_agree_with_their_number_in_check_config_doctor_and_a_bills_history(
+    tmp_path: Path,
+) -> None:
+    from scanner_agent.bills import BillBook
+
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'device_id = "dock-1"\n[outbox]\npath = "{tmp_path / "outbox.db"}"\nmin_free_mb = 0\n'
+        f'[sync]\nenabled = false\n[control]\nsocket = "{tmp_path / "control.sock"}"\n'
+        '[[source]]\ntype = "tcp"\nlisten = "127.0.0.1:0"\nack = true\n'
+    )
+    checked = run("check-config", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+    assert ": OK (1 source;" in checked.stdout, checked.stdout
+    doctor = run("doctor", "--config", str(config), "--json")
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["config"]["detail"].endswith(": 1 source, device dock-1"), checks["config"]
+
+    with Outbox.open(tmp_path / "outbox.db") as box:
+        book = BillBook(box)
+        book.open("SO-1", 201, device_id="dock-1")
+        box.enqueue_many(scans(1, bill="SO-1"))
+        book.close("SO-1")
+    history = run("bill", "history", "SO-1", "--outbox", str(tmp_path / "outbox.db"))
+    assert re.search(r"\sclose\s+1 scan, 1 unit$", history.stdout, re.M), history.stdout
