@@ -150,7 +150,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print_json({**dataclasses.asdict(cfg), "checked_as": user.name})
     else:
         print(
-            f"{args.config or DEFAULT_CONFIG_PATH}: OK ({len(cfg.sources)} sources; "
+            f"{args.config or DEFAULT_CONFIG_PATH}: OK ({plural(len(cfg.sources), 'source')}; "
             f"files and directories checked as user {user.name})"
         )
     return 0

@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
-from scanner_agent.kernel import ConfigError, ScannerAgentError, UsageError
+from scanner_agent.kernel import ConfigError, ScannerAgentError, UsageError, plural
 from scanner_agent.times import iso
 
 __all__ = [
@@ -170,11 +170,6 @@ def note(text: str) -> None:
 
 
 # -- text for people ----------------------------------------------------------------------
-
-
-def plural(n: int, noun: str, plural_noun: str | None = None) -> str:
-    """``1 row``, ``2 rows``, ``0 rows``; ``plural(2, "entry", "entries")``."""
-    return f"{n} {noun if n == 1 else (plural_noun or noun + 's')}"
 
 
 def cell(value: Any) -> str:

@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 from scanner_agent import logs
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from scanner_agent.install import SERVICE_USER
-from scanner_agent.kernel import CredentialError, ScannerAgentError
+from scanner_agent.kernel import CredentialError, ScannerAgentError, plural
 from scanner_agent.outbox import check_file
 from scanner_agent.preflight import Refusal, RunAs, check_outbox, lexists
 
@@ -169,7 +169,8 @@ def _checks(opts: Options) -> Iterator[Check]:
     except ScannerAgentError as exc:
         yield Check("config", Status.FAIL, str(exc), _config_hint(exc, opts.config_path))
         return
-    yield _ok("config", f"{opts.config_path}: {len(cfg.sources)} sources, device {cfg.device_id}")
+    sources = plural(len(cfg.sources), "source")
+    yield _ok("config", f"{opts.config_path}: {sources}, device {cfg.device_id}")
     service = RunAs.service(opts.service_user)
     user = service or RunAs.me()
     yield _service_user_check(opts.service_user, service)
@@ -413,7 +414,7 @@ def _outbox_integrity(path: Path, user: RunAs) -> Check:
             f"{path}: {user.name} cannot read and write it",
             f"`sudo chown {SERVICE_USER}: {path}*`",
         )
-    owing = f", {found.owed} scans not yet delivered" if found.owed is not None else ""
+    owing = f", {plural(found.owed, 'scan')} not yet delivered" if found.owed is not None else ""
     return _ok("outbox", f"{path}: integrity ok{owing}")
 
 

@@ -41,7 +41,7 @@ from scanner_agent.bills._models import (
 )
 from scanner_agent.bills._types import bill_type, bill_types
 from scanner_agent.codes import Scheme, parse_scan
-from scanner_agent.kernel import ConfigError, platform_params
+from scanner_agent.kernel import ConfigError, platform_params, plural
 from scanner_agent.outbox import (
     BillCounts,
     BillRow,
@@ -319,7 +319,8 @@ class BillBook:
             store.close_bill(number)
             bill = self._one(store, number)
             assert bill is not None
-            store.log([(number, "close", f"{bill.totals.scans} scans, {bill.totals.units} units")])
+            totals = f"{plural(bill.totals.scans, 'scan')}, {plural(bill.totals.units, 'unit')}"
+            store.log([(number, "close", totals)])
         log.info("bill %s closed: %d scans handed to sync", number, bill.totals.scans)
         return bill
 
@@ -378,7 +379,8 @@ class BillBook:
             store.replace_expected(number, [(e.product, e.name, e.count) for e in lines])
             store.upsert_names((e.product, e.name) for e in lines)
             total = sum(e.count for e in lines)
-            store.log([(number, "import", f"{len(lines)} products, {total} units expected")])
+            expected = f"{plural(len(lines), 'product')}, {plural(total, 'unit')} expected"
+            store.log([(number, "import", expected)])
         return len(lines)
 
     def import_packs(self, table: PackTable) -> tuple[int, int]:

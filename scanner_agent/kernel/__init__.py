@@ -10,8 +10,9 @@ import it; it imports nothing of the agent and no third-party library
 * the one exception tree, :class:`ScannerAgentError` and its branches (the
   drawing in ``_errors.py`` is checked against the classes);
 * the shared vocabulary: :data:`ACTIONS`, the warehouse movements;
-  :func:`parse_host_port`, the one reader of ``host:port`` text; and
-  :data:`PLATFORM_PARAMS`, the optional parameters a 码上放心 bill carries;
+  :func:`parse_host_port`, the one reader of ``host:port`` text;
+  :data:`PLATFORM_PARAMS`, the optional parameters a 码上放心 bill carries; and
+  :func:`plural`, the one rule for a counted noun (``1 scan``, ``2 scans``);
 * :class:`Lane` and :class:`SingleFlight`, bounded executors for slow work
   that drivers and the daemon both use.
 
@@ -57,6 +58,7 @@ from scanner_agent.kernel._scans import (
     Verdict,
     utc_now,
 )
+from scanner_agent.kernel._words import plural
 
 __all__ = [
     "ACTIONS",
@@ -92,6 +94,7 @@ __all__ = [
     "Verdict",
     "parse_host_port",
     "platform_params",
+    "plural",
     "unknown_key",
     "utc_now",
 ]
