@@ -1,0 +1,158 @@
+"""Dialogs take keystrokes at wedge speed: text, Tabs and Enter in one write.
+
+A keyboard-wedge scanner with a Tab or Enter suffix types a whole code and its
+suffix in one burst, faster than any person.  Each burst here goes through
+Textual's own terminal parser and reaches the app as the driver posts it: every
+key queued at once, before the app handles the first.  Every field of every
+dialog must end up with its own text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual._xterm_parser import XTermParser
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from scanner_agent.tui import DispatchApp
+from scanner_agent.tui._modals import OpenBillScreen, PathScreen, ReasonScreen, SearchScreen
+from tests.tui.fake_agent import FakeAgent
+
+SHIFT_TAB = "\x1b[Z"
+
+
+def burst(app: DispatchApp, text: str) -> None:
+    """Post ``text`` as the terminal driver does: parsed, every key queued in one go."""
+    parser = XTermParser()
+    for event in [*parser.feed(text), *parser.tick()]:
+        event.set_sender(app)
+        app.post_message(event)
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, within: float = 10) -> None:
+    for _ in range(int(within / 0.02)):
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def settled(pilot: Pilot[Any]) -> None:
+    """Let every queued key be handled."""
+    for _ in range(5):
+        await pilot.pause(0.05)
+
+
+def fields(screen: Any) -> dict[str, str]:
+    return {str(inp.id): inp.value for inp in screen.query(Input)}
+
+
+async def start(pilot: Pilot[Any], app: DispatchApp, key: str, screen: type) -> Any:
+    await until(pilot, lambda: app.bill_view is not None and bool(app.status), "the agent")
+    await pilot.press(key)
+    await until(pilot, lambda: isinstance(app.screen, screen), screen.__name__)
+    return app.screen
+
+
+OPEN_CASES = [
+    # (burst, the fields it must leave)
+    ("SO-R1\t\tFROM1", {"number": "SO-R1", "from": "FROM1", "to": "", "params": ""}),
+    (
+        "SO-R1\t\tFROM1\tTO1\twarehouse_id=WH-1",
+        {"number": "SO-R1", "from": "FROM1", "to": "TO1", "params": "warehouse_id=WH-1"},
+    ),
+    ("SO-R1\t", {"number": "SO-R1", "from": "", "to": "", "params": ""}),
+    (
+        "SO-R1\t\t\t华东仓" + SHIFT_TAB + "仁和药房",
+        {"number": "SO-R1", "from": "仁和药房", "to": "华东仓", "params": ""},
+    ),
+    ("\t\tFROM1" + SHIFT_TAB * 2 + "SO-R2", {"number": "SO-R2", "from": "FROM1"}),
+]
+
+
+@pytest.mark.parametrize(("keys", "expected"), OPEN_CASES)
+async def test_open_dialog_fields_take_a_burst(keys: str, expected: dict[str, str]) -> None:
+    app = DispatchApp(FakeAgent(), blink=False, poll_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dialog = await start(pilot, app, "o", OpenBillScreen)
+        burst(app, keys)
+        await settled(pilot)
+        got = fields(dialog)
+        assert {k: got[k] for k in expected} == expected
+
+
+OPEN_SUBMIT_CASES = [
+    ("SO-R1\t\tFROM1\tTO1\r", {"number": "SO-R1", "from": "FROM1", "to": "TO1"}),
+    ("SO-R1\r", {"number": "SO-R1", "from": "", "to": ""}),
+    ("SO-R1\t\tFROM1\r", {"number": "SO-R1", "from": "FROM1", "to": ""}),
+]
+
+
+@pytest.mark.parametrize(("keys", "expected"), OPEN_SUBMIT_CASES)
+async def test_open_dialog_submits_what_a_burst_with_enter_typed(
+    keys: str, expected: dict[str, str]
+) -> None:
+    agent = FakeAgent()
+    app = DispatchApp(agent, blink=False, poll_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, app, "o", OpenBillScreen)
+        burst(app, keys)
+        await until(pilot, lambda: any(c == "bill.open" for c, _ in agent.calls), "bill.open")
+        await settled(pilot)
+    opened = [args for cmd, args in agent.calls if cmd == "bill.open"]
+    assert len(opened) == 1
+    assert {k: opened[0][k] for k in expected} == expected
+    assert opened[0]["type"] == 201
+
+
+async def test_undo_reason_takes_a_burst_with_enter() -> None:
+    agent = FakeAgent()
+    app = DispatchApp(agent, blink=False, poll_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, app, "u", ReasonScreen)
+        burst(app, "; box 3\r")  # typing replaces the default reason (it is selected)
+        await until(pilot, lambda: any(c == "bill.undo" for c, _ in agent.calls), "bill.undo")
+    (args,) = [a for c, a in agent.calls if c == "bill.undo"]
+    assert args["reason"] == "; box 3"
+
+
+async def test_remove_reason_takes_a_burst_with_enter() -> None:
+    agent = FakeAgent()
+    app = DispatchApp(agent, blink=False, poll_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await pilot.press("2")
+        await pilot.press("down")  # a scan on the bill (the first row was removed)
+        await pilot.press("x")
+        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        burst(app, "damaged carton\r")
+        await until(pilot, lambda: any(c == "bill.remove" for c, _ in agent.calls), "remove")
+    (args,) = [a for c, a in agent.calls if c == "bill.remove"]
+    assert args["reason"] == "damaged carton"
+
+
+async def test_import_path_takes_a_burst_with_enter(tmp_path: Any) -> None:
+    csv = tmp_path / "expected.csv"
+    csv.write_text("product,name,count\n8123456,阿莫西林胶囊,5\n", encoding="utf-8")
+    agent = FakeAgent()
+    app = DispatchApp(agent, blink=False, poll_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, app, "i", PathScreen)
+        burst(app, f"{csv}\r")
+        await until(pilot, lambda: any(c == "bill.import" for c, _ in agent.calls), "import")
+    (args,) = [a for c, a in agent.calls if c == "bill.import"]
+    assert args["csv"].startswith("product,name,count")
+
+
+async def test_search_takes_scan_after_scan_at_wedge_speed() -> None:
+    agent = FakeAgent()
+    app = DispatchApp(agent, blink=False, poll_s=3600)
+    codes = ["81234560000000011234", "(01)06901234567892(21)A1B2C3", "81234500000000011111"]
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(pilot, app, "slash", SearchScreen)
+        burst(app, "".join(f"{code}\r" for code in codes))  # three scans, Enter suffix
+        await until(pilot, lambda: sum(c == "lookup" for c, _ in agent.calls) == 3, "three lookups")
+    assert [a["code"] for c, a in agent.calls if c == "lookup"] == codes
