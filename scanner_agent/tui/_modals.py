@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from rich.text import Text
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
+from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from scanner_agent.bills import BillError, bill_types, parse_param_pairs
 from scanner_agent.times import local
 from scanner_agent.tui._views import result_text
+
+_T = TypeVar("_T")
 
 
 def _when(screen: ModalScreen[Any], at: str | None) -> str:
@@ -28,14 +32,77 @@ def _no_blink(screen: ModalScreen[Any]) -> None:
         inp.cursor_blink = blink
 
 
-class OpenBillScreen(ModalScreen[dict[str, Any] | None]):
+class Dialog(ModalScreen[_T]):
+    """A dialog whose fields take keystrokes at any speed, Tab and Enter included.
+
+    Textual hands each key to the widget focused when the app reads it, and an
+    Input passes Tab on to the screen later, from its own queue: a keyboard-wedge
+    burst (``SO-R1``, Tab, Tab, ``FROM1``) reached the Input before the Tab moved
+    focus, and landed in the first field.  Here Tab and Shift+Tab are priority
+    keys: the app moves focus the moment it reads them, so every later key goes
+    to the next field.  Enter on a field first lets every field handle the keys
+    queued before it (a callback queued behind them), takes each field's value
+    at that point, then calls :meth:`submit` with them; keys after the Enter
+    (the next scan) are never part of it.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("tab", "move_focus(1)", "Next", show=False, priority=True),
+        Binding("shift+tab", "move_focus(-1)", "Previous", show=False, priority=True),
+        Binding("enter", "submit_fields", "Submit", show=False, priority=True),
+    ]
+
+    CLEAR_ON_SUBMIT: ClassVar[bool] = False
+    """Empty the focused field once submitted (a search: the next scan starts afresh)."""
+
+    def _field_focused(self) -> Widget:
+        """The focused field or button; any other widget (an open list) keeps its own keys."""
+        focused = self.focused
+        if isinstance(focused, Input | Select | Button):
+            return focused
+        raise SkipAction
+
+    def action_move_focus(self, step: int) -> None:
+        """Tab / Shift+Tab, at once."""
+        self._field_focused()
+        if step > 0:
+            self.focus_next()
+        else:
+            self.focus_previous()
+
+    def action_submit_fields(self) -> None:
+        """Enter on a field: submit once every field has its keys; elsewhere, its own Enter."""
+        field = self._field_focused()
+        if not isinstance(field, Input):
+            raise SkipAction  # a button presses, a select opens
+        inputs = list(self.query(Input))
+        values: dict[str, str] = {}
+
+        def taken(inp: Input) -> None:
+            values[str(inp.id)] = inp.value
+            if inp is field and self.CLEAR_ON_SUBMIT:
+                inp.value = ""
+            if len(values) == len(inputs) and self.is_attached:
+                self.submit(values, field)
+
+        for inp in inputs:
+            inp.call_later(taken, inp)
+
+    def submit(self, values: dict[str, str], field: Input) -> None:
+        """Enter was pressed on ``field``; ``values``: every field's text then, by id."""
+        raise NotImplementedError
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)  # every dialog's "nothing" is None
+
+
+class OpenBillScreen(Dialog[dict[str, Any] | None]):
     """Number, type, parties, optional platform params: the ``bill.open`` arguments or ``None``.
 
     Params are ``NAME=VALUE`` separated by spaces (quote a value with spaces:
     ``from_address="浦东 1号"``).
     """
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, *, default_type: int = 201, number: str = "") -> None:
         super().__init__()
@@ -74,14 +141,17 @@ class OpenBillScreen(ModalScreen[dict[str, Any] | None]):
         _no_blink(self)
         self.query_one("#number", Input).focus()
 
-    def _submit(self) -> None:
-        number = self.query_one("#number", Input).value.strip()
+    def _fields(self) -> dict[str, str]:
+        return {str(inp.id): inp.value for inp in self.query(Input)}
+
+    def _submit(self, values: dict[str, str]) -> None:
+        number = values["number"].strip()
         if not number:
             self.query_one("#open-error", Static).update("A bill number is required.")
             self.query_one("#number", Input).focus()
             return
         try:
-            params = parse_param_pairs(shlex.split(self.query_one("#params", Input).value))
+            params = parse_param_pairs(shlex.split(values["params"]))
         except (BillError, ValueError) as exc:  # ValueError: shlex, an unclosed quote
             self.query_one("#open-error", Static).update(f"Params: {exc}")
             self.query_one("#params", Input).focus()
@@ -89,32 +159,27 @@ class OpenBillScreen(ModalScreen[dict[str, Any] | None]):
         args: dict[str, Any] = {
             "number": number,
             "type": self.query_one("#type", Select).value,
-            "from": self.query_one("#from", Input).value.strip(),
-            "to": self.query_one("#to", Input).value.strip(),
+            "from": values["from"].strip(),
+            "to": values["to"].strip(),
         }
         if params:
             args["params"] = params  # names and values are checked by the agent
         self.dismiss(args)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._submit()  # every field but the number is optional: Enter opens at once
+    def submit(self, values: dict[str, str], field: Input) -> None:
+        """Enter on any field opens at once: every field but the number is optional."""
+        self._submit(values)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "ok":
-            self._submit()
+            self._submit(self._fields())
         else:
             self.dismiss(None)
 
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
-
-class ReasonScreen(ModalScreen[str | None]):
+class ReasonScreen(Dialog[str | None]):
     """Ask why (undo, remove): returns the reason or ``None``."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, *, default: str = "") -> None:
         super().__init__()
@@ -141,26 +206,22 @@ class ReasonScreen(ModalScreen[str | None]):
         _no_blink(self)
         self.query_one("#reason", Input).focus()
 
-    def _submit(self) -> None:
-        reason = self.query_one("#reason", Input).value.strip()
-        if not reason:
+    def _submit(self, reason: str) -> None:
+        if not reason.strip():
             self.query_one("#reason-error", Static).update("A reason is required.")
             return
-        self.dismiss(reason)
+        self.dismiss(reason.strip())
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self._submit()
+    def submit(self, values: dict[str, str], field: Input) -> None:
+        """Enter gives the reason."""
+        self._submit(values["reason"])
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         if event.button.id == "ok":
-            self._submit()
+            self._submit(self.query_one("#reason", Input).value)
         else:
             self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -196,10 +257,8 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-class PathScreen(ModalScreen[str | None]):
+class PathScreen(Dialog[str | None]):
     """Ask for a file path (CSV import)."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, *, placeholder: str = "path to a CSV file") -> None:
         super().__init__()
@@ -221,19 +280,19 @@ class PathScreen(ModalScreen[str | None]):
         _no_blink(self)
         self.query_one("#path", Input).focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if event.value.strip():
-            self.dismiss(event.value.strip())
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
+    def submit(self, values: dict[str, str], field: Input) -> None:
+        """Enter gives the path."""
+        if values["path"].strip():
+            self.dismiss(values["path"].strip())
 
 
-class SearchScreen(ModalScreen[None]):
-    """Search a code's history (the app runs the lookup and calls :meth:`show`)."""
+class SearchScreen(Dialog[None]):
+    """Search a code's history (the app runs the lookup and calls :meth:`show`).
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "close", "Close")]
+    The field empties on Enter, so scan after scan each looks up its own code.
+    """
+
+    CLEAR_ON_SUBMIT = True
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide"):
@@ -253,9 +312,9 @@ class SearchScreen(ModalScreen[None]):
         _no_blink(self)
         self.query_one("#code", Input).focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        code = event.value.strip()
+    def submit(self, values: dict[str, str], field: Input) -> None:
+        """Enter looks the code up."""
+        code = values["code"].strip()
         if code:
             self.query_one("#search-head", Static).update("searching…")
             lookup = getattr(self.app, "lookup", None)
@@ -292,5 +351,5 @@ class SearchScreen(ModalScreen[None]):
         """Say why the lookup failed."""
         self.query_one("#search-head", Static).update(Text(message, style="bold red"))
 
-    def action_close(self) -> None:
+    def action_cancel(self) -> None:
         self.dismiss(None)
