@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -220,3 +221,32 @@ def test_an_outbox_that_is_no_database_is_not_told_to_check_its_owner(tmp_path: 
     assert "not a database" in check.detail
     assert "owner and mode" not in check.hint
     assert "moves it aside" in check.hint
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="checks for another user need root")
+def test_a_token_the_checked_user_cannot_read_names_that_users_group_as_check_config_does(
+    site: Path,
+) -> None:
+    # doctor checked for `nobody` (the service user here) but told to chgrp the file to
+    # `scanner-agent`, a group this box may not even have; check-config names nobody's group.
+    group = grp.getgrgid(pwd.getpwnam("nobody").pw_gid).gr_name
+    os.chown(site / "token", 0, 0)
+    (site / "token").chmod(0o600)
+    done = subprocess.run(
+        [*AGENT, "doctor", "--config", str(site / "agent.toml"), "--user", "nobody", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    token = {c["name"]: c for c in json.loads(done.stdout)["checks"]}["token"]
+    assert token["status"] == "fail", token
+    assert f"`sudo chgrp {group} {site / 'token'}`" in token["hint"], token
+    refused = subprocess.run(
+        [*AGENT, "check-config", "--config", str(site / "agent.toml"), "--user", "nobody"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert f"`sudo chgrp {group} {site / 'token'}`" in refused.stderr, refused.stderr
