@@ -362,7 +362,7 @@ def _outbox_checks(cfg: AgentConfig, user: RunAs) -> Iterator[Check]:
             "outbox",
             Status.FAIL,
             f"directory {directory} does not exist",
-            f"create it for the service: `sudo install -d -o {SERVICE_USER} -m 0750 {directory}` "
+            f"create it for the service: `sudo install -d -o {user.name} -g {user.group} -m 0750 {directory}` "
             "(install's tmpfiles entry does this for /var/lib/scanner-agent)",
         )
         yield Check("disk space", Status.SKIP, "no outbox directory")
@@ -412,7 +412,7 @@ def _outbox_integrity(path: Path, user: RunAs) -> Check:
             "outbox",
             Status.FAIL,
             f"{path}: {user.name} cannot read and write it",
-            f"`sudo chown {SERVICE_USER}: {path}*`",
+            f"`sudo chown {user.name}: {path}*`",
         )
     owing = f", {plural(found.owed, 'scan')} not yet delivered" if found.owed is not None else ""
     return _ok("outbox", f"{path}: integrity ok{owing}")
@@ -606,7 +606,7 @@ def _credential(
             name,
             Status.FAIL,
             f"{user.name} cannot read {path}",
-            f"`sudo chgrp {SERVICE_USER} {path}` and `sudo chmod 0640 {path}`",
+            f"`sudo chgrp {user.group} {path}` and `sudo chmod 0640 {path}`",
         ), ""
     where = f"{path}: readable by {user.name}, not by everyone" if path else f"from ${env}"
     return _ok(name, where), value
@@ -615,7 +615,7 @@ def _credential(
 def _credential_failure(name: str, exc: CredentialError, path: str, user: RunAs) -> Check:
     """A refused credential, with the hint for what is wrong with it."""
     install = (
-        f"`sudo install -m 0640 -o root -g {SERVICE_USER} /dev/stdin "
+        f"`sudo install -m 0640 -o root -g {user.group} /dev/stdin "
         f"{path or '/etc/scanner-agent/token'}`, type it and press Ctrl-D"
     )
     if exc.problem == "unreadable" and path and user.may(Path(path), os.R_OK):
@@ -627,10 +627,10 @@ def _credential_failure(name: str, exc: CredentialError, path: str, user: RunAs)
         )
     hints = {
         "missing": f"create it: {install}",
-        "unreadable": f"`sudo chgrp {SERVICE_USER} {path}` and `sudo chmod 0640 {path}`",
+        "unreadable": f"`sudo chgrp {user.group} {path}` and `sudo chmod 0640 {path}`",
         "not_file": f"point the key at the file holding the secret, or replace {path} by one: "
         f"{install}",
-        "too_open": f"`sudo chmod o-rwx {path}` (mode 0640, group {SERVICE_USER})",
+        "too_open": f"`sudo chmod o-rwx {path}` (mode 0640, group {user.group})",
         "malformed": f"write it again as one line of printable ASCII, nothing around it: {install}",
         "unset": "set it for the service: `sudo systemctl edit scanner-agent`, then "
         "[Service] Environment=NAME=value (or set the *_file key instead)",
