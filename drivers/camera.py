@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -711,7 +711,7 @@ def decode_paths(
             index = codes = 0
             try:
                 while (image := cap.read()) is not None:
-                    for s in decoder.decode(image).symbols:
+                    for s in decoder.decode(image, whole=True if index == 0 else None).symbols:
                         if unique and s.text in seen:
                             continue
                         seen.add(s.text)
@@ -726,6 +726,27 @@ def decode_paths(
 # -- factory -----------------------------------------------------------------------
 
 
+def frame_decoder(options: Mapping[str, Any]) -> FrameDecoder:
+    """The decoder a camera source with these (resolved) options uses: the one pipeline
+    that ``scanner-agent decode`` runs too, so a still checked there reads as on the line.
+
+    Raises:
+        ConfigError: a bad value (named by its key).
+        DecoderUnavailable: the decoding library is missing.
+    """
+    for key in ("frame_budget_ms", "full_frame_every"):
+        if options[key] < 0:
+            raise ConfigError(f"source.{key}: expected >= 0, got {options[key]}")
+    return FrameDecoder(
+        options["decoder"],
+        options["formats"],
+        budget_ms=options["frame_budget_ms"],
+        roi=options["roi"],
+        locate=options["locate"],
+        full_frame_every=options["full_frame_every"],
+    )
+
+
 def build(name: str, options: dict[str, Any]) -> CameraSource:
     """Factory used by :mod:`drivers.registry`."""
     for key in ("dedupe_s", "frame_budget_ms", "fps"):
@@ -733,12 +754,7 @@ def build(name: str, options: dict[str, Any]) -> CameraSource:
             raise ConfigError(f"source.{key}: expected >= 0, got {options[key]}")
     if options["confirm_frames"] < 1:
         raise ConfigError(f"source.confirm_frames: expected >= 1, got {options['confirm_frames']}")
-    decoder = FrameDecoder(
-        options["decoder"],
-        options["formats"],
-        budget_ms=options["frame_budget_ms"],
-        roi=options["roi"],
-    )
+    decoder = frame_decoder(options)
     return CameraSource(
         source_name("camera", name, options),
         options["device"],

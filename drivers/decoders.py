@@ -223,6 +223,11 @@ class FrameDecoder:
             zxing-cpp's pass, and ZBar's where it is needed, always run.
         retry: run the retry passes on frames left unresolved.
         roi: ``(x, y, w, h)`` region of the frame to decode, or ``None`` for all of it.
+        locate: decode only the areas :func:`drivers.locate.candidates` finds, except on
+            every ``full_frame_every``-th call (the first included), which decodes the whole
+            frame as above: line speed on large frames, with a regular full look for a symbol
+            the locator missed.  Off, every call decodes the whole frame.
+        full_frame_every: with ``locate``, how often the whole frame is decoded (0: never).
 
     Raises:
         ConfigError: unknown decoder or format, a bad region, or formats pyzbar cannot read.
@@ -237,8 +242,14 @@ class FrameDecoder:
         budget_ms: float = 0.0,
         retry: bool = True,
         roi: Sequence[int] | None = None,
+        locate: bool = False,
+        full_frame_every: int = 10,
     ) -> None:
         self.decoder = check_decoder(decoder)
+        self.locate = locate
+        self.full_frame_every = full_frame_every
+        self.calls = 0
+        """Frames decoded so far (with ``locate``: which ones get the whole-frame passes)."""
         self.formats = format_names(formats)
         self.budget_ms = budget_ms
         self.roi = check_roi(roi or ())
@@ -249,6 +260,7 @@ class FrameDecoder:
             self.passes.append(("zxing", zx.read))
             if self.zbar is not None:
                 self.passes.append(("pyzbar", self.zbar.read))
+            self.region_read = lambda g: zx.read(g, downscale=False, name="zxing-region")
             if retry:
                 self.passes += [
                     ("zxing-inverted", lambda g: _inverted(zx, g)),
@@ -273,8 +285,12 @@ class FrameDecoder:
             return None
         return PyzbarReader(wanted if self.decoder != "pyzbar" else self.formats)
 
-    def decode(self, image: Image) -> FrameResult:
-        """Decode one frame (BGR or grayscale 8-bit); never raises for a bad frame."""
+    def decode(self, image: Image, *, whole: bool | None = None) -> FrameResult:
+        """Decode one frame (BGR or grayscale 8-bit); never raises for a bad frame.
+
+        ``whole`` forces (True) or skips (False) the whole-frame passes of a ``locate``
+        decoder; ``None`` follows ``full_frame_every``.  A still image is decoded whole.
+        """
         start = time.perf_counter()
         try:
             gray, dx, dy = self._prepare(image)
@@ -283,7 +299,14 @@ class FrameDecoder:
         work = _Work(gray, [], [])
         ran = 0
         over = False
-        for name, run in self.passes:
+        if whole is None:
+            whole = not self.locate or (
+                self.full_frame_every > 0 and self.calls % self.full_frame_every == 0
+            )
+        self.calls += 1
+        if not whole and self.decoder != "pyzbar":
+            ran = self._decode_regions(work)
+        for name, run in self.passes if whole else ():
             if name in RETRIES:
                 targets = self._retry_targets(work)
                 if not targets:
@@ -309,6 +332,26 @@ class FrameDecoder:
         return FrameResult(
             tuple(kept), _ms_since(start), ran, over, tuple(work.errors), tuple(rejections)
         )
+
+    def _decode_regions(self, work: _Work) -> int:
+        """zxing-cpp (and ZBar for its formats) on each candidate area only; the passes run."""
+        h, w = work.gray.shape[:2]
+        matrix_only = bool(self.formats) and not any(f in LINEAR for f in self.formats)
+        done: list[tuple[int, int, int, int]] = []
+        for area in self._areas(work):
+            elongated = max(area[2], area[3]) > 2.5 * min(area[2], area[3])
+            if elongated and (matrix_only or not locate.bar_like(work.gray, area)):
+                continue  # a line of text: matrix codes are about square, bars run one way
+            x, y, cw, ch = clip(_grown(area, 0.2, 6), w, h)
+            if cw < 8 or ch < 8 or any(overlap((x, y, cw, ch), d) > 0.8 for d in done):
+                continue
+            done.append((x, y, cw, ch))
+            crop = work.gray[y : y + ch, x : x + cw]
+            reads = _guarded("zxing-region", self.region_read, crop, work.errors)
+            if self.zbar is not None and not matrix_only:
+                reads += _guarded("pyzbar", self.zbar.read, crop, work.errors)
+            work.reads += [r.moved(x, y) for r in reads]
+        return 2 if self.zbar is not None and not matrix_only else 1
 
     def _unexplained(self, work: _Work) -> list[tuple[int, int, int, int]]:
         """Textured areas of the frame that lie in no symbol read so far."""

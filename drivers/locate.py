@@ -80,3 +80,27 @@ def candidates(
         boxes.append((area, (x * f, y * f, bw * f, bh * f)))
     boxes.sort(key=lambda item: -item[0])
     return [box for _, box in boxes]
+
+
+def bar_like(gray: Image, box: Box, *, min_coherence: float = 0.55) -> bool:
+    """Whether the edges in ``box`` run mostly one way, as a linear symbol's bars do.
+
+    The coherence of the gradient's structure tensor is near 1 for parallel bars at any
+    angle and well below for text, whose strokes run every way.  Matrix codes are not
+    bar-like either: a caller keeps about-square areas whatever this says.
+    """
+    import cv2
+    import numpy as np
+
+    x, y, w, h = box
+    f = max(1, min(w, h) // 48)
+    patch = gray[y : y + h : f, x : x + w : f].astype(np.float32)
+    if patch.size < 16:
+        return False
+    gx = cv2.Sobel(patch, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(patch, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jyy, jxy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
+    total = jxx + jyy
+    if total <= 0:
+        return False
+    return math.sqrt((jxx - jyy) ** 2 + 4 * jxy * jxy) / total >= min_coherence

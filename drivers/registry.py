@@ -327,6 +327,15 @@ SOURCE_TYPES: dict[str, SourceType] = {
                 help="no retry pass starts after this much decoding per frame, 0 for no limit",
             ),
             "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
+            "locate": Option(
+                bool,
+                True,
+                help="decode only the areas that look like symbols (line speed at 1080p), "
+                "the whole frame every full_frame_every frames",
+            ),
+            "full_frame_every": Option(
+                int, 10, help="with locate: decode the whole frame every N frames (0: never)"
+            ),
         },
     ),
 }

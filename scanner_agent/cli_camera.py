@@ -12,6 +12,11 @@ symbol with no text also gets ``hex``, its bytes in hexadecimal); ``parse``
 is :func:`scanner_agent.codes.parse_scan` of the identifier and payload, as
 ``scanner-agent parse`` prints it.
 
+It runs the camera source's pipeline (:func:`drivers.camera.frame_decoder`) with
+the camera source's settings: the defaults of a ``[[source]] type = "camera"``,
+or those of a configured one (``--source NAME``), then the flags given, so a
+still checked here reads as it will on the line.
+
 Folders are read with their subfolders (``--no-recursive``: the folder alone).
 A file with no code gets a line on stderr, and the run ends with a summary
 there (files, codes, files with none), so a run that read nothing never
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanner_agent.cli_output import EXIT_OK, EXIT_PROBLEMS, json_flag, note, plural, print_json
@@ -59,19 +65,45 @@ def _split_ints(value: str) -> list[int]:
         raise ConfigError(f"Failed to parse {value!r} as x,y,w,h: {exc}") from exc
 
 
+def decode_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The camera options ``decode`` runs with: a configured camera source's (``--source``)
+    or the camera defaults, then the flags given, checked as the config checks them."""
+    from drivers.registry import resolve_options
+
+    given: dict[str, Any] = {}
+    if args.source:
+        from scanner_agent.config import DEFAULT_CONFIG_PATH, load_config
+
+        cfg = load_config(Path(args.config) if args.config else DEFAULT_CONFIG_PATH)
+        cameras = [s for s in cfg.sources if s.type == "camera"]
+        match = [s for s in cameras if args.source in (s.name, s.options.get("device"))]
+        if not match:
+            names = ", ".join(s.name or str(s.options.get("device")) for s in cameras) or "none"
+            raise UsageError(
+                f"Failed to find camera source {args.source!r} in the config: Expected one of {names}"
+            )
+        given.update(match[0].options)
+    given["device"] = "-"  # the paths on the command line take its place
+    if args.decoder is not None:
+        given["decoder"] = args.decoder
+    if args.formats is not None:
+        formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+        given["formats"] = [] if formats == ["all"] else formats
+    if args.roi is not None:
+        given["roi"] = _split_ints(args.roi)
+    if args.budget_ms is not None:
+        given["frame_budget_ms"] = args.budget_ms
+    if args.locate is not None:
+        given["locate"] = args.locate
+    return resolve_options("camera", given, "decode")
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     """Print one JSON line per code read in the given files; 3 when a file gave none."""
-    from drivers.camera import FileDone, decode_paths
-    from drivers.decoders import FrameDecoder
+    from drivers.camera import FileDone, decode_paths, frame_decoder
     from scanner_agent.codes import parse_scan
 
-    formats = [f for f in (args.formats or "").split(",") if f.strip()]
-    decoder = FrameDecoder(
-        args.decoder,
-        [f.strip() for f in formats],
-        budget_ms=args.budget_ms,
-        roi=_split_ints(args.roi) if args.roi else None,
-    )
+    decoder = frame_decoder(decode_options(args))
     files = codes = 0
     empty: list[str] = []
     reads = decode_paths(args.paths, decoder, unique=args.unique, recursive=args.recursive)
@@ -130,22 +162,35 @@ def register(add: AddCommand) -> None:
     )
     json_flag(p, "print JSON Lines (the default: one JSON object per code)")
     p.add_argument(
+        "--source",
+        metavar="NAME",
+        help="decode with the settings of this camera source of the config (its name or device)",
+    )
+    p.add_argument("--config", "-c", help="config file for --source (default: the agent's)")
+    p.add_argument(
         "--decoder",
         choices=["auto", "zxing", "pyzbar", "both"],
-        default="auto",
         help="decoding library (default auto: zxing-cpp and, where installed, ZBar, never fewer "
         "codes than either; both: auto that needs ZBar)",
     )
     p.add_argument(
         "--formats",
         metavar="LIST",
-        help="comma-separated symbologies, e.g. DataMatrix,Code128 (default: all; hints are faster)",
+        help="comma-separated symbologies, e.g. DataMatrix,Code128, or 'all' (default: a camera "
+        "source's, Code128,DataMatrix,QRCode)",
     )
     p.add_argument("--roi", metavar="X,Y,W,H", help="decode only this region of each frame")
     p.add_argument(
         "--budget-ms",
         type=float,
-        default=0.0,
-        help="no retry pass starts after this much time on a frame (default 0: no limit)",
+        help="no retry pass starts after this much time on a frame (default: a camera "
+        "source's 50; 0: no limit)",
+    )
+    p.add_argument(
+        "--locate",
+        action=argparse.BooleanOptionalAction,
+        help="video frames after the first: decode only the areas that look like symbols, the "
+        "whole frame every full_frame_every frames, as a camera source does (default on); "
+        "an image and a video's first frame are always decoded whole",
     )
     p.add_argument("--unique", action="store_true", help="report each text once per file (videos)")

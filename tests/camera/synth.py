@@ -263,3 +263,53 @@ def worn_ean(seed: int) -> tuple[str, NDArray[Any], list[Truth]]:
     canvas = cv2.imdecode(jpeg, cv2.IMREAD_GRAYSCALE)
     name = f"worn-{seed:03d}-EAN13-scale{k:.2f}-blur{sigma:.1f}-noise{sd:.0f}-jpeg{quality}"
     return name, canvas, [Truth("EAN13", text)]
+
+
+# -- 1080p carton frames for the pharmaceutical line ----------------------------------
+
+PX_PER_MM = 6.4
+"""1920 pixels over a 300 mm wide field of view: a camera framing one carton face."""
+
+
+def carton_1080p(seed: int, count: int) -> tuple[NDArray[Any], list[Truth]]:
+    """A 1920x1080 BGR frame of a carton face with ``count`` GS1 DataMatrix of 10-14 mm.
+
+    Each symbol is turned by up to 20 degrees and sits on a white label; printed text
+    lines and a dark logo block are the clutter a locator must not be fooled by.  Light
+    falls off across the frame; blur and sensor noise are those of a 1080p industrial
+    camera at a short exposure.
+    """
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    w, h = 1920, 1080
+    gray: NDArray[Any] = np.full((h, w), 180, np.uint8)
+    gray += np.linspace(0, 35, w, dtype=np.uint8)[None, :]
+    for i in range(14):  # printed text: the carton's artwork
+        y = 40 + i * 75 + rng.randrange(0, 20)
+        x = rng.randrange(20, 1300)
+        text = f"BATCH {rng.randrange(10**5):05d}  EXP 12/28  {rng.choice(['Rx only', 'Store below 25C', 'ACME Pharma'])}"
+        cv2.putText(gray, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, rng.uniform(0.6, 1.2), 40, 2)
+    cv2.rectangle(gray, (1500, 80), (1800, 260), 50, -1)  # a logo
+    truths = []
+    cols, rows = 4, 3
+    cells = rng.sample([(c, r) for c in range(cols) for r in range(rows)], count)
+    for c, r in cells:
+        code = gs1dm(rng)
+        side_px = round(rng.uniform(10, 14) * PX_PER_MM)
+        bc = zxingcpp.create_barcode(code.hri, zxingcpp.BarcodeFormat.DataMatrix, gs1=True)
+        modules = np.asarray(bc.to_image(scale=1, add_quiet_zones=False))
+        sym = cv2.resize(modules, (side_px, side_px), interpolation=cv2.INTER_AREA)
+        label = np.full((side_px * 2, side_px * 2), 245, np.uint8)
+        label[side_px // 2 : side_px // 2 + side_px, side_px // 2 : side_px // 2 + side_px] = sym
+        angle = rng.uniform(-20, 20)
+        m = cv2.getRotationMatrix2D((side_px, side_px), angle, 1.0)
+        label = cv2.warpAffine(label, m, (side_px * 2, side_px * 2), borderValue=0)
+        mask = cv2.warpAffine(np.full_like(label, 255), m, (side_px * 2, side_px * 2))
+        x = c * (w // cols) + rng.randrange(20, w // cols - 2 * side_px - 20)
+        y = r * (h // rows) + rng.randrange(20, h // rows - 2 * side_px - 20)
+        roi = gray[y : y + 2 * side_px, x : x + 2 * side_px]
+        roi[mask > 0] = label[mask > 0]
+        truths.append(Truth("DataMatrix", code.text))
+    gray = cv2.GaussianBlur(gray, (0, 0), 0.7)
+    gray = np.clip(gray + nprng.normal(0, 4, gray.shape), 0, 255).astype(np.uint8)
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), truths

@@ -184,3 +184,33 @@ def test_lossless_slot_makes_the_reader_wait_instead() -> None:
 
 def test_control_characters_are_escaped_for_display() -> None:
     assert escape_text("01\x1d21\\A\r\n") == "01\\x1d21\\\\A\\x0d\\x0a"
+
+
+def test_located_areas_alone_read_every_datamatrix_on_a_1080p_carton() -> None:
+    # The pharmaceutical line: 12 GS1 DataMatrix of 10-14 mm among printed text and a logo.
+    import cv2
+    import zxingcpp
+
+    decoder = FrameDecoder(formats=["DataMatrix"], locate=True, full_frame_every=10)
+    for seed in (3, 11):
+        bgr, truths = synth.carton_1080p(seed, 12)
+        located = decoder.decode(bgr, whole=False)
+        texts = {s.text for s in located.symbols}
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        full = zxingcpp.read_barcodes(
+            gray, formats=zxingcpp.BarcodeFormat.DataMatrix, text_mode=zxingcpp.TextMode.Plain
+        )
+        assert {b.text for b in full} <= texts  # what zxing-cpp reads on the whole frame
+        assert texts <= {t.text for t in truths}
+        assert len(texts) >= 11
+        assert {s.decoder for s in located.symbols} == {"zxing-region"}
+        assert all(s.symbology == "]d2" for s in located.symbols)
+
+
+def test_a_locating_decoder_decodes_the_whole_frame_every_nth_frame() -> None:
+    decoder = FrameDecoder(formats=["DataMatrix"], locate=True, full_frame_every=3)
+    blank = np.full((200, 300), 200, np.uint8)
+    passes = [decoder.decode(blank).passes for _ in range(6)]
+    whole = len(decoder.passes)
+    assert [p == whole for p in passes] == [True, False, False, True, False, False]
+    assert decoder.decode(blank, whole=True).passes == whole
