@@ -361,3 +361,26 @@ def test_counts_agree_with_their_number_in_check_config_doctor_and_a_bills_histo
         book.close("SO-1")
     history = run("bill", "history", "SO-1", "--outbox", str(tmp_path / "outbox.db"))
     assert re.search(r"\sclose\s+1 scan, 1 unit$", history.stdout, re.M), history.stdout
+
+
+def test_doctors_discovery_line_counts_agree_with_their_number(tmp_path: Path) -> None:
+    from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
+
+    fake = FakeSysfs(tmp_path / "sys")
+    usb = fake.usb_device("1-1", 0x1EAB, 0x1A10, serial="HR22-7")
+    fake.video(0, fake.interface(usb, 0, "uvcvideo"), name="Dock camera")
+    hid = fake.interface(usb, 1, "usbhid")
+    fake.hidraw(0, hid, vid=0x1EAB, pid=0x1A10, name="HR22", descriptor=HID_POS_DESCRIPTOR)
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        f'device_id = "dock-1"\n[outbox]\npath = "{tmp_path / "outbox.db"}"\nmin_free_mb = 0\n'
+        f'[sync]\nenabled = false\n[control]\nsocket = "{tmp_path / "control.sock"}"\n'
+    )
+    doctor = run("doctor", "--config", str(config), "--sysfs", str(fake.root), "--json")
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    detail = checks["discovery"]["detail"]
+    assert ", 1 camera;" in detail, detail
+    ports = re.search(r"^(\d+) serial (ports?),", detail)  # this machine's own ports
+    assert ports, detail
+    assert ports[2] == ("port" if ports[1] == "1" else "ports"), detail
+    assert detail.endswith("; 2 with a profile"), detail
