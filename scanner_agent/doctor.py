@@ -504,8 +504,9 @@ def _discovery_checks(cfg: AgentConfig, opts: Options) -> Iterator[Check]:
     hardware = [s for s in cfg.sources if s.type in HARDWARE_TYPES]
     known = [d for d in found.all() if d.profiles]
     summary = (
-        f"{len(found.serial)} serial ports, {len(found.hid)} HID, {len(found.input)} input, "
-        f"{len(found.cameras)} cameras; {len(known)} match a profile"
+        f"{plural(len(found.serial), 'serial port')}, {len(found.hid)} HID, "
+        f"{len(found.input)} input, {plural(len(found.cameras), 'camera')}; "
+        f"{len(known)} with a profile"
     )
     if hardware and not found.all():
         yield Check(
