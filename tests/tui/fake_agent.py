@@ -285,10 +285,18 @@ class FakeStream:
     def __init__(self, events: list[dict[str, Any]]) -> None:
         self._events = events
         self._closed = threading.Event()
+        self._error: Exception | None = None
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         yield from self._events
         self._closed.wait()
+        if self._error is not None:
+            raise self._error
+
+    def fail(self, error: Exception) -> None:
+        """End the stream with ``error`` (the agent went away)."""
+        self._error = error
+        self._closed.set()
 
     def close(self) -> None:
         self._closed.set()
@@ -303,11 +311,14 @@ class FakeAgent:
         events: list[dict[str, Any]] | None = None,
         status: dict[str, Any] | None = None,
         errors: dict[str, Exception] | None = None,
+        bill: dict[str, Any] | None = None,
     ) -> None:
-        """``errors``: what a command raises (a lost reply, a refusal) instead of answering."""
+        """``errors``: what a command raises (a lost reply, a refusal) instead of answering;
+        ``bill``: the ``bill.show`` answer (default :data:`BILL_VIEW`)."""
         self.events_list = EVENTS if events is None else events
         self.status = STATUS if status is None else status
         self.errors = errors or {}
+        self.bill = BILL_VIEW if bill is None else bill
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.streams: list[FakeStream] = []
 
@@ -320,7 +331,7 @@ class FakeAgent:
         if cmd == "status":
             return self.status
         if cmd == "bill.show":
-            return BILL_VIEW
+            return self.bill
         raise RemoteError("unknown_command", cmd)
 
     def events(self) -> FakeStream:
