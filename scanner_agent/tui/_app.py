@@ -53,7 +53,16 @@ from scanner_agent.tui._modals import (
     ReasonScreen,
     SearchScreen,
 )
-from scanner_agent.tui._views import BillPane, DevicesView, LinkView, StreamView, verdict_text
+from scanner_agent.tui._views import (
+    LINK_STYLE,
+    BillPane,
+    DevicesView,
+    LinkView,
+    StreamView,
+    bill_progress,
+    scan_summary,
+    verdict_text,
+)
 
 VIEWS = ("stream", "bill", "devices", "link")
 BAD_VERDICTS = frozenset({"invalid", "duplicate", "full", "error"})
@@ -422,19 +431,22 @@ class DispatchApp(App[None]):
     def _draw_status_line(self) -> None:
         st = self.status
         line = Text()
-        line.append(" ● " if self.connected else " ○ ", "green" if self.connected else "red")
-        line.append(str(st.get("device_id", "agent")), "bold")
-        link = str(st.get("link", "?")) if self.connected else "no agent"
-        line.append(f"  link {link}")
-        line.append(f"  backlog {st.get('backlog', 0)}")
-        view = self.bill_view
-        if view is not None:
-            b = view["bill"]
-            expected = sum(ln["expected"] for ln in view["lines"])
-            progress = (
-                f"{b['totals']['units']}/{expected}" if expected else str(b["totals"]["units"])
-            )
-            line.append(f"  bill {b['number']} {b['type_zh']} {progress}", "bold cyan")
+        if self.connected and st:
+            link = str(st.get("link", "unknown"))
+            style = LINK_STYLE.get(link, "bold")
+            line.append(" ● ", style)
+            line.append(str(st.get("device_id", "agent")), "bold")
+            line.append("  link ")
+            word = link.replace("_", " ")
+            line.append(word if link in ("online", "degraded") else word.upper(), style)
+        else:
+            # No agent: nothing it said before still holds, so nothing of it is shown.
+            line.append(" ○ ", "bold red")
+            line.append(str(st.get("device_id", "agent")), "bold")
+            line.append("  no agent", "bold red")
+        if self.connected:
+            line.append(f"  backlog {st.get('backlog', 0)}")
+            line.append_text(bill_progress(self.bill_view))
         if self.bell_on:
             line.append("  bell", "dim")
         self.query_one("#status-line", Static).update(line)
@@ -515,19 +527,30 @@ class DispatchApp(App[None]):
         self.push_screen(ConfirmScreen(f"Close bill {number}?", body, yes="Close"), done)
 
     def action_undo(self) -> None:
-        """Ask why, then take the last scan off the open bill."""
+        """Ask why, naming the last scan on the open bill, then take exactly that one off."""
         number = self._open_bill()
-        if number is None:
+        if number is None or self.bill_view is None:
             self.notify("No bill is open: nothing to undo.", severity="warning")
+            return
+        scan = next((s for s in self.bill_view["scans"] if s.get("state") != "removed"), None)
+        if scan is None:
+            self.notify(f"Nothing to undo: no scan is on {number}.", severity="warning")
             return
 
         def done(reason: str | None) -> None:
             if reason:
-                args = {"number": number, "reason": reason, "origin": "tui"}
-                self._command("undo", "bill.undo", args)
+                # By seq, not "the last one": a scan arriving while the dialog was up is not
+                # the one the clerk was shown and agreed to take off.
+                args = {"number": number, "seq": scan["seq"], "reason": reason, "origin": "tui"}
+                self._command("undo", "bill.remove", args)
 
         self.push_screen(
-            ReasonScreen(f"Undo the last scan of {number}", default="scanned by mistake"), done
+            ReasonScreen(
+                f"Undo the last scan of {number}",
+                detail=scan_summary(scan, self.tz),
+                default="scanned by mistake",
+            ),
+            done,
         )
 
     def action_remove(self) -> None:
@@ -550,7 +573,9 @@ class DispatchApp(App[None]):
                 args = {"number": number, "seq": scan["seq"], "reason": reason, "origin": "tui"}
                 self._command("remove", "bill.remove", args)
 
-        self.push_screen(ReasonScreen(f"Remove {scan['code']} from {number}"), done)
+        self.push_screen(
+            ReasonScreen(f"Remove a scan from {number}", detail=scan_summary(scan, self.tz)), done
+        )
 
     def action_search(self) -> None:
         """Search a code's history."""

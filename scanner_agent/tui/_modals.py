@@ -181,14 +181,18 @@ class OpenBillScreen(Dialog[dict[str, Any] | None]):
 class ReasonScreen(Dialog[str | None]):
     """Ask why (undo, remove): returns the reason or ``None``."""
 
-    def __init__(self, title: str, *, default: str = "") -> None:
+    def __init__(self, title: str, *, detail: Text | str = "", default: str = "") -> None:
+        """``detail`` names what is removed (the scan's time, code and product)."""
         super().__init__()
         self.title_text = title
+        self.detail = detail
         self.default = default
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
+            if self.detail:
+                yield Static(self.detail, id="reason-detail", classes="dialog-detail")
             with Horizontal(classes="field"):
                 yield Label("Reason", classes="field-label")
                 yield Input(

@@ -91,6 +91,44 @@ def result_text(scan: dict[str, Any]) -> Text:
     return Text(key.replace("_", " "), style=RESULT_STYLE.get(key, ""))
 
 
+def bill_progress(view: dict[str, Any] | None) -> Text:
+    """The open bill for the status line: ``  bill SO-1 销售出库 11/20 +1 unexpected``.
+
+    Progress counts only what the expected list asks for: a product not on it,
+    and units beyond a product's expected count, are shown apart as unexpected.
+    A bill that is no longer open is not "the bill" any more: ``  no bill open``.
+    """
+    if view is None or view["bill"]["state"] != "open":
+        return Text("  no bill open", style="dim")
+    b = view["bill"]
+    out = Text(f"  bill {b['number']} {b['type_zh']} ", style="bold cyan")
+    expected = sum(int(ln["expected"]) for ln in view["lines"])
+    unexpected = sum(int(ln["extra"]) for ln in view["lines"])
+    if expected:
+        done = sum(min(int(ln["scanned"]), int(ln["expected"])) for ln in view["lines"])
+        out.append(f"{done}/{expected}", "bold green" if done == expected else "bold cyan")
+    else:
+        out.append(f"{b['totals']['units']} units", "bold cyan")
+    if expected and unexpected:
+        out.append(f" +{unexpected} unexpected", "bold yellow")
+    return out
+
+
+def scan_summary(scan: dict[str, Any], tz: tzinfo | None) -> Text:
+    """A bill scan as a dialog names it: time with zone, code, product, units."""
+    at = clock(scan.get("scanned_at"), tz)
+    product = scan.get("name") or scan.get("product") or "unknown product"
+    units = f"  carton of {scan['units']}" if scan.get("carton") else ""
+    return Text.assemble(
+        (f"#{scan['seq']}  ", "dim"),
+        f"{_with_zone(at, zone(tz))}  ",
+        (str(scan.get("code") or ""), "bold"),
+        "\n",
+        str(product),
+        units,
+    )
+
+
 def state_counts(counts: dict[str, Any], *, owed: bool | None = None, zeros: bool = True) -> str:
     """Rows per row state as ``pending 2  held 1  in flight 0 ...``, in the outbox's order.
 

@@ -114,8 +114,8 @@ async def test_undo_reason_takes_a_burst_with_enter() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot, app, "u", ReasonScreen)
         burst(app, "; box 3\r")  # typing replaces the default reason (it is selected)
-        await until(pilot, lambda: any(c == "bill.undo" for c, _ in agent.calls), "bill.undo")
-    (args,) = [a for c, a in agent.calls if c == "bill.undo"]
+        await until(pilot, lambda: any(c == "bill.remove" for c, _ in agent.calls), "bill.remove")
+    (args,) = [a for c, a in agent.calls if c == "bill.remove"]
     assert args["reason"] == "; box 3"
 
 

@@ -357,9 +357,9 @@ async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
 
 async def test_an_undo_whose_reply_was_lost_tells_the_clerk_to_check(tmp_path: Path) -> None:
     lost = ControlUncertain(
-        "bill.undo", "it hung up after bill.undo was sent: it may have been done"
+        "bill.remove", "it hung up after bill.remove was sent: it may have been done"
     )
-    agent = FakeAgent(errors={"bill.undo": lost})
+    agent = FakeAgent(errors={"bill.remove": lost})
     app = DispatchApp(agent, blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.bill_view is not None, "the bill")
@@ -371,4 +371,4 @@ async def test_an_undo_whose_reply_was_lost_tells_the_clerk_to_check(tmp_path: P
         assert note.title == "undo: not confirmed"
         assert "may have been done" in note.message
         assert "Check the bill" in note.message
-        assert [c for c, _ in agent.calls].count("bill.undo") == 1
+        assert [c for c, _ in agent.calls].count("bill.remove") == 1
