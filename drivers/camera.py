@@ -1,16 +1,16 @@
 """Camera source: every code on a carton or pallet face, read from video frames.
 
 Frames come from OpenCV (``opencv-python-headless``): a V4L2 device
-(``/dev/video0``), an RTSP/HTTP stream, a video file, or a folder of images
-(or one image).  Three parts, each in its own place:
+(``/dev/video0``), an IP camera's RTSP (H.264) or HTTP (MJPEG) stream, a video
+file, or a folder of images (or one image).  Three parts, each in its own place:
 
-* a **capture thread** (:class:`CaptureThread`) reads frames as fast as the
-  device delivers them and keeps only the latest one in a :class:`LatestFrame`
-  slot; a frame replaced before the decoder took it is *dropped* and counted,
-  never queued.  A live stream that fails is closed and reopened with capped
-  exponential backoff.  Files and folders are played once: as fast as the
-  decoder goes and losslessly with ``fps = 0``, or paced at ``fps`` with drops
-  like a camera;
+* a **capture thread** (:class:`drivers.capture.CaptureThread`) reads frames as
+  fast as the device delivers them and keeps only the latest one in a
+  :class:`~drivers.capture.LatestFrame` slot; a frame replaced before the decoder
+  took it is *dropped* and counted, never queued.  A live stream that fails or
+  stalls is reopened with capped exponential backoff, and its clock stops while
+  it is down.  Files and folders are played once: as fast as the decoder goes
+  and losslessly with ``fps = 0``, or paced at ``fps`` with drops like a camera;
 * a **decode worker** (one thread of its own, off the event loop) takes the
   latest frame and runs :class:`drivers.decoders.FrameDecoder` on it, within
   the per-frame budget;
@@ -21,410 +21,58 @@ Frames come from OpenCV (``opencv-python-headless``): a V4L2 device
   AIM identifier and payload, exactly what a 2D handheld sends.
 
 A library fault on one frame is an error event (counted in
-:attr:`CameraStats.decode_errors`, logged), never a dead source.
-:class:`ScriptedCapture` is the in-memory fake camera the tests use.
+:attr:`CameraStats.decode_errors`, logged), never a dead source.  A stream
+URL's password never leaves this module: logs, status and scans name the
+device with it masked (:func:`drivers.capture.safe_url`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from drivers.capture import (
+    IMAGE_SUFFIXES,
+    Capture,
+    CaptureThread,
+    Frame,
+    LatestFrame,
+    device_kind,
+    open_capture,
+)
 from drivers.decoders import FrameDecoder, FrameResult, Symbol
+from drivers.ipcam import STREAM_TIMEOUT_MS, safe_url
 from drivers.registry import source_name
 from scanner_agent.kernel import (
     ConfigError,
-    DeviceDisconnected,
     DeviceStatus,
     DeviceUnavailable,
     Intake,
     RawScan,
-    utc_now,
 )
 
-if TYPE_CHECKING:
-    from numpy.typing import NDArray
-
-    Image = NDArray[Any]
-    """An OpenCV frame: 8-bit grayscale (h, w) or BGR (h, w, 3)."""
-else:
-    Image = Any
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "CameraSource",
+    "CameraStats",
+    "CodeFilter",
+    "FileDone",
+    "FileRead",
+    "build",
+    "decode_paths",
+    "device_kind",
+    "frame_decoder",
+    "image_files",
+]
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".pgm"})
-STREAM_TIMEOUT_MS = 5000
-"""Open and read timeout for network streams, so a dead camera is noticed and reopened."""
-
-
-# -- frames and captures -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    """One captured frame."""
-
-    index: int
-    """Position in the stream since the source started (files: in the file)."""
-    t: float
-    """Seconds on the stream's clock: monotonic for live devices, video time for files."""
-    image: Image
-    at: datetime = field(default_factory=utc_now)
-    """Capture wall-clock time (becomes the scan's ``scanned_at``)."""
-
-
-class Capture(Protocol):
-    """An open frame source, as the capture thread sees it."""
-
-    live: bool
-    """True for devices and streams (drop frames, reconnect); False for files."""
-    rate: float
-    """Frames per second of the material (files), used for video time; 0 if unknown."""
-
-    def read(self) -> Image | None:
-        """The next frame; ``None`` at the end of a file.
-
-        Raises:
-            DeviceDisconnected: a live stream stopped delivering.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release the device."""
-        ...
-
-
-def device_kind(device: str) -> str:
-    """``v4l2``, ``stream``, ``folder``, ``image`` or ``video`` for a ``device`` value."""
-    if device.isdigit() or device.startswith("/dev/video"):
-        return "v4l2"
-    if "://" in device:
-        return "stream"
-    path = Path(device)
-    if path.is_dir() or device.endswith("/"):
-        return "folder"
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return "image"
-    return "video"
-
-
-class VideoCapture:
-    """A cv2.VideoCapture on a V4L2 device, a stream URL or a video file."""
-
-    def __init__(self, device: str, *, width: int = 0, height: int = 0, fps: float = 0.0) -> None:
-        import cv2
-
-        self.device = device
-        kind = device_kind(device)
-        self.live = kind in ("v4l2", "stream")
-        if kind == "v4l2":
-            index = int(device) if device.isdigit() else device
-            cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
-        elif kind == "stream":
-            cap = cv2.VideoCapture(
-                device,
-                cv2.CAP_FFMPEG,
-                [
-                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                    STREAM_TIMEOUT_MS,
-                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                    STREAM_TIMEOUT_MS,
-                ],
-            )
-        else:
-            if not Path(device).is_file():
-                raise DeviceUnavailable(
-                    f"Failed to open {device!r} as a video: no such file", device=device
-                )
-            cap = cv2.VideoCapture(device)
-        if not cap.isOpened():
-            cap.release()
-            raise DeviceUnavailable(
-                f"Failed to open {device!r} as a camera: OpenCV could not open it", device=device
-            )
-        if self.live:
-            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the latest frame, not a backlog
-            if width:
-                cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-            if height:
-                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-            if fps:
-                cap.set(cv2.CAP_PROP_FPS, fps)
-        self.rate = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self._cap = cap
-
-    def read(self) -> Image | None:
-        ok, image = self._cap.read()
-        if ok and image is not None:
-            return image
-        if self.live:
-            raise DeviceDisconnected(
-                f"Failed to read {self.device!r} as a camera: no frame", device=self.device
-            )
-        return None
-
-    def close(self) -> None:
-        self._cap.release()
-
-
-class ImageFolder:
-    """The images of a folder (sorted by name), or one image file, as frames."""
-
-    live = False
-    rate = 0.0
-
-    def __init__(self, device: str) -> None:
-        path = Path(device)
-        if path.is_dir():
-            self.paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif path.is_file():
-            self.paths = [path]
-        else:
-            raise DeviceUnavailable(
-                f"Failed to open {device!r} as images: no such file or folder", device=device
-            )
-        self.device = device
-        self._next = 0
-        self.current: Path | None = None
-        """The file of the frame last returned."""
-
-    def read(self) -> Image | None:
-        import cv2
-
-        while self._next < len(self.paths):
-            path = self.paths[self._next]
-            self._next += 1
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is not None and image.dtype.name == "uint8":
-                self.current = path
-                return image
-            log.warning("%s: skipping %s: not an 8-bit image OpenCV can read", self.device, path)
-        return None
-
-    def close(self) -> None:
-        self._next = len(self.paths)
-
-
-class ScriptedCapture:
-    """The fake camera: frames from a list; an exception in it is raised by ``read``.
-
-    With ``live=True`` an exception plays a stream dropping (the source
-    reconnects) and the end of the list is a stream that stops delivering.
-    ``interval`` is the time between frames a real camera would take (0: none).
-    """
-
-    def __init__(
-        self, frames: Iterable[Image | Exception], *, live: bool = False, interval: float = 0.0
-    ) -> None:
-        self.live = live
-        self.rate = 0.0
-        self.interval = interval
-        self._frames = iter(frames)
-        self.closed = False
-
-    def read(self) -> Image | None:
-        if self.interval:
-            time.sleep(self.interval)
-        item = next(self._frames, None)
-        if isinstance(item, Exception):
-            raise item
-        if item is None and self.live:
-            raise DeviceDisconnected("Failed to read scripted camera: no frame", device="script")
-        return item
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def open_capture(device: str, *, width: int = 0, height: int = 0, fps: float = 0.0) -> Capture:
-    """Open ``device`` as the right kind of capture.
-
-    Raises:
-        DeviceUnavailable: it cannot be opened (absent, busy, not a video).
-    """
-    if device_kind(device) in ("folder", "image"):
-        return ImageFolder(device)
-    return VideoCapture(device, width=width, height=height, fps=fps)
-
-
-# -- the latest-frame slot and the capture thread ----------------------------------
-
-
-class LatestFrame:
-    """A one-frame mailbox between the capture thread and the decoder.
-
-    ``put`` replaces an untaken frame (counting it in :attr:`dropped`) unless
-    the slot is ``lossless``, in which case it waits until the frame is taken.
-    """
-
-    def __init__(self, *, lossless: bool = False) -> None:
-        self.lossless = lossless
-        self.dropped = 0
-        self._frame: Frame | None = None
-        self._closed = False
-        self._cond = threading.Condition()
-
-    def put(self, frame: Frame) -> None:
-        """Offer a frame (returns at once unless lossless and the slot is full)."""
-        with self._cond:
-            if self.lossless:
-                while self._frame is not None and not self._closed:
-                    self._cond.wait(0.5)
-            elif self._frame is not None:
-                self.dropped += 1
-            self._frame = frame
-            self._cond.notify_all()
-
-    def take(self, timeout: float) -> Frame | None:
-        """The latest frame, waiting up to ``timeout`` seconds; ``None`` if none came."""
-        with self._cond:
-            if self._frame is None and not self._closed:
-                self._cond.wait(timeout)
-            frame, self._frame = self._frame, None
-            self._cond.notify_all()
-            return frame
-
-    def empty(self) -> bool:
-        with self._cond:
-            return self._frame is None
-
-    def close(self) -> None:
-        """Wake every waiter; ``put`` stops blocking."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class CaptureThread(threading.Thread):
-    """Reads frames into a :class:`LatestFrame`, reopening a live stream that fails.
-
-    Args:
-        opener: opens the capture (``open_capture`` bound to the options).
-        slot: where frames go.
-        live: a device or stream (reopened when it fails) rather than a file (read once).
-        fps: for files, play at this rate (0: as fast as they are taken).
-        backoff_initial: first wait before reopening, seconds (doubles up to ``backoff_max``).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        opener: Callable[[], Capture],
-        slot: LatestFrame,
-        *,
-        live: bool,
-        fps: float = 0.0,
-        backoff_initial: float = 0.1,
-        backoff_max: float = 5.0,
-    ) -> None:
-        super().__init__(name=f"capture-{name}", daemon=True)
-        self.opener = opener
-        self.slot = slot
-        self.live = live
-        self.fps = fps
-        self.backoff_initial = min(backoff_initial, backoff_max)
-        self.backoff_max = backoff_max
-        self.stopping = threading.Event()
-        self.finished = threading.Event()
-        """Set when a file has been read to its end (or the thread stopped)."""
-        self.opened = threading.Event()
-        """Set once the first open succeeded (or failed for good)."""
-        self.fatal: BaseException | None = None
-        """Why a file or folder could not be opened at all."""
-        self.connected = False
-        self.reason: str | None = None
-        self.frames = 0
-        self.reconnects = 0
-        self.io_errors = 0
-        self._delivered = False
-
-    def run(self) -> None:
-        delay = self.backoff_initial
-        index = 0
-        try:
-            while not self.stopping.is_set():
-                try:
-                    cap = self.opener()
-                except Exception as exc:  # DeviceUnavailable, or a cv2.error from the backend
-                    self.reason = str(exc)
-                    self.io_errors += 1
-                    if not self.live:
-                        self.fatal = exc  # a missing file will not appear by retrying
-                        return
-                    if not isinstance(exc, DeviceUnavailable):
-                        log.warning("%s: opening failed: %s", self.name, exc)
-                    log.warning("%s; retrying in %.1f s", exc, delay)
-                    self.opened.set()
-                    self.stopping.wait(delay)
-                    delay = min(delay * 2, self.backoff_max)
-                    continue
-                self.connected, self.reason = True, None
-                self.opened.set()
-                self._delivered = False
-                try:
-                    index = self._pump(cap, index)
-                    if not self.live:
-                        return  # a file played to its end
-                except Exception as exc:  # DeviceDisconnected, or a backend fault mid-stream
-                    self.reason = str(exc)
-                    self.io_errors += 1
-                    if not self.live:
-                        log.warning("%s: stopped reading: %s", self.name, exc)
-                        return
-                    self.reconnects += 1
-                    if self._delivered:
-                        delay = self.backoff_initial  # it worked for a while: start again short
-                    log.warning("%s; reopening in %.1f s", exc, delay)
-                finally:
-                    self.connected = False
-                    with contextlib.suppress(Exception):
-                        cap.close()
-                self.stopping.wait(delay)
-                delay = min(delay * 2, self.backoff_max)
-        finally:
-            self.opened.set()
-            self.finished.set()
-            self.slot.close()
-
-    def _pump(self, cap: Capture, index: int) -> int:
-        """Read until the end of a file, a failure or a stop; returns the next index."""
-        rate = self.fps or cap.rate or 0.0
-        start = time.monotonic()
-        first = index
-        while not self.stopping.is_set():
-            image = cap.read()
-            if image is None:
-                return index
-            self._delivered = True
-            self.frames += 1
-            if self.live:
-                t = time.monotonic()
-            else:
-                t = (index - first) / (rate or 1.0)
-                if self.fps:  # pace a file like a camera: real time, with drops
-                    self.stopping.wait(
-                        max(0.0, start + (index - first) / self.fps - time.monotonic())
-                    )
-            self.slot.put(Frame(index, t, image))
-            index += 1
-        return index
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self.stopping.set()
-        self.slot.close()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout)
-
 
 # -- duplicate filter and confirmation ---------------------------------------------
 
@@ -487,6 +135,8 @@ class CameraStats:
     decode_errors: int = 0
     """Frames on which a decoding library raised (the frame is skipped, the source goes on)."""
     reconnects: int = 0
+    stalls: int = 0
+    """Connections the watchdog gave up: open, but no frame for ``stall_s``."""
     decode_ms_avg: float = 0.0
     """Moving average of the time to decode one frame."""
 
@@ -508,11 +158,18 @@ class CameraSource:
         dedupe_s: float = 2.0,
         confirm_frames: int = 1,
         reconnect_max_s: float = 5.0,
+        stall_s: float = STREAM_TIMEOUT_MS / 1000,
     ) -> None:
         self.name = name
-        self.device = device
+        self.device = safe_url(device)
+        """The device as logs, status and scans show it (a stream URL's password masked)."""
+        self.stall_s = stall_s
         self.decoder = decoder
-        self.opener = opener or (lambda: open_capture(device, width=width, height=height, fps=fps))
+        # FFmpeg gives up a second after the watchdog, which so reports the stall first.
+        timeout_ms = round((stall_s + 1) * 1000) if stall_s else STREAM_TIMEOUT_MS
+        self.opener = opener or (
+            lambda: open_capture(device, width=width, height=height, fps=fps, timeout_ms=timeout_ms)
+        )
         self.fps = fps
         self.filter = CodeFilter(dedupe_s, confirm_frames)
         self.reconnect_max_s = reconnect_max_s
@@ -551,6 +208,7 @@ class CameraSource:
             live=self.live,
             fps=0.0 if self.live else self.fps,
             backoff_max=self.reconnect_max_s,
+            stall_s=self.stall_s if self.live else 0.0,
         )
         self._capture = capture
         pool = ThreadPoolExecutor(1, thread_name_prefix=f"decode-{self.name}")
@@ -625,6 +283,7 @@ class CameraSource:
             self.stats.frames_captured = cap.frames
             self.stats.frames_dropped = cap.slot.dropped
             self.stats.reconnects = cap.reconnects
+            self.stats.stalls = cap.stalls
 
     def _summary(self) -> str:
         self._sync_stats()
@@ -749,14 +408,14 @@ def frame_decoder(options: Mapping[str, Any]) -> FrameDecoder:
 
 def build(name: str, options: dict[str, Any]) -> CameraSource:
     """Factory used by :mod:`drivers.registry`."""
-    for key in ("dedupe_s", "frame_budget_ms", "fps"):
+    for key in ("dedupe_s", "frame_budget_ms", "fps", "stall_s"):
         if options[key] < 0:
             raise ConfigError(f"source.{key}: expected >= 0, got {options[key]}")
     if options["confirm_frames"] < 1:
         raise ConfigError(f"source.confirm_frames: expected >= 1, got {options['confirm_frames']}")
     decoder = frame_decoder(options)
     return CameraSource(
-        source_name("camera", name, options),
+        source_name("camera", name, {**options, "device": safe_url(options["device"])}),
         options["device"],
         decoder,
         width=options["width"],
@@ -765,4 +424,5 @@ def build(name: str, options: dict[str, Any]) -> CameraSource:
         dedupe_s=options["dedupe_s"],
         confirm_frames=options["confirm_frames"],
         reconnect_max_s=options["reconnect_max_s"],
+        stall_s=options["stall_s"],
     )

@@ -327,6 +327,12 @@ SOURCE_TYPES: dict[str, SourceType] = {
                 help="no retry pass starts after this much decoding per frame, 0 for no limit",
             ),
             "reconnect_max_s": Option(float, 5.0, help="longest wait between reopen attempts"),
+            "stall_s": Option(
+                float,
+                5.0,
+                help="a stream that delivers no frame for this long is reconnected "
+                "(the stall watchdog; also FFmpeg's open and read timeout)",
+            ),
             "locate": Option(
                 bool,
                 True,

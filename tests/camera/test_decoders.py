@@ -8,7 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from drivers.camera import CodeFilter, Frame, LatestFrame
+from drivers.camera import CodeFilter
+from drivers.capture import Frame, LatestFrame
 from drivers.decoders import (
     DecoderUnavailable,
     FrameDecoder,

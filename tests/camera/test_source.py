@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from drivers.camera import CameraSource, Capture, ScriptedCapture
+from drivers.camera import CameraSource
+from drivers.capture import Capture, ScriptedCapture
 from drivers.decoders import FrameDecoder
 from drivers.registry import build_source
 from scanner_agent.config import AgentConfig
@@ -40,7 +41,13 @@ async def test_a_stream_that_drops_is_reopened_and_a_bad_frame_is_only_counted(
     garbage = np.zeros((4, 4), np.float32)  # a frame no decoder can take
     scripts: Iterator[list[np.ndarray | Exception]] = iter(
         [
-            [small(first), small(first, 1), garbage, DeviceDisconnected("gone", device="cam")],
+            # Bad frames in a row: the latest-frame slot may drop some while a good one decodes.
+            [
+                small(first),
+                small(first, 1),
+                *[garbage] * 6,
+                DeviceDisconnected("gone", device="cam"),
+            ],
             [small(second), RuntimeError("backend fault mid-stream")],
             [small(second, 1)],
         ]
@@ -71,7 +78,7 @@ async def test_a_stream_that_drops_is_reopened_and_a_bad_frame_is_only_counted(
     finally:
         daemon.request_stop()
         await task
-    assert source.stats.decode_errors == 1
+    assert 1 <= source.stats.decode_errors <= 6
     assert source.stats.reconnects >= 3
     assert status.device == "rtsp://camera.invalid/stream"
     assert status.errors >= 2
