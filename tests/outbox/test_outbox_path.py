@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -191,10 +192,19 @@ path = "{codes}"
         deadline = time.monotonic() + 60
         wanted = {"outbox.db", "outbox.db-wal", "outbox.db-shm"}
 
+        def listening(path: Path) -> bool:
+            """The socket gets its mode between bind and listen: only a listening one is done."""
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                try:
+                    s.connect(str(path))
+                except OSError:
+                    return False
+            return True
+
         def started() -> bool:
             data = tmp_path / "data"
             made = set(_listing(data)) if data.exists() else set()
-            return wanted <= made and (tmp_path / "control.sock").exists()
+            return wanted <= made and listening(tmp_path / "control.sock")
 
         while not started():
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
