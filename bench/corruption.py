@@ -1,9 +1,9 @@
 """Corruption fuzzing, the long run: thousands of random damages to a real outbox and its WAL.
 
 Each case (tests/outbox/corruption.py) damages a copy of one outbox image
-(bit flips, random byte runs, truncation, a zeroed page or WAL frame), then
-opens it, leases and settles everything, exports, and salvages any file moved
-aside, and checks: no crash, no owed scan lost without a report, no code
+(bit flips, random byte runs, truncation, a zeroed page or WAL frame, a damaged
+WAL header), then opens it, leases and settles everything, exports, and salvages
+any file moved aside, and checks: no crash, no owed scan lost without a report, no code
 delivered altered.  BENCH_CASES (default 2,000) cases from BENCH_SEED (0).
 
 Prints progress to stderr, and as its last stdout line one JSON object.  Not part
