@@ -122,10 +122,10 @@ bench: venv
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 install:
-	$(INSTALL_PYTHON) -m scanner_agent.cli_ops install $(INSTALL_ARGS) --extras "$(INSTALL_EXTRAS)" $(INSTALL_FLAGS)
+	$(INSTALL_PYTHON) -m scanner_agent.cli.ops install $(INSTALL_ARGS) --extras "$(INSTALL_EXTRAS)" $(INSTALL_FLAGS)
 
 uninstall:
-	$(INSTALL_PYTHON) -m scanner_agent.cli_ops uninstall $(INSTALL_ARGS)
+	$(INSTALL_PYTHON) -m scanner_agent.cli.ops uninstall $(INSTALL_ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -37,7 +37,7 @@ order:
   service's HTTP ``Date`` header (scan times are stamped here; the 码上放心
   gateway also refuses calls more than 10 minutes off).
 
-The library never prints; ``scanner_agent.cli_ops`` renders the report and
+The library never prints; ``scanner_agent.cli.ops`` renders the report and
 exits non-zero when any check failed.
 """
 

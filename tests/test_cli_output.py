@@ -1,4 +1,4 @@
-"""The CLI's output rules (``scanner_agent.cli_output``) and times (``scanner_agent.times``).
+"""The CLI's output rules (``scanner_agent.cli.output``) and times (``scanner_agent.times``).
 
 Properties over arbitrary values: a cell is never a Python ``repr``; a table's
 columns line up on a terminal even with Chinese text; every time survives
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scanner_agent.cli_output import (
+from scanner_agent.cli.output import (
     EXIT_CODES,
     EXIT_FAILED,
     EXIT_USAGE,

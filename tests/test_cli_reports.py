@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.cli import main
-from scanner_agent.cli_output import EXIT_CODES
+from scanner_agent.cli.output import EXIT_CODES
 from scanner_agent.outbox import NewScan, Outbox, uuid7
 from tests.everystate import build
 

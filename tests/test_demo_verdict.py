@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from scanner_agent.cli_output import EXIT_FAILED, EXIT_OK
+from scanner_agent.cli.output import EXIT_FAILED, EXIT_OK
 from scanner_agent.daemon import Daemon
 from scanner_agent.lab.demo import DemoSummary, format_summary, run_demo
 

@@ -26,10 +26,10 @@ CORE_MODULES = [
     "drivers.hidraw",
     "drivers.wedge",
     "drivers.discovery",
-    "scanner_agent.cli_hw",
+    "scanner_agent.cli.hw",
     "scanner_agent.bills",
     "scanner_agent.control",
-    "scanner_agent.cli_bills",
+    "scanner_agent.cli.bills",
 ]
 
 

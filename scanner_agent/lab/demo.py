@@ -50,7 +50,7 @@ from typing import Any, TextIO
 
 from drivers.tcp import TcpSource
 from scanner_agent.bills import BillBook, BillError
-from scanner_agent.cli_output import EXIT_FAILED, EXIT_OK, print_json
+from scanner_agent.cli.output import EXIT_FAILED, EXIT_OK, print_json
 from scanner_agent.codes import parse_scan
 from scanner_agent.config import config_from_dict
 from scanner_agent.daemon import Daemon
@@ -125,7 +125,7 @@ class DemoSummary:
 
     @property
     def exit_status(self) -> int:
-        """0 for ``OK`` and ``SETTLED``; 1 (:data:`~scanner_agent.cli_output.EXIT_FAILED`, the
+        """0 for ``OK`` and ``SETTLED``; 1 (:data:`~scanner_agent.cli.output.EXIT_FAILED`, the
         operation failed) for ``FAILED`` and ``INCOMPLETE``.  Not 3 (ran, but found problems):
         the demo checks the agent's own path on its own inputs, so a broken promise is the
         product failing, as a failed test run is, not a problem found in what the operator

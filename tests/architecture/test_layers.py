@@ -71,7 +71,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "front",
-        ("scanner_agent.cli", "scanner_agent.cli_*", "scanner_agent.tui", "scanner_agent.__main__"),
+        ("scanner_agent.cli", "scanner_agent.tui", "scanner_agent.__main__"),
     ),
     ("lab", ("scanner_agent.lab", "scanner_agent.traceserver", "scanner_agent.asgi")),
 )

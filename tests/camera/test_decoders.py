@@ -18,7 +18,7 @@ from drivers.decoders import (
     load_pyzbar,
     pyzbar_available,
 )
-from scanner_agent.cli_camera import escape_text
+from scanner_agent.cli.camera import escape_text
 from scanner_agent.kernel import ConfigError
 from tests.camera import synth
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from scanner_agent import cli_ops
+from scanner_agent.cli import ops as cli_ops
 from scanner_agent.doctor import Options, Report, Status, run_doctor
 from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
 from scanner_agent.lab.epcis_emulator import EpcisEmulator

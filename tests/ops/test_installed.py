@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner_agent.cli_output import EXIT_FAILED, EXIT_PROBLEMS, EXIT_USAGE
+from scanner_agent.cli.output import EXIT_FAILED, EXIT_PROBLEMS, EXIT_USAGE
 from tests.ops.conftest import ROOT
 
 # The suite's 300 s per test covers the session fixture's ``make install`` (a pip install of every
@@ -281,7 +281,7 @@ def test_the_installer_refuses_an_unknown_extra(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "scanner_agent.cli_ops",
+            "scanner_agent.cli.ops",
             "install",
             "--destdir",
             str(tmp_path),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drivers import profiles
-from scanner_agent import cli_ops
+from scanner_agent.cli import ops as cli_ops
 from scanner_agent.install import RULES_NAME, generate_udev_rules, udev_devices
 from tests.ops.conftest import SYSTEMD_DIR
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner_agent.cli_output import EXIT_FAILED
+from scanner_agent.cli.output import EXIT_FAILED
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])

@@ -2,8 +2,8 @@
 
 Thin, like the rest of the CLI: each command calls one function of
 :mod:`scanner_agent.install` or :mod:`scanner_agent.doctor` and prints its
-report.  Registered through ``cli.EXTENSIONS``; ``python -m
-scanner_agent.cli_ops`` runs the same commands without the rest of the CLI
+report.  Registered through ``cli.app.EXTENSIONS``; ``python -m
+scanner_agent.cli.ops`` runs the same commands without the rest of the CLI
 (the Makefile's ``install`` target uses it with the system Python, before any
 venv exists).
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from scanner_agent.cli_output import (
+from scanner_agent.cli.output import (
     EPILOG,
     EXIT_OK,
     EXIT_PROBLEMS,
@@ -187,7 +187,7 @@ def register(add: AddCommand) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scanner_agent.cli_ops COMMAND``: the operations commands alone."""
+    """``python -m scanner_agent.cli.ops COMMAND``: the operations commands alone."""
     parser = argparse.ArgumentParser(
         prog="scanner-agent", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -2,7 +2,7 @@
 
 Thin, like the rest of the CLI: ``devices`` is one call to
 :func:`drivers.discovery.discover`, the ``profiles`` commands one call each to
-:mod:`drivers.profiles`.  Registered through ``cli.EXTENSIONS``.
+:mod:`drivers.profiles`.  Registered through ``cli.app.EXTENSIONS``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers import profiles
-from scanner_agent.cli_output import (
+from scanner_agent.cli.output import (
     EXIT_OK,
     EXIT_PROBLEMS,
     add_command,

@@ -34,11 +34,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scanner_agent.cli_output import EXIT_OK, EXIT_PROBLEMS, json_flag, note, plural, print_json
+from scanner_agent.cli.output import EXIT_OK, EXIT_PROBLEMS, json_flag, note, plural, print_json
 from scanner_agent.kernel import ConfigError, DeviceUnavailable, UsageError
 
 if TYPE_CHECKING:
-    from scanner_agent.cli import AddCommand
+    from scanner_agent.cli.app import AddCommand
 
 
 def escape_text(text: str) -> str:

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scanner_agent.cli_output import (
+from scanner_agent.cli.output import (
     EXIT_OK,
     EXIT_PROBLEMS,
     add_command,
@@ -33,7 +33,7 @@ from scanner_agent.config import DEFAULT_CONFIG_PATH, ControlConfig, load_config
 from scanner_agent.kernel import ScannerAgentError, UsageError
 from scanner_agent.times import local
 
-AddCommand = Any  # scanner_agent.cli.AddCommand; not imported to keep the module light
+AddCommand = Any  # scanner_agent.cli.app.AddCommand; not imported to keep the module light
 
 
 def socket_path(args: argparse.Namespace) -> str:
@@ -395,7 +395,7 @@ def _refusal(r: dict[str, Any]) -> str:
 
 
 def _outbox_path(args: argparse.Namespace) -> Path:
-    from scanner_agent.cli import outbox_file
+    from scanner_agent.cli.app import outbox_file
 
     return outbox_file(args)
 

@@ -2,9 +2,9 @@
 
 The CLI is thin (sqlite-utils' rule): each command parses its arguments,
 calls one library function and prints the result through
-:mod:`scanner_agent.cli_output` (tables for people, ``--json`` for programs);
+:mod:`scanner_agent.cli.output` (tables for people, ``--json`` for programs);
 a :class:`ScannerAgentError` becomes a message on stderr and the documented
-exit status (:data:`~scanner_agent.cli_output.EXIT_CODES`), so piped JSON
+exit status (:data:`~scanner_agent.cli.output.EXIT_CODES`), so piped JSON
 output is never mixed with errors.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner_agent import __version__
-from scanner_agent.cli_output import (
+from scanner_agent.cli.output import (
     EPILOG,
     EXIT_OK,
     EXIT_PROBLEMS,
@@ -60,10 +60,10 @@ AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 """``add(name, handler, help)``: registers a subcommand and returns its parser."""
 
 EXTENSIONS: tuple[str, ...] = (
-    "scanner_agent.cli_hw",
-    "scanner_agent.cli_camera",
-    "scanner_agent.cli_bills",
-    "scanner_agent.cli_ops",
+    "scanner_agent.cli.hw",
+    "scanner_agent.cli.camera",
+    "scanner_agent.cli.bills",
+    "scanner_agent.cli.ops",
 )
 """Modules whose ``register(add: AddCommand)`` adds subcommands (hardware, bills, install...)."""
 
