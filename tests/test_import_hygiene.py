@@ -30,6 +30,8 @@ CORE_MODULES = [
     "scanner_agent.bills",
     "scanner_agent.control",
     "scanner_agent.cli.bills",
+    "scanner_agent.cli.agent",
+    "scanner_agent.cli.queue",
 ]
 
 

@@ -32,13 +32,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from scanner_agent.cli._common import AddCommand
 from scanner_agent.cli.output import EXIT_OK, EXIT_PROBLEMS, json_flag, note, plural, print_json
 from scanner_agent.kernel import ConfigError, DeviceUnavailable, UsageError
-
-if TYPE_CHECKING:
-    from scanner_agent.cli.app import AddCommand
 
 
 def escape_text(text: str) -> str:

@@ -2,18 +2,18 @@
 
 Thin, like the rest of the CLI: ``devices`` is one call to
 :func:`drivers.discovery.discover`, the ``profiles`` commands one call each to
-:mod:`drivers.profiles`.  Registered through ``cli.app.EXTENSIONS``.
+:mod:`drivers.profiles`.  Registered through ``cli.app.COMMANDS``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from drivers import profiles
+from scanner_agent.cli._common import AddCommand, Handler
 from scanner_agent.cli.output import (
     EXIT_OK,
     EXIT_PROBLEMS,
@@ -26,9 +26,6 @@ from scanner_agent.cli.output import (
     print_table,
 )
 from scanner_agent.kernel import UsageError
-
-Handler = Callable[[argparse.Namespace], int]
-AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 
 
 def _dirs(args: argparse.Namespace) -> list[Path]:

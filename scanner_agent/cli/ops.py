@@ -2,7 +2,7 @@
 
 Thin, like the rest of the CLI: each command calls one function of
 :mod:`scanner_agent.install` or :mod:`scanner_agent.doctor` and prints its
-report.  Registered through ``cli.app.EXTENSIONS``; ``python -m
+report.  Registered through ``cli.app.COMMANDS``; ``python -m
 scanner_agent.cli.ops`` runs the same commands without the rest of the CLI
 (the Makefile's ``install`` target uses it with the system Python, before any
 venv exists).
@@ -11,27 +11,19 @@ venv exists).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scanner_agent.cli._common import AddCommand
 from scanner_agent.cli.output import (
-    EPILOG,
     EXIT_OK,
     EXIT_PROBLEMS,
-    add_command,
-    exit_code,
     json_flag,
     note,
     print_json,
 )
-from scanner_agent.kernel import ScannerAgentError
-from scanner_agent.logs import for_stderr
-
-Handler = Callable[[argparse.Namespace], int]
-AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
 
 
 def _layout(args: argparse.Namespace) -> Any:
@@ -188,24 +180,9 @@ def register(add: AddCommand) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m scanner_agent.cli.ops COMMAND``: the operations commands alone."""
-    parser = argparse.ArgumentParser(
-        prog="scanner-agent", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from scanner_agent.cli.app import parser_for, run
 
-    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
-        p = add_command(sub, name, help_text)
-        p.set_defaults(handler=handler)
-        return p
-
-    register(add)
-    args = parser.parse_args(argv)
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except ScannerAgentError as exc:
-        print(for_stderr(f"scanner-agent: error: {exc}", logging.ERROR), file=sys.stderr)
-        return exit_code(exc)
+    return run(parser_for([register]).parse_args(argv))
 
 
 if __name__ == "__main__":

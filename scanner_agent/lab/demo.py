@@ -44,13 +44,13 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from drivers.tcp import TcpSource
 from scanner_agent.bills import BillBook, BillError
-from scanner_agent.cli.output import EXIT_FAILED, EXIT_OK, print_json
+from scanner_agent.cli.output import EXIT_FAILED, EXIT_OK
 from scanner_agent.codes import parse_scan
 from scanner_agent.config import config_from_dict
 from scanner_agent.daemon import Daemon
@@ -584,22 +584,15 @@ def _run_with_tui(count: int, workdir: Path, protocol: str = "trace-api") -> Dem
     return result[0]
 
 
-def main(
-    count: int = 300, *, keep: str | None = None, as_json: bool = False, protocol: str = "trace-api"
-) -> int:
-    """Entry point for ``scanner-agent demo``; exit status 0 when every accepted scan was
-    settled and none was refused for a reason the agent knew when it ACKed it."""
-    live = sys.stdout.isatty() and not as_json and _tui_available()
-    run = _run_with_tui if live else _run_plain
+def demo(
+    count: int = 300, *, keep: str | None = None, live: bool = False, protocol: str = "trace-api"
+) -> DemoSummary:
+    """The demo of ``scanner-agent demo``: ``count`` scans, in ``keep`` (else a temporary
+    directory), shown in the TUI while it runs when ``live`` and the TUI is installed."""
+    run = _run_with_tui if live and _tui_available() else _run_plain
     if keep:
         workdir = Path(keep)
         workdir.mkdir(parents=True, exist_ok=True)
-        summary = run(count, workdir, protocol)
-    else:
-        with tempfile.TemporaryDirectory(prefix="scanner-agent-demo-") as tmp:
-            summary = run(count, Path(tmp), protocol)
-    if as_json:
-        print_json({**asdict(summary), "ok": summary.ok, "verdict": summary.verdict})
-    else:
-        print(format_summary(summary))
-    return summary.exit_status
+        return run(count, workdir, protocol)
+    with tempfile.TemporaryDirectory(prefix="scanner-agent-demo-") as tmp:
+        return run(count, Path(tmp), protocol)

@@ -1,0 +1,90 @@
+"""``scanner-agent demo`` and ``trace-server``: the lab, the product's one door to it.
+
+Nothing else in the CLI imports :mod:`scanner_agent.lab` or the reference
+trace service, and these commands import them only when they run
+(``tests/sinks/test_layers.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from scanner_agent.cli._common import AddCommand
+from scanner_agent.cli.output import json_flag, print_json
+from scanner_agent.config import check_secret, read_token
+from scanner_agent.kernel import ScannerAgentError
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the end-to-end demo on loopback; exit 0 when every accepted scan was settled and
+    none was refused for a reason the agent knew when it ACKed it (the summary's verdict)."""
+    from scanner_agent.lab.demo import demo, format_summary
+    from scanner_agent.logs import setup_logging
+
+    setup_logging("error", json_lines=False)
+    live = sys.stdout.isatty() and not args.json
+    summary = demo(args.count, keep=args.keep, live=live, protocol=args.protocol)
+    if args.json:
+        print_json({**dataclasses.asdict(summary), "ok": summary.ok, "verdict": summary.verdict})
+    else:
+        print(format_summary(summary))
+    return summary.exit_status
+
+
+def _token(args: argparse.Namespace) -> str:
+    """The bearer token clients must send, by the agent's own credential rule."""
+    if args.token_file or args.token_env:
+        # One line of printable ASCII, not world-readable.
+        return read_token(args.token_file or "", args.token_env or "", "trace-server")
+    if args.token:
+        print(
+            "scanner-agent: warning: --token shows the token to every local user (ps, "
+            "/proc/PID/cmdline); use --token-file or --token-env",
+            file=sys.stderr,
+        )
+        return check_secret(args.token.encode(), "trace-server.token", "--token")
+    raise ScannerAgentError("trace-server: give --token-file or --token-env")
+
+
+def cmd_trace_server(args: argparse.Namespace) -> int:
+    """Run the reference trace service."""
+    from scanner_agent.asgi import ServerStartError
+    from scanner_agent.logs import setup_logging
+    from scanner_agent.traceserver import serve
+
+    setup_logging("info")
+    token = _token(args)
+    try:
+        serve(args.listen, args.db, token)
+    except ServerStartError as exc:  # a busy or foreign address: one line, as `run` says it
+        raise ScannerAgentError(str(exc)) from exc
+    return 0
+
+
+def register(add: AddCommand) -> None:
+    """Add ``demo`` and ``trace-server``."""
+    p = add("demo", cmd_demo, "Run the end-to-end demo on loopback (no hardware, no network).")
+    p.add_argument("--count", type=int, default=300, help="simulated scans (default 300)")
+    p.add_argument("--keep", metavar="DIR", help="keep the outbox and service database in DIR")
+    json_flag(p, "print the summary as JSON")
+    p.add_argument(
+        "--protocol",
+        choices=["trace-api", "alihealth", "epcis"],
+        default="trace-api",
+        help="sync to the reference trace service (default), the 码上放心 gateway emulator "
+        "or the EPCIS 2.0 repository emulator",
+    )
+
+    p = add("trace-server", cmd_trace_server, "Run the reference trace service (Trace API v1).")
+    p.add_argument("--listen", default="127.0.0.1:8900", help="host:port (default 127.0.0.1:8900)")
+    p.add_argument("--db", required=True, help="SQLite file of the service")
+    tokens = p.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--token-file", help="file holding the bearer token clients must send (0600/0640)"
+    )
+    tokens.add_argument("--token-env", help="name of an environment variable holding it")
+    tokens.add_argument(
+        "--token", default="", help="the token itself (shown in `ps` to every user; avoid)"
+    )
