@@ -14,7 +14,7 @@ import pytest
 from drivers.camera import CameraSource, frame_decoder
 from drivers.registry import build_source, resolve_options
 from scanner_agent.cli import main
-from scanner_agent.cli_camera import decode_options
+from scanner_agent.cli.camera import decode_options
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import Outbox
