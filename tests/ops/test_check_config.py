@@ -237,6 +237,17 @@ def _outbox_read_only(s: Site) -> None:
     (s.root / "data" / "outbox.db").chmod(0o400)
 
 
+def _outbox_from_a_newer_agent(s: Site) -> None:
+    """An outbox a newer scanner-agent migrated (the box was downgraded since)."""
+    path = s.root / "data" / "outbox.db"
+    Outbox.open(path).close()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO _migrations VALUES (999, 'a later version', '2030-01-01')")
+    db.execute("PRAGMA user_version = 999")
+    db.commit()
+    db.close()
+
+
 def _control(**values: Any) -> Setup:
     return lambda s: s.set("control", **values)
 
@@ -417,6 +428,11 @@ REFUSALS: dict[str, tuple[Setup, str, str]] = {
         "another program's SQLite database",
     ),
     "outbox file read-only": (_outbox_read_only, "outbox.path", "cannot read and write"),
+    "outbox written by a newer agent": (
+        _outbox_from_a_newer_agent,
+        "outbox.path",
+        "written by a newer scanner-agent",
+    ),
     "control mode 777": (_control(mode="777"), "control.mode", "every user"),
     "control mode 0666": (_control(mode="0666"), "control.mode", "every user"),
     "control mode 0662": (_control(mode="0662"), "control.mode", "every user"),
