@@ -27,6 +27,7 @@ from pathlib import Path
 
 from scanner_agent.kernel import OutboxError
 from scanner_agent.outbox._connect import connect_readonly
+from scanner_agent.outbox._schema import SCHEMA_VERSION
 
 __all__ = [
     "DIR_MODE",
@@ -36,6 +37,7 @@ __all__ = [
     "check_outbox_path",
     "create_outbox_file",
     "mark_outbox",
+    "newer_schema",
     "outbox_path_problem",
     "tighten_modes",
 ]
@@ -105,7 +107,7 @@ def _foreign(path: Path) -> str:
         return ""  # empty (a new outbox), or not readable as SQLite: the open's damage rules
     app_id = int.from_bytes(header[68:72], "big")
     if app_id == OUTBOX_APPLICATION_ID:
-        return ""
+        return newer_schema(int.from_bytes(header[60:64], "big"))
     if app_id:
         return f"is another program's SQLite database (application_id {app_id:#010x})"
     try:
@@ -122,6 +124,21 @@ def _foreign(path: Path) -> str:
         return ""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return f"is a SQLite database that is not an outbox (tables {shown})"
+
+
+def newer_schema(version: int) -> str:
+    """Why an outbox at schema ``version`` is not this agent's to write; empty when it is.
+
+    A box downgraded after a newer agent migrated its outbox: this one would write rows
+    without what the newer schema added (and count them with rules that no longer hold).
+    """
+    if version <= SCHEMA_VERSION:
+        return ""
+    return (
+        f"is at schema v{version}, written by a newer scanner-agent (this one knows up to "
+        f"v{SCHEMA_VERSION}): install that version again, or move the file away to start "
+        "an empty outbox"
+    )
 
 
 def mark_outbox(db: sqlite3.Connection) -> None:

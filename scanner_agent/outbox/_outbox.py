@@ -54,6 +54,7 @@ from scanner_agent.outbox._file import (
     check_outbox_path,
     create_outbox_file,
     mark_outbox,
+    newer_schema,
     tighten_modes,
 )
 from scanner_agent.outbox._lease import OutboxDelivery
@@ -124,6 +125,11 @@ class Outbox(OutboxDelivery, OutboxWriter, OutboxQueries, OutboxRecodes):
             p, db, min_free_bytes=min_free_bytes, rejects_max_rows=rejects_max_rows, clock=clock
         )
         outbox.alarms.extend(alarms)
+        if newer := newer_schema(current_version(db)):  # in the WAL, not yet in the header
+            db.close()
+            raise OutboxError(
+                f"Failed to open outbox {str(p)!r}: it {newer}; it was left untouched"
+            )
         try:
             applied = migrate(db, clock)
             mark_outbox(db)

@@ -263,3 +263,28 @@ def test_codes_listed_by_migration_9_are_re_derived_once_with_their_checksum(
     assert codes == ["(01)09506000134352(21)S0\\(9)", scans[1].code, scans[2].code, taken]
     for _seq, _code, crc, *values in rows:
         assert crc == text_checksum(values) or values[CHECKED_FIELDS.index("source")] == "damaged"
+
+
+def test_a_file_a_newer_agent_migrated_is_refused_untouched_even_from_the_wal(
+    tmp_path: Path,
+) -> None:
+    # A downgraded box: the newer agent's migration may still sit in the WAL (a crash before
+    # its checkpoint), where the header check of the path cannot see it; the open must.
+    path = tmp_path / "o.db"
+    Outbox.open(path).close()
+    keeper = sqlite3.connect(path)  # a second connection: closing the writer keeps the WAL
+    keeper.execute("SELECT 1 FROM _migrations").fetchall()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute(f"INSERT INTO _migrations VALUES ({SCHEMA_VERSION + 1}, 'later', '2030-01-01')")
+    writer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    writer.close()
+    try:
+        assert int.from_bytes(path.read_bytes()[60:64], "big") == SCHEMA_VERSION  # header: old
+        with pytest.raises(OutboxError, match="written by a newer scanner-agent"):
+            Outbox.open(path)
+        (newest,) = keeper.execute("SELECT MAX(version) FROM _migrations").fetchone()
+        assert newest == SCHEMA_VERSION + 1
+    finally:
+        keeper.close()
+    with pytest.raises(OutboxError, match=rf"schema v{SCHEMA_VERSION + 1}, written by a newer"):
+        Outbox.open(path)  # checkpointed now: the path check finds it in the header
