@@ -338,10 +338,7 @@ class FrameDecoder:
         h, w = work.gray.shape[:2]
         matrix_only = bool(self.formats) and not any(f in LINEAR for f in self.formats)
         done: list[tuple[int, int, int, int]] = []
-        for area in self._areas(work):
-            elongated = max(area[2], area[3]) > 2.5 * min(area[2], area[3])
-            if elongated and (matrix_only or not locate.bar_like(work.gray, area)):
-                continue  # a line of text: matrix codes are about square, bars run one way
+        for area in self._symbol_like(work, self._areas(work)):
             x, y, cw, ch = clip(_grown(area, 0.2, 6), w, h)
             if cw < 8 or ch < 8 or any(overlap((x, y, cw, ch), d) > 0.8 for d in done):
                 continue
@@ -365,15 +362,30 @@ class FrameDecoder:
             work.areas = locate.candidates(work.gray)
         return work.areas
 
+    def _symbol_like(
+        self, work: _Work, areas: list[tuple[int, int, int, int]]
+    ) -> list[tuple[int, int, int, int]]:
+        """``areas`` less lines of text: matrix codes are about square, bars run one way."""
+        matrix_only = bool(self.formats) and not any(f in LINEAR for f in self.formats)
+        return [
+            area
+            for area in areas
+            if max(area[2], area[3]) <= 2.5 * min(area[2], area[3])
+            or (not matrix_only and locate.bar_like(work.gray, area))
+        ]
+
     def _retry_targets(self, work: _Work) -> list[tuple[int, int, int, int]]:
         """Where a retry pass should look: the whole frame when nothing was read; else the
-        symbols of conflicts no rule settled and the textured areas no read explains."""
+        symbols of conflicts no rule settled and the symbol-like areas no read explains
+        (ZBar, for the guarantee, looks at every unexplained area; retries, which only add
+        to it, skip lines of text)."""
         h, w = work.gray.shape[:2]
         if not work.reads:
             return [(0, 0, w, h)]
         unsettled = merge(work.reads)[2]
         boxes = [symbol_box(s) for s in unsettled]
-        boxes += [_grown(area, 0.15, 8) for area in self._unexplained(work)]
+        areas = self._symbol_like(work, self._unexplained(work))
+        boxes += [_grown(area, 0.15, 8) for area in areas]
         targets = [box for box in (clip(b, w, h) for b in boxes) if box[2] > 8 and box[3] > 8]
         if sum(bw * bh for _, _, bw, bh in targets) > 0.5 * w * h:
             return [(0, 0, w, h)]
