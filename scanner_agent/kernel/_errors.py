@@ -26,6 +26,7 @@ raises it.  tests/kernel/test_errors.py checks this drawing against the classes:
     ├── BillError [bills]           a bill command cannot be done
     ├── ControlError [control]      the control interface failed or refused a request
     │   ├── ControlUnavailable [control]  the daemon cannot be reached on its socket
+    │   │   └── ControlUncertain [control]  a request was sent and its reply lost: not repeated
     │   └── RemoteError [control]   the daemon answered with an error
     ├── InstallError [install]      the installation cannot proceed
     ├── RequestRefused [traceserver]  the reference trace service refuses a request (4xx)
