@@ -6,16 +6,18 @@ interface (``show``/``add``) and draws it; none of them talks to the agent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from scanner_agent.outbox import BACKLOG_STATES, RowState
+from scanner_agent.outbox import BACKLOG_STATES, RowState, reason_label
 from scanner_agent.times import age, parse_time, zone_name
 from scanner_agent.times import clock as _clock
 
@@ -43,6 +45,85 @@ LINK_STYLE = {
     "auth_failed": "bold white on red",
     "disabled": "dim",
 }
+
+
+REASON_SHORT = {
+    "duplicate scan": "duplicate",
+    "a product barcode, not a trace code": "product EAN",
+    "malformed gs1 code": "bad GS1",
+    "invalid GTIN check digit": "GTIN check",
+    "empty scan": "empty",
+    "unreadable scan": "unreadable",
+    "not a trace code": "not a code",
+    "not a recognised trace code": "unknown code",
+    "drug trace code must be 20 digits": "cn20 length",
+    "20 digits not starting with 8": "cn20 not 8…",
+    "too long": "too long",
+    "outbox full": "outbox full",
+    "code not registered on the platform": "unregistered",
+    "refused by the sink": "sink refused",
+    "no bill open": "no bill open",
+}
+"""Every refusal reason's label (``outbox.reason_label``) as a table column shows it, at most
+:data:`REASON_CELLS` cells.  The one place the abbreviations are defined: the line under a table
+spells the selected row's reason out in full beside its label."""
+REASON_CELLS = 12
+_TAKES_ONLY = re.compile(r"^(?P<platform>.+?) takes only ")
+CODE_CELLS = 24
+"""A code column's width: a cn20 code whole, a GS1 code's product and serial ends."""
+
+
+def elide_middle(text: str, cells: int) -> str:
+    """``text`` in at most ``cells`` terminal cells, its middle replaced by ``…``.
+
+    A code keeps both ends: ``(01)06901234…2(21)A1B2C3`` still shows the
+    product it starts with and the serial it ends with.
+    """
+    if cell_len(text) <= cells:
+        return text
+    room = cells - 1
+    head = ""
+    for ch in text:
+        if cell_len(head + ch) > (room + 1) // 2:
+            break
+        head += ch
+    tail = ""
+    for ch in reversed(text[len(head) :]):
+        if cell_len(head) + cell_len(ch + tail) > room:
+            break
+        tail = ch + tail
+    return f"{head}…{tail}"
+
+
+def elide_end(text: str, cells: int) -> str:
+    """``text`` in at most ``cells`` cells, cut at the end with ``…`` (a product name)."""
+    if cell_len(text) <= cells:
+        return text
+    out = ""
+    for ch in text:
+        if cell_len(out + ch) > cells - 1:
+            break
+        out += ch
+    return out + "…"
+
+
+def reason_short(reason: str | None) -> str:
+    """A refusal reason as its column label (:data:`REASON_SHORT`, else its label cut to fit)."""
+    if not reason:
+        return ""
+    label = reason_label(reason)
+    takes = _TAKES_ONLY.match(label)
+    if takes:  # "码上放心 takes only 20-digit trace codes": a code this sink cannot send
+        return elide_end(f"not {takes['platform']}", REASON_CELLS)
+    return REASON_SHORT.get(label) or elide_end(label, REASON_CELLS)
+
+
+def reason_full(reason: str | None) -> str:
+    """``bad GS1 = malformed gs1 code: ai (17): …``: the label and the whole reason."""
+    if not reason:
+        return ""
+    short = reason_short(reason)
+    return reason if short == reason else f"{short} = {reason}"
 
 
 def clock(at: str | None, tz: tzinfo | None) -> str:
@@ -92,7 +173,7 @@ def result_text(scan: dict[str, Any]) -> Text:
 
 
 def bill_progress(view: dict[str, Any] | None) -> Text:
-    """The open bill for the status line: ``  bill SO-1 销售出库 11/20 +1 unexpected``.
+    """The open bill for the status line: ``  SO-1 销售出库 11/20 +1 unexpected``.
 
     Progress counts only what the expected list asks for: a product not on it,
     and units beyond a product's expected count, are shown apart as unexpected.
@@ -101,7 +182,7 @@ def bill_progress(view: dict[str, Any] | None) -> Text:
     if view is None or view["bill"]["state"] != "open":
         return Text("  no bill open", style="dim")
     b = view["bill"]
-    out = Text(f"  bill {b['number']} {b['type_zh']} ", style="bold cyan")
+    out = Text(f"  {b['number']} {b['type_zh']} ", style="bold cyan")
     expected = sum(int(ln["expected"]) for ln in view["lines"])
     unexpected = sum(int(ln["extra"]) for ln in view["lines"])
     if expected:
@@ -129,6 +210,33 @@ def scan_summary(scan: dict[str, Any], tz: tzinfo | None) -> Text:
     )
 
 
+def scan_detail(scan: dict[str, Any], *, removed: str | None = None) -> Text:
+    """The line under a table for its selected scan: nothing cut, nothing abbreviated.
+
+    The reason comes first (it is what the clerk selected the row for), then
+    the whole code, its product and bill.  ``removed``: why it was taken off.
+    """
+    out = Text()
+    reason = scan.get("reason")
+    if removed is not None:
+        out.append(f"removed: {removed}  ", "bold")
+    elif reason:
+        out.append(f"{reason_full(str(reason))}  ", "bold")
+    out.append(str(scan.get("code") or ""), "bold")
+    if scan.get("scheme"):
+        out.append(f" ({scan['scheme']})", "dim")
+    product = scan.get("name") or scan.get("product") or ""
+    if product:
+        out.append(f"  {product}")
+        if scan.get("product") and scan.get("name"):
+            out.append(f" {scan['product']}", "dim")
+    if scan.get("carton"):
+        out.append(f"  carton of {scan.get('units')}")
+    if scan.get("bill"):
+        out.append(f"  bill {scan['bill']}", "dim")
+    return out
+
+
 def state_counts(counts: dict[str, Any], *, owed: bool | None = None, zeros: bool = True) -> str:
     """Rows per row state as ``pending 2  held 1  in flight 0 ...``, in the outbox's order.
 
@@ -151,6 +259,7 @@ class StreamView(Vertical):
         self.max_rows = max_rows
         self.tz = tz
         self._keys: list[Any] = []
+        self._events: dict[Any, dict[str, Any]] = {}
         self.total = 0
         """Scans seen since the TUI started."""
 
@@ -158,12 +267,12 @@ class StreamView(Vertical):
         table: DataTable[Any] = DataTable(id="stream-table", cursor_type="row", zebra_stripes=True)
         heading = time_heading(self.tz)
         table.add_column(heading, width=max(8, len(heading)))
-        table.add_column("code", width=20)
-        table.add_column("sch", width=4)
-        table.add_column("product", width=16)
+        table.add_column("code", width=CODE_CELLS)
+        table.add_column("product", width=14)
         table.add_column("result", width=9)
-        table.add_column("detail")
+        table.add_column("reason / bill")
         yield table
+        yield Static(id="stream-detail", classes="row-detail")
 
     def add(self, events: Iterable[dict[str, Any]]) -> None:
         """Append scan events; the oldest rows go once there are ``max_rows``."""
@@ -172,27 +281,32 @@ class StreamView(Vertical):
         for ev in events:
             self.total += 1
             product = ev.get("name") or ev.get("product") or ""
-            if ev.get("carton"):
-                product = f"{product} x{ev.get('units')}"
-            detail = ev.get("reason") or ev.get("bill") or ""
-            self._keys.append(
-                table.add_row(
-                    clock(ev.get("at"), self.tz),
-                    ev.get("code") or "",
-                    ev.get("scheme") or "",
-                    product,
-                    verdict_text(str(ev.get("verdict", ""))),
-                    detail,
-                )
+            units = f" x{ev.get('units')}" if ev.get("carton") else ""
+            reason = ev.get("reason")
+            detail = reason_short(reason) if reason else str(ev.get("bill") or "")
+            key = table.add_row(
+                clock(ev.get("at"), self.tz),
+                elide_middle(str(ev.get("code") or ""), CODE_CELLS),
+                elide_end(str(product), 14 - cell_len(units)) + units,
+                verdict_text(str(ev.get("verdict", ""))),
+                detail,
             )
+            self._keys.append(key)
+            self._events[key] = ev
             added += 1
         excess = len(self._keys) - self.max_rows
         if excess > 0:
             for key in self._keys[:excess]:
                 table.remove_row(key)
+                self._events.pop(key, None)
             del self._keys[:excess]
         if added:
             table.move_cursor(row=table.row_count - 1, animate=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Spell the selected scan out: whole code, scheme, product, full reason."""
+        ev = self._events.get(event.row_key)
+        self.query_one("#stream-detail", Static).update(scan_detail(ev) if ev else "")
 
     @property
     def rows(self) -> int:
@@ -212,7 +326,7 @@ class BillPane(Vertical):
         yield Static(id="bill-summary")
         lines: DataTable[Any] = DataTable(id="bill-lines", cursor_type="row", zebra_stripes=True)
         lines.add_column("product", width=14)
-        lines.add_column("name", width=20)
+        lines.add_column("name", width=18)
         lines.add_column("expected", width=8)
         lines.add_column("scanned", width=8)
         lines.add_column("missing", width=8)
@@ -222,11 +336,12 @@ class BillPane(Vertical):
         scans.add_column("seq", width=6)
         heading = time_heading(self.tz)
         scans.add_column(heading, width=max(8, len(heading)))
-        scans.add_column("code", width=20)
+        scans.add_column("code", width=CODE_CELLS)
         scans.add_column("units", width=5)
         scans.add_column("result", width=9)
         scans.add_column("reason")
         yield scans
+        yield Static(id="bill-detail", classes="row-detail")
 
     def show(self, view: dict[str, Any] | None, *, hint: str = "") -> None:
         """Draw a ``bill.show`` result (``None``: no bill yet)."""
@@ -267,22 +382,44 @@ class BillPane(Vertical):
         for ln in view["lines"]:
             missing = _num(ln["missing"], "bold red" if ln["missing"] else "green")
             extra = _num(ln["extra"], "bold yellow" if ln["extra"] else "")
+            # A product not on the expected list is not "0 expected": it is unexpected.
+            expected = _num(ln["expected"]) if ln["expected"] else Text("—", justify="right")
             lines.add_row(
-                ln["product"], ln["name"], _num(ln["expected"]), _num(ln["scanned"]), missing, extra
+                elide_middle(str(ln["product"]), 14),
+                elide_end(str(ln["name"]), 18),
+                expected,
+                _num(ln["scanned"]),
+                missing,
+                extra,
             )
         why = {r["seq"]: r["reason"] for r in view.get("removals", [])}
         for s in view["scans"]:
+            reason = why.get(s["seq"], "") if s["state"] == "removed" else (s.get("reason") or "")
             scans.add_row(
                 str(s["seq"]),
                 clock(s["scanned_at"], self.tz),
-                s["code"],
+                elide_middle(str(s["code"]), CODE_CELLS),
                 f"x{s['units']}" if s["carton"] else "1",
                 result_text(s),
-                why.get(s["seq"], "") if s["state"] == "removed" else (s.get("reason") or ""),
+                reason_short(reason) if s["state"] != "removed" else elide_end(reason, 16),
                 key=str(s["seq"]),
             )
         if scans.row_count:
             scans.move_cursor(row=min(cursor, scans.row_count - 1), animate=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        """Spell the selected scan out under the table."""
+        if event.data_table.id != "bill-scans" or self.view is None:
+            return
+        scan = self.selected_scan()
+        if scan is None:
+            self.query_one("#bill-detail", Static).update("")
+            return
+        removed = None
+        if scan["state"] == "removed":
+            why = {r["seq"]: r["reason"] for r in self.view.get("removals", [])}
+            removed = str(why.get(scan["seq"], ""))
+        self.query_one("#bill-detail", Static).update(scan_detail(scan, removed=removed))
 
     def selected_scan(self) -> dict[str, Any] | None:
         """The scan under the cursor of the scans table."""
@@ -327,7 +464,14 @@ class DevicesView(Vertical):
                 device, model = str(d.get("device") or ""), str(d.get("model") or "")
                 errors = str(d.get("errors", 0))
                 seen = d.get("last_scan_at") or last.get(name)
-            table.add_row(name, device, model, state, ago(seen, now), Text(errors, justify="right"))
+            table.add_row(
+                elide_middle(name, 18),
+                elide_middle(device, 13),
+                elide_end(model, 13),
+                state,
+                ago(seen, now),
+                Text(errors, justify="right"),
+            )
         offline = [d for d in devices.values() if not d.get("connected")]
         note = self.query_one("#devices-note", Static)
         if offline:
@@ -349,7 +493,7 @@ class LinkView(Vertical):
         table: DataTable[Any] = DataTable(id="rejections-table", cursor_type="row")
         heading = f"refused {zone(self.tz)}"
         table.add_column(heading, width=max(8, len(heading)))
-        table.add_column("code", width=24)
+        table.add_column("code", width=CODE_CELLS)
         table.add_column("reason")
         yield table
 
@@ -385,7 +529,11 @@ class LinkView(Vertical):
         table = self.query_one("#rejections-table", DataTable)
         table.clear()
         for r in reversed(sync.get("recent_rejections", [])):
-            table.add_row(clock(r.get("at"), tz), r.get("code", ""), r.get("reason", ""))
+            table.add_row(
+                clock(r.get("at"), tz),
+                elide_middle(str(r.get("code", "")), CODE_CELLS),
+                r.get("reason", ""),
+            )
 
 
 Clock = Callable[[], float]

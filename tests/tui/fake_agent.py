@@ -76,6 +76,42 @@ EVENTS: list[dict[str, Any]] = [
     },
 ]
 
+_REASONS = [
+    ("duplicate", "duplicate scan"),
+    ("invalid", "a product barcode, not a trace code"),
+    ("invalid", "malformed gs1 code: ai (17): 0 characters, needs 6 digits"),
+    ("invalid", "invalid GTIN check digit for '06900695828659': Expected 8, got 9"),
+    ("invalid", "empty scan"),
+    ("invalid", "unreadable scan: non-printable characters"),
+    ("invalid", "not a trace code: 7-digit number"),
+    ("invalid", "not a recognised trace code"),
+    ("invalid", "drug trace code must be 20 digits, got 19"),
+    ("invalid", "20 digits not starting with 8: not a drug trace code"),
+    ("invalid", "too long: 5000 characters, at most 4690"),
+    ("full", "outbox full"),
+    ("invalid", "code not registered on the platform"),
+    ("invalid", "refused by the sink"),
+]
+REFUSALS: list[dict[str, Any]] = [
+    {
+        "event": "scan",
+        "at": AT.format(5),
+        "code": "(01)06901234567892(17)271231(10)LOT-2026-11-A(21)SN000000123456789",
+        "scheme": "gs1",
+        "product": "06901234567892",
+        "name": "复方氨酚烷胺胶囊(感康)",
+        "units": 1,
+        "carton": False,
+        "verdict": verdict,
+        "reason": reason,
+        "seq": None,
+        "source": "tcp:dock",
+        "bill": None,
+    }
+    for verdict, reason in _REASONS
+]
+"""A refused scan for every reason the agent gives (one long GS1 code, a long Chinese name)."""
+
 TOTALS = {
     "scans": 3,
     "cartons": 1,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from scanner_agent.tui import DispatchApp, SocketAgent
 from scanner_agent.tui._views import StreamView
@@ -54,11 +54,21 @@ async def test_sink_refusals_show_in_the_stream_and_the_alarm_like_any_refusal(
             await pilot.pause(0.02)
         table = app.query_one("#stream-table", DataTable)
         shown = [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
-        # The sink's refusals carry the same INVALID label as a product barcode, with the reason.
-        assert [row[4] for row in shown] == ["INVALID"] * 3, shown
-        assert shown[0][5].startswith("no bill open: open a 码上放心 bill first"), shown
-        assert shown[1][5] == "a product barcode, not a trace code", shown
-        assert shown[2][5] == "码上放心 takes only 20-digit trace codes", shown
+        # The sink's refusals carry the same INVALID label as a product barcode, with the
+        # reason's short label in the table and the whole reason under it when selected.
+        assert [row[3] for row in shown] == ["INVALID"] * 3, shown
+        assert [row[4] for row in shown] == ["no bill open", "product EAN", "not 码上放心"]
+        detail = app.query_one("#stream-detail", Static)
+        for row, full in enumerate(
+            (
+                "no bill open: open a 码上放心 bill first",
+                "a product barcode, not a trace code",
+                "码上放心 takes only 20-digit trace codes",
+            )
+        ):
+            table.move_cursor(row=row)
+            await pilot.pause()
+            assert full in str(detail.content), detail.content
         alarm = app.query_one("#alarm")
         for _ in range(500):
             if "码上放心 takes only 20-digit trace codes" in str(alarm.render()):
