@@ -2,8 +2,8 @@
 
 Served by the metrics server (:class:`scanner_agent.metrics.MetricsServer`) on
 ``[metrics] listen``, which accepts only loopback addresses, with the same
-bounded snapshot the scrapes use: the daemon's ``status()`` taken on its event
-loop, or a timeout when the loop is stalled.  Probes for process supervisors
+bounded snapshot the scrapes use: the daemon's typed status
+(:class:`~scanner_agent.control.AgentStatus`) taken on its event loop, or a timeout when the loop is stalled.  Probes for process supervisors
 and load balancers, as Vector and Fluent Bit offer them: the status code is the
 answer (200 yes, 503 no), the JSON body says why.
 
@@ -40,15 +40,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scanner_agent.control import AgentStatus
+
 __all__ = ["HealthProbe", "Verdict"]
 
-Snapshot = Callable[[], Mapping[str, Any]]
-"""A ``Daemon.status()``-shaped mapping; raises when the daemon did not answer in time."""
+Snapshot = Callable[[], AgentStatus]
+"""The daemon's status; raises when the daemon did not answer in time."""
 Verdict = tuple[int, dict[str, Any]]
 """The HTTP status code and the JSON body."""
 
@@ -70,13 +72,12 @@ class HealthProbe:
         status, failure = self._status()
         if status is None:
             return 503, {"status": "fail", "live": False, "state": "unknown", "error": failure}
-        state = str(status.get("state", "unknown"))
-        live = state in LIVE_STATES
+        live = status.state in LIVE_STATES
         body = {
             "status": "ok" if live else "fail",
             "live": live,
-            "state": state,
-            "uptime_s": status.get("uptime_s", 0),
+            "state": status.state,
+            "uptime_s": status.uptime_s,
         }
         return (200 if live else 503), body
 
@@ -89,30 +90,23 @@ class HealthProbe:
                 "ready": False,
                 "checks": {"daemon": {"ok": False, "state": "unknown", "error": failure}},
             }
-        state = str(status.get("state", "unknown"))
-        devices = [d for d in status.get("devices") or [] if isinstance(d, Mapping)]
-        down = [str(d.get("source", "")) for d in devices if not d.get("connected")]
-        link = str(status.get("link", "unknown"))
+        down = [d.source for d in status.devices if not d.connected]
         checks: dict[str, dict[str, Any]] = {
-            "daemon": {"ok": state == READY_STATE, "state": state},
+            "daemon": {"ok": status.state == READY_STATE, "state": status.state},
             "outbox": self._outbox(),
-            "sources": {
-                "ok": not down,
-                "total": len(status.get("sources") or []),
-                "down": down,
-            },
-            "link": {"ok": link not in NOT_READY_LINKS, "state": link},
+            "sources": {"ok": not down, "total": len(status.sources), "down": down},
+            "link": {"ok": status.link not in NOT_READY_LINKS, "state": status.link},
         }
         ready = all(check["ok"] for check in checks.values())
         body = {
             "status": "ready" if ready else "not ready",
             "ready": ready,
-            "backlog": status.get("backlog", 0),
+            "backlog": status.backlog,
             "checks": checks,
         }
         return (200 if ready else 503), body
 
-    def _status(self) -> tuple[Mapping[str, Any] | None, str]:
+    def _status(self) -> tuple[AgentStatus | None, str]:
         try:
             return self.snapshot(), ""
         except Exception as exc:  # a stalled loop (timeout), a stopped daemon

@@ -2,8 +2,8 @@
 
 Nothing here is global: :class:`AgentMetrics` owns a private
 ``CollectorRegistry`` holding one custom collector that reads the daemon's
-live state *at scrape time* (a ``Daemon.status()`` snapshot taken on the
-daemon's event loop) and the one stateful metric, the sync request latency
+live state *at scrape time* (the daemon's typed
+:class:`~scanner_agent.control.AgentStatus`, taken on its event loop) and the one stateful metric, the sync request latency
 histogram, fed by the daemon's ``sync_observers`` hook.  The HTTP server runs
 in threads, so a scrape never runs on the event loop; it hands the loop a
 coroutine and waits at most :data:`SNAPSHOT_TIMEOUT_S`, and a stalled loop
@@ -57,10 +57,10 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime
 from socketserver import ThreadingMixIn
-from typing import Any, Protocol
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest, make_wsgi_app
@@ -69,6 +69,7 @@ from prometheus_client.registry import Collector
 
 from scanner_agent import __version__
 from scanner_agent.config import resolve_loopback_listen
+from scanner_agent.control import AgentStatus, SyncStatus, TcpReport
 from scanner_agent.health import HealthProbe, Verdict
 from scanner_agent.sync import LinkState
 
@@ -87,35 +88,26 @@ whole exchange, not for each read: a client trickling its request is cut off at 
 SYNC_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """Seconds: a loopback batch takes milliseconds, a 3G uplink seconds, a timeout 30 s."""
 
-Snapshot = Callable[[], Mapping[str, Any]]
-"""Returns a ``Daemon.status()``-shaped mapping; may raise (the scrape then reports up 0)."""
-
-
-class StatusSource(Protocol):
-    """What the metrics read: anything with the daemon's ``status()`` coroutine."""
-
-    def status(self, max_age_s: float = 0.0) -> Awaitable[dict[str, Any]]:
-        """A JSON-ready snapshot with counts up to ``max_age_s`` old (see ``Daemon.status``)."""
-        ...
+Snapshot = Callable[[], AgentStatus]
+"""Returns the daemon's status; may raise (the scrape then reports up 0)."""
+StatusReader = Callable[[float], Coroutine[Any, Any, AgentStatus]]
+"""The daemon's ``agent_status`` coroutine: the status with counts up to that many seconds old."""
 
 
 def loop_snapshot(
-    source: StatusSource,
+    status: StatusReader,
     loop: asyncio.AbstractEventLoop,
     *,
     timeout: float = SNAPSHOT_TIMEOUT_S,
 ) -> Snapshot:
-    """A :data:`Snapshot` that runs ``source.status()`` on ``loop`` from another thread.
+    """A :data:`Snapshot` that runs ``status`` on ``loop`` from another thread.
 
     A snapshot not ready within ``timeout`` is cancelled on the loop (and the
     scrape reports ``up 0``): nothing is left running for a scrape that gave up.
     """
 
-    async def call() -> dict[str, Any]:
-        return await source.status(SCRAPE_MAX_AGE_S)
-
-    def snapshot() -> Mapping[str, Any]:
-        future = asyncio.run_coroutine_threadsafe(call(), loop)
+    def snapshot() -> AgentStatus:
+        future = asyncio.run_coroutine_threadsafe(status(SCRAPE_MAX_AGE_S), loop)
         try:
             return future.result(timeout)
         except TimeoutError:
@@ -146,7 +138,7 @@ class _StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(PREFIX + "up", "1 when the daemon's state could be read")
         try:
-            status = dict(self._snapshot())
+            status = self._snapshot()
         except Exception as exc:  # a stalled loop (timeout), a stopped daemon, an outbox error
             log.warning("metrics: failed to read the daemon's state: %r", exc)
             up.add_metric([], 0)
@@ -157,79 +149,79 @@ class _StateCollector(Collector):
         yield from _families(status, datetime.now(UTC))
 
 
-def _families(status: Mapping[str, Any], now: datetime) -> Iterator[Metric]:
+def _families(status: AgentStatus, now: datetime) -> Iterator[Metric]:
     info = GaugeMetricFamily(
         PREFIX + "info", "Agent version and device id", labels=["version", "device_id"]
     )
-    info.add_metric([__version__, str(status.get("device_id", ""))], 1)
+    info.add_metric([__version__, status.device_id], 1)
     yield info
     yield GaugeMetricFamily(
-        PREFIX + "uptime_seconds", "Seconds since the daemon became ready", value=status["uptime_s"]
+        PREFIX + "uptime_seconds", "Seconds since the daemon became ready", value=status.uptime_s
     )
-
-    scans = CounterMetricFamily(PREFIX + "scans", "Scans since start by result", labels=["result"])
-    refused: Mapping[str, int] = status.get("refused") or {}
-    scans.add_metric(["accepted"], status.get("accepted", 0))
-    scans.add_metric(["refused"], sum(refused.values()))
-    yield scans
-    by_reason = CounterMetricFamily(
-        PREFIX + "scans_refused", "Refused scans since start by reason", labels=["reason"]
-    )
-    for reason, n in sorted(refused.items()):
-        by_reason.add_metric([reason], n)
-    yield by_reason
-
+    yield from _scan_families(status)
     rows = GaugeMetricFamily(PREFIX + "outbox_rows", "Outbox rows per state", labels=["state"])
-    for state, n in sorted((status.get("queue") or {}).items()):
+    for state, n in sorted(status.queue.items()):
         rows.add_metric([state], n)
     yield rows
     yield GaugeMetricFamily(
-        PREFIX + "outbox_backlog", "Outbox rows not yet delivered", value=status["backlog"]
+        PREFIX + "outbox_backlog", "Outbox rows not yet delivered", value=status.backlog
     )
     yield GaugeMetricFamily(
         PREFIX + "outbox_oldest_pending_age_seconds",
         "Age of the oldest undelivered scan (0 when there is none)",
-        value=_age_seconds(status.get("oldest_pending_at"), now),
+        value=_age_seconds(status.oldest_pending_at, now),
     )
-
-    link = GaugeMetricFamily(
-        PREFIX + "sync_link_state", "1 for the current link state", labels=["state"]
-    )
-    current = str(status.get("link", LinkState.UNKNOWN.value))
-    for state in LinkState:
-        link.add_metric([state.value], 1 if state.value == current else 0)
-    yield link
-    sync: Mapping[str, Any] = status.get("sync") or {}
-    for key, help_text in (
-        ("batches", "Batches the service answered"),
-        ("delivered", "Scans the service holds"),
-        ("rejected", "Scans moved to dead letters"),
-        ("failures", "Failed sends (each is retried)"),
-    ):
-        yield CounterMetricFamily(PREFIX + f"sync_{key}", help_text, value=sync.get(key, 0))
-    yield GaugeMetricFamily(
-        PREFIX + "sync_in_flight", "Batches awaiting a reply", value=sync.get("in_flight", 0)
-    )
-
+    yield from _sync_families(status)
     devices = GaugeMetricFamily(
         PREFIX + "device_connected",
         "1 while a hardware source's device is open",
         labels=["source", "device"],
     )
-    for d in status.get("devices") or []:
-        devices.add_metric(
-            [str(d.get("source", "")), str(d.get("device", ""))], 1 if d.get("connected") else 0
-        )
+    for d in status.devices:
+        devices.add_metric([d.source, d.device], 1 if d.connected else 0)
     yield devices
     yield GaugeMetricFamily(
-        PREFIX + "alarms", "Alarms that need a person", value=len(status.get("alarms") or [])
+        PREFIX + "alarms", "Alarms that need a person", value=len(status.alarms)
     )
     yield CounterMetricFamily(
         PREFIX + "refusals_unrecorded",
         "Refused scans counted but not written (free space below twice outbox.min_free_mb)",
-        value=status.get("refusals_dropped", 0),
+        value=status.refusals_dropped,
     )
-    yield from _tcp_families(status.get("tcp") or [])
+    yield from _tcp_families(status.tcp)
+
+
+def _scan_families(status: AgentStatus) -> Iterator[Metric]:
+    scans = CounterMetricFamily(PREFIX + "scans", "Scans since start by result", labels=["result"])
+    scans.add_metric(["accepted"], status.accepted)
+    scans.add_metric(["refused"], sum(status.refused.values()))
+    yield scans
+    by_reason = CounterMetricFamily(
+        PREFIX + "scans_refused", "Refused scans since start by reason", labels=["reason"]
+    )
+    for reason, n in sorted(status.refused.items()):
+        by_reason.add_metric([reason], n)
+    yield by_reason
+
+
+def _sync_families(status: AgentStatus) -> Iterator[Metric]:
+    link = GaugeMetricFamily(
+        PREFIX + "sync_link_state", "1 for the current link state", labels=["state"]
+    )
+    for state in LinkState:
+        link.add_metric([state.value], 1 if state.value == status.link else 0)
+    yield link
+    sync = status.sync or SyncStatus()
+    for name, value, help_text in (
+        ("batches", sync.batches, "Batches the service answered"),
+        ("delivered", sync.delivered, "Scans the service holds"),
+        ("rejected", sync.rejected, "Scans moved to dead letters"),
+        ("failures", sync.failures, "Failed sends (each is retried)"),
+    ):
+        yield CounterMetricFamily(PREFIX + f"sync_{name}", help_text, value=value)
+    yield GaugeMetricFamily(
+        PREFIX + "sync_in_flight", "Batches awaiting a reply", value=sync.in_flight
+    )
 
 
 TCP_EVENTS = {
@@ -244,7 +236,7 @@ TCP_EVENTS = {
 """``tcp_connection_events_total{event}``: each event and its ``TcpStats`` counter."""
 
 
-def _tcp_families(sources: list[Mapping[str, Any]]) -> Iterator[Metric]:
+def _tcp_families(sources: tuple[TcpReport, ...]) -> Iterator[Metric]:
     events = CounterMetricFamily(
         PREFIX + "tcp_connection_events",
         "TCP source connections accepted, refused, evicted, closed idle or timed out, and "
@@ -265,12 +257,12 @@ def _tcp_families(sources: list[Mapping[str, Any]]) -> Iterator[Metric]:
         labels=["source"],
     )
     for src in sources:
-        name = str(src.get("source", ""))
+        name, counters = src.source, src.counters
         for event, key in TCP_EVENTS.items():
-            events.add_metric([name, event], src.get(key, 0))
-        clients.add_metric([name], src.get("clients", 0))
-        frames.add_metric([name], src.get("frames_in_flight", 0))
-        size.add_metric([name], src.get("bytes_in_flight", 0))
+            events.add_metric([name, event], counters.get(key, 0))
+        clients.add_metric([name], src.clients)
+        frames.add_metric([name], counters.get("frames_in_flight", 0))
+        size.add_metric([name], counters.get("bytes_in_flight", 0))
     yield from (events, clients, frames, size)
 
 

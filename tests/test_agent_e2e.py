@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-import scanner_agent.daemon as daemon_module
 from drivers.tcp_protocol import parse_reply
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
@@ -155,7 +154,7 @@ async def test_housekeeping_prunes_delivered_rows_and_empties_the_wal_when_idle(
     start_agent: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(daemon_module, "HOUSEKEEPING_INTERVAL_S", 0.05)
+    monkeypatch.setattr(Daemon, "housekeeping_interval_s", 0.05)
     # Retention of about a millisecond: delivered rows are due at the next tick.
     agent = await start_agent(make_config(trace_server.url, outbox={"retention_days": 1e-8}))
     lines = [s.line for s in simulate(60) if s.kind == "cn20"]
@@ -177,7 +176,7 @@ async def test_housekeeping_prunes_refusal_records_past_their_retention(
     start_agent: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(daemon_module, "HOUSEKEEPING_INTERVAL_S", 0.05)
+    monkeypatch.setattr(Daemon, "housekeeping_interval_s", 0.05)
     cfg = make_config(sync={"enabled": False}, outbox={"rejects_retention_days": 1e-8})
     agent = await start_agent(cfg)
     replies = await agent.scan(*[f"junk{i}" for i in range(50)])

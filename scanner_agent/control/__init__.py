@@ -1,8 +1,9 @@
 """The daemon's local control interface: a versioned line-JSON protocol on a UNIX socket.
 
 This package is the client side: the protocol (:func:`encode`, :func:`decode`,
-its bounds and errors) and :class:`ControlClient` and :class:`EventStream`,
-which ``scanner-agent status``, ``scanner-agent bill ...`` and the TUI use.
+its bounds and errors), :class:`ControlClient` and :class:`EventStream`,
+which ``scanner-agent status``, ``scanner-agent bill ...`` and the TUI use,
+and :class:`AgentStatus`, the typed ``status`` result with its one JSON form.
 Importing it loads neither the server nor the outbox, bills, codes or sync.
 
 The daemon serves it with :class:`scanner_agent.control.server.ControlServer`,
@@ -18,6 +19,7 @@ from scanner_agent.control._protocol import (
     MAX_DEPTH,
     MAX_LINE,
     MAX_REPLY,
+    OLDEST_VERSION,
     PROTOCOL_VERSION,
     ControlError,
     ControlUnavailable,
@@ -26,6 +28,15 @@ from scanner_agent.control._protocol import (
     encode,
     too_deep,
 )
+from scanner_agent.control._status import (
+    AgentStatus,
+    ControlStatus,
+    DeviceReport,
+    OpenBill,
+    RejectionReport,
+    SyncStatus,
+    TcpReport,
+)
 
 __all__ = [
     "EVENT_KINDS",
@@ -33,14 +44,22 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_LINE",
     "MAX_REPLY",
+    "OLDEST_VERSION",
     "PROTOCOL_VERSION",
     "REPEATABLE",
+    "AgentStatus",
     "ControlClient",
     "ControlError",
+    "ControlStatus",
     "ControlUnavailable",
     "ControlUncertain",
+    "DeviceReport",
     "EventStream",
+    "OpenBill",
+    "RejectionReport",
     "RemoteError",
+    "SyncStatus",
+    "TcpReport",
     "decode",
     "encode",
     "too_deep",

@@ -8,10 +8,11 @@ is the one implementation.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from scanner_agent.bills import BillDesk
+    from scanner_agent.control._status import AgentStatus
     from scanner_agent.kernel import Lane
     from scanner_agent.outbox import QueueStats
 
@@ -34,8 +35,8 @@ class ControlledAgent(Protocol):
         """Where control work of some cost runs: long lines decoded, codes parsed, CSV read."""
         ...
 
-    async def status(self, max_age_s: float = 0.0) -> dict[str, Any]:
-        """The ``status`` result (protocol version 2)."""
+    async def agent_status(self, max_age_s: float = 0.0) -> AgentStatus:
+        """The ``status`` result, typed (the server sends its JSON form)."""
         ...
 
     async def queue_stats(self, max_age_s: float = 0.0) -> QueueStats:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import reprlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from scanner_agent import __version__
@@ -21,10 +21,10 @@ from scanner_agent.control._conn import Conn
 from scanner_agent.control._protocol import (
     EVENT_KINDS,
     MAX_ARG_CHARS,
+    OLDEST_VERSION,
     PROTOCOL_VERSION,
     ControlError,
 )
-from scanner_agent.control._v1 import OLDEST_VERSION
 
 MAX_CODE_CHARS = MAX_SCAN_CHARS
 """Longest code a command looks at: the longest scan any symbol carries (``codes``)."""
@@ -82,12 +82,8 @@ def required(
 class Commands:
     """The command table of one server, answering from one agent."""
 
-    def __init__(
-        self, agent: ControlledAgent, *, counters: Callable[[], Mapping[str, int]]
-    ) -> None:
-        """``counters``: the server's own (clients, refused, dropped, answered) for ``status``."""
+    def __init__(self, agent: ControlledAgent) -> None:
         self.agent = agent
-        self._counters = counters
         self.table: dict[str, Handler] = {
             "hello": self._hello,
             "status": self._status,
@@ -125,9 +121,8 @@ class Commands:
         }
 
     async def _status(self, conn: Conn, args: dict[str, Any]) -> Any:
-        status = await self.agent.status()
-        status["control"] = {**status.get("control", {}), **self._counters()}
-        return status
+        # Typed: the server sends it in the protocol version the client asked for.
+        return await self.agent.agent_status()
 
     async def _queue_stats(self, conn: Conn, args: dict[str, Any]) -> Any:
         stats = await self.agent.queue_stats()

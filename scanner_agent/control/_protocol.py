@@ -31,7 +31,9 @@ from typing import Any
 from scanner_agent.kernel import ScannerAgentError
 
 PROTOCOL_VERSION = 2
-"""The version this build speaks (2: every time in a result is ISO 8601; see ``_v1``)."""
+"""The version this build speaks (2: every time in a result is ISO 8601; see ``_status``)."""
+OLDEST_VERSION = 1
+"""The oldest protocol version the agent still answers in (its ``status`` times differ)."""
 
 MAX_LINE = 1024 * 1024
 """Longest request line by default (``control.max_line_bytes``); a CSV import travels in one."""

@@ -47,12 +47,13 @@ from scanner_agent.control._commands import MAX_CODE_CHARS, Commands, Handler, s
 from scanner_agent.control._conn import Conn, bind_private
 from scanner_agent.control._protocol import (
     MAX_ARG_CHARS,
+    OLDEST_VERSION,
     PROTOCOL_VERSION,
     ControlError,
     decode,
     encode,
 )
-from scanner_agent.control._v1 import OLDEST_VERSION, as_version
+from scanner_agent.control._status import AgentStatus
 from scanner_agent.kernel import LaneBusy, RawScan, ScannerAgentError, ScanOutcome
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class ControlServer:
         """Clients disconnected for leaving more than ``max_backlog_bytes`` unsent."""
         self._refusal_logged = -REFUSAL_LOG_INTERVAL_S
         self._drop_logged = -REFUSAL_LOG_INTERVAL_S
-        self.commands: dict[str, Handler] = Commands(agent, counters=self._counters).table
+        self.commands: dict[str, Handler] = Commands(agent).table
         """Every command by name."""
 
     # -- lifecycle ---------------------------------------------------------------
@@ -174,8 +175,8 @@ class ControlServer:
         """Connected clients."""
         return len(self._conns)
 
-    def _counters(self) -> dict[str, int]:
-        """What the bounds did since start, for ``status``."""
+    def counters(self) -> dict[str, int]:
+        """What the bounds did since start (``status`` ``control``)."""
         return {
             "clients": self.clients,
             "refused": self.refused,
@@ -350,7 +351,8 @@ class ControlServer:
         except Exception as exc:
             log.exception("control command %s failed", cmd)
             return self._error(req_id, "internal", f"{type(exc).__name__}: {exc}")
-        result = as_version(str(cmd), result, version)  # a version 1 client: its shapes
+        if isinstance(result, AgentStatus):  # its one JSON form, in the client's version
+            result = result.to_json(version)
         try:
             return encode({"id": req_id, "ok": True, "result": result})
         except (TypeError, ValueError) as exc:

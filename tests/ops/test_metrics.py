@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scanner_agent.config import AgentConfig, config_from_dict, resolve_loopback_listen
-from scanner_agent.control import ControlClient
+from scanner_agent.control import AgentStatus, ControlClient
 from scanner_agent.kernel import ConfigError
 from scanner_agent.metrics import MAX_SCRAPES, AgentMetrics, MetricsServer, loop_snapshot
 from scanner_agent.traceserver import TraceServerThread
@@ -110,7 +110,7 @@ async def test_metrics_are_off_unless_configured(
 
 
 def test_a_failed_snapshot_reports_up_0_instead_of_hanging() -> None:
-    def stalled() -> dict[str, Any]:
+    def stalled() -> AgentStatus:
         raise TimeoutError("the event loop did not answer")
 
     samples = parse(AgentMetrics(stalled).render().decode())
@@ -119,7 +119,7 @@ def test_a_failed_snapshot_reports_up_0_instead_of_hanging() -> None:
 
 
 def test_registries_are_per_instance_not_global() -> None:
-    status = {"uptime_s": 1, "backlog": 0, "queue": {}, "device_id": "a"}
+    status = AgentStatus(uptime_s=1, backlog=0, queue={}, device_id="a")
     one, two = AgentMetrics(lambda: status), AgentMetrics(lambda: status)
     one.observe_sync(0.2, "ok")
     assert 'outcome="ok"' in one.render().decode()
@@ -141,7 +141,7 @@ def test_metrics_listen_accepts_loopback() -> None:
 def test_the_server_itself_refuses_to_bind_what_does_not_resolve_to_loopback(listen: str) -> None:
     """The check holds where the socket is bound, not only when the config loaded (a name
     may resolve otherwise by then; a caller may build a server without a config)."""
-    server = MetricsServer(AgentMetrics(dict), listen)
+    server = MetricsServer(AgentMetrics(AgentStatus), listen)
     with pytest.raises(ConfigError, match=r"metrics\.listen"):
         server.start()
     assert server.address is None
@@ -151,7 +151,7 @@ def test_the_server_binds_the_address_the_check_resolved() -> None:
     """``localhost`` is resolved once, checked, and that address is bound (never the name,
     which the bind would resolve again)."""
     checked = resolve_loopback_listen("localhost:0")
-    server = MetricsServer(AgentMetrics(dict), "localhost:0")
+    server = MetricsServer(AgentMetrics(AgentStatus), "localhost:0")
     server.start()
     try:
         host, port = server.address_or_raise()
@@ -227,17 +227,16 @@ async def test_a_scrape_that_times_out_cancels_its_snapshot() -> None:
     """A scrape that gives up leaves nothing running on the loop for it."""
     started, cancelled = asyncio.Event(), asyncio.Event()
 
-    class Stalled:
-        async def status(self, max_age_s: float = 0.0) -> dict[str, Any]:
-            started.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
-            return {}
+    async def stalled(max_age_s: float = 0.0) -> AgentStatus:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return AgentStatus()
 
-    snapshot = loop_snapshot(Stalled(), asyncio.get_running_loop(), timeout=0.05)
+    snapshot = loop_snapshot(stalled, asyncio.get_running_loop(), timeout=0.05)
     outcome: list[BaseException] = []
 
     def scrape() -> None:
@@ -311,7 +310,7 @@ def test_clients_trickling_their_requests_are_cut_off_and_scrapes_get_through() 
     """Eight clients sending a byte of their request head at a time, each well within the
     socket timeout, held every slot for as long as they liked: every scrape got 503. The
     request timeout is a deadline for the whole request, not for each read."""
-    status = {"uptime_s": 1, "backlog": 0, "queue": {}, "device_id": "a"}
+    status = AgentStatus(uptime_s=1, backlog=0, queue={}, device_id="a")
     server = MetricsServer(AgentMetrics(lambda: status), "127.0.0.1:0", request_timeout_s=0.5)
     server.start()
     host, port = server.address_or_raise()

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from scanner_agent.config import AgentConfig, config_from_dict
-from scanner_agent.daemon import read_credential
+from scanner_agent.config import AgentConfig, config_from_dict, read_credential
 from scanner_agent.kernel import ConfigError
 
 ALI = {"app_key": "k", "app_secret_file": "/etc/scanner-agent/alihealth.secret", "ref_user_id": "r"}

@@ -1,0 +1,130 @@
+"""The agent's status is one typed value (``AgentStatus``) with one JSON form: what a running
+daemon builds reads back the same from its JSON, the control socket sends that form, and the
+typed parts name every field their sources report (a field added to a driver's device status,
+the sync loop's counters or a TCP source's counters cannot be lost on the way)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scanner_agent.config import AgentConfig
+from scanner_agent.control import (
+    AgentStatus,
+    ControlClient,
+    DeviceReport,
+    RejectionReport,
+    SyncStatus,
+    TcpReport,
+)
+from scanner_agent.kernel import DeviceStatus
+from scanner_agent.traceserver import TraceServerThread
+
+UNIT = "81234560000000011234"
+
+
+async def test_a_running_agent_s_status_reads_back_the_same_from_its_json(
+    make_config: Callable[..., AgentConfig], start_agent: Any, trace_server: TraceServerThread
+) -> None:
+    agent = await start_agent(make_config(trace_server.url))
+    await agent.scan(UNIT)
+    await agent.drained()
+    status = await agent.daemon.agent_status()
+    assert status.state == "running"
+    assert status.accepted == 1
+    assert status.sync is not None
+    assert status.sync.delivered == 1
+    (tcp,) = status.tcp
+    assert tcp.source == "tcp:test"
+    assert tcp.counters["connections"] == 1
+    assert AgentStatus.from_json(status.to_json()) == status
+    # Only JSON's own types (lists, not tuples): what is sent is what a client reads.
+    assert json.loads(json.dumps(status.to_json())) == status.to_json()
+    assert set(status.to_json()) == {f.name for f in dataclasses.fields(AgentStatus)}
+
+
+async def test_the_control_socket_sends_the_one_json_form(
+    make_config: Callable[..., AgentConfig],
+    start_agent: Any,
+    trace_server: TraceServerThread,
+    tmp_path: Path,
+) -> None:
+    sock = tmp_path / "control.sock"
+    agent = await start_agent(make_config(trace_server.url, control={"socket": str(sock)}))
+    await agent.scan(UNIT)
+
+    def ask() -> dict[str, Any]:
+        with ControlClient(str(sock)) as client:
+            reply: dict[str, Any] = client.call("status")
+            return reply
+
+    reply = await asyncio.to_thread(ask)
+    typed = AgentStatus.from_json(reply)
+    assert typed.to_json() == reply
+    assert typed.control.serving
+    assert typed.control.clients == 1
+    assert typed.control.answered == 0
+    assert typed.scanned == 1
+
+
+async def test_sync_status_names_every_field_of_the_sync_loop_s_snapshot(
+    make_config: Callable[..., AgentConfig], start_agent: Any, trace_server: TraceServerThread
+) -> None:
+    agent = await start_agent(make_config(trace_server.url))
+    assert agent.daemon.sync is not None
+    reported = set(agent.daemon.sync.snapshot())
+    assert reported == {f.name for f in dataclasses.fields(SyncStatus)}
+
+
+async def test_tcp_report_keeps_every_counter_of_a_tcp_source(
+    make_config: Callable[..., AgentConfig], start_agent: Any, trace_server: TraceServerThread
+) -> None:
+    agent = await start_agent(make_config(trace_server.url))
+    counters = agent.source.counters()
+    assert TcpReport.from_json(counters).to_json() == counters
+
+
+def test_device_report_names_every_field_of_a_driver_s_device_status() -> None:
+    assert [f.name for f in dataclasses.fields(DeviceReport)] == [
+        f.name for f in dataclasses.fields(DeviceStatus)
+    ]
+
+
+def test_version_1_gives_the_five_times_as_unix_seconds_and_nothing_else_differs() -> None:
+    at = "2026-12-07T08:00:00.000+08:00"
+    unix = 1796601600.0
+    status = AgentStatus(
+        last_error_at=at,
+        oldest_pending_at=at,
+        devices=(DeviceReport("serial:a", True, "/dev/ttyACM0", last_scan_at=at),),
+        last_scan_at={"serial:a": at},
+        sync=SyncStatus(
+            last_error_at=at,
+            last_success_at=at,
+            retry_at=None,
+            recent_rejections=(RejectionReport(at, "b-1", 7, "e-7", UNIT, "unknown product"),),
+        ),
+    )
+    v1, v2 = status.to_json(version=1), status.to_json()
+    assert v1["last_scan_at"] == {"serial:a": unix}
+    assert v1["devices"][0]["last_scan_at"] == unix
+    assert v1["sync"]["last_success_at"] == unix
+    assert v1["sync"]["retry_at"] is None
+    assert v1["sync"]["recent_rejections"][0]["at"] == unix
+    assert v2["sync"]["recent_rejections"][0] == {
+        "at": at,
+        "batch_id": "b-1",
+        "seq": 7,
+        "event_id": "e-7",
+        "code": UNIT,
+        "reason": "unknown product",
+    }
+    assert v1["sync"]["last_error_at"] == at
+    assert v1["oldest_pending_at"] == at
+    for key in ("last_scan_at", "devices", "sync"):
+        v1.pop(key), v2.pop(key)
+    assert v1 == v2
