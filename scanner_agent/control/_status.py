@@ -1,5 +1,8 @@
 """The agent's status as one typed value, and its one JSON form.
 
+Every field has a default, so a reply from an older agent that lacks a key
+still reads (and keys a newer agent adds are ignored), as the protocol promises.
+
 The daemon builds an :class:`AgentStatus` in one place
 (:func:`scanner_agent.daemon.Daemon.agent_status`); the control server sends it
 as :meth:`AgentStatus.to_json`; the CLI and the TUI read a ``status`` reply
@@ -56,13 +59,13 @@ def _fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
 class RejectionReport:
     """A scan the service refused, kept for the operator."""
 
-    at: str | None
+    at: str | None = None
     """When the verdict came."""
-    batch_id: str
-    seq: int
-    event_id: str
-    code: str
-    reason: str
+    batch_id: str = ""
+    seq: int = 0
+    event_id: str = ""
+    code: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,9 +119,9 @@ class SyncStatus:
 class DeviceReport:
     """One hardware source's device (:class:`scanner_agent.kernel.DeviceStatus`, times as ISO)."""
 
-    source: str
-    connected: bool
-    device: str
+    source: str = ""
+    connected: bool = False
+    device: str = ""
     model: str | None = None
     last_scan_at: str | None = None
     errors: int = 0
@@ -129,9 +132,9 @@ class DeviceReport:
 class TcpReport:
     """One TCP source's bounds at work (``drivers.tcp.TcpSource.counters``)."""
 
-    source: str
-    listen: str
-    clients: int
+    source: str = ""
+    listen: str = ""
+    clients: int = 0
     """Connections open now."""
     counters: Mapping[str, int] = field(default_factory=dict)
     """Every ``TcpStats`` field: ``connections``, ``refused``, ``evicted``, ``idle_closed``,
@@ -162,11 +165,11 @@ class TcpReport:
 class OpenBill:
     """A bill open on this device."""
 
-    number: str
-    type: int | None
-    action: str
-    state: str
-    opened_at: str | None
+    number: str = ""
+    type: int | None = None
+    action: str = ""
+    state: str = ""
+    opened_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, DataTable, Footer, Static
 
-from scanner_agent.control import ControlError, ControlUncertain, RemoteError
+from scanner_agent.control import AgentStatus, ControlError, ControlUncertain, RemoteError
 from scanner_agent.tui._agent import AgentLink, EventSource
 from scanner_agent.tui._messages import (
     BillChanged,
@@ -130,7 +130,8 @@ class DispatchApp(App[None]):
         self.exit_when = exit_when
         self.connected = False
         self.disconnect_reason = "connecting…"
-        self.status: dict[str, Any] = {}
+        self.status: AgentStatus | None = None
+        """The latest ``status`` (None before the first)."""
         self.bill_number: str | None = None
         """The bill shown: the open one, else the last one seen (its results keep arriving)."""
         self.bill_view: dict[str, Any] | None = None
@@ -256,7 +257,7 @@ class DispatchApp(App[None]):
         while not self._stopping.is_set():
             self._wake.clear()
             try:
-                self.post_message(StatusUpdated(self.agent.call("status")))
+                self.post_message(StatusUpdated(AgentStatus.from_json(self.agent.call("status"))))
                 number = self.bill_number
                 if number:
                     view = self.agent.call("bill.show", number=number, scans=100)
@@ -369,7 +370,7 @@ class DispatchApp(App[None]):
             return
         status = message.status
         self.status = status
-        open_bills = [str(b["number"]) for b in status.get("bills", [])]
+        open_bills = [b.number for b in status.bills]
         if open_bills and self.bill_number not in open_bills:
             self.bill_number = open_bills[0]
             self._poll()
@@ -433,27 +434,27 @@ class DispatchApp(App[None]):
     # -- drawing -------------------------------------------------------------------
 
     def _no_bill_hint(self) -> str:
-        device = self.status.get("device_id", "this device")
+        device = self.status.device_id if self.status else "this device"
         return f"Press o to open one. Until then scans go to the default bill of {device}."
 
     def _draw_status_line(self) -> None:
         st = self.status
         line = Text()
         if self.connected and st:
-            link = str(st.get("link", "unknown"))
+            link = st.link
             style = LINK_STYLE.get(link, "bold")
             line.append(" ● ", style)
-            line.append(str(st.get("device_id", "agent")), "bold")
+            line.append(st.device_id, "bold")
             line.append("  link ")
             word = link.replace("_", " ")
             line.append(word if link in ("online", "degraded") else word.upper(), style)
         else:
             # No agent: nothing it said before still holds, so nothing of it is shown.
             line.append(" ○ ", "bold red")
-            line.append(str(st.get("device_id", "agent")), "bold")
+            line.append(st.device_id if st else "agent", "bold")
             line.append("  no agent", "bold red")
         if self.connected:
-            line.append(f"  backlog {st.get('backlog', 0)}")
+            line.append(f"  backlog {st.backlog if st else 0}")
             line.append_text(bill_progress(self.bill_view))
         if self.bell_on:
             line.append("  bell", "dim")
@@ -461,7 +462,7 @@ class DispatchApp(App[None]):
 
     def _draw_alarm(self) -> None:
         bar = self.query_one("#alarm", Static)
-        alarms = self.status.get("alarms") or []
+        alarms = self.status.alarms if self.status else ()
         scan = self.last_scan
         fresh = time.monotonic() - self._last_scan_mono < ALARM_HOLD_S
         if not self.connected:

@@ -7,6 +7,8 @@ from typing import Any
 
 from textual.message import Message
 
+from scanner_agent.control import AgentStatus
+
 
 @dataclass
 class Connected(Message):
@@ -42,7 +44,7 @@ class BillChanged(Message):
 class StatusUpdated(Message):
     """A fresh ``status`` result."""
 
-    status: dict[str, Any]
+    status: AgentStatus
 
     def can_replace(self, message: Message) -> bool:
         """An older status is worthless once a newer one is queued."""

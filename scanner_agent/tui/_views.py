@@ -7,7 +7,7 @@ interface (``show``/``add``) and draws it; none of them talks to the agent.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -17,6 +17,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from scanner_agent.control import AgentStatus, SyncStatus
 from scanner_agent.outbox import BACKLOG_STATES, RowState, reason_label
 from scanner_agent.times import age, parse_time, zone_name
 from scanner_agent.times import clock as _clock
@@ -237,7 +238,7 @@ def scan_detail(scan: dict[str, Any], *, removed: str | None = None) -> Text:
     return out
 
 
-def state_counts(counts: dict[str, Any], *, owed: bool | None = None, zeros: bool = True) -> str:
+def state_counts(counts: Mapping[str, Any], *, owed: bool | None = None, zeros: bool = True) -> str:
     """Rows per row state as ``pending 2  held 1  in flight 0 ...``, in the outbox's order.
 
     ``owed`` picks the backlog's states (``True``) or the others (``False``);
@@ -447,23 +448,23 @@ class DevicesView(Vertical):
         yield table
         yield Static(id="devices-note")
 
-    def show(self, status: dict[str, Any], now: float) -> None:
+    def show(self, status: AgentStatus, now: float) -> None:
         """Draw the sources of a ``status`` result."""
         table = self.query_one("#devices-table", DataTable)
         table.clear()
-        devices = {str(d.get("source")): d for d in status.get("devices", [])}
-        last = status.get("last_scan_at", {})
-        for name in status.get("sources", []):
+        devices = {d.source: d for d in status.devices}
+        last = status.last_scan_at
+        for name in status.sources:
             d = devices.get(name)
             if d is None:
                 state = Text("software", style="dim")
                 device, model, errors, seen = "", "", "", last.get(name)
             else:
-                up = bool(d.get("connected"))
+                up = d.connected
                 state = Text("connected" if up else "OFFLINE", "green" if up else "bold red")
-                device, model = str(d.get("device") or ""), str(d.get("model") or "")
-                errors = str(d.get("errors", 0))
-                seen = d.get("last_scan_at") or last.get(name)
+                device, model = d.device or "", d.model or ""
+                errors = str(d.errors)
+                seen = d.last_scan_at or last.get(name)
             table.add_row(
                 elide_middle(name, 18),
                 elide_middle(device, 13),
@@ -472,10 +473,10 @@ class DevicesView(Vertical):
                 ago(seen, now),
                 Text(errors, justify="right"),
             )
-        offline = [d for d in devices.values() if not d.get("connected")]
+        offline = [d for d in devices.values() if not d.connected]
         note = self.query_one("#devices-note", Static)
         if offline:
-            why = "; ".join(f"{d.get('source')}: {d.get('reason') or 'offline'}" for d in offline)
+            why = "; ".join(f"{d.source}: {d.reason or 'offline'}" for d in offline)
             note.update(Text(why, style="bold red"))
         else:
             note.update("")
@@ -497,43 +498,37 @@ class LinkView(Vertical):
         table.add_column("reason")
         yield table
 
-    def show(self, status: dict[str, Any], now: float, tz: tzinfo | None) -> None:
+    def show(self, status: AgentStatus, now: float, tz: tzinfo | None) -> None:
         """Draw link and queue from a ``status`` result."""
-        sync = status.get("sync") or {}
-        link = str(status.get("link", "unknown"))
-        queue = status.get("queue", {})
-        error = status.get("last_error")
-        current = bool(error and status.get("last_error_current"))
-        retry_at = parse_time(sync.get("retry_at"))
+        sync = status.sync or SyncStatus()
+        link, queue, error = status.link, status.queue, status.last_error
+        current = bool(error and status.last_error_current)
+        retry_at = parse_time(sync.retry_at)
         retry = f"   retry in {max(0.0, retry_at.timestamp() - now):.0f} s" if retry_at else ""
         tz_name = zone(tz)
         parts: list[Any] = [
             ("link      ", "dim"),
             (link.upper(), LINK_STYLE.get(link, "bold")),
-            f"   in flight {sync.get('in_flight', 0)} batches{retry}\n",
+            f"   in flight {sync.in_flight} batches{retry}\n",
             ("backlog   ", "dim"),
-            f"{status.get('backlog', 0)}  ({state_counts(queue, owed=True)})   "
-            f"oldest {_with_zone(clock(status.get('oldest_pending_at'), tz), tz_name)}\n",
+            f"{status.backlog}  ({state_counts(queue, owed=True)})   "
+            f"oldest {_with_zone(clock(status.oldest_pending_at, tz), tz_name)}\n",
             ("outbox    ", "dim"),
             state_counts(queue, owed=False) + "\n",
             ("sent      ", "dim"),
-            f"delivered {sync.get('delivered', 0)}  duplicate {sync.get('duplicate', 0)}  "
-            f"rejected {sync.get('rejected', 0)}  last ok {ago(sync.get('last_success_at'), now)}\n",
+            f"delivered {sync.delivered}  duplicate {sync.duplicate}  "
+            f"rejected {sync.rejected}  last ok {ago(sync.last_success_at, now)}\n",
             ("error     ", "dim"),
             (str(error or "-"), "red" if current else "dim"),
         ]
         if error:
-            at = _with_zone(clock(status.get("last_error_at"), tz), tz_name)
+            at = _with_zone(clock(status.last_error_at, tz), tz_name)
             parts.append((f"  at {at}, " + ("current" if current else "past"), "dim"))
         self.query_one("#link-summary", Static).update(Text.assemble(*parts))
         table = self.query_one("#rejections-table", DataTable)
         table.clear()
-        for r in reversed(sync.get("recent_rejections", [])):
-            table.add_row(
-                clock(r.get("at"), tz),
-                elide_middle(str(r.get("code", "")), CODE_CELLS),
-                r.get("reason", ""),
-            )
+        for r in reversed(sync.recent_rejections):
+            table.add_row(clock(r.at, tz), elide_middle(r.code, CODE_CELLS), r.reason)
 
 
 Clock = Callable[[], float]
