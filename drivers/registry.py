@@ -51,8 +51,8 @@ class SourceType:
     """Option whose value names the source by default (``tcp:127.0.0.1:9100``)."""
     help: str = ""
     needs: Callable[[Mapping[str, Any]], tuple[str, ...]] = lambda options: ()
-    """The roles (:data:`scanner_agent.roles.ROLES`) whose libraries a source with these
-    (resolved) options loads when it starts; :func:`scanner_agent.roles.check_driver` checks
+    """The roles (:data:`scanner_agent.ops.roles.ROLES`) whose libraries a source with these
+    (resolved) options loads when it starts; :func:`scanner_agent.ops.roles.check_driver` checks
     them before a source starts."""
 
 

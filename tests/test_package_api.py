@@ -24,6 +24,7 @@ CONTAINERS = {
     "scanner_agent": "the agent: its API is its subpackages and modules",
     "drivers": "one public module per driver or protocol (drivers.tcp, drivers.registry, ...)",
     "firmware_profiles": "TOML data read with importlib.resources, no code",
+    "scanner_agent.ops": "one public module per job (doctor, install, preflight, roles, logs, ...)",
 }
 """Packages whose public surface is their modules: they hold no names, so ``__all__`` is empty."""
 

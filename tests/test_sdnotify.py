@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import AgentConfig
-from scanner_agent.sdnotify import Notifier, watchdog_interval_s
+from scanner_agent.ops.sdnotify import Notifier, watchdog_interval_s
 
 
 def test_notifier_is_a_no_op_outside_systemd(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -173,7 +173,7 @@ def _refusal(r: dict[str, Any]) -> str:
 
 def cmd_tui(args: argparse.Namespace) -> int:
     """Run the dispatch terminal (Textual) attached to the daemon, or with one embedded."""
-    from scanner_agent.roles import role_hint, role_problem
+    from scanner_agent.ops.roles import role_hint, role_problem
 
     problem = role_problem("tui")
     if problem is not None:  # the tui extra is not installed

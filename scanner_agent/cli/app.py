@@ -25,7 +25,7 @@ from scanner_agent import __version__
 from scanner_agent.cli._common import AddCommand, Handler
 from scanner_agent.cli.output import EPILOG, add_command, exit_code
 from scanner_agent.kernel import ScannerAgentError
-from scanner_agent.logs import for_stderr
+from scanner_agent.ops.logs import for_stderr
 
 __all__ = ["COMMANDS", "AddCommand", "Handler", "build_parser", "main", "parser_for", "run"]
 
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the command ``args`` chose; an error becomes one line on stderr and its exit status."""
-    from scanner_agent.preflight import Refusal
+    from scanner_agent.ops.preflight import Refusal
 
     handler: Handler = args.handler
     try:

@@ -21,7 +21,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Run the end-to-end demo on loopback; exit 0 when every accepted scan was settled and
     none was refused for a reason the agent knew when it ACKed it (the summary's verdict)."""
     from scanner_agent.lab.demo import demo, format_summary
-    from scanner_agent.logs import setup_logging
+    from scanner_agent.ops.logs import setup_logging
 
     setup_logging("error", json_lines=False)
     live = sys.stdout.isatty() and not args.json
@@ -51,7 +51,7 @@ def _token(args: argparse.Namespace) -> str:
 def cmd_trace_server(args: argparse.Namespace) -> int:
     """Run the reference trace service."""
     from scanner_agent.asgi import ServerStartError
-    from scanner_agent.logs import setup_logging
+    from scanner_agent.ops.logs import setup_logging
     from scanner_agent.traceserver import serve
 
     setup_logging("info")

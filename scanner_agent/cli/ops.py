@@ -1,7 +1,7 @@
 """Operations commands: ``install``, ``uninstall``, ``udev-rules`` and ``doctor``.
 
 Thin, like the rest of the CLI: each command calls one function of
-:mod:`scanner_agent.install` or :mod:`scanner_agent.doctor` and prints its
+:mod:`scanner_agent.ops.install` or :mod:`scanner_agent.ops.doctor` and prints its
 report.  Registered through ``cli.app.COMMANDS``; ``python -m
 scanner_agent.cli.ops`` runs the same commands without the rest of the CLI
 (the Makefile's ``install`` target uses it with the system Python, before any
@@ -27,7 +27,7 @@ from scanner_agent.cli.output import (
 
 
 def _layout(args: argparse.Namespace) -> Any:
-    from scanner_agent.install import Layout
+    from scanner_agent.ops.install import Layout
 
     return Layout.create(destdir=args.destdir, prefix=args.prefix, sysconfdir=args.sysconfdir)
 
@@ -44,8 +44,8 @@ def _print_report(args: argparse.Namespace, report: Any) -> None:
 
 def cmd_install(args: argparse.Namespace) -> int:
     """Install or upgrade the service (venv, unit, udev rules, user, default config)."""
-    from scanner_agent.install import install
-    from scanner_agent.roles import DEBIAN_PACKAGE, MAKE_INSTALL
+    from scanner_agent.ops.install import install
+    from scanner_agent.ops.roles import DEBIAN_PACKAGE, MAKE_INSTALL
 
     layout = _layout(args)
     report = install(
@@ -69,7 +69,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     """Remove the service; the config and the outbox data stay."""
-    from scanner_agent.install import uninstall
+    from scanner_agent.ops.install import uninstall
 
     _print_report(args, uninstall(_layout(args)))
     return 0
@@ -77,7 +77,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 def cmd_udev_rules(args: argparse.Namespace) -> int:
     """Print (or write, or check) the udev rules generated from the firmware profiles."""
-    from scanner_agent.install import generate_udev_rules
+    from scanner_agent.ops.install import generate_udev_rules
 
     rules = generate_udev_rules([Path(d) for d in args.dir or []])
     if args.check:
@@ -109,7 +109,7 @@ _MARK = {"ok": " OK ", "warn": "WARN", "fail": "FAIL", "skip": "SKIP"}
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check config, outbox, devices, profiles, trace service, token and clock."""
     from scanner_agent.config import DEFAULT_CONFIG_PATH
-    from scanner_agent.doctor import Options, run_doctor
+    from scanner_agent.ops.doctor import Options, run_doctor
 
     options = Options(
         config_path=Path(args.config) if args.config else DEFAULT_CONFIG_PATH,
@@ -130,7 +130,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _layout_args(p: argparse.ArgumentParser) -> None:
-    from scanner_agent.install import DEFAULT_PREFIX, DEFAULT_SYSCONFDIR
+    from scanner_agent.ops.install import DEFAULT_PREFIX, DEFAULT_SYSCONFDIR
 
     p.add_argument("--destdir", default="", help="staging root (DESTDIR); no system commands run")
     p.add_argument("--prefix", default=str(DEFAULT_PREFIX), help=f"default {DEFAULT_PREFIX}")

@@ -13,9 +13,9 @@ from pathlib import Path
 from scanner_agent.cli._common import AddCommand, config_arg, load
 from scanner_agent.cli.output import json_flag, plural, print_json
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig
-from scanner_agent.install import SERVICE_USER
 from scanner_agent.kernel import ConfigError
-from scanner_agent.preflight import Refusal, RunAs, check_user, preflight
+from scanner_agent.ops.install import SERVICE_USER
+from scanner_agent.ops.preflight import Refusal, RunAs, check_user, preflight
 
 PRIVATE_UMASK = 0o027
 """``run``'s umask: files at most 0640, directories 0750 (the unit's ``UMask=`` too)."""
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
     from scanner_agent.daemon import Daemon, install_signal_handlers
     from scanner_agent.interpreter import tune_interpreter
-    from scanner_agent.logs import setup_logging
+    from scanner_agent.ops.logs import setup_logging
 
     cfg = load(args)
     # Before anything is created, migrated or logged: what check-config checks, as this user.

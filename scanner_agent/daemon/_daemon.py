@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from scanner_agent import logs
 from scanner_agent.bills import BillDesk, BillError
 from scanner_agent.config import AgentConfig, load_config, read_credential, service_url
 from scanner_agent.control import AgentStatus, ControlStatus
@@ -49,6 +48,7 @@ from scanner_agent.kernel import (
     SingleFlight,
     Source,
 )
+from scanner_agent.ops import logs
 from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sync import Admission, MovableSink, PlatformAlarms, Sink, SyncLoop, SyncObserver
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from scanner_agent.config import OutboxConfig
 from scanner_agent.control import AgentStatus
 from scanner_agent.kernel import ScannerAgentError
+from scanner_agent.ops.sdnotify import Notifier, watchdog_interval_s
 from scanner_agent.outbox import OutboxThread
-from scanner_agent.sdnotify import Notifier, watchdog_interval_s
 
 log = logging.getLogger(__package__)  # the daemon's one logger name, as in its log lines
 

@@ -17,11 +17,11 @@ from typing import Any
 import httpx
 
 from drivers.registry import build_source
-from scanner_agent import logs
 from scanner_agent.bills import BillDesk
 from scanner_agent.config import AgentConfig, read_credential
 from scanner_agent.intake import GroupCommitter, ScanIntake
 from scanner_agent.kernel import Lane, RawScan, ScanOutcome, Source
+from scanner_agent.ops import logs
 from scanner_agent.outbox import Outbox, OutboxThread
 from scanner_agent.sinks import build_sink, sink_names
 from scanner_agent.sync import (

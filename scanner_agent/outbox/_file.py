@@ -5,7 +5,7 @@ thing there must be refused before a byte is written: a symbolic link (it
 would be followed to wherever it points), a directory, a device, or another
 program's SQLite database (a migration would add the agent's tables to it).
 :func:`outbox_path_problem` is that one rule; :meth:`Outbox.open` and
-``check-config`` (through :mod:`scanner_agent.preflight`) both call it.
+``check-config`` (through :mod:`scanner_agent.ops.preflight`) both call it.
 
 An outbox is recognised by its header's ``application_id``
 (:data:`OUTBOX_APPLICATION_ID`, set by :meth:`Outbox.open`), or, for files

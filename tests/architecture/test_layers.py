@@ -61,12 +61,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "scanner_agent.daemon",
             "scanner_agent.health",
             "scanner_agent.metrics",
-            "scanner_agent.logs",
-            "scanner_agent.sdnotify",
-            "scanner_agent.doctor",
-            "scanner_agent.install",
-            "scanner_agent.roles",
-            "scanner_agent.preflight",
+            "scanner_agent.ops",
         ),
     ),
     (

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from scanner_agent.cli import ops as cli_ops
-from scanner_agent.doctor import Options, Report, Status, run_doctor
 from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
 from scanner_agent.lab.epcis_emulator import EpcisEmulator
+from scanner_agent.ops.doctor import Options, Report, Status, run_doctor
 from scanner_agent.outbox import Outbox
 from scanner_agent.traceserver import TraceServerThread
 

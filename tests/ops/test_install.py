@@ -9,9 +9,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from scanner_agent import install as inst
 from scanner_agent.config import load_config
-from scanner_agent.install import InstallError, Layout, Report, install, uninstall
+from scanner_agent.ops import install as inst
+from scanner_agent.ops.install import InstallError, Layout, Report, install, uninstall
 from tests.ops.conftest import ROOT, SYSTEMD_DIR
 
 

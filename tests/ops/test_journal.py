@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner_agent import logs
+from scanner_agent.ops import logs
 
 PRIORITY = re.compile(r"^<([0-7])>(.*)$")
 LEVEL_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
@@ -126,7 +126,7 @@ def test_no_prefix_when_journal_stream_names_another_file(tmp_path: Path) -> Non
     other.write_text("")
     stderr_path = tmp_path / "stderr"
     code = (
-        "import logging; from scanner_agent.logs import setup_logging; "
+        "import logging; from scanner_agent.ops.logs import setup_logging; "
         "setup_logging('info'); logging.getLogger('x').warning('hello')"
     )
     with stderr_path.open("wb") as stderr:

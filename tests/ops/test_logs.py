@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from scanner_agent import logs
 from scanner_agent.config import AgentConfig
+from scanner_agent.ops import logs
 from tests.conftest import TOKEN
 
 log = logging.getLogger("scanner_agent.test_ops")

@@ -12,7 +12,7 @@ import pytest
 
 from drivers import profiles
 from scanner_agent.cli import ops as cli_ops
-from scanner_agent.install import RULES_NAME, generate_udev_rules, udev_devices
+from scanner_agent.ops.install import RULES_NAME, generate_udev_rules, udev_devices
 from tests.ops.conftest import SYSTEMD_DIR
 
 RULES = SYSTEMD_DIR / RULES_NAME

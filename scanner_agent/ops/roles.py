@@ -15,7 +15,7 @@ package to reinstall the package, a pip environment to pip install the
 extra; never a hint that sends a box to a package index it does not use.
 
 How it was installed is written by the installer next to the venv
-(:data:`INSTALL_INFO`, see :mod:`scanner_agent.install`); without that file
+(:data:`INSTALL_INFO`, see :mod:`scanner_agent.ops.install`); without that file
 the agent runs from a pip environment (a developer's venv).
 """
 
@@ -239,7 +239,7 @@ def install_hint(extra: str, info: InstallInfo | None = None) -> str:
             f"this install left the {extra} extra out (INSTALL_EXTRAS={','.join(info.extras)}); "
             f"install every role from {source}: `sudo make install` there"
         )
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     pip = Path(sys.prefix) / "bin" / "pip"
     if (checkout / "pyproject.toml").is_file():  # running from a source checkout (make venv)
         return f"install the {extra} extra: `{pip} install -e '{checkout}[{extra}]'`"

@@ -28,8 +28,8 @@ from pathlib import Path
 
 from drivers.registry import LISTEN_ANY
 from scanner_agent.config import AgentConfig, config_warnings, read_credential
-from scanner_agent.install import SERVICE_USER, SUPPLEMENTARY_GROUPS
 from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError, parse_host_port
+from scanner_agent.ops.install import SERVICE_USER, SUPPLEMENTARY_GROUPS
 from scanner_agent.outbox import outbox_path_problem
 from scanner_agent.sinks import open_to_everyone
 
@@ -178,9 +178,9 @@ def _check_config_file(path: Path) -> None:
 
 def _check_drivers(cfg: AgentConfig) -> None:
     """Each source's driver and the libraries it imports when it starts load here
-    (:func:`scanner_agent.roles.check_driver`): a slim install without python-evdev is told
+    (:func:`scanner_agent.ops.roles.check_driver`): a slim install without python-evdev is told
     so by ``check-config``, and ``run`` refuses before it creates anything."""
-    from scanner_agent.roles import DriverUnavailable, check_driver
+    from scanner_agent.ops.roles import DriverUnavailable, check_driver
 
     for i, src in enumerate(cfg.sources):
         try:

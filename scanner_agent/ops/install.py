@@ -15,10 +15,10 @@ a commented default config, only if none        ``/etc/scanner-agent/agent.toml`
 ==============================================  ==========================================
 
 The venv gets ``pip install <src>[all]``: every role (daemon, TUI, camera,
-wedge, hot-plug, USB; :mod:`scanner_agent.roles`) works after one install.
+wedge, hot-plug, USB; :mod:`scanner_agent.ops.roles`) works after one install.
 ``extras`` picks fewer (``make install INSTALL_EXTRAS=tui``); ``doctor``
 then says which roles are unavailable.  The installer writes how it installed
-(:data:`scanner_agent.roles.INSTALL_INFO`) into the venv, so a missing
+(:data:`scanner_agent.ops.roles.INSTALL_INFO`) into the venv, so a missing
 library's hint names the way to add it that fits this box.
 
 Under a ``DESTDIR`` the venv is built in the staging root and then
@@ -58,7 +58,7 @@ from pathlib import Path, PurePosixPath
 
 from drivers import profiles
 from scanner_agent.kernel import ScannerAgentError
-from scanner_agent.roles import INSTALL_INFO, MAKE_INSTALL
+from scanner_agent.ops.roles import INSTALL_INFO, MAKE_INSTALL
 
 SERVICE = "scanner-agent.service"
 SERVICE_USER = "scanner-agent"
@@ -301,7 +301,7 @@ class Layout:
 
 def source_root() -> Path:
     """The checkout this module runs from (an editable install or ``python -m``)."""
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def _source_files(source: Path) -> Path:

@@ -5,12 +5,12 @@ Each check returns a :class:`Check` with a status (``ok``, ``warn``, ``fail``,
 order:
 
 * ``config``: the file loads and validates.
-* ``role <name>``: each role of :data:`scanner_agent.roles.ROLES` (daemon, tui,
+* ``role <name>``: each role of :data:`scanner_agent.ops.roles.ROLES` (daemon, tui,
   camera, wedge, hotplug, usb, zbar) has its libraries: ok, or why not and how
   to add them; ``fail`` when a configured source needs it, ``skip`` when the
   install left it out on purpose or it is optional, else ``warn``.
 * ``driver <source>``: each configured source's driver module and libraries
-  load (:func:`scanner_agent.roles.check_driver`, as ``check-config`` and ``run``).
+  load (:func:`scanner_agent.ops.roles.check_driver`, as ``check-config`` and ``run``).
 * ``service user``: the ``scanner-agent`` user exists (install creates it).
 * ``outbox``: the file passes ``PRAGMA quick_check`` (opened read-only), or its
   directory is there and writable for the agent to create it.
@@ -56,12 +56,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scanner_agent import logs
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
-from scanner_agent.install import SERVICE_USER
 from scanner_agent.kernel import CredentialError, ScannerAgentError, plural
+from scanner_agent.ops import logs
+from scanner_agent.ops.install import SERVICE_USER
+from scanner_agent.ops.preflight import Refusal, RunAs, check_outbox, lexists
 from scanner_agent.outbox import check_file
-from scanner_agent.preflight import Refusal, RunAs, check_outbox, lexists
 
 if TYPE_CHECKING:
     from scanner_agent.sinks import Finding, SinkPackage
@@ -274,7 +274,7 @@ def _config_hint(exc: ScannerAgentError, path: Path) -> str:
 
 def _role_checks(cfg: AgentConfig) -> Iterator[Check]:
     from drivers.registry import SOURCE_TYPES, resolve_options
-    from scanner_agent.roles import ROLES, install_info, role_hint, role_problem
+    from scanner_agent.ops.roles import ROLES, install_info, role_hint, role_problem
 
     needed: dict[str, str] = {}
     for i, src in enumerate(cfg.sources):
@@ -316,7 +316,7 @@ def _role_checks(cfg: AgentConfig) -> Iterator[Check]:
 
 def _driver_checks(cfg: AgentConfig) -> Iterator[Check]:
     from drivers.registry import resolve_options, source_name
-    from scanner_agent.roles import DriverUnavailable, check_driver
+    from scanner_agent.ops.roles import DriverUnavailable, check_driver
 
     for i, src in enumerate(cfg.sources):
         where = f"source[{i}]"

@@ -1,0 +1,18 @@
+"""Operations: what runs the agent as a service and checks the box it runs on.
+
+One public module per job, each imported as itself (the package holds no names):
+
+* :mod:`.preflight`: what ``run`` and ``check-config`` refuse before anything starts;
+* :mod:`.doctor`: ``scanner-agent doctor``, every check of a box, as a report;
+* :mod:`.install`: install, upgrade and uninstall as a systemd service, the udev rules;
+* :mod:`.roles`: which roles (daemon, TUI, camera, ...) this install can play, and the hint
+  that names how to add one;
+* :mod:`.logs`: logging set-up, secrets never logged, the journal's fields;
+* :mod:`.sdnotify`: systemd's readiness and watchdog notifications.
+
+It sits in the agent layer (``tests/architecture/test_layers.py``): above the config,
+beside the daemon (which uses :mod:`.logs` and :mod:`.sdnotify`), below the CLI, whose
+commands print what these modules return; nothing here prints.
+"""
+
+__all__: list[str] = []
