@@ -11,8 +11,8 @@ raises it.  tests/kernel/test_errors.py checks this drawing against the classes:
     │   ├── CredentialError         a token or secret that cannot be used (never shows it)
     │   ├── ProfileError [drivers]  a firmware profile is missing, unreadable or invalid
     │   ├── LayoutError [drivers]   a HID POS report layout that cannot be read
-    │   ├── DriverUnavailable [roles]  a source's driver library is not installed here
-    │   └── Refusal [preflight]     a config ``run`` would refuse, with a hint
+    │   ├── DriverUnavailable [ops]  a source's driver library is not installed here (roles)
+    │   └── Refusal [ops]           a config ``run`` would refuse, with a hint (preflight)
     ├── UsageError                  a command line asking the impossible (a missing file, a bad value)
     ├── DeviceError                 a scanner device could not be opened, read or written
     │   ├── DeviceUnavailable       absent, busy or not permitted: retried with backoff
@@ -28,7 +28,7 @@ raises it.  tests/kernel/test_errors.py checks this drawing against the classes:
     │   ├── ControlUnavailable [control]  the daemon cannot be reached on its socket
     │   │   └── ControlUncertain [control]  a request was sent and its reply lost: not repeated
     │   └── RemoteError [control]   the daemon answered with an error
-    ├── InstallError [install]      the installation cannot proceed
+    ├── InstallError [ops]          the installation cannot proceed
     ├── RequestRefused [traceserver]  the reference trace service refuses a request (4xx)
     └── SyncError                   talking to the trace service or a platform
         ├── TransientSyncError      worth retrying: network, timeout, 5xx, 429
