@@ -15,6 +15,7 @@ from drivers.tcp_protocol import parse_reply
 from scanner_agent.config import AgentConfig, config_from_dict
 from scanner_agent.daemon import Daemon
 from scanner_agent.traceserver import TraceServerThread
+from tests.support.postgres import MISSING, PostgresCluster, find_bindir
 
 TOKEN = "test-token"
 
@@ -31,6 +32,29 @@ def trace_server(tmp_path: Path) -> Iterator[TraceServerThread]:
     """The reference trace service, running for real on a free loopback port."""
     with TraceServerThread(tmp_path / "trace.db", TOKEN) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A real PostgreSQL server for the session, started on first use (tests/support/postgres.py).
+
+    Fails, never skips, when PostgreSQL is not installed: `make test` installs it.
+    """
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.fail(MISSING, pytrace=False)
+    cluster = PostgresCluster(bindir)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A fresh, empty database on the session's PostgreSQL server: its libpq URI."""
+    return postgres_cluster.create_database()
 
 
 @pytest.fixture

@@ -31,8 +31,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scanner_agent.traceserver._faults import Faults
+from scanner_agent.traceserver._ingest import error_body
 from scanner_agent.traceserver._protocol import RequestRefused
-from scanner_agent.traceserver._store import TraceStore, error_body
+from scanner_agent.traceserver._store import TraceStore
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT_S",

@@ -28,25 +28,23 @@ import json
 import logging
 import sqlite3
 import threading
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from itertools import chain, repeat
-from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
 from scanner_agent.sqlrows import MAX_VARIABLES, SIZE_STEP, size_class
-from scanner_agent.traceserver._protocol import (
-    Batch,
-    EventRow,
-    RequestRefused,
-    decode_batch,
-    fingerprint,
-    parse_batch,
-    refusals,
+from scanner_agent.traceserver._ingest import (
+    BatchStore,
+    Stored,
+    Verdicts,
+    classify,
+    error_body,
+    replayed,
+    reply_for,
 )
+from scanner_agent.traceserver._protocol import Batch, EventRow
 
 __all__ = ["EVENT_COLUMNS", "TraceStore", "error_body"]
 
@@ -151,23 +149,6 @@ def _insert_or_ignore(
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-def error_body(message: str) -> bytes:
-    """The JSON body of every error reply: ``{"error": message}``."""
-    return _dumps({"error": message})
-
-
-def _dumps(value: object) -> bytes:
-    return _dumps_text(value).encode("utf-8")
-
-
-def _dumps_text(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _connect(path: str, synchronous: Synchronous, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
@@ -186,7 +167,7 @@ def _in_json(values: Iterable[str]) -> str:
     return json.dumps(list(values))
 
 
-class TraceStore:
+class TraceStore(BatchStore):
     """Batches and events held by the reference trace service, in one SQLite file.
 
     ``synchronous`` is SQLite's durability level in WAL mode: with ``NORMAL``
@@ -264,60 +245,11 @@ class TraceStore:
 
     # -- ingest ---------------------------------------------------------------
 
-    def ingest_batch(
-        self,
-        batch_id: str,
-        body_hash: str | None,
-        payload: object,
-        *,
-        reject_codes: frozenset[str] = frozenset(),
-        max_events: int = 50_000,
-    ) -> tuple[int, bytes]:
-        """Validate and store one decoded ``POST /v1/batches`` body; return ``(status, reply)``.
-
-        ``batch_id`` is the request's ``Idempotency-Key``; ``body_hash`` identifies
-        the body for replay detection (None: the canonical :func:`fingerprint`).
-        Statuses: 200 with the results (the stored first reply on a replay),
-        400 for a malformed batch or a key that differs from the body's
-        ``batch_id``, 422 for a known key with a different body.
-        """
-        try:
-            batch = parse_batch(payload, max_events=max_events)
-        except RequestRefused as exc:
-            return exc.status, error_body(exc.message)
-        return self._ingest(batch_id, body_hash, batch, reject_codes)
-
-    def ingest_body(
-        self,
-        batch_id: str,
-        body: bytes,
-        *,
-        reject_codes: frozenset[str] = frozenset(),
-        max_events: int = 50_000,
-    ) -> tuple[int, bytes]:
-        """:meth:`ingest_batch` for the raw (uncompressed) JSON body, as the web app receives it.
-
-        The body is decoded by :func:`decode_batch`, which reads the agent's
-        compact bodies without building a dict per event; anything else is
-        parsed with :func:`json.loads` and answered exactly as before (400
-        ``body is not valid JSON`` when it is not JSON).
-        """
-        try:
-            batch = decode_batch(body, max_events=max_events)
-        except RequestRefused as exc:
-            return exc.status, error_body(exc.message)
-        return self._ingest(batch_id, None, batch, reject_codes)
-
-    def _ingest(
-        self, batch_id: str, body_hash: str | None, batch: Batch, reject_codes: frozenset[str]
-    ) -> tuple[int, bytes]:
-        """Store a parsed batch in one transaction, or answer its replay; ``(status, reply)``."""
-        if batch.batch_id != batch_id:
-            return 400, error_body("Idempotency-Key does not match the body's batch_id")
-        digest = fingerprint(batch) if body_hash is None else body_hash
-        refused = refusals(batch.events, reject_codes)  # pure: outside the lock
-        received_at = _utc_now()
-
+    def _store_batch(
+        self, batch: Batch, digest: str, refused: dict[int, str], received_at: str
+    ) -> Stored:
+        """One ``BEGIN IMMEDIATE`` transaction: a replay's answer, or the batch stored."""
+        batch_id = batch.batch_id
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
@@ -327,15 +259,10 @@ class TraceStore:
                 ).fetchone()
                 if row is not None:
                     conn.execute("ROLLBACK")
-                    if row[0] == digest:
-                        log.debug("batch %s: replay, first reply returned", batch_id)
-                        return 200, bytes(row[1])
-                    return 422, error_body(
-                        f"batch {batch_id} was already received with a different body"
-                    )
+                    return replayed(batch_id, digest, row[0], bytes(row[1]))
                 tail = (batch.device_id, batch_id, received_at)
                 others, stored = _store_events(conn, batch.events, refused, tail)
-                reply = _reply(batch, others)
+                reply = reply_for(batch, others)
                 conn.execute(
                     "INSERT INTO batches (batch_id, body_hash, device_id, sent_at, received_at,"
                     " event_count, reply) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -354,19 +281,7 @@ class TraceStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        if log.isEnabledFor(logging.DEBUG):
-            counts = Counter(status for status, _reason in others.values())
-            log.debug(
-                "batch %s from %s: %d events, %d accepted (%d new), %d duplicate, %d rejected",
-                batch_id,
-                batch.device_id,
-                len(batch.events),
-                len(batch.events) - len(others),
-                stored,
-                counts["duplicate"],
-                counts["rejected"],
-            )
-        return 200, reply
+        return 200, reply, others, stored
 
     # -- reads ----------------------------------------------------------------
 
@@ -414,47 +329,6 @@ class TraceStore:
             return int(self._reader.execute("SELECT count(*) FROM batches").fetchone()[0])
 
 
-_Verdicts = dict[int, tuple[str, str]]
-"""The verdicts of a batch other than a plain ``accepted``: index → ``(status, reason)``."""
-
-_ACCEPTED_SEP: Final = '","status":"accepted","reason":null},{"event_id":"'
-"""What stands between two event ids in a run of accepted results in the reply JSON."""
-
-
-def _reply(batch: Batch, others: _Verdicts) -> bytes:
-    """The reply to a stored batch: ``{"batch_id": …, "results": [{"event_id", "status", "reason"}, …]}``.
-
-    Compact UTF-8 JSON, exactly as :func:`_dumps` writes it.  For a plain
-    batch (no string needing an escape, see :attr:`Batch.plain_json`) a run of accepted
-    results is one ``str.join`` of the event ids; only the other verdicts,
-    whose reasons may hold anything, are encoded one by one.
-    """
-    ids = list(map(itemgetter(0), batch.events))
-    if batch.plain_json is None:
-        verdicts: list[dict[str, str | None]] = [
-            {"event_id": event_id, "status": "accepted", "reason": None} for event_id in ids
-        ]
-        for index, (status, reason) in others.items():
-            verdicts[index] = {"event_id": ids[index], "status": status, "reason": reason}
-        return _dumps({"batch_id": batch.batch_id, "results": verdicts})
-    parts: list[str] = []
-    start = 0
-    for index in sorted(others):
-        if index > start:
-            parts.append(_accepted_run(ids[start:index]))
-        status, reason = others[index]
-        parts.append(_dumps_text({"event_id": ids[index], "status": status, "reason": reason}))
-        start = index + 1
-    if start < len(ids):
-        parts.append(_accepted_run(ids[start:]))
-    return f'{{"batch_id":"{batch.batch_id}","results":[{",".join(parts)}]}}'.encode()
-
-
-def _accepted_run(ids: list[str]) -> str:
-    """``{"event_id":…,"status":"accepted","reason":null}`` for each of ``ids`` (plain), comma-joined."""
-    return '{"event_id":"' + _ACCEPTED_SEP.join(ids) + '","status":"accepted","reason":null}'
-
-
 def _held(conn: sqlite3.Connection, event_ids: list[str]) -> set[str]:
     """Which of ``event_ids`` the store already holds."""
     if not event_ids:
@@ -471,7 +345,7 @@ def _store_events(
     events: list[EventRow],
     refused: dict[int, str],
     tail: tuple[str, str, str],
-) -> tuple[_Verdicts, int]:
+) -> tuple[Verdicts, int]:
     """Insert a batch's new events (inside the write transaction); the verdicts other than
     ``accepted`` by index, and how many events were stored.
 
@@ -509,22 +383,7 @@ def _store_events(
             (_in_json(codes),),
         ):
             holders[held_code, held_action, held_bill] = held_by
-    others = {}
-    rows: list[tuple[str, ...]] = []
-    for index, event in enumerate(events):
-        event_id, code, _scheme, action, bill, _scanned_at, _source = event
-        if event_id in held:
-            # Already held (e.g. the agent re-split a batch after a crash): the
-            # service has it, so it is accepted again and not stored twice.
-            continue
-        if (problem := refused.get(index)) is not None:
-            others[index] = ("rejected", problem)
-        elif (holder := holders.get((code, action, bill))) is not None:
-            reason = f"code already recorded for this action and bill by event {holder}"
-            others[index] = ("duplicate", reason)
-        else:
-            holders[code, action, bill] = event_id
-            rows.append(event + tail)
+    others, rows = classify(events, refused, held, holders)
     if rows:
-        conn.executemany(_INSERT_EVENT, rows)
+        conn.executemany(_INSERT_EVENT, [row + tail for row in rows])
     return others, len(rows)

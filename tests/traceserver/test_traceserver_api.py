@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from scanner_agent.asgi import ServerStartError
 from scanner_agent.traceserver import Faults, TraceServerThread, TraceStore
 
 TOKEN = "test-token-0123456789"
@@ -834,7 +835,7 @@ def test_server_thread_on_a_busy_port_fails_to_start(db_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(RuntimeError, match=f"Failed to listen on 127.0.0.1:{port}: "):
+        with pytest.raises(ServerStartError, match=f"Failed to listen on 127.0.0.1:{port}: "):
             TraceServerThread(db_path, TOKEN, port=port).start()
 
 
