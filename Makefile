@@ -8,8 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the optional parts need (pyzbar loads libzbar at run time; systemd provides
 # systemd-analyze, systemd-sysusers and systemd-tmpfiles for the tests of the unit in tests/ops;
-# ffmpeg encodes the H.264 that tests/camera/test_ipcam.py serves over RTSP on loopback).
-DEB_PACKAGES ?= libzbar0 systemd ffmpeg
+# ffmpeg encodes the H.264 that tests/camera/test_ipcam.py serves over RTSP on loopback;
+# postgresql provides initdb and pg_ctl for the trace service's PostgreSQL tests, which start
+# their own server in a temporary directory: tests/support/postgres.py).
+DEB_PACKAGES ?= libzbar0 systemd ffmpeg postgresql
 # `sudo make install`: the service into $(DESTDIR)$(PREFIX), its files under $(DESTDIR)$(SYSCONFDIR).
 # Runs with the system Python (no dev venv needed); INSTALL_FLAGS=--no-venv for packaging.
 PREFIX ?= /opt/scanner-agent

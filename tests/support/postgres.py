@@ -66,7 +66,7 @@ class PostgresCluster:
         return self._root
 
     def _run(self, *args: str) -> None:
-        result = subprocess.run(  # noqa: PLW1510 - the result is checked below with the output
+        result = subprocess.run(
             [str(self._bindir / args[0]), *args[1:]],
             capture_output=True,
             text=True,
@@ -96,7 +96,15 @@ class PostgresCluster:
             " -c max_connections=200"
         )
         self._run(
-            "pg_ctl", "-D", str(self._data), "-o", options, "-l", str(self._root / "log"), "-w", "start"
+            "pg_ctl",
+            "-D",
+            str(self._data),
+            "-o",
+            options,
+            "-l",
+            str(self._root / "log"),
+            "-w",
+            "start",
         )
         self._started = True
         return self

@@ -19,7 +19,8 @@ def test_each_test_gets_its_own_empty_database_on_a_real_server(
         tables = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
         ).fetchone()
-    assert version is not None and int(version[0]) >= 150000
+    assert version is not None
+    assert int(version[0]) >= 150000
     assert tables == (0,)
 
 
