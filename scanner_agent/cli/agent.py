@@ -14,6 +14,7 @@ from typing import Any
 from scanner_agent.cli._common import AddCommand, call, control_args, scan_result, socket_path
 from scanner_agent.cli.output import cell, print_fields, print_json, print_table
 from scanner_agent.config import DEFAULT_CONFIG_PATH, load_config
+from scanner_agent.control import AgentStatus
 from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.times import local
 
@@ -24,62 +25,58 @@ Rows = list[tuple[str, Any]]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the daemon's status."""
-    st = call(args, "status")
+    """Print the daemon's status (``--json``: its one JSON form, as the agent sent it)."""
+    reply = call(args, "status")
     if args.json:
-        print_json(st)
+        print_json(reply)
         return 0
+    st = AgentStatus.from_json(reply)
     print_fields(
         _agent_rows(st)
         + _device_rows(st)
         + _tcp_rows(st)
         + _unrecorded_rows(st)
         + _source_rows(st)
-        + [("ALARM", alarm) for alarm in st.get("alarms", [])]
+        + [("ALARM", alarm) for alarm in st.alarms]
     )
     return 0
 
 
-def _agent_rows(st: dict[str, Any]) -> Rows:
+def _agent_rows(st: AgentStatus) -> Rows:
     """The agent, its link and queue, the last error, the scan counts and the open bills."""
-    sync = st.get("sync") or {}
-    refused = st["refused"]
+    refused = st.refused
     rows: Rows = [
-        ("agent", f"{st['device_id']}  {st['state']}  up {st['uptime_s']} s"),
-        ("link", f"{st['link']}  backlog {st['backlog']}  oldest {local(st['oldest_pending_at'])}"),
+        ("agent", f"{st.device_id}  {st.state}  up {st.uptime_s} s"),
+        ("link", f"{st.link}  backlog {st.backlog}  oldest {local(st.oldest_pending_at)}"),
     ]
-    if sync.get("last_success_at"):
-        rows.append(("last sent", local(sync["last_success_at"])))
-    rows.append(("queue", "  ".join(f"{k} {v}" for k, v in st.get("queue", {}).items())))
-    if st.get("last_error"):
+    if st.sync is not None and st.sync.last_success_at:
+        rows.append(("last sent", local(st.sync.last_success_at)))
+    rows.append(("queue", "  ".join(f"{k} {v}" for k, v in st.queue.items())))
+    if st.last_error:
         rows.append(("last error", _last_error(st)))
     rows.append(
         (
             "scans",
-            f"{st['scanned']} scanned, {st['accepted']} accepted, "
-            f"{sum(refused.values())} refused" + (f" ({cell(refused)})" if refused else ""),
+            f"{st.scanned} scanned, {st.accepted} accepted, "
+            f"{sum(refused.values())} refused" + (f" ({cell(dict(refused))})" if refused else ""),
         )
     )
     rows += [
-        (
-            "open bill",
-            f"{b['number']}  type {b['type']}  {b['action']}  since {local(b['opened_at'])}",
-        )
-        for b in st.get("bills", [])
+        ("open bill", f"{b.number}  type {b.type}  {b.action}  since {local(b.opened_at)}")
+        for b in st.bills
     ]
     return rows
 
 
-def _device_rows(st: dict[str, Any]) -> Rows:
-    last_scan = st.get("last_scan_at", {})
+def _device_rows(st: AgentStatus) -> Rows:
     rows: Rows = []
-    for d in st.get("devices", []):
-        state = "connected" if d.get("connected") else "offline"
-        seen = d.get("last_scan_at") or last_scan.get(d.get("source"))
+    for d in st.devices:
+        state = "connected" if d.connected else "offline"
+        seen = d.last_scan_at or st.last_scan_at.get(d.source)
         rows.append(
             (
                 "device",
-                f"{d.get('source')}  {d.get('device')}  {d.get('model') or '-'}  {state}"
+                f"{d.source}  {d.device}  {d.model or '-'}  {state}"
                 + (f"  last scan {local(seen)}" if seen else ""),
             )
         )
@@ -90,49 +87,53 @@ TCP_HELD_OFF = ("refused", "evicted", "idle_closed", "read_timeouts", "write_tim
 """A TCP source's counters of clients held off, shown when not zero."""
 
 
-def _tcp_rows(st: dict[str, Any]) -> Rows:
+def _tcp_rows(st: AgentStatus) -> Rows:
     rows: Rows = []
-    for t in st.get("tcp", []):
-        held_off = ", ".join(f"{t[k]} {k.replace('_', ' ')}" for k in TCP_HELD_OFF if t.get(k))
+    for t in st.tcp:
+        counts = t.counters
+        held_off = ", ".join(
+            f"{counts[k]} {k.replace('_', ' ')}" for k in TCP_HELD_OFF if counts.get(k)
+        )
         rows.append(
             (
                 "tcp",
-                f"{t['source']}  {t['listen']}  {t['clients']} connected, "
-                f"{t['connections']} since start" + (f"  ({held_off})" if held_off else ""),
+                f"{t.source}  {t.listen}  {t.clients} connected, "
+                f"{counts.get('connections', 0)} since start"
+                + (f"  ({held_off})" if held_off else ""),
             )
         )
     return rows
 
 
-def _unrecorded_rows(st: dict[str, Any]) -> Rows:
-    if not st.get("refusals_dropped"):
+def _unrecorded_rows(st: AgentStatus) -> Rows:
+    if not st.refusals_dropped:
         return []
     return [
         (
             "unrecorded",
-            f"{st['refusals_dropped']} refused scans counted but not written "
+            f"{st.refusals_dropped} refused scans counted but not written "
             "(free space below twice outbox.min_free_mb)",
         )
     ]
 
 
-def _source_rows(st: dict[str, Any]) -> Rows:
+def _source_rows(st: AgentStatus) -> Rows:
     """The sources that are not hardware devices (those have a ``device`` line)."""
-    last_scan = st.get("last_scan_at", {})
-    hardware = {d.get("source") for d in st.get("devices", [])}
+    last_scan = st.last_scan_at
+    hardware = {d.source for d in st.devices}
     return [
         ("source", name + (f"  last scan {local(last_scan[name])}" if last_scan.get(name) else ""))
-        for name in st.get("sources", [])
+        for name in st.sources
         if name not in hardware
     ]
 
 
-def _last_error(st: dict[str, Any]) -> str:
+def _last_error(st: AgentStatus) -> str:
     """The last send error, when it happened (local time), and whether it still holds."""
-    at = local(st.get("last_error_at"))
-    if st.get("last_error_current"):
-        return f"{st['last_error']}  (at {at}, current)"
-    return f"{st['last_error']}  (at {at}, past: a later batch was delivered)"
+    at = local(st.last_error_at)
+    if st.last_error_current:
+        return f"{st.last_error}  (at {at}, current)"
+    return f"{st.last_error}  (at {at}, past: a later batch was delivered)"
 
 
 # -- lookup ------------------------------------------------------------------------
