@@ -221,6 +221,9 @@ class ControlConfig:
     """Unsent reply and event bytes one client may leave before it is disconnected."""
     request_timeout_s: float = 30.0
     """A request line, once started, must end within this; idle connections may stay."""
+    docks: tuple[str, ...] = ()
+    """Control sockets ``scanner-agent tui`` attaches to at once (one clerk, several docks: the
+    docks overview); a remote dock's socket is forwarded over SSH.  Empty: ``socket`` alone."""
 
     @property
     def mode_bits(self) -> int:
@@ -544,7 +547,17 @@ def config_from_dict(data: Mapping[str, Any]) -> AgentConfig:
     else:
         kwargs["alihealth"] = _build(AliHealthSettings, ali_table, "alihealth.")
     kwargs["epcis"] = _build(EpcisSettings, data.get("epcis", {}), "epcis.")
-    kwargs["control"] = _build(ControlConfig, data.get("control", {}), "control.")
+    control_table = data.get("control", {})
+    docks: tuple[str, ...] = ()
+    if isinstance(control_table, Mapping) and "docks" in control_table:
+        raw_docks = control_table["docks"]
+        if not isinstance(raw_docks, list) or not all(isinstance(d, str) and d for d in raw_docks):
+            raise ConfigError(f"control.docks: expected a list of socket paths, got {raw_docks!r}")
+        docks = tuple(raw_docks)
+        control_table = {k: v for k, v in control_table.items() if k != "docks"}
+    kwargs["control"] = dataclasses.replace(
+        _build(ControlConfig, control_table, "control."), docks=docks
+    )
     kwargs["metrics"] = _build(MetricsConfig, data.get("metrics", {}), "metrics.")
     raw_sources = data.get("source", [])
     if not isinstance(raw_sources, list):

@@ -11,7 +11,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from scanner_agent.cli._common import AddCommand, call, control_args, scan_result, socket_path
+from scanner_agent.cli._common import (
+    AddCommand,
+    call,
+    config_arg,
+    control_args,
+    scan_result,
+    socket_path,
+)
 from scanner_agent.cli.output import cell, print_fields, print_json, print_table
 from scanner_agent.config import DEFAULT_CONFIG_PATH, load_config
 from scanner_agent.control import AgentStatus
@@ -184,7 +191,21 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if args.embedded:
         cfg = load_config(args.config or DEFAULT_CONFIG_PATH)
         return run_tui(None, config=cfg, bell=args.bell)
-    return run_tui(socket_path(args), bell=args.bell)
+    return run_tui(tui_sockets(args), bell=args.bell)
+
+
+def tui_sockets(args: argparse.Namespace) -> list[str]:
+    """The agents the TUI attaches to: every ``--socket``, else ``control.docks`` of the
+    config, else its ``control.socket``.  Two or more open the docks overview."""
+    if args.socket:
+        return list(args.socket)
+    config = args.config or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    if config:
+        control = load_config(config).control
+        if control.docks:
+            return list(control.docks)
+        return [control.socket]
+    return [socket_path(argparse.Namespace(socket=None, config=None))]
 
 
 def register(add: AddCommand) -> None:
@@ -197,7 +218,13 @@ def register(add: AddCommand) -> None:
     p.add_argument("code", help="the code (as scanned or normalised)")
 
     p = add("tui", cmd_tui, "Run the dispatch terminal attached to the running agent.")
-    control_args(p, with_json=False)
+    config_arg(p)
+    p.add_argument(
+        "--socket",
+        action="append",
+        help="control socket (default: control.docks or control.socket of the config); "
+        "repeat it to watch several docks in one overview",
+    )
     p.add_argument(
         "--embedded", action="store_true", help="run the agent inside the TUI (needs --config)"
     )

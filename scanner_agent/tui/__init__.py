@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from scanner_agent.tui._agent import AgentLink, EventSource, SocketAgent
 from scanner_agent.tui._app import DispatchApp
+from scanner_agent.tui._docks import DocksApp
 from scanner_agent.tui._embedded import BackgroundLoop, EmbeddedAgent
-from scanner_agent.tui._launch import make_app, run_tui
+from scanner_agent.tui._launch import make_app, run_docks, run_tui
 
 __all__ = [
     "AgentLink",
     "BackgroundLoop",
     "DispatchApp",
+    "DocksApp",
     "EmbeddedAgent",
     "EventSource",
     "SocketAgent",
     "make_app",
+    "run_docks",
     "run_tui",
 ]

@@ -70,7 +70,7 @@ ALARM_HOLD_S = 60.0
 """A bad scan's red bar stays up until the next good scan, or this long."""
 
 
-class DispatchApp(App[None]):
+class DispatchApp(App[str | None]):
     """Live scans, the open bill, devices and the link, with keys for every bill command."""
 
     CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = ["global.tcss", "app.tcss"]
@@ -91,10 +91,16 @@ class DispatchApp(App[None]):
         Binding("2", "view('bill')", "Bill", show=False),
         Binding("3", "view('devices')", "Devices", show=False),
         Binding("4", "view('link')", "Link", show=False),
+        Binding("escape", "to_docks", "Docks"),
     ]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Remove (x) belongs to the bill view: elsewhere it is not offered in the footer."""
+        """Remove (x) belongs to the bill view: elsewhere it is not offered in the footer.
+
+        Esc goes back to the docks overview only when the app was opened from it.
+        """
+        if action == "to_docks":
+            return self.back_to_docks
         if action == "remove" and self.is_running and self.query(ContentSwitcher):
             return self.query_one(ContentSwitcher).current == "bill"
         return True
@@ -111,12 +117,14 @@ class DispatchApp(App[None]):
         reconnect_s: float = 1.0,
         stream_rows: int = 200,
         exit_when: threading.Event | None = None,
+        back_to_docks: bool = False,
     ) -> None:
         """Attach to ``agent``.
 
         ``tz`` and ``clock`` fix how times are shown (tests pin them);
         ``blink`` off keeps input cursors still for snapshots; ``exit_when``
-        set by another thread makes the app quit (the demo's end).
+        set by another thread makes the app quit (the demo's end);
+        ``back_to_docks``: opened from the docks overview, Esc returns ``"docks"``.
         """
         super().__init__()
         self.agent = agent
@@ -128,6 +136,7 @@ class DispatchApp(App[None]):
         self.reconnect_s = reconnect_s
         self.stream_rows = stream_rows
         self.exit_when = exit_when
+        self.back_to_docks = back_to_docks
         self.connected = False
         self.disconnect_reason = "connecting…"
         self.status: AgentStatus | None = None
@@ -611,6 +620,10 @@ class DispatchApp(App[None]):
                 self._import(path, "packs")
 
         self.push_screen(PathScreen("Import pack ratios (CSV)"), done)
+
+    def action_to_docks(self) -> None:
+        """Back to the docks overview."""
+        self.exit("docks")
 
     def action_toggle_bell(self) -> None:
         """Ring the terminal bell on a bad scan, or stop."""

@@ -12,9 +12,10 @@ from pathlib import Path
 from scanner_agent.config import AgentConfig
 from scanner_agent.tui._agent import AgentLink, SocketAgent
 from scanner_agent.tui._app import DispatchApp
+from scanner_agent.tui._docks import DocksApp
 from scanner_agent.tui._embedded import EmbeddedAgent
 
-__all__ = ["make_app", "run_tui"]
+__all__ = ["make_app", "run_docks", "run_tui"]
 
 
 def make_app(
@@ -23,16 +24,36 @@ def make_app(
     bell: bool = False,
     tz: tzinfo | None = None,
     exit_when: threading.Event | None = None,
+    back_to_docks: bool = False,
 ) -> DispatchApp:
     """The app, attached to ``agent`` (tests pass their own)."""
-    return DispatchApp(agent, bell=bell, tz=tz, exit_when=exit_when)
+    return DispatchApp(agent, bell=bell, tz=tz, exit_when=exit_when, back_to_docks=back_to_docks)
 
 
-def run_tui(socket: str | None, *, config: AgentConfig | None = None, bell: bool = False) -> int:
-    """Run the TUI on ``socket``, or with a daemon embedded from ``config``; exit status."""
+def run_docks(sockets: list[str], *, bell: bool = False) -> int:
+    """The docks overview of several agents; Enter opens one's full view, Esc there comes back."""
+    selected = 0
+    while True:
+        overview = DocksApp([(path, SocketAgent(path)) for path in sockets], selected=selected)
+        choice = overview.run()
+        if choice is None:
+            return 0
+        selected = choice
+        if make_app(SocketAgent(sockets[choice]), bell=bell, back_to_docks=True).run() != "docks":
+            return 0
+
+
+def run_tui(
+    socket: str | list[str] | None, *, config: AgentConfig | None = None, bell: bool = False
+) -> int:
+    """Run the TUI on ``socket`` (several: the docks overview), or with a daemon embedded from
+    ``config``; exit status."""
     if config is None:
         assert socket is not None
-        make_app(SocketAgent(socket), bell=bell).run()
+        sockets = [socket] if isinstance(socket, str) else list(socket)
+        if len(sockets) > 1:
+            return run_docks(sockets, bell=bell)
+        make_app(SocketAgent(sockets[0]), bell=bell).run()
         return 0
     with tempfile.TemporaryDirectory(prefix="scanner-agent-tui-") as tmp:
         path = config.control.socket

@@ -173,7 +173,7 @@ def result_text(scan: dict[str, Any]) -> Text:
     return Text(key.replace("_", " "), style=RESULT_STYLE.get(key, ""))
 
 
-def bill_progress(view: dict[str, Any] | None) -> Text:
+def bill_progress(view: dict[str, Any] | None, *, lead: str = "  ", kind: bool = True) -> Text:
     """The open bill for the status line: ``  SO-1 销售出库 11/20 +1 unexpected``.
 
     Progress counts only what the expected list asks for: a product not on it,
@@ -181,9 +181,9 @@ def bill_progress(view: dict[str, Any] | None) -> Text:
     A bill that is no longer open is not "the bill" any more: ``  no bill open``.
     """
     if view is None or view["bill"]["state"] != "open":
-        return Text("  no bill open", style="dim")
+        return Text(f"{lead}no bill open", style="dim")
     b = view["bill"]
-    out = Text(f"  {b['number']} {b['type_zh']} ", style="bold cyan")
+    out = Text(f"{lead}{b['number']} {b['type_zh'] + ' ' if kind else ''}", style="bold cyan")
     expected = sum(int(ln["expected"]) for ln in view["lines"])
     unexpected = sum(int(ln["extra"]) for ln in view["lines"])
     if expected:

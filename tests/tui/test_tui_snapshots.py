@@ -23,8 +23,8 @@ pytest.importorskip("pytest_textual_snapshot")
 from textual.pilot import Pilot
 
 from scanner_agent.control import ControlUnavailable
-from scanner_agent.tui import DispatchApp
-from tests.tui.fake_agent import EVENTS, NOW, REFUSALS, FakeAgent
+from scanner_agent.tui import DispatchApp, DocksApp
+from tests.tui.fake_agent import EVENTS, NOW, REFUSALS, STATUS, FakeAgent
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
@@ -119,5 +119,47 @@ def test_no_agent(snap_compare: Any, size: tuple[int, int]) -> None:
                 break
             await pilot.pause(0.01)
         await pilot.pause()
+
+    assert snap_compare(app, run_before=run_before, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_docks_overview(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Three docks: one degraded with an open bill and a refusal, one offline, one gone."""
+    online = {**STATUS, "device_id": "dock-2", "link": "online", "bills": [], "alarms": []}
+    offline = {
+        **STATUS,
+        "device_id": "dock-3-cold-store",
+        "link": "offline",
+        "bills": [],
+        "alarms": ["outbox full: 12 MB free, below outbox.min_free_mb"],
+    }
+
+    class Gone(FakeAgent):
+        def events(self) -> Any:
+            raise ControlUnavailable("Failed to connect to the agent at '/run/d4.sock': refused")
+
+        def call(self, cmd: str, /, **args: Any) -> Any:
+            raise ControlUnavailable("Failed to connect to the agent at '/run/d4.sock': refused")
+
+    app = DocksApp(
+        [
+            ("/run/scanner-agent/control.sock", FakeAgent()),
+            ("/run/user/1000/dock2.sock", FakeAgent(status=online, events=[])),
+            ("/run/user/1000/dock3.sock", FakeAgent(status=offline, events=[])),
+            ("/run/user/1000/dock4.sock", Gone()),
+        ],
+        poll_s=3600,
+        reconnect_s=3600,
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        for _ in range(300):
+            first, gone = app.docks[0], app.docks[3]
+            ready = first.bill_view and first.last_refusal and gone.problem
+            if ready and all(d.status for d in app.docks[:3]):
+                break
+            await pilot.pause(0.01)
+        await pilot.pause(0.05)
 
     assert snap_compare(app, run_before=run_before, terminal_size=size)

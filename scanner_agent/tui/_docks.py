@@ -1,0 +1,231 @@
+"""One clerk, several docks: an overview of several agents, from which one dock's full view opens.
+
+Each dock is an agent reached on its control socket (a remote one through an
+SSH-forwarded socket, ``docs/control.md``).  Per dock, one thread holds an
+event subscription (for the last refused scan) and polls ``status`` and the
+open bill's progress; the overview table shows link, backlog, open bill and
+progress, the last refusal and alarms.  Enter opens the selected dock's full
+view (:class:`~scanner_agent.tui._app.DispatchApp`); leaving it comes back here.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.coordinate import Coordinate
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Static
+
+from scanner_agent.control import ControlError, RemoteError
+from scanner_agent.tui._agent import AgentLink, EventSource
+from scanner_agent.tui._views import (
+    LINK_STYLE,
+    bill_progress,
+    elide_middle,
+    reason_short,
+)
+
+BAD_VERDICTS = frozenset({"invalid", "duplicate", "full", "error"})
+
+
+@dataclass
+class Dock:
+    """What the overview knows of one dock."""
+
+    name: str
+    """Its socket path until the agent says its device id."""
+    agent: AgentLink
+    connected: bool = False
+    problem: str = "connecting…"
+    status: dict[str, Any] = field(default_factory=dict)
+    bill_view: dict[str, Any] | None = None
+    last_refusal: dict[str, Any] | None = None
+
+
+@dataclass
+class DockChanged(Message):
+    """A dock's state changed (drawn from the app's :class:`Dock` list)."""
+
+    index: int
+
+    def can_replace(self, message: Message) -> bool:
+        """Only the latest state of a dock is drawn."""
+        return isinstance(message, DockChanged) and message.index == self.index
+
+
+class DocksApp(App[int | None]):
+    """The overview of several docks; returns the index of the dock to open, or ``None``."""
+
+    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = ["global.tcss", "app.tcss"]
+    TITLE = "scanner-agent docks"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "quit", "Quit"),
+        Binding("enter", "open_dock", "Open dock", priority=True),
+    ]
+
+    def __init__(
+        self,
+        docks: list[tuple[str, AgentLink]],
+        *,
+        poll_s: float = 2.0,
+        reconnect_s: float = 1.0,
+        selected: int = 0,
+    ) -> None:
+        """Watch ``docks`` (name, agent) from worker threads; ``selected``: the row first shown."""
+        super().__init__()
+        self.docks = [Dock(name, agent) for name, agent in docks]
+        self.poll_s = poll_s
+        self.reconnect_s = reconnect_s
+        self.selected = selected
+        self._stopping = threading.Event()
+        self._streams: list[EventSource] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(
+            Text.assemble(
+                (" Docks ", "bold"),
+                f"{len(self.docks)} agents   Enter: open a dock's full view (Esc there: back)",
+            ),
+            id="status-line",
+        )
+        table: DataTable[Any] = DataTable(id="docks-table", cursor_type="row", zebra_stripes=True)
+        table.add_column("dock", width=14)
+        table.add_column("link", width=12)
+        table.add_column("backlog", width=7)
+        table.add_column("open bill", width=20)
+        table.add_column("last refusal", width=12)
+        table.add_column("alarms", width=6)
+        yield table
+        yield Static(id="docks-detail", classes="row-detail")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#docks-table", DataTable)
+        for i, dock in enumerate(self.docks):
+            table.add_row(*self._cells(dock), key=str(i))
+            self._watch(i)
+        table.move_cursor(row=min(self.selected, len(self.docks) - 1), animate=False)
+        table.focus()
+
+    def on_unmount(self) -> None:
+        self._stopping.set()
+        for stream in list(self._streams):
+            stream.close()
+        for dock in self.docks:
+            dock.agent.close()
+
+    # -- workers -------------------------------------------------------------------
+
+    def _watch(self, index: int) -> None:
+        self._poll_dock(index)
+        self._listen_dock(index)
+
+    @work(thread=True, exit_on_error=False)
+    def _poll_dock(self, index: int) -> None:
+        """``status`` (and the open bill) of one dock every ``poll_s``."""
+        dock = self.docks[index]
+        while not self._stopping.is_set():
+            try:
+                status = dock.agent.call("status")
+                bills = [b for b in status.get("bills", []) if b.get("state") == "open"]
+                view = None
+                if bills:
+                    view = dock.agent.call("bill.show", number=str(bills[0]["number"]), scans=0)
+                dock.status, dock.bill_view = status, view
+                dock.name = str(status.get("device_id") or dock.name)
+                dock.connected, dock.problem = True, ""
+            except RemoteError as exc:
+                dock.problem = str(exc)
+            except ControlError as exc:
+                dock.connected, dock.problem = False, str(exc)
+            self.post_message(DockChanged(index))
+            self._stopping.wait(self.poll_s if dock.connected else self.reconnect_s)
+
+    @work(thread=True, exit_on_error=False)
+    def _listen_dock(self, index: int) -> None:
+        """The dock's scan events: the last refused one is shown."""
+        dock = self.docks[index]
+        while not self._stopping.is_set():
+            try:
+                stream = dock.agent.events()
+            except ControlError:
+                self._stopping.wait(self.reconnect_s)
+                continue
+            self._streams.append(stream)
+            try:
+                for event in stream:
+                    if event.get("event") == "scan" and event.get("verdict") in BAD_VERDICTS:
+                        dock.last_refusal = event
+                        self.post_message(DockChanged(index))
+            except ControlError:
+                pass
+            finally:
+                stream.close()
+                self._streams.remove(stream)
+            self._stopping.wait(self.reconnect_s)
+
+    # -- drawing -------------------------------------------------------------------
+
+    def _cells(self, dock: Dock) -> tuple[Text | str, ...]:
+        st = dock.status
+        if not dock.connected:
+            link = Text("○ no agent", style="bold red")
+            backlog, bill = Text(""), Text("")
+        else:
+            word = str(st.get("link", "unknown"))
+            link = Text(f"● {word.replace('_', ' ')}", style=LINK_STYLE.get(word, "bold"))
+            backlog = Text(str(st.get("backlog", 0)), justify="right")
+            bill = bill_progress(dock.bill_view, lead="", kind=False)
+            bill.truncate(20, overflow="ellipsis")
+        refusal = dock.last_refusal
+        last = Text("")
+        if refusal is not None:
+            last = Text(reason_short(str(refusal.get("reason") or refusal.get("verdict"))), "red")
+        alarms = [str(a) for a in st.get("alarms") or []] if dock.connected else []
+        return (
+            elide_middle(dock.name, 14),
+            link,
+            backlog,
+            bill,
+            last,
+            Text(f"⚠ {len(alarms)}", "bold white on red") if alarms else "",
+        )
+
+    def on_dock_changed(self, message: DockChanged) -> None:
+        if not self.is_running or not self.query("#docks-table"):
+            return
+        table = self.query_one("#docks-table", DataTable)
+        dock = self.docks[message.index]
+        for column, cell in enumerate(self._cells(dock)):
+            table.update_cell_at(Coordinate(message.index, column), cell)
+        if table.cursor_row == message.index:
+            self._draw_detail(message.index)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._draw_detail(event.cursor_row)
+
+    def _draw_detail(self, index: int) -> None:
+        """Under the table, the selected dock in full: socket, problem, refusal, alarms."""
+        if not 0 <= index < len(self.docks):
+            return
+        dock = self.docks[index]
+        out = Text(dock.name, style="bold")
+        if dock.problem:
+            out.append(f"  {dock.problem}", "red")
+        refusal = dock.last_refusal
+        if refusal is not None:
+            out.append(f"  last refused {refusal.get('code')}: {refusal.get('reason')}")
+        for alarm in dock.status.get("alarms") or [] if dock.connected else []:
+            out.append(f"  ALARM {alarm}", "bold red")
+        self.query_one("#docks-detail", Static).update(out)
+
+    def action_open_dock(self) -> None:
+        """Open the selected dock's full view."""
+        self.exit(self.query_one("#docks-table", DataTable).cursor_row)

@@ -1,0 +1,111 @@
+"""One clerk, several docks: three real daemons on this machine under one docks overview."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from scanner_agent.cli.agent import tui_sockets
+from scanner_agent.config import load_config
+from scanner_agent.control import ControlClient
+from scanner_agent.kernel import ConfigError
+from scanner_agent.traceserver import TraceServerThread
+from scanner_agent.tui import DispatchApp, DocksApp, SocketAgent
+
+UNIT_A = "81234560000000011234"
+PRODUCT_BARCODE = "6901234567892"
+
+
+async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, within: float = 15) -> None:
+    for _ in range(int(within / 0.02)):
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def row(app: DocksApp, i: int) -> list[str]:
+    table = app.query_one("#docks-table", DataTable)
+    return [str(cell) for cell in table.get_row_at(i)]
+
+
+async def test_three_docks_in_one_overview_and_one_opens_in_full(
+    make_config: Callable[..., Any],
+    start_agent: Callable[..., Any],
+    trace_server: TraceServerThread,
+    tmp_path: Path,
+) -> None:
+    socks = [tmp_path / f"dock{i}.sock" for i in range(3)]
+    agents = []
+    for i, sock in enumerate(socks):
+        cfg = make_config(
+            trace_server.url,
+            device_id=f"dock-{i}",
+            outbox={"path": str(tmp_path / f"outbox{i}.db")},
+            control={"socket": str(sock)},
+        )
+        agents.append(await start_agent(cfg))
+
+    def call(i: int, cmd: str, **args: Any) -> Any:
+        with ControlClient(str(socks[i]), timeout=10) as client:
+            return client.call(cmd, **args)
+
+    await asyncio.to_thread(call, 1, "bill.open", number="SO-D1", type=201)
+    csv = "product,name,count\n8123456,阿莫西林胶囊,5\n"
+    await asyncio.to_thread(call, 1, "bill.import", number="SO-D1", csv=csv, kind="expected")
+    await agents[1].scan(UNIT_A)
+
+    app = DocksApp([(str(s), SocketAgent(str(s))) for s in socks], poll_s=0.1, reconnect_s=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: all(d.connected for d in app.docks), "three docks")
+        await until(pilot, lambda: row(app, 1)[3].startswith("SO-D1"), "dock 1's bill")
+        assert [row(app, i)[0] for i in range(3)] == ["dock-0", "dock-1", "dock-2"]
+        assert all("●" in row(app, i)[1] for i in range(3)), [row(app, i) for i in range(3)]
+        assert "1/5" in row(app, 1)[3]
+        assert row(app, 0)[3] == "no bill open"
+        # A refusal on dock 2 shows on its row, and only there.
+        await agents[2].scan(PRODUCT_BARCODE)
+        await until(pilot, lambda: row(app, 2)[4] == "product EAN", "dock 2's refusal")
+        assert row(app, 0)[4] == ""
+        # Dock 0 goes away: its row says so, the others stay as they were.
+        await agents[0].stop()
+        await until(pilot, lambda: "no agent" in row(app, 0)[1], "dock 0 down")
+        assert "no agent" not in row(app, 1)[1]
+        # Enter on dock 1 opens its full view (the app returns its index).
+        table = app.query_one("#docks-table", DataTable)
+        table.move_cursor(row=1)
+        await pilot.press("enter")
+    assert app.return_value == 1
+
+    full = DispatchApp(SocketAgent(str(socks[1])), poll_s=0.1, back_to_docks=True, blink=False)
+    async with full.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: full.bill_view is not None, "the dock's bill")
+        assert full.bill_view is not None
+        assert full.bill_view["bill"]["number"] == "SO-D1"
+        await pilot.press("escape")
+    assert full.return_value == "docks"
+
+
+def test_tui_takes_repeated_sockets_or_the_configs_docks(tmp_path: Path) -> None:
+    args = argparse.Namespace(socket=["/a.sock", "/b.sock", "/c.sock"], config=None)
+    assert tui_sockets(args) == ["/a.sock", "/b.sock", "/c.sock"]
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        'device_id = "office"\n[sync]\nurl = "https://trace.example"\ntoken_env = "T"\n'
+        '[control]\ndocks = ["/run/dock1.sock", "/run/dock2.sock"]\n',
+        encoding="utf-8",
+    )
+    assert tui_sockets(argparse.Namespace(socket=None, config=str(config))) == [
+        "/run/dock1.sock",
+        "/run/dock2.sock",
+    ]
+    config.write_text(config.read_text().replace('["/run/dock1.sock", ', "[1, "))
+    with pytest.raises(ConfigError, match=r"control\.docks"):
+        load_config(config)
