@@ -27,7 +27,7 @@ from scanner_agent.cli.output import (
 
 
 def _layout(args: argparse.Namespace) -> Any:
-    from scanner_agent.ops.install import Layout
+    from scanner_agent.ops.layout import Layout
 
     return Layout.create(destdir=args.destdir, prefix=args.prefix, sysconfdir=args.sysconfdir)
 
@@ -77,7 +77,7 @@ def cmd_uninstall(args: argparse.Namespace) -> int:
 
 def cmd_udev_rules(args: argparse.Namespace) -> int:
     """Print (or write, or check) the udev rules generated from the firmware profiles."""
-    from scanner_agent.ops.install import generate_udev_rules
+    from scanner_agent.ops.udev import generate_udev_rules
 
     rules = generate_udev_rules([Path(d) for d in args.dir or []])
     if args.check:
@@ -130,7 +130,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _layout_args(p: argparse.ArgumentParser) -> None:
-    from scanner_agent.ops.install import DEFAULT_PREFIX, DEFAULT_SYSCONFDIR
+    from scanner_agent.ops.layout import DEFAULT_PREFIX, DEFAULT_SYSCONFDIR
 
     p.add_argument("--destdir", default="", help="staging root (DESTDIR); no system commands run")
     p.add_argument("--prefix", default=str(DEFAULT_PREFIX), help=f"default {DEFAULT_PREFIX}")

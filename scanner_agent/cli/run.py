@@ -14,7 +14,7 @@ from scanner_agent.cli._common import AddCommand, config_arg, load
 from scanner_agent.cli.output import json_flag, plural, print_json
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig
 from scanner_agent.kernel import ConfigError
-from scanner_agent.ops.install import SERVICE_USER
+from scanner_agent.ops.layout import SERVICE_USER
 from scanner_agent.ops.preflight import Refusal, RunAs, check_user, preflight
 
 PRIVATE_UMASK = 0o027

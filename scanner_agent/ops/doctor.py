@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 from scanner_agent.config import DEFAULT_CONFIG_PATH, AgentConfig, load_config
 from scanner_agent.kernel import CredentialError, ScannerAgentError, plural
 from scanner_agent.ops import logs
-from scanner_agent.ops.install import SERVICE_USER
+from scanner_agent.ops.layout import SERVICE_USER
 from scanner_agent.ops.preflight import Refusal, RunAs, check_outbox, lexists
 from scanner_agent.outbox import check_file
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from drivers.registry import LISTEN_ANY
 from scanner_agent.config import AgentConfig, config_warnings, read_credential
 from scanner_agent.kernel import ConfigError, OutboxError, ScannerAgentError, parse_host_port
-from scanner_agent.ops.install import SERVICE_USER, SUPPLEMENTARY_GROUPS
+from scanner_agent.ops.layout import SERVICE_USER, SUPPLEMENTARY_GROUPS
 from scanner_agent.outbox import outbox_path_problem
 from scanner_agent.sinks import open_to_everyone
 

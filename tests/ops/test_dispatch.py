@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner_agent.ops.install import DISPATCH_GROUP, SERVICE_USER, SUPPLEMENTARY_GROUPS
+from scanner_agent.ops.layout import DISPATCH_GROUP, SERVICE_USER, SUPPLEMENTARY_GROUPS
 from tests.ops.conftest import SYSTEMD_DIR, tool
 from tests.ops.test_unit import unit_settings
 

@@ -11,7 +11,10 @@ import pytest
 
 from scanner_agent.config import load_config
 from scanner_agent.ops import install as inst
-from scanner_agent.ops.install import InstallError, Layout, Report, install, uninstall
+from scanner_agent.ops.install import install, uninstall
+from scanner_agent.ops.layout import InstallError, Layout
+from scanner_agent.ops.steps import Report
+from scanner_agent.ops.venv import relocate_venv
 from tests.ops.conftest import ROOT, SYSTEMD_DIR
 
 
@@ -135,14 +138,14 @@ def test_relocation_rewrites_the_staging_path_in_scripts_and_pyvenv_cfg_only(
     (staged / "bin/blob").write_bytes(b"\x7fELF\0\0" + str(staged).encode())
     (staged / "pyvenv.cfg").write_text(f"home = /usr/bin\ncommand = python3 -m venv {staged}\n")
     final = PurePosixPath("/opt/scanner-agent/venv")
-    changed = inst.relocate_venv(staged, final)
+    changed = relocate_venv(staged, final)
     assert sorted(p.name for p in changed) == ["activate", "pyvenv.cfg", "scanner-agent"]
     assert script.read_text().startswith("#!/opt/scanner-agent/venv/bin/python\n")
     assert script.stat().st_mode & 0o777 == 0o755
     assert str(tmp_path) not in (staged / "pyvenv.cfg").read_text()
     assert (staged / "bin/python").readlink() == Path("/usr/bin/python3")
     assert str(staged).encode() in (staged / "bin/blob").read_bytes()
-    assert inst.relocate_venv(staged, final) == []  # idempotent
+    assert relocate_venv(staged, final) == []  # idempotent
 
 
 def test_a_failed_venv_step_stops_the_install(tmp_path: Path) -> None:
