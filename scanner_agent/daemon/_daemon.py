@@ -53,7 +53,7 @@ from scanner_agent.outbox import Outbox, OutboxThread, QueueStats
 from scanner_agent.sync import Admission, MovableSink, PlatformAlarms, Sink, SyncLoop, SyncObserver
 
 if TYPE_CHECKING:
-    from scanner_agent.metrics import MetricsServer
+    from scanner_agent.ops.metrics import MetricsServer
 
 log = logging.getLogger(__package__)  # the daemon's one logger name, as in its log lines
 

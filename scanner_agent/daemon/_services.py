@@ -18,7 +18,7 @@ from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.sync import SyncObserver
 
 if TYPE_CHECKING:
-    from scanner_agent.metrics import MetricsServer
+    from scanner_agent.ops.metrics import MetricsServer
 
 log = logging.getLogger(__package__)  # the daemon's one logger name, as in its log lines
 
@@ -34,8 +34,8 @@ def start_metrics(
     if not listen:
         return None
     # Imported only when configured: prometheus-client stays unloaded otherwise.
-    from scanner_agent.health import HealthProbe
-    from scanner_agent.metrics import AgentMetrics, MetricsServer, loop_snapshot
+    from scanner_agent.ops.health import HealthProbe
+    from scanner_agent.ops.metrics import AgentMetrics, MetricsServer, loop_snapshot
 
     metrics = AgentMetrics(loop_snapshot(status, asyncio.get_running_loop()))
     probe = HealthProbe(metrics.snapshot, cfg.outbox.path, cfg.outbox.min_free_mb)

@@ -78,7 +78,7 @@ ROLES: tuple[Role, ...] = (
     Role(
         "daemon",
         "",
-        ("scanner_agent.daemon", "scanner_agent.sync", "scanner_agent.metrics"),
+        ("scanner_agent.daemon", "scanner_agent.sync", "scanner_agent.ops.metrics"),
         "the agent service: tcp, serial, hidpos (hidraw) and replay sources, sync, control",
     ),
     Role("tui", "tui", ("textual",), "the dispatch terminal (`scanner-agent tui`)"),

@@ -59,8 +59,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "scanner_agent.control",
             "scanner_agent.daemon",
-            "scanner_agent.health",
-            "scanner_agent.metrics",
             "scanner_agent.ops",
         ),
     ),

@@ -13,7 +13,7 @@ import httpx
 
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
-from scanner_agent.metrics import SNAPSHOT_TIMEOUT_S
+from scanner_agent.ops.metrics import SNAPSHOT_TIMEOUT_S
 from scanner_agent.traceserver import TraceServerThread
 from tests.conftest import run_until_ready
 from tests.drivers.emulators import eventually

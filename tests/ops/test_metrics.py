@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scanner_agent.config import AgentConfig, config_from_dict, resolve_loopback_listen
 from scanner_agent.control import AgentStatus, ControlClient
 from scanner_agent.kernel import ConfigError
-from scanner_agent.metrics import MAX_SCRAPES, AgentMetrics, MetricsServer, loop_snapshot
+from scanner_agent.ops.metrics import MAX_SCRAPES, AgentMetrics, MetricsServer, loop_snapshot
 from scanner_agent.traceserver import TraceServerThread
 from tests.drivers.emulators import eventually
 

@@ -1,6 +1,6 @@
 """``GET /health`` and ``GET /ready`` beside ``/metrics``: is the agent alive, can it take scans.
 
-Served by the metrics server (:class:`scanner_agent.metrics.MetricsServer`) on
+Served by the metrics server (:class:`scanner_agent.ops.metrics.MetricsServer`) on
 ``[metrics] listen``, which accepts only loopback addresses, with the same
 bounded snapshot the scrapes use: the daemon's typed status
 (:class:`~scanner_agent.control.AgentStatus`) taken on its event loop, or a timeout when the loop is stalled.  Probes for process supervisors

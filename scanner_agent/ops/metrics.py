@@ -10,7 +10,7 @@ coroutine and waits at most :data:`SNAPSHOT_TIMEOUT_S`, and a stalled loop
 shows up as ``scanner_agent_up 0`` instead of a hung scrape.
 
 The same server answers ``GET /health`` and ``GET /ready`` (JSON, from the
-same bounded snapshot; :mod:`scanner_agent.health`).
+same bounded snapshot; :mod:`scanner_agent.ops.health`).
 
 Scrapes are bounded: the snapshot accepts outbox counts up to
 :data:`SCRAPE_MAX_AGE_S` old, so concurrent scrapes share one count (and
@@ -70,7 +70,7 @@ from prometheus_client.registry import Collector
 from scanner_agent import __version__
 from scanner_agent.config import resolve_loopback_listen
 from scanner_agent.control import AgentStatus, SyncStatus, TcpReport
-from scanner_agent.health import HealthProbe, Verdict
+from scanner_agent.ops.health import HealthProbe, Verdict
 from scanner_agent.sync import LinkState
 
 log = logging.getLogger(__name__)
@@ -410,7 +410,7 @@ def _with_probes(app: Any, probe: HealthProbe) -> Any:
 
 class MetricsServer:
     """``GET /metrics`` on ``listen`` (prometheus-client's threaded WSGI server), and
-    ``/health`` and ``/ready`` when given a :class:`~scanner_agent.health.HealthProbe`."""
+    ``/health`` and ``/ready`` when given a :class:`~scanner_agent.ops.health.HealthProbe`."""
 
     def __init__(
         self,
