@@ -11,7 +11,7 @@ view (:class:`~scanner_agent.tui._app.DispatchApp`); leaving it comes back here.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, ClassVar
 
@@ -23,7 +23,7 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
-from scanner_agent.control import ControlError, RemoteError
+from scanner_agent.control import AgentStatus, ControlError, RemoteError
 from scanner_agent.tui._agent import AgentLink, EventSource
 from scanner_agent.tui._views import (
     LINK_STYLE,
@@ -44,7 +44,7 @@ class Dock:
     agent: AgentLink
     connected: bool = False
     problem: str = "connecting…"
-    status: dict[str, Any] = field(default_factory=dict)
+    status: AgentStatus | None = None
     bill_view: dict[str, Any] | None = None
     last_refusal: dict[str, Any] | None = None
 
@@ -133,13 +133,13 @@ class DocksApp(App[int | None]):
         dock = self.docks[index]
         while not self._stopping.is_set():
             try:
-                status = dock.agent.call("status")
-                bills = [b for b in status.get("bills", []) if b.get("state") == "open"]
+                status = AgentStatus.from_json(dock.agent.call("status"))
+                bills = [b for b in status.bills if b.state == "open"]
                 view = None
                 if bills:
-                    view = dock.agent.call("bill.show", number=str(bills[0]["number"]), scans=0)
+                    view = dock.agent.call("bill.show", number=bills[0].number, scans=0)
                 dock.status, dock.bill_view = status, view
-                dock.name = str(status.get("device_id") or dock.name)
+                dock.name = status.device_id or dock.name
                 dock.connected, dock.problem = True, ""
             except RemoteError as exc:
                 dock.problem = str(exc)
@@ -175,20 +175,19 @@ class DocksApp(App[int | None]):
 
     def _cells(self, dock: Dock) -> tuple[Text | str, ...]:
         st = dock.status
-        if not dock.connected:
+        if not dock.connected or st is None:
             link = Text("○ no agent", style="bold red")
             backlog, bill = Text(""), Text("")
         else:
-            word = str(st.get("link", "unknown"))
-            link = Text(f"● {word.replace('_', ' ')}", style=LINK_STYLE.get(word, "bold"))
-            backlog = Text(str(st.get("backlog", 0)), justify="right")
+            link = Text(f"● {st.link.replace('_', ' ')}", style=LINK_STYLE.get(st.link, "bold"))
+            backlog = Text(str(st.backlog), justify="right")
             bill = bill_progress(dock.bill_view, lead="", kind=False)
             bill.truncate(20, overflow="ellipsis")
         refusal = dock.last_refusal
         last = Text("")
         if refusal is not None:
             last = Text(reason_short(str(refusal.get("reason") or refusal.get("verdict"))), "red")
-        alarms = [str(a) for a in st.get("alarms") or []] if dock.connected else []
+        alarms = list(st.alarms) if dock.connected and st is not None else []
         return (
             elide_middle(dock.name, 14),
             link,
@@ -222,7 +221,8 @@ class DocksApp(App[int | None]):
         refusal = dock.last_refusal
         if refusal is not None:
             out.append(f"  last refused {refusal.get('code')}: {refusal.get('reason')}")
-        for alarm in dock.status.get("alarms") or [] if dock.connected else []:
+        alarms = dock.status.alarms if dock.connected and dock.status is not None else ()
+        for alarm in alarms:
             out.append(f"  ALARM {alarm}", "bold red")
         self.query_one("#docks-detail", Static).update(out)
 

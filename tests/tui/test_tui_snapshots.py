@@ -157,7 +157,7 @@ def test_docks_overview(snap_compare: Any, size: tuple[int, int]) -> None:
         for _ in range(300):
             first, gone = app.docks[0], app.docks[3]
             ready = first.bill_view and first.last_refusal and gone.problem
-            if ready and all(d.status for d in app.docks[:3]):
+            if ready and all(d.status is not None for d in app.docks[:3]):
                 break
             await pilot.pause(0.01)
         await pilot.pause(0.05)
