@@ -16,7 +16,9 @@ from scanner_agent.traceserver._app import (
     MAX_GZIP_MEMBERS,
     create_app,
 )
+from scanner_agent.traceserver._backends import migrate, open_store
 from scanner_agent.traceserver._faults import Fault, Faults
+from scanner_agent.traceserver._ingest import BatchStore
 from scanner_agent.traceserver._protocol import (
     ACTIONS,
     REASON_NOT_REGISTERED,
@@ -39,6 +41,7 @@ __all__ = [
     "MAX_GZIP_MEMBERS",
     "REASON_NOT_REGISTERED",
     "SCHEMES",
+    "BatchStore",
     "Fault",
     "Faults",
     "RequestRefused",
@@ -46,6 +49,8 @@ __all__ = [
     "TraceStore",
     "create_app",
     "fingerprint",
+    "migrate",
+    "open_store",
     "parse_batch",
     "serve",
 ]

@@ -31,9 +31,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scanner_agent.traceserver._faults import Faults
-from scanner_agent.traceserver._ingest import error_body
+from scanner_agent.traceserver._ingest import BatchStore, error_body
 from scanner_agent.traceserver._protocol import RequestRefused
-from scanner_agent.traceserver._store import TraceStore
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT_S",
@@ -179,7 +178,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(
-    store: TraceStore,
+    store: BatchStore,
     token: str,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,

@@ -29,6 +29,7 @@ from scanner_agent.traceserver._protocol import (
 
 __all__ = [
     "BatchStore",
+    "Holders",
     "Stored",
     "Verdicts",
     "classify",
@@ -138,7 +139,9 @@ Stored = tuple[int, bytes, Verdicts | None, int]
 
 
 class BatchStore(ABC):
-    """``POST /v1/batches`` for every backend: parse, check, classify; the backend stores.
+    """A trace store, the seam between the web app and a backend (SQLite or PostgreSQL).
+
+    ``POST /v1/batches`` is done here for every backend: parse, check; the backend stores.
 
     A backend implements :meth:`_store_batch`: in one transaction, answer a
     replay from the stored first reply (or 422 for a different body), else
@@ -212,6 +215,38 @@ class BatchStore(ABC):
                 counts["rejected"],
             )
         return status, reply
+
+    @property
+    @abstractmethod
+    def path(self) -> str:
+        """Where the store keeps its data (a file, or a database URI without its password)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's connections; idempotent."""
+
+    @abstractmethod
+    def events_for_code(self, code: str) -> list[dict[str, str]]:
+        """Every stored event for ``code``, in the order received."""
+
+    @abstractmethod
+    def events_after(
+        self, after: int = 0, limit: int = 1000
+    ) -> tuple[list[dict[str, str]], int | None]:
+        """Up to ``limit`` events after the cursor ``after``, oldest first, and the next cursor
+        (None when there are none)."""
+
+    @abstractmethod
+    def batch_reply(self, batch_id: str) -> bytes | None:
+        """The stored first reply to ``batch_id``, or None if the batch is unknown."""
+
+    @abstractmethod
+    def count_events(self) -> int:
+        """How many events the store holds."""
+
+    @abstractmethod
+    def count_batches(self) -> int:
+        """How many batches the store has answered (and keeps the reply of)."""
 
     @abstractmethod
     def _store_batch(

@@ -14,8 +14,10 @@ from scanner_agent.asgi import HEAD_TIMEOUT_S, LIMIT_CONCURRENCY, ServerThread
 from scanner_agent.interpreter import tune_interpreter
 from scanner_agent.kernel import parse_host_port
 from scanner_agent.traceserver._app import create_app
+from scanner_agent.traceserver._backends import open_store
 from scanner_agent.traceserver._faults import Faults
-from scanner_agent.traceserver._store import Synchronous, TraceStore
+from scanner_agent.traceserver._ingest import BatchStore
+from scanner_agent.traceserver._store import Synchronous
 
 __all__ = ["TraceServerThread", "serve"]
 
@@ -125,7 +127,7 @@ class TraceServerThread:
         faults = app_options.pop("faults", None)
         self._faults: Faults = Faults() if faults is None else faults
         self._app_options = app_options
-        self._store: TraceStore | None = None
+        self._store: BatchStore | None = None
         self._http: ServerThread | None = None
 
     @property
@@ -141,7 +143,7 @@ class TraceServerThread:
         return int(self.url.rpartition(":")[2])
 
     @property
-    def store(self) -> TraceStore:
+    def store(self) -> BatchStore:
         """The store the server writes to (only while running)."""
         if self._store is None:
             raise RuntimeError("trace server is not running")
@@ -161,7 +163,7 @@ class TraceServerThread:
         """Open the store, start the server and wait until it accepts connections."""
         if self._http is not None:
             raise RuntimeError("trace server already started")
-        store = TraceStore(self._db_path, synchronous=self._synchronous)
+        store = open_store(self._db_path, synchronous=self._synchronous)
         self._store = store
         try:
             app = create_app(store, self._token, faults=self._faults, **self._app_options)

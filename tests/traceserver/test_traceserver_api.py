@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from scanner_agent.asgi import ServerStartError
-from scanner_agent.traceserver import Faults, TraceServerThread, TraceStore
+from scanner_agent.traceserver import Faults, TraceServerThread, migrate, open_store
+from tests.support.postgres import PostgresCluster
 
 TOKEN = "test-token-0123456789"
 UNREGISTERED = "80000000000000000999"
@@ -110,9 +111,20 @@ def authed_client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "trace.db"
+def fresh_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | Path:
+    """A new, empty store of ``backend``: an SQLite file, or a migrated PostgreSQL database."""
+    if backend == "sqlite":
+        return tmp_path / "trace.db"
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    url = cluster.create_database()
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_path(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Every test of this contract suite runs against both backends."""
+    return fresh_db(request.param, tmp_path, request)
 
 
 @pytest.fixture
@@ -127,10 +139,12 @@ def client(server: TraceServerThread) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TraceServerThread]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TraceServerThread]:
     """One server for the tests of refused requests, which must leave its store unchanged."""
-    db = tmp_path_factory.mktemp("shared") / "trace.db"
+    db = fresh_db(request.param, tmp_path_factory.mktemp("shared"), request)
     with TraceServerThread(db, TOKEN) as running:
         yield running
 
@@ -897,8 +911,11 @@ def test_serve_runs_in_the_foreground_until_sigterm(db_path: Path) -> None:
         exit_code = process.wait(timeout=20)
 
     assert exit_code == 0
-    with TraceStore(db_path) as store:
+    store = open_store(db_path)
+    try:
         assert store.count_events() == 1
+    finally:
+        store.close()
 
 
 def test_utf8_token_and_batch_id_are_compared_as_sent(db_path: Path) -> None:
