@@ -334,9 +334,11 @@ class FrameDecoder:
         )
 
     def _decode_regions(self, work: _Work) -> int:
-        """zxing-cpp (and ZBar for its formats) on each candidate area only; the passes run."""
+        """zxing-cpp on each symbol-like area only, and ZBar's second opinion on each read
+        of a weakly guarded linear format; returns the passes run.  ZBar does not look at
+        the other areas here: that costs more than zxing-cpp's reads of them, and the
+        whole-frame passes every ``full_frame_every`` frames carry the guarantee."""
         h, w = work.gray.shape[:2]
-        matrix_only = bool(self.formats) and not any(f in LINEAR for f in self.formats)
         done: list[tuple[int, int, int, int]] = []
         for area in self._symbol_like(work, self._areas(work)):
             x, y, cw, ch = clip(_grown(area, 0.2, 6), w, h)
@@ -345,10 +347,11 @@ class FrameDecoder:
             done.append((x, y, cw, ch))
             crop = work.gray[y : y + ch, x : x + cw]
             reads = _guarded("zxing-region", self.region_read, crop, work.errors)
-            if self.zbar is not None and not matrix_only:
-                reads += _guarded("pyzbar", self.zbar.read, crop, work.errors)
             work.reads += [r.moved(x, y) for r in reads]
-        return 2 if self.zbar is not None and not matrix_only else 1
+        if self.zbar is None:
+            return 1
+        self._zbar_on(work, self._second_opinion_crops(work))
+        return 2
 
     def _unexplained(self, work: _Work) -> list[tuple[int, int, int, int]]:
         """Textured areas of the frame that lie in no symbol read so far."""
@@ -406,11 +409,20 @@ class FrameDecoder:
         if sum(cw * ch for _, _, cw, ch in crops) > 0.5 * w * h:
             work.reads += _guarded("pyzbar", self.zbar.read, work.gray, work.errors)
             return
-        crops += [
+        self._zbar_on(work, crops + self._second_opinion_crops(work))
+
+    def _second_opinion_crops(self, work: _Work) -> list[tuple[int, int, int, int]]:
+        """The whole symbol around each read of a format one check digit guards."""
+        h, w = work.gray.shape[:2]
+        return [
             clip(symbol_box(s), w, h)
-            for s in list(work.reads)
+            for s in work.reads
             if s.format in WEAK_LINEAR and s.format in ZBAR_SYMBOLS
         ]
+
+    def _zbar_on(self, work: _Work, crops: list[tuple[int, int, int, int]]) -> None:
+        """ZBar on each crop (one of two that nearly coincide), its reads in frame pixels."""
+        assert self.zbar is not None
         done: list[tuple[int, int, int, int]] = []
         for x, y, cw, ch in crops:
             if not cw or not ch or any(overlap((x, y, cw, ch), d) > 0.9 for d in done):
