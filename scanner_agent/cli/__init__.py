@@ -7,8 +7,9 @@ library method and prints the result through :mod:`scanner_agent.cli.output`
 :mod:`scanner_agent.cli.app` builds the parser and runs a command; the
 console script ``scanner-agent`` is :func:`main`.
 
-The modules import only downwards (the library, never each other's
-commands), and a command module is imported only when the parser is built,
+The modules import only downwards (the library, :mod:`.output` and
+:mod:`._common`; the ``bill`` group alone spans two modules, :mod:`.bills`
+and :mod:`.bill_files`), and a command module is imported only when the parser is built,
 so ``python -m scanner_agent.cli.ops`` (the Makefile's ``install``, with the
 system Python) runs alone.
 """
