@@ -9,7 +9,7 @@ by ``tui``.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanner_agent.cli._common import (
     AddCommand,
@@ -25,6 +25,9 @@ from scanner_agent.control import AgentStatus
 from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.times import local
 
+if TYPE_CHECKING:
+    from scanner_agent.control import AgentStatus
+
 Rows = list[tuple[str, Any]]
 
 
@@ -32,7 +35,10 @@ Rows = list[tuple[str, Any]]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print the daemon's status (``--json``: its one JSON form, as the agent sent it)."""
+    """Print the daemon's status: ``--json`` as the agent sent it, else read as
+    :class:`~scanner_agent.control.AgentStatus` and shown one field per line."""
+    from scanner_agent.control import AgentStatus
+
     reply = call(args, "status")
     if args.json:
         print_json(reply)
@@ -51,7 +57,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _agent_rows(st: AgentStatus) -> Rows:
     """The agent, its link and queue, the last error, the scan counts and the open bills."""
-    refused = st.refused
     rows: Rows = [
         ("agent", f"{st.device_id}  {st.state}  up {st.uptime_s} s"),
         ("link", f"{st.link}  backlog {st.backlog}  oldest {local(st.oldest_pending_at)}"),
@@ -61,11 +66,12 @@ def _agent_rows(st: AgentStatus) -> Rows:
     rows.append(("queue", "  ".join(f"{k} {v}" for k, v in st.queue.items())))
     if st.last_error:
         rows.append(("last error", _last_error(st)))
+    refused = dict(st.refused)
     rows.append(
         (
             "scans",
             f"{st.scanned} scanned, {st.accepted} accepted, "
-            f"{sum(refused.values())} refused" + (f" ({cell(dict(refused))})" if refused else ""),
+            f"{sum(refused.values())} refused" + (f" ({cell(refused)})" if refused else ""),
         )
     )
     rows += [
@@ -97,16 +103,13 @@ TCP_HELD_OFF = ("refused", "evicted", "idle_closed", "read_timeouts", "write_tim
 def _tcp_rows(st: AgentStatus) -> Rows:
     rows: Rows = []
     for t in st.tcp:
-        counts = t.counters
-        held_off = ", ".join(
-            f"{counts[k]} {k.replace('_', ' ')}" for k in TCP_HELD_OFF if counts.get(k)
-        )
+        n = t.counters
+        held_off = ", ".join(f"{n[k]} {k.replace('_', ' ')}" for k in TCP_HELD_OFF if n.get(k))
         rows.append(
             (
                 "tcp",
                 f"{t.source}  {t.listen}  {t.clients} connected, "
-                f"{counts.get('connections', 0)} since start"
-                + (f"  ({held_off})" if held_off else ""),
+                f"{n.get('connections', 0)} since start" + (f"  ({held_off})" if held_off else ""),
             )
         )
     return rows
@@ -126,10 +129,13 @@ def _unrecorded_rows(st: AgentStatus) -> Rows:
 
 def _source_rows(st: AgentStatus) -> Rows:
     """The sources that are not hardware devices (those have a ``device`` line)."""
-    last_scan = st.last_scan_at
     hardware = {d.source for d in st.devices}
     return [
-        ("source", name + (f"  last scan {local(last_scan[name])}" if last_scan.get(name) else ""))
+        (
+            "source",
+            name
+            + (f"  last scan {local(st.last_scan_at[name])}" if st.last_scan_at.get(name) else ""),
+        )
         for name in st.sources
         if name not in hardware
     ]
