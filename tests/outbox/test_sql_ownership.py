@@ -45,7 +45,12 @@ def _sql_uses(path: Path) -> list[str]:
 
 def test_the_scan_covers_the_library() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in _modules()}
-    assert {"bills/_book.py", "ops/doctor.py", "cli/bills.py", "sinks/alihealth/_ledger.py"} <= names
+    assert {
+        "bills/_book.py",
+        "ops/doctor.py",
+        "cli/bills.py",
+        "sinks/alihealth/_ledger.py",
+    } <= names
 
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: p.relative_to(ROOT).as_posix())
