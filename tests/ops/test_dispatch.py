@@ -65,9 +65,14 @@ def root() -> Iterator[Path]:
         pytest.skip(f"{SYSTEM_PYTHON} is needed to run the probes as other users")
     top = Path(tempfile.mkdtemp(prefix="scanner-agent-dispatch-"))
     top.chmod(0o755)  # every user must be able to enter it, as /
+    # The root's own directories (etc, run, var/lib) are 0755 as on a real system, whatever
+    # umask this process has: `run` called in-process by an earlier test leaves 0027, and the
+    # clerk then failed at /run, not at the socket under test.
+    old_umask = os.umask(0o022)
     try:
         yield top
     finally:
+        os.umask(old_umask)
         shutil.rmtree(top)
 
 
