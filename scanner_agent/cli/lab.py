@@ -49,17 +49,36 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def cmd_trace_server(args: argparse.Namespace) -> int:
-    """Run the reference trace service."""
+    """Run the trace service, or (``migrate``) bring its PostgreSQL schema up to date."""
     from scanner_agent.asgi import ServerStartError
     from scanner_agent.ops.logs import setup_logging
     from scanner_agent.traceserver import serve
 
     setup_logging("info")
+    if args.action == "migrate":
+        return _migrate(args.db)
     token = _token(args)
     try:
         serve(args.listen, args.db, token)
     except ServerStartError as exc:  # a busy or foreign address: one line, as `run` says it
         raise ScannerAgentError(str(exc)) from exc
+    return 0
+
+
+def _migrate(db: str) -> int:
+    """Apply the migrations the database lacks; say which (the URI is never printed)."""
+    from scanner_agent.traceserver import is_postgres, migrate
+
+    if not is_postgres(db):
+        raise ScannerAgentError(
+            "trace-server migrate: --db must be a postgresql:// URI (an SQLite file is "
+            "created and kept current by the server itself)"
+        )
+    applied = migrate(db)
+    if applied:
+        print(f"trace-server: migrations applied: {', '.join(map(str, applied))}")
+    else:
+        print("trace-server: schema already current")
     return 0
 
 
@@ -77,9 +96,21 @@ def register(add: AddCommand) -> None:
         "or the EPCIS 2.0 repository emulator",
     )
 
-    p = add("trace-server", cmd_trace_server, "Run the reference trace service (Trace API v1).")
+    p = add("trace-server", cmd_trace_server, "Run the trace service (Trace API v1).")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["serve", "migrate"],
+        default="serve",
+        help="serve (default), or migrate: apply the PostgreSQL schema migrations --db lacks "
+        "and create the coming months' partitions",
+    )
     p.add_argument("--listen", default="127.0.0.1:8900", help="host:port (default 127.0.0.1:8900)")
-    p.add_argument("--db", required=True, help="SQLite file of the service")
+    p.add_argument(
+        "--db",
+        required=True,
+        help="SQLite file, or postgresql://... URI (run `trace-server migrate` first)",
+    )
     tokens = p.add_mutually_exclusive_group()
     tokens.add_argument(
         "--token-file", help="file holding the bearer token clients must send (0600/0640)"

@@ -16,7 +16,7 @@ from scanner_agent.traceserver._app import (
     MAX_GZIP_MEMBERS,
     create_app,
 )
-from scanner_agent.traceserver._backends import migrate, open_store
+from scanner_agent.traceserver._backends import is_postgres, migrate, open_store
 from scanner_agent.traceserver._faults import Fault, Faults
 from scanner_agent.traceserver._ingest import BatchStore
 from scanner_agent.traceserver._protocol import (
@@ -49,6 +49,7 @@ __all__ = [
     "TraceStore",
     "create_app",
     "fingerprint",
+    "is_postgres",
     "migrate",
     "open_store",
     "parse_batch",

@@ -296,6 +296,16 @@ def test_unicode_bill_and_source_are_stored_as_sent(client: httpx.Client) -> Non
     assert (held["bill"], held["source"]) == ("入库单-2025-001", "扫码枪 1号")
 
 
+def test_a_nul_character_is_refused_by_every_backend_and_nothing_is_stored(
+    server: TraceServerThread, client: httpx.Client
+) -> None:
+    """PostgreSQL text cannot hold U+0000; the API refuses it the same way on SQLite."""
+    response = post(client, make_batch([make_event(42), make_event(43, bill="B\u0000-1")]))
+    assert response.status_code == 400
+    assert "bill is not valid Unicode text" in response.json()["error"]
+    assert server.store.count_events() == 0
+
+
 # -- idempotency --------------------------------------------------------------
 
 
