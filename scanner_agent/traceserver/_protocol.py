@@ -229,14 +229,15 @@ def parse_batch(payload: object, *, max_events: int) -> Batch:
     if len(events) > max_events:
         raise RequestRefused(400, f"too many events: {len(events)} > {max_events}")
     # Fast path, C loops only: itemgetter fails on a non-object or a missing
-    # field, join on a non-string, encode on a lone surrogate.
+    # field, join on a non-string, encode on a lone surrogate; a NUL anywhere sends the
+    # batch to the slow path too.
     try:
         rows: list[EventRow] = [_event_row(event) for event in events]
         text = "".join(["".join(row) for row in rows])
         if not text.isascii():
             text.encode("utf-8")
         ids = {row[0] for row in rows}
-        ok = len(ids) == len(rows) and "" not in ids
+        ok = len(ids) == len(rows) and "" not in ids and "\x00" not in text
     except (TypeError, KeyError, UnicodeEncodeError):
         ok = False
     if not ok:
@@ -273,7 +274,10 @@ def _raise_event_error(events: list[Any]) -> NoReturn:
 
 
 def _is_text(value: str) -> bool:
-    """False for a string with a lone surrogate (JSON ``"\\ud800"``): SQLite cannot store it."""
+    """False for a string with a lone surrogate (JSON ``"\\ud800"``), which SQLite cannot
+    store, or a NUL (``"\\u0000"``), which PostgreSQL text cannot: every backend refuses both."""
+    if "\x00" in value:
+        return False
     if value.isascii():
         return True
     try:

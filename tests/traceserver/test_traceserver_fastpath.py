@@ -294,6 +294,12 @@ def test_fingerprint_is_the_same_whichever_path_decoded_the_body(
     ]
     body = compact(batch(events))
     general = reference(body)
+    if any("\x00" in value for row in values for value in row):
+        # No backend can hold a NUL (PostgreSQL text cannot): both paths refuse it.
+        assert not isinstance(general, Batch)
+        with pytest.raises(RequestRefused, match="not valid Unicode text"):
+            decode_batch(body, max_events=10)
+        return
     assert isinstance(general, Batch)
 
     assert fingerprint(decode_batch(body, max_events=10)) == fingerprint(general)
