@@ -9,7 +9,7 @@ by ``tui``.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scanner_agent.cli._common import (
     AddCommand,
@@ -25,9 +25,6 @@ from scanner_agent.control import AgentStatus
 from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.times import local
 
-if TYPE_CHECKING:
-    from scanner_agent.control import AgentStatus
-
 Rows = list[tuple[str, Any]]
 
 
@@ -37,8 +34,6 @@ Rows = list[tuple[str, Any]]
 def cmd_status(args: argparse.Namespace) -> int:
     """Print the daemon's status: ``--json`` as the agent sent it, else read as
     :class:`~scanner_agent.control.AgentStatus` and shown one field per line."""
-    from scanner_agent.control import AgentStatus
-
     reply = call(args, "status")
     if args.json:
         print_json(reply)
