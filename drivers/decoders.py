@@ -9,9 +9,13 @@ where either library alone reads the right one**, unless a named rule shows a
 read to be a misread (:mod:`drivers.decode_rules`).  For that it never stops at
 the first library that finds something:
 
-1. ``zxing``: zxing-cpp with its defaults (every orientation, inverted symbols,
-   downscaled copies) and the format hints, in plain text mode so a GS1 symbol
-   keeps its GS (0x1D) separators and its AIM identifier (``]d2``, ``]C1``, ``]Q3``).
+1. ``zxing``: zxing-cpp with its defaults (every orientation, downscaled copies)
+   and the format hints, in plain text mode so a GS1 symbol keeps its GS (0x1D)
+   separators and its AIM identifier (``]d2``, ``]C1``, ``]Q3``); then
+   ``zxing-inverted``, the inverted image, on the whole frame when nothing was read,
+   else on the textured areas no read explains.  Together they read what zxing-cpp's
+   defaults read (its ``try_invert`` inverts the whole frame on every call, which
+   doubles the cost of a frame whose codes were all read at once).
 2. ``pyzbar`` (when libzbar is installed and a hinted format is one ZBar reads):
    on the whole frame unless every textured area of the frame
    (:func:`drivers.locate.candidates`) lies in a symbol already read; then only a
@@ -25,7 +29,7 @@ the first library that finds something:
 
 Every read of every pass is merged by :func:`drivers.decode_rules.merge`.
 
-``decoder = "zxing"`` is step 1 and 3 without ZBar, ``"pyzbar"`` ZBar alone,
+``decoder = "zxing"`` is steps 1 and 3 without ZBar, ``"pyzbar"`` ZBar alone,
 ``"both"`` is ``"auto"`` that refuses to start without libzbar.  The libraries are
 imported lazily: the config can name a decoder, and ``check-config`` can validate
 it, without loading them.
@@ -194,7 +198,7 @@ def format_names(names: Iterable[str]) -> tuple[str, ...]:
 
 
 Pass = Callable[["Image"], list[Symbol]]
-RETRIES = ("zxing-inverted", "zxing-histogram", "zxing-median", "zxing-upscale")
+RETRIES = ("zxing-histogram", "zxing-median", "zxing-upscale")
 """Retry passes, in order; each runs only while the frame is unresolved and in budget, on the
 whole frame when nothing was read, else on what is left unexplained."""
 EXPLAINED_MARGIN = 0.35
@@ -257,13 +261,13 @@ class FrameDecoder:
         self.passes: list[tuple[str, Pass]] = []
         if decoder != "pyzbar":
             zx = ZxingReader(self.formats)
-            self.passes.append(("zxing", zx.read))
+            self.passes.append(("zxing", lambda g: zx.read(g, invert=False)))
+            self.passes.append(("zxing-inverted", lambda g: _inverted(zx, g)))
             if self.zbar is not None:
                 self.passes.append(("pyzbar", self.zbar.read))
             self.region_read = lambda g: zx.read(g, downscale=False, name="zxing-region")
             if retry:
                 self.passes += [
-                    ("zxing-inverted", lambda g: _inverted(zx, g)),
                     (
                         "zxing-histogram",
                         lambda g: zx.read(g, histogram=True, name="zxing-histogram"),
@@ -319,6 +323,13 @@ class FrameDecoder:
                     crop = gray[y : y + ch, x : x + cw]
                     work.reads += [r.moved(x, y) for r in _guarded(name, run, crop, work.errors)]
                 continue
+            if name == "zxing-inverted":
+                targets = self._inverted_targets(work)
+                ran += bool(targets)
+                for x, y, cw, ch in targets:
+                    crop = gray[y : y + ch, x : x + cw]
+                    work.reads += [r.moved(x, y) for r in _guarded(name, run, crop, work.errors)]
+                continue
             if name == "pyzbar" and self.decoder != "pyzbar" and work.reads:
                 ran += 1
                 self._zbar_where_needed(work)
@@ -364,6 +375,23 @@ class FrameDecoder:
         if work.areas is None:
             work.areas = locate.candidates(work.gray)
         return work.areas
+
+    def _inverted_targets(self, work: _Work) -> list[tuple[int, int, int, int]]:
+        """Where to look for light-on-dark symbols: the whole frame when nothing was read,
+        else every textured area no read explains (a symbol zxing-cpp's first pass did not
+        read may be an inverted one), or the whole frame when those cover most of it.
+
+        This stands in for zxing-cpp's own ``try_invert`` (part of its defaults, so part of
+        the guarantee), which inverts the whole frame on every call and doubles its cost;
+        reading the inverted image also finds light-on-dark linear codes ``try_invert``
+        misses."""
+        h, w = work.gray.shape[:2]
+        if not work.reads:
+            return [(0, 0, w, h)]
+        crops = [clip(_grown(area, 0.15, 8), w, h) for area in self._unexplained(work)]
+        if sum(cw * ch for _, _, cw, ch in crops) > 0.5 * w * h:
+            return [(0, 0, w, h)]
+        return [c for c in crops if c[2] > 8 and c[3] > 8]
 
     def _symbol_like(
         self, work: _Work, areas: list[tuple[int, int, int, int]]
