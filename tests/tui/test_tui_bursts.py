@@ -9,7 +9,6 @@ dialog must end up with its own text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from textual.widgets import Input
 from scanner_agent.tui import DispatchApp
 from scanner_agent.tui._modals import OpenBillScreen, PathScreen, ReasonScreen, SearchScreen
 from tests.tui.fake_agent import FakeAgent
+from tests.tui.waiting import until
 
 SHIFT_TAB = "\x1b[Z"
 
@@ -30,14 +30,6 @@ def burst(app: DispatchApp, text: str) -> None:
     for event in [*parser.feed(text), *parser.tick()]:
         event.set_sender(app)
         app.post_message(event)
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, within: float = 10) -> None:
-    for _ in range(int(within / 0.02)):
-        if cond():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def settled(pilot: Pilot[Any]) -> None:

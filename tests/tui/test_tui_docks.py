@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from scanner_agent.cli.agent import tui_sockets
@@ -18,17 +17,10 @@ from scanner_agent.control import ControlClient
 from scanner_agent.kernel import ConfigError
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchApp, DocksApp, SocketAgent
+from tests.tui.waiting import until
 
 UNIT_A = "81234560000000011234"
 PRODUCT_BARCODE = "6901234567892"
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, within: float = 15) -> None:
-    for _ in range(int(within / 0.02)):
-        if cond():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def row(app: DocksApp, i: int) -> list[str]:

@@ -18,6 +18,7 @@ from scanner_agent.tui._messages import CommandFailed, ScansArrived
 from scanner_agent.tui._modals import ConfirmScreen, OpenBillScreen, ReasonScreen, SearchScreen
 from scanner_agent.tui._views import BillPane, StreamView
 from tests.tui.fake_agent import FakeAgent
+from tests.tui.waiting import until
 
 UNIT_A = "81234560000000011234"
 UNIT_B = "81234560000000022345"
@@ -41,15 +42,6 @@ async def agent(start_agent: Callable[..., Any], config: Any) -> Any:
 
 def make_app(sock: Path, **kw: Any) -> DispatchApp:
     return DispatchApp(SocketAgent(str(sock)), blink=False, poll_s=0.1, reconnect_s=0.05, **kw)
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, within: float = 10) -> None:
-    """Let the app run until ``cond()`` holds."""
-    for _ in range(int(within / 0.02)):
-        if cond():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def open_bill(pilot: Pilot[Any], app: DispatchApp, number: str) -> None:

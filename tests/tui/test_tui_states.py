@@ -9,29 +9,20 @@ names the scan it takes off.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from rich.text import Text
-from textual.pilot import Pilot
 from textual.widgets import Static
 
 from scanner_agent.control import ControlUnavailable
 from scanner_agent.tui import DispatchApp
 from scanner_agent.tui._modals import ReasonScreen
 from tests.tui.fake_agent import BILL_VIEW, NOW, STATUS, FakeAgent
+from tests.tui.waiting import until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], bool], what: str, within: float = 10) -> None:
-    for _ in range(int(within / 0.02)):
-        if cond():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_line(app: DispatchApp) -> Text:

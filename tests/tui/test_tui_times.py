@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 from scanner_agent.control import ControlClient
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchApp, SocketAgent
-from tests.tui.test_tui_pilot import until
+from tests.tui.waiting import until
 
 UNIT = "81234560000000011234"
 
