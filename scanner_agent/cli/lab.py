@@ -59,7 +59,14 @@ def cmd_trace_server(args: argparse.Namespace) -> int:
         return _migrate(args.db)
     token = _token(args)
     try:
-        serve(args.listen, args.db, token)
+        if args.workers == 1:
+            serve(args.listen, args.db, token)
+        else:
+            from scanner_agent.traceserver import WorkerSettings, serve_workers
+
+            serve_workers(args.listen, WorkerSettings(args.db, token), args.workers)
+    except ValueError as exc:
+        raise ScannerAgentError(f"trace-server: {exc}") from exc
     except ServerStartError as exc:  # a busy or foreign address: one line, as `run` says it
         raise ScannerAgentError(str(exc)) from exc
     return 0
@@ -110,6 +117,13 @@ def register(add: AddCommand) -> None:
         "--db",
         required=True,
         help="SQLite file, or postgresql://... URI (run `trace-server migrate` first)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on the one address (PostgreSQL only; they keep no state: "
+        "any may answer any request; default 1)",
     )
     tokens = p.add_mutually_exclusive_group()
     tokens.add_argument(

@@ -29,6 +29,7 @@ from scanner_agent.traceserver._protocol import (
 )
 from scanner_agent.traceserver._server import TraceServerThread, serve
 from scanner_agent.traceserver._store import EVENT_COLUMNS, TraceStore
+from scanner_agent.traceserver._workers import WorkerSettings, serve_workers
 
 __all__ = [
     "ACTIONS",
@@ -47,6 +48,7 @@ __all__ = [
     "RequestRefused",
     "TraceServerThread",
     "TraceStore",
+    "WorkerSettings",
     "create_app",
     "fingerprint",
     "is_postgres",
@@ -54,4 +56,5 @@ __all__ = [
     "open_store",
     "parse_batch",
     "serve",
+    "serve_workers",
 ]
