@@ -13,9 +13,10 @@ the first library that finds something:
    and the format hints, in plain text mode so a GS1 symbol keeps its GS (0x1D)
    separators and its AIM identifier (``]d2``, ``]C1``, ``]Q3``); then
    ``zxing-inverted``, the inverted image, on the whole frame when nothing was read,
-   else on the textured areas no read explains.  Together they read what zxing-cpp's
-   defaults read (its ``try_invert`` inverts the whole frame on every call, which
-   doubles the cost of a frame whose codes were all read at once).
+   else, on a frame above :data:`SMALL_FRAME`, on the textured areas no read explains.
+   Together they read what zxing-cpp's defaults read: its ``try_invert`` (kept on
+   small images) inverts the whole frame on every call, which doubles the cost of a
+   large frame whose codes were all read at once.
 2. ``pyzbar`` (when libzbar is installed and a hinted format is one ZBar reads):
    on the whole frame unless every textured area of the frame
    (:func:`drivers.locate.candidates`) lies in a symbol already read; then only a
@@ -201,6 +202,9 @@ Pass = Callable[["Image"], list[Symbol]]
 RETRIES = ("zxing-histogram", "zxing-median", "zxing-upscale")
 """Retry passes, in order; each runs only while the frame is unresolved and in budget, on the
 whole frame when nothing was read, else on what is left unexplained."""
+SMALL_FRAME = 500_000
+"""Pixels up to which zxing-cpp's first pass keeps its own ``try_invert``: on a small image a
+second whole pass costs less than finding and inverting the unexplained areas."""
 EXPLAINED_MARGIN = 0.35
 """A textured area counts as explained by a read when it lies mostly inside the read's box
 grown by this much on each side (the printed digits under an EAN-13, the quiet zone)."""
@@ -261,7 +265,7 @@ class FrameDecoder:
         self.passes: list[tuple[str, Pass]] = []
         if decoder != "pyzbar":
             zx = ZxingReader(self.formats)
-            self.passes.append(("zxing", lambda g: zx.read(g, invert=False)))
+            self.passes.append(("zxing", lambda g: zx.read(g, invert=g.size <= SMALL_FRAME)))
             self.passes.append(("zxing-inverted", lambda g: _inverted(zx, g)))
             if self.zbar is not None:
                 self.passes.append(("pyzbar", self.zbar.read))
@@ -388,6 +392,8 @@ class FrameDecoder:
         h, w = work.gray.shape[:2]
         if not work.reads:
             return [(0, 0, w, h)]
+        if work.gray.size <= SMALL_FRAME:
+            return []  # the first pass ran with try_invert
         crops = [clip(_grown(area, 0.15, 8), w, h) for area in self._unexplained(work)]
         if sum(cw * ch for _, _, cw, ch in crops) > 0.5 * w * h:
             return [(0, 0, w, h)]
