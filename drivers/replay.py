@@ -1,11 +1,11 @@
 """Replay source: scans from a file or standard input, one per line.
 
-Used to replay a capture from a scanner, to feed the agent from a script, and
-by ``make demo``.  The file is read on a thread of the source's own (a
-:class:`scanner_agent.kernel.Lane`), so a slow pipe never blocks the event loop
-and a read waiting on stdin never holds one of asyncio's shared threads; each
-line is submitted and awaited in order, so a replay is throttled by the
-outbox's commit rate (or by ``rate``).
+Used to replay a capture from a scanner and to feed the agent from a script
+(``make demo`` uses a simulated TCP scanner instead).  The file is read on a
+thread of the source's own (a :class:`scanner_agent.kernel.Lane`), so a slow
+pipe never blocks the event loop and a read waiting on stdin never holds one
+of asyncio's shared threads; each line is submitted and awaited in order, so a
+replay is throttled by the outbox's commit rate (or by ``rate``).
 """
 
 from __future__ import annotations
