@@ -14,7 +14,7 @@ Measures, on one machine in one run:
   with a ``Packetizer`` on the same pty and the same bytes.
 * ``line_framing``: the framers alone, fed the same bytes in ``--chunk``
   pieces: :class:`drivers.framing.LineFramer`, our
-  :class:`drivers.serialport.ScanLineFramer`, and pyserial's ``Packetizer``
+  :class:`drivers.serial_protocols.ScanLineFramer`, and pyserial's ``Packetizer``
   and ``LineReader``.
 * ``ssi_framing``: :class:`drivers.ssi.SsiFramer` alone and
   :class:`drivers.ssi.SsiSession` (framing plus the ACK for every packet) on
@@ -46,7 +46,8 @@ import serial.threaded
 from drivers import ssi
 from drivers.framing import LineFramer
 from drivers.profiles import parse_profile
-from drivers.serialport import ScanLineFramer, SerialSource
+from drivers.serial_protocols import ScanLineFramer
+from drivers.serialport import SerialSource
 from scanner_agent.kernel import RawScan, ScanOutcome, Verdict
 
 PROFILE = parse_profile(

@@ -51,29 +51,24 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import fcntl
 import logging
-import os
-import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from drivers import hotplug, profiles
-from drivers.profiles import Profile
+from drivers import hotplug
+from drivers.reader import ReaderThread
 from scanner_agent.kernel import (
-    ConfigError,
-    DeviceDisconnected,
     DeviceError,
     DeviceStatus,
-    DeviceUnavailable,
     Intake,
     Lane,
     LaneBusy,
     RawScan,
     ScanOutcome,
+    backoff_delay,
 )
 
 log = logging.getLogger(__name__)
@@ -82,8 +77,6 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
-PROFILE_DIRS = (profiles.SITE_PROFILE_DIR,)
-"""Where site profiles are looked for, besides the shipped ones."""
 MAX_IN_FLIGHT = 256
 """Scans submitted but not yet answered before a source stops reading."""
 FINISH_TIMEOUT_S = 5.0
@@ -96,24 +89,9 @@ MAX_WRITES_PENDING = 8
 """Writes to one device running or waiting; more are dropped (the device is stuck)."""
 
 
-@contextlib.contextmanager
-def device_errors(device: str, verb: str, error: type[DeviceError] = DeviceError) -> Iterator[None]:
-    """Map ``OSError`` (pyserial's ``SerialException`` is one) to our :class:`DeviceError`.
-
-    Raises:
-        DeviceError: of class ``error``, naming the device, ``from`` the original.
-    """
-    try:
-        yield
-    except DeviceError:
-        raise
-    except OSError as exc:
-        detail = exc.strerror or str(exc) or type(exc).__name__
-        raise error(f"Failed to {verb} {device!r}: {detail}", device=device) from exc
-
-
 class Backoff:
-    """Capped exponential delays between reconnect attempts (no jitter: one local device)."""
+    """Capped exponential delays between reconnect attempts: the kernel's one rule
+    (:func:`~scanner_agent.kernel.backoff_delay`), without jitter (one local device)."""
 
     def __init__(self, initial: float = 0.05, maximum: float = 5.0) -> None:
         if not 0 < initial <= maximum:
@@ -122,159 +100,17 @@ class Backoff:
             )
         self.initial = initial
         self.maximum = maximum
-        self._next = initial
+        self._attempt = 0
 
     def next(self) -> float:
         """The delay before the next attempt (doubles each call, up to ``maximum``)."""
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum)
+        delay = backoff_delay(self._attempt, self.initial, self.maximum)
+        self._attempt += 1
         return delay
 
     def reset(self) -> None:
         """Start again from ``initial`` (after a successful open)."""
-        self._next = self.initial
-
-
-# -- the reader thread ---------------------------------------------------------
-
-
-class ReaderProtocol(Protocol[T_contra]):
-    """What a :class:`ReaderThread` hands its reads to (pyserial's ``Protocol``)."""
-
-    def data_received(self, data: T_contra) -> None:
-        """One successful read (called in the reader thread)."""
-        ...
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        """The thread ends: ``exc`` is a :class:`DeviceError` for a read failure,
-        another exception for a handler failure, ``None`` after :meth:`ReaderThread.stop`."""
-        ...
-
-
-class ReaderThread(threading.Thread, Generic[T]):
-    """One thread per device: blocking reads in, ``data_received`` calls out.
-
-    ``read`` blocks until data arrives, returns an empty value on a time-out
-    or cancellation, and raises on failure; ``cancel`` (optional) wakes a
-    blocked ``read`` so :meth:`stop` is prompt.
-    """
-
-    def __init__(
-        self,
-        read: Callable[[], T],
-        protocol: ReaderProtocol[T],
-        *,
-        device: str,
-        cancel: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(name=f"reader {device}", daemon=True)
-        self._read = read
-        self._protocol = protocol
-        self._cancel = cancel
-        self.device = device
-        self.alive = True
-
-    def run(self) -> None:
-        """Read until stopped or failed; always ends in ``connection_lost``."""
-        error: BaseException | None = None
-        while self.alive:
-            try:
-                with device_errors(self.device, "read", DeviceDisconnected):
-                    data = self._read()
-            except Exception as exc:
-                error = exc if self.alive else None
-                break
-            if not data:
-                continue
-            try:
-                self._protocol.data_received(data)
-            except Exception as exc:
-                error = exc
-                break
-        self.alive = False
-        self._protocol.connection_lost(error)
-
-    def stop(self, timeout: float = 2.0) -> None:
-        """Ask the thread to finish, wake its read and wait for it."""
-        self.alive = False
-        if self._cancel is not None:
-            with contextlib.suppress(Exception):
-                self._cancel()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout)
-
-
-class FdReader:
-    """Blocking reads of a file descriptor that another thread can interrupt.
-
-    ``os.read`` on ``/dev/hidrawN`` (one report per read), a pipe or a pty,
-    with a wake-up pipe beside it in ``select`` so :meth:`cancel` returns a
-    blocked :meth:`read` at once.  End of file raises :class:`DeviceDisconnected`.
-    """
-
-    def __init__(self, fd: int, device: str, *, size: int = 4096) -> None:
-        self.fd = fd
-        self.device = device
-        self.size = size
-        self._wake_r, self._wake_w = os.pipe()
-        self._closed = False
-
-    def wait(self) -> bool:
-        """Block until the fd is readable (True) or :meth:`cancel` was called (False)."""
-        ready, _, _ = select.select([self.fd, self._wake_r], [], [])
-        return self._wake_r not in ready
-
-    def read(self) -> bytes:
-        """Bytes available now (b"" when cancelled).
-
-        Raises:
-            DeviceDisconnected: end of file (the writer or device went away).
-            OSError: the read failed (mapped by the reader thread).
-        """
-        if not self.wait():
-            return b""
-        data = os.read(self.fd, self.size)
-        if not data:
-            raise DeviceDisconnected(
-                f"Failed to read {self.device!r}: end of file", device=self.device
-            )
-        return data
-
-    def cancel(self) -> None:
-        """Wake a blocked :meth:`read` (idempotent)."""
-        if not self._closed:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"x")
-
-    def close(self) -> None:
-        """Close the wake-up pipe (the device fd belongs to the caller)."""
-        if not self._closed:
-            self._closed = True
-            os.close(self._wake_r)
-            os.close(self._wake_w)
-
-
-def open_device_fd(path: str, *, exclusive: bool = True, writable: bool = False) -> int:
-    """Open a character device and (advisory) lock it: one reader per device.
-
-    Read-only unless ``writable`` (a hidraw node that is sent output reports),
-    so a source that never writes needs no write permission on the node.
-
-    Raises:
-        DeviceUnavailable: absent, not permitted, or locked by another reader.
-    """
-    mode = os.O_RDWR if writable else os.O_RDONLY
-    with device_errors(path, "open", DeviceUnavailable):
-        fd = os.open(path, mode | os.O_NOCTTY | os.O_CLOEXEC)
-    if exclusive:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            raise DeviceUnavailable(
-                f"Failed to lock {path!r}: another reader has it open", device=path
-            ) from exc
-    return fd
+        self._attempt = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,53 +445,3 @@ class DeviceSource(abc.ABC, Generic[T]):
         answers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await answers
-
-
-# -- profile helpers (the readers', and drivers.device_options' at config load) --
-
-
-def load_source_profile(name: str, where: str) -> Profile:
-    """The firmware profile a ``[[source]]`` names (shipped or in the site directory).
-
-    Raises:
-        ConfigError: ``<where>.profile`` names no valid profile.
-    """
-    try:
-        return profiles.load_profile(name, extra_dirs=PROFILE_DIRS)
-    except profiles.ProfileError as exc:
-        raise ConfigError(f"{where}.profile: {exc}") from None
-
-
-def ssi_packets(command: bytes) -> list[bytes]:
-    """Split a profile command into SSI packets.
-
-    Raises:
-        ValueError: the bytes are not a run of whole, valid SSI packets.
-    """
-    from drivers.ssi import SsiFramer, SsiPacket
-
-    framer = SsiFramer()
-    events = framer.feed(command)
-    packets = [e.encode() for e in events if isinstance(e, SsiPacket)]
-    if framer.buffered or len(packets) != len(events) or not packets:
-        raise ValueError(f"Failed to use {command!r} as SSI command: not whole SSI packets")
-    return packets
-
-
-def effective_protocol(profile: Profile, protocol: str | None) -> str:
-    """The serial protocol used: the source's, else the profile's, else ``plain``."""
-    if protocol:
-        return protocol
-    if profile.serial is not None and profile.serial.protocol:
-        return profile.serial.protocol
-    return "plain"
-
-
-def usb_ids(profile: Profile, mode: str) -> list[tuple[int, int]]:
-    """The profile's ``(vid, pid)`` pairs for one USB mode."""
-    return [(u.vid, u.pid) for u in profile.usb_ids if u.mode == mode]
-
-
-def describe(profile: Profile) -> str:
-    """``Vendor Model`` for status lines."""
-    return f"{profile.vendor} {profile.model}"

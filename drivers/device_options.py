@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from drivers import profiles
-from drivers.device import effective_protocol, load_source_profile, ssi_packets, usb_ids
 from drivers.hidraw import new_assembler
+from drivers.source_profiles import effective_protocol, load_source_profile, ssi_packets, usb_ids
 from drivers.wedge_keys import LAYOUTS as KEYBOARD_LAYOUTS
 from scanner_agent.kernel import ConfigError
 

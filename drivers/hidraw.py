@@ -45,18 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from drivers import discovery, hotplug, usbhid
-from drivers.device import (
-    DeviceSource,
-    FdReader,
-    describe,
-    device_errors,
-    load_source_profile,
-    open_device_fd,
-    usb_ids,
-)
+from drivers.device import DeviceSource
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
 from drivers.hidpos import HidPosAssembler, HidPosLayout
 from drivers.profiles import HidPosFeedback, Profile
+from drivers.reader import FdReader, device_errors, open_device_fd
+from drivers.source_profiles import describe, load_source_profile, usb_ids
 from scanner_agent.kernel import ConfigError, DeviceUnavailable, ScanOutcome, Verdict
 
 log = logging.getLogger(__name__)

@@ -31,16 +31,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from drivers import discovery, hotplug
-from drivers.device import (
-    DeviceSource,
-    FdReader,
-    describe,
-    device_errors,
-    load_source_profile,
-    usb_ids,
-)
+from drivers.device import DeviceSource
 from drivers.framing import DEFAULT_MAX_FRAME, Frame
 from drivers.profiles import Profile
+from drivers.reader import FdReader, device_errors
+from drivers.source_profiles import describe, load_source_profile, usb_ids
 from drivers.wedge_keys import WedgeDecoder
 from scanner_agent.kernel import ConfigError, DeviceUnavailable
 

@@ -15,7 +15,8 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.lab.simulate import simulate
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN, acks
+from tests.support.agent import TOKEN, acks
+from tests.support.polling import eventually
 
 GS = "\x1d"
 CN20 = "81234560000000011234"
@@ -100,10 +101,7 @@ async def test_configured_replay_source_feeds_the_daemon(
     daemon = Daemon(cfg)
     task = asyncio.create_task(daemon.run())
     await daemon.wait_ready()
-    for _ in range(500):
-        if trace_server.store.count_events() == 2:
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: trace_server.store.count_events() == 2, what="both events delivered")
     daemon.request_stop()
     await task
     events, _ = trace_server.store.events_after(0, 10)
@@ -160,12 +158,12 @@ async def test_housekeeping_prunes_delivered_rows_and_empties_the_wal_when_idle(
     lines = [s.line for s in simulate(60) if s.kind == "cn20"]
     assert all(r.startswith("ACK ") for r in await agent.scan(*lines))
     await agent.drained()
-    stats = await agent.daemon.queue_stats()
-    for _ in range(200):
-        if stats.counts.get("delivered", 0) == 0 and stats.wal_bytes == 0:
-            break
-        await asyncio.sleep(0.05)
+
+    async def pruned() -> Any:
         stats = await agent.daemon.queue_stats()
+        return stats if stats.counts.get("delivered", 0) == 0 and stats.wal_bytes == 0 else None
+
+    stats = await eventually(pruned, what="delivered rows pruned and the WAL checkpointed")
     assert stats.counts.get("delivered", 0) == 0  # pruned after retention
     assert stats.wal_bytes == 0  # an idle tick truncated the WAL
     assert trace_server.store.count_events() == len(lines)  # pruned here, held there
@@ -181,10 +179,8 @@ async def test_housekeeping_prunes_refusal_records_past_their_retention(
     agent = await start_agent(cfg)
     replies = await agent.scan(*[f"junk{i}" for i in range(50)])
     assert not any(r.startswith("ACK ") for r in replies)
-    stats = await agent.daemon.queue_stats()
-    for _ in range(200):
-        if stats.rejects == 0:
-            break
-        await asyncio.sleep(0.05)
-        stats = await agent.daemon.queue_stats()
-    assert stats.rejects == 0
+
+    async def no_rejects() -> bool:
+        return (await agent.daemon.queue_stats()).rejects == 0
+
+    await eventually(no_rejects, what="the rejects pruned")

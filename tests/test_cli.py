@@ -22,6 +22,7 @@ from scanner_agent.outbox import (
     OutboxRow,
     uuid7,
 )
+from tests.support.polling import wait_for
 
 AGENT = [sys.executable, "-m", "scanner_agent"]
 
@@ -303,7 +304,6 @@ def test_demo_against_the_epcis_emulator_balances(tmp_path: Path) -> None:
 def test_trace_server_command_serves_trace_api_v1_until_sigterm(tmp_path: Path) -> None:
     import signal
     import socket
-    import time
 
     import httpx
 
@@ -327,15 +327,14 @@ def test_trace_server_command_serves_trace_api_v1_until_sigterm(tmp_path: Path) 
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def healthy() -> bool:
             try:
-                if httpx.get(url + "/v1/health").json() == {"status": "ok"}:
-                    break
+                return bool(httpx.get(url + "/v1/health").json() == {"status": "ok"})
             except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                return False
+
+        wait_for(healthy, 30, "the trace service's health")
         assert httpx.get(url + "/v1/events").status_code == 401
         batch = {
             "batch_id": "b-1",

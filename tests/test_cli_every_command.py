@@ -27,7 +27,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -36,6 +35,7 @@ from scanner_agent.config import AgentConfig
 from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
 from tests.drivers.tcp_client import BlockingScanner, agent_thread, port_of
 from tests.everystate import build
+from tests.support.cli import json_problems
 
 NOT_REPORTING = {"run", "trace-server", "tui"}
 """Commands that run until stopped and report nothing when they return."""
@@ -46,7 +46,6 @@ DATA = {"parse", "decode", "queue export", "bill export"}
 SLOW = {"demo"}
 """Run as a subprocess (it sets up logging and servers of its own)."""
 
-ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)$")
 RAW_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 LOCAL_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CST")
 
@@ -76,31 +75,6 @@ def test_every_reporting_command_takes_json() -> None:
         if " ".join(words) not in NOT_REPORTING and "--json" not in options(parser)
     ]
     assert missing == []
-
-
-def json_problems(value: Any, path: str = "") -> list[str]:
-    """Times that are not ISO 8601 with an offset, and numbers that look like Unix times."""
-    found: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}"
-            if (key == "at" or str(key).endswith("_at")) and isinstance(item, dict):
-                found += [f"{where}.{k}: {v!r}" for k, v in item.items() if not _iso_or_none(v)]
-            elif key == "at" or str(key).endswith("_at"):
-                if not _iso_or_none(item):
-                    found.append(f"{where}: {item!r}")
-            else:
-                found += json_problems(item, where)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found += json_problems(item, f"{path}[{i}]")
-    elif isinstance(value, float | int) and not isinstance(value, bool) and 1e9 <= value < 1e11:
-        found.append(f"{path}: {value!r} looks like a Unix time")
-    return found
-
-
-def _iso_or_none(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and bool(ISO.match(value)))
 
 
 def test_json_problems_finds_epoch_numbers_and_bare_times() -> None:

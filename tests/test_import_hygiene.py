@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.net import free_port, listening
+from tests.support.polling import wait_for
 
 CORE_MODULES = [
     "scanner_agent.daemon",
@@ -69,20 +70,6 @@ runpy.run_module("scanner_agent", run_name="__main__")
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def _secret(path: Path, value: str) -> str:
     path.write_text(value + "\n")
     path.chmod(0o600)
@@ -115,7 +102,7 @@ def test_a_running_daemon_loads_no_server_no_tui_no_opencv(protocol: str, tmp_pa
     """A real ``scanner-agent run`` process with a TCP source, syncing to ``protocol`` (or,
     for ``off``, not syncing: no HTTP sink at all): the modules it has loaded by the time it
     stops (SIGTERM) are recorded at exit."""
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "agent.toml"
     config.write_text(
         f'device_id = "hygiene-dock"\n[outbox]\npath = "{tmp_path / "outbox.db"}"\n'
@@ -135,10 +122,7 @@ def test_a_running_daemon_loads_no_server_no_tui_no_opencv(protocol: str, tmp_pa
             [sys.executable, "-c", _RECORDER], stdout=subprocess.DEVNULL, stderr=err, env=env
         )
     try:
-        deadline = time.monotonic() + 30
-        while not _listening(port) and proc.poll() is None:
-            assert time.monotonic() < deadline, "the daemon's TCP source never listened"
-            time.sleep(0.02)
+        wait_for(lambda: listening(port) or proc.poll() is not None, 30, "the daemon's TCP source")
         assert proc.poll() is None, log.read_text()
         proc.terminate()
         assert proc.wait(timeout=30) == 0, log.read_text()

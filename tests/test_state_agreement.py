@@ -27,6 +27,7 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.control import ControlClient
 from scanner_agent.outbox import Outbox
 from tests.everystate import DEFAULT_BILL, EveryState, build
+from tests.support.polling import eventually
 
 STATES = ("pending", "held", "in_flight", "delivered", "rejected", "removed", "quarantined")
 """The row states the file holds (each reader must report all of them)."""
@@ -216,10 +217,13 @@ async def _tui_agrees(sock: Path, every: EveryState) -> None:
         def drawn(widget: str) -> str:
             return str(app.query_one(widget, Static).render())
 
-        for _ in range(500):
-            if app.connected and app.bill_view is not None and "backlog" in drawn("#link-summary"):
-                break
-            await pilot.pause(0.02)
+        await eventually(
+            lambda: (
+                app.connected and app.bill_view is not None and "backlog" in drawn("#link-summary")
+            ),
+            what="the TUI's link summary",
+            pause=pilot.pause,
+        )
         link = drawn("#link-summary")
         for state, n in every.counts.items():
             assert f"{state.replace('_', ' ')} {n}" in link, link

@@ -2,7 +2,7 @@
 
 Nothing else in the CLI imports :mod:`scanner_agent.lab` or the reference
 trace service, and these commands import them only when they run
-(``tests/sinks/test_layers.py``).
+(``tests/architecture/test_layers.py``: the DOORS).
 """
 
 from __future__ import annotations

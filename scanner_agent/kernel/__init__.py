@@ -11,6 +11,7 @@ import it; it imports nothing of the agent and no third-party library
   drawing in ``_errors.py`` is checked against the classes);
 * the shared vocabulary: :data:`ACTIONS`, the warehouse movements;
   :func:`parse_host_port`, the one reader of ``host:port`` text;
+  :func:`backoff_delay`, the one backoff rule (sync retries, device reopening);
   :data:`PLATFORM_PARAMS`, the optional parameters a 码上放心 bill carries; and
   :func:`plural`, the one rule for a counted noun (``1 scan``, ``2 scans``);
 * :class:`Lane` and :class:`SingleFlight`, bounded executors for slow work
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from scanner_agent.kernel._actions import ACTIONS
 from scanner_agent.kernel._addresses import parse_host_port
+from scanner_agent.kernel._backoff import backoff_delay
 from scanner_agent.kernel._errors import (
     AuthError,
     BatchRejectedError,
@@ -92,6 +94,7 @@ __all__ = [
     "TransientSyncError",
     "UsageError",
     "Verdict",
+    "backoff_delay",
     "parse_host_port",
     "platform_params",
     "plural",

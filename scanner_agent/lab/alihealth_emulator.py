@@ -160,106 +160,120 @@ def create_app(state: EmulatorState, *, clock_skew_s: float = CLOCK_WINDOW_S) ->
                     "accesscontrol.limited-by-app-api-access-count",
                     "This ban will last for 1 more seconds",
                 )
-        missing = [k for k in _PUBLIC_REQUIRED if not params.get(k)]
-        if missing:
-            return _error(40, "Missing required arguments", f"missing-{missing[0]}")
-        with state.lock:
-            secret = state.apps.get(params["app_key"])
-            whitelist = state.ip_whitelist
-            allowed = state.allowed_methods
-            now = state.now()
-        if secret is None:
-            return _error(29, "Invalid app Key")
-        method_name = params["sign_method"]
-        if method_name not in _SIGN_METHODS:
-            return _error(41, "Invalid arguments", "invalid-sign-method")
-        if sign(params, secret, method_name) != params["sign"].upper():
-            return _error(25, "Invalid signature")
-        try:
-            sent = datetime.strptime(params["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
-        except ValueError:
-            return _error(31, "Invalid timestamp")
-        if abs((now - sent).total_seconds()) > clock_skew_s:
-            return _error(31, "Invalid timestamp")
-        method = params["method"]
-        if allowed is not None and method not in allowed:
-            return _error(
-                11,
-                "Insufficient isv permissions",
-                "isv.permission-api-package-limit",
-                "scope ids is 0",
-            )
         client = request.client.host if request.client else ""
-        if whitelist is not None and client not in whitelist:
-            return _error(
-                11,
-                "Insufficient isv permissions",
-                "isv.permission-ip-whitelist-limit",
-                "IP限制不允许访问",
-            )
+        refused = _refusal(state, params, client, clock_skew_s)
+        if refused is not None:
+            return refused
+        method = params["method"]
         if method in API_METHODS.values():
-            return _upload(method, params)
+            return _upload(state, method, params)
         if method in BILLSTATUS_METHODS.values():
-            return _billstatus(method, params)
+            return _billstatus(state, method, params)
         return _error(22, "Invalid method", "invalid-method")
 
-    def _upload(method: str, params: dict[str, str]) -> JSONResponse:
-        missing = [k for k in _UPLOAD_REQUIRED if not params.get(k)]
-        if missing:
-            return _error(40, "Missing required arguments", f"missing-{missing[0]}")
-        codes = params["trace_codes"].split(",")
-        bad = [c for c in codes if not is_trace_code(c)]
-        if bad:
-            return _fail(method, "FAIL", f"追溯码格式错误: {bad[0]}")
-        if len(codes) > MAX_CODES:
-            return _fail(method, "FAIL", f"追溯码数量超过{MAX_CODES}")
-        if params["client_type"] != "2":
-            return _fail(method, "FAIL", "client_type必须为2")
-        key = (params["ref_user_id"], params["bill_code"])
-        with state.lock:
-            if state.fail_next > 0:
-                state.fail_next -= 1
-                return _fail(method, "FAIL", "系统繁忙，请稍后重试")
-            if key in state.bills:
-                return _fail(method, "FAIL", f"{DUPLICATE_BILL_TEXT}: {params['bill_code']}")
-            if params["bill_type"] == "201":
-                sold = sorted(set(codes) & state.sold)
-                if sold:
-                    return _fail(method, "FAIL", f"追溯码已销售出库: {sold[0]}")
-                state.sold.update(codes)
-            state.bills[key] = params
-        return _reply(method, {"response_success": True, "msg_code": "SUCCESS", "model": "true"})
-
-    def _billstatus(method: str, params: dict[str, str]) -> JSONResponse:
-        # The retail and both enterprise queries take the same parameters and
-        # answer the same ``result`` shape (see the protocol module's sources).
-        ref = params.get("ref_ent_id", "")
-        wanted = params.get("bill_code", "")
-        with state.lock:
-            rows = [
-                {
-                    "bill_code": code,
-                    "deal_status": "4" if code in state.fail_processing else "3",
-                    "bill_type": p["bill_type"],
-                    **(
-                        {"deal_msg": state.fail_processing[code]}
-                        if code in state.fail_processing
-                        else {}
-                    ),
-                }
-                for (owner, code), p in state.bills.items()
-                if owner == ref and (not wanted or code == wanted)
-            ]
-        return _reply(
-            method,
-            {
-                "response_success": True,
-                "msg_code": "SUCCESS",
-                "model": {"result_list": rows, "total_num": len(rows)},
-            },
-        )
-
     return _dated(Starlette(routes=[Route("/router/rest", rest, methods=["POST"])]), state)
+
+
+def _refusal(
+    state: EmulatorState, params: dict[str, str], client: str, clock_skew_s: float
+) -> JSONResponse | None:
+    """The gateway's own checks of a call (arguments, app key, signature, clock, permission,
+    IP whitelist), before any method runs: the error it answers, or None."""
+    missing = [k for k in _PUBLIC_REQUIRED if not params.get(k)]
+    if missing:
+        return _error(40, "Missing required arguments", f"missing-{missing[0]}")
+    with state.lock:
+        secret = state.apps.get(params["app_key"])
+        whitelist = state.ip_whitelist
+        allowed = state.allowed_methods
+        now = state.now()
+    if secret is None:
+        return _error(29, "Invalid app Key")
+    method_name = params["sign_method"]
+    if method_name not in _SIGN_METHODS:
+        return _error(41, "Invalid arguments", "invalid-sign-method")
+    if sign(params, secret, method_name) != params["sign"].upper():
+        return _error(25, "Invalid signature")
+    try:
+        sent = datetime.strptime(params["timestamp"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=GMT8)
+    except ValueError:
+        return _error(31, "Invalid timestamp")
+    if abs((now - sent).total_seconds()) > clock_skew_s:
+        return _error(31, "Invalid timestamp")
+    method = params["method"]
+    if allowed is not None and method not in allowed:
+        return _error(
+            11,
+            "Insufficient isv permissions",
+            "isv.permission-api-package-limit",
+            "scope ids is 0",
+        )
+    if whitelist is not None and client not in whitelist:
+        return _error(
+            11,
+            "Insufficient isv permissions",
+            "isv.permission-ip-whitelist-limit",
+            "IP限制不允许访问",
+        )
+    return None
+
+
+def _upload(state: EmulatorState, method: str, params: dict[str, str]) -> JSONResponse:
+    missing = [k for k in _UPLOAD_REQUIRED if not params.get(k)]
+    if missing:
+        return _error(40, "Missing required arguments", f"missing-{missing[0]}")
+    codes = params["trace_codes"].split(",")
+    bad = [c for c in codes if not is_trace_code(c)]
+    if bad:
+        return _fail(method, "FAIL", f"追溯码格式错误: {bad[0]}")
+    if len(codes) > MAX_CODES:
+        return _fail(method, "FAIL", f"追溯码数量超过{MAX_CODES}")
+    if params["client_type"] != "2":
+        return _fail(method, "FAIL", "client_type必须为2")
+    key = (params["ref_user_id"], params["bill_code"])
+    with state.lock:
+        if state.fail_next > 0:
+            state.fail_next -= 1
+            return _fail(method, "FAIL", "系统繁忙，请稍后重试")
+        if key in state.bills:
+            return _fail(method, "FAIL", f"{DUPLICATE_BILL_TEXT}: {params['bill_code']}")
+        if params["bill_type"] == "201":
+            sold = sorted(set(codes) & state.sold)
+            if sold:
+                return _fail(method, "FAIL", f"追溯码已销售出库: {sold[0]}")
+            state.sold.update(codes)
+        state.bills[key] = params
+    return _reply(method, {"response_success": True, "msg_code": "SUCCESS", "model": "true"})
+
+
+def _billstatus(state: EmulatorState, method: str, params: dict[str, str]) -> JSONResponse:
+    # The retail and both enterprise queries take the same parameters and
+    # answer the same ``result`` shape (see the protocol module's sources).
+    ref = params.get("ref_ent_id", "")
+    wanted = params.get("bill_code", "")
+    with state.lock:
+        rows = [
+            {
+                "bill_code": code,
+                "deal_status": "4" if code in state.fail_processing else "3",
+                "bill_type": p["bill_type"],
+                **(
+                    {"deal_msg": state.fail_processing[code]}
+                    if code in state.fail_processing
+                    else {}
+                ),
+            }
+            for (owner, code), p in state.bills.items()
+            if owner == ref and (not wanted or code == wanted)
+        ]
+    return _reply(
+        method,
+        {
+            "response_success": True,
+            "msg_code": "SUCCESS",
+            "model": {"result_list": rows, "total_num": len(rows)},
+        },
+    )
 
 
 class AliHealthEmulator:

@@ -46,22 +46,25 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from drivers.tcp import TcpSource
 from scanner_agent.bills import BillBook, BillError
 from scanner_agent.cli.output import EXIT_FAILED, EXIT_OK
 from scanner_agent.codes import parse_scan
-from scanner_agent.config import config_from_dict
+from scanner_agent.config import AgentConfig, config_from_dict
 from scanner_agent.daemon import Daemon
-from scanner_agent.lab.simulate import SimScan, simulate
+from scanner_agent.lab._demo_services import (
+    Service,
+    bill_lines,
+    open_demo_bill,
+    start_service,
+    wait_for_status,
+)
+from scanner_agent.lab.simulate import simulate
 from scanner_agent.outbox import Outbox, OutboxRow, RowState
 from scanner_agent.sync import Admission
-from scanner_agent.traceserver import TraceServerThread
 
-DEMO_TOKEN = "demo-token-not-secret"  # noqa: S105 - a loopback demo's throwaway token
-DEMO_APP_KEY = "demo-app"
-DEMO_SECRET = "demo-app-secret-not-secret"  # noqa: S105 - the emulator's throwaway app secret
 DEMO_PROTOCOLS: tuple[str, ...] = ("trace-api", "alihealth", "epcis")
 """What ``scanner-agent demo --protocol`` can sync to."""
 
@@ -176,86 +179,6 @@ async def _scanner(
     return replies
 
 
-@dataclass
-class _Service:
-    """The demo's service: its config tables and how to count what it holds."""
-
-    name: str
-    url: str
-    tables: dict[str, Any]
-    held: Callable[[], int]
-    bills: Callable[[], dict[str, dict[str, str]]] = dict
-    """码上放心: bill number -> the upload's parameters, as the gateway stored them."""
-
-
-def _start_service(
-    protocol: str, workdir: Path, unknown: frozenset[str], stack: contextlib.ExitStack
-) -> _Service:
-    """Start the service for ``protocol`` on loopback; its credential in a mode-0600 file."""
-    secret = DEMO_SECRET if protocol == "alihealth" else DEMO_TOKEN
-    cred = workdir / ("alihealth.secret" if protocol == "alihealth" else "token")
-    cred.write_text(secret + "\n")
-    cred.chmod(0o600)
-    if protocol == "alihealth":
-        from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
-
-        gw = stack.enter_context(AliHealthEmulator({DEMO_APP_KEY: DEMO_SECRET}))
-
-        def held() -> int:
-            with gw.state.lock:
-                return sum(len(p["trace_codes"].split(",")) for p in gw.state.bills.values())
-
-        def bills() -> dict[str, dict[str, str]]:
-            with gw.state.lock:
-                return {number: dict(p) for (_ref, number), p in gw.state.bills.items()}
-
-        tables = {
-            "sync": {"protocol": "alihealth", "idle_poll_s": 0.2},
-            "alihealth": {
-                "url": gw.url,
-                "app_key": DEMO_APP_KEY,
-                "app_secret_file": str(cred),
-                "ref_user_id": "demo-ref-ent",
-                "ent_id": "demo-ent-self",
-                "oper_ic_name": "演示仓",
-                "status_poll_s": 0.1,
-                "status_polls": 3,
-                "extra": {"warehouse_id": "WH-DEMO-1"},
-            },
-        }
-        return _Service("码上放心 gateway emulator", gw.url, tables, held, bills)
-    if protocol == "epcis":
-        from scanner_agent.lab.epcis_emulator import EpcisEmulator
-
-        repo = stack.enter_context(EpcisEmulator(token=DEMO_TOKEN))
-        prefix = "urn:cn:drugtrace:"
-        for code in unknown:
-            repo.state.refuse_epcs[prefix + code] = "not a product known to this repository"
-
-        def events() -> int:
-            with repo.state.lock:
-                return len(repo.state.events)
-
-        tables = {
-            "sync": {"protocol": "epcis", "idle_poll_s": 0.2},
-            "epcis": {
-                "url": repo.url,
-                "token_file": str(cred),
-                "read_point": "urn:epc:id:sgln:6900000.00001.0",
-                "biz_location": "urn:epc:id:sgln:6900000.00001.0",
-                "cn20_uri_prefix": prefix,
-                "poll_initial_s": 0.05,
-                "poll_max_s": 0.2,
-            },
-        }
-        return _Service("EPCIS 2.0 repository emulator", repo.url, tables, events)
-    trace = stack.enter_context(
-        TraceServerThread(workdir / "trace-service.db", DEMO_TOKEN, reject_codes=unknown)
-    )
-    tables = {"sync": {"url": trace.url, "token_file": str(cred), "idle_poll_s": 0.2}}
-    return _Service("trace service", trace.url, tables, trace.store.count_events)
-
-
 async def _drain(daemon: Daemon, progress: _Progress, timeout_s: float = 30.0) -> None:
     """Wait until nothing is left to send (or ``timeout_s``)."""
     deadline = time.monotonic() + timeout_s
@@ -269,6 +192,21 @@ async def _drain(daemon: Daemon, progress: _Progress, timeout_s: float = 30.0) -
         if stats.backlog == 0:
             return
         await asyncio.sleep(0.05)
+
+
+def _agent_config(workdir: Path, service: Service, control_socket: str) -> AgentConfig:
+    """The demo agent's config: one dock syncing to ``service``, its outbox in ``workdir``."""
+    sync_table = service.tables.pop("sync")
+    return config_from_dict(
+        {
+            "device_id": "demo-dock-1",
+            "scan": {"action": "ship"},
+            "outbox": {"path": str(workdir / "outbox.db"), "min_free_mb": 0},
+            "sync": sync_table,
+            "control": {"socket": control_socket},
+            **service.tables,
+        }
+    )
 
 
 async def run_demo(
@@ -300,18 +238,8 @@ async def run_demo(
     unknown = frozenset([s.line for s in sims if s.kind == "cn20"][3:5])
     bill = bill or protocol == "alihealth"
     with contextlib.ExitStack() as stack:
-        service = _start_service(protocol, workdir, unknown, stack)
-        sync_table = service.tables.pop("sync")
-        cfg = config_from_dict(
-            {
-                "device_id": "demo-dock-1",
-                "scan": {"action": "ship"},
-                "outbox": {"path": str(workdir / "outbox.db"), "min_free_mb": 0},
-                "sync": sync_table,
-                "control": {"socket": control_socket},
-                **service.tables,
-            }
-        )
+        service = start_service(protocol, workdir, unknown, stack)
+        cfg = _agent_config(workdir, service, control_socket)
         source = TcpSource("tcp:demo-scanner", "127.0.0.1", 0, ack=True)
         daemon = Daemon(cfg, sources=[(source, "ship", "")])
         task = asyncio.create_task(daemon.run())
@@ -329,7 +257,7 @@ async def run_demo(
         progress = _Progress(out, count)
         numbers: list[str] = []
         if bill:
-            numbers.append(await _open_demo_bill(daemon, sims, alihealth=protocol == "alihealth"))
+            numbers.append(await open_demo_bill(daemon, sims, alihealth=protocol == "alihealth"))
         await _scanner(source.bound[1], [s.line for s in sims], progress, daemon, pace_s)
         if bill:
             assert daemon.desk is not None
@@ -337,37 +265,13 @@ async def run_demo(
         await _drain(daemon, progress)
         if protocol == "alihealth":
             # Two boxes of the delivered bill sold again: the platform refuses that bill.
-            assert daemon.desk is not None
-            resale = numbers[0] + "-R"
-            await daemon.desk.open(resale, 201, to_party="demo-customer-2")
+            resale = await _resell(
+                daemon, numbers[0], sorted(unknown), source.bound[1], progress, pace_s
+            )
             numbers.append(resale)
-            await _scanner(source.bound[1], sorted(unknown), progress, daemon, pace_s)
-            await daemon.desk.close(resale)
             await _drain(daemon, progress)
-            await _wait_for_status(daemon, numbers)
-        stats = await daemon.queue_stats()
-        assert daemon.thread is not None
-        assert daemon.intake is not None
-        outbox = daemon.thread.outbox
-        settled = await daemon.thread.call(outbox.rows, limit=10 * count)
-        rejected = [r for r in settled if r.result == "rejected"]
-        known = await daemon.thread.call(_acked_then_refused, outbox, rejected, daemon.admission)
-        summary = DemoSummary(
-            scanned=daemon.intake.stats.scanned,
-            accepted=daemon.intake.stats.accepted,
-            refused=dict(sorted(daemon.intake.stats.refused.items())),
-            delivered=stats.counts.get(RowState.DELIVERED, 0),
-            service_duplicates=sum(1 for r in settled if r.result == "duplicate"),
-            service_rejected=dict(Counter(r.reason or "" for r in rejected)),
-            acked_then_refused=known,
-            still_queued=stats.backlog,
-            service_events=service.held(),
-            protocol=protocol,
-            service=service.name,
-            bills=await _bill_lines(daemon, numbers, service.bills())
-            if protocol == "alihealth"
-            else [],
-        )
+            await wait_for_status(daemon, numbers)
+        summary = await _summarise(daemon, service, count, numbers, protocol)
         progress.show(
             f"done: delivered {summary.delivered}, backlog {summary.still_queued}", final=True
         )
@@ -376,6 +280,46 @@ async def run_demo(
         await task
     summary.seconds = round(time.monotonic() - started, 2)
     return summary
+
+
+async def _resell(
+    daemon: Daemon, sold: str, codes: list[str], port: int, progress: _Progress, pace_s: float
+) -> str:
+    """Open a sales bill of ``codes`` (already sold on bill ``sold``), scan them, close it;
+    its number."""
+    assert daemon.desk is not None
+    resale = sold + "-R"
+    await daemon.desk.open(resale, 201, to_party="demo-customer-2")
+    await _scanner(port, codes, progress, daemon, pace_s)
+    await daemon.desk.close(resale)
+    return resale
+
+
+async def _summarise(
+    daemon: Daemon, service: Service, count: int, numbers: list[str], protocol: str
+) -> DemoSummary:
+    """What the demo did, read from the daemon, its outbox and the service."""
+    stats = await daemon.queue_stats()
+    assert daemon.thread is not None
+    assert daemon.intake is not None
+    outbox = daemon.thread.outbox
+    settled = await daemon.thread.call(outbox.rows, limit=10 * count)
+    rejected = [r for r in settled if r.result == "rejected"]
+    known = await daemon.thread.call(_acked_then_refused, outbox, rejected, daemon.admission)
+    return DemoSummary(
+        scanned=daemon.intake.stats.scanned,
+        accepted=daemon.intake.stats.accepted,
+        refused=dict(sorted(daemon.intake.stats.refused.items())),
+        delivered=stats.counts.get(RowState.DELIVERED, 0),
+        service_duplicates=sum(1 for r in settled if r.result == "duplicate"),
+        service_rejected=dict(Counter(r.reason or "" for r in rejected)),
+        acked_then_refused=known,
+        still_queued=stats.backlog,
+        service_events=service.held(),
+        protocol=protocol,
+        service=service.name,
+        bills=await bill_lines(daemon, numbers, service.bills()) if protocol == "alihealth" else [],
+    )
 
 
 def _acked_then_refused(
@@ -404,79 +348,6 @@ def _acked_then_refused(
         if why is not None:
             out[row.reason or why] += 1
     return dict(out)
-
-
-async def _wait_for_status(daemon: Daemon, numbers: list[str], timeout_s: float = 3.0) -> None:
-    """码上放心: give the status polls a moment to record how the platform processed the bill."""
-    assert daemon.desk is not None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        logs = [await daemon.desk.history(n) for n in numbers]
-        uploaded = [log for log in logs if any(h["event"] == "upload" for h in log)]
-        accepted = [log for log in uploaded if any(" accepted " in h["detail"] + " " for h in log)]
-        if all(any(h["event"] == "platform-status" for h in log) for log in accepted):
-            return
-        await asyncio.sleep(0.05)
-
-
-async def _bill_lines(
-    daemon: Daemon, numbers: list[str], stored: dict[str, dict[str, str]]
-) -> list[str]:
-    """Each (sub-)bill's upload verdict and platform state from the bill log."""
-    from scanner_agent.sinks.alihealth import OPTIONAL_PARAMS
-
-    assert daemon.desk is not None
-    lines = []
-    for number in numbers:
-        for entry in await daemon.desk.history(number):
-            if entry["event"] not in ("upload", "platform-status"):
-                continue
-            line = entry["detail"]
-            sub = line.split(":", 1)[0]
-            sent = stored.get(sub, {})
-            optional = ", ".join(
-                f"{k}={v}" for k, v in sorted(sent.items()) if k in OPTIONAL_PARAMS
-            )
-            if entry["event"] == "upload" and optional:
-                line += f"  [{optional}]"
-            lines.append(line)
-    return lines
-
-
-async def _open_demo_bill(daemon: Daemon, sims: list[SimScan], *, alihealth: bool = False) -> str:
-    """A sales shipment expecting the simulated products (a few short, to show it); its number.
-
-    For 码上放心 the parties are 码上放心 ``ent_id``s (the shipper's is ``alihealth.ent_id``) and
-    the bill carries an optional upload parameter of its own (``order_code``).
-    """
-    assert daemon.desk is not None
-    counts = Counter(
-        s.line[:7] if s.kind == "cn20" else s.line[5:19] for s in sims if s.kind in ("cn20", "gs1")
-    )
-    names = [
-        "阿莫西林胶囊",
-        "布洛芬缓释胶囊",
-        "头孢克肟片",
-        "连花清瘟胶囊",
-        "二甲双胍缓释片",
-        "阿托伐他汀钙片",
-        "维生素C片",
-        "氯雷他定片",
-        "奥美拉唑肠溶胶囊",
-        "蒙脱石散",
-    ]
-    rows = [
-        f"{p},{names[i % len(names)]},{n + 2}" for i, (p, n) in enumerate(sorted(counts.items()))
-    ]
-    number = time.strftime("DEMO-%H%M%S")
-    if alihealth:
-        await daemon.desk.open(
-            number, 201, to_party="demo-customer-ent", params={"order_code": f"PO-{number}"}
-        )
-    else:
-        await daemon.desk.open(number, 201, from_party="演示仓", to_party="演示药房")
-    await daemon.desk.import_expected(None, "product,name,count\n" + "\n".join(rows) + "\n")
-    return number
 
 
 def format_summary(s: DemoSummary) -> str:

@@ -160,35 +160,60 @@ class _DroppedReply(Response):
 
 def create_app(state: EmulatorState) -> Starlette:
     """The capture interface as an ASGI app."""
+    repository = _Repository(state)
+    return Starlette(
+        routes=[
+            Route("/capture", repository.capture, methods=["POST"]),
+            Route("/capture", repository.jobs, methods=["GET"]),
+            Route("/capture/{capture_id}", repository.job, methods=["GET"]),
+        ]
+    )
 
-    def authorised(request: Request) -> bool:
-        return not state.token or request.headers.get("authorization") == f"Bearer {state.token}"
 
-    def unauthorised() -> JSONResponse:
-        return JSONResponse(
-            {"type": "epcisException:SecurityException", "title": "Unauthorized", "status": 401},
-            status_code=401,
-            media_type="application/problem+json",
+def _unauthorised() -> JSONResponse:
+    return JSONResponse(
+        {"type": "epcisException:SecurityException", "title": "Unauthorized", "status": 401},
+        status_code=401,
+        media_type="application/problem+json",
+    )
+
+
+def _refuse(title: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        _problem(400, title, detail), status_code=400, media_type="application/problem+json"
+    )
+
+
+class _Repository:
+    """The capture interface's endpoints over one :class:`EmulatorState`."""
+
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
+
+    def authorised(self, request: Request) -> bool:
+        return (
+            not self.state.token
+            or request.headers.get("authorization") == f"Bearer {self.state.token}"
         )
 
-    async def capture(request: Request) -> Response:
-        if not authorised(request):
-            return unauthorised()
-        with state.lock:
-            if state.rate_limit_next > 0:
-                state.rate_limit_next -= 1
+    async def capture(self, request: Request) -> Response:
+        if not self.authorised(request):
+            return _unauthorised()
+        with self.state.lock:
+            if self.state.rate_limit_next > 0:
+                self.state.rate_limit_next -= 1
                 return JSONResponse(
                     {"type": "epcisException:CaptureLimitExceeded", "title": "Too many requests"},
                     status_code=429,
-                    headers={"Retry-After": str(state.retry_after)},
+                    headers={"Retry-After": str(self.state.retry_after)},
                 )
-            if state.fail_next > 0:
-                state.fail_next -= 1
+            if self.state.fail_next > 0:
+                self.state.fail_next -= 1
                 return JSONResponse(
                     {"type": "epcisException:ImplementationException", "title": "Server error"},
                     status_code=500,
                 )
-            state.captures += 1
+            self.state.captures += 1
         try:
             doc = json.loads(await request.body())
         except (ValueError, UnicodeDecodeError):
@@ -202,38 +227,33 @@ def create_app(state: EmulatorState) -> Starlette:
         if not isinstance(events, list):
             return _refuse("Invalid document", "epcisBody.eventList must be a list")
         behaviour = request.headers.get("gs1-capture-error-behaviour", "rollback").lower()
-        job_body = _capture(events, "proceed" if behaviour == "proceed" else "rollback")
-        with state.lock:
-            state.jobs[job_body["captureID"]] = _Job(job_body, state.running_polls)
-            if state.drop_next > 0:
-                state.drop_next -= 1
+        job_body = self._capture(events, "proceed" if behaviour == "proceed" else "rollback")
+        with self.state.lock:
+            self.state.jobs[job_body["captureID"]] = _Job(job_body, self.state.running_polls)
+            if self.state.drop_next > 0:
+                self.state.drop_next -= 1
                 return _DroppedReply()
         return Response(status_code=202, headers={"Location": f"/capture/{job_body['captureID']}"})
 
-    def _refuse(title: str, detail: str) -> JSONResponse:
-        return JSONResponse(
-            _problem(400, title, detail), status_code=400, media_type="application/problem+json"
-        )
-
-    def _capture(events: list[Any], behaviour: str) -> dict[str, Any]:
+    def _capture(self, events: list[Any], behaviour: str) -> dict[str, Any]:
         """Check and store ``events``; the final capture job."""
         errors: list[dict[str, Any]] = []
         good: dict[str, dict[str, Any]] = {}
-        with state.lock:
+        with self.state.lock:
             for i, event in enumerate(events):
-                problem = _event_problem(i, event, state.refuse_epcs)
+                problem = _event_problem(i, event, self.state.refuse_epcs)
                 if problem is not None:
                     errors.append(problem)
                     continue
                 eid = event["eventID"]
-                if eid in state.events or eid in good:
+                if eid in self.state.events or eid in good:
                     errors.append(
                         _problem(409, "Duplicate event", f"event {eid} is already captured", eid)
                     )
                     continue
                 good[eid] = event
             if behaviour == "proceed" or not errors:
-                state.events.update(good)
+                self.state.events.update(good)
         return {
             "captureID": uuid.uuid4().hex,
             "createdAt": _now(),
@@ -244,38 +264,30 @@ def create_app(state: EmulatorState) -> Starlette:
             "errors": errors,
         }
 
-    async def job(request: Request) -> Response:
-        if not authorised(request):
-            return unauthorised()
+    async def job(self, request: Request) -> Response:
+        if not self.authorised(request):
+            return _unauthorised()
         capture_id = request.path_params["capture_id"]
-        with state.lock:
-            found = state.jobs.get(capture_id)
+        with self.state.lock:
+            found = self.state.jobs.get(capture_id)
             if found is None:
                 return JSONResponse(
                     {"type": "epcisException:NoSuchResourceException", "title": "No such job"},
                     status_code=404,
                 )
-            state.polls += 1
+            self.state.polls += 1
             if found.polls_left > 0:
                 found.polls_left -= 1
                 running = {k: v for k, v in found.body.items() if k not in ("finishedAt", "errors")}
                 return JSONResponse({**running, "running": True, "success": True, "errors": []})
             return JSONResponse(found.body)
 
-    async def jobs(request: Request) -> Response:
-        if not authorised(request):
-            return unauthorised()
-        with state.lock:
-            listed = [j.body for j in reversed(state.jobs.values())]
+    async def jobs(self, request: Request) -> Response:
+        if not self.authorised(request):
+            return _unauthorised()
+        with self.state.lock:
+            listed = [j.body for j in reversed(self.state.jobs.values())]
         return JSONResponse({"captureJobs": listed[:100]})
-
-    return Starlette(
-        routes=[
-            Route("/capture", capture, methods=["POST"]),
-            Route("/capture", jobs, methods=["GET"]),
-            Route("/capture/{capture_id}", job, methods=["GET"]),
-        ]
-    )
 
 
 class EpcisEmulator:

@@ -12,7 +12,6 @@ from scanner_agent.sync._http import (
     NetworkError,
     ServiceError,
     TlsSettings,
-    backoff_delay,
     build_ssl_context,
     date_offset_s,
     parse_retry_after,
@@ -20,13 +19,7 @@ from scanner_agent.sync._http import (
     status_error,
     transport_error,
 )
-from scanner_agent.sync._loop import (
-    RECENT_REJECTIONS,
-    LinkState,
-    Rejection,
-    SyncLoop,
-    SyncStats,
-)
+from scanner_agent.sync._loop import SyncLoop
 from scanner_agent.sync._settings import LoopSettings
 from scanner_agent.sync._sinks import (
     Admission,
@@ -39,6 +32,7 @@ from scanner_agent.sync._sinks import (
     SinkNames,
     SyncObserver,
 )
+from scanner_agent.sync._stats import RECENT_REJECTIONS, LinkState, Rejection, SyncStats
 
 __all__ = [
     "RECENT_REJECTIONS",
@@ -62,7 +56,6 @@ __all__ = [
     "SyncObserver",
     "SyncStats",
     "TlsSettings",
-    "backoff_delay",
     "build_ssl_context",
     "date_offset_s",
     "parse_retry_after",

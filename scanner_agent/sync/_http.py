@@ -21,7 +21,6 @@ error page) has it replaced by ``<token>`` (:func:`redact`).
 
 from __future__ import annotations
 
-import random
 import ssl
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -48,7 +47,6 @@ __all__ = [
     "NetworkError",
     "ServiceError",
     "TlsSettings",
-    "backoff_delay",
     "build_ssl_context",
     "date_offset_s",
     "parse_retry_after",
@@ -160,22 +158,6 @@ def date_offset_s(date_header: str | None, now: datetime) -> float | None:
     if theirs.tzinfo is None:
         theirs = theirs.replace(tzinfo=UTC)
     return (now - theirs).total_seconds()
-
-
-def backoff_delay(
-    attempt: int, initial: float, maximum: float, rng: random.Random | None = None
-) -> float:
-    """The wait before try ``attempt + 1``: ``initial * 2**attempt``, at most ``maximum``.
-
-    With ``rng``, full jitter (uniform in [0, that]): the sync loop's retries,
-    so agents that lost the same service do not all come back at once.
-    Without, the ceiling itself: polls of work the service is doing for us.
-
-    >>> [backoff_delay(n, 0.5, 5.0) for n in range(6)]
-    [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
-    """
-    ceiling = min(maximum, initial * (2 ** min(attempt, 30)))
-    return ceiling if rng is None else rng.uniform(0, ceiling)
 
 
 def redact(detail: str, token: str) -> str:

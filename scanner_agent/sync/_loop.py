@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
-import time
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
 from scanner_agent.kernel import (
@@ -36,130 +32,19 @@ from scanner_agent.kernel import (
     ConfigError,
     ProtocolError,
     ScannerAgentError,
-    SiteProblemError,
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, EventResult, OutboxThread, RowState, SettleSummary
-from scanner_agent.sync._http import NetworkError, backoff_delay
+from scanner_agent.sync._http import NetworkError
+from scanner_agent.sync._link import LinkBook
 from scanner_agent.sync._settings import LoopSettings
 from scanner_agent.sync._sinks import Sink
-from scanner_agent.times import iso
+from scanner_agent.sync._stats import LinkState, SyncStats
 
 log = logging.getLogger(__name__)
 
-RECENT_REJECTIONS = 50
-"""How many of the latest rejected scans :class:`SyncStats` keeps for the operator."""
-RETRY_AFTER_CAP_S = 900.0
-"""A ``Retry-After`` above this (or above ``backoff_max_s``, if larger) is cut to it."""
-_REJECTIONS_LOGGED = 3
-"""Rejected scans named in the log line of one batch; the rest are counted."""
 
-
-class LinkState(enum.StrEnum):
-    """How the agent's link to the trace service looks."""
-
-    UNKNOWN = "unknown"
-    """Nothing sent yet."""
-    ONLINE = "online"
-    """The last request succeeded."""
-    DEGRADED = "degraded"
-    """The service answered but asked us to slow down, failed, or sent a bad reply."""
-    OFFLINE = "offline"
-    """The service cannot be reached."""
-    AUTH_FAILED = "auth_failed"
-    """The token was refused: syncing paused until it is fixed (scans still queue)."""
-    DISABLED = "disabled"
-    """Syncing turned off in config."""
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A scan the service refused, kept for the operator (status, TUI)."""
-
-    at: float
-    """When the verdict came (Unix time)."""
-    batch_id: str
-    seq: int
-    event_id: str
-    code: str
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "at": iso(self.at),
-            "batch_id": self.batch_id,
-            "seq": self.seq,
-            "event_id": self.event_id,
-            "code": self.code,
-            "reason": self.reason,
-        }
-
-
-@dataclass
-class SyncStats:
-    """Counters since start, and what the operator should see now."""
-
-    batches: int = 0
-    """Batches the service answered with verdicts."""
-    delivered: int = 0
-    """Scans the service holds (``accepted`` or ``duplicate``)."""
-    duplicate: int = 0
-    """Of those, scans the service already had under another event."""
-    rejected: int = 0
-    """Scans moved to dead letters (refused by the service)."""
-    failures: int = 0
-    """Failed sends (each is retried)."""
-    last_error: str | None = None
-    """The latest problem with sending, kept after the link recovers (see ``last_error_current``)."""
-    last_error_at: float | None = None
-    """When ``last_error`` happened (Unix time)."""
-    last_error_current: bool = False
-    """``last_error`` still describes the link: nothing newer has succeeded since.  An
-    operator reading ``status`` must not take an error from before a recovery for a live one."""
-    last_success_at: float | None = None
-    in_flight: int = 0
-    """Batches awaiting the service right now."""
-    consecutive_failures: int = 0
-    retry_at: float | None = None
-    """While backing off: when the next attempt is due (Unix time)."""
-    batch_limit: int = 0
-    """Events per batch now (halved after a 413)."""
-    alarm: str | None = None
-    """A problem that needs a person (the token was refused)."""
-    recent_rejections: deque[Rejection] = field(
-        default_factory=lambda: deque(maxlen=RECENT_REJECTIONS)
-    )
-    """The latest refused scans, oldest first."""
-
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-ready copy for ``Daemon.status()`` and the TUI; times as ISO 8601 (UTC)."""
-        return {
-            "batches": self.batches,
-            "delivered": self.delivered,
-            "duplicate": self.duplicate,
-            "rejected": self.rejected,
-            "failures": self.failures,
-            "consecutive_failures": self.consecutive_failures,
-            "last_error": self.last_error,
-            "last_error_at": iso(self.last_error_at),
-            "last_error_current": self.last_error_current,
-            "last_success_at": iso(self.last_success_at),
-            "in_flight": self.in_flight,
-            "retry_at": iso(self.retry_at),
-            "batch_limit": self.batch_limit,
-            "alarm": self.alarm,
-            "recent_rejections": [r.to_dict() for r in self.recent_rejections],
-        }
-
-
-def _kind(exc: BaseException) -> str:
-    """What a failure is, for logging it once rather than on every retry."""
-    status = getattr(exc, "status_code", None)
-    return type(exc).__name__ + (f":{status}" if status is not None else "")
-
-
-class SyncLoop:
+class SyncLoop(LinkBook):
     """Drains the outbox to the trace service, through a :class:`Sink` for its protocol.
 
     ``client`` is the sink: a :class:`~scanner_agent.sinks.trace_api.TraceApiClient` for
@@ -471,124 +356,6 @@ class SyncLoop:
         self.stats.batch_limit = self._batch_limit
         self._note(epoch, exc, LinkState.DEGRADED, f"{exc}; batch size now {self._batch_limit}")
         await self._thread.call(outbox.unbatch, batch.batch_id)
-
-    # -- bookkeeping (event loop only, no awaits) -----------------------------
-
-    def _current(self, epoch: int) -> bool:
-        """Whether an outcome of the request started as ``epoch`` may set the link state."""
-        if epoch < self._state_epoch:
-            return False
-        self._state_epoch = epoch
-        return True
-
-    def _note(self, epoch: int, exc: BaseException, state: LinkState, message: str) -> None:
-        """Record a problem that needs no backoff; log it once per kind."""
-        current = self._current(epoch)
-        self._error(message, current=current)
-        if current:
-            self.state = state
-        self._log_once(exc, message)
-
-    def _failed(self, epoch: int, exc: BaseException, state: LinkState, message: str) -> None:
-        """Record a failed send: back off (and drop to one batch in flight) unless it is stale."""
-        self.stats.failures += 1
-        current = self._current(epoch)
-        self._error(message, current=current)
-        if not current:
-            log.debug("sync: %s (stale: a newer request has finished)", message)
-            return
-        self._window = 1
-        self.state = state
-        self._failures += 1
-        self.stats.consecutive_failures = self._failures
-        if state is LinkState.AUTH_FAILED:
-            self.stats.alarm = (
-                f"{self.platform} refused the {self.credential} ({message}); scans are kept "
-                f"and syncing resumes when {self.credential_source} changes"
-            )
-            log.error("ALARM: sync: %s", self.stats.alarm)
-            self._last_kind = _kind(exc)
-            return
-        if isinstance(exc, SiteProblemError):
-            # Nothing is wrong with the batch: it is held (released, retried with backoff)
-            # and the alarm says what to fix, until a call passes.
-            alarm = (
-                f"{self.platform}: {message}; scans are kept and sent by themselves "
-                "once it is fixed"
-            )
-            if alarm != self.stats.alarm:
-                log.error("ALARM: sync: %s", alarm)
-            self.stats.alarm = alarm
-            self._site_alarm = True
-        delay = backoff_delay(
-            self._failures - 1, self.cfg.backoff_initial_s, self.cfg.backoff_max_s, self._rng
-        )
-        retry_after = exc.retry_after if isinstance(exc, TransientSyncError) else None
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, max(self.cfg.backoff_max_s, RETRY_AFTER_CAP_S)))
-        self._resume_at = asyncio.get_running_loop().time() + delay
-        self.stats.retry_at = time.time() + delay
-        self._log_once(exc, f"{message} (retrying in {delay:.1f} s)")
-
-    def _error(self, message: str, *, current: bool) -> None:
-        """Keep ``message`` as the last error, now.
-
-        It is current unless a request started later already finished (its
-        outcome set the link state): then it stays as current as that one left it.
-        """
-        self.stats.last_error = message
-        self.stats.last_error_at = time.time()
-        if current:
-            self.stats.last_error_current = True
-
-    def _succeeded(self, epoch: int) -> None:
-        self.stats.last_success_at = time.time()
-        if not self._current(epoch):
-            return
-        self.stats.last_error_current = False
-        if self._failures:
-            log.info("sync: delivering again after %d failed attempts", self._failures)
-        if self._site_alarm:
-            log.info("sync: the platform takes this site's calls again; alarm cleared")
-            self.stats.alarm = None
-            self._site_alarm = False
-        self.state = LinkState.ONLINE
-        self._window = self.cfg.max_in_flight
-        self._failures = 0
-        self._resume_at = 0.0
-        self._last_kind = None
-        self.stats.consecutive_failures = 0
-        self.stats.retry_at = None
-
-    def _log_once(self, exc: BaseException, message: str) -> None:
-        """Log a failure when it starts or changes kind, not on every retry."""
-        kind = _kind(exc)
-        if kind == self._last_kind:
-            log.debug("sync: %s", message)
-            return
-        self._last_kind = kind
-        log.warning("sync: %s", message)
-
-    def _rejected(self, batch: Batch, reasons: dict[str, str], count: int) -> None:
-        """Keep and log scans the service refused (they are dead letters in the outbox)."""
-        self.stats.rejected += count
-        now = time.time()
-        refused = [e for e in batch.events if e.event_id in reasons]
-        for e in refused[-RECENT_REJECTIONS:]:
-            self.stats.recent_rejections.append(
-                Rejection(now, batch.batch_id, e.seq, e.event_id, e.code, reasons[e.event_id])
-            )
-        named = "; ".join(f"{e.code}: {reasons[e.event_id]}" for e in refused[:_REJECTIONS_LOGGED])
-        more = len(refused) - _REJECTIONS_LOGGED
-        log.warning(
-            "sync: the service rejected %d of %d scans in batch %s (dead letters; "
-            "`scanner-agent queue ls --state rejected`): %s%s",
-            len(refused),
-            len(batch.events),
-            batch.batch_id,
-            named,
-            f"; and {more} more" if more > 0 else "",
-        )
 
     # -- a refused token -----------------------------------------------------
 

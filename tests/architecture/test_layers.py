@@ -5,7 +5,7 @@ The layers, lowest first, are :data:`LAYERS`: the one table of them, drawn in
 docs/architecture.md. A module may import its own layer and the layers below, never one
 above, with the doors of :data:`DOORS` as the only exceptions. On top of that:
 
-* no import cycle anywhere;
+* no import cycle anywhere (:func:`test_no_import_cycle`);
 * a private module (``_x.py``, or a module inside a ``_x`` package) is imported only from
   inside the package that holds it; everyone else uses the package's ``__all__``;
 * ``drivers`` imports only itself and the kernel (and the standard library and
@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 
-from tests.support.imports import graph, imports_of, modules, own_module
+from tests.support.imports import cycles, graph, imports_of, modules, own_module
 
 LIBRARY = ("scanner_agent", "drivers")
 """The top-level packages of the library (what the wheel ships besides data)."""
@@ -224,3 +224,9 @@ def test_tests_and_benches_use_only_the_public_names_of_sync_sinks_lab_and_expor
         and _private_owner(target) in PUBLIC_ONLY
     )
     assert bad == []
+
+
+def test_no_import_cycle() -> None:
+    """No two modules import each other, directly or through others (lazy and
+    ``TYPE_CHECKING`` imports counted): each cycle is printed with its modules."""
+    assert cycles(EDGES) == []

@@ -9,7 +9,6 @@ figures; no image may give a text other than its expected one.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 
 from drivers.decoders import pyzbar_available
 from scanner_agent.cli import main
+from tests.support.corpus import unescape
 
 FOLDERS = {
     "code128-1": "Code128",
@@ -55,14 +55,6 @@ def expected(image: Path) -> str | bytes:
     if txt.exists():
         return txt.read_text(encoding="utf-8").replace("\r\n", "\n")
     return image.with_suffix(".bin").read_bytes()
-
-
-def unescape(text: str) -> str:
-    return re.sub(
-        r"\\(\\|x[0-9a-f]{2})",
-        lambda m: "\\" if m[1] == "\\" else chr(int(m[1][1:], 16)),
-        text,
-    )
 
 
 def images(folder: Path) -> Iterator[Path]:

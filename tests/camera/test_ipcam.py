@@ -25,22 +25,14 @@ from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import Outbox
 from tests.camera import synth
 from tests.camera.streams import MjpegServer, RtspServer, StreamServer, ffmpeg, video_frames
-from tests.conftest import run_until_ready
+from tests.support.agent import run_until_ready
+from tests.support.polling import eventually
 
 FORMATS = ["DataMatrix", "Code128"]
 
 
 def images(codes: list[synth.Code]) -> list[np.ndarray]:
     return [synth.frame(synth.layout(codes, t), size=(960, 600)) for t in range(3)]
-
-
-async def until(cond: Callable[[], bool], within: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.05)
 
 
 def test_the_watchdog_gives_up_a_connection_that_stays_open_and_sends_nothing() -> None:
@@ -112,14 +104,16 @@ async def run_through_an_outage(
     daemon = Daemon(cfg, sources=[(source, "ship", "")])
     task = await run_until_ready(daemon)
     try:
-        await until(lambda: source.stats.scans_submitted == len(first))
+        await eventually(lambda: source.stats.scans_submitted == len(first), within=30.0)
         server.stop()
-        await until(lambda: not source.status().connected)
+        await eventually(lambda: not source.status().connected, within=30.0)
         assert source.status().reason
         await asyncio.sleep(2.5)  # longer than dedupe_s: a wall clock would count first again
         server.frames = video_frames(images(first), 6) + video_frames(images(second), 30)
         server.start()
-        await until(lambda: source.stats.scans_submitted >= len(first) + len(second), 60)
+        await eventually(
+            lambda: source.stats.scans_submitted >= len(first) + len(second), within=60
+        )
         await asyncio.sleep(1.0)  # room for a second count, if there were one
         assert source.status().connected
     finally:
@@ -160,10 +154,10 @@ async def test_an_mjpeg_camera_that_stalls_is_reconnected_by_the_watchdog(
     daemon = Daemon(cfg, sources=[(source, "ship", "")])
     task = await run_until_ready(daemon)
     try:
-        await until(lambda: source.stats.scans_submitted == 2)
+        await eventually(lambda: source.stats.scans_submitted == 2, within=30.0)
         server.frames = video_frames(images(second), 4)  # for the next connection
         server.stall()
-        await until(lambda: source.stats.scans_submitted == 4)
+        await eventually(lambda: source.stats.scans_submitted == 4, within=30.0)
         source.status()
     finally:
         daemon.request_stop()

@@ -19,7 +19,7 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import Outbox
 from tests.camera import synth
-from tests.conftest import run_until_ready
+from tests.support.agent import run_until_ready
 
 
 def flags(**given: object) -> argparse.Namespace:

@@ -18,20 +18,12 @@ from scanner_agent.daemon import Daemon
 from scanner_agent.kernel import ConfigError, DeviceDisconnected, DeviceUnavailable
 from scanner_agent.outbox import Outbox
 from tests.camera import synth
-from tests.conftest import run_until_ready
+from tests.support.agent import run_until_ready
+from tests.support.polling import eventually
 
 
 def small(codes: list[synth.Code], t: int = 0) -> np.ndarray:
     return synth.frame(synth.layout(codes, t), size=(960, 600))
-
-
-async def until(cond: Callable[[], bool], within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_stream_that_drops_is_reopened_and_a_bad_frame_is_only_counted(
@@ -73,7 +65,7 @@ async def test_a_stream_that_drops_is_reopened_and_a_bad_frame_is_only_counted(
     daemon = Daemon(cfg, sources=[(source, "ship", "")])
     task = await run_until_ready(daemon)
     try:
-        await until(lambda: source.stats.scans_submitted == 4 and opens >= 4)
+        await eventually(lambda: source.stats.scans_submitted == 4 and opens >= 4)
         status = source.status()
     finally:
         daemon.request_stop()

@@ -12,7 +12,7 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.outbox import Outbox
 from tests.camera.synth import carton_scene, write_video
-from tests.conftest import run_until_ready
+from tests.support.agent import run_until_ready
 
 
 async def test_every_code_in_a_video_is_queued_exactly_once(

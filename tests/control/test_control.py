@@ -27,7 +27,7 @@ from scanner_agent.control import (
 )
 from scanner_agent.kernel import ConfigError
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import acks
+from tests.support.agent import acks
 
 UNIT_A = "81234560000000011234"
 UNIT_B = "81234560000000022345"

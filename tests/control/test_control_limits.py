@@ -22,7 +22,7 @@ from scanner_agent.config import config_from_dict
 from scanner_agent.control import MAX_DEPTH, ControlClient
 from scanner_agent.control.server import MAX_CODE_CHARS
 from scanner_agent.kernel import ConfigError
-from tests.drivers.emulators import eventually
+from tests.support.polling import eventually
 
 LIMITS = {
     "max_clients": 4,

@@ -16,6 +16,7 @@ from scanner_agent.config import load_config
 from scanner_agent.control import ControlClient
 from scanner_agent.times import local
 from scanner_agent.traceserver import TraceServerThread
+from tests.support.polling import eventually
 
 UNIT_A = "81234560000000011234"
 UNIT_B = "81234560000000022345"
@@ -28,19 +29,6 @@ async def call(sock: Path, cmd: str, **args: Any) -> Any:
             return client.call(cmd, **args)
 
     return await asyncio.to_thread(go)
-
-
-async def until(check: Callable[[], Any], what: str, within: float = 20.0) -> Any:
-    """Poll ``check`` (a coroutine function) until it returns something truthy."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        got = await check()
-        if got:
-            return got
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -76,7 +64,7 @@ async def test_status_shows_the_last_error_with_its_time_and_marks_it_past_after
         st = await call(sock, "status")
         return st if st["last_error"] and st["link"] == "offline" else None
 
-    down = await failing() or await until(failing, "a failed send")
+    down = await failing() or await eventually(failing, what="a failed send")
     assert down["last_error_current"] is True
     failed_at = datetime.fromisoformat(down["last_error_at"])
     assert failed_at.tzinfo is not None
@@ -100,7 +88,7 @@ async def test_status_shows_the_last_error_with_its_time_and_marks_it_past_after
         st = await call(sock, "status")
         return st if st["link"] == "online" else None
 
-    up = await until(recovered, "a delivery")
+    up = await eventually(recovered, what="a delivery")
     assert up["last_error_current"] is False
     assert up["last_error"]
     last_error_at = datetime.fromisoformat(up["last_error_at"])
@@ -118,7 +106,7 @@ async def test_status_shows_the_last_error_with_its_time_and_marks_it_past_after
         st = await call(sock, "status")
         return st if st["last_error_current"] else None
 
-    again = await until(failing_again, "a second failure")
+    again = await eventually(failing_again, what="a second failure")
     assert datetime.fromisoformat(again["last_error_at"]) >= last_error_at
 
 

@@ -24,8 +24,8 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.control import PROTOCOL_VERSION, ControlClient
 from scanner_agent.times import local, parse_time
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
-from tests.test_cli_every_command import json_problems
+from tests.support.agent import TOKEN
+from tests.support.cli import json_problems
 
 GOOD = "81234560000000011234"
 REFUSED = "81234560000000022345"

@@ -16,7 +16,6 @@ conditions with deadlines.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import queue
@@ -29,18 +28,10 @@ from pathlib import Path
 
 from drivers import honeywell, ssi
 from drivers.ssi import NakCause, Opcode, SsiFramer, SsiPacket
+from tests.support.polling import eventually
 
 WAIT_S = 5.0
 """Longest any emulator or test waits for the other side."""
-
-
-async def eventually(predicate: Callable[[], object], within: float = WAIT_S) -> None:
-    """Poll ``predicate`` from a coroutine until it is true or the deadline passes."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.005)
 
 
 class PtyLine:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
@@ -19,7 +18,7 @@ from drivers.tcp import TcpSource
 from drivers.tcp_protocol import Reply, parse_reply
 from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
-from tests.conftest import run_until_ready
+from tests.support.agent import run_until_ready
 
 REPLY_TIMEOUT_S = 30.0
 """Longest wait for one reply before the test fails (a hang is a failure, not a wait)."""
@@ -70,14 +69,6 @@ class Scanner:
         self.writer.close()
         with suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
-
-
-async def until(predicate: Callable[[], bool], within: float = 20.0, what: str = "") -> None:
-    """Poll ``predicate`` with a deadline (never a bare sleep)."""
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        await asyncio.sleep(0.01)
 
 
 @asynccontextmanager

@@ -10,17 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from drivers.device import (
-    Backoff,
-    FdReader,
-    ReaderThread,
-    open_device_fd,
-)
+from drivers.device import Backoff
+from drivers.reader import FdReader, ReaderThread, open_device_fd
 from drivers.serialport import SerialSource
 from scanner_agent.kernel import DeviceDisconnected, DeviceUnavailable
-from tests.drivers.conftest import cn20
-from tests.drivers.emulators import PlainScanner, eventually
-from tests.drivers.test_serialport import PLAIN, RunSource
+from tests.drivers.emulators import PlainScanner
+from tests.support.drivers import PLAIN, RunSource, cn20
+from tests.support.polling import eventually
 
 
 class Recorder:

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers import hidraw
-from drivers.device import open_device_fd
 from drivers.framing import Frame
 from drivers.hidpos import LAYOUTS, HidPosAssembler
 from drivers.hidraw import HidPosSource, ReportSplitter, feedback_report
@@ -24,11 +23,13 @@ from drivers.profiles import (
     load_profile,
     parse_profile,
 )
+from drivers.reader import open_device_fd
 from scanner_agent.kernel import DeviceUnavailable, ScanOutcome, Verdict
-from tests.drivers.conftest import AgentRun, cn20
-from tests.drivers.emulators import PtyScanner, eventually
+from tests.drivers.emulators import PtyScanner
 from tests.drivers.fake_sysfs import HID_POS_DESCRIPTOR, FakeSysfs
-from tests.drivers.test_hidpos import ACME_PROFILE, ACME_REPORTS
+from tests.support.drivers import AgentRun, cn20
+from tests.support.hidpos import ACME_PROFILE, ACME_REPORTS
+from tests.support.polling import eventually
 
 RunSource = Callable[[HidPosSource], Awaitable[AgentRun]]
 LAYOUT = LAYOUTS["honeywell"]

@@ -16,8 +16,9 @@ from drivers import hotplug
 from drivers.hotplug import Hotplug, Interest, UdevMonitor, device_event, wakes
 from drivers.profiles import load_profile
 from drivers.serialport import SerialSource
-from tests.drivers.conftest import AgentRun, cn20
-from tests.drivers.emulators import PlainScanner, eventually
+from tests.drivers.emulators import PlainScanner
+from tests.support.drivers import AgentRun, cn20
+from tests.support.polling import eventually
 
 # Recorded with `udevadm monitor --udev --property` (trimmed to the keys used).
 HIDRAW_ADD = {

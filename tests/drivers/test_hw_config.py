@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from drivers import device
+from drivers import source_profiles
 from drivers.hidraw import HidPosSource
 from drivers.registry import build_source
 from drivers.serialport import SerialSource
 from drivers.wedge import WedgeSource
 from scanner_agent.config import config_from_dict
 from scanner_agent.kernel import ConfigError
-from tests.drivers.test_hidpos import ACME_PROFILE
+from tests.support.hidpos import ACME_PROFILE
 
 
 def load(**source: Any) -> Any:
@@ -101,7 +101,7 @@ def test_hardware_sources_load_and_build() -> None:
 def test_a_hidpos_source_reads_with_the_layout_of_a_site_profile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(device, "PROFILE_DIRS", (tmp_path,))
+    monkeypatch.setattr(source_profiles, "PROFILE_DIRS", (tmp_path,))
     (tmp_path / "acme-s9.toml").write_text(ACME_PROFILE, encoding="utf-8")
     broken = ACME_PROFILE.replace("data_size = 32", "data_size = 33")
     (tmp_path / "acme-s8.toml").write_text(broken, encoding="utf-8")

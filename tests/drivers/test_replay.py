@@ -8,8 +8,8 @@ import threading
 from pathlib import Path
 
 from drivers.replay import ReplaySource
-from tests.drivers.conftest import AgentRun, cn20
-from tests.drivers.emulators import eventually
+from tests.support.drivers import AgentRun, cn20
+from tests.support.polling import eventually
 
 
 async def test_a_replay_reads_on_its_own_thread_not_asyncio_s_default_pool(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,38 +23,19 @@ from hypothesis import strategies as st
 from drivers import honeywell, profiles, ssi
 from drivers.framing import Frame, FrameError
 from drivers.profiles import Profile, parse_profile
-from drivers.serialport import HoneywellStream, PortSettings, ScanLineFramer, SerialSource
+from drivers.serial_protocols import HoneywellStream, ScanLineFramer
+from drivers.serialport import PortSettings, SerialSource
 from drivers.ssi import NakCause, Opcode
 from scanner_agent.kernel import ConfigError, DeviceUnavailable
-from tests.drivers.conftest import AgentRun, cn20
-from tests.drivers.emulators import HoneywellScanner, PlainScanner, SsiScanner, eventually
-
-RunSource = Callable[[SerialSource], Awaitable[AgentRun]]
+from tests.drivers.emulators import HoneywellScanner, PlainScanner, SsiScanner
+from tests.support.drivers import PLAIN, RunSource, cn20
+from tests.support.polling import eventually
 
 
 def toml_bytes(data: bytes) -> str:
     """A TOML basic string holding ``data`` byte for byte (as profiles write commands)."""
     return '"' + "".join(f"\\u{b:04X}" for b in data) + '"'
 
-
-PLAIN = parse_profile(
-    "test-plain",
-    """
-[profile]
-vendor = "Test"
-model = "Plain"
-interfaces = ["rs232"]
-[serial]
-protocol = "plain"
-baudrate = 115200
-[framing]
-terminator = "crlf"
-[commands]
-good_read = "G"
-bad_read = "B"
-duplicate_read = "D"
-""",
-)
 
 HONEYWELL = parse_profile(
     "test-honeywell",

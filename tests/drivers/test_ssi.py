@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from drivers import ssi
 from drivers.framing import FrameError
-from drivers.serialport import SsiHost
+from drivers.serial_protocols import SsiHost
 from drivers.ssi import (
     CommandAcked,
     CommandFailed,

@@ -21,7 +21,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scanner_agent.config import AgentConfig
-from tests.drivers.tcp_client import Scanner, port_of, tcp_agent, until
+from tests.drivers.tcp_client import Scanner, port_of, tcp_agent
+from tests.support.polling import eventually
 
 CN20 = "81234560000000011234"
 
@@ -55,7 +56,7 @@ async def test_a_sender_that_never_reads_is_pushed_back_with_bounded_frames_in_f
             writer.write(flood)  # never drained, never read: the client's own buffer holds it
             writers.append(writer)
         # The daemon stops reading once replies back up: the clients cannot send it all.
-        await until(
+        await eventually(
             lambda: (
                 source.stats.frames_in_flight >= 100
                 and all(w.transport.get_write_buffer_size() > 0 for w in writers)
@@ -80,7 +81,7 @@ async def test_idle_connections_do_not_lock_a_scanner_out(
 ) -> None:
     async with tcp_agent(make_config, max_clients=4) as (_daemon, source):
         idle = [await Scanner.connect(port_of(source)) for _ in range(4)]
-        await until(lambda: source.clients == 4, what="four connections")
+        await eventually(lambda: source.clients == 4, what="four connections")
         for _attempt in range(10):
             scanner = await Scanner.connect(port_of(source))
             (reply,) = await scanner.scan(CN20.encode())
@@ -103,7 +104,9 @@ async def test_a_scanner_with_good_reads_keeps_its_slot_against_silent_connectio
         crowd = []
         for _ in range(12):  # each newcomer evicts someone: never the scanner
             crowd.append(await Scanner.connect(port_of(source)))
-            await until(lambda: source.stats.connections == len(crowd) + 1, what="the newcomer")
+            await eventually(
+                lambda: source.stats.connections == len(crowd) + 1, what="the newcomer"
+            )
         assert [r.kind for r in await scanner.scan(cn20(2))] == ["accepted"]
         assert source.stats.evicted == 10
         for s in [scanner, *crowd]:
@@ -172,10 +175,10 @@ async def test_half_open_connections_are_found_by_keepalive_and_free_their_slot(
     async with tcp_agent(make_config, keepalive_s=1, max_clients=4) as (_daemon, source):
         for n in range(1, 4):
             sock = socket.create_connection(("127.0.0.1", port_of(source)))
-            await until(lambda n=n: source.stats.connections == n, what="the connection")
+            await eventually(lambda n=n: source.stats.connections == n, what="the connection")
             _vanish(sock)
-        await until(lambda: source.clients == 3, what="three half-open connections")
-        await until(lambda: source.clients == 0, within=30, what="keepalive to drop them")
+        await eventually(lambda: source.clients == 3, what="three half-open connections")
+        await eventually(lambda: source.clients == 0, within=30, what="keepalive to drop them")
         assert source.stats.evicted == 0
 
 
@@ -188,7 +191,7 @@ async def test_a_peer_sending_refused_frames_is_slowed_down_and_others_are_not(
         assert {r.kind for r in await attacker.scan(*junk)} == {"invalid"}
         # 45 refusals over its budget: its next frames wait about 90 s.
         await attacker.send(b"junk-late")
-        await until(lambda: source.stats.slowed >= 1, what="the attacker to be slowed down")
+        await eventually(lambda: source.stats.slowed >= 1, what="the attacker to be slowed down")
         scanner = await Scanner.connect(port_of(source), local="127.0.0.3")
         replies = await scanner.scan(cn20(1), b"a bad label", cn20(2))
         assert [r.kind for r in replies] == ["accepted", "invalid", "accepted"]
@@ -229,11 +232,11 @@ async def test_the_source_s_counters_are_in_status_and_metrics(
         make_config, max_clients=2, read_timeout_s=0.3, metrics={"listen": "127.0.0.1:0"}
     ) as (daemon, source):
         idle = [await Scanner.connect(port_of(source)) for _ in range(2)]
-        await until(lambda: source.clients == 2, what="two connections")
+        await eventually(lambda: source.clients == 2, what="two connections")
         late = await Scanner.connect(port_of(source))  # evicts the first idle one
         await late.send(b"8123", end=b"")  # never finished: one timeout reply
         assert (await late.reply(within=30)).kind == "timeout"
-        await until(lambda: source.stats.read_timeouts == 1, what="the timeout counted")
+        await eventually(lambda: source.stats.read_timeouts == 1, what="the timeout counted")
         status = await daemon.status()
         (tcp,) = status["tcp"]
         assert tcp["source"] == source.name

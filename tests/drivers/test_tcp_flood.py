@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.config import AgentConfig
-from tests.drivers.tcp_client import Scanner, port_of, tcp_agent, until
-from tests.ops.test_notify import NotifyListener
+from tests.drivers.tcp_client import Scanner, port_of, tcp_agent
+from tests.support.notify import NotifyListener
+from tests.support.polling import eventually
 
 WATCHDOG_USEC = 3_000_000
 """WatchdogSec=3s: the daemon pings every 1.5 s.  Parsing this flood on the event loop
@@ -99,7 +100,7 @@ async def test_a_flood_of_worst_case_frames_delays_neither_a_scanner_nor_the_wat
     ) as (_daemon, source):
         floods = [Flood(port_of(source)) for _ in range(8)]
         try:
-            await until(lambda: all(f.replies >= 16 for f in floods), what="the flood to run")
+            await eventually(lambda: all(f.replies >= 16 for f in floods), what="the flood to run")
             began = time.monotonic()
             scanner = await Scanner.connect(port_of(source))
             for i in range(15):  # round trips, each waiting for its reply
@@ -113,7 +114,7 @@ async def test_a_flood_of_worst_case_frames_delays_neither_a_scanner_nor_the_wat
             # replies keep coming after the scanner is done.
             replied = [f.replies for f in floods]
             assert all(f.sent > f.replies for f in floods)
-            await until(
+            await eventually(
                 lambda: all(f.replies > n for f, n in zip(floods, replied, strict=True)),
                 what="more flood replies",
             )

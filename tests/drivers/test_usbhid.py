@@ -15,9 +15,9 @@ from drivers.hidraw import HidPosSource
 from drivers.profiles import load_profile
 from drivers.usbhid import PyUsbHid, choose_backend
 from scanner_agent.kernel import ConfigError
-from tests.drivers.conftest import AgentRun, cn20
-from tests.drivers.emulators import eventually
-from tests.drivers.test_hidpos import newland_report
+from tests.support.drivers import AgentRun, cn20
+from tests.support.hidpos import newland_report
+from tests.support.polling import eventually
 
 RunSource = Callable[[HidPosSource], Awaitable[AgentRun]]
 GS1 = b"010690123456789217280500" + b"10LOT-2024-0001-ABCDEF\x1d" + b"21SERIAL0123456789ABCD"

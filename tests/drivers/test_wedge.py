@@ -12,9 +12,10 @@ from drivers import wedge_keys as k
 from drivers.profiles import load_profile
 from drivers.wedge import EV_KEY, WedgeSource
 from scanner_agent.kernel import ConfigError, DeviceUnavailable, Verdict
-from tests.drivers.conftest import AgentRun, cn20
-from tests.drivers.emulators import FakeInputDevice, eventually
+from tests.drivers.emulators import FakeInputDevice
 from tests.drivers.fake_sysfs import CONSUMER_KEYS, KEYBOARD_KEYS, FakeSysfs
+from tests.support.drivers import AgentRun, cn20
+from tests.support.polling import eventually
 
 RunSource = Callable[[WedgeSource], Awaitable[AgentRun]]
 EV_SYN = 0

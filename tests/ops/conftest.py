@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SYSTEMD_DIR = ROOT / "systemd"
+from tests.support.systemd import SYSTEMD_DIR, tool
+
 UNIT = SYSTEMD_DIR / "scanner-agent.service"
 VENV_SCRIPT = Path(sys.executable).parent / "scanner-agent"
 """The console script of the venv running the tests (the unit's ExecStart in tests)."""
-
-
-def tool(name: str) -> str:
-    """The path of a system tool, or skip the test saying which package provides it."""
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not installed (Debian package 'systemd'; `make deps` installs it)")
-    return path
 
 
 @pytest.fixture

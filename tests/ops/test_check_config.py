@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,22 +28,13 @@ from typing import Any
 import pytest
 
 from scanner_agent.outbox import Outbox
+from tests.support.polling import wait_for
+from tests.support.users import NOBODY, as_user
 
 AGENT = [sys.executable, "-m", "scanner_agent"]
-NOBODY = 65534
 RUN_DEADLINE_S = 60.0
 """A refused config ends ``run`` at once; one still running after this was accepted."""
 TOKEN = "tok-3f9a1c77e2"
-
-
-def as_user() -> list[str]:
-    """The command prefix that runs a subprocess as an unprivileged user."""
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("setpriv (util-linux) not installed: cannot drop root for the checks")
-    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
 
 def _toml_value(value: Any) -> str:
@@ -670,11 +660,12 @@ def test_an_allowed_insecure_url_warns_in_both_commands(site: Site) -> None:
             stderr=err,
         )
     try:
-        deadline = time.monotonic() + RUN_DEADLINE_S
-        while "scanner-agent running" not in log.read_text():
+
+        def running() -> bool:
             assert runner.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, "run did not start"
-            time.sleep(0.05)
+            return "scanner-agent running" in log.read_text()
+
+        wait_for(running, RUN_DEADLINE_S, "run to start")
         assert "sync.url: plain http:// to '192.0.2.10', allowed by" in log.read_text()
     finally:
         runner.terminate()

@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
-from tests.ops.conftest import ROOT, SYSTEMD_DIR
+from tests.support.agent import TOKEN
+from tests.support.net import free_port
+from tests.support.polling import wait_for
+from tests.support.systemd import ROOT, SYSTEMD_DIR
 
 # The suite's 300 s per test covers a fixture's setup too: ``make deb`` (venv, dpkg-buildpackage,
 # lintian over ~100 MB) alone took longer on a loaded box, and pytest-timeout then ended the whole
@@ -248,20 +249,6 @@ def repack(deb: Path, version: str, out: Path) -> Path:
     return target
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(predicate: object, what: str, within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def site_config(root: Root, *, port: int, url: str) -> None:
     """What an administrator writes into the installed conffile."""
     token = root / "etc/scanner-agent/token"
@@ -339,7 +326,7 @@ def scan(port: int, codes: list[str]) -> None:
         sock = connect()
         return sock is not None
 
-    _wait_for(connected, "the agent's TCP source")
+    wait_for(connected, within=60.0, what="the agent's TCP source")
     assert sock is not None
     with sock:
         sock.sendall(b"".join(c.encode() + b"\r\n" for c in codes))
@@ -382,7 +369,7 @@ def test_install_upgrade_remove_and_purge_in_a_throwaway_root(built: Built, tmp_
     assert root.agent("--version").stdout.strip() == f"scanner-agent {VERSION}"
 
     # -- an outbox holding scans the trace service has not had -----------------------------
-    port = _free_port()
+    port = free_port()
     site_config(root, port=port, url="http://127.0.0.1:9")
     codes = [f"8{i:019d}" for i in range(1, 26)]
     with running(root):
@@ -399,7 +386,11 @@ def test_install_upgrade_remove_and_purge_in_a_throwaway_root(built: Built, tmp_
     with TraceServerThread(tmp_path / "trace.db", TOKEN) as trace:
         site_config(root, port=port, url=trace.url)
         with running(root):
-            _wait_for(lambda: backlog(root) == 0, "the upgraded agent to deliver the backlog")
+            wait_for(
+                lambda: backlog(root) == 0,
+                within=60.0,
+                what="the upgraded agent to deliver the backlog",
+            )
         events = trace.store.events_after(0, 100)[0]
         got = {e["code"] for e in events}
     assert set(codes) <= got

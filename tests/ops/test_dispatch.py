@@ -22,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.ops.layout import DISPATCH_GROUP, SERVICE_USER, SUPPLEMENTARY_GROUPS
-from tests.ops.conftest import SYSTEMD_DIR, tool
-from tests.ops.test_unit import unit_settings
+from tests.support.systemd import SYSTEMD_DIR, tool, unit_settings
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 """The probes run as other users: a system interpreter they may execute (not root's pyenv)."""

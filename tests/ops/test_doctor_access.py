@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.ops.doctor import Options, Report, Status, run_doctor
-from tests.ops.test_check_config import as_user
+from tests.support.users import as_user
 
 AGENT = [sys.executable, "-m", "scanner_agent"]
 

@@ -15,8 +15,8 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.daemon import Daemon
 from scanner_agent.ops.metrics import SNAPSHOT_TIMEOUT_S
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import run_until_ready
-from tests.drivers.emulators import eventually
+from tests.support.agent import run_until_ready
+from tests.support.polling import eventually
 
 
 def base(daemon: Daemon) -> str:

@@ -15,7 +15,7 @@ from scanner_agent.ops.install import install, uninstall
 from scanner_agent.ops.layout import InstallError, Layout
 from scanner_agent.ops.steps import Report
 from scanner_agent.ops.venv import relocate_venv
-from tests.ops.conftest import ROOT, SYSTEMD_DIR
+from tests.support.systemd import ROOT, SYSTEMD_DIR
 
 
 class Recorder:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.cli.output import EXIT_FAILED, EXIT_PROBLEMS, EXIT_USAGE
-from tests.ops.conftest import ROOT
+from tests.support.systemd import ROOT
 
 # The suite's 300 s per test covers the session fixture's ``make install`` (a pip install of every
 # role, up to 900 s on a loaded box, bounded below); this bounds the test that builds it.

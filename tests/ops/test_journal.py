@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner_agent.ops import logs
+from tests.support.net import free_port
+from tests.support.polling import wait_for
 
 PRIORITY = re.compile(r"^<([0-7])>(.*)$")
 LEVEL_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2}
@@ -33,20 +34,6 @@ LEVEL_PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2
 def _stream_of(path: Path) -> str:
     st_ = path.stat()
     return f"{st_.st_dev}:{st_.st_ino}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for(predicate: object, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _write_config(path: Path, *, port: int, broken: bool = False) -> None:
@@ -75,7 +62,7 @@ def test_the_daemon_prefixes_every_stderr_line_with_its_priority_under_the_journ
     tmp_path: Path,
 ) -> None:
     """A real daemon: info at start, warnings (the link is down), an error (a refused reload)."""
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "agent.toml"
     _write_config(config, port=port)
     stderr_path = tmp_path / "stderr"
@@ -102,11 +89,17 @@ def test_the_daemon_prefixes_every_stderr_line_with_its_priority_under_the_journ
                 except OSError:
                     return False
 
-            _wait_for(scanned, "the daemon to accept a scan")
-            _wait_for(lambda: b'"warning"' in stderr_path.read_bytes(), "a warning")
+            wait_for(scanned, within=30.0, what="the daemon to accept a scan")
+            wait_for(
+                lambda: b'"warning"' in stderr_path.read_bytes(), within=30.0, what="a warning"
+            )
             _write_config(config, port=port, broken=True)
             proc.send_signal(signal.SIGHUP)
-            _wait_for(lambda: b"keeping the running config" in stderr_path.read_bytes(), "error")
+            wait_for(
+                lambda: b"keeping the running config" in stderr_path.read_bytes(),
+                within=30.0,
+                what="error",
+            )
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=60)

@@ -12,7 +12,7 @@ import pytest
 
 from scanner_agent.config import AgentConfig
 from scanner_agent.ops import logs
-from tests.conftest import TOKEN
+from tests.support.agent import TOKEN
 
 log = logging.getLogger("scanner_agent.test_ops")
 

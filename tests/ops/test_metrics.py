@@ -6,45 +6,20 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from scanner_agent.config import AgentConfig, config_from_dict, resolve_loopback_listen
 from scanner_agent.control import AgentStatus, ControlClient
 from scanner_agent.kernel import ConfigError
 from scanner_agent.ops.metrics import MAX_SCRAPES, AgentMetrics, MetricsServer, loop_snapshot
 from scanner_agent.traceserver import TraceServerThread
-from tests.drivers.emulators import eventually
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def parse(text: str) -> Samples:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
-
-
-async def scrape(agent: Any) -> Samples:
-    server = agent.daemon.metrics_server
-    assert server is not None
-    host, port = server.address_or_raise()
-    # From a thread: the scrape waits for this event loop to take the snapshot.
-    reply = await asyncio.to_thread(httpx.get, f"http://{host}:{port}/metrics", timeout=10)
-    assert reply.status_code == 200
-    return parse(reply.text)
+from tests.support.metrics import parse, scrape, value
+from tests.support.polling import eventually, wait_for
 
 
 async def test_metrics_show_scans_queue_link_and_sync_latency(
@@ -89,10 +64,7 @@ async def test_undelivered_scans_show_backlog_age_and_an_offline_link(
 ) -> None:
     agent = await start_agent(make_config(metrics={"listen": "127.0.0.1:0"}))
     assert (await agent.scan("81234560000000011234"))[0].startswith("ACK")
-    for _ in range(500):
-        if agent.daemon.sync.state.value == "offline":
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: agent.daemon.sync.state.value == "offline", what="an offline link")
     samples = await scrape(agent)
     assert value(samples, "scanner_agent_outbox_backlog") == 1
     assert value(samples, "scanner_agent_outbox_oldest_pending_age_seconds") >= 0
@@ -335,13 +307,11 @@ def test_clients_trickling_their_requests_are_cut_off_and_scrapes_get_through() 
     try:
         for t in tricklers:
             t.start()
-        deadline = time.monotonic() + 60
-        while True:
-            reply = httpx.get(f"http://{host}:{port}/metrics", timeout=30)
-            if reply.status_code == 200:
-                break
-            assert time.monotonic() < deadline, "every scrape refused while clients trickle"
-            time.sleep(0.05)
+        wait_for(
+            lambda: httpx.get(f"http://{host}:{port}/metrics", timeout=30).status_code == 200,
+            60,
+            "a scrape answered while clients trickle (every one was refused)",
+        )
         for t in tricklers:  # each is cut off (or refused) long before its head is sent
             t.join(30)
     finally:

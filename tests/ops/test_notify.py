@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,46 +10,13 @@ from typing import Any
 import pytest
 
 from scanner_agent.config import AgentConfig
-from tests.conftest import acks
+from tests.support.agent import acks
+from tests.support.notify import NotifyListener
+from tests.support.polling import eventually
 
 WATCHDOG_USEC = 200_000
 """A 0.2 s watchdog: the daemon pings every 0.1 s."""
 STALL_S = 1.0
-
-
-class NotifyListener:
-    """The systemd side: a datagram socket, read by a thread that stamps each arrival."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.05)
-        self.messages: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            with self._lock:
-                self.messages.append((time.monotonic(), data.decode()))
-
-    def snapshot(self) -> list[tuple[float, str]]:
-        with self._lock:
-            return list(self.messages)
-
-    def pings(self) -> list[float]:
-        return [t for t, m in self.snapshot() if m.startswith("WATCHDOG=1")]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 @pytest.fixture
@@ -64,20 +29,11 @@ def notify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[NotifyLi
     listener.close()
 
 
-async def _until(predicate: Callable[[], bool], within: float = 10.0) -> None:
-    import asyncio
-
-    deadline = time.monotonic() + within
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def test_a_stalled_event_loop_stops_the_watchdog_pings(
     notify: NotifyListener, make_config: Callable[..., AgentConfig], start_agent: Any
 ) -> None:
     agent = await start_agent(make_config(sync={"enabled": False}))
-    await _until(lambda: len(notify.pings()) >= 3)
+    await eventually(lambda: len(notify.pings()) >= 3)
     first = notify.snapshot()[0][1]
     assert first.startswith("READY=1")
     assert any(m.startswith("STATUS=backlog 0, link disabled") for _, m in notify.snapshot())
@@ -87,7 +43,7 @@ async def test_a_stalled_event_loop_stops_the_watchdog_pings(
     time.sleep(STALL_S)  # noqa: ASYNC251 - the point of the test
     resumed_at = time.monotonic()
 
-    await _until(lambda: len([t for t in notify.pings() if t > resumed_at]) >= 2)
+    await eventually(lambda: len([t for t in notify.pings() if t > resumed_at]) >= 2)
     during = [t for t in notify.pings() if stalled_at + 0.05 < t < resumed_at]
     assert during == [], f"{len(during)} pings while the loop was blocked"
     before = max(t for t in notify.pings() if t <= stalled_at + 0.05)
@@ -95,7 +51,7 @@ async def test_a_stalled_event_loop_stops_the_watchdog_pings(
     # systemd would have seen no ping for longer than WatchdogSec and restarted the service.
     assert after - before >= STALL_S - 0.1 > WATCHDOG_USEC / 1e6
     await agent.stop()
-    await _until(lambda: any(m == "STOPPING=1" for _, m in notify.snapshot()))
+    await eventually(lambda: any(m == "STOPPING=1" for _, m in notify.snapshot()))
 
 
 async def test_status_line_shows_backlog_and_link_state(
@@ -103,6 +59,6 @@ async def test_status_line_shows_backlog_and_link_state(
 ) -> None:
     agent = await start_agent(make_config())  # sync to a closed port: the link goes offline
     assert await agent.scan("81234560000000011234") == acks("81234560000000011234")
-    await _until(
+    await eventually(
         lambda: any(m.startswith("STATUS=backlog 1, link offline") for _, m in notify.snapshot())
     )

@@ -14,7 +14,8 @@ import pytest
 from scanner_agent.config import AgentConfig, load_config
 from scanner_agent.daemon import Daemon
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
+from tests.support.agent import TOKEN
+from tests.support.polling import eventually
 
 WriteConfig = Callable[..., Path]
 
@@ -85,11 +86,7 @@ async def test_reload_reads_a_rotated_token_and_resumes(
     agent = await start(start_agent, config_file(trace_server.url, token=token))
     assert (await agent.scan("81234560000000011234"))[0].startswith("ACK")
     sync = agent.daemon.sync
-    for _ in range(500):
-        if sync.state.value == "auth_failed":
-            break
-        await asyncio.sleep(0.01)
-    assert sync.state.value == "auth_failed"
+    await eventually(lambda: sync.state.value == "auth_failed", what="the refused token")
     token.write_text(TOKEN)
     result = await agent.daemon.reload()
     assert result.applied == ("sync.token",)
@@ -179,11 +176,7 @@ async def test_a_reload_asked_for_during_start_up_runs_once_ready(
     daemon.request_reload()  # e.g. SIGHUP while the outbox is still opening
     task = asyncio.create_task(daemon.run())
     try:
-        for _ in range(500):
-            if "reload: applied log_level" in caplog.text:
-                break
-            await asyncio.sleep(0.01)
-        assert "reload: applied log_level" in caplog.text
+        await eventually(lambda: "reload: applied log_level" in caplog.text, what="the reload")
     finally:
         daemon.request_stop()
         await task

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
-from tests.ops.test_signals import _free_port, _listening, _wait_for
+from tests.support.agent import TOKEN
+from tests.support.net import free_port, listening
+from tests.support.polling import wait_for
 
 AGENT = [sys.executable, "-m", "scanner_agent"]
 FRAGMENTS = ("PART1-q7Xv2kHs", "PART2-m9Lw4zJd", "PART3-c5Rt8yPe")
@@ -126,7 +127,7 @@ def test_a_running_daemon_refuses_bad_tokens_on_reload_and_keeps_syncing(
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
-    port = _free_port()
+    port = free_port()
     sock = str(tmp_path / "control.sock")
     config = _write_config(
         tmp_path / "agent.toml",
@@ -141,14 +142,18 @@ def test_a_running_daemon_refuses_bad_tokens_on_reload_and_keeps_syncing(
             [*AGENT, "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=err
         )
     try:
-        _wait_for(lambda: _listening(port) or proc.poll() is not None, "the TCP source", 60)
+        wait_for(
+            lambda: listening(port) or proc.poll() is not None, within=60, what="the TCP source"
+        )
         assert proc.poll() is None, log.read_text()
 
         def reload(content: bytes, expect: str) -> None:
             before = log.read_text().count("reload: ")
             token.write_bytes(content)
             proc.send_signal(signal.SIGHUP)
-            _wait_for(lambda: log.read_text().count("reload: ") > before, "the reload", 60)
+            wait_for(
+                lambda: log.read_text().count("reload: ") > before, within=60, what="the reload"
+            )
             assert expect in log.read_text().split("reload: ", before + 1)[-1], log.read_text()
 
         reload(PLANTED.encode(), "holds 3 lines")
@@ -160,7 +165,7 @@ def test_a_running_daemon_refuses_bad_tokens_on_reload_and_keeps_syncing(
         with socket.create_connection(("127.0.0.1", port), timeout=30) as scanner:
             scanner.sendall(b"81234561442725099325\r\n")
             assert scanner.makefile("rb").readline().startswith(b"ACK ")
-        _wait_for(lambda: service.store.events_after(0, 10)[0], "the delivery", 60)
+        wait_for(lambda: service.store.events_after(0, 10)[0], within=60, what="the delivery")
 
         status = _cli("status", "-c", str(config))
         status_json = _cli("status", "-c", str(config), "--json")
@@ -170,7 +175,7 @@ def test_a_running_daemon_refuses_bad_tokens_on_reload_and_keeps_syncing(
         # The reload task outlived every refusal: a good token is taken again.
         token.write_text(TOKEN + "\n")
         proc.send_signal(signal.SIGHUP)
-        _wait_for(lambda: "reload: applied" in log.read_text(), "a good reload", 60)
+        wait_for(lambda: "reload: applied" in log.read_text(), within=60, what="a good reload")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]
     finally:

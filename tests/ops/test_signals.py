@@ -9,18 +9,13 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from drivers.tcp_protocol import parse_reply
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support.agent import TOKEN
+from tests.support.net import free_port, listening
+from tests.support.polling import wait_for
 
 
 def _config(path: Path, *, port: int, url: str, token: Path, level: str) -> None:
@@ -42,22 +37,6 @@ listen = "127.0.0.1:{port}"
 ack = true
 """
     )
-
-
-def _wait_for(predicate: object, what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _stream(port: int, acked: set[str], stop: threading.Event) -> None:
@@ -88,7 +67,7 @@ def _stream(port: int, acked: set[str], stop: threading.Event) -> None:
 def test_sighup_reloads_and_sigterm_mid_stream_exits_0_with_every_ack_committed(
     tmp_path: Path, token_file: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "agent.toml"
     log = tmp_path / "daemon.log"
     with TraceServerThread(tmp_path / "service.db", TOKEN) as server:
@@ -100,19 +79,19 @@ def test_sighup_reloads_and_sigterm_mid_stream_exits_0_with_every_ack_committed(
                 stderr=err,
             )
         try:
-            _wait_for(lambda: _listening(port) or proc.poll() is not None, "the TCP source")
+            wait_for(lambda: listening(port) or proc.poll() is not None, what="the TCP source")
             assert proc.poll() is None, log.read_text()
 
             # SIGHUP: the new log level applies without a restart.
             _config(config, port=port, url=server.url, token=token_file, level="info")
             proc.send_signal(signal.SIGHUP)
-            _wait_for(lambda: "reload: applied log_level" in log.read_text(), "the reload")
+            wait_for(lambda: "reload: applied log_level" in log.read_text(), what="the reload")
 
             acked: set[str] = set()
             stop = threading.Event()
             scanner = threading.Thread(target=_stream, args=(port, acked, stop))
             scanner.start()
-            _wait_for(lambda: len(acked) >= 300, "300 ACKs")
+            wait_for(lambda: len(acked) >= 300, what="300 ACKs")
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=30)
             stop.set()

@@ -14,7 +14,7 @@ from drivers import profiles
 from scanner_agent.cli import ops as cli_ops
 from scanner_agent.ops.layout import RULES_NAME
 from scanner_agent.ops.udev import generate_udev_rules, udev_devices
-from tests.ops.conftest import SYSTEMD_DIR
+from tests.support.systemd import SYSTEMD_DIR
 
 RULES = SYSTEMD_DIR / RULES_NAME
 

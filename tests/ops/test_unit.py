@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.conftest import ROOT, SYSTEMD_DIR, tool
+from tests.support.systemd import ROOT, SYSTEMD_DIR, tool, unit_settings
 
 MAX_EXPOSURE = 2.0
 DOCUMENTED_EXPOSURE = re.compile(r"rates the unit \*\*([0-9.]+) ")
@@ -26,18 +26,6 @@ def exposure(systemd_analyze: str, unit: Path) -> float:
     match = re.search(r"Overall exposure level for [\w.@-]+\.service: ([0-9.]+)", result.stdout)
     assert match, result.stdout + result.stderr
     return float(match.group(1))
-
-
-def unit_settings(path: Path) -> dict[str, list[str]]:
-    """``Key=value`` lines of a unit, every value of repeated keys, sections ignored."""
-    out: dict[str, list[str]] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith(("#", ";", "[")):
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 def test_unit_passes_systemd_analyze_verify(systemd_analyze: str, test_unit: Path) -> None:

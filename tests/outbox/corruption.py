@@ -30,7 +30,7 @@ from pathlib import Path
 
 from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.outbox import EventResult, Outbox
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
 
 PAGE = 4096
 KINDS = (

@@ -24,14 +24,10 @@ from pathlib import Path
 from drivers.tcp_protocol import parse_reply
 from scanner_agent.outbox import Outbox
 from scanner_agent.traceserver import TraceServerThread
+from tests.support.net import free_port
+from tests.support.polling import wait_for
 
 TOKEN = "crash-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, *, port: int, outbox: Path, url: str, token_file: Path) -> None:
@@ -67,16 +63,16 @@ class CrashReport:
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], deadline_s: float = 30.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
+    def listening() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"daemon exited with {proc.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("daemon did not start listening")
+            return False
+
+    wait_for(listening, deadline_s, "the daemon to listen")
 
 
 def _scanner(

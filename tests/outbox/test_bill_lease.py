@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scanner_agent.bills import BillBook
 from scanner_agent.outbox import Batch, EventResult, NewScan, Outbox, RowState, lease_bill
-from tests.outbox.conftest import new_scan
+from tests.support.outbox import new_scan
 
 
 def scan(code: str, bill: str) -> NewScan:

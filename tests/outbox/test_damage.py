@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from scanner_agent.config import AgentConfig
 from scanner_agent.outbox import EventResult, NewScan, Outbox, RowState
 from scanner_agent.outbox._checksum import row_checksum
-from tests.outbox.conftest import cn20_scans
 from tests.outbox.damage import damage_code, other_hex_digit, poke, row_offset
+from tests.support.outbox import cn20_scans
 
 
 def filled(path: Path, n: int = 100) -> list[NewScan]:

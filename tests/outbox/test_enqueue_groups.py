@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from scanner_agent.config import OutboxConfig
 from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, RejectRecord, uuid7
 from scanner_agent.outbox._enqueue import ROWS_PER_STATEMENT
-from tests.outbox.conftest import new_scan
+from tests.support.outbox import new_scan
 
 
 def scan(code: str, bill: str = "B1", action: str = "ship") -> NewScan:

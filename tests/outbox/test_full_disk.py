@@ -15,7 +15,7 @@ import pytest
 
 from scanner_agent.config import AgentConfig
 from scanner_agent.outbox import Outbox
-from tests.conftest import acks
+from tests.support.agent import acks
 
 
 @pytest.fixture

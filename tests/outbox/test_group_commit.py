@@ -11,7 +11,7 @@ import pytest
 
 from scanner_agent.intake import GroupCommitter
 from scanner_agent.outbox import EnqueueResult, EnqueueStatus, NewScan, Outbox, OutboxThread
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
 
 scans = cn20_scans
 

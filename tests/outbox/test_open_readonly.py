@@ -10,7 +10,7 @@ import pytest
 
 from scanner_agent.kernel import OutboxError
 from scanner_agent.outbox import SCHEMA_VERSION, Outbox
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
 
 
 def test_it_sees_what_a_live_writer_commits(

@@ -29,8 +29,8 @@ from scanner_agent.outbox import (
     uuid7,
 )
 from scanner_agent.outbox._open import move_aside
-from tests.conftest import acks
-from tests.outbox.conftest import cn20_scans, new_scan
+from tests.support.agent import acks
+from tests.support.outbox import cn20_scans, new_scan
 
 scan = new_scan
 

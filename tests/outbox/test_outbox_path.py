@@ -15,14 +15,14 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from scanner_agent.kernel import OutboxError
 from scanner_agent.outbox import FILE_MODE, OUTBOX_APPLICATION_ID, Outbox
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
+from tests.support.polling import wait_for
 
 
 def _digest(path: Path) -> str:
@@ -112,7 +112,7 @@ _OPEN_UNDER_UMASK_0 = """
 import os, sys
 os.umask(0)
 from scanner_agent.outbox import Outbox
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
 box = Outbox.open(sys.argv[1])
 box.enqueue_many(cn20_scans(0, 5))
 print("open", flush=True)
@@ -189,7 +189,6 @@ path = "{codes}"
         umask=0,
     )
     try:
-        deadline = time.monotonic() + 60
         wanted = {"outbox.db", "outbox.db-wal", "outbox.db-shm"}
 
         def listening(path: Path) -> bool:
@@ -202,14 +201,12 @@ path = "{codes}"
             return True
 
         def started() -> bool:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             data = tmp_path / "data"
             made = set(_listing(data)) if data.exists() else set()
             return wanted <= made and listening(tmp_path / "control.sock")
 
-        while not started():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the daemon did not start"
-            time.sleep(0.05)
+        wait_for(started, 60, "the daemon to start")
         modes = _modes(tmp_path / "data")
         assert all(mode & 0o027 == 0 for mode in modes.values()), modes
         assert stat.S_IMODE((tmp_path / "data").stat().st_mode) & 0o027 == 0

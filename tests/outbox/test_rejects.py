@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from scanner_agent.outbox import Outbox, RejectRecord
 from scanner_agent.outbox._rejects import reason_kind
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
 
 
 def junk(

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from scanner_agent.outbox import EventResult, NewScan, Outbox
-from tests.outbox.conftest import cn20_scans
 from tests.outbox.damage import damage_code, row_offset
+from tests.support.outbox import cn20_scans
 
 PAGE = 4096
 

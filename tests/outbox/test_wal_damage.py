@@ -18,7 +18,7 @@ import pytest
 
 from scanner_agent.outbox import EventResult, Outbox
 from scanner_agent.outbox._wal import inspect_wal
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUPS, PER_GROUP = 40, 50
@@ -26,7 +26,7 @@ WRITER = f"""
 import os, sys
 sys.path.insert(0, {str(ROOT)!r})
 from scanner_agent.outbox import Outbox
-from tests.outbox.conftest import cn20_scans
+from tests.support.outbox import cn20_scans
 box = Outbox.open(sys.argv[1])
 for g in range({GROUPS}):
     box.enqueue_many(cn20_scans(g * {PER_GROUP}, {PER_GROUP}))  # each committed (ACKed)

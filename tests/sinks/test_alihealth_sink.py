@@ -28,9 +28,11 @@ from scanner_agent.daemon import Daemon
 from scanner_agent.lab.alihealth_emulator import AliHealthEmulator
 from scanner_agent.outbox import RowState
 from scanner_agent.sync import LinkState
-from tests.conftest import RunningAgent, run_until_ready
-from tests.ops.test_metrics import scrape, value
-from tests.sync.conftest import FAST_SYNC, codes, free_port, wait_until
+from tests.support.agent import RunningAgent, run_until_ready
+from tests.support.metrics import scrape, value
+from tests.support.net import free_port
+from tests.support.polling import eventually
+from tests.support.syncing import FAST_SYNC, codes
 
 SECRET = "app-secret-1"
 UPLOAD = "alibaba.alihealth.drug.kyt.uploadinoutbill"
@@ -202,7 +204,7 @@ async def test_a_closed_bill_is_uploaded_once_and_an_open_one_is_held(
     async def processed() -> bool:
         return any(h["event"] == "platform-status" for h in await history(agent, "SO-1"))
 
-    await wait_until(processed, "the platform's deal_status in the bill log")
+    await eventually(processed, what="the platform's deal_status in the bill log")
     log = {h["event"]: h["detail"] for h in await history(agent, "SO-1")}
     assert log["upload"].startswith("SO-1: accepted SUCCESS")
     assert "deal_status 3 (processed)" in log["platform-status"]
@@ -459,9 +461,9 @@ async def test_a_refused_secret_pauses_syncing_until_the_file_changes(
     agent = await start(ali_config(status_poll_s=0))
     await scan_bill(agent, "SO-A", codes(48, 3), to_party="ent-customer")
     await close(agent, "SO-A")
-    await wait_until(
+    await eventually(
         lambda: agent.daemon.sync is not None and agent.daemon.sync.state.value == "auth_failed",
-        "auth_failed",
+        what="auth_failed",
     )
     status = await agent.daemon.status()
     (alarm,) = status["alarms"]
@@ -486,7 +488,7 @@ async def test_gateway_down_at_start_then_up_uploads_the_bill_once(
     await close(agent, "SO-OUT")
     sync = agent.daemon.sync
     assert sync is not None
-    await wait_until(lambda: sync.state is LinkState.OFFLINE, "link offline")
+    await eventually(lambda: sync.state is LinkState.OFFLINE, what="link offline")
     status = await agent.daemon.status()
     assert status["backlog"] == 30
     assert status["sync"]["failures"] >= 1
@@ -523,7 +525,7 @@ async def test_a_bill_the_platform_fails_to_process_raises_an_alarm_until_acknow
     async def alarmed() -> bool:
         return bool((await agent.daemon.status())["alarms"])
 
-    await wait_until(alarmed, "the processing-failure alarm")
+    await eventually(alarmed, what="the processing-failure alarm")
     alarms = (await agent.daemon.status())["alarms"]
     assert len(alarms) == 1
     assert "码上放心 failed to process bill SO-P" in alarms[0]
@@ -609,7 +611,7 @@ async def test_optional_parameters_from_config_and_bill_go_with_every_sub_bill(
         log = await history(agent, "SO-OPT")
         return sum(h["event"] == "platform-status" for h in log) == 2
 
-    await wait_until(processed, "both sub-bills' deal_status in the bill log")
+    await eventually(processed, what="both sub-bills' deal_status in the bill log")
     with gateway.state.lock:
         asked = {c["method"] for c in gateway.state.calls if "searchstatus" in c["method"]}
     assert asked == {"alibaba.alihealth.drug.kyt.wes.searchstatus"}
@@ -643,7 +645,7 @@ async def test_a_wrong_clock_holds_the_bill_with_an_alarm_until_the_clock_is_rig
     async def clock_alarm() -> bool:
         return any("clock" in a for a in (await agent.daemon.status())["alarms"])
 
-    await wait_until(clock_alarm, "the clock alarm")
+    await eventually(clock_alarm, what="the clock alarm")
     code = await asyncio.to_thread(cli.main, ["status", "--json", "--socket", str(sock)])
     assert code == 0
     shown = json.loads(capsys.readouterr().out)
@@ -699,7 +701,7 @@ async def test_a_caller_problem_holds_the_bill_with_an_alarm_until_it_is_fixed(
     async def alarmed() -> bool:
         return any(expected in a for a in (await agent.daemon.status())["alarms"])
 
-    await wait_until(alarmed, f"the {fault} alarm")
+    await eventually(alarmed, what=f"the {fault} alarm")
     assert await rows(agent, state=RowState.REJECTED.value) == []
     sync = agent.daemon.sync
     assert sync is not None

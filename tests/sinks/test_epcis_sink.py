@@ -25,8 +25,10 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.lab.epcis_emulator import EpcisEmulator
 from scanner_agent.outbox import RowState
 from scanner_agent.sync import LinkState
-from tests.conftest import RunningAgent
-from tests.sync.conftest import FAST_SYNC, acks, codes, free_port, scan_all, wait_until
+from tests.support.agent import RunningAgent, acks
+from tests.support.net import free_port
+from tests.support.polling import eventually
+from tests.support.syncing import FAST_SYNC, codes, scan_all
 
 TOKEN = "epcis-token-1"
 READ_POINT = "urn:epc:id:sgln:0614141.00777.0"
@@ -142,7 +144,7 @@ async def test_repository_down_at_start_then_up_delivers_every_scan_once(
     await scan_all(agent, scanned)
     sync = agent.daemon.sync
     assert sync is not None
-    await wait_until(lambda: sync.state is LinkState.OFFLINE, "link offline")
+    await eventually(lambda: sync.state is LinkState.OFFLINE, what="link offline")
     status = await agent.daemon.status()
     assert status["backlog"] == len(scanned)
     assert status["sync"]["failures"] >= 1
@@ -244,7 +246,7 @@ async def test_a_refused_token_raises_an_alarm_naming_the_repository_and_the_fil
     await scan_all(agent, codes(67, 3))
     sync = agent.daemon.sync
     assert sync is not None
-    await wait_until(lambda: sync.state is LinkState.AUTH_FAILED, "auth_failed")
+    await eventually(lambda: sync.state is LinkState.AUTH_FAILED, what="auth_failed")
     alarms = (await agent.daemon.status())["alarms"]
     assert len(alarms) == 1
     assert alarms[0].startswith(f"the EPCIS repository ({repo.url}) refused the token")

@@ -15,10 +15,11 @@ from scanner_agent.kernel import (
     ProtocolError,
     RateLimitedError,
     TransientSyncError,
+    backoff_delay,
 )
 from scanner_agent.outbox import Batch, BatchEvent, uuid7
 from scanner_agent.sinks.trace_api import TraceApiClient, decode_results
-from scanner_agent.sync import ServiceError, backoff_delay, parse_retry_after
+from scanner_agent.sync import ServiceError, parse_retry_after
 from scanner_agent.traceserver import TraceServerThread
 
 TOKEN = "client-test-token"

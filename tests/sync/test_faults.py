@@ -19,15 +19,15 @@ import pytest
 from scanner_agent.config import AgentConfig
 from scanner_agent.sync import LinkState
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
-from tests.sync.conftest import (
+from tests.support.agent import TOKEN
+from tests.support.net import free_port
+from tests.support.polling import eventually
+from tests.support.syncing import (
     FAST_SYNC,
     assert_agent_delivered,
     assert_held_exactly_once,
     codes,
-    free_port,
     scan_all,
-    wait_until,
 )
 from tests.sync.faultproxy import Fault, FaultProxy
 
@@ -43,7 +43,7 @@ async def test_service_down_at_start_then_up_delivers_every_scan_once(
         scanned = codes(1, 150)
         await scan_all(agent, scanned)
         sync = agent.daemon.sync
-        await wait_until(lambda: sync.state is LinkState.OFFLINE, "link offline")
+        await eventually(lambda: sync.state is LinkState.OFFLINE, what="link offline")
         status = await agent.daemon.status()
         assert status["backlog"] == len(scanned)
         assert status["sync"]["failures"] >= 1
@@ -67,7 +67,7 @@ async def test_service_killed_mid_batch_and_restarted_on_the_same_file(
     await agent.drained()  # online: several batches may now be in flight
     proxy.arm(Fault.HOLD_REQUEST)
     await scan_all(agent, scanned[1:])
-    await wait_until(proxy.held.is_set, "a batch half sent to the service")
+    await eventually(proxy.held.is_set, what="a batch half sent to the service")
     db, port = trace_server.store.path, trace_server.port
     await asyncio.to_thread(trace_server.kill)  # connections reset mid-request, like a crash
     with TraceServerThread(db, TOKEN, port=port) as restarted:
@@ -133,7 +133,7 @@ async def test_a_protocol_error_marks_nothing_and_is_logged_once(
     agent = await start_agent(make_config(proxy.url, sync=FAST_SYNC))
     scanned = codes(4, 30)
     await scan_all(agent, scanned)
-    await wait_until(lambda: proxy.pending == 0, "every bad reply served")
+    await eventually(lambda: proxy.pending == 0, what="every bad reply served")
     sync = agent.daemon.sync
     assert sync.state in (LinkState.DEGRADED, LinkState.ONLINE)
     await agent.drained()

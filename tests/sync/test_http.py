@@ -29,6 +29,7 @@ from scanner_agent.kernel import (
     ProtocolError,
     RateLimitedError,
     SyncError,
+    backoff_delay,
 )
 from scanner_agent.outbox import Batch, BatchEvent, uuid7
 from scanner_agent.sinks.epcis import (
@@ -41,7 +42,6 @@ from scanner_agent.sinks.trace_api import TraceApiClient
 from scanner_agent.sync import (
     NetworkError,
     ServiceError,
-    backoff_delay,
     redact,
     status_error,
 )

@@ -14,14 +14,14 @@ from scanner_agent.config import AgentConfig
 from scanner_agent.outbox import NewScan, Outbox, RowState, uuid7
 from scanner_agent.sync import LinkState
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
-from tests.sync.conftest import (
+from tests.support.agent import TOKEN
+from tests.support.polling import eventually
+from tests.support.syncing import (
     FAST_SYNC,
     assert_agent_delivered,
     assert_held_exactly_once,
     codes,
     scan_all,
-    wait_until,
 )
 from tests.sync.faultproxy import Fault, FaultProxy
 
@@ -118,7 +118,7 @@ async def test_a_refused_token_pauses_syncing_with_an_alarm_until_the_file_chang
     scanned = codes(13, 80)
     await scan_all(agent, scanned[:40])
     sync = agent.daemon.sync
-    await wait_until(lambda: sync.state is LinkState.AUTH_FAILED, "auth_failed")
+    await eventually(lambda: sync.state is LinkState.AUTH_FAILED, what="auth_failed")
     status = await agent.daemon.status()
     assert status["link"] == "auth_failed"
     (alarm,) = status["alarms"]
@@ -157,7 +157,7 @@ async def test_reload_picks_up_a_new_token_from_the_environment(
     scanned = codes(14, 10)
     await scan_all(agent, scanned)
     sync = agent.daemon.sync
-    await wait_until(lambda: sync.state is LinkState.AUTH_FAILED, "auth_failed")
+    await eventually(lambda: sync.state is LinkState.AUTH_FAILED, what="auth_failed")
     monkeypatch.setenv("SCANNER_AGENT_TEST_TOKEN", TOKEN)
     assert sync.reload() is True  # what the daemon will call on SIGHUP
     await agent.drained()
@@ -214,7 +214,7 @@ async def test_stopping_with_a_batch_in_flight_gives_it_back_for_the_next_run(
     proxy.arm(Fault.HOLD_REQUEST)
     agent = await start_agent(cfg)
     await scan_all(agent, codes(16, 5))
-    await wait_until(proxy.held.is_set, "a batch in flight")
+    await eventually(proxy.held.is_set, what="a batch in flight")
     await agent.stop()
     proxy.release_held()
     key = proxy.seen[0].key

@@ -21,7 +21,8 @@ from scanner_agent.config import SyncConfig
 from scanner_agent.outbox import NewScan, Outbox, OutboxThread, RowState, uuid7
 from scanner_agent.sinks.trace_api import TraceApiClient
 from scanner_agent.sync import LinkState, SyncLoop
-from tests.sync.conftest import codes, wait_until
+from tests.support.polling import eventually
+from tests.support.syncing import codes
 
 Handler = Callable[[httpx.Request, dict[str, object]], Awaitable[httpx.Response]]
 
@@ -121,15 +122,15 @@ async def test_a_late_success_of_an_older_request_does_not_hide_a_newer_failure(
 
     rig.handler.append(script)
     await rig.queue(codes(30, 10))
-    await wait_until(lambda: rig.loop.state is LinkState.ONLINE, "online after the probe")
+    await eventually(lambda: rig.loop.state is LinkState.ONLINE, what="online after the probe")
     await rig.queue(codes(31, 20))  # two batches: the second fails while the first hangs
-    await wait_until(lambda: rig.loop.stats.failures >= 1, "the newer request failed")
+    await eventually(lambda: rig.loop.stats.failures >= 1, what="the newer request failed")
     assert rig.loop.state is LinkState.DEGRADED
     release_old.set()
-    await wait_until(lambda: rig.loop.stats.batches == 2, "the old request answered")
+    await eventually(lambda: rig.loop.stats.batches == 2, what="the old request answered")
     assert rig.loop.state is LinkState.DEGRADED  # its success is older than the failure
     release_retry.set()
-    await wait_until(lambda: rig.loop.stats.delivered == 30, "everything delivered")
+    await eventually(lambda: rig.loop.stats.delivered == 30, what="everything delivered")
     assert await rig.states() == {RowState.DELIVERED.value}
     assert rig.loop.state is LinkState.ONLINE  # set by the retry, started after the failure
 
@@ -145,7 +146,7 @@ async def test_retry_after_beyond_the_backoff_cap_is_still_honoured(rig: Rig) ->
 
     rig.handler.append(script)
     await rig.queue(codes(32, 5))
-    await wait_until(lambda: rig.loop.stats.delivered == 5, "delivered after the wait")
+    await eventually(lambda: rig.loop.stats.delivered == 5, what="delivered after the wait")
     assert calls[1] - calls[0] >= 0.99  # backoff_max_s is 0.05
     assert rig.loop.stats.failures == 1
 
@@ -169,10 +170,10 @@ async def test_at_most_max_in_flight_requests_at_once(rig: Rig) -> None:
 
     rig.handler.append(script)
     await rig.queue(codes(33, 1))
-    await wait_until(lambda: rig.loop.stats.delivered == 1, "probe")
+    await eventually(lambda: rig.loop.stats.delivered == 1, what="probe")
     gate.clear()
     await rig.queue(codes(34, 100))
-    await wait_until(lambda: rig.loop.stats.delivered == 101, "backlog delivered")
+    await eventually(lambda: rig.loop.stats.delivered == 101, what="backlog delivered")
     assert peak == 3
 
 

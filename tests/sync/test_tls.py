@@ -18,14 +18,14 @@ from scanner_agent.outbox import Batch, BatchEvent, uuid7
 from scanner_agent.sinks.trace_api import TraceApiClient
 from scanner_agent.sync import LinkState, NetworkError
 from scanner_agent.traceserver import TraceServerThread
-from tests.conftest import TOKEN
-from tests.sync.conftest import (
+from tests.support.agent import TOKEN
+from tests.support.polling import eventually
+from tests.support.syncing import (
     FAST_SYNC,
     assert_agent_delivered,
     assert_held_exactly_once,
     codes,
     scan_all,
-    wait_until,
 )
 
 trustme = pytest.importorskip("trustme")
@@ -185,6 +185,6 @@ async def test_the_daemon_syncs_over_mutual_tls(
     held = assert_held_exactly_once(mtls_server.store, scanned)
     await assert_agent_delivered(agent, held)
     loop = agent.daemon.sync
-    await wait_until(lambda: loop.state is LinkState.ONLINE, "online")
+    await eventually(lambda: loop.state is LinkState.ONLINE, what="online")
     status = await agent.daemon.status()
     assert TOKEN not in caplog.text + json.dumps(status)

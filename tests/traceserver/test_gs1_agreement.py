@@ -32,7 +32,7 @@ from tests.codes.gs1_strategies import (
     trace_elements,
     valid_value,
 )
-from tests.conftest import TOKEN
+from tests.support.agent import TOKEN
 
 GTIN = "09506000134352"
 SOME_AIS = ["01", "21", "10", "17", "11", "00", "91", "240", "422", "7003", "8010", "8200", "3103"]

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 
 from scanner_agent.asgi import ServerStartError
 from scanner_agent.traceserver import Faults, TraceServerThread, migrate, open_store
+from tests.support.polling import wait_for
 from tests.support.postgres import PostgresCluster
 
 TOKEN = "test-token-0123456789"
@@ -902,16 +902,17 @@ def test_serve_runs_in_the_foreground_until_sigterm(db_path: Path) -> None:
     process = subprocess.Popen([sys.executable, "-c", code])
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
+
+        def up() -> bool:
             try:
                 if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
-                    break
+                    return True
             except httpx.TransportError:
                 pass
             assert process.poll() is None, "server exited early"
-            assert time.monotonic() < deadline, "server did not come up"
-            time.sleep(0.05)
+            return False
+
+        wait_for(up, 20, "the server to come up")
         with authed_client(url) as c:
             assert statuses(post(c, make_batch([make_event(1700)]))) == ["accepted"]
             too_many = post(c, make_batch([make_event(1710 + i) for i in range(11)]))

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner_agent.traceserver import TraceServerThread
+from tests.support.net import free_port
+from tests.support.polling import wait_for
 
 TOKEN = "trace-t0ken-5Yq"
 AGENT = [sys.executable, "-m", "scanner_agent"]
@@ -90,15 +91,9 @@ def test_a_token_with_anything_added_is_refused(
     assert _status(server, b"Bearer " + presented) in (400, 401)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Start ``trace-server`` with ``args``; the status of an authorized read and its stderr."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             *AGENT,
@@ -116,15 +111,16 @@ def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tup
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def up() -> bool:
             assert proc.poll() is None, proc.communicate()[1]
             try:
                 httpx.get(url + "/v1/health")
-                break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "trace-server did not start"
-                time.sleep(0.05)
+                return False
+            return True
+
+        wait_for(up, 60, "trace-server to start")
         status = httpx.get(
             url + "/v1/events", headers={"Authorization": f"Bearer {TOKEN}"}
         ).status_code

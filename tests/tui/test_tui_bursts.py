@@ -18,8 +18,8 @@ from textual.widgets import Input
 
 from scanner_agent.tui import DispatchApp
 from scanner_agent.tui._modals import OpenBillScreen, PathScreen, ReasonScreen, SearchScreen
+from tests.support.polling import eventually
 from tests.tui.fake_agent import FakeAgent
-from tests.tui.waiting import until
 
 SHIFT_TAB = "\x1b[Z"
 
@@ -43,9 +43,16 @@ def fields(screen: Any) -> dict[str, str]:
 
 
 async def start(pilot: Pilot[Any], app: DispatchApp, key: str, screen: type) -> Any:
-    await until(pilot, lambda: app.bill_view is not None and bool(app.status), "the agent")
+    await eventually(
+        lambda: app.bill_view is not None and bool(app.status),
+        within=10,
+        what="the agent",
+        pause=pilot.pause,
+    )
     await pilot.press(key)
-    await until(pilot, lambda: isinstance(app.screen, screen), screen.__name__)
+    await eventually(
+        lambda: isinstance(app.screen, screen), within=10, what=screen.__name__, pause=pilot.pause
+    )
     return app.screen
 
 
@@ -92,7 +99,12 @@ async def test_open_dialog_submits_what_a_burst_with_enter_typed(
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot, app, "o", OpenBillScreen)
         burst(app, keys)
-        await until(pilot, lambda: any(c == "bill.open" for c, _ in agent.calls), "bill.open")
+        await eventually(
+            lambda: any(c == "bill.open" for c, _ in agent.calls),
+            within=10,
+            what="bill.open",
+            pause=pilot.pause,
+        )
         await settled(pilot)
     opened = [args for cmd, args in agent.calls if cmd == "bill.open"]
     assert len(opened) == 1
@@ -106,7 +118,12 @@ async def test_undo_reason_takes_a_burst_with_enter() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot, app, "u", ReasonScreen)
         burst(app, "; box 3\r")  # typing replaces the default reason (it is selected)
-        await until(pilot, lambda: any(c == "bill.remove" for c, _ in agent.calls), "bill.remove")
+        await eventually(
+            lambda: any(c == "bill.remove" for c, _ in agent.calls),
+            within=10,
+            what="bill.remove",
+            pause=pilot.pause,
+        )
     (args,) = [a for c, a in agent.calls if c == "bill.remove"]
     assert args["reason"] == "; box 3"
 
@@ -115,13 +132,25 @@ async def test_remove_reason_takes_a_burst_with_enter() -> None:
     agent = FakeAgent()
     app = DispatchApp(agent, blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await eventually(
+            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+        )
         await pilot.press("2")
         await pilot.press("down")  # a scan on the bill (the first row was removed)
         await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ReasonScreen),
+            within=10,
+            what="reason dialog",
+            pause=pilot.pause,
+        )
         burst(app, "damaged carton\r")
-        await until(pilot, lambda: any(c == "bill.remove" for c, _ in agent.calls), "remove")
+        await eventually(
+            lambda: any(c == "bill.remove" for c, _ in agent.calls),
+            within=10,
+            what="remove",
+            pause=pilot.pause,
+        )
     (args,) = [a for c, a in agent.calls if c == "bill.remove"]
     assert args["reason"] == "damaged carton"
 
@@ -134,7 +163,12 @@ async def test_import_path_takes_a_burst_with_enter(tmp_path: Any) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot, app, "i", PathScreen)
         burst(app, f"{csv}\r")
-        await until(pilot, lambda: any(c == "bill.import" for c, _ in agent.calls), "import")
+        await eventually(
+            lambda: any(c == "bill.import" for c, _ in agent.calls),
+            within=10,
+            what="import",
+            pause=pilot.pause,
+        )
     (args,) = [a for c, a in agent.calls if c == "bill.import"]
     assert args["csv"].startswith("product,name,count")
 
@@ -146,5 +180,10 @@ async def test_search_takes_scan_after_scan_at_wedge_speed() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await start(pilot, app, "slash", SearchScreen)
         burst(app, "".join(f"{code}\r" for code in codes))  # three scans, Enter suffix
-        await until(pilot, lambda: sum(c == "lookup" for c, _ in agent.calls) == 3, "three lookups")
+        await eventually(
+            lambda: sum(c == "lookup" for c, _ in agent.calls) == 3,
+            within=10,
+            what="three lookups",
+            pause=pilot.pause,
+        )
     assert [a["code"] for c, a in agent.calls if c == "lookup"] == codes

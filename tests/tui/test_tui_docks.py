@@ -17,7 +17,7 @@ from scanner_agent.control import ControlClient
 from scanner_agent.kernel import ConfigError
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchApp, DocksApp, SocketAgent
-from tests.tui.waiting import until
+from tests.support.polling import eventually
 
 UNIT_A = "81234560000000011234"
 PRODUCT_BARCODE = "6901234567892"
@@ -56,19 +56,36 @@ async def test_three_docks_in_one_overview_and_one_opens_in_full(
 
     app = DocksApp([(str(s), SocketAgent(str(s))) for s in socks], poll_s=0.1, reconnect_s=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: all(d.connected for d in app.docks), "three docks")
-        await until(pilot, lambda: row(app, 1)[3].startswith("SO-D1"), "dock 1's bill")
+        await eventually(
+            lambda: all(d.connected for d in app.docks),
+            within=15,
+            what="three docks",
+            pause=pilot.pause,
+        )
+        await eventually(
+            lambda: row(app, 1)[3].startswith("SO-D1"),
+            within=15,
+            what="dock 1's bill",
+            pause=pilot.pause,
+        )
         assert [row(app, i)[0] for i in range(3)] == ["dock-0", "dock-1", "dock-2"]
         assert all("●" in row(app, i)[1] for i in range(3)), [row(app, i) for i in range(3)]
         assert "1/5" in row(app, 1)[3]
         assert row(app, 0)[3] == "no bill open"
         # A refusal on dock 2 shows on its row, and only there.
         await agents[2].scan(PRODUCT_BARCODE)
-        await until(pilot, lambda: row(app, 2)[4] == "product EAN", "dock 2's refusal")
+        await eventually(
+            lambda: row(app, 2)[4] == "product EAN",
+            within=15,
+            what="dock 2's refusal",
+            pause=pilot.pause,
+        )
         assert row(app, 0)[4] == ""
         # Dock 0 goes away: its row says so, the others stay as they were.
         await agents[0].stop()
-        await until(pilot, lambda: "no agent" in row(app, 0)[1], "dock 0 down")
+        await eventually(
+            lambda: "no agent" in row(app, 0)[1], within=15, what="dock 0 down", pause=pilot.pause
+        )
         assert "no agent" not in row(app, 1)[1]
         # Enter on dock 1 opens its full view (the app returns its index).
         table = app.query_one("#docks-table", DataTable)
@@ -78,7 +95,9 @@ async def test_three_docks_in_one_overview_and_one_opens_in_full(
 
     full = DispatchApp(SocketAgent(str(socks[1])), poll_s=0.1, back_to_docks=True, blink=False)
     async with full.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: full.bill_view is not None, "the dock's bill")
+        await eventually(
+            lambda: full.bill_view is not None, within=15, what="the dock's bill", pause=pilot.pause
+        )
         assert full.bill_view is not None
         assert full.bill_view["bill"]["number"] == "SO-D1"
         await pilot.press("escape")

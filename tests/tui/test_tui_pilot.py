@@ -17,8 +17,8 @@ from scanner_agent.tui import DispatchApp, SocketAgent
 from scanner_agent.tui._messages import CommandFailed, ScansArrived
 from scanner_agent.tui._modals import ConfirmScreen, OpenBillScreen, ReasonScreen, SearchScreen
 from scanner_agent.tui._views import BillPane, StreamView
+from tests.support.polling import eventually
 from tests.tui.fake_agent import FakeAgent
-from tests.tui.waiting import until
 
 UNIT_A = "81234560000000011234"
 UNIT_B = "81234560000000022345"
@@ -45,15 +45,21 @@ def make_app(sock: Path, **kw: Any) -> DispatchApp:
 
 
 async def open_bill(pilot: Pilot[Any], app: DispatchApp, number: str) -> None:
-    await until(pilot, lambda: app.connected, "connection")
+    await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
     await pilot.press("o")
-    await until(pilot, lambda: isinstance(app.screen, OpenBillScreen), "open dialog")
+    await eventually(
+        lambda: isinstance(app.screen, OpenBillScreen),
+        within=10,
+        what="open dialog",
+        pause=pilot.pause,
+    )
     app.screen.query_one("#number", Input).value = number
     await pilot.press("enter")
-    await until(
-        pilot,
+    await eventually(
         lambda: app.bill_view is not None and app.bill_view["bill"]["number"] == number,
-        "bill view",
+        within=10,
+        what="bill view",
+        pause=pilot.pause,
     )
 
 
@@ -64,16 +70,21 @@ async def test_stream_shows_scans_and_a_bad_scan_raises_the_alarm_and_bell(
     bells: list[int] = []
     async with app.run_test(size=(80, 24)) as pilot:
         app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
-        await until(pilot, lambda: app.connected, "connection")
+        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
         await agent.scan(UNIT_A, UNIT_A, "6901234567892")
         stream = app.query_one(StreamView)
-        await until(pilot, lambda: stream.rows == 3, "three rows")
+        await eventually(lambda: stream.rows == 3, within=10, what="three rows", pause=pilot.pause)
         alarm = app.query_one("#alarm")
         assert alarm.has_class("-bad")
         assert "a product barcode" in str(alarm.render())
         assert bells
         await agent.scan(UNIT_B)
-        await until(pilot, lambda: alarm.has_class("-ok"), "alarm cleared by a good scan")
+        await eventually(
+            lambda: alarm.has_class("-ok"),
+            within=10,
+            what="alarm cleared by a good scan",
+            pause=pilot.pause,
+        )
 
 
 async def test_open_bill_from_the_keyboard_routes_scans_to_it(agent: Any, sock: Path) -> None:
@@ -83,10 +94,11 @@ async def test_open_bill_from_the_keyboard_routes_scans_to_it(agent: Any, sock: 
         assert agent.daemon.desk.bill_for("ship") == "SO-1"
         assert app.query_one("#views").current == "bill"
         await agent.scan(UNIT_A)
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 1,
-            "the scan on the bill",
+            within=10,
+            what="the scan on the bill",
+            pause=pilot.pause,
         )
         assert app.query_one("#bill-scans").row_count == 1
 
@@ -94,9 +106,14 @@ async def test_open_bill_from_the_keyboard_routes_scans_to_it(agent: Any, sock: 
 async def test_open_bill_dialog_passes_platform_params(agent: Any, sock: Path) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.connected, "connection")
+        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
         await pilot.press("o")
-        await until(pilot, lambda: isinstance(app.screen, OpenBillScreen), "open dialog")
+        await eventually(
+            lambda: isinstance(app.screen, OpenBillScreen),
+            within=10,
+            what="open dialog",
+            pause=pilot.pause,
+        )
         dialog = app.screen
         dialog.query_one("#number", Input).value = "SO-P"
         dialog.query_one("#params", Input).value = "warehouse_id"
@@ -107,10 +124,11 @@ async def test_open_bill_dialog_passes_platform_params(agent: Any, sock: Path) -
         dialog.query_one("#params", Input).value = 'warehouse_id=WH-1 from_address="浦东 1号"'
         dialog.query_one("#number", Input).focus()
         await pilot.press("enter")
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["number"] == "SO-P",
-            "bill view",
+            within=10,
+            what="bill view",
+            pause=pilot.pause,
         )
         book = agent.daemon.desk.book
         assert await agent.daemon.thread.call(book.platform_params, "SO-P") == {
@@ -124,18 +142,25 @@ async def test_undo_asks_a_reason_and_takes_the_last_scan_off(agent: Any, sock: 
     async with app.run_test(size=(80, 24)) as pilot:
         await open_bill(pilot, app, "SO-2")
         await agent.scan(UNIT_A, UNIT_B)
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 2,
-            "two scans",
+            within=10,
+            what="two scans",
+            pause=pilot.pause,
         )
         await pilot.press("u")
-        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ReasonScreen),
+            within=10,
+            what="reason dialog",
+            pause=pilot.pause,
+        )
         await pilot.press("enter")  # the default reason
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
-            "the removal",
+            within=10,
+            what="the removal",
+            pause=pilot.pause,
         )
         removals = app.bill_view["removals"]
         assert [(r["code"], r["reason"], r["origin"]) for r in removals] == [
@@ -148,21 +173,28 @@ async def test_remove_takes_the_selected_scan_off_with_its_reason(agent: Any, so
     async with app.run_test(size=(80, 24)) as pilot:
         await open_bill(pilot, app, "SO-3")
         await agent.scan(UNIT_A, UNIT_B, UNIT_C)
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 3,
-            "three scans",
+            within=10,
+            what="three scans",
+            pause=pilot.pause,
         )
         await pilot.press("down")  # newest first: UNIT_C, then UNIT_B
         assert app.query_one(BillPane).selected_scan()["code"] == UNIT_B
         await pilot.press("x")
-        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ReasonScreen),
+            within=10,
+            what="reason dialog",
+            pause=pilot.pause,
+        )
         app.screen.query_one("#reason", Input).value = "damaged"
         await pilot.press("enter")
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
-            "the removal",
+            within=10,
+            what="the removal",
+            pause=pilot.pause,
         )
         assert app.bill_view["removals"][0]["code"] == UNIT_B
         assert app.bill_view["removals"][0]["reason"] == "damaged"
@@ -173,20 +205,27 @@ async def test_close_confirms_and_the_bill_shows_its_delivery(agent: Any, sock: 
     async with app.run_test(size=(80, 24)) as pilot:
         await open_bill(pilot, app, "SO-4")
         await agent.scan(UNIT_A)
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 1,
-            "the scan",
+            within=10,
+            what="the scan",
+            pause=pilot.pause,
         )
         assert app.bill_view["bill"]["totals"]["held"] == 1  # held while open
         assert app.bill_view["bill"]["totals"]["pending"] == 0
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ConfirmScreen),
+            within=10,
+            what="confirm dialog",
+            pause=pilot.pause,
+        )
         await pilot.press("y")
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["state"] == "delivered",
-            "delivery",
+            within=10,
+            what="delivery",
+            pause=pilot.pause,
         )
         assert app.bill_view["scans"][0]["result"] == "accepted"
         assert agent.daemon.desk.bill_for("ship") is None
@@ -201,18 +240,21 @@ async def test_import_expected_list_shows_progress_with_chinese_names(
     async with app.run_test(size=(80, 24)) as pilot:
         await open_bill(pilot, app, "SO-5")
         await pilot.press("i")
-        await until(pilot, lambda: app.screen.query("#path"), "path dialog")
+        await eventually(
+            lambda: app.screen.query("#path"), within=10, what="path dialog", pause=pilot.pause
+        )
         app.screen.query_one("#path", Input).value = str(csv)
         await pilot.press("enter")
         await agent.scan(UNIT_A)
-        await until(
-            pilot,
+        await eventually(
             lambda: (
                 app.bill_view is not None
                 and app.bill_view["lines"]
                 and app.bill_view["lines"][0]["scanned"] == 1
             ),
-            "progress",
+            within=10,
+            what="progress",
+            pause=pilot.pause,
         )
         line = app.bill_view["lines"][0]
         assert (line["name"], line["expected"], line["missing"]) == ("阿莫西林胶囊", 5, 4)
@@ -223,24 +265,38 @@ async def test_import_expected_list_shows_progress_with_chinese_names(
 async def test_search_shows_a_codes_history(agent: Any, sock: Path) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.connected, "connection")
+        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
         await agent.scan(UNIT_A, UNIT_A)
         await pilot.press("slash")
-        await until(pilot, lambda: isinstance(app.screen, SearchScreen), "search dialog")
+        await eventually(
+            lambda: isinstance(app.screen, SearchScreen),
+            within=10,
+            what="search dialog",
+            pause=pilot.pause,
+        )
         app.screen.query_one("#code", Input).value = UNIT_A
         await pilot.press("enter")
         table = app.screen.query_one("#search-table")
-        await until(pilot, lambda: table.row_count == 2, "history rows")
+        await eventually(
+            lambda: table.row_count == 2, within=10, what="history rows", pause=pilot.pause
+        )
         whats = sorted(str(table.get_row_at(i)[1]) for i in range(2))
         assert whats == ["refused", "ship"]
         await pilot.press("escape")
-        await until(pilot, lambda: not isinstance(app.screen, SearchScreen), "closed")
+        await eventually(
+            lambda: not isinstance(app.screen, SearchScreen),
+            within=10,
+            what="closed",
+            pause=pilot.pause,
+        )
 
 
 async def test_view_keys_and_palette_commands(agent: Any, sock: Path) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.connected and bool(app.status), "status")
+        await eventually(
+            lambda: app.connected and bool(app.status), within=10, what="status", pause=pilot.pause
+        )
         switcher = app.query_one("#views")
         for key, name in (("3", "devices"), ("4", "link"), ("2", "bill"), ("1", "stream")):
             await pilot.press(key)
@@ -258,14 +314,19 @@ async def test_reconnects_by_itself_when_the_agent_restarts(
 ) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.connected, "connection")
+        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
         await agent.stop()
-        await until(pilot, lambda: not app.connected, "disconnect")
+        await eventually(lambda: not app.connected, within=10, what="disconnect", pause=pilot.pause)
         assert app.query_one("#alarm").has_class("-down")
         again = await start_agent(config)
-        await until(pilot, lambda: app.connected, "reconnection")
+        await eventually(lambda: app.connected, within=10, what="reconnection", pause=pilot.pause)
         await again.scan(UNIT_A)
-        await until(pilot, lambda: app.query_one(StreamView).rows == 1, "a scan after restart")
+        await eventually(
+            lambda: app.query_one(StreamView).rows == 1,
+            within=10,
+            what="a scan after restart",
+            pause=pilot.pause,
+        )
 
 
 async def test_a_flood_of_scans_is_coalesced_and_the_stream_stays_bounded(
@@ -274,14 +335,15 @@ async def test_a_flood_of_scans_is_coalesced_and_the_stream_stays_bounded(
     handled: list[Message] = []
     app = make_app(sock, stream_rows=50)
     async with app.run_test(size=(80, 24), message_hook=handled.append) as pilot:
-        await until(pilot, lambda: app.connected, "connection")
+        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
         codes = [f"8123456{i:013d}" for i in range(600)]
         await agent.scan(*codes)
         stream = app.query_one(StreamView)
-        await until(
-            pilot,
+        await eventually(
             lambda: app.last_scan is not None and app.last_scan["code"] == codes[-1],
-            "the last scan drawn",
+            within=10,
+            what="the last scan drawn",
+            pause=pilot.pause,
         )
         assert stream.rows == 50
         signals = sum(isinstance(m, ScansArrived) for m in handled)
@@ -297,49 +359,77 @@ async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
 
     async def restart(pilot: Pilot[Any]) -> Any:
         await running[-1].stop()
-        await until(pilot, lambda: not app.connected, "disconnect")
+        await eventually(lambda: not app.connected, within=10, what="disconnect", pause=pilot.pause)
         running.append(await start_agent(config))
-        await until(pilot, lambda: app.connected, "reconnection")
+        await eventually(lambda: app.connected, within=10, what="reconnection", pause=pilot.pause)
         return running[-1]
 
     async def lookup(pilot: Pilot[Any], code: str, rows: int) -> None:
         await pilot.press("slash")
-        await until(pilot, lambda: isinstance(app.screen, SearchScreen), "search dialog")
+        await eventually(
+            lambda: isinstance(app.screen, SearchScreen),
+            within=10,
+            what="search dialog",
+            pause=pilot.pause,
+        )
         app.screen.query_one("#code", Input).value = code
         await pilot.press("enter")
         table = app.screen.query_one("#search-table")
-        await until(pilot, lambda: table.row_count == rows, f"{rows} history rows")
+        await eventually(
+            lambda: table.row_count == rows,
+            within=10,
+            what=f"{rows} history rows",
+            pause=pilot.pause,
+        )
         await pilot.press("escape")
-        await until(pilot, lambda: not isinstance(app.screen, SearchScreen), "closed")
+        await eventually(
+            lambda: not isinstance(app.screen, SearchScreen),
+            within=10,
+            what="closed",
+            pause=pilot.pause,
+        )
 
     async with app.run_test(size=(80, 24), message_hook=handled.append) as pilot:
-        await until(pilot, lambda: app.connected, "connection")
+        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
         await lookup(pilot, UNIT_A, 0)  # every worker thread now holds a connection
         await restart(pilot)
         await open_bill(pilot, app, "SO-R")
         await running[-1].scan(UNIT_A, UNIT_B)
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 2,
-            "two scans",
+            within=10,
+            what="two scans",
+            pause=pilot.pause,
         )
         await restart(pilot)
         await pilot.press("u")
-        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ReasonScreen),
+            within=10,
+            what="reason dialog",
+            pause=pilot.pause,
+        )
         await pilot.press("enter")
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
-            "the undo",
+            within=10,
+            what="the undo",
+            pause=pilot.pause,
         )
         await restart(pilot)
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "confirm dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ConfirmScreen),
+            within=10,
+            what="confirm dialog",
+            pause=pilot.pause,
+        )
         await pilot.press("y")
-        await until(
-            pilot,
+        await eventually(
             lambda: app.bill_view is not None and app.bill_view["bill"]["state"] != "open",
-            "the close",
+            within=10,
+            what="the close",
+            pause=pilot.pause,
         )
         await restart(pilot)
         await lookup(pilot, UNIT_B, 2)  # scanned onto SO-R, then undone
@@ -354,11 +444,20 @@ async def test_an_undo_whose_reply_was_lost_tells_the_clerk_to_check(tmp_path: P
     agent = FakeAgent(errors={"bill.remove": lost})
     app = DispatchApp(agent, blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await eventually(
+            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+        )
         await pilot.press("u")
-        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "reason dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ReasonScreen),
+            within=10,
+            what="reason dialog",
+            pause=pilot.pause,
+        )
         await pilot.press("enter")
-        await until(pilot, lambda: bool(app._notifications), "a notification")
+        await eventually(
+            lambda: bool(app._notifications), within=10, what="a notification", pause=pilot.pause
+        )
         note = list(app._notifications)[-1]
         assert note.title == "undo: not confirmed"
         assert "may have been done" in note.message

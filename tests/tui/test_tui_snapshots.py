@@ -24,6 +24,7 @@ from textual.pilot import Pilot
 
 from scanner_agent.control import ControlUnavailable
 from scanner_agent.tui import DispatchApp, DocksApp
+from tests.support.polling import eventually
 from tests.tui.fake_agent import EVENTS, NOW, REFUSALS, STATUS, FakeAgent
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -37,10 +38,9 @@ def make(**kw: Any) -> DispatchApp:
 async def settle(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, DispatchApp)
-    for _ in range(200):
-        if app.status and app.bill_view and app.last_scan:
-            break
-        await pilot.pause(0.01)
+    await eventually(
+        lambda: app.status and app.bill_view and app.last_scan, what="the views", pause=pilot.pause
+    )
     await pilot.pause()
 
 

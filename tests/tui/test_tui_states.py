@@ -19,8 +19,8 @@ from textual.widgets import Static
 from scanner_agent.control import ControlUnavailable
 from scanner_agent.tui import DispatchApp
 from scanner_agent.tui._modals import ReasonScreen
+from tests.support.polling import eventually
 from tests.tui.fake_agent import BILL_VIEW, NOW, STATUS, FakeAgent
-from tests.tui.waiting import until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -57,7 +57,7 @@ def app_for(**kw: Any) -> DispatchApp:
 async def test_the_status_dot_has_the_links_colour(link: str, shown: str, colour: str) -> None:
     app = app_for(status={**STATUS, "link": link})
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: bool(app.status), "status")
+        await eventually(lambda: bool(app.status), within=10, what="status", pause=pilot.pause)
         await pilot.pause()
         symbol, style = dot(app)
         assert symbol == "●"
@@ -78,7 +78,12 @@ class NoAgent(FakeAgent):
 async def test_with_no_agent_the_dot_is_hollow_and_never_green() -> None:
     app = DispatchApp(NoAgent(), blink=False, poll_s=3600, reconnect_s=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: "No such file" in app.disconnect_reason, "the outage")
+        await eventually(
+            lambda: "No such file" in app.disconnect_reason,
+            within=10,
+            what="the outage",
+            pause=pilot.pause,
+        )
         symbol, style = dot(app)
         assert symbol == "○"
         assert "green" not in style
@@ -89,11 +94,11 @@ async def test_the_dot_goes_hollow_when_the_agent_goes_away_after_being_online()
     agent = FakeAgent(status={**STATUS, "link": "online"})
     app = DispatchApp(agent, blink=False, poll_s=3600, reconnect_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: bool(app.status), "status")
+        await eventually(lambda: bool(app.status), within=10, what="status", pause=pilot.pause)
         await pilot.pause()
         assert dot(app) == ("●", "green") or "green" in dot(app)[1]
         agent.streams[0].fail(ControlUnavailable("Failed to read from the agent: it hung up"))
-        await until(pilot, lambda: not app.connected, "the outage")
+        await eventually(lambda: not app.connected, within=10, what="the outage", pause=pilot.pause)
         symbol, style = dot(app)
         assert symbol == "○"
         assert "green" not in style
@@ -108,7 +113,9 @@ async def test_a_bill_that_is_not_open_leaves_the_status_line(state: str) -> Non
     app = app_for(bill=view, status=status)
     app.bill_number = "SO-2026-0001"  # the last bill seen: its view still shows on the bill tab
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await eventually(
+            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+        )
         await pilot.pause()
         assert "SO-2026-0001" not in status_line(app).plain
         assert "no bill open" in status_line(app).plain
@@ -118,7 +125,9 @@ async def test_progress_counts_only_expected_units_and_shows_unexpected_apart() 
     # 8123456: 20 expected, 11 scanned; 06901234567892: not expected, 1 scanned.
     app = app_for()
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await eventually(
+            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+        )
         await pilot.pause()
         line = status_line(app).plain
         assert "11/20" in line
@@ -131,7 +140,9 @@ async def test_over_scanning_an_expected_product_is_not_progress() -> None:
     view["lines"][0].update(expected=10, scanned=11, missing=0, extra=1)
     app = app_for(bill=view)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await eventually(
+            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+        )
         await pilot.pause()
         line = status_line(app).plain
         assert "10/10" in line
@@ -142,9 +153,16 @@ async def test_the_undo_dialog_names_the_scan_it_takes_off() -> None:
     agent = FakeAgent()
     app = DispatchApp(agent, tz=SHANGHAI, clock=lambda: NOW, blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: app.bill_view is not None, "the bill")
+        await eventually(
+            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+        )
         await pilot.press("u")
-        await until(pilot, lambda: isinstance(app.screen, ReasonScreen), "the undo dialog")
+        await eventually(
+            lambda: isinstance(app.screen, ReasonScreen),
+            within=10,
+            what="the undo dialog",
+            pause=pilot.pause,
+        )
         said = " ".join(
             str(s.content) for s in app.screen.query(Static) if not s.has_class("dialog-error")
         )
@@ -153,6 +171,11 @@ async def test_the_undo_dialog_names_the_scan_it_takes_off() -> None:
         assert "(01)06901234567892(21)A1B2C3" in said
         assert "布洛芬缓释胶囊" in said
         await pilot.press("enter")
-        await until(pilot, lambda: any(c == "bill.remove" for c, _ in agent.calls), "removal")
+        await eventually(
+            lambda: any(c == "bill.remove" for c, _ in agent.calls),
+            within=10,
+            what="removal",
+            pause=pilot.pause,
+        )
     (args,) = [a for c, a in agent.calls if c == "bill.remove"]
     assert args["seq"] == 3  # exactly the scan it named, even if another arrives meanwhile

@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 from scanner_agent.control import ControlClient
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchApp, SocketAgent
-from tests.tui.waiting import until
+from tests.support.polling import eventually
 
 UNIT = "81234560000000011234"
 
@@ -34,10 +34,12 @@ async def test_scan_times_are_local_under_headings_that_name_the_zone(
     agent = await start_agent(make_config(trace_server.url, control={"socket": str(sock)}))
     app = DispatchApp(SocketAgent(str(sock)), blink=False, poll_s=0.1, reconnect_s=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: app.connected, "connection")
+        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
         await agent.scan(UNIT)
         table = app.query_one("#stream-table", DataTable)
-        await until(pilot, lambda: table.row_count == 1, "the scan")
+        await eventually(
+            lambda: table.row_count == 1, within=10, what="the scan", pause=pilot.pause
+        )
         assert next(str(c.label) for c in table.columns.values()) == "time CST"
 
         def lookup() -> Any:

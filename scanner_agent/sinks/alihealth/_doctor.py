@@ -8,7 +8,7 @@ other refusals are read as the sink reads them (:func:`parse_top_error`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 import httpx
@@ -24,6 +24,7 @@ from scanner_agent.sinks.alihealth._protocol import (
     public_params,
     sign,
 )
+from scanner_agent.sinks.alihealth._settings import AliHealthSettings
 from scanner_agent.sync import date_offset_s
 
 if TYPE_CHECKING:
@@ -49,18 +50,7 @@ def checks(settings: AgentSettings, kit: DoctorKit) -> Iterator[Finding]:
         return
     secret_check = checked
     now = kit.now()
-    today = now.astimezone(GMT8).date()
-    method = billstatus_method(ali.api, ali.status_api)
-    sign_method = cast(SignMethod, ali.sign_method)
-    params = public_params(method, ali.app_key, sign_method, now)
-    params.update(
-        billstatus_params(
-            ref_ent_id=ali.ref_user_id,
-            begin_date=(today - timedelta(days=1)).isoformat(),
-            end_date=today.isoformat(),
-        )
-    )
-    params["sign"] = sign(params, secret, sign_method)
+    params = _status_query(ali, secret, now)
     with httpx.Client(timeout=kit.timeout_s, transport=kit.transport) as client:
         try:
             reply = client.post(ali.url, data=params)
@@ -74,6 +64,34 @@ def checks(settings: AgentSettings, kit: DoctorKit) -> Iterator[Finding]:
             )
             yield Finding("clock", "skip", "gateway unreachable")
             return
+    yield from _read_reply(ali, secret_check, reply, now, kit)
+
+
+def _status_query(ali: AliHealthSettings, secret: str, now: datetime) -> dict[str, str]:
+    """The signed parameters of a bill status query over yesterday and today (read-only)."""
+    today = now.astimezone(GMT8).date()
+    method = billstatus_method(ali.api, ali.status_api)
+    sign_method = cast(SignMethod, ali.sign_method)
+    params = public_params(method, ali.app_key, sign_method, now)
+    params.update(
+        billstatus_params(
+            ref_ent_id=ali.ref_user_id,
+            begin_date=(today - timedelta(days=1)).isoformat(),
+            end_date=today.isoformat(),
+        )
+    )
+    params["sign"] = sign(params, secret, sign_method)
+    return params
+
+
+def _read_reply(
+    ali: AliHealthSettings,
+    secret_check: Finding,
+    reply: httpx.Response,
+    now: datetime,
+    kit: DoctorKit,
+) -> Iterator[Finding]:
+    """The three lines from the gateway's reply, read as the sink reads one."""
     date = reply.headers.get("Date")
     if reply.status_code != 200:
         yield secret_check

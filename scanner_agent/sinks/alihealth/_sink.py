@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from scanner_agent.bills import BillBook, BillError, bill_types
-from scanner_agent.kernel import BatchRejectedError, ScannerAgentError, SyncError
+from scanner_agent.kernel import BatchRejectedError, ScannerAgentError, SyncError, backoff_delay
 from scanner_agent.outbox import Batch, EventResult, Outbox, lease_bill
 from scanner_agent.sinks.alihealth._client import AliHealthClient, AliHealthConfig
 from scanner_agent.sinks.alihealth._ledger import (
@@ -65,7 +65,7 @@ from scanner_agent.sinks.alihealth._protocol import (
     SignMethod,
     UploadResult,
 )
-from scanner_agent.sync import Admission, SinkContext, SinkNames, backoff_delay
+from scanner_agent.sync import Admission, SinkContext, SinkNames
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread

@@ -48,7 +48,7 @@ from typing import Any, Literal, NoReturn
 
 import httpx
 
-from scanner_agent.kernel import ProtocolError, TransientSyncError
+from scanner_agent.kernel import ProtocolError, TransientSyncError, backoff_delay
 from scanner_agent.outbox import Batch, BatchEvent, EventResult
 from scanner_agent.sinks._settings import check_url
 from scanner_agent.sinks.epcis._document import Child, EpcisConfig, build_document, scan_events
@@ -64,7 +64,6 @@ from scanner_agent.sinks.epcis._settings import check_capture
 from scanner_agent.sync import (
     USER_AGENT,
     BearerAuth,
-    backoff_delay,
     status_error,
     transport_error,
 )
