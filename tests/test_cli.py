@@ -253,6 +253,21 @@ def test_demo_balances_every_accepted_scan(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(os.environ.get("SCANNER_AGENT_SKIP_DEMO") == "1", reason="demo disabled")
+def test_demo_says_where_its_files_went(tmp_path: Path) -> None:
+    """The demo names its outbox when it starts; a new user who goes to look finds it gone
+    unless told: the note on stderr says it was deleted and how to keep it (or where it is)."""
+    proc = run("demo", "--count", "20")
+    assert proc.returncode == 0, proc.stderr
+    outbox = Path(re.search(r"outbox (\S+)", proc.stderr).group(1))  # type: ignore[union-attr]
+    assert not outbox.parent.exists()
+    assert f"{outbox.parent}: deleted" in proc.stderr and "--keep DIR" in proc.stderr
+    kept = run("demo", "--count", "20", "--keep", str(tmp_path))
+    assert kept.returncode == 0, kept.stderr
+    assert (tmp_path / "outbox.db").exists()
+    assert f"kept in {tmp_path}" in kept.stderr
+
+
+@pytest.mark.skipif(os.environ.get("SCANNER_AGENT_SKIP_DEMO") == "1", reason="demo disabled")
 def test_demo_against_the_alihealth_emulator_uploads_the_closed_bills(tmp_path: Path) -> None:
     proc = run(
         "demo", "--protocol", "alihealth", "--count", "60", "--json", "--keep", str(tmp_path)
