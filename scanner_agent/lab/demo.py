@@ -464,6 +464,14 @@ def demo(
     if keep:
         workdir = Path(keep)
         workdir.mkdir(parents=True, exist_ok=True)
-        return run(count, workdir, protocol)
+        summary = run(count, workdir, protocol)
+        print(f"the outbox and the service's files are kept in {workdir}", file=sys.stderr)
+        return summary
     with tempfile.TemporaryDirectory(prefix="scanner-agent-demo-") as tmp:
-        return run(count, Path(tmp), protocol)
+        summary = run(count, Path(tmp), protocol)
+    # The start line named the outbox; whoever goes to look must learn it is gone, and why.
+    print(
+        f"{tmp}: deleted, with the outbox and the service's files (--keep DIR keeps them)",
+        file=sys.stderr,
+    )
+    return summary
