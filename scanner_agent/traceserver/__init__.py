@@ -29,6 +29,7 @@ from scanner_agent.traceserver._protocol import (
 )
 from scanner_agent.traceserver._server import TraceServerThread, serve
 from scanner_agent.traceserver._store import EVENT_COLUMNS, TraceStore
+from scanner_agent.traceserver._tokens import IssuedToken, issue_token, list_tokens, revoke_token
 from scanner_agent.traceserver._workers import WorkerSettings, serve_workers
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "BatchStore",
     "Fault",
     "Faults",
+    "IssuedToken",
     "RequestRefused",
     "TraceServerThread",
     "TraceStore",
@@ -52,9 +54,12 @@ __all__ = [
     "create_app",
     "fingerprint",
     "is_postgres",
+    "issue_token",
+    "list_tokens",
     "migrate",
     "open_store",
     "parse_batch",
+    "revoke_token",
     "serve",
     "serve_workers",
 ]

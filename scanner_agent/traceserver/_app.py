@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from scanner_agent.traceserver._faults import Faults
 from scanner_agent.traceserver._ingest import BatchStore, error_body
 from scanner_agent.traceserver._protocol import RequestRefused
+from scanner_agent.traceserver._tokens import PREFIX
 
 __all__ = [
     "DEFAULT_BODY_TIMEOUT_S",
@@ -63,6 +64,9 @@ EVENTS_PAGE_MAX = 10_000
 """Largest ``GET /v1/events`` page; a bigger ``limit`` is lowered to this."""
 
 _JSON = "application/json"
+_ANY_DEVICE = ""
+"""The caller holds the shared token: its batches may carry any ``device_id``."""
+_DOCK_PREFIX = PREFIX.encode("ascii")
 _UNAUTHORIZED = "missing or invalid bearer token"
 _CHALLENGE: Mapping[str, str] = {"WWW-Authenticate": "Bearer"}
 _CURSOR = re.compile(r"[0-9]{1,18}")
@@ -179,7 +183,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 def create_app(
     store: BatchStore,
-    token: str,
+    token: str | None,
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_events: int = DEFAULT_MAX_EVENTS,
@@ -189,13 +193,15 @@ def create_app(
 ) -> Starlette:
     """The Trace API v1 application serving ``store``; see ``docs/trace-api.md``.
 
-    ``token`` is the bearer token every endpoint but ``/v1/health`` requires.
+    ``token`` is the shared bearer token (None: none, only per-dock tokens); every
+    endpoint but ``/v1/health`` requires it or a live dock token of ``store``
+    (``trace-server token add``), whose batches must carry its own ``device_id``.
     A batch body must arrive within ``body_timeout_s`` of its request's head
     (else 408).  ``reject_codes`` are answered ``rejected`` ("code not registered on the
     platform"); ``faults`` (default: a new, unarmed :class:`Faults`, reachable as
     ``app.state.faults``) makes batch requests fail on demand.
     """
-    if not token:
+    if token is not None and not token:
         raise ValueError("token must not be empty")
     if max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be >= 1, not {max_body_bytes}")
@@ -203,31 +209,42 @@ def create_app(
         raise ValueError(f"max_events must be >= 1, not {max_events}")
     if not body_timeout_s > 0:
         raise ValueError(f"body_timeout_s must be > 0, not {body_timeout_s}")
-    expected = token.encode("utf-8")
+    expected = None if token is None else token.encode("utf-8")
     reject = frozenset(reject_codes)
     fault_hooks = Faults() if faults is None else faults
 
-    def authorized(request: Request) -> bool:
+    async def caller(request: Request) -> str | None:
+        """Who sends: :data:`_ANY_DEVICE` for the shared token, a dock token's device, or None."""
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
-            return False
+            return None
         # Header values arrive decoded as Latin-1: re-encode to get the raw bytes, and
         # compare them exactly (constant time): only the spaces after the scheme go
         # (RFC 9110 11.4, 1*SP); str.strip() would also drop a no-break space or a
         # vertical tab.  The presented token is never logged.
-        return hmac.compare_digest(credentials.lstrip(" ").encode("latin-1"), expected)
+        presented = credentials.lstrip(" ").encode("latin-1")
+        if expected is not None and hmac.compare_digest(presented, expected):
+            return _ANY_DEVICE
+        if not presented.startswith(_DOCK_PREFIX) or not presented.isascii():
+            return None
+        return await run_in_threadpool(store.device_for_token, presented.decode("ascii"))
+
+    async def authorized(request: Request) -> bool:
+        return await caller(request) is not None
 
     def unauthorized() -> Response:
         return _error(401, _UNAUTHORIZED, _CHALLENGE)
 
-    def process(key: str, body: bytes, gzipped: bool) -> tuple[int, bytes]:
+    def process(key: str, body: bytes, gzipped: bool, device: str) -> tuple[int, bytes]:
         """Worker thread: decompress, parse, validate, store."""
         if gzipped:
             try:
                 body = gunzip(body, max_body_bytes)
             except RequestRefused as exc:
                 return exc.status, error_body(exc.message)
-        return store.ingest_body(key, body, reject_codes=reject, max_events=max_events)
+        return store.ingest_body(
+            key, body, reject_codes=reject, max_events=max_events, device=device or None
+        )
 
     async def post_batch(request: Request) -> Response:
         # Raw header bytes as UTF-8, like the body's batch_id.
@@ -243,7 +260,8 @@ def create_app(
     async def handle_batch(
         request: Request, key: str
     ) -> tuple[int, bytes, Mapping[str, str] | None]:
-        if not authorized(request):
+        device = await caller(request)
+        if device is None:
             return 401, error_body(_UNAUTHORIZED), _CHALLENGE
         fault = fault_hooks.take()
         if fault is not None:
@@ -265,11 +283,11 @@ def create_app(
             return exc.status, error_body(exc.message), None
         except ClientDisconnect:
             return 400, error_body("client disconnected before the body was complete"), None
-        status, reply = await run_in_threadpool(process, key, body, encoding != "identity")
+        status, reply = await run_in_threadpool(process, key, body, encoding != "identity", device)
         return status, reply, None
 
     async def get_code(request: Request) -> Response:
-        if not authorized(request):
+        if not await authorized(request):
             return unauthorized()
         code: str = request.path_params["code"]
 
@@ -279,7 +297,7 @@ def create_app(
         return _json_response(200, await run_in_threadpool(lookup))
 
     async def get_events(request: Request) -> Response:
-        if not authorized(request):
+        if not await authorized(request):
             return unauthorized()
         after = request.query_params.get("after", "0")
         if _CURSOR.fullmatch(after) is None:

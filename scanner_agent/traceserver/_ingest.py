@@ -157,6 +157,7 @@ class BatchStore(ABC):
         *,
         reject_codes: frozenset[str] = frozenset(),
         max_events: int = 50_000,
+        device: str | None = None,
     ) -> tuple[int, bytes]:
         """Validate and store one decoded ``POST /v1/batches`` body; return ``(status, reply)``.
 
@@ -164,13 +165,15 @@ class BatchStore(ABC):
         the body for replay detection (None: the canonical :func:`fingerprint`).
         Statuses: 200 with the results (the stored first reply on a replay),
         400 for a malformed batch or a key that differs from the body's
-        ``batch_id``, 422 for a known key with a different body.
+        ``batch_id``, 403 when ``device`` (the sender's dock token's device;
+        None: the shared token) is not the batch's ``device_id``, 422 for a known
+        key with a different body.
         """
         try:
             batch = parse_batch(payload, max_events=max_events)
         except RequestRefused as exc:
             return exc.status, error_body(exc.message)
-        return self._ingest(batch_id, body_hash, batch, reject_codes)
+        return self._ingest(batch_id, body_hash, batch, reject_codes, device)
 
     def ingest_body(
         self,
@@ -179,6 +182,7 @@ class BatchStore(ABC):
         *,
         reject_codes: frozenset[str] = frozenset(),
         max_events: int = 50_000,
+        device: str | None = None,
     ) -> tuple[int, bytes]:
         """:meth:`ingest_batch` for the raw (uncompressed) JSON body, as the web app receives it.
 
@@ -191,14 +195,22 @@ class BatchStore(ABC):
             batch = decode_batch(body, max_events=max_events)
         except RequestRefused as exc:
             return exc.status, error_body(exc.message)
-        return self._ingest(batch_id, None, batch, reject_codes)
+        return self._ingest(batch_id, None, batch, reject_codes, device)
 
     def _ingest(
-        self, batch_id: str, body_hash: str | None, batch: Batch, reject_codes: frozenset[str]
+        self,
+        batch_id: str,
+        body_hash: str | None,
+        batch: Batch,
+        reject_codes: frozenset[str],
+        device: str | None,
     ) -> tuple[int, bytes]:
         """Store a parsed batch, or answer its replay; ``(status, reply)``."""
         if batch.batch_id != batch_id:
             return 400, error_body("Idempotency-Key does not match the body's batch_id")
+        if device is not None and batch.device_id != device:
+            # Before the replay check: another dock's batch id must not fetch its reply.
+            return 403, error_body("this token may only send batches of its own device_id")
         digest = fingerprint(batch) if body_hash is None else body_hash
         refused = refusals(batch.events, reject_codes)  # pure: outside any lock
         status, reply, others, stored = self._store_batch(batch, digest, refused, utc_now())
@@ -247,6 +259,10 @@ class BatchStore(ABC):
     @abstractmethod
     def count_batches(self) -> int:
         """How many batches the store has answered (and keeps the reply of)."""
+
+    def device_for_token(self, token: str) -> str | None:
+        """The device of a live per-dock token, or None; a backend without them has none."""
+        return None
 
     @abstractmethod
     def _store_batch(

@@ -67,6 +67,20 @@ CREATE TABLE event_keys (
 );
 """,
     ),
+    (
+        2,
+        "device_tokens: one credential per dock, kept as a SHA-256",
+        """
+CREATE TABLE device_tokens (
+    token_id       text PRIMARY KEY,
+    device_id      text NOT NULL,
+    secret_sha256  bytea NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    revoked_at     timestamptz
+);
+CREATE INDEX device_tokens_device_idx ON device_tokens (device_id);
+""",
+    ),
 )
 """``(version, description, SQL)``, applied in order; never edit one that has shipped."""
 

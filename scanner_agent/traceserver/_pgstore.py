@@ -217,6 +217,13 @@ class PgTraceStore(BatchStore):
             for row in rows:
                 copy.write_row(row + tail)
 
+    def device_for_token(self, token: str) -> str | None:
+        """The device of the live dock token ``token`` (:mod:`._tokens`), or None."""
+        from scanner_agent.traceserver._tokens import device_for
+
+        with self._pool.connection() as conn:
+            return device_for(conn, token)
+
     # -- reads ----------------------------------------------------------------
 
     def _select(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:

@@ -27,7 +27,7 @@ log = logging.getLogger("scanner_agent.traceserver")
 def serve(
     listen: str,
     db_path: str | Path,
-    token: str,
+    token: str | None,
     *,
     synchronous: Synchronous = "NORMAL",
     **app_options: Any,
@@ -94,7 +94,7 @@ class TraceServerThread:
     def __init__(
         self,
         db_path: str | Path,
-        token: str,
+        token: str | None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,

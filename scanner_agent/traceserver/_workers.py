@@ -38,7 +38,7 @@ class WorkerSettings:
     """What each worker needs to serve: the database, the token and the app's options."""
 
     db: str
-    token: str = field(repr=False)
+    token: str | None = field(repr=False)
     app_options: dict[str, Any] = field(default_factory=dict)
 
 
