@@ -1,4 +1,4 @@
-"""Every source path and module the README and docs/ name exists.
+"""Every source path, module and Class.attr the README and docs/ name exists.
 
 Modules move (today the CLI, the daemon and the ops modules became packages)
 and a page that still names the old place sends a reader to nothing.  These
@@ -13,6 +13,7 @@ the module imports and the attribute is there.
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -33,12 +34,16 @@ PATH = re.compile(
 DOTTED = re.compile(r"(?<![\w./-])((?:scanner_agent|drivers)(?:\.[A-Za-z_]\w*)+)")
 
 
-def _named(pattern: re.Pattern[str]) -> list[tuple[str, int, str]]:
+def _matches(pattern: re.Pattern[str]) -> list[tuple[str, int, re.Match[str]]]:
     found = []
     for page in PAGES:
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
-            found += [(page.name, number, m.group(1)) for m in pattern.finditer(line)]
+            found += [(page.name, number, m) for m in pattern.finditer(line)]
     return found
+
+
+def _named(pattern: re.Pattern[str]) -> list[tuple[str, int, str]]:
+    return [(page, number, m.group(1)) for page, number, m in _matches(pattern)]
 
 
 def _exists(path: str) -> bool:
@@ -93,3 +98,44 @@ def test_every_module_and_name_the_docs_name_resolves() -> None:
 )
 def test_the_path_pattern(text: str, paths: list[str]) -> None:
     assert [m.group(1) for m in PATH.finditer(text)] == paths
+
+
+METHOD = re.compile(r"`([A-Z][A-Za-z0-9]+)\.([a-z_][a-z0-9_]*)")
+
+
+def _classes() -> dict[str, list[tuple[str, str]]]:
+    """Each class defined in scanner_agent/ and drivers/: its modules' names and texts."""
+    classes: dict[str, list[tuple[str, str]]] = {}
+    for top in ("scanner_agent", "drivers"):
+        for path in (ROOT / top).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            for name in re.findall(r"^class ([A-Z]\w*)\b", text, re.M):
+                classes.setdefault(name, []).append((module, text))
+    return classes
+
+
+def _defines(module: str, text: str, cls: str, attr: str) -> bool:
+    """``attr`` is on the class, or set on its instances in its module or a base class's."""
+    klass = getattr(importlib.import_module(module), cls, None)
+    if hasattr(klass, attr):
+        return True
+    texts = [text] + [inspect.getsource(base) for base in getattr(klass, "__mro__", ())[1:-1]]
+    assigned = re.compile(rf"(?:def |self\.|^\s+){re.escape(attr)}\b\s*[(:=]", re.M)
+    return any(assigned.search(t) for t in texts)
+
+
+def test_every_method_the_docs_name_is_defined() -> None:
+    """``Daemon._admit`` was named after the daemon became a package: each ``Class.attr`` the
+    pages name must be defined (a method, a field, an attribute set) on a class of that name."""
+    classes = _classes()
+    named = [(p, n, m) for p, n, m in _matches(METHOD) if m.group(1) in classes]
+    assert len(named) > 10, "the pattern no longer finds the pages' Class.attr names"
+    wrong = [
+        f"{page}:{line}: {m.group(1)}.{m.group(2)}"
+        for page, line, m in named
+        if not any(
+            _defines(module, text, m.group(1), m.group(2)) for module, text in classes[m.group(1)]
+        )
+    ]
+    assert not wrong, "named in the docs but not defined on the class:\n" + "\n".join(wrong)
