@@ -139,3 +139,47 @@ def test_every_method_the_docs_name_is_defined() -> None:
         )
     ]
     assert not wrong, "named in the docs but not defined on the class:\n" + "\n".join(wrong)
+
+
+def _commands() -> dict[str, set[str]]:
+    """Every ``scanner-agent`` command and subcommand, with the options it takes."""
+    import argparse
+
+    from scanner_agent.cli.app import build_parser
+
+    found: dict[str, set[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found[prefix + name] = {o for a in sub._actions for o in a.option_strings}
+                    walk(sub, f"{prefix}{name} ")
+
+    walk(build_parser(), "")
+    return found
+
+
+COMMAND = re.compile(r"scanner-agent ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?")
+
+
+def test_every_option_the_docs_show_a_command_is_one_it_takes() -> None:
+    """``scanner-agent CMD [SUB] ... --opt`` in a page: ``--opt`` is an option of that command
+    (up to the end of the code span, the table cell or a comment)."""
+    commands = _commands()
+    checked, wrong = 0, []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for segment in re.split(r"(?=scanner-agent )", line)[1:]:
+                m = COMMAND.match(segment)
+                if m is None or m.group(1) not in commands:
+                    continue
+                pair = f"{m.group(1)} {m.group(2)}"
+                command = pair if pair in commands else m.group(1)
+                span = re.split(r"`|\||  #", segment[m.end() :])[0]
+                for option in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", span):
+                    checked += 1
+                    if option not in commands[command]:
+                        wrong.append(f"{page.name}:{number}: {command} {option}")
+    assert checked > 30, "the pattern no longer finds the pages' command lines"
+    assert not wrong, "options the commands do not take:\n" + "\n".join(wrong)
