@@ -12,6 +12,7 @@ the module imports and the attribute is there.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import re
@@ -183,3 +184,33 @@ def test_every_option_the_docs_show_a_command_is_one_it_takes() -> None:
                         wrong.append(f"{page.name}:{number}: {command} {option}")
     assert checked > 30, "the pattern no longer finds the pages' command lines"
     assert not wrong, "options the commands do not take:\n" + "\n".join(wrong)
+
+
+def test_every_toml_block_in_the_docs_loads() -> None:
+    """A ```toml block is a config (every top-level key a config key: it must load) or a firmware
+    profile (it has ``[profile]``: it must parse); a bare ``[hidpos]`` snippet is neither."""
+    import tomllib
+
+    from drivers.profiles import parse_profile
+    from scanner_agent.config import AgentConfig, config_from_dict
+    from scanner_agent.kernel import ConfigError
+
+    config_keys = {f.name for f in dataclasses.fields(AgentConfig)} - {"sources"} | {"source"}
+    loaded, wrong = 0, []
+    for page in PAGES[1:]:  # README's blocks: tests/test_config.py
+        text = page.read_text(encoding="utf-8")
+        for block in re.finditer(r"^```toml\n(.*?)^```", text, re.M | re.S):
+            where = f"{page.name}:{text[: block.start()].count(chr(10)) + 1}"
+            try:
+                data = tomllib.loads(block.group(1))
+                if set(data) <= config_keys:
+                    config_from_dict(data)
+                elif "profile" in data:
+                    parse_profile("docs-example", block.group(1))
+                else:
+                    continue
+                loaded += 1
+            except (tomllib.TOMLDecodeError, ConfigError) as exc:
+                wrong.append(f"{where}: {type(exc).__name__}: {exc}")
+    assert loaded > 8, "the pattern no longer finds the pages' toml blocks"
+    assert not wrong, "toml blocks that do not load:\n" + "\n".join(wrong)
