@@ -201,6 +201,41 @@ def test_the_readme_documents_every_config_key_and_no_other() -> None:
     assert common <= shown, f"[[source]] lacks {sorted(common - shown)}"
 
 
+def test_the_readme_shows_each_default_or_names_it() -> None:
+    """ "Every key has a default, the value shown below unless its comment names another": a
+    value in the reference that is not the default says so on its line ("default ...")."""
+    lines: dict[tuple[str, str], str] = {}
+    section = ""
+    for block in re.findall(
+        r"^```toml\n(.*?)^```", README.read_text(encoding="utf-8"), re.M | re.S
+    ):
+        for line in block.splitlines():
+            if m := re.match(r"^\[+([a-z_]+)\]+", line):
+                section = m.group(1)
+            elif m := re.match(r"^([a-z_]+) = ", line):
+                lines[(section, m.group(1))] = line
+    documented = _readme_config()
+    defaults = AgentConfig()
+    unnamed = []
+    for f in dataclasses.fields(AgentConfig):
+        if f.name == "sources":
+            continue
+        value = getattr(defaults, f.name)
+        pairs = (
+            [(f.name, g.name, getattr(value, g.name)) for g in dataclasses.fields(value)]
+            if dataclasses.is_dataclass(value)
+            else [("", f.name, value)]
+        )
+        for table, key, default in pairs:
+            shown = documented[table][key] if table else documented[key]
+            default = list(default) if isinstance(default, tuple) else default
+            if shown != default and "default" not in lines[(table, key)].partition("#")[2]:
+                unnamed.append(f"{table}.{key}: shows {shown!r}, default {default!r}")
+    assert not unnamed, "README values that are not the default and do not say so:\n" + "\n".join(
+        unnamed
+    )
+
+
 def test_the_readme_config_reference_is_a_valid_config() -> None:
     cfg = config_from_dict(_readme_config())
     assert cfg.sync.idle_poll_s == SyncConfig().idle_poll_s
