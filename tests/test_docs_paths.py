@@ -214,3 +214,38 @@ def test_every_toml_block_in_the_docs_loads() -> None:
                 wrong.append(f"{where}: {type(exc).__name__}: {exc}")
     assert loaded > 8, "the pattern no longer finds the pages' toml blocks"
     assert not wrong, "toml blocks that do not load:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize(
+    ("page", "source_type"), [("tcp-protocol.md", "tcp"), ("camera.md", "camera")]
+)
+def test_the_defaults_a_page_tabulates_are_the_drivers(page: str, source_type: str) -> None:
+    """A row ``| `key` | default | ...`` of a source's option table gives the registry's default:
+    a backticked TOML value, a leading number (``600 s``), or ``required``."""
+    import tomllib
+
+    from drivers.registry import SOURCE_TYPES
+
+    options = SOURCE_TYPES[source_type].options
+    checked, wrong = 0, []
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    for number, line in enumerate(text.splitlines(), 1):
+        row = re.match(r"\| `([a-z_]+)` \| ([^|]+) \|", line)
+        if row is None or row.group(1) not in options:
+            continue
+        key, cell = row.group(1), row.group(2).strip()
+        option = options[key]
+        if cell == "required":
+            shown: object = None
+            expected: object = None if option.required or option.default is None else "required"
+        else:
+            literal = re.match(r"`([^`]+)`|(-?\d+(?:\.\d+)?)", cell)
+            assert literal is not None, f"{page}:{number}: cannot read the default {cell!r}"
+            shown = tomllib.loads(f"v = {literal.group(1) or literal.group(2)}")["v"]
+            default = option.default
+            expected = list(default) if isinstance(default, tuple) else default
+        checked += 1
+        if shown != expected:
+            wrong.append(f"{page}:{number}: {key}: shows {cell!r}, the default is {expected!r}")
+    assert checked >= 5, "the pattern no longer finds the page's option table"
+    assert not wrong, "\n".join(wrong)
