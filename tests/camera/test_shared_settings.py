@@ -62,6 +62,11 @@ def test_decode_takes_a_configured_camera_s_settings_and_flags_override_them(
     assert len(out) == 2
     assert main(["decode", str(image), "--source", "cam:nope", "--config", str(config)]) == 2
     assert "cam:dock" in capsys.readouterr().err  # the sources there are named
+    config.write_text(f'[outbox]\npath = "{tmp_path / "outbox.db"}"\n')
+    assert main(["decode", str(image), "--source", "cam:dock", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "has no camera source" in err  # said, not "Expected one of none"
+    assert "none" not in err
 
 
 async def test_a_video_gives_the_same_codes_through_decode_and_through_the_source(
