@@ -76,9 +76,10 @@ def decode_options(args: argparse.Namespace) -> dict[str, Any]:
         cameras = [s for s in cfg.sources if s.type == "camera"]
         match = [s for s in cameras if args.source in (s.name, s.options.get("device"))]
         if not match:
-            names = ", ".join(s.name or str(s.options.get("device")) for s in cameras) or "none"
+            names = ", ".join(s.name or str(s.options.get("device")) for s in cameras)
             raise UsageError(
-                f"Failed to find camera source {args.source!r} in the config: Expected one of {names}"
+                f"Failed to find camera source {args.source!r} in the config: "
+                + (f"Expected one of {names}" if names else "it has no camera source")
             )
         given.update(match[0].options)
     given["device"] = "-"  # the paths on the command line take its place
