@@ -6,7 +6,7 @@ it and are held back from sync until it is closed; scans with no open bill go
 to the device's default bill for their action.  See ``docs/control.md``.
 """
 
-from scanner_agent.bills._book import BillBook, parse_param_pairs
+from scanner_agent.bills._book import BillBook
 from scanner_agent.bills._desk import BillDesk
 from scanner_agent.bills._errors import BillError
 from scanner_agent.bills._files import (
@@ -27,6 +27,7 @@ from scanner_agent.bills._models import (
     ProgressLine,
     Removal,
 )
+from scanner_agent.bills._params import parse_param_pairs
 from scanner_agent.bills._types import BillType, bill_type, bill_types
 
 __all__ = [

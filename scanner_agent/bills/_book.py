@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scanner_agent.bills._errors import BillError
@@ -33,21 +32,19 @@ from scanner_agent.bills._models import (
     Bill,
     BillScan,
     BillState,
-    BillTotals,
     BillView,
     CodeHistory,
-    ProgressLine,
     Removal,
 )
+from scanner_agent.bills._params import checked_params
+from scanner_agent.bills._tally import bill_progress, bill_totals
 from scanner_agent.bills._types import bill_type, bill_types
 from scanner_agent.codes import Scheme, parse_scan
-from scanner_agent.kernel import ConfigError, platform_params, plural
+from scanner_agent.kernel import plural
 from scanner_agent.outbox import (
-    BillCounts,
     BillRow,
     BillStore,
     Outbox,
-    ProductGroup,
     RowState,
     bill_state,
 )
@@ -59,24 +56,6 @@ MAX_NUMBER = 64
 
 PARAMS_EVENT = "platform-params"
 """``bill_log.event`` of a bill's own optional platform parameters (JSON object in ``detail``)."""
-
-
-def _totals(counts: BillCounts) -> BillTotals:
-    """A bill's totals from the counts over its rows."""
-    states = counts.states
-    return BillTotals(
-        scans=sum(states[s] for s in RowState if s is not RowState.REMOVED),
-        cartons=counts.cartons,
-        units=counts.units,
-        removed=states[RowState.REMOVED],
-        pending=states[RowState.PENDING],
-        held=states[RowState.HELD],
-        in_flight=states[RowState.IN_FLIGHT],
-        delivered=states[RowState.DELIVERED],
-        duplicate=counts.duplicate,
-        rejected=states[RowState.REJECTED],
-        quarantined=states[RowState.QUARANTINED],
-    )
 
 
 class BillBook:
@@ -109,7 +88,7 @@ class BillBook:
             state=bill_state(None, counts.states).value,
             opened_at=first.scanned_at,
             closed_at=None,
-            totals=_totals(counts),
+            totals=bill_totals(counts),
         )
 
     def _bill(self, store: BillStore, row: BillRow) -> Bill:
@@ -128,7 +107,7 @@ class BillBook:
             state=bill_state(row.state, counts.states).value,
             opened_at=row.opened_at,
             closed_at=row.closed_at,
-            totals=_totals(counts),
+            totals=bill_totals(counts),
         )
 
     def get(self, number: str) -> Bill:
@@ -181,7 +160,7 @@ class BillBook:
                 names.setdefault(product, name)
         return BillView(
             bill=bill,
-            lines=tuple(_progress(expected, groups, names)),
+            lines=tuple(bill_progress(expected, groups, names)),
             scans=tuple(
                 BillScan(
                     seq=r.seq,
@@ -259,7 +238,7 @@ class BillBook:
             raise BillError(
                 f"Failed to open bill {number!r}: expected 1 to {MAX_NUMBER} printable characters"
             )
-        checked = _checked_params(number, params) if params else {}
+        checked = checked_params(number, params) if params else {}
         kind = bill_type(type_code)
         action = action or kind.action
         with self.outbox.bills() as store:
@@ -480,74 +459,6 @@ def _remove(store: BillStore, number: str, seq: int, reason: str, origin: str) -
     store.log([(number, "remove", f"scan {seq} {code}: {reason}")])
     log.info("bill %s: scan %d %s removed (%s) by %s", number, seq, code, reason, origin or "?")
     return removal
-
-
-def _progress(
-    expected: dict[str, tuple[int, str]],
-    groups: Sequence[ProductGroup],
-    names: dict[str, str],
-) -> list[ProgressLine]:
-    """Per-product progress; a carton counts towards the expected product it holds.
-
-    Each group is ``(scanned product, unit product, scans, cartons, units)``.  The
-    units count towards the unit product when it is expected; else, when the
-    scanned product itself is expected (counted in cartons), the scans count.
-    """
-    scanned: dict[str, int] = defaultdict(int)
-    cartons: dict[str, int] = defaultdict(int)
-    for product, unit_product, n, n_cartons, units in groups:
-        key_unit, key_own = str(unit_product), str(product or unit_product)
-        if key_unit not in expected and key_own in expected:
-            scanned[key_own] += int(n)
-        else:
-            scanned[key_unit] += int(units)
-            cartons[key_unit] += int(n_cartons)
-    lines = []
-    for product in [*expected, *sorted(p for p in scanned if p not in expected)]:
-        want = expected.get(product, (0, ""))[0]
-        got = scanned.get(product, 0)
-        lines.append(
-            ProgressLine(
-                product=product,
-                name=names.get(product, ""),
-                expected=want,
-                scanned=got,
-                cartons=cartons.get(product, 0),
-                missing=max(want - got, 0),
-                extra=max(got - want, 0),
-            )
-        )
-    return lines
-
-
-def parse_param_pairs(pairs: Iterable[str]) -> dict[str, str]:
-    """``NAME=VALUE`` texts (``bill open --param``, the TUI's Params field) as a table.
-
-    Only the form is checked here (split at the first ``=``; a name given once);
-    :meth:`BillBook.open` checks the names and values, so every client gets the
-    same error naming the parameter.
-
-    Raises:
-        BillError: a text without ``=`` or a name, or a name given twice.
-    """
-    out: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise BillError(f"Failed to read parameter {pair!r}: expected NAME=VALUE")
-        if name in out:
-            raise BillError(f"Failed to read parameter {name!r}: given twice")
-        out[name] = value.strip()
-    return out
-
-
-def _checked_params(number: str, params: Mapping[str, Any]) -> dict[str, str]:
-    """A bill's optional platform parameters, checked like ``alihealth.extra``."""
-    try:
-        return platform_params(params, "params")
-    except ConfigError as exc:
-        raise BillError(f"Failed to open bill {number!r}: {exc}") from None
 
 
 def _gs1_code_of(raw: str) -> str | None:
