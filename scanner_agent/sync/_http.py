@@ -1,4 +1,4 @@
-"""The one HTTP layer of the sinks: TLS, bearer auth, errors mapped to the sync loop's, backoff.
+"""The one HTTP layer of the sinks: TLS, bearer auth, errors mapped to the sync loop's.
 
 Every sink speaks HTTP through httpx, and every sink must fail the same way
 for the same cause, because the sync loop decides on retry, pause or
@@ -12,7 +12,7 @@ dead letter from the :class:`~scanner_agent.kernel.SyncError` tree alone:
   2xx a reply of the wrong shape, any other 4xx a refusal;
 * a ``Retry-After`` header is read by :func:`parse_retry_after`, the server's
   clock from ``Date`` by :func:`date_offset_s`;
-* waits between tries grow by :func:`backoff_delay`.
+* waits between tries grow by the kernel's one rule, :func:`scanner_agent.kernel.backoff_delay`.
 
 The credential is only ever put in a header (:class:`BearerAuth`) or a
 signature, never in a log line or an exception: a reply echoing it (a proxy's
