@@ -20,6 +20,7 @@ import logging
 import re
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -181,6 +182,152 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+@dataclass(frozen=True, slots=True)
+class _Limits:
+    """What one request may cost: see :func:`create_app`."""
+
+    max_body_bytes: int
+    max_events: int
+    body_timeout_s: float
+
+
+class _TraceApi:
+    """The Trace API v1 endpoints over one store, its limits and its fault hooks.
+
+    ``expected`` is the shared bearer token's bytes (None: only dock tokens open it).
+    """
+
+    def __init__(
+        self,
+        store: BatchStore,
+        expected: bytes | None,
+        limits: _Limits,
+        reject: frozenset[str],
+        faults: Faults,
+    ) -> None:
+        self.store = store
+        self.expected = expected
+        self.limits = limits
+        self.reject = reject
+        self.faults = faults
+
+    async def caller(self, request: Request) -> str | None:
+        """Who sends: :data:`_ANY_DEVICE` for the shared token, a dock token's device, or None."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        # Header values arrive decoded as Latin-1: re-encode to get the raw bytes, and
+        # compare them exactly (constant time): only the spaces after the scheme go
+        # (RFC 9110 11.4, 1*SP); str.strip() would also drop a no-break space or a
+        # vertical tab.  The presented token is never logged.
+        presented = credentials.lstrip(" ").encode("latin-1")
+        if self.expected is not None and hmac.compare_digest(presented, self.expected):
+            return _ANY_DEVICE
+        if not presented.startswith(_DOCK_PREFIX) or not presented.isascii():
+            return None
+        return await run_in_threadpool(self.store.device_for_token, presented.decode("ascii"))
+
+    def process(self, key: str, body: bytes, gzipped: bool, device: str) -> tuple[int, bytes]:
+        """Worker thread: decompress, parse, validate, store."""
+        if gzipped:
+            try:
+                body = gunzip(body, self.limits.max_body_bytes)
+            except RequestRefused as exc:
+                return exc.status, error_body(exc.message)
+        return self.store.ingest_body(
+            key,
+            body,
+            reject_codes=self.reject,
+            max_events=self.limits.max_events,
+            device=device or None,
+        )
+
+    async def post_batch(self, request: Request) -> Response:
+        # Raw header bytes as UTF-8, like the body's batch_id.
+        raw_key = request.headers.get("idempotency-key", "").strip().encode("latin-1")
+        key = raw_key.decode("utf-8", "replace")
+        status, reply, headers = await self.handle_batch(request, key)
+        if status != 200:
+            log.debug(
+                "batch %s: %d %s", key or "(no key)", status, reply.decode("utf-8", "replace")
+            )
+        return _json_response(status, reply, headers)
+
+    async def handle_batch(
+        self, request: Request, key: str
+    ) -> tuple[int, bytes, Mapping[str, str] | None]:
+        """``(status, body, headers)`` for a batch request, in the order the checks are made."""
+        device = await self.caller(request)
+        if device is None:
+            return 401, error_body(_UNAUTHORIZED), _CHALLENGE
+        fault = self.faults.take()
+        if fault is not None:
+            message = _FAULT_MESSAGES.get(fault.status, "simulated failure")
+            retry = None if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return fault.status, error_body(message), retry
+        if not key:
+            return 400, error_body("Idempotency-Key header is required"), None
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            return 415, error_body(f"unsupported Content-Encoding: {encoding}"), None
+        timeout = self.limits.body_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                body = await _read_body(request, self.limits.max_body_bytes)
+        except TimeoutError:
+            return 408, error_body(f"request body not received within {timeout:g} s"), None
+        except RequestRefused as exc:
+            return exc.status, error_body(exc.message), None
+        except ClientDisconnect:
+            return 400, error_body("client disconnected before the body was complete"), None
+        gzipped = encoding != "identity"
+        status, reply = await run_in_threadpool(self.process, key, body, gzipped, device)
+        return status, reply, None
+
+    async def get_code(self, request: Request) -> Response:
+        if await self.caller(request) is None:
+            return _unauthorized()
+        code: str = request.path_params["code"]
+
+        def lookup() -> bytes:  # worker thread: query and encode off the event loop
+            return _compact({"code": code, "events": self.store.events_for_code(code)})
+
+        return _json_response(200, await run_in_threadpool(lookup))
+
+    async def get_events(self, request: Request) -> Response:
+        if await self.caller(request) is None:
+            return _unauthorized()
+        after = request.query_params.get("after", "0")
+        if _CURSOR.fullmatch(after) is None:
+            return _error(400, "after must be a cursor returned by this endpoint")
+        limit_text = request.query_params.get("limit", str(EVENTS_PAGE_DEFAULT))
+        if _LIMIT.fullmatch(limit_text) is None or int(limit_text) < 1:
+            return _error(400, f"limit must be an integer from 1 to {EVENTS_PAGE_MAX}")
+        limit = min(int(limit_text), EVENTS_PAGE_MAX)
+
+        def page() -> bytes:  # worker thread: query and encode off the event loop
+            events, last = self.store.events_after(int(after), limit)
+            return _compact({"events": events, "next": None if last is None else str(last)})
+
+        return _json_response(200, await run_in_threadpool(page))
+
+    async def health(self, request: Request) -> Response:
+        return _json_response(200, b'{"status":"ok"}')
+
+
+def _unauthorized() -> Response:
+    return _error(401, _UNAUTHORIZED, _CHALLENGE)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _error(exc.status_code, exc.detail, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _error(500, "internal server error")
+
+
 def create_app(
     store: BatchStore,
     token: str | None,
@@ -209,130 +356,23 @@ def create_app(
         raise ValueError(f"max_events must be >= 1, not {max_events}")
     if not body_timeout_s > 0:
         raise ValueError(f"body_timeout_s must be > 0, not {body_timeout_s}")
-    expected = None if token is None else token.encode("utf-8")
-    reject = frozenset(reject_codes)
-    fault_hooks = Faults() if faults is None else faults
-
-    async def caller(request: Request) -> str | None:
-        """Who sends: :data:`_ANY_DEVICE` for the shared token, a dock token's device, or None."""
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        # Header values arrive decoded as Latin-1: re-encode to get the raw bytes, and
-        # compare them exactly (constant time): only the spaces after the scheme go
-        # (RFC 9110 11.4, 1*SP); str.strip() would also drop a no-break space or a
-        # vertical tab.  The presented token is never logged.
-        presented = credentials.lstrip(" ").encode("latin-1")
-        if expected is not None and hmac.compare_digest(presented, expected):
-            return _ANY_DEVICE
-        if not presented.startswith(_DOCK_PREFIX) or not presented.isascii():
-            return None
-        return await run_in_threadpool(store.device_for_token, presented.decode("ascii"))
-
-    async def authorized(request: Request) -> bool:
-        return await caller(request) is not None
-
-    def unauthorized() -> Response:
-        return _error(401, _UNAUTHORIZED, _CHALLENGE)
-
-    def process(key: str, body: bytes, gzipped: bool, device: str) -> tuple[int, bytes]:
-        """Worker thread: decompress, parse, validate, store."""
-        if gzipped:
-            try:
-                body = gunzip(body, max_body_bytes)
-            except RequestRefused as exc:
-                return exc.status, error_body(exc.message)
-        return store.ingest_body(
-            key, body, reject_codes=reject, max_events=max_events, device=device or None
-        )
-
-    async def post_batch(request: Request) -> Response:
-        # Raw header bytes as UTF-8, like the body's batch_id.
-        raw_key = request.headers.get("idempotency-key", "").strip().encode("latin-1")
-        key = raw_key.decode("utf-8", "replace")
-        status, reply, headers = await handle_batch(request, key)
-        if status != 200:
-            log.debug(
-                "batch %s: %d %s", key or "(no key)", status, reply.decode("utf-8", "replace")
-            )
-        return _json_response(status, reply, headers)
-
-    async def handle_batch(
-        request: Request, key: str
-    ) -> tuple[int, bytes, Mapping[str, str] | None]:
-        device = await caller(request)
-        if device is None:
-            return 401, error_body(_UNAUTHORIZED), _CHALLENGE
-        fault = fault_hooks.take()
-        if fault is not None:
-            message = _FAULT_MESSAGES.get(fault.status, "simulated failure")
-            retry = None if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
-            return fault.status, error_body(message), retry
-        if not key:
-            return 400, error_body("Idempotency-Key header is required"), None
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
-        if encoding not in ("identity", "gzip", "x-gzip"):
-            return 415, error_body(f"unsupported Content-Encoding: {encoding}"), None
-        try:
-            async with asyncio.timeout(body_timeout_s):
-                body = await _read_body(request, max_body_bytes)
-        except TimeoutError:
-            message = f"request body not received within {body_timeout_s:g} s"
-            return 408, error_body(message), None
-        except RequestRefused as exc:
-            return exc.status, error_body(exc.message), None
-        except ClientDisconnect:
-            return 400, error_body("client disconnected before the body was complete"), None
-        status, reply = await run_in_threadpool(process, key, body, encoding != "identity", device)
-        return status, reply, None
-
-    async def get_code(request: Request) -> Response:
-        if not await authorized(request):
-            return unauthorized()
-        code: str = request.path_params["code"]
-
-        def lookup() -> bytes:  # worker thread: query and encode off the event loop
-            return _compact({"code": code, "events": store.events_for_code(code)})
-
-        return _json_response(200, await run_in_threadpool(lookup))
-
-    async def get_events(request: Request) -> Response:
-        if not await authorized(request):
-            return unauthorized()
-        after = request.query_params.get("after", "0")
-        if _CURSOR.fullmatch(after) is None:
-            return _error(400, "after must be a cursor returned by this endpoint")
-        limit_text = request.query_params.get("limit", str(EVENTS_PAGE_DEFAULT))
-        if _LIMIT.fullmatch(limit_text) is None or int(limit_text) < 1:
-            return _error(400, f"limit must be an integer from 1 to {EVENTS_PAGE_MAX}")
-        limit = min(int(limit_text), EVENTS_PAGE_MAX)
-
-        def page() -> bytes:  # worker thread: query and encode off the event loop
-            events, last = store.events_after(int(after), limit)
-            return _compact({"events": events, "next": None if last is None else str(last)})
-
-        return _json_response(200, await run_in_threadpool(page))
-
-    async def health(request: Request) -> Response:
-        return _json_response(200, b'{"status":"ok"}')
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return _error(exc.status_code, exc.detail, exc.headers)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        return _error(500, "internal server error")
-
+    api = _TraceApi(
+        store,
+        None if token is None else token.encode("utf-8"),
+        _Limits(max_body_bytes, max_events, body_timeout_s),
+        frozenset(reject_codes),
+        Faults() if faults is None else faults,
+    )
     app = Starlette(
         routes=[
-            Route("/v1/batches", post_batch, methods=["POST"]),
-            Route("/v1/codes/{code:path}", get_code, methods=["GET"]),
-            Route("/v1/events", get_events, methods=["GET"]),
-            Route("/v1/health", health, methods=["GET"]),
+            Route("/v1/batches", api.post_batch, methods=["POST"]),
+            Route("/v1/codes/{code:path}", api.get_code, methods=["GET"]),
+            Route("/v1/events", api.get_events, methods=["GET"]),
+            Route("/v1/health", api.health, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
         middleware=[Middleware(_CloseUnreadBodies)],
     )
     app.state.store = store
-    app.state.faults = fault_hooks
+    app.state.faults = api.faults
     return app
