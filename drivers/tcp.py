@@ -56,6 +56,7 @@ class TcpSource:
         protocol: int = proto.VERSION,
         limits: TcpLimits | None = None,
     ) -> None:
+        self.name = name
         self.host = host
         self.port = port
         limits = limits if limits is not None else TcpLimits()
@@ -64,11 +65,6 @@ class TcpSource:
         """The real address once listening (useful with port 0)."""
         self.listening = asyncio.Event()
         self._conns: dict[asyncio.Task[Any], Connection] = {}
-
-    @property
-    def name(self) -> str:
-        """The source's name (``tcp:<name>``), on every scan it submits."""
-        return self._shared.name
 
     @property
     def ack(self) -> bool:
