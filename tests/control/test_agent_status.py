@@ -17,6 +17,7 @@ from scanner_agent.control import (
     AgentStatus,
     ControlClient,
     DeviceReport,
+    RefusalReport,
     RejectionReport,
     SyncStatus,
     TcpReport,
@@ -128,3 +129,63 @@ def test_version_1_gives_the_five_times_as_unix_seconds_and_nothing_else_differs
     for key in ("last_scan_at", "devices", "sync"):
         v1.pop(key), v2.pop(key)
     assert v1 == v2
+
+
+PRODUCT_BARCODE = "6901234567892"
+
+
+def test_the_last_refusal_reads_back_and_an_agent_without_it_still_reads() -> None:
+    at = "2026-12-07T09:30:00.000+08:00"
+    status = AgentStatus(
+        last_refusal=RefusalReport(
+            at=at, verdict="invalid", code=PRODUCT_BARCODE, reason="a product barcode", source="s"
+        )
+    )
+    data = status.to_json()
+    assert data["last_refusal"] == {
+        "at": at,
+        "verdict": "invalid",
+        "code": PRODUCT_BARCODE,
+        "reason": "a product barcode",
+        "source": "s",
+    }
+    assert AgentStatus.from_json(json.loads(json.dumps(data))) == status
+    assert status.to_json(version=1)["last_refusal"] == data["last_refusal"]
+    # An agent from before the field: none.  A newer agent's extra keys: ignored.
+    data.pop("last_refusal")
+    assert AgentStatus.from_json(data).last_refusal is None
+    newer = {**status.to_json(), "last_refusal": {"at": at, "verdict": "invalid", "x": 1}}
+    assert AgentStatus.from_json(newer).last_refusal == RefusalReport(at=at, verdict="invalid")
+    assert AgentStatus().to_json()["last_refusal"] is None
+
+
+async def test_the_last_refusal_is_in_the_status_and_outlives_a_restart(
+    make_config: Callable[..., AgentConfig], start_agent: Any, trace_server: TraceServerThread
+) -> None:
+    config = make_config(trace_server.url)
+    agent = await start_agent(config)
+    assert (await agent.daemon.agent_status()).last_refusal is None
+    await agent.scan(UNIT, PRODUCT_BARCODE)
+    first = (await agent.daemon.agent_status()).last_refusal
+    assert first is not None
+    assert (first.verdict, first.code, first.source) == ("invalid", PRODUCT_BARCODE, "tcp:test")
+    assert first.reason.startswith("a product barcode, not a trace code")
+    assert first.at is not None
+    await agent.scan(UNIT)  # a duplicate is the last refusal now
+    last = (await agent.daemon.agent_status()).last_refusal
+    assert last is not None
+    assert (last.verdict, last.code, last.reason) == ("duplicate", UNIT, "duplicate scan")
+    await agent.stop()
+
+    again = await start_agent(config)
+    after = (await again.daemon.agent_status()).last_refusal
+    assert after == last, "read back from the refusals on disk after a restart"
+    # Two refusals of one kind in one hour are one aggregate on disk: its sample's code is
+    # not the last one's, so after a restart the code is not claimed, the rest still is.
+    await again.scan("12345", "67890")
+    await again.stop()
+    third = await start_agent(config)
+    seeded = (await third.daemon.agent_status()).last_refusal
+    assert seeded is not None
+    assert (seeded.verdict, seeded.code, seeded.source) == ("invalid", "", "tcp:test")
+    assert seeded.reason.startswith("not a trace code")

@@ -104,6 +104,45 @@ async def test_three_docks_in_one_overview_and_one_opens_in_full(
     assert full.return_value == "docks"
 
 
+async def test_a_refusal_made_before_the_overview_starts_shows_at_once(
+    make_config: Callable[..., Any],
+    start_agent: Callable[..., Any],
+    trace_server: TraceServerThread,
+    tmp_path: Path,
+) -> None:
+    socks = [tmp_path / f"dock{i}.sock" for i in range(3)]
+    configs = [
+        make_config(
+            trace_server.url,
+            device_id=f"dock-{i}",
+            outbox={"path": str(tmp_path / f"outbox{i}.db")},
+            control={"socket": str(sock)},
+        )
+        for i, sock in enumerate(socks)
+    ]
+    agents = [await start_agent(cfg) for cfg in configs]
+    # Dock 0 refused a scan and was restarted since; dock 1 refused one while running;
+    # dock 2 refused nothing.  All before the clerk opens the overview.
+    await agents[0].scan(PRODUCT_BARCODE)
+    await agents[0].stop()
+    agents[0] = await start_agent(configs[0])
+    await agents[1].scan(UNIT_A, UNIT_A)
+
+    app = DocksApp([(str(s), SocketAgent(str(s))) for s in socks], poll_s=0.1, reconnect_s=0.05)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for i in range(3):
+            await eventually(
+                lambda i=i: "●" in row(app, i)[1], within=15, what=f"dock {i}", pause=pilot.pause
+            )
+            # Drawn with the dock's first status: no waiting for a refusal to come by.
+            assert row(app, i)[4] == ["product EAN", "duplicate", ""][i], row(app, i)
+        table = app.query_one("#docks-table", DataTable)
+        table.move_cursor(row=0)
+        await pilot.pause()
+        detail = str(app.query_one("#docks-detail").render())
+        assert "a product barcode, not a trace code" in detail, detail
+
+
 def test_tui_takes_repeated_sockets_or_the_configs_docks(tmp_path: Path) -> None:
     args = argparse.Namespace(socket=["/a.sock", "/b.sock", "/c.sock"], config=None)
     assert tui_sockets(args) == ["/a.sock", "/b.sock", "/c.sock"]
