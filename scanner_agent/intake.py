@@ -237,6 +237,9 @@ class IntakeStats:
     accepted: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     """Refused scans by reason."""
+    last_refused: RejectRecord | None = None
+    """The last refused scan: read back from the outbox's refusals when the daemon starts
+    (an aggregate, with its count), then each new one as it is refused."""
 
 
 class ScanIntake:
@@ -429,16 +432,32 @@ class ScanIntake:
         self._account(scans, parsed, outcomes)
         return outcomes
 
+    def _refusal(self, scan: RawScan, result: ScanResult, outcome: ScanOutcome) -> RejectRecord:
+        """One refusal as kept for ``status`` (one per submission: only the last counts)."""
+        return RejectRecord(
+            raw=result.raw,
+            code=outcome.code,
+            reason=outcome.reason or outcome.verdict.value,
+            verdict=outcome.verdict.value,
+            device_id=scan.device or self.device_id,
+            source=scan.source,
+            scanned_at=scan.scanned_at.isoformat(timespec="milliseconds"),
+        )
+
     def _account(
         self, scans: list[RawScan], parsed: list[ScanResult], outcomes: list[ScanOutcome]
     ) -> None:
         stats = self.stats
         stats.scanned += len(outcomes)
-        for outcome in outcomes:
+        last = -1
+        for i, outcome in enumerate(outcomes):
             if outcome.verdict is Verdict.ACCEPTED:
                 stats.accepted += 1
             else:
                 stats.refused[reason_label(outcome.reason or outcome.verdict.value)] += 1
+                last = i
+        if last >= 0:
+            stats.last_refused = self._refusal(scans[last], parsed[last], outcomes[last])
         if not self.listeners:
             return
         for scan, result, outcome in zip(scans, parsed, outcomes, strict=True):

@@ -38,6 +38,7 @@ __all__ = [
     "ControlStatus",
     "DeviceReport",
     "OpenBill",
+    "RefusalReport",
     "RejectionReport",
     "SyncStatus",
     "TcpReport",
@@ -66,6 +67,22 @@ class RejectionReport:
     event_id: str = ""
     code: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RefusalReport:
+    """The last scan the agent refused at intake (``last_refusal``): what a clerk coming to a
+    dock wants to see first, whether it happened a second or an hour before they looked."""
+
+    at: str | None = None
+    """When it was scanned."""
+    verdict: str = ""
+    """``invalid``, ``duplicate``, ``full`` or ``error``."""
+    code: str = ""
+    """The code as shown; empty when only its kind is known (after a restart, read back from
+    an aggregate of several refusals whose last code was not kept)."""
+    reason: str = ""
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +242,9 @@ class AgentStatus:
     alarms: tuple[str, ...] = ()
     """Problems that need a person."""
     sync: SyncStatus | None = None
+    last_refusal: RefusalReport | None = None
+    """The last scan refused at intake, kept across restarts; None if none is on record
+    (or the agent is older than this field)."""
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AgentStatus:
@@ -243,6 +263,10 @@ class AgentStatus:
         values["alarms"] = tuple(data.get("alarms") or ())
         sync = data.get("sync")
         values["sync"] = SyncStatus.from_json(sync) if sync else None
+        refusal = data.get("last_refusal")
+        values["last_refusal"] = (
+            RefusalReport(**_fields(RefusalReport, refusal)) if refusal else None
+        )
         return cls(**values)
 
     def to_json(self, version: int = 2) -> dict[str, Any]:
@@ -280,4 +304,8 @@ class AgentStatus:
             "control": dataclasses.asdict(self.control),
             "alarms": list(self.alarms),
             "sync": None if self.sync is None else self.sync.to_json(version),
+            # New in protocol 2 without a version 1 form: its time stays ISO in both.
+            "last_refusal": (
+                None if self.last_refusal is None else dataclasses.asdict(self.last_refusal)
+            ),
         }

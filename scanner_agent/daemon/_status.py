@@ -13,12 +13,13 @@ from scanner_agent.control import (
     ControlStatus,
     DeviceReport,
     OpenBill,
+    RefusalReport,
     SyncStatus,
     TcpReport,
 )
 from scanner_agent.intake import ScanIntake
 from scanner_agent.kernel import DeviceStatus, Source
-from scanner_agent.outbox import Outbox, QueueStats
+from scanner_agent.outbox import Outbox, QueueStats, RejectRecord
 from scanner_agent.sync import PlatformAlarms, Sink, SyncLoop
 from scanner_agent.times import iso
 
@@ -72,6 +73,26 @@ def build_status(parts: Parts, stats: QueueStats) -> AgentStatus:
         control=parts.control,
         alarms=tuple(_alarms(parts)),
         sync=sync,
+        last_refusal=refusal_report(counts.last_refused) if counts else None,
+    )
+
+
+def refusal_report(record: RejectRecord | None) -> RefusalReport | None:
+    """The intake's last refusal as ``status`` reports it.
+
+    Read back from disk it is an aggregate: its reason's kind and last time are the last
+    refusal's, its code only when the aggregate is of one code (a duplicate's, or a count
+    of one); otherwise the code is left empty rather than show another scan's.
+    """
+    if record is None:
+        return None
+    exact = record.count == 1 or record.verdict == "duplicate"
+    return RefusalReport(
+        at=record.last_at or record.scanned_at,
+        verdict=record.verdict,
+        code=record.code if exact else "",
+        reason=record.reason,
+        source=record.source,
     )
 
 

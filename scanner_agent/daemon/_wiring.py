@@ -172,6 +172,8 @@ async def compose(cfg: AgentConfig, thread: OutboxThread, hooks: Hooks, sink: Si
         listeners=hooks.listeners,
         admit=admit,
     )
+    # The last refusal before this start, so `status` names it at once (the TUI's docks).
+    intake.stats.last_refused = await thread.call(thread.outbox.last_reject)
     movable = sink if isinstance(sink, MovableSink) else None
     return Parts(sink, movable, sync, desk, committer, intake)
 

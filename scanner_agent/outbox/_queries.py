@@ -209,6 +209,18 @@ class OutboxQueries(OutboxCore):
         )
         return [RejectRecord(*r) for r in reversed(rows)]
 
+    def last_reject(self) -> RejectRecord | None:
+        """The aggregate of the latest refusal at intake (None if none is on record).
+
+        Read once when the daemon starts (the intake keeps the last refusal from then
+        on): one pass over at most ``outbox.rejects_max_rows`` rows.
+        """
+        rows = self._read(
+            "SELECT raw, code, reason, verdict, device_id, source, scanned_at, count, "
+            f"{REJECT_LAST_AT} AS last FROM rejects ORDER BY last DESC, id DESC LIMIT 1"
+        )
+        return RejectRecord(*rows[0]) if rows else None
+
     def reject_reasons(self) -> dict[str, int]:
         """How many scans were refused at intake, per reason label (:func:`reason_label`)."""
         counts: dict[str, int] = {}

@@ -1,10 +1,12 @@
 """One clerk, several docks: an overview of several agents, from which one dock's full view opens.
 
 Each dock is an agent reached on its control socket (a remote one through an
-SSH-forwarded socket, ``docs/control.md``).  Per dock, one thread holds an
-event subscription (for the last refused scan) and polls ``status`` and the
-open bill's progress; the overview table shows link, backlog, open bill and
-progress, the last refusal and alarms.  Enter opens the selected dock's full
+SSH-forwarded socket, ``docs/control.md``).  Per dock, one thread polls
+``status`` and the open bill's progress; the overview table shows link,
+backlog, open bill and progress, the last refusal and alarms.  The last
+refusal is the agent's own (``AgentStatus.last_refusal``, kept across its
+restarts), so a dock that refused a scan before the clerk looked shows it at
+once.  Enter opens the selected dock's full
 view (:class:`~scanner_agent.tui._app.DispatchApp`); leaving it comes back here.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import tzinfo
 from pathlib import PurePath
 from typing import Any, ClassVar
 
@@ -24,15 +27,15 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Static
 
 from scanner_agent.control import AgentStatus, ControlError, RemoteError
-from scanner_agent.tui._agent import AgentLink, EventSource
+from scanner_agent.tui._agent import AgentLink
 from scanner_agent.tui._views import (
     LINK_STYLE,
     bill_progress,
+    clock,
     elide_middle,
     reason_short,
+    zone,
 )
-
-BAD_VERDICTS = frozenset({"invalid", "duplicate", "full", "error"})
 
 
 @dataclass
@@ -46,7 +49,6 @@ class Dock:
     problem: str = "connecting…"
     status: AgentStatus | None = None
     bill_view: dict[str, Any] | None = None
-    last_refusal: dict[str, Any] | None = None
 
 
 @dataclass
@@ -77,15 +79,17 @@ class DocksApp(App[int | None]):
         poll_s: float = 2.0,
         reconnect_s: float = 1.0,
         selected: int = 0,
+        tz: tzinfo | None = None,
     ) -> None:
-        """Watch ``docks`` (name, agent) from worker threads; ``selected``: the row first shown."""
+        """Watch ``docks`` (name, agent) from worker threads; ``selected``: the row first shown;
+        ``tz``: the zone times are shown in (local when None; tests pin it)."""
         super().__init__()
+        self.tz = tz
         self.docks = [Dock(name, agent) for name, agent in docks]
         self.poll_s = poll_s
         self.reconnect_s = reconnect_s
         self.selected = selected
         self._stopping = threading.Event()
-        self._streams: list[EventSource] = []
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -110,22 +114,16 @@ class DocksApp(App[int | None]):
         table = self.query_one("#docks-table", DataTable)
         for i, dock in enumerate(self.docks):
             table.add_row(*self._cells(dock), key=str(i))
-            self._watch(i)
+            self._poll_dock(i)
         table.move_cursor(row=min(self.selected, len(self.docks) - 1), animate=False)
         table.focus()
 
     def on_unmount(self) -> None:
         self._stopping.set()
-        for stream in list(self._streams):
-            stream.close()
         for dock in self.docks:
             dock.agent.close()
 
     # -- workers -------------------------------------------------------------------
-
-    def _watch(self, index: int) -> None:
-        self._poll_dock(index)
-        self._listen_dock(index)
 
     @work(thread=True, exit_on_error=False)
     def _poll_dock(self, index: int) -> None:
@@ -148,29 +146,6 @@ class DocksApp(App[int | None]):
             self.post_message(DockChanged(index))
             self._stopping.wait(self.poll_s if dock.connected else self.reconnect_s)
 
-    @work(thread=True, exit_on_error=False)
-    def _listen_dock(self, index: int) -> None:
-        """The dock's scan events: the last refused one is shown."""
-        dock = self.docks[index]
-        while not self._stopping.is_set():
-            try:
-                stream = dock.agent.events()
-            except ControlError:
-                self._stopping.wait(self.reconnect_s)
-                continue
-            self._streams.append(stream)
-            try:
-                for event in stream:
-                    if event.get("event") == "scan" and event.get("verdict") in BAD_VERDICTS:
-                        dock.last_refusal = event
-                        self.post_message(DockChanged(index))
-            except ControlError:
-                pass
-            finally:
-                stream.close()
-                self._streams.remove(stream)
-            self._stopping.wait(self.reconnect_s)
-
     # -- drawing -------------------------------------------------------------------
 
     def _cells(self, dock: Dock) -> tuple[Text | str, ...]:
@@ -183,10 +158,10 @@ class DocksApp(App[int | None]):
             backlog = Text(str(st.backlog), justify="right")
             bill = bill_progress(dock.bill_view, lead="", kind=False)
             bill.truncate(20, overflow="ellipsis")
-        refusal = dock.last_refusal
+        refusal = st.last_refusal if st is not None else None
         last = Text("")
         if refusal is not None:
-            last = Text(reason_short(str(refusal.get("reason") or refusal.get("verdict"))), "red")
+            last = Text(reason_short(refusal.reason or refusal.verdict), "red")
         alarms = list(st.alarms) if dock.connected and st is not None else []
         return (
             elide_middle(dock.name, 14),
@@ -218,9 +193,11 @@ class DocksApp(App[int | None]):
         out = Text(dock.name, style="bold")
         if dock.problem:
             out.append(f"  {dock.problem}", "red")
-        refusal = dock.last_refusal
+        refusal = dock.status.last_refusal if dock.status is not None else None
         if refusal is not None:
-            out.append(f"  last refused {refusal.get('code')}: {refusal.get('reason')}")
+            code = f" {refusal.code}" if refusal.code else ""
+            at = f"{clock(refusal.at, self.tz)} {zone(self.tz)}"
+            out.append(f"  last refused{code} at {at}: {refusal.reason}")
         alarms = dock.status.alarms if dock.connected and dock.status is not None else ()
         for alarm in alarms:
             out.append(f"  ALARM {alarm}", "bold red")

@@ -312,6 +312,13 @@ STATUS: dict[str, Any] = {
             }
         ],
     },
+    "last_refusal": {
+        "at": AT.format(4),
+        "verdict": "duplicate",
+        "code": "81234560000000011234",
+        "reason": "duplicate scan",
+        "source": "tcp:dock",
+    },
 }
 
 
