@@ -175,7 +175,10 @@ def cmd_queue_salvage(args: argparse.Namespace) -> int:
     else:
         verb = "would recover" if args.dry_run else "recovered"
         print(f"{source}: {verb} {plural(report.recovered, 'scan')} into {outbox.path}")
-        print(f"  rows read        {report.rows_read}")
+        print(
+            f"  rows read        {report.rows_read} ({report.from_pages} from the leaf pages; "
+            f"{report.pages_unverified} more there without checksum, not taken)"
+        )
         print(
             f"  owed             {report.owed} (already held: {report.already_held}, "
             f"without checksum: {report.unverified})"

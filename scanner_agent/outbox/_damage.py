@@ -30,6 +30,8 @@ __all__ = [
     "RowRead",
     "quarantine",
     "read_rows",
+    "row_content",
+    "row_problem",
     "scan_columns",
     "schema_problem",
 ]
@@ -56,7 +58,7 @@ class DamagedRow(NamedTuple):
     problem: str
     content: bytes
     """Every column as stored, ``name=value`` joined by ``\\x1f`` (text as its raw bytes,
-    numbers as their digits, NULL as ``NULL``): see :func:`_content`."""
+    numbers as their digits, NULL as ``NULL``): see :func:`row_content`."""
 
 
 class RowRead(NamedTuple):
@@ -121,7 +123,7 @@ def schema_problem(db: sqlite3.Connection) -> str:
     return ""
 
 
-def _content(columns: Sequence[str], values: Sequence[object]) -> bytes:
+def row_content(columns: Sequence[str], values: Sequence[object]) -> bytes:
     """A row's columns as bytes for forensics: ``name=value`` joined by ``\\x1f``."""
     parts = []
     for name, v in zip(columns, values, strict=True):
@@ -177,10 +179,22 @@ def read_rows(
         if not problem:
             problem = _check(row, checked)
         if problem:
-            damaged.append(DamagedRow(seq, problem, _content(cols, raw[: len(cols)])))
+            damaged.append(DamagedRow(seq, problem, row_content(cols, raw[: len(cols)])))
         else:
             good.append(row)
     return RowRead(good, damaged)
+
+
+def row_problem(row: dict[str, Any]) -> str:
+    """What is wrong with a row of text and numbers read some other way ('' when nothing).
+
+    The checks of :func:`read_rows` (a text column holding bytes is not UTF-8),
+    for rows salvage reads straight from the file's pages.
+    """
+    for name, v in row.items():
+        if isinstance(v, bytes):
+            return f"{name} is not UTF-8 text"
+    return _check(row, [c for c in CHECKED_FIELDS if c in row])
 
 
 def _check(row: dict[str, Any], checked: Sequence[str]) -> str:

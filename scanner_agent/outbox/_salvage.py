@@ -16,23 +16,50 @@ works on a damaged file still in use), row by row where it must:
   outbox already holds its ``event_id`` (the service's key): nothing is ever
   duplicated, and running salvage twice recovers nothing the second time.
 
+Then, for the seqs the B-tree could not reach (under a damaged interior page,
+or in a stretch the probing skipped), the table-leaf pages are read directly
+(:mod:`scanner_agent.outbox._pages`), from the main file (mapped, not read into
+memory) and from the committed frames of its WAL (the frames the WAL's repair
+would replay: :func:`~scanner_agent.outbox._wal.committed_frames`).  A record
+is taken only when its row checksum verifies, so a row whose own bytes are
+intact is recovered even when SQLite cannot find it; one that fails its checks
+is reported damaged; one without a checksum (written before checksums existed)
+is counted, never taken.  Pages may hold stale copies of a row (a page freed
+when its freelist is unreadable, the main file's copy of a page the WAL
+rewrote), so of several verified versions of one event a delivered one wins,
+else the newest (:func:`_precedence`).  A stale owed copy whose delivered
+version is itself lost cannot be told from an owed row: it is queued again
+under its own event id, which the live outbox skips when it holds it and the
+service answers as a duplicate.
+
 Everything else is counted in the :class:`SalvageReport`: delivered and dead
 letters skipped, damaged rows (with their bytes in hex), unreadable stretches,
-and rows written before checksums existed (taken, but unverified).
+and rows written before checksums existed (taken from the B-tree, unverified).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import mmap
+import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from scanner_agent.outbox._connect import connect_readonly
-from scanner_agent.outbox._damage import RowRead, read_rows, scan_columns
+from scanner_agent.outbox._damage import (
+    DamagedRow,
+    RowRead,
+    read_rows,
+    row_content,
+    row_problem,
+    scan_columns,
+)
 from scanner_agent.outbox._models import NewScan
+from scanner_agent.outbox._pages import Cell, leaf_cells
+from scanner_agent.outbox._wal import committed_frames
 
 __all__ = ["SalvageReport", "SalvageTarget", "salvage", "salvage_rows"]
 
@@ -80,6 +107,10 @@ class SalvageReport:
     """Rows that failed to decode or verify: seq, problem, bytes in hex. Not recovered."""
     unreadable: list[dict[str, Any]] = field(default_factory=list)
     """Stretches SQLite could not read: after_seq, resumed_at (None: to the end), error."""
+    from_pages: int = 0
+    """Rows the B-tree could not reach, read from the leaf pages and verified (any state)."""
+    pages_unverified: int = 0
+    """Rows found only on the leaf pages without a checksum: not taken (cannot be verified)."""
     dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,7 +121,8 @@ class SalvageReport:
         return (
             f"{self.recovered} scans recovered, {self.already_held} already held, "
             f"{len(self.damaged)} damaged rows, {len(self.unreadable)} unreadable stretches "
-            f"({self.rows_read} rows read, {self.settled} already settled)"
+            f"({self.rows_read} rows read, {self.from_pages} of them from the pages, "
+            f"{self.settled} already settled)"
         )
 
 
@@ -215,29 +247,129 @@ def salvage(source: Path, target: SalvageTarget, *, dry_run: bool = False) -> Sa
             "(a copy moved aside, or a copy of a damaged file)"
         )
     report = SalvageReport(str(source), dry_run=dry_run)
+    seen: set[int] = set()
+    held: set[str] = set()
     db = connect_readonly(source)
     try:
         for found in salvage_rows(db, report):
-            report.damaged += [
-                {"seq": d.seq, "problem": d.problem, "content_hex": d.content.hex()}
-                for d in found.damaged
-            ]
-            report.rows_read += len(found.rows)
-            owed: list[NewScan] = []
-            for r in found.rows:
-                if r.get("state") not in _OWED:
-                    report.settled += r.get("state") != "quarantined"
-                    continue
-                if r.get("removed"):
-                    report.removed += 1
-                    continue
-                report.unverified += r.get("crc") is None
-                owed.append(_new_scan(r))
-            report.owed += len(owed)
-            if owed:
-                added, held = target.add_salvaged(owed, dry_run=dry_run)
-                report.recovered += added
-                report.already_held += held
+            seen.update(r["seq"] for r in found.rows)
+            seen.update(d.seq for d in found.damaged)
+            held.update(str(r.get("event_id")) for r in found.rows)
+            _take(found, report, target, dry_run)
+        columns = _columns(db, target)
     finally:
         db.close()
+    if columns:
+        _take(_page_rows(source, columns, seen, held, report), report, target, dry_run)
     return report
+
+
+def _take(found: RowRead, report: SalvageReport, target: SalvageTarget, dry_run: bool) -> None:
+    """Count ``found`` in ``report`` and put its owed scans into ``target``."""
+    report.damaged += [
+        {"seq": d.seq, "problem": d.problem, "content_hex": d.content.hex()} for d in found.damaged
+    ]
+    report.rows_read += len(found.rows)
+    owed: list[NewScan] = []
+    for r in found.rows:
+        if r.get("state") not in _OWED:
+            report.settled += r.get("state") != "quarantined"
+            continue
+        if r.get("removed"):
+            report.removed += 1
+            continue
+        report.unverified += r.get("crc") is None
+        owed.append(_new_scan(r))
+    report.owed += len(owed)
+    if owed:
+        added, held = target.add_salvaged(owed, dry_run=dry_run)
+        report.recovered += added
+        report.already_held += held
+
+
+def _columns(db: sqlite3.Connection, target: SalvageTarget) -> list[str]:
+    """The scans table's columns: the file's own, else this build's (its schema unreadable)."""
+    try:
+        columns = scan_columns(db)
+    except _READ_ERRORS:
+        columns = []
+    if "seq" in columns and "crc" in columns:
+        return columns
+    live = connect_readonly(target.path)
+    try:
+        return scan_columns(live)
+    finally:
+        live.close()
+
+
+def _page_rows(
+    source: Path, columns: list[str], seen: set[int], held: set[str], report: SalvageReport
+) -> RowRead:
+    """The rows of ``source`` the B-tree did not give, read from its leaf pages and checked.
+
+    ``seen``: the seqs the B-tree read (intact or damaged); ``held``: the event
+    ids it read intact.  The file is mapped, not read into memory; its WAL's
+    committed frames are read too (the pages SQLite would take from it).
+    """
+    frames = committed_frames(Path(f"{source}-wal"))
+    try:
+        with source.open("rb") as f:
+            empty = os.fstat(f.fileno()).st_size == 0
+            data = b"" if empty else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as exc:
+        report.unreadable.append({"after_seq": 0, "resumed_at": None, "error": str(exc)})
+        return RowRead([], [])
+    try:
+        cells = leaf_cells(data, len(columns), frames, skip=seen)  # type: ignore[arg-type]
+        return _versions(cells, columns, held, report)
+    finally:
+        if isinstance(data, mmap.mmap):
+            data.close()
+
+
+def _precedence(row: dict[str, Any], rank: int) -> tuple[bool, int, bool]:
+    """Which of several verified versions of one scan counts: the highest.
+
+    A delivered version always wins: nothing ever makes a delivered scan owed
+    again, so an owed version beside it is a stale copy (a page freed, or the
+    main file's copy of a page the WAL rewrote).  Otherwise the newest wins
+    (``rank``: a later WAL frame is a later version; ``queue retry`` does make
+    a dead letter owed again), and between copies of equal rank an owed one
+    (re-sending a dead letter once is harmless: the service refuses it again).
+    """
+    state = row.get("state")
+    return state == "delivered", rank, state in _OWED
+
+
+def _versions(
+    cells: Iterable[Cell], columns: list[str], held: set[str], report: SalvageReport
+) -> RowRead:
+    """The verified rows among ``cells``, one per event id (:func:`_precedence`), and the damaged.
+
+    A seq with no verified version is damaged (its first version's problem
+    and bytes); one without a checksum (written before checksums existed) is
+    only counted: it cannot be verified, so it is never taken.
+    """
+    at = columns.index("seq")
+    best: dict[str, tuple[tuple[bool, int, bool], dict[str, Any]]] = {}
+    bad: dict[int, DamagedRow] = {}
+    unverified: set[int] = set()
+    for cell in cells:
+        if cell.rowid < 1 or cell.values[at] is not None:
+            continue  # the seq column is NULL (the rowid's alias) in every scans record
+        row = dict(zip(columns, cell.values, strict=True))
+        row["seq"] = cell.rowid
+        if row.get("crc") is None:
+            unverified.add(cell.rowid)
+        elif problem := row_problem(row):
+            content = row_content(columns, cell.values)
+            bad.setdefault(cell.rowid, DamagedRow(cell.rowid, f"page scan: {problem}", content))
+        elif (event := str(row["event_id"])) not in held:
+            order = _precedence(row, cell.rank)
+            if event not in best or order > best[event][0]:
+                best[event] = (order, row)
+    rows = sorted((r for _, r in best.values()), key=lambda r: int(r["seq"]))
+    taken = {r["seq"] for r in rows}
+    report.pages_unverified += len(unverified - taken)
+    report.from_pages += len(rows)
+    return RowRead(rows, [d for seq, d in sorted(bad.items()) if seq not in taken])

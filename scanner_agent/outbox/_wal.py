@@ -38,10 +38,11 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WalReport", "inspect_wal", "repaired_copy"]
+__all__ = ["WalReport", "committed_frames", "inspect_wal", "repaired_copy"]
 
 _MAGIC_LE = 0x377F0682
 _MAGIC_BE = 0x377F0683
@@ -253,6 +254,15 @@ def inspect_wal(wal: Path) -> WalReport | None:
     )
 
 
+def _kept(data: bytes, head: tuple[bool, int, bytes], last_commit: int) -> Iterator[bytes]:
+    """The frames of this generation (the header's salts) up to ``last_commit``, in order."""
+    size = _FRAME_HEADER + head[1]
+    for i in range(last_commit + 1):
+        frame = data[_HEADER + i * size : _HEADER + (i + 1) * size]
+        if frame[8:16] == head[2] and len(frame) == size:
+            yield frame
+
+
 def repaired_copy(wal: Path, report: WalReport, dest: Path) -> None:
     """Write to ``dest`` the frames of ``wal`` up to ``report.last_commit``, checksums recomputed.
 
@@ -265,7 +275,6 @@ def repaired_copy(wal: Path, report: WalReport, dest: Path) -> None:
     if head is None:
         raise ValueError(f"{wal} is not a WAL file")
     big, page_size, salts = head
-    size = _FRAME_HEADER + page_size
     if report.header is not None:  # a fresh header: format 3007000, checkpoint sequence 0
         magic = _MAGIC_BE if big else _MAGIC_LE
         fields = struct.pack(">IIII", magic, 3007000, page_size, 0) + salts
@@ -273,12 +282,33 @@ def repaired_copy(wal: Path, report: WalReport, dest: Path) -> None:
     else:
         out = bytearray(data[:_HEADER])
     s = struct.unpack(">II", bytes(out[24:32]))
-    for i in range(report.last_commit + 1):
-        at = _HEADER + i * size
-        frame = bytearray(data[at : at + size])
-        if frame[8:16] != salts:
-            continue
+    for kept in _kept(data, head, report.last_commit):
+        frame = bytearray(kept)
         s = _checksum(bytes(frame[:8]) + bytes(frame[_FRAME_HEADER:]), big, *s)
         frame[16:24] = struct.pack(">II", *s)
         out += frame
     dest.write_bytes(bytes(out))
+
+
+def committed_frames(wal: Path) -> list[tuple[int, bytes]]:
+    """The (page number, page) of the frames :func:`repaired_copy` would keep, in order.
+
+    For salvage's reading of leaf pages (:mod:`scanner_agent.outbox._pages`):
+    the same frames the repaired copy replays, so nothing uncommitted (a torn
+    last transaction, never acknowledged) and no older generation.  Empty when
+    ``wal`` is absent, empty, or holds no commit; never raises on its bytes.
+    """
+    try:
+        report = inspect_wal(wal)
+        if report is None:
+            return []
+        data = wal.read_bytes()
+        head = report.header or _parse(data)
+        if head is None:
+            return []
+        return [
+            (struct.unpack(">I", f[:4])[0], f[_FRAME_HEADER:])
+            for f in _kept(data, head, report.last_commit)
+        ]
+    except (OSError, ValueError, struct.error):
+        return []
