@@ -10,8 +10,12 @@ or dropped whole (no bulk DELETE), and a month's indexes stay small.  A
 partitioned table cannot hold a unique index that leaves out its partition
 key, so the Trace API's two identities, ``event_id`` and ``(code, action,
 bill)``, are kept unique in ``event_keys``, one small row per event, which
-is also what a batch's duplicates are looked up in.  ``seq`` orders the feed
-(``GET /v1/events``); ``(code, seq)`` serves ``GET /v1/codes/{code}``.
+is also what a batch's duplicates are looked up in.  ``(code, seq)`` serves
+``GET /v1/codes/{code}``.  The feed (``GET /v1/events``) runs in ``(xid, seq)``
+order: ``xid`` is the writing transaction's id (``pg_current_xact_id()``, the
+column's default; 0 for the rows written before migration 3, which keep their
+``seq`` order), and only rows whose transaction is older than every one still
+running are shown (:mod:`._pgstore` says why); ``(seq)`` finds a cursor's row.
 """
 
 from __future__ import annotations
@@ -79,6 +83,15 @@ CREATE TABLE device_tokens (
     revoked_at     timestamptz
 );
 CREATE INDEX device_tokens_device_idx ON device_tokens (device_id);
+""",
+    ),
+    (
+        3,
+        "events.xid: the feed in commit-safe (xid, seq) order, ingests without a global lock",
+        """
+ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
+ALTER TABLE events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
+CREATE INDEX events_xid_seq_idx ON events (xid, seq);
 """,
     ),
 )

@@ -1,15 +1,40 @@
 """The trace service's PostgreSQL store: the same Trace API v1 answers as the SQLite one.
 
-Every ingest is one transaction that first takes one advisory lock
-(:data:`_LOCK_INGEST`), whichever worker process runs it.  Under it: the batch
-id is looked up (a replay is answered from the stored first reply), the
-batch's event ids and codes are looked up in ``event_keys``, the events are
-classified (:func:`~scanner_agent.traceserver._ingest.classify`, shared with
-SQLite) and the new ones written with two ``COPY``\\ s, then the batch and its
-reply.  The lock serialises only that database work (decompression, JSON
-parsing and validation run in parallel in every worker), and it is what keeps
-``seq`` in commit order: a reader paging ``GET /v1/events`` by ``seq`` can
-never skip an event that commits after a later ``seq`` was already visible.
+Ingests run side by side, in every worker process, with no lock shared by all
+of them.  Each is one READ COMMITTED transaction:
+
+1. an advisory lock on the batch id alone (:data:`_LOCK_BATCH`), so copies of
+   one batch arriving at two workers at once are decided once: the second
+   waits for the first to commit, then finds its row and replays its reply;
+2. the batch id is looked up (a replay, or 422 for another body), then the
+   batch's event ids and codes in ``event_keys`` (one query);
+3. the events are classified (:func:`~scanner_agent.traceserver._ingest.classify`,
+   shared with SQLite) and the new ones written with two ``COPY``\\ s, then the
+   batch and its reply.
+
+Two different batches holding the same event id or code (an agent re-splitting
+a batch after a crash, two docks reading one code) may both classify it as new;
+``event_keys``' unique indexes then stop the second at its ``COPY`` (it waits
+for the first to commit), and the whole transaction is run again
+(:data:`_ATTEMPTS`), now seeing the first's rows: the verdicts are those of a
+serial order, each event and code stored once.  A deadlock between two such
+batches is resolved the same way.
+
+The feed (``GET /v1/events``) cannot follow ``seq`` alone: ``seq`` values are
+drawn from a sequence during the transaction, so side-by-side ingests commit
+them out of order, and a reader that had paged past ``seq`` 105 would never be
+handed 100 committing afterwards.  Each event row carries its transaction's
+``xid`` (``xid8``: 64 bits, never wraps) and the feed runs in ``(xid, seq)``
+order, showing only rows whose ``xid`` is below the reading statement's
+snapshot ``xmin`` (``pg_snapshot_xmin(pg_current_snapshot())``: every
+transaction below it has ended).  Any transaction still to commit has an
+``xid`` at or above that ``xmin`` (it was running, or had no ``xid`` yet and
+will get a higher one), so it lands after everything already handed out: the
+cursor never skips.  The price: a row shows in the feed only once every write
+transaction of the cluster that began before it has ended (milliseconds for
+ingests; a long write transaction elsewhere in the cluster holds the feed back
+until it ends).  The cursor stays an integer: the ``seq`` of the last event
+handed out, whose ``(xid, seq)`` is looked up to resume.
 
 Connections come from a small pool, each used by one thread at a time; one
 that fails is closed, not reused.  The schema is ``trace-server migrate``'s
@@ -18,6 +43,7 @@ that fails is closed, not reused.  The schema is ``trace-server migrate``'s
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Iterator
@@ -27,6 +53,7 @@ from typing import Final, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+from psycopg import errors
 
 from scanner_agent.traceserver._ingest import (
     BatchStore,
@@ -42,8 +69,17 @@ from scanner_agent.traceserver._store import EVENT_COLUMNS
 
 __all__ = ["PgTraceStore", "redact_url"]
 
-_LOCK_INGEST: Final = 0x5343_414E_0002
-"""Advisory lock key every ingest transaction holds ("SCAN" 2)."""
+log = logging.getLogger("scanner_agent.traceserver")
+
+_LOCK_BATCH: Final = 0x5343_414E
+"""Advisory lock class ("SCAN") of the per-batch locks: ``(class, hashtext(batch_id))``, a key
+space apart from the single-``bigint`` keys of :mod:`._pgschema`."""
+
+_ATTEMPTS: Final = 8
+"""Runs of one ingest transaction before its conflict is raised: each rerun follows another
+batch's commit of the same event id or code, which the rerun then sees."""
+
+_RETRY: Final = (errors.UniqueViolation, errors.DeadlockDetected)
 
 _RECEIVED_AT: Final = """to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 _SELECT_EVENTS: Final = (
@@ -159,47 +195,66 @@ class PgTraceStore(BatchStore):
     def _store_batch(
         self, batch: Batch, digest: str, refused: dict[int, str], received_at: str
     ) -> Stored:
-        """One transaction under the ingest lock: a replay's answer, or the batch stored."""
+        """One transaction: a replay's answer, or the batch stored; rerun after a conflict."""
+        with self._pool.connection() as conn:
+            for attempt in range(1, _ATTEMPTS + 1):
+                try:
+                    with conn.transaction():
+                        return self._store_once(conn, batch, digest, refused, received_at)
+                except _RETRY as exc:
+                    if attempt == _ATTEMPTS:
+                        raise
+                    log.debug("batch %s: %s, run again", batch.batch_id, type(exc).__name__)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _store_once(
+        self,
+        conn: Connection,
+        batch: Batch,
+        digest: str,
+        refused: dict[int, str],
+        received_at: str,
+    ) -> Stored:
+        """The body of one ingest transaction (see the module's docstring)."""
         events = batch.events
-        with self._pool.connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_INGEST,))
-            row = conn.execute(
-                "SELECT body_hash, reply FROM batches WHERE batch_id = %s", (batch.batch_id,)
-            ).fetchone()
-            if row is not None:
-                return replayed(batch.batch_id, digest, str(row[0]), _bytes(row[1]))
-            held = {
-                str(r[0])
-                for r in conn.execute(
-                    "SELECT event_id FROM event_keys WHERE event_id = ANY(%s)",
-                    ([event[0] for event in events],),
-                )
-            }
-            codes = list({event[1] for index, event in enumerate(events) if index not in refused})
-            holders: Holders = {}
-            if codes:
-                for code, action, bill, holder in conn.execute(
-                    "SELECT code, action, bill, event_id FROM event_keys WHERE code = ANY(%s)",
-                    (codes,),
-                ):
-                    holders[str(code), str(action), str(bill)] = str(holder)
-            others, rows = classify(events, refused, held, holders)
-            if rows:
-                self._copy(conn, batch, rows, received_at)
-            reply = reply_for(batch, others)
-            conn.execute(
-                "INSERT INTO batches (batch_id, body_hash, device_id, sent_at, received_at,"
-                " event_count, reply) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    batch.batch_id,
-                    digest,
-                    batch.device_id,
-                    batch.sent_at,
-                    received_at,
-                    len(events),
-                    reply,
-                ),
-            )
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s))", (_LOCK_BATCH, batch.batch_id)
+        )
+        row = conn.execute(
+            "SELECT body_hash, reply FROM batches WHERE batch_id = %s", (batch.batch_id,)
+        ).fetchone()
+        if row is not None:
+            return replayed(batch.batch_id, digest, str(row[0]), _bytes(row[1]))
+        ids = [event[0] for event in events]
+        codes = list({event[1] for index, event in enumerate(events) if index not in refused})
+        wanted = set(ids)
+        held: set[str] = set()
+        holders: Holders = {}
+        for event_id, code, action, bill in conn.execute(
+            "SELECT event_id, code, action, bill FROM event_keys"
+            " WHERE event_id = ANY(%s) OR code = ANY(%s)",
+            (ids, codes),
+        ):
+            if event_id in wanted:
+                held.add(str(event_id))
+            holders[str(code), str(action), str(bill)] = str(event_id)
+        others, rows = classify(events, refused, held, holders)
+        if rows:
+            self._copy(conn, batch, rows, received_at)
+        reply = reply_for(batch, others)
+        conn.execute(
+            "INSERT INTO batches (batch_id, body_hash, device_id, sent_at, received_at,"
+            " event_count, reply) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                batch.batch_id,
+                digest,
+                batch.device_id,
+                batch.sent_at,
+                received_at,
+                len(events),
+                reply,
+            ),
+        )
         return 200, reply, others, len(rows)
 
     @staticmethod
@@ -238,12 +293,27 @@ class PgTraceStore(BatchStore):
     def events_after(
         self, after: int = 0, limit: int = 1000
     ) -> tuple[list[dict[str, str]], int | None]:
-        """Up to ``limit`` events after sequence number ``after``, oldest first, and the cursor."""
+        """Up to ``limit`` events after the cursor ``after``, in feed order, and the next cursor.
+
+        The feed order is ``(xid, seq)`` and holds only rows older than every write
+        transaction still running (the module's docstring says why).  ``after`` is the
+        ``seq`` of the last event handed out; a ``seq`` no longer held (its partition
+        dropped) resumes after the nearest older one held, or from the start.
+        """
         if after < 0 or limit < 1:
             raise ValueError("after must be >= 0 and limit >= 1")
-        rows = self._select(
-            _SELECT_EVENTS + " WHERE seq > %s ORDER BY seq LIMIT %s", (after, limit)
-        )
+        with self._pool.connection() as conn:
+            at = conn.execute(
+                "SELECT xid::text, seq FROM events WHERE seq <= %s ORDER BY seq DESC LIMIT 1",
+                (after,),
+            ).fetchone()
+            xid, seq = (str(at[0]), int(str(at[1]))) if at else ("0", 0)
+            rows = conn.execute(
+                _SELECT_EVENTS + " WHERE (xid, seq) > (%s::xid8, %s)"
+                " AND xid < pg_snapshot_xmin(pg_current_snapshot())"
+                " ORDER BY xid, seq LIMIT %s",
+                (xid, seq, limit),
+            ).fetchall()
         events = [dict(zip(EVENT_COLUMNS, map(str, row[1:]), strict=True)) for row in rows]
         return events, (int(str(rows[-1][0])) if rows else None)
 

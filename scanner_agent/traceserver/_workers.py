@@ -4,10 +4,11 @@ The parent binds the address once and starts the workers (``spawn``: fresh
 interpreters, nothing inherited but the socket and the settings, which travel
 through multiprocessing's pipe, never argv or the environment, as the token is
 in them).  The kernel hands each new connection to one worker.  A worker keeps
-no state of its own: every answer comes from the PostgreSQL database, whose
-ingest lock (:mod:`._pgstore`) makes copies of one batch arriving at two
-workers store it once and get the same reply; so workers on other machines
-behind a load balancer behave alike.
+no state of its own: every answer comes from the PostgreSQL database, where a
+lock on the batch id (:mod:`._pgstore`) makes copies of one batch arriving at
+two workers store it once and get the same reply, while different batches are
+stored side by side; so workers on other machines behind a load balancer
+behave alike.
 
 SIGINT or SIGTERM stops the workers gracefully (each finishes its requests);
 a worker that dies unexpectedly stops the service with an error, for the
