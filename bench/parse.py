@@ -38,7 +38,9 @@ from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_messages import GS1Message
 
 from scanner_agent.codes import Gs1Data, parse_gs1, parse_scan
-from scanner_agent.codes._gs1 import MAX_DIGITAL_LINK, MAX_ELEMENT_STRING, NOT_CANONICAL
+from scanner_agent.codes._gs1 import NOT_CANONICAL
+from scanner_agent.codes._gs1_digital_link import MAX_DIGITAL_LINK
+from scanner_agent.codes._gs1_element_string import MAX_ELEMENT_STRING
 from scanner_agent.traceserver._protocol import code_problem
 
 RUNS = int(os.environ.get("BENCH_PARSE_RUNS", "7"))

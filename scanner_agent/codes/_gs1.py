@@ -30,9 +30,14 @@ therefore never share a stored code, and the code parses back to exactly its
 AIs and values (:func:`gs1_code_problem` insists on it, for the agent and the
 reference trace service alike).
 
+**The forms** are read and written each in its own module: the element string
+(:mod:`._gs1_element_string`), bracketed HRI (:mod:`._gs1_hri`) and the Digital Link
+URI (:mod:`._gs1_digital_link`); they only split text into elements, and what they
+share with this module (the refusal prefix, the element type) is in :mod:`._gs1_text`.
+
 **Length bounds**: a form longer than the largest symbol can carry is refused
-before any parsing (:data:`MAX_ELEMENT_STRING`, :data:`MAX_HRI`,
-:data:`MAX_DIGITAL_LINK`), and every parser is one left-to-right pass, so the
+before any parsing (``MAX_ELEMENT_STRING``, ``MAX_HRI``, ``MAX_DIGITAL_LINK``, each in
+its form's module), and every parser is one left-to-right pass, so the
 cost of a scan is linear in its length and bounded.
 """
 
@@ -44,40 +49,26 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote_to_bytes
 
+from scanner_agent.codes._gs1_digital_link import (
+    DL_STEM,
+    looks_like_digital_link,
+    split_digital_link,
+    write_digital_link,
+)
+from scanner_agent.codes._gs1_element_string import split_element_string, write_element_string
+from scanner_agent.codes._gs1_hri import split_hri, write_hri
 from scanner_agent.codes._gs1_linters import CSET39, CSET64, CSET82, gs1_check_digit
 from scanner_agent.codes._gs1_syntax import AI_TABLE, CSETS, AiEntry, Component
+from scanner_agent.codes._gs1_text import INVALID, Element, describe
 from scanner_agent.codes._result import Decoded, Scheme
 
-GS: Final = "\x1d"
-"""The group separator a scanner transmits for FNC1."""
-
-MAX_ELEMENT_STRING: Final = 3116
-"""Longest element string: a GS1 DataMatrix holds at most 3,116 digits (144x144 modules;
-2,335 alphanumerics), the densest GS1 carrier a medicine pack bears."""
-MAX_HRI: Final = MAX_ELEMENT_STRING * 3 // 2
-"""Longest bracketed HRI text: the longest element string with every AI in brackets
-(a 2-digit AI with a 2-character value grows from 4 to 6 characters)."""
-MAX_DIGITAL_LINK: Final = 2953
-"""Longest GS1 Digital Link URI: a QR Code (version 40-L) holds at most 2,953 bytes."""
-
-INVALID: Final = "malformed gs1 code: "
-"""Every GS1 refusal starts with this, at intake as at the reference trace service, whose
-Trace API documents ``malformed <scheme> code: …`` for a code that does not fit its scheme."""
 NO_GTIN: Final = f"{INVALID}without gtin (ai 01), not a unit trace code"
 NO_SERIAL: Final = f"{INVALID}without serial number (ai 21), not a unit trace code"
 NOT_CANONICAL: Final = f"{INVALID}not in canonical form, expected "
 PRODUCT_BARCODE: Final = "a product barcode, not a trace code"
 
 GTIN_LENGTHS: Final = frozenset({8, 12, 13, 14})
-DL_STEM: Final = "https://id.gs1.org"
-"""The canonical Digital Link domain; any domain is accepted on input."""
-
-BARE_ELEMENT_STRING = re.compile(r"01\d{14}")
-"""A bare scan starting with AI 01 and a full GTIN is taken to be GS1 data."""
-DIGITAL_LINK = re.compile(r"https?://", re.IGNORECASE)
-_SCHEME = re.compile(r"(?:https?|HTTPS?)://")
 
 _CSET_RE: Final = {
     "N": re.compile(r"[0-9]*+"),
@@ -87,40 +78,12 @@ _CSET_RE: Final = {
 }
 _CSET_CHARS: Final = {"N": "0123456789", "X": CSET82, "Y": CSET39, "Z": CSET64}
 
-_URI_CHARS: Final = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~:/?#[]@!$&'()*+,;=%"
-)
-"""Characters a URI may hold (RFC 3986), as GS1's Syntax Engine checks them."""
-_BAD_DOMAIN_CHARS: Final = frozenset("_~?#@!$&'()*+,;=%")
-_UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-Element = tuple[str, str]
-"""One ``(ai, value)`` pair."""
-
 _YYMMDD_AIS: Final = frozenset(
     ai
     for ai, entry in AI_TABLE.items()
     if {"yymmd0", "yymmdd"} & {name for name, _ in entry.components[0].linters}
 )
 """AIs whose value starts with a YYMMDD date (11, 13, 15, 17, 7006 ...)."""
-
-
-def too_long(n: int, limit: int) -> str:
-    """The reason for GS1 text of ``n`` characters, over its form's ``limit``."""
-    return f"{INVALID}too long: {n} characters, at most {limit}"
-
-
-def _describe(char: str) -> str:
-    if char == " ":
-        return "space"
-    if char.isprintable():
-        return repr(char)
-    return f"U+{ord(char):04X}"
-
-
-def _snippet(text: str, limit: int = 12) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def _count(n: int) -> str:
@@ -170,17 +133,11 @@ class Gs1Data:
 
     def bracketed(self) -> str:
         """The stored code: ``(AI)value`` in canonical order, ``(`` in a value written ``\\(``."""
-        return "".join(f"({ai}){_escape(value)}" for ai, value in self.elements)
+        return write_hri(self.elements)
 
     def element_string(self) -> str:
         """The element string a scanner sends (no AIM prefix): GS after each variable-length AI."""
-        parts = []
-        last = len(self.elements) - 1
-        for index, (ai, value) in enumerate(self.elements):
-            parts.append(ai + value)
-            if index < last and not AI_TABLE[ai].fixed:
-                parts.append(GS)
-        return "".join(parts)
+        return write_element_string(self.elements)
 
     def digital_link(self, stem: str = DL_STEM) -> str | None:
         """A GS1 Digital Link URI of this data, or None when GS1's rules allow none.
@@ -188,46 +145,7 @@ class Gs1Data:
         The path holds the first primary key and the most qualifiers it can
         take; every other AI must be one allowed as a query attribute.
         """
-        present = {ai for ai, _ in self.elements}
-        key = next((ai for ai, _ in self.elements if AI_TABLE[ai].dl_sequences), None)
-        if key is None:
-            return None
-        path = max(
-            (seq for seq in AI_TABLE[key].dl_sequences if present.issuperset(seq)),
-            key=lambda seq: (len(seq), seq),
-        )
-        values = dict(self.elements)
-        out = [stem.rstrip("/")]
-        out.extend(f"/{ai}/{_uri_escape(values[ai], query=False)}" for ai in path)
-        query = []
-        for want_fixed in (True, False):
-            for ai, value in self.elements:
-                entry = AI_TABLE[ai]
-                if ai in path or entry.fixed is not want_fixed:
-                    continue
-                if not entry.dl_attribute:
-                    return None
-                query.append(f"{ai}={_uri_escape(value, query=True)}")
-        if query:
-            out.append("?" + "&".join(query))
-        return "".join(out)
-
-
-def _escape(value: str) -> str:
-    """``(`` as ``\\(``, so that it cannot be taken for the start of the next AI."""
-    return value.replace("(", "\\(") if "(" in value else value
-
-
-def _uri_escape(value: str, *, query: bool) -> str:
-    out = []
-    for char in value:
-        if char in _UNRESERVED:
-            out.append(char)
-        elif char == " " and query:
-            out.append("+")
-        else:
-            out.extend(f"%{byte:02X}" for byte in char.encode("utf-8"))
-    return "".join(out)
+        return write_digital_link(self.elements, stem)
 
 
 # --- validation (every form) -------------------------------------------------------------
@@ -263,7 +181,7 @@ def _cset_problem(component: Component, part: str) -> str | None:
         return None
     allowed = _CSET_CHARS[component.cset]
     bad = next(c for c in part if c not in allowed)
-    return f"{_describe(bad)} not allowed ({CSETS[component.cset]})"
+    return f"{describe(bad)} not allowed ({CSETS[component.cset]})"
 
 
 def _value_problem(ai: str, value: str) -> str | None:
@@ -371,203 +289,6 @@ def validate(elements: Iterable[Element]) -> Gs1Data | str:
     return Gs1Data(tuple((ai, values[ai]) for ai in ordered))
 
 
-# --- the forms -----------------------------------------------------------------------------
-
-
-def _ai_at(text: str, pos: int) -> str | None:
-    for size in (2, 3, 4):
-        ai = text[pos : pos + size]
-        if len(ai) == size and ai in AI_TABLE:
-            return ai
-    return None
-
-
-def split_element_string(text: str) -> list[Element] | str:
-    """The elements of an element string (GS-separated, as scanners send it), or the reason.
-
-    A predefined-length AI takes its length; any other runs to the next GS
-    or the end. One GS may lead (a transmitted FNC1 in first position), and
-    one may follow a predefined-length value or end the data.
-    """
-    n = len(text)
-    if n > MAX_ELEMENT_STRING:
-        return too_long(n, MAX_ELEMENT_STRING)
-    pos = 1 if text.startswith(GS) else 0
-    elements: list[Element] = []
-    while pos < n:
-        ai = _ai_at(text, pos)
-        if ai is None:
-            head = text[pos : pos + 4]
-            digits = len(head) - len(head.lstrip("0123456789"))
-            if text[pos] == GS:
-                return f"{INVALID}empty element (two separators in a row)"
-            if digits >= 2:
-                return f"{INVALID}unknown ai ({head[:digits]})"
-            return f"{INVALID}expected an ai, found {_snippet(text[pos:])}"
-        start = pos + len(ai)
-        entry = AI_TABLE[ai]
-        if entry.fixed:
-            end = min(start + entry.max_length, n)
-            gs = text.find(GS, start, end)
-            end = end if gs == -1 else gs
-        else:
-            gs = text.find(GS, start)
-            end = n if gs == -1 else gs
-        elements.append((ai, text[start:end]))
-        pos = end + 1 if end < n and text[end] == GS else end
-    if not elements:
-        return f"{INVALID}no ai"
-    return elements
-
-
-def split_hri(text: str) -> list[Element] | str:
-    """The elements of bracketed text ``(01)…(21)…``, or the reason.
-
-    A value runs to the next ``(`` that is not written ``\\(``; ``\\(`` in a
-    value stands for ``(``.
-    """
-    n = len(text)
-    if n > MAX_HRI:
-        return too_long(n, MAX_HRI)
-    if not text.startswith("("):
-        if text[:1].isspace():
-            return f"{INVALID}space before the first ai"
-        return f"{INVALID}expected '(' at the start, found {_snippet(text)}"
-    elements: list[Element] = []
-    pos = 0
-    while pos < n:
-        close = text.find(")", pos + 1, pos + 10)
-        if close == -1:
-            return f"{INVALID}no ')' closes {_snippet(text[pos:], 6)}"
-        ai = text[pos + 1 : close]
-        if not ai:
-            return f"{INVALID}empty ai ()"
-        if ai not in AI_TABLE:
-            return f"{INVALID}unknown ai ({ai})"
-        start = close + 1
-        nxt = text.find("(", start)
-        while nxt != -1 and text[nxt - 1] == "\\":
-            nxt = text.find("(", nxt + 1)
-        end = n if nxt == -1 else nxt
-        value = text[start:end]
-        if "\\(" in value:
-            value = value.replace("\\(", "(")
-        elements.append((ai, value))
-        pos = end
-    return elements
-
-
-def _uri_unescape(raw: str, ai: str, *, query: bool) -> str:
-    """Percent-decode a Digital Link value (``+`` is a space in the query); raises ValueError."""
-    if query and "+" in raw:
-        raw = raw.replace("+", " ")
-    if "%" not in raw:
-        return raw
-    bad = _BAD_ESCAPE.search(raw)
-    if bad:
-        msg = f"ai ({ai}): bad percent-escape {raw[bad.start() : bad.start() + 3]!r}"
-        raise ValueError(msg)
-    try:
-        value = unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        msg = f"ai ({ai}): percent-escapes are not utf-8"
-        raise ValueError(msg) from None
-    if "\x00" in value:
-        msg = f"ai ({ai}): a percent-escaped NUL"
-        raise ValueError(msg)
-    return value
-
-
-def _dl_root(segments: list[str]) -> int | str:
-    """Where the AI pairs of a Digital Link path start: the rightmost primary key whose
-    tail is all ``AI/value`` pairs (what precedes it is the stem); or the reason."""
-    keys = [i for i, s in enumerate(segments) if s in AI_TABLE and AI_TABLE[s].dl_sequences]
-    if not keys:
-        return "digital link has no gs1 primary key in its path"
-    for i in reversed(keys):
-        tail = segments[i:]
-        if len(tail) % 2 == 0 and all(tail[j] in AI_TABLE for j in range(0, len(tail), 2)):
-            return i
-    tail = segments[keys[-1] :]
-    for j in range(0, len(tail), 2):
-        if tail[j] not in AI_TABLE or j + 1 == len(tail):
-            after = f"/{tail[j - 2]}/{tail[j - 1]}" if j else ""
-            if tail[j] in AI_TABLE:
-                return f"digital link: /{tail[j]}/ has no value"
-            if not tail[j]:
-                return f"digital link: trailing '/' after {after}"
-            return f"digital link: trailing data {_snippet(tail[j])} after {after}"
-    return "digital link has no gs1 primary key in its path"  # pragma: no cover
-
-
-def split_digital_link(text: str) -> list[Element] | str:
-    """The elements of a GS1 Digital Link URI, by GS1's rules, or the reason.
-
-    The path ends in a primary key and its qualifiers in the order the
-    dictionary gives (``dlpkey``); numeric query parameters are AIs allowed
-    as attributes (flag ``?``), each once, never empty, none that belongs in
-    the path. Other query parameters and a fragment carry no GS1 data and are
-    ignored, as the Digital Link standard says.
-    """
-    n = len(text)
-    if n > MAX_DIGITAL_LINK:
-        return too_long(n, MAX_DIGITAL_LINK)
-    scheme = _SCHEME.match(text)
-    if scheme is None:
-        return f"{INVALID}digital link must start with http:// or https://"
-    rest = text[scheme.end() :].partition("#")[0]
-    before_query, _, query = rest.partition("?")
-    domain, slash, path = before_query.partition("/")
-    if not domain or not slash:
-        return f"{INVALID}digital link has no domain and path"
-    for char in before_query:
-        if char not in _URI_CHARS:
-            return f"{INVALID}digital link: {_describe(char)} not allowed in a uri"
-    for char in domain:
-        if char in _BAD_DOMAIN_CHARS:
-            return f"{INVALID}digital link: {_describe(char)} not allowed in the domain"
-    segments = path.split("/")
-    root = _dl_root(segments)
-    if isinstance(root, str):
-        return INVALID + root
-    elements: list[Element] = []
-    try:
-        for j in range(root, len(segments), 2):
-            ai, raw = segments[j], segments[j + 1]
-            if not raw:
-                return f"{INVALID}digital link: /{ai}/ has no value"
-            elements.append((ai, _uri_unescape(raw, ai, query=False)))
-        path_ais = tuple(ai for ai, _ in elements)
-        key = AI_TABLE[path_ais[0]]
-        if path_ais not in key.dl_sequences:
-            shown = "/".join(path_ais)
-            return f"{INVALID}digital link: path {shown} is not a key with its qualifiers in order (dlpkey)"
-        seen = set(path_ais)
-        for param in query.split("&") if query else ():
-            name, eq, raw = param.partition("=")
-            if not (name.isdigit() and name.isascii()):
-                continue  # not an AI: no GS1 data
-            if not raw:
-                return f"{INVALID}digital link: ?{name}{eq} has no value"
-            if name not in AI_TABLE:
-                return f"{INVALID}digital link: unknown ai ({name}) in the query"
-            if not AI_TABLE[name].dl_attribute:
-                return f"{INVALID}digital link: ai ({name}) is not allowed in the query"
-            if name in seen:
-                return f"{INVALID}digital link: ai ({name}) given twice"
-            for char in raw:
-                if char not in _URI_CHARS:
-                    return f"{INVALID}digital link: {_describe(char)} not allowed in a uri"
-            for j in range(1, len(path_ais) + 1):
-                if (*path_ais[:j], name, *path_ais[j:]) in key.dl_sequences:
-                    return f"{INVALID}digital link: ai ({name}) belongs in the path"
-            seen.add(name)
-            elements.append((name, _uri_unescape(raw, name, query=True)))
-    except ValueError as exc:
-        return f"{INVALID}digital link: {exc}"
-    return elements
-
-
 # --- trace codes ---------------------------------------------------------------------------
 
 
@@ -639,20 +360,6 @@ def gs1_code_problem(code: str) -> str | None:
 
 
 # --- classification helpers for the parser ---------------------------------------------------
-
-
-def looks_like_element_string(text: str) -> bool:
-    """Whether data without a GS1 symbology identifier should be read as GS1.
-
-    Scanners are often set to send no AIM identifier; then a GS (0x1D, the
-    transmitted FNC1) or a leading ``01`` + 14 digits is the best evidence.
-    """
-    return GS in text or BARE_ELEMENT_STRING.match(text) is not None
-
-
-def looks_like_digital_link(text: str) -> bool:
-    """Whether the data is a web address, the only form a Digital Link takes."""
-    return DIGITAL_LINK.match(text) is not None
 
 
 def is_product_barcode(digits: str) -> bool:

@@ -19,6 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from scanner_agent.codes import _cn20, _gs1, _ma
+from scanner_agent.codes._gs1_digital_link import looks_like_digital_link
+from scanner_agent.codes._gs1_element_string import looks_like_element_string
+from scanner_agent.codes._gs1_hri import MAX_HRI
+from scanner_agent.codes._gs1_text import too_long
 from scanner_agent.codes._result import Decoded, ScanResult, Scheme, one_line
 from scanner_agent.codes._symbology import split_symbology
 
@@ -27,7 +31,7 @@ ISO_15434_HEADER = "[)>\x1e"
 TERMINATORS = "\r\n\t"
 """What scanners append to a read (CR, LF, CR LF, Tab): never data."""
 
-MAX_SCAN_CHARS = _gs1.MAX_HRI + 16
+MAX_SCAN_CHARS = MAX_HRI + 16
 """The longest scan looked at: the longest GS1 form (bracketed HRI, 4,674 characters) with
 room for an AIM identifier and terminators. Anything longer is refused unparsed."""
 
@@ -147,7 +151,7 @@ def _too_long(raw: str) -> str:
     """
     head = raw[:64].lstrip()
     if head.startswith("("):
-        return _gs1.too_long(len(raw.strip(TERMINATORS)), _gs1.MAX_HRI)
+        return too_long(len(raw.strip(TERMINATORS)), MAX_HRI)
     return f"too long: {len(raw)} characters, at most {MAX_SCAN_CHARS}"
 
 
@@ -179,7 +183,7 @@ def _classify(text: str, gs1_text: str, *, gs1_symbology: bool) -> Decoded | str
     # that holds one GS1 does not allow: the reason the trace service gives for the code.
     if text.startswith("("):
         return _gs1.parse_hri(gs1_text)
-    if _gs1.looks_like_digital_link(text):
+    if looks_like_digital_link(text):
         return _gs1.parse_digital_link(gs1_text)
     if not text.replace(GS, "").isprintable():
         return NON_PRINTABLE
@@ -187,7 +191,7 @@ def _classify(text: str, gs1_text: str, *, gs1_symbology: bool) -> Decoded | str
         return _classify_digits(text, gs1_text, gs1_symbology=gs1_symbology)
     if _ma.looks_like_ma(text):
         return _ma.parse_ma(text)
-    if gs1_symbology or _gs1.looks_like_element_string(text):
+    if gs1_symbology or looks_like_element_string(text):
         return _gs1.parse_element_string(gs1_text)
     return UNRECOGNISED
 
@@ -202,7 +206,7 @@ def _classify_digits(digits: str, gs1_text: str, *, gs1_symbology: bool) -> Deco
         return _gs1.parse_element_string(gs1_text)
     if _gs1.is_product_barcode(digits):
         return _gs1.PRODUCT_BARCODE
-    if _gs1.looks_like_element_string(digits):
+    if looks_like_element_string(digits):
         # ``01`` + GTIN (+ more AIs) sent without AIM identifier; this also
         # takes 20 digits starting ``01``, which may be GTIN + a 2-digit serial.
         return _gs1.parse_element_string(gs1_text)

@@ -25,12 +25,10 @@ from scanner_agent.codes import (
     parse_scan,
 )
 from scanner_agent.codes import _gs1_linters as linters
-from scanner_agent.codes._gs1 import (
-    MAX_DIGITAL_LINK,
-    MAX_ELEMENT_STRING,
-    MAX_HRI,
-    NOT_CANONICAL,
-)
+from scanner_agent.codes._gs1 import NOT_CANONICAL
+from scanner_agent.codes._gs1_digital_link import MAX_DIGITAL_LINK
+from scanner_agent.codes._gs1_element_string import MAX_ELEMENT_STRING
+from scanner_agent.codes._gs1_hri import MAX_HRI
 from scanner_agent.codes._gs1_syntax import AI_TABLE, DICTIONARY_FILE, load
 from tests.codes.gs1_strategies import (
     GS,

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import pytest
 
-from scanner_agent.codes._gs1 import (
-    Gs1Data,
-    _value_problem,
-    split_element_string,
-    split_hri,
-    validate,
-)
+from scanner_agent.codes._gs1 import Gs1Data, _value_problem, validate
+from scanner_agent.codes._gs1_element_string import split_element_string
+from scanner_agent.codes._gs1_hri import split_hri
 
 GS = "\x1d"
 
