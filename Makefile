@@ -10,8 +10,11 @@ STAMP := $(VENV)/.installed
 # systemd-analyze, systemd-sysusers and systemd-tmpfiles for the tests of the unit in tests/ops;
 # ffmpeg encodes the H.264 that tests/camera/test_ipcam.py serves over RTSP on loopback;
 # postgresql provides initdb and pg_ctl for the trace service's PostgreSQL tests, which start
-# their own server in a temporary directory: tests/support/postgres.py).
-DEB_PACKAGES ?= libzbar0 systemd ffmpeg postgresql
+# their own server in a temporary directory: tests/support/postgres.py; openssh-server provides
+# sshd for the test of the documented ssh -L forward of a remote dock, which starts its own on a
+# loopback port: tests/support/sshd.py. On a machine that runs systemd, Debian's package also
+# enables the system's ssh service.)
+DEB_PACKAGES ?= libzbar0 systemd ffmpeg postgresql openssh-server
 # `sudo make install`: the service into $(DESTDIR)$(PREFIX), its files under $(DESTDIR)$(SYSCONFDIR).
 # Runs with the system Python (no dev venv needed); INSTALL_FLAGS=--no-venv for packaging.
 PREFIX ?= /opt/scanner-agent
