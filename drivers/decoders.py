@@ -13,7 +13,8 @@ the first library that finds something:
    and the format hints, in plain text mode so a GS1 symbol keeps its GS (0x1D)
    separators and its AIM identifier (``]d2``, ``]C1``, ``]Q3``); then
    ``zxing-inverted``, the inverted image, on the whole frame when nothing was read,
-   else, on a frame above :data:`SMALL_FRAME`, on the textured areas no read explains.
+   else, on a frame above :data:`drivers.decode_targets.SMALL_FRAME`, on the textured
+   areas no read explains.
    Together they read what zxing-cpp's defaults read: its ``try_invert`` (kept on
    small images) inverts the whole frame on every call, which doubles the cost of a
    large frame whose codes were all read at once.
@@ -28,7 +29,9 @@ the first library that finds something:
    a global-histogram binarizer (uneven print), a 3x3 median filter (speckle,
    JPEG) and a 1.5x upscale (thin bars).
 
-Every read of every pass is merged by :func:`drivers.decode_rules.merge`.
+Every read of every pass is merged by :func:`drivers.decode_rules.merge`.  Where each
+pass after the first looks is :mod:`drivers.decode_targets`; the options a config gives
+are checked by :mod:`drivers.decode_options` (re-exported here).
 
 ``decoder = "zxing"`` is steps 1 and 3 without ZBar, ``"pyzbar"`` ZBar alone,
 ``"both"`` is ``"auto"`` that refuses to start without libzbar.  The libraries are
@@ -47,12 +50,29 @@ committed to the outbox.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from drivers import locate
-from drivers.decode_rules import WEAK_LINEAR, merge
+from drivers.decode_options import (
+    DECODERS,
+    FORMATS,
+    check_decoder,
+    check_roi,
+    format_name,
+    format_names,
+)
+from drivers.decode_rules import merge
+from drivers.decode_targets import (
+    SMALL_FRAME,
+    Box,
+    Work,
+    grown,
+    inverted_targets,
+    retry_targets,
+    second_opinion_crops,
+    symbol_like,
+    zbar_crops,
+)
 from drivers.readers import (
     ZBAR_SYMBOLS,
     DecoderUnavailable,
@@ -62,18 +82,7 @@ from drivers.readers import (
     load_zxing,
     pyzbar_available,
 )
-from drivers.symbols import (
-    LINEAR,
-    FrameResult,
-    Quad,
-    Rejection,
-    Symbol,
-    bounding_box,
-    clip,
-    overlap,
-    symbol_box,
-)
-from scanner_agent.kernel import ConfigError
+from drivers.symbols import LINEAR, FrameResult, Quad, Rejection, Symbol, clip, overlap
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -102,122 +111,10 @@ __all__ = [
     "pyzbar_available",
 ]
 
-DECODERS = ("auto", "zxing", "pyzbar", "both")
-"""Values of the ``decoder`` option."""
-
-FORMATS = (
-    "Aztec",
-    "Codabar",
-    "Code39",
-    "Code93",
-    "Code128",
-    "DataBar",
-    "DataBarExpanded",
-    "DataBarLimited",
-    "DataMatrix",
-    "EAN8",
-    "EAN13",
-    "ITF",
-    "MaxiCode",
-    "MicroQRCode",
-    "PDF417",
-    "QRCode",
-    "UPCA",
-    "UPCE",
-)
-"""Format names accepted in ``formats`` (case and ``-``/``_``/spaces do not matter)."""
-
-_ALIASES = {
-    "gs1128": "Code128",
-    "ean128": "Code128",
-    "gs1datamatrix": "DataMatrix",
-    "dm": "DataMatrix",
-    "qr": "QRCode",
-    "gs1qrcode": "QRCode",
-    "interleaved2of5": "ITF",
-    "i25": "ITF",
-    "rss14": "DataBar",
-    "rssexpanded": "DataBarExpanded",
-}
-
-
-def check_decoder(name: str) -> str:
-    """``name`` if it is one of :data:`DECODERS`.
-
-    Raises:
-        ConfigError: it is not.
-    """
-    if name not in DECODERS:
-        raise ConfigError(
-            f"Failed to parse {name!r} as a decoder: Expected one of {', '.join(DECODERS)}"
-        )
-    return name
-
-
-def check_roi(roi: Sequence[Any]) -> tuple[int, int, int, int] | None:
-    """A validated region of interest ``(x, y, w, h)``, or ``None`` for an empty list.
-
-    Raises:
-        ConfigError: not four integers with x, y >= 0 and w, h > 0.
-    """
-    if not roi:
-        return None
-    if (
-        len(roi) != 4
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in roi)
-        or min(roi[0], roi[1]) < 0
-        or min(roi[2], roi[3]) <= 0
-    ):
-        raise ConfigError(
-            f"Failed to parse {list(roi)!r} as a region: Expected [x, y, w, h] "
-            f"with x, y >= 0 and w, h > 0"
-        )
-    x, y, w, h = roi
-    return x, y, w, h
-
-
-def format_name(name: str) -> str:
-    """The canonical name for a format as written in config (``gs1-128`` -> ``Code128``).
-
-    Raises:
-        ConfigError: the name is not a known format.
-    """
-    key = "".join(ch for ch in name.lower() if ch not in "-_ ")
-    for canonical in FORMATS:
-        if canonical.lower() == key:
-            return canonical
-    if key in _ALIASES:
-        return _ALIASES[key]
-    raise ConfigError(
-        f"Failed to parse {name!r} as a barcode format: Expected one of {', '.join(FORMATS)}"
-    )
-
-
-def format_names(names: Iterable[str]) -> tuple[str, ...]:
-    """Canonical names for a ``formats`` list, duplicates removed, order kept."""
-    return tuple(dict.fromkeys(format_name(n) for n in names))
-
-
 Pass = Callable[["Image"], list[Symbol]]
 RETRIES = ("zxing-histogram", "zxing-median", "zxing-upscale")
 """Retry passes, in order; each runs only while the frame is unresolved and in budget, on the
 whole frame when nothing was read, else on what is left unexplained."""
-SMALL_FRAME = 500_000
-"""Pixels up to which zxing-cpp's first pass keeps its own ``try_invert``: on a small image a
-second whole pass costs less than finding and inverting the unexplained areas."""
-EXPLAINED_MARGIN = 0.35
-"""A textured area counts as explained by a read when it lies mostly inside the read's box
-grown by this much on each side (the printed digits under an EAN-13, the quiet zone)."""
-
-
-@dataclass
-class _Work:
-    """One frame's decoding in progress."""
-
-    gray: Image
-    reads: list[Symbol]
-    errors: list[str]
-    areas: list[tuple[int, int, int, int]] | None = None
 
 
 class FrameDecoder:
@@ -304,7 +201,7 @@ class FrameDecoder:
             gray, dx, dy = self._prepare(image)
         except Exception as exc:  # a frame of the wrong shape or type: count it, go on
             return FrameResult((), _ms_since(start), 0, False, (f"frame: {_one_line(exc)}",))
-        work = _Work(gray, [], [])
+        work = Work(gray, [], [])
         ran = 0
         over = False
         if whole is None:
@@ -316,7 +213,7 @@ class FrameDecoder:
             ran = self._decode_regions(work)
         for name, run in self.passes if whole else ():
             if name in RETRIES:
-                targets = self._retry_targets(work)
+                targets = retry_targets(work, self.formats)
                 if not targets:
                     break
                 if self.budget_ms and _ms_since(start) >= self.budget_ms:
@@ -328,7 +225,7 @@ class FrameDecoder:
                     work.reads += [r.moved(x, y) for r in _guarded(name, run, crop, work.errors)]
                 continue
             if name == "zxing-inverted":
-                targets = self._inverted_targets(work)
+                targets = inverted_targets(work)
                 ran += bool(targets)
                 for x, y, cw, ch in targets:
                     crop = gray[y : y + ch, x : x + cw]
@@ -348,15 +245,15 @@ class FrameDecoder:
             tuple(kept), _ms_since(start), ran, over, tuple(work.errors), tuple(rejections)
         )
 
-    def _decode_regions(self, work: _Work) -> int:
+    def _decode_regions(self, work: Work) -> int:
         """zxing-cpp on each symbol-like area only, and ZBar's second opinion on each read
         of a weakly guarded linear format; returns the passes run.  ZBar does not look at
         the other areas here: that costs more than zxing-cpp's reads of them, and the
         whole-frame passes every ``full_frame_every`` frames carry the guarantee."""
         h, w = work.gray.shape[:2]
-        done: list[tuple[int, int, int, int]] = []
-        for area in self._symbol_like(work, self._areas(work)):
-            x, y, cw, ch = clip(_grown(area, 0.2, 6), w, h)
+        done: list[Box] = []
+        for area in symbol_like(work, work.textured_areas(), self.formats):
+            x, y, cw, ch = clip(grown(area, 0.2, 6), w, h)
             if cw < 8 or ch < 8 or any(overlap((x, y, cw, ch), d) > 0.8 for d in done):
                 continue
             done.append((x, y, cw, ch))
@@ -365,70 +262,10 @@ class FrameDecoder:
             work.reads += [r.moved(x, y) for r in reads]
         if self.zbar is None:
             return 1
-        self._zbar_on(work, self._second_opinion_crops(work))
+        self._zbar_on(work, second_opinion_crops(work))
         return 2
 
-    def _unexplained(self, work: _Work) -> list[tuple[int, int, int, int]]:
-        """Textured areas of the frame that lie in no symbol read so far."""
-        boxes = [bounding_box(s.position, EXPLAINED_MARGIN) for s in work.reads]
-        return [
-            area for area in self._areas(work) if all(overlap(area, box) < 0.6 for box in boxes)
-        ]
-
-    def _areas(self, work: _Work) -> list[tuple[int, int, int, int]]:
-        if work.areas is None:
-            work.areas = locate.candidates(work.gray)
-        return work.areas
-
-    def _inverted_targets(self, work: _Work) -> list[tuple[int, int, int, int]]:
-        """Where to look for light-on-dark symbols: the whole frame when nothing was read,
-        else every textured area no read explains (a symbol zxing-cpp's first pass did not
-        read may be an inverted one), or the whole frame when those cover most of it.
-
-        This stands in for zxing-cpp's own ``try_invert`` (part of its defaults, so part of
-        the guarantee), which inverts the whole frame on every call and doubles its cost;
-        reading the inverted image also finds light-on-dark linear codes ``try_invert``
-        misses."""
-        h, w = work.gray.shape[:2]
-        if not work.reads:
-            return [(0, 0, w, h)]
-        if work.gray.size <= SMALL_FRAME:
-            return []  # the first pass ran with try_invert
-        crops = [clip(_grown(area, 0.15, 8), w, h) for area in self._unexplained(work)]
-        if sum(cw * ch for _, _, cw, ch in crops) > 0.5 * w * h:
-            return [(0, 0, w, h)]
-        return [c for c in crops if c[2] > 8 and c[3] > 8]
-
-    def _symbol_like(
-        self, work: _Work, areas: list[tuple[int, int, int, int]]
-    ) -> list[tuple[int, int, int, int]]:
-        """``areas`` less lines of text: matrix codes are about square, bars run one way."""
-        matrix_only = bool(self.formats) and not any(f in LINEAR for f in self.formats)
-        return [
-            area
-            for area in areas
-            if max(area[2], area[3]) <= 2.5 * min(area[2], area[3])
-            or (not matrix_only and locate.bar_like(work.gray, area))
-        ]
-
-    def _retry_targets(self, work: _Work) -> list[tuple[int, int, int, int]]:
-        """Where a retry pass should look: the whole frame when nothing was read; else the
-        symbols of conflicts no rule settled and the symbol-like areas no read explains
-        (ZBar, for the guarantee, looks at every unexplained area; retries, which only add
-        to it, skip lines of text)."""
-        h, w = work.gray.shape[:2]
-        if not work.reads:
-            return [(0, 0, w, h)]
-        unsettled = merge(work.reads)[2]
-        boxes = [symbol_box(s) for s in unsettled]
-        areas = self._symbol_like(work, self._unexplained(work))
-        boxes += [_grown(area, 0.15, 8) for area in areas]
-        targets = [box for box in (clip(b, w, h) for b in boxes) if box[2] > 8 and box[3] > 8]
-        if sum(bw * bh for _, _, bw, bh in targets) > 0.5 * w * h:
-            return [(0, 0, w, h)]
-        return targets
-
-    def _zbar_where_needed(self, work: _Work) -> None:
+    def _zbar_where_needed(self, work: Work) -> None:
         """ZBar where zxing-cpp's reads leave room for it, not on the whole frame.
 
         On each textured area no read explains (a code zxing-cpp missed may be
@@ -438,26 +275,16 @@ class FrameDecoder:
         lines, so a symbol with its quiet zone in a crop reads as in the frame.
         """
         assert self.zbar is not None
-        h, w = work.gray.shape[:2]
-        crops = [clip(_grown(area, 0.15, 8), w, h) for area in self._unexplained(work)]
-        if sum(cw * ch for _, _, cw, ch in crops) > 0.5 * w * h:
+        crops = zbar_crops(work)
+        if crops is None:
             work.reads += _guarded("pyzbar", self.zbar.read, work.gray, work.errors)
             return
-        self._zbar_on(work, crops + self._second_opinion_crops(work))
+        self._zbar_on(work, crops)
 
-    def _second_opinion_crops(self, work: _Work) -> list[tuple[int, int, int, int]]:
-        """The whole symbol around each read of a format one check digit guards."""
-        h, w = work.gray.shape[:2]
-        return [
-            clip(symbol_box(s), w, h)
-            for s in work.reads
-            if s.format in WEAK_LINEAR and s.format in ZBAR_SYMBOLS
-        ]
-
-    def _zbar_on(self, work: _Work, crops: list[tuple[int, int, int, int]]) -> None:
+    def _zbar_on(self, work: Work, crops: list[Box]) -> None:
         """ZBar on each crop (one of two that nearly coincide), its reads in frame pixels."""
         assert self.zbar is not None
-        done: list[tuple[int, int, int, int]] = []
+        done: list[Box] = []
         for x, y, cw, ch in crops:
             if not cw or not ch or any(overlap((x, y, cw, ch), d) > 0.9 for d in done):
                 continue
@@ -489,12 +316,6 @@ class FrameDecoder:
                 f"region of interest {list(self.roi)} is outside a {gray.shape[1]}x{gray.shape[0]} frame"
             )
         return np.ascontiguousarray(crop), x, y
-
-
-def _grown(box: tuple[int, int, int, int], k: float, px: int) -> tuple[int, int, int, int]:
-    x, y, w, h = box
-    mx, my = round(w * k) + px, round(h * k) + px
-    return x - mx, y - my, w + 2 * mx, h + 2 * my
 
 
 def _guarded(name: str, run: Pass, gray: Image, errors: list[str]) -> list[Symbol]:

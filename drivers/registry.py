@@ -294,13 +294,13 @@ SOURCE_TYPES: dict[str, SourceType] = {
                 "auto",
                 help="auto (zxing-cpp, and ZBar where installed: never fewer codes than "
                 "either), zxing, pyzbar, or both (auto that needs ZBar)",
-                check=lambda v: importlib.import_module("drivers.decoders").check_decoder(v),
+                check=lambda v: importlib.import_module("drivers.decode_options").check_decoder(v),
             ),
             "formats": Option(
                 list,
                 ("Code128", "DataMatrix", "QRCode"),
                 item=str,
-                check=lambda v: importlib.import_module("drivers.decoders").format_names(v),
+                check=lambda v: importlib.import_module("drivers.decode_options").format_names(v),
                 help='symbologies to look for, e.g. ["DataMatrix", "Code128"]; [] for all (slower)',
             ),
             "width": Option(int, 0, help="requested capture width in pixels, 0 for the device's"),
@@ -314,7 +314,7 @@ SOURCE_TYPES: dict[str, SourceType] = {
                 list,
                 (),
                 item=int,
-                check=lambda v: importlib.import_module("drivers.decoders").check_roi(v),
+                check=lambda v: importlib.import_module("drivers.decode_options").check_roi(v),
                 help="[x, y, w, h] region to decode, [] for the whole frame",
             ),
             "dedupe_s": Option(
