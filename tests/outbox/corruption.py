@@ -14,8 +14,35 @@ moved aside.  It checks what was delivered against what was written:
 
 * a delivered event whose (event id, code) was never written is a *silently
   altered* code: there must be none;
+* every *undamaged* owed scan must be delivered (see below);
 * a scan owed but never delivered must be *reported*: quarantined, named by an
   export or a salvage report, or behind an alarm (file moved aside, WAL damage).
+  This is checked per case, not per row: an alarm names a file or a WAL, and an
+  unreadable stretch a range of seqs, not each scan.
+
+An owed scan is *undamaged* when the bytes holding its current version are as
+written.  Its current version is its cell on the latest version of a table-leaf
+page of the image (the WAL's last frame of that page, else the main file's
+page), with the overflow pages its payload continues on (each, too, in its
+latest version): its *places*, found in the undamaged image by
+:func:`scanner_agent.outbox._pages.leaf_cells`.  The damaged bytes are those
+that differ from the image (a truncated file: every byte past the cut).  Then:
+
+* damage to the database: none of its damaged bytes is in a place of the scan
+  that lies in the main file (page granularity: damage to another part of the
+  same page counts, although it may leave the cell readable);
+* damage to the WAL: no place of the scan that lies in the WAL is a damaged
+  frame (its 24-byte header included), and some commit frame at or after the
+  last of them is undamaged, with the stored checksum before it (the previous
+  frame's, or the WAL header's for frame 0) undamaged too: then the commit
+  holds on its own, and the agent's WAL repair keeps every frame up to it
+  (:mod:`scanner_agent.outbox._wal`).  Damage to the rest of the WAL header
+  does not count: the agent takes the header's fields from the ``-shm`` the
+  killed writer left, which these cases never damage.
+
+A scan whose places are all intact may still be delivered late (by salvage, not
+the first lease) but must be delivered.  A scan whose place is damaged may still
+be delivered, from another intact copy of it (its row checksum decides), or not.
 """
 
 from __future__ import annotations
@@ -30,6 +57,7 @@ from pathlib import Path
 
 from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.outbox import EventResult, Outbox
+from scanner_agent.outbox._pages import leaf_cells
 from tests.support.outbox import cn20_scans
 
 PAGE = 4096
@@ -58,6 +86,39 @@ class Image:
     """Every event id written, and its code."""
     owed: frozenset[str]
     """Event ids still owed to the service."""
+    places: dict[str, tuple[tuple[str, int], ...]]
+    """Each owed event id's places: ``("db", page number)`` or ``("wal", frame index)``."""
+    commits: tuple[int, ...]
+    """The indexes of the WAL's commit frames."""
+
+
+FRAME = 24 + PAGE
+
+
+def _frames(wal: bytes) -> list[tuple[int, bytes]]:
+    """The (page number, page) of every frame of ``wal`` (intact: the image's)."""
+    return [
+        (int.from_bytes(wal[at : at + 4], "big"), wal[at + 24 : at + FRAME])
+        for at in range(32, len(wal) - FRAME + 1, FRAME)
+    ]
+
+
+def _places(db: bytes, wal: bytes, width: int) -> dict[str, tuple[tuple[str, int], ...]]:
+    """Where each row's current version lies (see the module): event id to places."""
+    frames = _frames(wal)
+    latest = {n: i for i, (n, _) in enumerate(frames)}
+
+    def place(page: int) -> tuple[str, int]:
+        return ("wal", latest[page]) if page in latest else ("db", page)
+
+    out: dict[str, tuple[tuple[str, int], ...]] = {}
+    for cell in leaf_cells(db, width, frames):
+        if cell.rank != latest.get(cell.page, -1):
+            continue  # a stale version of the page
+        event_id = str(cell.values[1])
+        assert event_id not in out, f"{event_id} twice in the image's current pages"
+        out[event_id] = tuple(place(p) for p in (cell.page, *cell.overflow))
+    return out
 
 
 def build_image(workdir: Path) -> Image:
@@ -80,15 +141,59 @@ def build_image(workdir: Path) -> Image:
     box.checkpoint()  # idle: TRUNCATE, so what follows is only in the WAL
     for start in range(0, 300, 30):
         box.enqueue_many(in_wal[start : start + 30])
+    db, wal = path.read_bytes(), Path(f"{path}-wal").read_bytes()
+    look = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    (width,) = look.execute("SELECT COUNT(*) FROM pragma_table_info('scans')").fetchone()
+    look.close()
+    owed = frozenset(s.event_id for s in (*first[60:], *in_wal))
+    places = _places(db, wal, width)
+    assert owed <= places.keys()
     image = Image(
-        db=path.read_bytes(),
-        wal=Path(f"{path}-wal").read_bytes(),
+        db=db,
+        wal=wal,
         shm=Path(f"{path}-shm").read_bytes(),
         written={s.event_id: s.code for s in (*first, *in_wal)},
-        owed=frozenset(s.event_id for s in (*first[60:], *in_wal)),
+        owed=owed,
+        places={e: places[e] for e in owed},
+        commits=tuple(
+            i for i, f in enumerate(range(32, len(wal), FRAME)) if wal[f + 4 : f + 8] != bytes(4)
+        ),
     )
     box.close()
     return image
+
+
+def _changed(before: bytes, after: bytes) -> list[int]:
+    """The offsets of ``before`` whose byte ``after`` lost or changed."""
+    out = []
+    for at in range(0, len(before), 4096):
+        if before[at : at + 4096] != after[at : at + 4096]:
+            end = min(at + 4096, len(before))
+            out += [i for i in range(at, end) if i >= len(after) or before[i] != after[i]]
+    return out
+
+
+def undamaged(image: Image, kind: str, damaged: bytes) -> frozenset[str]:
+    """The owed event ids whose places ``damaged`` (the db or the WAL, by ``kind``) left intact."""
+    if kind.startswith("db"):
+        pages = {i // PAGE + 1 for i in _changed(image.db, damaged)}
+        return frozenset(
+            e
+            for e, where in image.places.items()
+            if not any(p in pages and f == "db" for f, p in where)
+        )
+    changed = _changed(image.wal, damaged)
+    frames = {(i - 32) // FRAME for i in changed if i >= 32}
+    # The frames whose seed (the stored checksum before them) is damaged.
+    seeds = {(i - 32) // FRAME + 1 for i in changed if i >= 32 and 16 <= (i - 32) % FRAME < 24}
+    seeds |= {0} if any(24 <= i < 32 for i in changed) else set()
+    last = max((c for c in image.commits if c not in frames | seeds), default=-1)
+    out = set()
+    for e, where in image.places.items():
+        in_wal = [n for f, n in where if f == "wal"]
+        if not (set(in_wal) & frames) and (not in_wal or max(in_wal) <= last):
+            out.add(e)
+    return frozenset(out)
 
 
 def corrupt(data: bytes, kind: str, rng: random.Random) -> tuple[bytes, str]:
@@ -146,6 +251,15 @@ class CaseResult:
     quarantined: int = 0
     export_damaged: int = 0
     moved_aside: bool = False
+    undamaged: int = 0
+    """Owed scans whose current version's bytes the damage left intact (see the module)."""
+    undamaged_missing: list[str] = field(default_factory=list)
+    """Of those, the event ids not delivered (must be none)."""
+    damaged_delivered: int = 0
+    """Owed scans whose current version was damaged, delivered from another intact copy."""
+    sent_again: int = 0
+    """Scans the image held as delivered that were delivered again (a stale copy salvaged;
+    the service answers them as duplicates)."""
 
     @property
     def detected(self) -> bool:
@@ -154,6 +268,11 @@ class CaseResult:
     @property
     def silent_loss(self) -> bool:
         return self.missing > 0 and not self.reported
+
+    @property
+    def failed(self) -> bool:
+        """A crash, an altered code, an undamaged scan not delivered or a loss unreported."""
+        return bool(self.crashed or self.altered or self.undamaged_missing or self.silent_loss)
 
 
 def drain(box: Outbox, sent: Counter[tuple[str, str]]) -> None:
@@ -177,12 +296,14 @@ def run_case(image: Image, workdir: Path, seed: int) -> CaseResult:
     db, wal = image.db, image.wal
     if kind.startswith("db"):
         db, where = corrupt(db, kind, rng)
+        intact = undamaged(image, kind, db)
     else:
         wal, where = corrupt(wal, kind, rng)
+        intact = undamaged(image, kind, wal)
     path.write_bytes(db)
     Path(f"{path}-wal").write_bytes(wal)
     Path(f"{path}-shm").write_bytes(image.shm)
-    result = CaseResult(seed, kind, where)
+    result = CaseResult(seed, kind, where, undamaged=len(intact), undamaged_missing=sorted(intact))
     sent: Counter[tuple[str, str]] = Counter()
     step = "open"
     try:
@@ -215,12 +336,16 @@ def run_case(image: Image, workdir: Path, seed: int) -> CaseResult:
     result.altered = [pair for pair in sent if image.written.get(pair[0]) != pair[1]]
     delivered_ids = {event_id for event_id, _ in sent}
     result.missing = len(image.owed - delivered_ids)
+    result.undamaged = len(intact)
+    result.undamaged_missing = sorted(intact - delivered_ids)
+    result.damaged_delivered = len((image.owed - intact) & delivered_ids)
+    result.sent_again = len(delivered_ids - image.owed)
     result.reported |= result.export_damaged > 0
     return result
 
 
-def summarize(results: list[CaseResult]) -> dict[str, object]:
-    """The figures of a run (for the notes and bench JSON)."""
+def summarize(results: list[CaseResult], owed: int) -> dict[str, object]:
+    """The figures of a run (for the notes and bench JSON); ``owed``: the image's owed scans."""
     return {
         "cases": len(results),
         "by_kind": dict(Counter(r.kind for r in results)),
@@ -230,6 +355,14 @@ def summarize(results: list[CaseResult]) -> dict[str, object]:
         "cases_with_quarantine": sum(r.quarantined > 0 for r in results),
         "export_damaged_rows": sum(r.export_damaged for r in results),
         "cases_missing_owed_scans": sum(r.missing > 0 for r in results),
+        "owed_scans": len(results) * owed,
+        "undamaged_owed": sum(r.undamaged for r in results),
+        "undamaged_delivered": sum(r.undamaged - len(r.undamaged_missing) for r in results),
+        "undamaged_missing": sum(len(r.undamaged_missing) for r in results),
+        "damaged_owed": len(results) * owed - sum(r.undamaged for r in results),
+        "damaged_delivered": sum(r.damaged_delivered for r in results),
+        "damaged_not_delivered": sum(r.missing - len(r.undamaged_missing) for r in results),
+        "settled_sent_again": sum(r.sent_again for r in results),
         "silent_losses": sum(r.silent_loss for r in results),
         "silently_altered_codes": sum(len(r.altered) for r in results),
         "crashes": sum(bool(r.crashed) for r in results),
