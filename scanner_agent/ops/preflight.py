@@ -138,24 +138,29 @@ def check_user(name: str | None = None) -> RunAs:
     return RunAs.me()
 
 
-def preflight(cfg: AgentConfig, user: RunAs, config_path: Path | None = None) -> list[str]:
+def preflight(cfg: AgentConfig, user: RunAs, config_path: str | Path) -> list[str]:
     """Refuse what ``run`` cannot run as ``user``; the warnings of a config it can run.
 
     ``config_path`` is the file ``cfg`` was read from: one every user may write is
-    refused, since whoever writes it chooses where the token goes on the next reload.
+    refused, since whoever writes it chooses where the token goes on the next reload;
+    every error names it, as :func:`~scanner_agent.config.load_config`'s do.
 
     Raises:
-        Refusal: the first problem, naming the key and what to do.
+        Refusal: the first problem, naming the file, the key and what to do.
         ConfigError: the credential cannot be read or is refused (its reader's error).
     """
-    if config_path is not None:
-        _check_config_file(config_path)
-    warnings = config_warnings(cfg)
-    _check_drivers(cfg)
-    _check_credentials(cfg, user)
-    check_outbox(cfg, user)
-    warnings.extend(_check_control(cfg, user))
-    _check_sources(cfg, user)
+    try:
+        _check_config_file(Path(config_path))
+        warnings = config_warnings(cfg)
+        _check_drivers(cfg)
+        _check_credentials(cfg, user)
+        check_outbox(cfg, user)
+        warnings.extend(_check_control(cfg, user))
+        _check_sources(cfg, user)
+    except Refusal as exc:
+        raise exc.at(str(config_path)) from None
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
     return warnings
 
 
