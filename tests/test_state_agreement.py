@@ -219,7 +219,9 @@ async def _tui_agrees(sock: Path, every: EveryState) -> None:
 
         await eventually(
             lambda: (
-                app.connected and app.bill_view is not None and "backlog" in drawn("#link-summary")
+                app.dispatch.connected
+                and app.dispatch.bill_view is not None
+                and "backlog" in drawn("#link-summary")
             ),
             what="the TUI's link summary",
             pause=pilot.pause,

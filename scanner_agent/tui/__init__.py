@@ -7,8 +7,8 @@ Only this package imports Textual; the daemon core never does
 from __future__ import annotations
 
 from scanner_agent.tui._agent import AgentLink, EventSource, SocketAgent
-from scanner_agent.tui._app import DispatchApp
-from scanner_agent.tui._docks import DocksApp
+from scanner_agent.tui._app import DispatchApp, DispatchScreen
+from scanner_agent.tui._docks import DocksApp, DocksScreen
 from scanner_agent.tui._embedded import BackgroundLoop, EmbeddedAgent
 from scanner_agent.tui._launch import make_app, run_docks, run_tui
 
@@ -16,7 +16,9 @@ __all__ = [
     "AgentLink",
     "BackgroundLoop",
     "DispatchApp",
+    "DispatchScreen",
     "DocksApp",
+    "DocksScreen",
     "EmbeddedAgent",
     "EventSource",
     "SocketAgent",

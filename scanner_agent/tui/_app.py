@@ -1,6 +1,11 @@
-"""The dispatch terminal: a Textual app attached to a running agent.
+"""The dispatch terminal: one dock's screen, attached to a running agent, and the app around it.
 
-The app never blocks its loop on the agent.  Worker threads talk to it
+:class:`DispatchScreen` holds everything of one dock (its views, its workers,
+its keys), so the docks overview (:mod:`scanner_agent.tui._docks`) keeps one
+screen per dock alive and switches between them at once; :class:`DispatchApp`
+is the app of a single dock.
+
+The screen never blocks the loop on the agent.  Worker threads talk to it
 (:class:`~scanner_agent.tui._agent.AgentLink`) and post messages back:
 
 * the event worker holds a subscription, puts scan events into a bounded
@@ -70,16 +75,13 @@ ALARM_HOLD_S = 60.0
 """A bad scan's red bar stays up until the next good scan, or this long."""
 
 
-class DispatchApp(App[str | None]):
+class DispatchScreen(Screen[None]):
     """Live scans, the open bill, devices and the link, with keys for every bill command."""
 
-    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = ["global.tcss", "app.tcss"]
-    TITLE = "scanner-agent"
-    ENABLE_COMMAND_PALETTE = True
     # The footer's order is its priority at 80 columns: Quit first, then what the clerk does
     # on this view; the four view keys share one entry ("1-4 Views").
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
+        Binding("q", "app.quit", "Quit"),
         Binding("o", "open_bill", "Open"),
         Binding("c", "close_bill", "Close"),
         Binding("u", "undo", "Undo"),
@@ -97,10 +99,10 @@ class DispatchApp(App[str | None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Remove (x) belongs to the bill view: elsewhere it is not offered in the footer.
 
-        Esc goes back to the docks overview only when the app was opened from it.
+        Esc goes back to the docks overview only when the screen is one of its docks.
         """
         if action == "to_docks":
-            return self.back_to_docks
+            return self.docks
         if action == "remove" and self.is_running and self.query(ContentSwitcher):
             return self.query_one(ContentSwitcher).current == "bill"
         return True
@@ -117,14 +119,14 @@ class DispatchApp(App[str | None]):
         reconnect_s: float = 1.0,
         stream_rows: int = 200,
         exit_when: threading.Event | None = None,
-        back_to_docks: bool = False,
+        docks: bool = False,
     ) -> None:
         """Attach to ``agent``.
 
         ``tz`` and ``clock`` fix how times are shown (tests pin them);
         ``blink`` off keeps input cursors still for snapshots; ``exit_when``
         set by another thread makes the app quit (the demo's end);
-        ``back_to_docks``: opened from the docks overview, Esc returns ``"docks"``.
+        ``docks``: one dock of the docks overview, which Esc goes back to.
         """
         super().__init__()
         self.agent = agent
@@ -136,7 +138,7 @@ class DispatchApp(App[str | None]):
         self.reconnect_s = reconnect_s
         self.stream_rows = stream_rows
         self.exit_when = exit_when
-        self.back_to_docks = back_to_docks
+        self.docks = docks
         self.connected = False
         self.disconnect_reason = "connecting…"
         self.status: AgentStatus | None = None
@@ -190,11 +192,10 @@ class DispatchApp(App[str | None]):
 
     def _check_exit(self) -> None:
         if self.exit_when is not None and self.exit_when.is_set():
-            self.exit()
+            self.app.exit()
 
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """The palette: every key's action, plus Textual's own."""
-        yield from super().get_system_commands(screen)
+    def system_commands(self) -> Iterable[SystemCommand]:
+        """The palette's entries of this screen: every key's action."""
         yield SystemCommand(
             "Open a bill", "Start a bill; scans go to it (o)", self.action_open_bill
         )
@@ -360,7 +361,7 @@ class DispatchApp(App[str | None]):
         self.last_scan = events[-1]
         self._last_scan_mono = time.monotonic()
         if self.bell_on and any(e.get("verdict") in BAD_VERDICTS for e in events):
-            self.bell()
+            self.app.bell()
         self._draw_alarm()
         bills = {e.get("bill") for e in events}
         now = time.monotonic()
@@ -399,8 +400,8 @@ class DispatchApp(App[str | None]):
     def on_command_done(self, message: CommandDone) -> None:
         r = message.result
         if message.what == "lookup":
-            if isinstance(self.screen, SearchScreen):
-                self.screen.show(r)
+            if isinstance(self.app.screen, SearchScreen):
+                self.app.screen.show(r)
             return
         if message.what == "open":
             self.bill_number = str(r["number"])
@@ -423,8 +424,8 @@ class DispatchApp(App[str | None]):
         self._poll()
 
     def on_command_failed(self, message: CommandFailed) -> None:
-        if message.what == "lookup" and isinstance(self.screen, SearchScreen):
-            self.screen.show_error(message.message)
+        if message.what == "lookup" and isinstance(self.app.screen, SearchScreen):
+            self.app.screen.show_error(message.message)
             return
         if message.uncertain:
             # Not "failed": the agent got it and went away before answering.  Say so, and
@@ -525,7 +526,7 @@ class DispatchApp(App[str | None]):
             if args:
                 self._command("open", "bill.open", args)
 
-        self.push_screen(OpenBillScreen(), done)
+        self.app.push_screen(OpenBillScreen(), done)
 
     def action_close_bill(self) -> None:
         """Confirm, then close the open bill."""
@@ -543,7 +544,7 @@ class DispatchApp(App[str | None]):
             if yes:
                 self._command("close", "bill.close", {"number": number})
 
-        self.push_screen(ConfirmScreen(f"Close bill {number}?", body, yes="Close"), done)
+        self.app.push_screen(ConfirmScreen(f"Close bill {number}?", body, yes="Close"), done)
 
     def action_undo(self) -> None:
         """Ask why, naming the last scan on the open bill, then take exactly that one off."""
@@ -563,7 +564,7 @@ class DispatchApp(App[str | None]):
                 args = {"number": number, "seq": scan["seq"], "reason": reason, "origin": "tui"}
                 self._command("undo", "bill.remove", args)
 
-        self.push_screen(
+        self.app.push_screen(
             ReasonScreen(
                 f"Undo the last scan of {number}",
                 detail=scan_summary(scan, self.tz),
@@ -592,13 +593,13 @@ class DispatchApp(App[str | None]):
                 args = {"number": number, "seq": scan["seq"], "reason": reason, "origin": "tui"}
                 self._command("remove", "bill.remove", args)
 
-        self.push_screen(
+        self.app.push_screen(
             ReasonScreen(f"Remove a scan from {number}", detail=scan_summary(scan, self.tz)), done
         )
 
     def action_search(self) -> None:
         """Search a code's history."""
-        self.push_screen(SearchScreen())
+        self.app.push_screen(SearchScreen(self.lookup))
 
     def action_import_expected(self) -> None:
         """Import the open bill's expected list from a CSV file."""
@@ -610,7 +611,7 @@ class DispatchApp(App[str | None]):
             if path:
                 self._import(path, "expected")
 
-        self.push_screen(PathScreen("Import the expected list (CSV)"), done)
+        self.app.push_screen(PathScreen("Import the expected list (CSV)"), done)
 
     def action_import_packs(self) -> None:
         """Import pack ratios (carton -> units) from a CSV file."""
@@ -619,14 +620,46 @@ class DispatchApp(App[str | None]):
             if path:
                 self._import(path, "packs")
 
-        self.push_screen(PathScreen("Import pack ratios (CSV)"), done)
+        self.app.push_screen(PathScreen("Import pack ratios (CSV)"), done)
 
     def action_to_docks(self) -> None:
-        """Back to the docks overview."""
-        self.exit("docks")
+        """Back to the docks overview (this screen stays, and keeps up, for the next visit)."""
+        self.app.pop_screen()
 
     def action_toggle_bell(self) -> None:
         """Ring the terminal bell on a bad scan, or stop."""
         self.bell_on = not self.bell_on
         self.notify(f"Bell {'on' if self.bell_on else 'off'}")
         self._draw_status_line()
+
+
+class DispatchApp(App[None]):
+    """One dock's dispatch terminal: the app around its :class:`DispatchScreen`."""
+
+    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = ["global.tcss", "app.tcss"]
+    TITLE = "scanner-agent"
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        agent: AgentLink,
+        *,
+        tz: tzinfo | None = None,
+        blink: bool = True,
+        **options: Any,
+    ) -> None:
+        """Attach to ``agent``; ``tz``, ``blink`` and ``options`` as :class:`DispatchScreen`'s."""
+        super().__init__()
+        self.tz = tz
+        """The zone times are shown in (dialogs read it from the app)."""
+        self.blink = blink
+        self.dispatch = DispatchScreen(agent, tz=tz, blink=blink, **options)
+
+    def get_default_screen(self) -> Screen[Any]:
+        """The dock's screen is the app's first."""
+        return self.dispatch
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette: every key's action, plus Textual's own."""
+        yield from super().get_system_commands(screen)
+        yield from self.dispatch.system_commands()

@@ -7,12 +7,16 @@ backlog, open bill and progress, the last refusal and alarms.  The last
 refusal is the agent's own (``AgentStatus.last_refusal``, kept across its
 restarts), so a dock that refused a scan before the clerk looked shows it at
 once.  Enter opens the selected dock's full
-view (:class:`~scanner_agent.tui._app.DispatchApp`); leaving it comes back here.
+view (:class:`~scanner_agent.tui._app.DispatchScreen`), Esc there comes back
+here.  Each dock's full view is made on its first visit and kept: switching
+back to it is immediate (its workers never stopped), and the overview keeps
+updating while a dock is shown.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import PurePath
@@ -20,14 +24,16 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from scanner_agent.control import AgentStatus, ControlError, RemoteError
 from scanner_agent.tui._agent import AgentLink
+from scanner_agent.tui._app import DispatchScreen
 from scanner_agent.tui._views import (
     LINK_STYLE,
     bill_progress,
@@ -62,13 +68,11 @@ class DockChanged(Message):
         return isinstance(message, DockChanged) and message.index == self.index
 
 
-class DocksApp(App[int | None]):
-    """The overview of several docks; returns the index of the dock to open, or ``None``."""
+class DocksScreen(Screen[None]):
+    """The overview of several docks: one row each; Enter opens the selected dock."""
 
-    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = ["global.tcss", "app.tcss"]
-    TITLE = "scanner-agent docks"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
+        Binding("q", "app.quit", "Quit"),
         Binding("enter", "open_dock", "Open dock", priority=True),
     ]
 
@@ -86,6 +90,8 @@ class DocksApp(App[int | None]):
         super().__init__()
         self.tz = tz
         self.docks = [Dock(name, agent) for name, agent in docks]
+        self.dock_options: dict[str, Any] = {}
+        """What each dock's :class:`DispatchScreen` is made with (set by the app)."""
         self.poll_s = poll_s
         self.reconnect_s = reconnect_s
         self.selected = selected
@@ -205,4 +211,74 @@ class DocksApp(App[int | None]):
 
     def action_open_dock(self) -> None:
         """Open the selected dock's full view."""
-        self.exit(self.query_one("#docks-table", DataTable).cursor_row)
+        index = self.query_one("#docks-table", DataTable).cursor_row
+        if 0 <= index < len(self.docks):
+            self.open_dock(index)
+
+    def open_dock(self, index: int) -> None:
+        """Show dock ``index``'s full view: made on the first visit, the same one after."""
+        name = f"dock-{index}"
+        if not self.app.is_screen_installed(name):
+            dock = self.docks[index].agent
+            self.app.install_screen(DispatchScreen(dock, docks=True, **self.dock_options), name)
+        self.app.push_screen(name)
+
+    def dock_screen(self, index: int) -> DispatchScreen | None:
+        """Dock ``index``'s full view, if it was opened."""
+        name = f"dock-{index}"
+        if not self.app.is_screen_installed(name):
+            return None
+        screen = self.app.get_screen(name)
+        return screen if isinstance(screen, DispatchScreen) else None
+
+
+class DocksApp(App[None]):
+    """One clerk, several docks: the overview, and each dock's full view from it."""
+
+    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = ["global.tcss", "app.tcss"]
+    TITLE = "scanner-agent docks"
+    ENABLE_COMMAND_PALETTE = True
+
+    def __init__(
+        self,
+        docks: list[tuple[str, AgentLink]],
+        *,
+        tz: tzinfo | None = None,
+        blink: bool = True,
+        poll_s: float = 2.0,
+        reconnect_s: float = 1.0,
+        selected: int = 0,
+        **dock_options: Any,
+    ) -> None:
+        """Watch ``docks`` (name, agent); ``dock_options`` go to each dock's
+        :class:`DispatchScreen` (``bell``...), with ``tz``, ``blink``, ``poll_s`` and
+        ``reconnect_s``, which the overview uses too."""
+        super().__init__()
+        self.tz = tz
+        """The zone times are shown in (dialogs read it from the app)."""
+        self.blink = blink
+        self.overview = DocksScreen(
+            docks, poll_s=poll_s, reconnect_s=reconnect_s, selected=selected, tz=tz
+        )
+        self.overview.dock_options = {
+            "tz": tz,
+            "blink": blink,
+            "poll_s": poll_s,
+            "reconnect_s": reconnect_s,
+            **dock_options,
+        }
+
+    @property
+    def docks(self) -> list[Dock]:
+        """What the overview knows of each dock."""
+        return self.overview.docks
+
+    def get_default_screen(self) -> Screen[Any]:
+        """The overview is the app's first screen; the docks' screens go over it."""
+        return self.overview
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette: Textual's own, and a dock's keys while its screen is shown."""
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, DispatchScreen):
+            yield from screen.system_commands()

@@ -24,23 +24,15 @@ def make_app(
     bell: bool = False,
     tz: tzinfo | None = None,
     exit_when: threading.Event | None = None,
-    back_to_docks: bool = False,
 ) -> DispatchApp:
     """The app, attached to ``agent`` (tests pass their own)."""
-    return DispatchApp(agent, bell=bell, tz=tz, exit_when=exit_when, back_to_docks=back_to_docks)
+    return DispatchApp(agent, bell=bell, tz=tz, exit_when=exit_when)
 
 
 def run_docks(sockets: list[str], *, bell: bool = False) -> int:
     """The docks overview of several agents; Enter opens one's full view, Esc there comes back."""
-    selected = 0
-    while True:
-        overview = DocksApp([(path, SocketAgent(path)) for path in sockets], selected=selected)
-        choice = overview.run()
-        if choice is None:
-            return 0
-        selected = choice
-        if make_app(SocketAgent(sockets[choice]), bell=bell, back_to_docks=True).run() != "docks":
-            return 0
+    DocksApp([(path, SocketAgent(path)) for path in sockets], bell=bell).run()
+    return 0
 
 
 def run_tui(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from rich.text import Text
@@ -291,12 +292,17 @@ class PathScreen(Dialog[str | None]):
 
 
 class SearchScreen(Dialog[None]):
-    """Search a code's history (the app runs the lookup and calls :meth:`show`).
+    """Search a code's history (the dock's screen runs the lookup and calls :meth:`show`).
 
     The field empties on Enter, so scan after scan each looks up its own code.
     """
 
     CLEAR_ON_SUBMIT = True
+
+    def __init__(self, lookup: Callable[[str], None]) -> None:
+        """``lookup(code)`` asks the agent; the answer comes back through :meth:`show`."""
+        super().__init__()
+        self.lookup = lookup
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog-wide"):
@@ -321,9 +327,7 @@ class SearchScreen(Dialog[None]):
         code = values["code"].strip()
         if code:
             self.query_one("#search-head", Static).update("searching…")
-            lookup = getattr(self.app, "lookup", None)
-            if callable(lookup):
-                lookup(code)
+            self.lookup(code)
 
     def show(self, history: dict[str, Any]) -> None:
         """Draw a ``lookup`` result."""

@@ -44,7 +44,7 @@ def fields(screen: Any) -> dict[str, str]:
 
 async def start(pilot: Pilot[Any], app: DispatchApp, key: str, screen: type) -> Any:
     await eventually(
-        lambda: app.bill_view is not None and bool(app.status),
+        lambda: app.dispatch.bill_view is not None and bool(app.dispatch.status),
         within=10,
         what="the agent",
         pause=pilot.pause,
@@ -133,7 +133,10 @@ async def test_remove_reason_takes_a_burst_with_enter() -> None:
     app = DispatchApp(agent, blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+            lambda: app.dispatch.bill_view is not None,
+            within=10,
+            what="the bill",
+            pause=pilot.pause,
         )
         await pilot.press("2")
         await pilot.press("down")  # a scan on the bill (the first row was removed)

@@ -16,7 +16,7 @@ from scanner_agent.config import load_config
 from scanner_agent.control import ControlClient
 from scanner_agent.kernel import ConfigError
 from scanner_agent.traceserver import TraceServerThread
-from scanner_agent.tui import DispatchApp, DocksApp, SocketAgent
+from scanner_agent.tui import DispatchScreen, DocksApp, SocketAgent
 from tests.support.polling import eventually
 
 UNIT_A = "81234560000000011234"
@@ -24,7 +24,7 @@ PRODUCT_BARCODE = "6901234567892"
 
 
 def row(app: DocksApp, i: int) -> list[str]:
-    table = app.query_one("#docks-table", DataTable)
+    table = app.overview.query_one("#docks-table", DataTable)
     return [str(cell) for cell in table.get_row_at(i)]
 
 
@@ -87,21 +87,47 @@ async def test_three_docks_in_one_overview_and_one_opens_in_full(
             lambda: "no agent" in row(app, 0)[1], within=15, what="dock 0 down", pause=pilot.pause
         )
         assert "no agent" not in row(app, 1)[1]
-        # Enter on dock 1 opens its full view (the app returns its index).
+        # Enter on dock 1 opens its full view, over the overview, in the same app.
         table = app.query_one("#docks-table", DataTable)
         table.move_cursor(row=1)
         await pilot.press("enter")
-    assert app.return_value == 1
-
-    full = DispatchApp(SocketAgent(str(socks[1])), poll_s=0.1, back_to_docks=True, blink=False)
-    async with full.run_test(size=(80, 24)) as pilot:
+        full = app.screen
+        assert isinstance(full, DispatchScreen)
         await eventually(
             lambda: full.bill_view is not None, within=15, what="the dock's bill", pause=pilot.pause
         )
         assert full.bill_view is not None
         assert full.bill_view["bill"]["number"] == "SO-D1"
+        # The overview keeps up while a dock is shown: dock 2 goes away behind it.
+        await agents[2].stop()
+        await eventually(
+            lambda: "no agent" in row(app, 2)[1],
+            within=15,
+            what="dock 2 down, seen from dock 1's view",
+            pause=pilot.pause,
+        )
         await pilot.press("escape")
-    assert full.return_value == "docks"
+        assert app.screen is app.overview
+        assert "no agent" in row(app, 2)[1]
+        # Back to dock 1: the same screen, still connected, its bill already there; and what
+        # happened there meanwhile is on it (its workers never stopped).
+        await agents[1].scan(UNIT_A)
+        await pilot.press("enter")
+        assert app.screen is full
+        assert full.connected
+        assert full.bill_view is not None
+        await eventually(
+            lambda: (full.last_scan or {}).get("verdict") == "duplicate",
+            within=15,
+            what="the scan made while the overview was shown",
+            pause=pilot.pause,
+        )
+        # Another dock opens its own screen; q on any of them quits.
+        await pilot.press("escape")
+        table.move_cursor(row=2)
+        await pilot.press("enter")
+        assert isinstance(app.screen, DispatchScreen)
+        assert app.screen is not full
 
 
 async def test_a_refusal_made_before_the_overview_starts_shows_at_once(

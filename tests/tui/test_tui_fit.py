@@ -75,7 +75,7 @@ async def test_the_footer_keeps_quit_and_the_views_keys_at_80_columns(
     app = DispatchApp(FakeAgent(), blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
         for _ in range(200):
-            if app.bill_view is not None:
+            if app.dispatch.bill_view is not None:
                 break
             await pilot.pause(0.01)
         await pilot.press(view)

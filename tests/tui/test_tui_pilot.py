@@ -45,7 +45,9 @@ def make_app(sock: Path, **kw: Any) -> DispatchApp:
 
 
 async def open_bill(pilot: Pilot[Any], app: DispatchApp, number: str) -> None:
-    await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+    await eventually(
+        lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+    )
     await pilot.press("o")
     await eventually(
         lambda: isinstance(app.screen, OpenBillScreen),
@@ -56,7 +58,10 @@ async def open_bill(pilot: Pilot[Any], app: DispatchApp, number: str) -> None:
     app.screen.query_one("#number", Input).value = number
     await pilot.press("enter")
     await eventually(
-        lambda: app.bill_view is not None and app.bill_view["bill"]["number"] == number,
+        lambda: (
+            app.dispatch.bill_view is not None
+            and app.dispatch.bill_view["bill"]["number"] == number
+        ),
         within=10,
         what="bill view",
         pause=pilot.pause,
@@ -70,7 +75,9 @@ async def test_stream_shows_scans_and_a_bad_scan_raises_the_alarm_and_bell(
     bells: list[int] = []
     async with app.run_test(size=(80, 24)) as pilot:
         app.bell = lambda: bells.append(1)  # type: ignore[method-assign]
-        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+        )
         await agent.scan(UNIT_A, UNIT_A, "6901234567892")
         stream = app.query_one(StreamView)
         await eventually(lambda: stream.rows == 3, within=10, what="three rows", pause=pilot.pause)
@@ -95,7 +102,10 @@ async def test_open_bill_from_the_keyboard_routes_scans_to_it(agent: Any, sock: 
         assert app.query_one("#views").current == "bill"
         await agent.scan(UNIT_A)
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 1,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["scans"] == 1
+            ),
             within=10,
             what="the scan on the bill",
             pause=pilot.pause,
@@ -106,7 +116,9 @@ async def test_open_bill_from_the_keyboard_routes_scans_to_it(agent: Any, sock: 
 async def test_open_bill_dialog_passes_platform_params(agent: Any, sock: Path) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+        )
         await pilot.press("o")
         await eventually(
             lambda: isinstance(app.screen, OpenBillScreen),
@@ -125,7 +137,10 @@ async def test_open_bill_dialog_passes_platform_params(agent: Any, sock: Path) -
         dialog.query_one("#number", Input).focus()
         await pilot.press("enter")
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["number"] == "SO-P",
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["number"] == "SO-P"
+            ),
             within=10,
             what="bill view",
             pause=pilot.pause,
@@ -143,7 +158,10 @@ async def test_undo_asks_a_reason_and_takes_the_last_scan_off(agent: Any, sock: 
         await open_bill(pilot, app, "SO-2")
         await agent.scan(UNIT_A, UNIT_B)
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 2,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["scans"] == 2
+            ),
             within=10,
             what="two scans",
             pause=pilot.pause,
@@ -157,12 +175,15 @@ async def test_undo_asks_a_reason_and_takes_the_last_scan_off(agent: Any, sock: 
         )
         await pilot.press("enter")  # the default reason
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["removed"] == 1
+            ),
             within=10,
             what="the removal",
             pause=pilot.pause,
         )
-        removals = app.bill_view["removals"]
+        removals = app.dispatch.bill_view["removals"]
         assert [(r["code"], r["reason"], r["origin"]) for r in removals] == [
             (UNIT_B, "scanned by mistake", "tui")
         ]
@@ -174,7 +195,10 @@ async def test_remove_takes_the_selected_scan_off_with_its_reason(agent: Any, so
         await open_bill(pilot, app, "SO-3")
         await agent.scan(UNIT_A, UNIT_B, UNIT_C)
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 3,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["scans"] == 3
+            ),
             within=10,
             what="three scans",
             pause=pilot.pause,
@@ -191,13 +215,16 @@ async def test_remove_takes_the_selected_scan_off_with_its_reason(agent: Any, so
         app.screen.query_one("#reason", Input).value = "damaged"
         await pilot.press("enter")
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["removed"] == 1
+            ),
             within=10,
             what="the removal",
             pause=pilot.pause,
         )
-        assert app.bill_view["removals"][0]["code"] == UNIT_B
-        assert app.bill_view["removals"][0]["reason"] == "damaged"
+        assert app.dispatch.bill_view["removals"][0]["code"] == UNIT_B
+        assert app.dispatch.bill_view["removals"][0]["reason"] == "damaged"
 
 
 async def test_close_confirms_and_the_bill_shows_its_delivery(agent: Any, sock: Path) -> None:
@@ -206,13 +233,16 @@ async def test_close_confirms_and_the_bill_shows_its_delivery(agent: Any, sock: 
         await open_bill(pilot, app, "SO-4")
         await agent.scan(UNIT_A)
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 1,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["scans"] == 1
+            ),
             within=10,
             what="the scan",
             pause=pilot.pause,
         )
-        assert app.bill_view["bill"]["totals"]["held"] == 1  # held while open
-        assert app.bill_view["bill"]["totals"]["pending"] == 0
+        assert app.dispatch.bill_view["bill"]["totals"]["held"] == 1  # held while open
+        assert app.dispatch.bill_view["bill"]["totals"]["pending"] == 0
         await pilot.press("c")
         await eventually(
             lambda: isinstance(app.screen, ConfirmScreen),
@@ -222,12 +252,15 @@ async def test_close_confirms_and_the_bill_shows_its_delivery(agent: Any, sock: 
         )
         await pilot.press("y")
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["state"] == "delivered",
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["state"] == "delivered"
+            ),
             within=10,
             what="delivery",
             pause=pilot.pause,
         )
-        assert app.bill_view["scans"][0]["result"] == "accepted"
+        assert app.dispatch.bill_view["scans"][0]["result"] == "accepted"
         assert agent.daemon.desk.bill_for("ship") is None
 
 
@@ -248,15 +281,15 @@ async def test_import_expected_list_shows_progress_with_chinese_names(
         await agent.scan(UNIT_A)
         await eventually(
             lambda: (
-                app.bill_view is not None
-                and app.bill_view["lines"]
-                and app.bill_view["lines"][0]["scanned"] == 1
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["lines"]
+                and app.dispatch.bill_view["lines"][0]["scanned"] == 1
             ),
             within=10,
             what="progress",
             pause=pilot.pause,
         )
-        line = app.bill_view["lines"][0]
+        line = app.dispatch.bill_view["lines"][0]
         assert (line["name"], line["expected"], line["missing"]) == ("阿莫西林胶囊", 5, 4)
         cells = app.query_one("#bill-lines").get_row_at(0)
         assert cells[1] == "阿莫西林胶囊"
@@ -265,7 +298,9 @@ async def test_import_expected_list_shows_progress_with_chinese_names(
 async def test_search_shows_a_codes_history(agent: Any, sock: Path) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+        )
         await agent.scan(UNIT_A, UNIT_A)
         await pilot.press("slash")
         await eventually(
@@ -295,7 +330,10 @@ async def test_view_keys_and_palette_commands(agent: Any, sock: Path) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: app.connected and bool(app.status), within=10, what="status", pause=pilot.pause
+            lambda: app.dispatch.connected and bool(app.dispatch.status),
+            within=10,
+            what="status",
+            pause=pilot.pause,
         )
         switcher = app.query_one("#views")
         for key, name in (("3", "devices"), ("4", "link"), ("2", "bill"), ("1", "stream")):
@@ -306,7 +344,7 @@ async def test_view_keys_and_palette_commands(agent: Any, sock: Path) -> None:
         devices = app.query_one("#devices-table")
         assert devices.get_row_at(0)[0] == "tcp:test"
         await pilot.press("b")
-        assert app.bell_on
+        assert app.dispatch.bell_on
 
 
 async def test_reconnects_by_itself_when_the_agent_restarts(
@@ -314,12 +352,18 @@ async def test_reconnects_by_itself_when_the_agent_restarts(
 ) -> None:
     app = make_app(sock)
     async with app.run_test(size=(80, 24)) as pilot:
-        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+        )
         await agent.stop()
-        await eventually(lambda: not app.connected, within=10, what="disconnect", pause=pilot.pause)
+        await eventually(
+            lambda: not app.dispatch.connected, within=10, what="disconnect", pause=pilot.pause
+        )
         assert app.query_one("#alarm").has_class("-down")
         again = await start_agent(config)
-        await eventually(lambda: app.connected, within=10, what="reconnection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="reconnection", pause=pilot.pause
+        )
         await again.scan(UNIT_A)
         await eventually(
             lambda: app.query_one(StreamView).rows == 1,
@@ -335,12 +379,16 @@ async def test_a_flood_of_scans_is_coalesced_and_the_stream_stays_bounded(
     handled: list[Message] = []
     app = make_app(sock, stream_rows=50)
     async with app.run_test(size=(80, 24), message_hook=handled.append) as pilot:
-        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+        )
         codes = [f"8123456{i:013d}" for i in range(600)]
         await agent.scan(*codes)
         stream = app.query_one(StreamView)
         await eventually(
-            lambda: app.last_scan is not None and app.last_scan["code"] == codes[-1],
+            lambda: (
+                app.dispatch.last_scan is not None and app.dispatch.last_scan["code"] == codes[-1]
+            ),
             within=10,
             what="the last scan drawn",
             pause=pilot.pause,
@@ -359,9 +407,13 @@ async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
 
     async def restart(pilot: Pilot[Any]) -> Any:
         await running[-1].stop()
-        await eventually(lambda: not app.connected, within=10, what="disconnect", pause=pilot.pause)
+        await eventually(
+            lambda: not app.dispatch.connected, within=10, what="disconnect", pause=pilot.pause
+        )
         running.append(await start_agent(config))
-        await eventually(lambda: app.connected, within=10, what="reconnection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="reconnection", pause=pilot.pause
+        )
         return running[-1]
 
     async def lookup(pilot: Pilot[Any], code: str, rows: int) -> None:
@@ -390,13 +442,18 @@ async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
         )
 
     async with app.run_test(size=(80, 24), message_hook=handled.append) as pilot:
-        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+        )
         await lookup(pilot, UNIT_A, 0)  # every worker thread now holds a connection
         await restart(pilot)
         await open_bill(pilot, app, "SO-R")
         await running[-1].scan(UNIT_A, UNIT_B)
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["scans"] == 2,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["scans"] == 2
+            ),
             within=10,
             what="two scans",
             pause=pilot.pause,
@@ -411,7 +468,10 @@ async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
         )
         await pilot.press("enter")
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["totals"]["removed"] == 1,
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["totals"]["removed"] == 1
+            ),
             within=10,
             what="the undo",
             pause=pilot.pause,
@@ -426,7 +486,10 @@ async def test_open_undo_close_and_lookup_work_right_after_each_agent_restart(
         )
         await pilot.press("y")
         await eventually(
-            lambda: app.bill_view is not None and app.bill_view["bill"]["state"] != "open",
+            lambda: (
+                app.dispatch.bill_view is not None
+                and app.dispatch.bill_view["bill"]["state"] != "open"
+            ),
             within=10,
             what="the close",
             pause=pilot.pause,
@@ -445,7 +508,10 @@ async def test_an_undo_whose_reply_was_lost_tells_the_clerk_to_check(tmp_path: P
     app = DispatchApp(agent, blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+            lambda: app.dispatch.bill_view is not None,
+            within=10,
+            what="the bill",
+            pause=pilot.pause,
         )
         await pilot.press("u")
         await eventually(

@@ -42,7 +42,7 @@ async def test_sink_refusals_show_in_the_stream_and_the_alarm_like_any_refusal(
     app = DispatchApp(SocketAgent(str(sock)), blink=False, poll_s=0.1, reconnect_s=0.05)
     async with app.run_test(size=(120, 30)) as pilot:
         for _ in range(500):
-            if app.connected:
+            if app.dispatch.connected:
                 break
             await pilot.pause(0.02)
         replies = await agent.scan(STRAY, PRODUCT_BARCODE, GS1)

@@ -39,7 +39,9 @@ async def settle(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, DispatchApp)
     await eventually(
-        lambda: app.status and app.bill_view and app.last_scan, what="the views", pause=pilot.pause
+        lambda: app.dispatch.status and app.dispatch.bill_view and app.dispatch.last_scan,
+        what="the views",
+        pause=pilot.pause,
     )
     await pilot.pause()
 
@@ -115,7 +117,7 @@ def test_no_agent(snap_compare: Any, size: tuple[int, int]) -> None:
 
     async def run_before(pilot: Pilot[Any]) -> None:
         for _ in range(200):
-            if "No such file" in app.disconnect_reason:
+            if "No such file" in app.dispatch.disconnect_reason:
                 break
             await pilot.pause(0.01)
         await pilot.pause()

@@ -57,7 +57,9 @@ def app_for(**kw: Any) -> DispatchApp:
 async def test_the_status_dot_has_the_links_colour(link: str, shown: str, colour: str) -> None:
     app = app_for(status={**STATUS, "link": link})
     async with app.run_test(size=(80, 24)) as pilot:
-        await eventually(lambda: bool(app.status), within=10, what="status", pause=pilot.pause)
+        await eventually(
+            lambda: bool(app.dispatch.status), within=10, what="status", pause=pilot.pause
+        )
         await pilot.pause()
         symbol, style = dot(app)
         assert symbol == "●"
@@ -79,7 +81,7 @@ async def test_with_no_agent_the_dot_is_hollow_and_never_green() -> None:
     app = DispatchApp(NoAgent(), blink=False, poll_s=3600, reconnect_s=0.05)
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: "No such file" in app.disconnect_reason,
+            lambda: "No such file" in app.dispatch.disconnect_reason,
             within=10,
             what="the outage",
             pause=pilot.pause,
@@ -94,11 +96,15 @@ async def test_the_dot_goes_hollow_when_the_agent_goes_away_after_being_online()
     agent = FakeAgent(status={**STATUS, "link": "online"})
     app = DispatchApp(agent, blink=False, poll_s=3600, reconnect_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
-        await eventually(lambda: bool(app.status), within=10, what="status", pause=pilot.pause)
+        await eventually(
+            lambda: bool(app.dispatch.status), within=10, what="status", pause=pilot.pause
+        )
         await pilot.pause()
         assert dot(app) == ("●", "green") or "green" in dot(app)[1]
         agent.streams[0].fail(ControlUnavailable("Failed to read from the agent: it hung up"))
-        await eventually(lambda: not app.connected, within=10, what="the outage", pause=pilot.pause)
+        await eventually(
+            lambda: not app.dispatch.connected, within=10, what="the outage", pause=pilot.pause
+        )
         symbol, style = dot(app)
         assert symbol == "○"
         assert "green" not in style
@@ -111,10 +117,15 @@ async def test_a_bill_that_is_not_open_leaves_the_status_line(state: str) -> Non
     view["bill"]["state"] = state
     status = {**STATUS, "bills": []}
     app = app_for(bill=view, status=status)
-    app.bill_number = "SO-2026-0001"  # the last bill seen: its view still shows on the bill tab
+    app.dispatch.bill_number = (
+        "SO-2026-0001"  # the last bill seen: its view still shows on the bill tab
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+            lambda: app.dispatch.bill_view is not None,
+            within=10,
+            what="the bill",
+            pause=pilot.pause,
         )
         await pilot.pause()
         assert "SO-2026-0001" not in status_line(app).plain
@@ -126,7 +137,10 @@ async def test_progress_counts_only_expected_units_and_shows_unexpected_apart() 
     app = app_for()
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+            lambda: app.dispatch.bill_view is not None,
+            within=10,
+            what="the bill",
+            pause=pilot.pause,
         )
         await pilot.pause()
         line = status_line(app).plain
@@ -141,7 +155,10 @@ async def test_over_scanning_an_expected_product_is_not_progress() -> None:
     app = app_for(bill=view)
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+            lambda: app.dispatch.bill_view is not None,
+            within=10,
+            what="the bill",
+            pause=pilot.pause,
         )
         await pilot.pause()
         line = status_line(app).plain
@@ -154,7 +171,10 @@ async def test_the_undo_dialog_names_the_scan_it_takes_off() -> None:
     app = DispatchApp(agent, tz=SHANGHAI, clock=lambda: NOW, blink=False, poll_s=3600)
     async with app.run_test(size=(80, 24)) as pilot:
         await eventually(
-            lambda: app.bill_view is not None, within=10, what="the bill", pause=pilot.pause
+            lambda: app.dispatch.bill_view is not None,
+            within=10,
+            what="the bill",
+            pause=pilot.pause,
         )
         await pilot.press("u")
         await eventually(

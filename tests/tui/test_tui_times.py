@@ -34,7 +34,9 @@ async def test_scan_times_are_local_under_headings_that_name_the_zone(
     agent = await start_agent(make_config(trace_server.url, control={"socket": str(sock)}))
     app = DispatchApp(SocketAgent(str(sock)), blink=False, poll_s=0.1, reconnect_s=0.05)
     async with app.run_test(size=(100, 30)) as pilot:
-        await eventually(lambda: app.connected, within=10, what="connection", pause=pilot.pause)
+        await eventually(
+            lambda: app.dispatch.connected, within=10, what="connection", pause=pilot.pause
+        )
         await agent.scan(UNIT)
         table = app.query_one("#stream-table", DataTable)
         await eventually(
