@@ -676,6 +676,20 @@ def test_codes_lookup_returns_every_event_for_the_code_in_order(client: httpx.Cl
     assert body["events"][0]["device_id"] == "warehouse-01"
 
 
+def test_a_code_holding_a_line_break_is_looked_up_like_any_other(client: httpx.Client) -> None:
+    """An ``ma`` code is ``MA.`` and anything after it: a stored one must be found (it was 404:
+    the route's ``{code:path}`` did not match across a line break; found by the fuzzer)."""
+    code = "MA.156.M0\n1\r2"
+    event = make_event(0, scheme="ma", code=code)
+    assert statuses(post(client, make_batch([event]))) == ["accepted"]
+
+    response = client.get("/v1/codes/" + quote(code, safe=""))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["code"] == code
+    assert [e["event_id"] for e in response.json()["events"]] == [event["event_id"]]
+
+
 def test_codes_lookup_for_an_unknown_code_is_200_and_empty(client: httpx.Client) -> None:
     response = client.get("/v1/codes/" + cn20(999_999))
 
