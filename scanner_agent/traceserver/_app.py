@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scanner_agent.traceserver._faults import Faults
 from scanner_agent.traceserver._ingest import BatchStore, error_body
+from scanner_agent.traceserver._openapi import openapi_json
 from scanner_agent.traceserver._protocol import RequestRefused
 from scanner_agent.traceserver._tokens import PREFIX
 
@@ -76,6 +78,22 @@ _FAULT_MESSAGES: Mapping[int, str] = {
     429: "too many requests (simulated)",
     503: "service unavailable (simulated)",
 }
+
+
+class _CodeConvertor(Convertor[str]):
+    """The rest of the path, whatever it holds: Starlette's ``{…:path}`` is ``.*``, which stops
+    at a line break, so a stored ``ma`` code holding one was not found (404)."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("trace_code", _CodeConvertor())
 
 
 def _json_response(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> Response:
@@ -210,6 +228,7 @@ class _TraceApi:
         self.limits = limits
         self.reject = reject
         self.faults = faults
+        self.document = openapi_json()
 
     async def caller(self, request: Request) -> str | None:
         """Who sends: :data:`_ANY_DEVICE` for the shared token, a dock token's device, or None."""
@@ -314,6 +333,10 @@ class _TraceApi:
     async def health(self, request: Request) -> Response:
         return _json_response(200, b'{"status":"ok"}')
 
+    async def openapi(self, request: Request) -> Response:
+        """``docs/trace-api.openapi.yaml`` as JSON; open like ``/v1/health``."""
+        return _json_response(200, self.document)
+
 
 def _unauthorized() -> Response:
     return _error(401, _UNAUTHORIZED, _CHALLENGE)
@@ -341,7 +364,7 @@ def create_app(
     """The Trace API v1 application serving ``store``; see ``docs/trace-api.md``.
 
     ``token`` is the shared bearer token (None: none, only per-dock tokens); every
-    endpoint but ``/v1/health`` requires it or a live dock token of ``store``
+    endpoint but ``/v1/health`` and ``/openapi.json`` (the API's OpenAPI document) requires it or a live dock token of ``store``
     (``trace-server token add``), whose batches must carry its own ``device_id``.
     A batch body must arrive within ``body_timeout_s`` of its request's head
     (else 408).  ``reject_codes`` are answered ``rejected`` ("code not registered on the
@@ -366,9 +389,10 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/v1/batches", api.post_batch, methods=["POST"]),
-            Route("/v1/codes/{code:path}", api.get_code, methods=["GET"]),
+            Route("/v1/codes/{code:trace_code}", api.get_code, methods=["GET"]),
             Route("/v1/events", api.get_events, methods=["GET"]),
             Route("/v1/health", api.health, methods=["GET"]),
+            Route("/openapi.json", api.openapi, methods=["GET"]),
         ],
         exception_handlers={HTTPException: _http_error, Exception: _server_error},
         middleware=[Middleware(_CloseUnreadBodies)],
