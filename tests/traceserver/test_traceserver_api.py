@@ -356,6 +356,28 @@ def test_idempotency_key_must_equal_the_body_batch_id(
     assert server.store.count_events() == 0
 
 
+@pytest.mark.parametrize("batch_id", ["中文-1", "2-Å", "b-à"])
+def test_a_non_ascii_batch_id_is_its_own_idempotency_key(
+    client: httpx.Client, batch_id: str
+) -> None:
+    """The key is the header's raw bytes read as UTF-8, only the spaces and tabs around it
+    dropped: "Å" (UTF-8 C3 85) and "à" (C3 A0) end in bytes that are Latin-1 whitespace
+    (NEL, no-break space), which str.strip() took off, so the key no longer matched (400)."""
+    batch = make_batch([make_event(72)], batch_id=batch_id)
+    headers = [
+        (b"Authorization", f"Bearer {TOKEN}".encode()),
+        (b"Idempotency-Key", batch_id.encode("utf-8")),
+    ]
+    body = json.dumps(batch).encode()
+
+    first = client.post("/v1/batches", content=body, headers=headers)
+    again = client.post("/v1/batches", content=body, headers=headers)
+
+    assert first.status_code == 200, first.text
+    assert first.json()["batch_id"] == batch_id
+    assert again.content == first.content
+
+
 def test_missing_idempotency_key_is_400(client: httpx.Client) -> None:
     response = client.post("/v1/batches", json=make_batch([make_event(71)]))
 
