@@ -262,8 +262,10 @@ class _TraceApi:
         )
 
     async def post_batch(self, request: Request) -> Response:
-        # Raw header bytes as UTF-8, like the body's batch_id.
-        raw_key = request.headers.get("idempotency-key", "").strip().encode("latin-1")
+        # Raw header bytes as UTF-8, like the body's batch_id; only the spaces and tabs around
+        # them go (RFC 9110 5.5): str.strip() of the Latin-1 text would also take the 0x85 or
+        # 0xA0 that ends the UTF-8 of "Å" or "à", and the key would no longer match.
+        raw_key = request.headers.get("idempotency-key", "").encode("latin-1").strip(b" \t")
         key = raw_key.decode("utf-8", "replace")
         status, reply, headers = await self.handle_batch(request, key)
         if status != 200:
