@@ -296,3 +296,34 @@ def test_the_installer_refuses_an_unknown_extra(tmp_path: Path) -> None:
     assert done.returncode == EXIT_FAILED
     assert "camra" in done.stderr
     assert not (tmp_path / PREFIX / "venv").exists()
+
+
+SERVE_OPENAPI = """
+import sys, httpx
+from scanner_agent.traceserver import TraceServerThread
+with TraceServerThread(sys.argv[1], "installed-token") as server:
+    sys.stdout.write(httpx.get(server.url + "/openapi.json", timeout=30).text)
+"""
+
+
+def test_the_installed_trace_service_serves_its_openapi_document(
+    full_root: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """docs/trace-api.openapi.yaml travels in the package (a file, not the checkout's link)."""
+    import yaml
+
+    root, python = full_root
+    shipped = list(root.rglob("scanner_agent/traceserver/trace-api.openapi.yaml"))
+    assert len(shipped) == 1
+    assert not shipped[0].is_symlink()
+    done = subprocess.run(
+        [str(python), "-c", SERVE_OPENAPI, str(tmp_path / "trace.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
+    )
+    assert done.returncode == 0, done.stderr
+    checkout = yaml.safe_load((ROOT / "docs/trace-api.openapi.yaml").read_text(encoding="utf-8"))
+    assert json.loads(done.stdout) == checkout

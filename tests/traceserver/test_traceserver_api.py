@@ -21,9 +21,9 @@ import httpx
 import pytest
 
 from scanner_agent.asgi import ServerStartError
-from scanner_agent.traceserver import Faults, TraceServerThread, migrate, open_store
+from scanner_agent.traceserver import Faults, TraceServerThread, open_store
 from tests.support.polling import wait_for
-from tests.support.postgres import PostgresCluster
+from tests.traceserver._stores import fresh_db
 
 TOKEN = "test-token-0123456789"
 UNREGISTERED = "80000000000000000999"
@@ -109,16 +109,6 @@ def all_events(client: httpx.Client, limit: int = 1000) -> list[dict[str, str]]:
 
 def authed_client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
-
-
-def fresh_db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str | Path:
-    """A new, empty store of ``backend``: an SQLite file, or a migrated PostgreSQL database."""
-    if backend == "sqlite":
-        return tmp_path / "trace.db"
-    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
-    url = cluster.create_database()
-    migrate(url)
-    return url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
