@@ -7,8 +7,9 @@ Only this package imports Textual; the daemon core never does
 from __future__ import annotations
 
 from scanner_agent.tui._agent import AgentLink, EventSource, SocketAgent
-from scanner_agent.tui._app import DispatchApp, DispatchScreen
-from scanner_agent.tui._docks import DocksApp, DocksScreen
+from scanner_agent.tui._app import DispatchApp, DocksApp
+from scanner_agent.tui._dispatch_screen import DispatchScreen
+from scanner_agent.tui._docks_screen import DocksScreen
 from scanner_agent.tui._embedded import BackgroundLoop, EmbeddedAgent
 from scanner_agent.tui._launch import make_app, run_docks, run_tui
 

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from scanner_agent.config import AgentConfig
 from scanner_agent.tui._agent import AgentLink, SocketAgent
-from scanner_agent.tui._app import DispatchApp
-from scanner_agent.tui._docks import DocksApp
+from scanner_agent.tui._app import DispatchApp, DocksApp
 from scanner_agent.tui._embedded import EmbeddedAgent
 
 __all__ = ["make_app", "run_docks", "run_tui"]

@@ -17,7 +17,7 @@ from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
 from scanner_agent.bills import BillError, bill_types, parse_param_pairs
 from scanner_agent.times import local
-from scanner_agent.tui._views import result_text
+from scanner_agent.tui._format import result_text
 
 _T = TypeVar("_T")
 

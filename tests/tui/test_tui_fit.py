@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets._footer import FooterKey
 
 from scanner_agent.tui import DispatchApp
-from scanner_agent.tui._views import (
+from scanner_agent.tui._format import (
     REASON_CELLS,
     REASON_SHORT,
     elide_middle,

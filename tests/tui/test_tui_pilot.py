@@ -14,9 +14,10 @@ from textual.widgets import Input
 from scanner_agent.control import ControlUncertain
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchApp, SocketAgent
+from scanner_agent.tui._bill_pane import BillPane
 from scanner_agent.tui._messages import CommandFailed, ScansArrived
 from scanner_agent.tui._modals import ConfirmScreen, OpenBillScreen, ReasonScreen, SearchScreen
-from scanner_agent.tui._views import BillPane, StreamView
+from scanner_agent.tui._stream_view import StreamView
 from tests.support.polling import eventually
 from tests.tui.fake_agent import FakeAgent
 

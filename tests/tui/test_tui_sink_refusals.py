@@ -13,7 +13,7 @@ from typing import Any
 from textual.widgets import DataTable, Static
 
 from scanner_agent.tui import DispatchApp, SocketAgent
-from scanner_agent.tui._views import StreamView
+from scanner_agent.tui._stream_view import StreamView
 
 GS1 = "(01)06901234567892(17)280500(10)4711(21)ABC123"
 STRAY = "81234560000000011234"

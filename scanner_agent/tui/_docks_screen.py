@@ -1,4 +1,4 @@
-"""One clerk, several docks: an overview of several agents, from which one dock's full view opens.
+"""One clerk, several docks: the overview of several agents, from which each dock's full view opens.
 
 Each dock is an agent reached on its control socket (a remote one through an
 SSH-forwarded socket, ``docs/control.md``).  Per dock, one thread polls
@@ -7,7 +7,7 @@ backlog, open bill and progress, the last refusal and alarms.  The last
 refusal is the agent's own (``AgentStatus.last_refusal``, kept across its
 restarts), so a dock that refused a scan before the clerk looked shows it at
 once.  Enter opens the selected dock's full
-view (:class:`~scanner_agent.tui._app.DispatchScreen`), Esc there comes back
+view (:class:`~scanner_agent.tui._dispatch_screen.DispatchScreen`), Esc there comes back
 here.  Each dock's full view is made on its first visit and kept: switching
 back to it is immediate (its workers never stopped), and the overview keeps
 updating while a dock is shown.
@@ -16,15 +16,13 @@ updating while a dock is shown.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
-from pathlib import PurePath
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
 from textual.message import Message
@@ -33,8 +31,8 @@ from textual.widgets import DataTable, Footer, Static
 
 from scanner_agent.control import AgentStatus, ControlError, RemoteError
 from scanner_agent.tui._agent import AgentLink
-from scanner_agent.tui._app import DispatchScreen
-from scanner_agent.tui._views import (
+from scanner_agent.tui._dispatch_screen import DispatchScreen
+from scanner_agent.tui._format import (
     LINK_STYLE,
     bill_progress,
     clock,
@@ -230,55 +228,3 @@ class DocksScreen(Screen[None]):
             return None
         screen = self.app.get_screen(name)
         return screen if isinstance(screen, DispatchScreen) else None
-
-
-class DocksApp(App[None]):
-    """One clerk, several docks: the overview, and each dock's full view from it."""
-
-    CSS_PATH: ClassVar[str | PurePath | list[str | PurePath] | None] = ["global.tcss", "app.tcss"]
-    TITLE = "scanner-agent docks"
-    ENABLE_COMMAND_PALETTE = True
-
-    def __init__(
-        self,
-        docks: list[tuple[str, AgentLink]],
-        *,
-        tz: tzinfo | None = None,
-        blink: bool = True,
-        poll_s: float = 2.0,
-        reconnect_s: float = 1.0,
-        selected: int = 0,
-        **dock_options: Any,
-    ) -> None:
-        """Watch ``docks`` (name, agent); ``dock_options`` go to each dock's
-        :class:`DispatchScreen` (``bell``...), with ``tz``, ``blink``, ``poll_s`` and
-        ``reconnect_s``, which the overview uses too."""
-        super().__init__()
-        self.tz = tz
-        """The zone times are shown in (dialogs read it from the app)."""
-        self.blink = blink
-        self.overview = DocksScreen(
-            docks, poll_s=poll_s, reconnect_s=reconnect_s, selected=selected, tz=tz
-        )
-        self.overview.dock_options = {
-            "tz": tz,
-            "blink": blink,
-            "poll_s": poll_s,
-            "reconnect_s": reconnect_s,
-            **dock_options,
-        }
-
-    @property
-    def docks(self) -> list[Dock]:
-        """What the overview knows of each dock."""
-        return self.overview.docks
-
-    def get_default_screen(self) -> Screen[Any]:
-        """The overview is the app's first screen; the docks' screens go over it."""
-        return self.overview
-
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """The palette: Textual's own, and a dock's keys while its screen is shown."""
-        yield from super().get_system_commands(screen)
-        if isinstance(screen, DispatchScreen):
-            yield from screen.system_commands()
