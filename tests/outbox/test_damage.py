@@ -90,6 +90,30 @@ def test_a_damaged_row_in_a_batch_being_retried_is_quarantined_and_the_rest_rese
         assert [q.seq for q in box.quarantined()] == [4]
 
 
+@pytest.mark.parametrize("column", ["code", "raw", "bill", "scanned_at"])
+def test_a_text_stored_as_a_blob_is_quarantined_not_a_lease_failing_forever(
+    tmp_path: Path, column: str
+) -> None:
+    """One flipped bit in a record header turns a text's serial type into a blob's.
+
+    Its bytes (and so its checksum) are unchanged, but SQLite's JSON functions,
+    which the lease reads through, refuse a blob: every lease failed with "JSON
+    cannot hold BLOB values" (bench/corruption.py, seed 1736).
+    """
+    path = tmp_path / "o.db"
+    scans = filled(path, 10)
+    with Outbox.open(path) as box:
+        batch = box.lease(10)  # gives every row a batch_id
+        assert batch is not None
+        box.release(batch.batch_id, "network down")
+    with sqlite3.connect(path) as db:
+        db.execute(f"UPDATE scans SET {column} = CAST({column} AS BLOB) WHERE seq = 4")
+    with Outbox.open(path) as box:
+        sent = deliver_all(box)
+        assert [q.seq for q in box.quarantined()] == [4]
+    assert sorted(sent) == sorted(s.code for s in scans if s is not scans[3])
+
+
 def test_a_damaged_event_id_is_quarantined_too(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     scans = filled(path, 10)
