@@ -143,8 +143,8 @@ def read_rows(
 ) -> RowRead:
     """The ``scans`` rows matching ``where`` in seq order, each decoded and checked alone.
 
-    A row is damaged when a text column is not UTF-8, a value has the wrong
-    type, its state is none of :data:`VALID_STATES`, or its checksum (when it
+    A row is damaged when a text column is not UTF-8, a column holds a blob
+    (none ever does), a value has the wrong type, its state is none of :data:`VALID_STATES`, or its checksum (when it
     has one) does not match its fields.  ``columns`` defaults to the file's own
     (so older files can be read for salvage); ``limit`` -1 means all.
     ``with_row_state`` adds each row's :class:`~scanner_agent.outbox.RowState`
@@ -152,9 +152,14 @@ def read_rows(
     """
     cols = list(columns) if columns is not None else scan_columns(db)
     extra = [f"CAST({row_state_sql()} AS BLOB)"] if with_row_state else []
+    # The columns stored as blobs, which no scans column ever holds: a flipped bit in a record
+    # header turns a text into a blob with the same bytes (and checksum), and the lease's JSON
+    # functions refuse a blob.
+    blobs = " || ".join(f"CASE WHEN typeof({c}) = 'blob' THEN '{c} ' ELSE '' END" for c in cols)
     select = ", ".join(
         [f"CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) ELSE {c} END" for c in cols]
         + extra
+        + [f"CAST({blobs} AS BLOB)"]
     )
     cur = db.execute(
         f"SELECT {select} FROM scans WHERE {where} ORDER BY seq LIMIT ?",  # noqa: S608
@@ -163,9 +168,9 @@ def read_rows(
     good: list[dict[str, Any]] = []
     damaged: list[DamagedRow] = []
     checked = [c for c in CHECKED_FIELDS if c in cols]
-    for raw in cur:
+    for *raw, blob in cur:
         row: dict[str, Any] = {}
-        problem = ""
+        problem = f"{bytes(blob).split()[0].decode()} is a blob, not text" if blob else ""
         for name, v in zip([*cols, "row_state"][: len(raw)], raw, strict=True):
             if isinstance(v, bytes):
                 try:
