@@ -28,7 +28,7 @@ from scanner_agent.control._protocol import (
     encode,
     too_deep,
 )
-from scanner_agent.control._status import (
+from scanner_agent.status import (
     AgentStatus,
     ControlStatus,
     DeviceReport,

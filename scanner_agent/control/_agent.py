@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from scanner_agent.bills import BillDesk
-    from scanner_agent.control._status import AgentStatus
     from scanner_agent.kernel import Lane
     from scanner_agent.outbox import QueueStats
+    from scanner_agent.status import AgentStatus
 
 
 class ControlledAgent(Protocol):

@@ -53,8 +53,8 @@ from scanner_agent.control._protocol import (
     decode,
     encode,
 )
-from scanner_agent.control._status import AgentStatus
 from scanner_agent.kernel import LaneBusy, RawScan, ScannerAgentError, ScanOutcome
+from scanner_agent.status import AgentStatus
 
 if TYPE_CHECKING:
     from scanner_agent.codes import ScanResult

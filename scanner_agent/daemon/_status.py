@@ -14,7 +14,6 @@ from scanner_agent.control import (
     DeviceReport,
     OpenBill,
     RefusalReport,
-    SyncStatus,
     TcpReport,
 )
 from scanner_agent.intake import ScanIntake
@@ -44,7 +43,7 @@ class Parts:
 def build_status(parts: Parts, stats: QueueStats) -> AgentStatus:
     """The status of ``parts`` with the outbox counts ``stats``."""
     counts = parts.intake.stats if parts.intake else None
-    sync = SyncStatus.from_json(parts.sync.snapshot()) if parts.sync else None
+    sync = parts.sync.snapshot() if parts.sync else None
     return AgentStatus(
         device_id=parts.device_id,
         state=parts.state,

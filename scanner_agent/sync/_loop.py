@@ -35,6 +35,7 @@ from scanner_agent.kernel import (
     TransientSyncError,
 )
 from scanner_agent.outbox import Batch, EventResult, OutboxThread, RowState, SettleSummary
+from scanner_agent.status import SyncStatus
 from scanner_agent.sync._http import NetworkError
 from scanner_agent.sync._link import LinkBook
 from scanner_agent.sync._settings import LoopSettings
@@ -129,9 +130,10 @@ class SyncLoop(LinkBook):
         """
         return self.set_token(self._token_reader())
 
-    def snapshot(self) -> dict[str, Any]:
-        """Link state and counters, JSON-ready (``Daemon.status()['sync']``)."""
-        return {"link": self.state.value, **self.stats.snapshot()}
+    def snapshot(self) -> SyncStatus:
+        """Link state and counters now, as the status holds them (``Daemon.status()['sync']``
+        is its JSON form)."""
+        return self.stats.snapshot(self.state)
 
     # -- the loop ------------------------------------------------------------
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
+from scanner_agent.status import RejectionReport, SyncStatus
 from scanner_agent.times import iso
 
 RECENT_REJECTIONS = 50
@@ -43,16 +43,16 @@ class Rejection:
     code: str
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "at": iso(self.at),
-            "batch_id": self.batch_id,
-            "seq": self.seq,
-            "event_id": self.event_id,
-            "code": self.code,
-            "reason": self.reason,
-        }
+    def report(self) -> RejectionReport:
+        """The status's form of it (time as ISO 8601)."""
+        return RejectionReport(
+            at=iso(self.at),
+            batch_id=self.batch_id,
+            seq=self.seq,
+            event_id=self.event_id,
+            code=self.code,
+            reason=self.reason,
+        )
 
 
 @dataclass
@@ -91,22 +91,23 @@ class SyncStats:
     )
     """The latest refused scans, oldest first."""
 
-    def snapshot(self) -> dict[str, Any]:
-        """JSON-ready copy for ``Daemon.status()`` and the TUI; times as ISO 8601 (UTC)."""
-        return {
-            "batches": self.batches,
-            "delivered": self.delivered,
-            "duplicate": self.duplicate,
-            "rejected": self.rejected,
-            "failures": self.failures,
-            "consecutive_failures": self.consecutive_failures,
-            "last_error": self.last_error,
-            "last_error_at": iso(self.last_error_at),
-            "last_error_current": self.last_error_current,
-            "last_success_at": iso(self.last_success_at),
-            "in_flight": self.in_flight,
-            "retry_at": iso(self.retry_at),
-            "batch_limit": self.batch_limit,
-            "alarm": self.alarm,
-            "recent_rejections": [r.to_dict() for r in self.recent_rejections],
-        }
+    def snapshot(self, link: LinkState) -> SyncStatus:
+        """A frozen copy for the status, with the link's state; times as ISO 8601 (UTC)."""
+        return SyncStatus(
+            link=link.value,
+            batches=self.batches,
+            delivered=self.delivered,
+            duplicate=self.duplicate,
+            rejected=self.rejected,
+            failures=self.failures,
+            consecutive_failures=self.consecutive_failures,
+            last_error=self.last_error,
+            last_error_at=iso(self.last_error_at),
+            last_error_current=self.last_error_current,
+            last_success_at=iso(self.last_success_at),
+            in_flight=self.in_flight,
+            retry_at=iso(self.retry_at),
+            batch_limit=self.batch_limit,
+            alarm=self.alarm,
+            recent_rejections=tuple(r.report() for r in self.recent_rejections),
+        )

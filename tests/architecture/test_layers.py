@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "scanner_agent",  # the package itself: its version, nothing else
             "scanner_agent.kernel",
             "scanner_agent.times",
+            "scanner_agent.status",
             "scanner_agent.interpreter",
             "scanner_agent.sqlrows",
         ),

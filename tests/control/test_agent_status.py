@@ -23,6 +23,7 @@ from scanner_agent.control import (
     TcpReport,
 )
 from scanner_agent.kernel import DeviceStatus
+from scanner_agent.sync import SyncStats
 from scanner_agent.traceserver import TraceServerThread
 
 UNIT = "81234560000000011234"
@@ -72,13 +73,19 @@ async def test_the_control_socket_sends_the_one_json_form(
     assert typed.scanned == 1
 
 
-async def test_sync_status_names_every_field_of_the_sync_loop_s_snapshot(
+async def test_the_sync_loop_s_snapshot_is_the_status_s_sync_with_every_counter(
     make_config: Callable[..., AgentConfig], start_agent: Any, trace_server: TraceServerThread
 ) -> None:
     agent = await start_agent(make_config(trace_server.url))
-    assert agent.daemon.sync is not None
-    reported = set(agent.daemon.sync.snapshot())
-    assert reported == {f.name for f in dataclasses.fields(SyncStatus)}
+    sync = agent.daemon.sync
+    assert sync is not None
+    snapshot = sync.snapshot()
+    assert isinstance(snapshot, SyncStatus)
+    assert snapshot.link == sync.state.value
+    # Every counter the loop keeps reaches the status (none left behind in SyncStats).
+    counters = {f.name for f in dataclasses.fields(SyncStats)}
+    assert {f.name for f in dataclasses.fields(SyncStatus)} == counters | {"link"}
+    assert isinstance((await agent.daemon.agent_status()).sync, SyncStatus)
 
 
 async def test_tcp_report_keeps_every_counter_of_a_tcp_source(

@@ -8,7 +8,13 @@ The daemon builds an :class:`AgentStatus` in one place
 as :meth:`AgentStatus.to_json`; the CLI and the TUI read a ``status`` reply
 back with :meth:`AgentStatus.from_json`; metrics, ``/health``, ``/ready`` and
 the systemd status line read the value itself.  No consumer picks a status
-apart by string keys.
+apart by string keys.  The sync loop returns its part, a :class:`SyncStatus`, itself
+(:meth:`scanner_agent.sync.SyncLoop.snapshot`), so that state is defined here once.
+
+It sits at the bottom of the layers (standard library and :mod:`scanner_agent.times`
+only), so the parts that produce a status (the sync loop, the daemon) and the clients
+that read one (control's client side, the CLI, the TUI) all import it without loading
+each other; :mod:`scanner_agent.control` re-exports every name.
 
 Every time is ISO 8601 with an offset, as the agent reports times everywhere
 (control protocol version 2).  A client that asks for version 1 gets five of
