@@ -129,11 +129,7 @@ def cmd_queue_export(args: argparse.Namespace) -> int:
     with read_outbox(args) as outbox:
         if writer:
             writer.writeheader()
-        after = 0
-        while True:
-            rows, bad = outbox.export_page(after_seq=after, limit=5000)
-            if not rows and not bad:
-                break
+        for rows, bad in outbox.export_pages(page=5000):
             exported += len(rows)
             for r in rows:
                 d = dataclasses.asdict(r)
@@ -144,7 +140,6 @@ def cmd_queue_export(args: argparse.Namespace) -> int:
             for b in bad:
                 note(f"damaged row seq {b.seq} not exported: {b.problem}; bytes {b.content.hex()}")
             damaged += len(bad)
-            after = max([r.seq for r in rows] + [b.seq for b in bad])
     if damaged:
         note(
             f"{plural(damaged, 'damaged row')} not exported (quarantined or failing their "

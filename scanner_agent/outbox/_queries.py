@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -199,6 +199,19 @@ class OutboxQueries(OutboxCore):
         """
         found = self._read_rows("seq > ?", (after_seq,), limit)
         return [_outbox_row(r) for r in found.rows], found.damaged
+
+    def export_pages(
+        self, *, page: int = 1000
+    ) -> Iterator[tuple[list[OutboxRow], list[DamagedRow]]]:
+        """Every row for export, :meth:`export_page` after page, until none is left: an
+        export of a large file holds one page in memory at a time."""
+        after = 0
+        while True:
+            rows, bad = self.export_page(after_seq=after, limit=page)
+            if not rows and not bad:
+                return
+            yield rows, bad
+            after = max([r.seq for r in rows] + [b.seq for b in bad])
 
     def rejects(self, *, limit: int = 1000) -> list[RejectRecord]:
         """Scans refused at intake, newest aggregate last (each with its count and last time)."""

@@ -146,6 +146,21 @@ def test_export_writes_every_readable_row_and_reports_the_damaged_ones(tmp_path:
     assert "seq 12" in proc.stderr
 
 
+def test_export_pages_give_every_row_once_across_pages_damaged_ones_apart(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    scans = filled(path, 20)
+    damage_code(path, scans[4])
+    damage_code(path, scans[11], value=ord("7"))
+    with Outbox.open(path) as box:
+        pages = list(box.export_pages(page=3))  # a damaged row ends or starts some pages
+    assert len(pages) == 7  # 20 rows, 3 a page
+    assert all(len(rows) + len(bad) <= 3 for rows, bad in pages)
+    assert [r.code for rows, _ in pages for r in rows] == [
+        s.code for i, s in enumerate(scans) if i not in (4, 11)
+    ]
+    assert [b.seq for _, bad in pages for b in bad] == [5, 12]
+
+
 @settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
