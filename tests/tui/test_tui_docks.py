@@ -18,6 +18,7 @@ from scanner_agent.kernel import ConfigError
 from scanner_agent.traceserver import TraceServerThread
 from scanner_agent.tui import DispatchScreen, DocksApp, SocketAgent
 from tests.support.polling import eventually
+from tests.tui.fake_agent import STATUS, FakeAgent
 
 UNIT_A = "81234560000000011234"
 PRODUCT_BARCODE = "6901234567892"
@@ -185,3 +186,35 @@ def test_tui_takes_repeated_sockets_or_the_configs_docks(tmp_path: Path) -> None
     config.write_text(config.read_text().replace('["/run/dock1.sock", ', "[1, "))
     with pytest.raises(ConfigError, match=r"control\.docks"):
         load_config(config)
+
+
+async def test_every_dock_s_view_keeps_up_however_many_docks_are_open() -> None:
+    # Each dock's view holds three threads for its whole life and the overview one per dock:
+    # six docks opened one after another must each get their own, not wait for a free one.
+    n = 6
+    agents = [FakeAgent(status={**STATUS, "device_id": f"dock-{i}"}, events=[]) for i in range(n)]
+    app = DocksApp([(f"/run/d{i}.sock", a) for i, a in enumerate(agents)], poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for i in range(n):
+            app.overview.open_dock(i)
+            screen = app.screen
+            assert isinstance(screen, DispatchScreen)
+            await eventually(
+                lambda s=screen: s.connected and s.status is not None,
+                within=10,
+                what=f"dock {i}'s view",
+                pause=pilot.pause,
+            )
+            assert screen.status is not None
+            assert screen.status.device_id == f"dock-{i}"
+            await pilot.press("escape")
+        # And every one of them still polls: a change on the first dock shows there.
+        agents[0].status = {**STATUS, "device_id": "dock-0", "backlog": 7}
+        first = app.overview.dock_screen(0)
+        assert first is not None
+        await eventually(
+            lambda: first.status is not None and first.status.backlog == 7,
+            within=10,
+            what="dock 0 still polled",
+            pause=pilot.pause,
+        )
