@@ -7,11 +7,38 @@ snapshots.
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from scanner_agent.control import ControlClient, ControlUnavailable, EventStream
+
+log = logging.getLogger(__name__)
+
+
+def start_thread(name: str, loop: Callable[[], None]) -> threading.Thread:
+    """Run ``loop`` (one of the TUI's long-lived loops) on a thread of its own.
+
+    Not Textual's thread workers: those borrow threads from asyncio's default
+    executor, at most ``min(32, cores + 4)`` (six on a two-core till), and
+    each dock holds its loops for as long as the TUI runs, so an overview of a
+    few docks and the views opened from it would leave the next loops waiting
+    for a thread that never comes free.  The thread runs in a copy of the
+    caller's context (Textual's active app), as a worker would.
+    """
+    context = contextvars.copy_context()
+
+    def run() -> None:
+        try:
+            context.run(loop)
+        except Exception:
+            log.exception("TUI thread %s failed", name)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 class EventSource(Protocol):

@@ -25,11 +25,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from textual import work
 from textual.screen import Screen
 
 from scanner_agent.control import AgentStatus, ControlError, ControlUncertain, RemoteError
-from scanner_agent.tui._agent import AgentLink, EventSource
+from scanner_agent.tui._agent import AgentLink, EventSource, start_thread
 from scanner_agent.tui._messages import (
     BillChanged,
     BillUpdated,
@@ -72,10 +71,11 @@ class AgentScreen(Screen[None]):
         )
 
     def start_workers(self) -> None:
-        """Start the event, poll and command workers (once, when mounted)."""
-        self._event_loop()
-        self._poll_loop()
-        self._command_loop()
+        """Start the event, poll and command threads (once, when mounted)."""
+        name = f"{type(self).__name__}:{id(self):x}"
+        start_thread(f"{name}:events", self._event_loop)
+        start_thread(f"{name}:poll", self._poll_loop)
+        start_thread(f"{name}:commands", self._command_loop)
 
     def stop_workers(self) -> None:
         """Stop the workers and drop the agent's connections (when unmounted)."""
@@ -89,7 +89,6 @@ class AgentScreen(Screen[None]):
 
     # -- workers -----------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="events", exit_on_error=False)
     def _event_loop(self) -> None:
         """Hold a subscription; reconnect after the agent goes away."""
         while not self._stopping.is_set():
@@ -132,7 +131,6 @@ class AgentScreen(Screen[None]):
         """Refresh status and the bill now."""
         self._wake.set()
 
-    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll_loop(self) -> None:
         """``status`` and ``bill.show`` every ``poll_s``, or at once when woken."""
         while not self._stopping.is_set():
@@ -154,7 +152,6 @@ class AgentScreen(Screen[None]):
     def _command(self, what: str, cmd: str, args: dict[str, Any]) -> None:
         self._commands.put((what, cmd, args))
 
-    @work(thread=True, exclusive=True, group="commands", exit_on_error=False)
     def _command_loop(self) -> None:
         """The operator's commands, in order."""
         while True:

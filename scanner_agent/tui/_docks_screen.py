@@ -15,13 +15,13 @@ updating while a dock is shown.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from scanner_agent.control import AgentStatus, ControlError, RemoteError
-from scanner_agent.tui._agent import AgentLink
+from scanner_agent.tui._agent import AgentLink, start_thread
 from scanner_agent.tui._dispatch_screen import DispatchScreen
 from scanner_agent.tui._format import (
     LINK_STYLE,
@@ -118,7 +118,7 @@ class DocksScreen(Screen[None]):
         table = self.query_one("#docks-table", DataTable)
         for i, dock in enumerate(self.docks):
             table.add_row(*self._cells(dock), key=str(i))
-            self._poll_dock(i)
+            start_thread(f"docks:{i}", functools.partial(self._poll_dock, i))
         table.move_cursor(row=min(self.selected, len(self.docks) - 1), animate=False)
         table.focus()
 
@@ -129,7 +129,6 @@ class DocksScreen(Screen[None]):
 
     # -- workers -------------------------------------------------------------------
 
-    @work(thread=True, exit_on_error=False)
     def _poll_dock(self, index: int) -> None:
         """``status`` (and the open bill) of one dock every ``poll_s``."""
         dock = self.docks[index]
