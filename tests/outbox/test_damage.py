@@ -114,6 +114,36 @@ def test_a_text_stored_as_a_blob_is_quarantined_not_a_lease_failing_forever(
     assert sorted(sent) == sorted(s.code for s in scans if s is not scans[3])
 
 
+@pytest.mark.parametrize("where", ["row", "batch"])
+def test_an_in_flight_row_whose_batch_id_is_damaged_is_sent_again_with_an_alarm(
+    tmp_path: Path, where: str
+) -> None:
+    """The batch id is not covered by the checksum (it changes as the row moves on).
+
+    One flipped bit in it, in the row or in the ``batches`` table, left the
+    row in flight forever: no batch named it, so no lease returned it, and
+    nothing said so.
+    """
+    path = tmp_path / "o.db"
+    scans = filled(path, 10)
+    with Outbox.open(path) as box:
+        batch = box.lease(10)
+        assert batch is not None
+        box.release(batch.batch_id, "network down")
+    data = path.read_bytes()
+    at = data.find(batch.batch_id.encode())  # the first copy: a row's (the table's pages first)
+    if where == "batch":
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE batches SET batch_id = 'x' || substr(batch_id, 2)")
+    else:
+        poke(path, at + 3, data[at + 3] ^ 1)
+    with Outbox.open(path) as box:
+        assert any("no batch" in a for a in box.alarms), box.alarms
+        sent = deliver_all(box)
+        assert box.stats().backlog == 0
+    assert sorted(sent) == sorted(s.code for s in scans)
+
+
 def test_a_damaged_event_id_is_quarantined_too(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     scans = filled(path, 10)
