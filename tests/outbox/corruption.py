@@ -8,7 +8,7 @@ the main file and more owed rows only in the WAL, copied while the writer still
 has it open (as a kill would leave it).  Each case copies the image, applies
 one random corruption to the database or the WAL (bit flips, a run of random
 bytes, truncation, a zeroed page or frame, a damaged WAL header), then does what the daemon and an
-operator would: open (never raising: a start that raises is a crash loop under
+operator would (with a clock an hour on, so every lease the writer took has expired): open (never raising: a start that raises is a crash loop under
 systemd), lease and settle until nothing is left, export, and salvage any file
 moved aside.  It checks what was delivered against what was written:
 
@@ -53,9 +53,10 @@ import sqlite3
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
-from scanner_agent.kernel import ScannerAgentError
+from scanner_agent.kernel import ScannerAgentError, utc_now
 from scanner_agent.outbox import EventResult, Outbox
 from scanner_agent.outbox._pages import leaf_cells
 from tests.support.outbox import cn20_scans
@@ -121,8 +122,21 @@ def _places(db: bytes, wal: bytes, width: int) -> dict[str, tuple[tuple[str, int
     return out
 
 
+def in_flight(box: Outbox, batches: int) -> None:
+    """Lease ``batches`` batches and give them back, as failed sends leave them (in flight)."""
+    leased = [box.lease(30) for _ in range(batches)]
+    for batch in leased:
+        assert batch is not None
+        box.release(batch.batch_id, "network down")
+
+
 def build_image(workdir: Path) -> Image:
-    """Delivered and owed rows in the main file, more owed rows only in the WAL."""
+    """Delivered and owed rows in the main file, more owed rows only in the WAL.
+
+    Of the owed rows, 60 are in flight in batches given back after a failed
+    send: seqs 61-90 in the main file, and 91-120 whose lease is only in the
+    WAL (a lease takes a batch given back first, then the oldest pending).
+    """
     path = workdir / "image.db"
     # Fixed event ids, so a seed hits the same bytes in every run (times still vary).
     ids = random.Random(1)
@@ -137,10 +151,12 @@ def build_image(workdir: Path) -> Image:
         batch = box.lease(30)
         assert batch is not None
         box.settle(batch.batch_id, {e.event_id: EventResult("accepted") for e in batch.events})
+    in_flight(box, 1)
     box.checkpoint()
     box.checkpoint()  # idle: TRUNCATE, so what follows is only in the WAL
     for start in range(0, 300, 30):
         box.enqueue_many(in_wal[start : start + 30])
+    in_flight(box, 2)
     db, wal = path.read_bytes(), Path(f"{path}-wal").read_bytes()
     look = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     (width,) = look.execute("SELECT COUNT(*) FROM pragma_table_info('scans')").fetchone()
@@ -275,6 +291,16 @@ class CaseResult:
         return bool(self.crashed or self.altered or self.undamaged_missing or self.silent_loss)
 
 
+def _later() -> datetime:
+    """An hour from now: every lease the image's writer took has expired.
+
+    A damaged WAL tail can drop the commit that gave a batch back after a
+    failed send; its lease then runs to its end, as it would in a running
+    daemon, before its rows are sent again.
+    """
+    return utc_now() + timedelta(hours=1)
+
+
 def drain(box: Outbox, sent: Counter[tuple[str, str]]) -> None:
     for _ in range(1000):
         batch = box.lease(250)
@@ -307,7 +333,7 @@ def run_case(image: Image, workdir: Path, seed: int) -> CaseResult:
     sent: Counter[tuple[str, str]] = Counter()
     step = "open"
     try:
-        with Outbox.open(path) as box:
+        with Outbox.open(path, clock=_later) as box:
             result.reported |= bool(box.alarms)
             step = "lease"
             drain(box, sent)
