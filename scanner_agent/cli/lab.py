@@ -34,8 +34,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    """The shared bearer token, by the agent's own credential rule; None on PostgreSQL
-    without one (each dock then sends its own token)."""
+    """The shared bearer token, by the agent's own credential rule; None without one (each
+    dock then sends its own token, ``trace-server token add DEVICE``)."""
     if args.token_file or args.token_env:
         # One line of printable ASCII, not world-readable.
         return read_token(args.token_file or "", args.token_env or "", "trace-server")
@@ -46,11 +46,7 @@ def _token(args: argparse.Namespace) -> str | None:
             file=sys.stderr,
         )
         return check_secret(args.token.encode(), "trace-server.token", "--token")
-    from scanner_agent.traceserver import is_postgres
-
-    if is_postgres(args.db):
-        return None  # only per-dock tokens (`trace-server token add DEVICE`)
-    raise ScannerAgentError("trace-server: give --token-file or --token-env")
+    return None  # only per-dock tokens
 
 
 def cmd_trace_server(args: argparse.Namespace) -> int:
@@ -83,27 +79,28 @@ def cmd_trace_server(args: argparse.Namespace) -> int:
 
 def _token_command(db: str, words: list[str]) -> int:
     """``token add DEVICE`` (the token is printed once, to stdout), ``token revoke ID``,
-    ``token list`` (ids and devices, never a secret)."""
-    from scanner_agent.traceserver import is_postgres, issue_token, list_tokens, revoke_token
+    ``token list`` (ids and devices, never a secret); on either store."""
+    from scanner_agent.traceserver import issue_token, list_tokens, revoke_token
 
-    if not is_postgres(db):
-        raise ScannerAgentError("trace-server token: per-dock tokens need a postgresql:// --db")
-    match words:
-        case ["add", device]:
-            issued = issue_token(db, device)
-            print(f"trace-server: token {issued.token_id} for {device}:", file=sys.stderr)
-            print(issued.token)
-        case ["revoke", token_id]:
-            if not revoke_token(db, token_id):
-                raise ScannerAgentError(f"trace-server token: no live token {token_id}")
-            print(f"trace-server: token {token_id} revoked")
-        case ["list"]:
-            for token_id, device, created, revoked in list_tokens(db):
-                print(f"{token_id}  {device}  issued {created}  revoked {revoked or '-'}")
-        case _:
-            raise ScannerAgentError(
-                "trace-server token: use `token add DEVICE`, `token revoke ID` or `token list`"
-            )
+    try:
+        match words:
+            case ["add", device]:
+                issued = issue_token(db, device)
+                print(f"trace-server: token {issued.token_id} for {device}:", file=sys.stderr)
+                print(issued.token)
+            case ["revoke", token_id]:
+                if not revoke_token(db, token_id):
+                    raise ScannerAgentError(f"trace-server token: no live token {token_id}")
+                print(f"trace-server: token {token_id} revoked")
+            case ["list"]:
+                for token_id, device, created, revoked in list_tokens(db):
+                    print(f"{token_id}  {device}  issued {created}  revoked {revoked or '-'}")
+            case _:
+                raise ScannerAgentError(
+                    "trace-server token: use `token add DEVICE`, `token revoke ID` or `token list`"
+                )
+    except FileNotFoundError as exc:  # an SQLite --db that does not exist
+        raise ScannerAgentError(f"trace-server token: {exc}") from exc
     return 0
 
 
@@ -146,7 +143,7 @@ def register(add: AddCommand) -> None:
         default="serve",
         help="serve (default); migrate: apply the PostgreSQL schema migrations --db lacks "
         "and create the coming months' partitions; token add DEVICE | revoke ID | list: "
-        "one credential per dock (PostgreSQL)",
+        "one credential per dock",
     )
     p.add_argument("words", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--listen", default="127.0.0.1:8900", help="host:port (default 127.0.0.1:8900)")

@@ -16,7 +16,14 @@ from scanner_agent.traceserver._app import (
     MAX_GZIP_MEMBERS,
     create_app,
 )
-from scanner_agent.traceserver._backends import is_postgres, migrate, open_store
+from scanner_agent.traceserver._backends import (
+    is_postgres,
+    issue_token,
+    list_tokens,
+    migrate,
+    open_store,
+    revoke_token,
+)
 from scanner_agent.traceserver._faults import Fault, Faults
 from scanner_agent.traceserver._ingest import BatchStore
 from scanner_agent.traceserver._protocol import (
@@ -29,7 +36,7 @@ from scanner_agent.traceserver._protocol import (
 )
 from scanner_agent.traceserver._server import TraceServerThread, serve
 from scanner_agent.traceserver._store import EVENT_COLUMNS, TraceStore
-from scanner_agent.traceserver._tokens import IssuedToken, issue_token, list_tokens, revoke_token
+from scanner_agent.traceserver._tokens import IssuedToken
 from scanner_agent.traceserver._workers import WorkerSettings, serve_workers
 
 __all__ = [

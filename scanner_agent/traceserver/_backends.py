@@ -6,12 +6,17 @@ so they load only when a PostgreSQL URI is given.
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
+from scanner_agent.traceserver import _tokens
 from scanner_agent.traceserver._ingest import BatchStore
 from scanner_agent.traceserver._store import Synchronous, TraceStore
+from scanner_agent.traceserver._tokens import IssuedToken
 
-__all__ = ["is_postgres", "migrate", "open_store"]
+__all__ = ["is_postgres", "issue_token", "list_tokens", "migrate", "open_store", "revoke_token"]
 
 
 def is_postgres(db: str | Path) -> bool:
@@ -34,3 +39,41 @@ def migrate(url: str) -> list[int]:
     from scanner_agent.traceserver._pgschema import migrate as apply
 
     return apply(url)
+
+
+@contextmanager
+def _token_store(db: str | Path) -> Iterator[tuple[_tokens.Connection, _tokens.Dialect]]:
+    """A committing connection to the store ``db`` for ``trace-server token``, and its dialect.
+
+    An SQLite file must exist (a mistyped path must not become a new, empty
+    store); it is brought to the current schema as the server would.
+    """
+    if is_postgres(db):
+        import psycopg
+
+        with psycopg.connect(str(db)) as pg:
+            yield pg, _tokens.PG
+        return
+    if not Path(db).is_file():
+        raise FileNotFoundError(f"no trace store at {db} (start trace-server on it first)")
+    TraceStore(db).close()  # the schema, device_tokens included
+    with closing(sqlite3.connect(db)) as lite, lite:
+        yield lite, _tokens.SQLITE
+
+
+def issue_token(db: str | Path, device_id: str) -> IssuedToken:
+    """``trace-server token add``: a new token for ``device_id``, its secret shown this once."""
+    with _token_store(db) as (conn, sql):
+        return _tokens.issue(conn, sql, device_id)
+
+
+def revoke_token(db: str | Path, token_id: str) -> bool:
+    """``trace-server token revoke``: end ``token_id`` at the next request; False if none was live."""
+    with _token_store(db) as (conn, sql):
+        return _tokens.revoke(conn, sql, token_id)
+
+
+def list_tokens(db: str | Path) -> list[tuple[str, str, str, str | None]]:
+    """``trace-server token list``: every token's ``(id, device, created_at, revoked_at)``."""
+    with _token_store(db) as (conn, sql):
+        return _tokens.listing(conn, sql)

@@ -45,12 +45,14 @@ from scanner_agent.traceserver._ingest import (
     reply_for,
 )
 from scanner_agent.traceserver._protocol import Batch, EventRow
+from scanner_agent.traceserver._tokens import SQLITE, device_for
 
 __all__ = ["EVENT_COLUMNS", "TraceStore", "error_body"]
 
 log = logging.getLogger("scanner_agent.traceserver")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: batches and events; 2: device_tokens (one credential per dock, :mod:`._tokens`)."""
 
 EVENT_COLUMNS: Final[tuple[str, ...]] = (
     "event_id",
@@ -90,6 +92,13 @@ CREATE TABLE IF NOT EXISTS events (
     received_at  TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_code_action_bill ON events (code, action, bill);
+CREATE TABLE IF NOT EXISTS device_tokens (
+    token_id       TEXT PRIMARY KEY,
+    device_id      TEXT NOT NULL,
+    secret_sha256  BLOB NOT NULL,
+    created_at     TEXT NOT NULL,
+    revoked_at     TEXT
+);
 """
 
 _SELECT_EVENTS = (
@@ -227,7 +236,8 @@ class TraceStore(BatchStore):
     def _create_schema(self) -> None:
         conn = self._writer
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        # Every statement is IF NOT EXISTS: running them all brings an older version up.
+        if not 0 <= version <= SCHEMA_VERSION:
             raise RuntimeError(
                 f"trace store {self._path}: schema version {version}, expected {SCHEMA_VERSION}"
             )
@@ -282,6 +292,15 @@ class TraceStore(BatchStore):
                     conn.execute("ROLLBACK")
                 raise
         return 200, reply, others, stored
+
+    def device_for_token(self, token: str) -> str | None:
+        """The device of the live dock token ``token`` (:mod:`._tokens`), or None.
+
+        Read on the reader connection: a revocation committed by ``trace-server
+        token revoke`` is seen by the next request.
+        """
+        with self._read_lock:
+            return device_for(self._reader, token, SQLITE)
 
     # -- reads ----------------------------------------------------------------
 

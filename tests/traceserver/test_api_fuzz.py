@@ -7,7 +7,9 @@ the document (status code, content type, headers, body schema); a request the
 document forbids must be refused (4xx).  The generated batches are steered so
 that they also reach the store: some carry their ``batch_id`` as
 ``Idempotency-Key``, some of their events are made valid with codes from a
-small pool (so duplicates and replays happen), and some are sent again.
+small pool (so duplicates and replays happen), and some are sent again; the
+token is the shared one, a dock's (403 for another device's batch), a wrong
+one or none.
 Afterwards the store holds exactly the events the ``200`` replies accepted,
 each from a batch answered ``200`` and as it was sent: no request stored a
 part of a batch.
@@ -36,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from scanner_agent.traceserver import EVENT_COLUMNS, TraceServerThread
+from scanner_agent.traceserver import EVENT_COLUMNS, TraceServerThread, issue_token
 from tests.traceserver._stores import BACKENDS, fresh_db
 
 TOKEN = "fuzz-token-0123456789"
@@ -53,6 +55,8 @@ CHECKS = [
     response_schema_conformance,
     negative_data_rejection,
 ]
+DOCK = "fuzz-dock"
+"""The device of the dock token the fuzzer also sends with (its other batches are 403)."""
 AUTHS = {
     "shared": {"Authorization": f"Bearer {TOKEN}"},
     "scheme-case": {"Authorization": f"bEaReR {TOKEN}"},
@@ -74,7 +78,7 @@ CONFIG = schemathesis.Config.from_dict(
         }
     }
 )
-AUTH_DRAWS = ["shared"] * 5 + sorted(AUTHS)
+AUTH_DRAWS = ["shared"] * 4 + ["dock"] * 2 + sorted(AUTHS)
 """Mostly the right token, so most requests get past the door."""
 EVENT_FIELDS = ("event_id", "code", "scheme", "action", "bill", "scanned_at", "source")
 
@@ -125,6 +129,8 @@ def steer(case: schemathesis.Case, data: st.DataObject) -> None:
     body = case.body
     if case.operation.path != "/v1/batches" or not isinstance(body, dict):
         return
+    if isinstance(body.get("device_id"), str) and data.draw(st.booleans(), label="dock's"):
+        body["device_id"] = DOCK
     aligned = data.draw(st.integers(0, 4), label="key = batch_id") > 0
     if isinstance(body.get("batch_id"), str) and aligned:
         if not header_safe(body["batch_id"]):
@@ -155,6 +161,8 @@ def test_the_service_answers_every_generated_request_as_its_document_says(
         TraceServerThread(db, TOKEN, reject_codes=frozenset({UNREGISTERED})) as server,
         requests.Session() as session,
     ):
+        dock = issue_token(str(db), DOCK).token
+        auths = {**AUTHS, "dock": {"Authorization": f"Bearer {dock}"}}
         schema = schemathesis.openapi.from_url(server.url + "/openapi.json", config=CONFIG)
         cases = st.one_of(
             schema.as_strategy(GenerationMode.POSITIVE), schema.as_strategy(GenerationMode.NEGATIVE)
@@ -175,7 +183,7 @@ def test_the_service_answers_every_generated_request_as_its_document_says(
                 case = sent_before[pick % len(sent_before)]
             else:
                 steer(case, data)
-            response = case.call(base_url=server.url, session=session, headers=AUTHS[auth])
+            response = case.call(base_url=server.url, session=session, headers=auths[auth])
             case.validate_response(response, checks=CHECKS)
             if case.operation.path == "/v1/batches":
                 sent_before.append(case)
@@ -185,6 +193,7 @@ def test_the_service_answers_every_generated_request_as_its_document_says(
         stored = all_events(server.store)
         held_batches = server.store.count_batches()
     assert ledger.accepted, ledger.statuses  # the run reached the store
+    assert 403 in ledger.statuses, ledger.statuses  # and the dock token's device rule
     assert {e["event_id"] for e in stored} == ledger.accepted
     assert len(stored) == len(ledger.accepted)  # each once
     for event in stored:

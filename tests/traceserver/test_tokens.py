@@ -1,8 +1,10 @@
 """One credential per dock: `trace-server token add/revoke/list`, kept only as hashes, bound to
-the dock's device_id (403 for another's), revoked at the next request; the shared token stays."""
+the dock's device_id (403 for another's), revoked at the next request; the shared token stays.
+A contract over both stores (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +13,8 @@ import httpx
 import psycopg
 import pytest
 
-from scanner_agent.traceserver import TraceServerThread, migrate
+from scanner_agent.traceserver import TraceServerThread, TraceStore, is_postgres
+from tests.traceserver._stores import BACKENDS, fresh_db
 
 SHARED = "shared-demo-token"
 SERVER = [sys.executable, "-m", "scanner_agent", "trace-server"]
@@ -55,17 +58,28 @@ def send(url: str, token: str, body: dict[str, object]) -> httpx.Response:
     return httpx.post(url + "/v1/batches", json=body, headers=headers, timeout=10)
 
 
-@pytest.fixture
-def database(postgres_url: str) -> str:
-    migrate(postgres_url)
-    return postgres_url
+@pytest.fixture(params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store of each backend, as a server would have made it (the SQLite file exists)."""
+    db = fresh_db(request.param, tmp_path, request)
+    if not is_postgres(db):
+        TraceStore(db).close()
+    return str(db)
+
+
+def token_rows(db: str) -> list[tuple[object, ...]]:
+    """Every row of the store's ``device_tokens`` table, as its driver reads it."""
+    if is_postgres(db):
+        with psycopg.connect(db) as conn:
+            return conn.execute("SELECT * FROM device_tokens").fetchall()
+    with sqlite3.connect(db) as lite:
+        return lite.execute("SELECT * FROM device_tokens").fetchall()
 
 
 def test_a_token_is_stored_only_as_a_hash(database: str) -> None:
     token, token_id = add_token(database, "dock-1")
     secret = token.rsplit(".", 1)[1]
-    with psycopg.connect(database) as conn:
-        rows = conn.execute("SELECT * FROM device_tokens").fetchall()
+    rows = token_rows(database)
     assert len(rows) == 1
     text = repr(rows)
     assert secret not in text
@@ -109,7 +123,24 @@ def test_without_a_shared_token_only_dock_tokens_open_the_service(database: str)
         assert send(server.url, "anything", batch("dock-1", 2)).status_code == 401
 
 
-def test_dock_tokens_need_postgresql(tmp_path: Path) -> None:
-    result = cli("token", "add", "dock-1", "--db", str(tmp_path / "t.db"))
+def test_a_token_for_an_sqlite_store_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    """A mistyped --db must not become a new, empty store holding the token."""
+    missing = tmp_path / "no-such.db"
+    result = cli("token", "add", "dock-1", "--db", str(missing))
     assert result.returncode != 0
-    assert "postgresql://" in result.stderr
+    assert "no trace store" in result.stderr
+    assert not missing.exists()
+
+
+def test_an_sqlite_store_made_before_dock_tokens_gains_them(tmp_path: Path) -> None:
+    """A store of schema 1 (no device_tokens) is brought up to date when opened."""
+    db = tmp_path / "old.db"
+    TraceStore(db).close()
+    with sqlite3.connect(db) as lite:
+        lite.execute("DROP TABLE device_tokens")
+        lite.execute("PRAGMA user_version = 1")
+    token, _ = add_token(str(db), "dock-1")
+    with TraceServerThread(db, None) as server:
+        assert send(server.url, token, batch("dock-1", 1)).status_code == 200
+    with sqlite3.connect(db) as lite:
+        assert lite.execute("PRAGMA user_version").fetchone() == (2,)
