@@ -114,7 +114,7 @@ def test_a_text_stored_as_a_blob_is_quarantined_not_a_lease_failing_forever(
     assert sorted(sent) == sorted(s.code for s in scans if s is not scans[3])
 
 
-@pytest.mark.parametrize("where", ["row", "batch"])
+@pytest.mark.parametrize("where", ["row", "batch", "blob"])
 def test_an_in_flight_row_whose_batch_id_is_damaged_is_sent_again_with_an_alarm(
     tmp_path: Path, where: str
 ) -> None:
@@ -122,7 +122,8 @@ def test_an_in_flight_row_whose_batch_id_is_damaged_is_sent_again_with_an_alarm(
 
     One flipped bit in it, in the row or in the ``batches`` table, left the
     row in flight forever: no batch named it, so no lease returned it, and
-    nothing said so.
+    nothing said so.  (Stored as a blob, it is also no batch's: a blob never
+    equals a text.)
     """
     path = tmp_path / "o.db"
     scans = filled(path, 10)
@@ -135,6 +136,9 @@ def test_an_in_flight_row_whose_batch_id_is_damaged_is_sent_again_with_an_alarm(
     if where == "batch":
         with sqlite3.connect(path) as db:
             db.execute("UPDATE batches SET batch_id = 'x' || substr(batch_id, 2)")
+    elif where == "blob":  # a flipped bit in the record header: the same bytes, typed a blob
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE scans SET batch_id = CAST(batch_id AS BLOB) WHERE seq = 4")
     else:
         poke(path, at + 3, data[at + 3] ^ 1)
     with Outbox.open(path) as box:
