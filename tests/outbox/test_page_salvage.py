@@ -17,10 +17,11 @@ import struct
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanner_agent.outbox import EventResult, NewScan, Outbox
+from scanner_agent.outbox import EventResult, NewScan, Outbox, _pages
 from scanner_agent.outbox._pages import leaf_cells
 from tests.outbox.corruption import drain
 from tests.outbox.damage import damage_code
@@ -286,3 +287,28 @@ def test_overflow_chains_that_loop_or_share_pages_end_within_the_budget(tmp_path
             struct.pack_into(">I", data, at, n)
     cells = list(leaf_cells(bytes(data), WIDTH))
     assert {c.rowid for c in cells} == set(range(1, 301))  # the looping rows are dropped
+
+
+def test_cells_pointing_into_one_another_cost_a_few_pages_worth_not_a_page_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1,362 distinct pointers into one run of bytes: a payload parsed from each of them
+    would be quadratic in the page size (about 40 times the page, here, per page)."""
+    parsed: list[int] = []
+    real = _pages._record
+
+    def counting(payload: bytes, width: int) -> list[object]:
+        parsed.append(len(payload))
+        return real(payload, width)
+
+    monkeypatch.setattr(_pages, "_record", counting)
+    data = bytearray(3 * PAGE)
+    page = PAGE  # page 2
+    data[page] = 0x0D
+    count = 1362
+    struct.pack_into(">H", data, page + 3, count)
+    first = 8 + 2 * count
+    struct.pack_into(f">{count}H", data, page + 8, *range(first, first + count))
+    data[page + first : page + PAGE] = b"\x7f" * (PAGE - first)  # payload 127 bytes of 0x7f
+    assert list(leaf_cells(bytes(data), WIDTH)) == []
+    assert 0 < sum(parsed) <= 4 * PAGE
