@@ -29,9 +29,11 @@ outbox's).
 Pages on the freelist are skipped (they hold copies of rows deleted, pruned
 or moved, not the table's) when the freelist is sound (see ``_Image.free``).  Anything inconsistent
 drops the cell or the page, never the scan: random bytes give no cells or some
-cells, never an exception, and the work is bounded: every page is parsed at
-most once per version, each distinct cell pointer once, and overflow pages read
-in all are capped at twice the pages there are.  What comes out is only
+cells, never an exception, and the work is linear in the file: every page is
+parsed at most once per version, each distinct cell pointer once, the payload
+bytes parsed per page are capped at four pages' worth (cells pointing into one
+another), overflow pages read in all at twice the pages there are, and the
+freelist's entries at the pages there are.  What comes out is only
 *candidate* rows, possibly stale copies: the caller must verify each (salvage
 checks the row checksum, takes nothing it cannot verify, and chooses between
 versions).
@@ -139,16 +141,18 @@ class _Image:
             return set()
         trunk, expected = struct.unpack_from(">II", head, 32)
         free: set[int] = set()
+        entries = 0
         while trunk and trunk not in free:
             page = self.page(trunk)
             if page is None:
                 return set()
             free.add(trunk)
             nxt, count = struct.unpack_from(">II", page, 0)
-            if count > (self.usable - 8) // 4:
-                return set()
+            entries += count
+            if count > (self.usable - 8) // 4 or entries > self.main_pages + len(self.newest):
+                return set()  # more leaves than pages: walking them all would be the hostile part
             leaves = struct.unpack_from(f">{count}I", page, 8)
-            if any(self.page(n) is None for n in leaves):
+            if not all(n in self.newest or 1 <= n <= self.main_pages for n in leaves):
                 return set()
             free.update(leaves)
             trunk = nxt
@@ -184,6 +188,8 @@ class _Image:
         return b"".join(parts), tuple(chain)
 
 
+_PAGE_READS = 4
+"""Payload bytes parsed per leaf page, in pages' worth: a sound page needs at most one."""
 _FIXED = {1: 1, 2: 2, 3: 3, 4: 4, 5: 6, 6: 8}
 """Serial types 1-6: big-endian two's-complement integers of these many bytes."""
 
@@ -240,6 +246,7 @@ def _cells(
     if first > image.usable:
         return
     pointers = dict.fromkeys(struct.unpack_from(f">{count}H", page, hdr + 8))
+    spent = 0
     for ptr in pointers:
         if not first <= ptr < image.usable:
             continue
@@ -249,6 +256,11 @@ def _cells(
             rowid = rowid if rowid < 1 << 63 else rowid - (1 << 64)
             if rowid in skip:
                 continue
+            # A sound page's cells do not overlap, so their local parts add up to less than
+            # the page; damaged pointers into one another's bytes could make it quadratic.
+            spent += min(total, image.usable)
+            if spent > _PAGE_READS * image.usable:
+                return
             payload, chain = image.payload(page, i, total)
             values = _record(payload, width)
         except (_Bad, struct.error):
