@@ -224,6 +224,29 @@ def test_a_request_head_that_never_ends_is_closed(server: TraceServerThread) -> 
         assert closed
 
 
+@pytest.mark.parametrize("size", [17 * 1024, 60 * 1024])
+def test_a_request_head_over_16_kib_is_400_and_closed_even_when_it_arrives_at_once(
+    server: TraceServerThread, size: int
+) -> None:
+    """h11 bounds only a head it is still waiting for: one that came in a single read of up to
+    some 64 KiB or more was served (200), past the documented 16 KiB limit."""
+    head = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * size + b"\r\n\r\n"
+    with contextlib.closing(raw_connection(server)) as conn:
+        conn.sendall(head)
+        response = read_response(conn)
+        assert response.startswith(b"HTTP/1.1 400"), response[:80]
+        assert closed_by_server(conn, trickle=False)
+
+
+def test_a_request_head_just_under_16_kib_is_served(server: TraceServerThread) -> None:
+    head = b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 16000 + b"\r\n\r\n"
+    with contextlib.closing(raw_connection(server)) as conn:
+        conn.sendall(head)
+        assert read_response(conn).startswith(b"HTTP/1.1 200")
+        conn.sendall(head)  # and the next one on the same connection too
+        assert read_response(conn).startswith(b"HTTP/1.1 200")
+
+
 def test_a_kept_alive_connection_serves_the_next_request(server: TraceServerThread) -> None:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         for _ in range(3):
