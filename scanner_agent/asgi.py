@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -51,13 +51,24 @@ HEAD_TIMEOUT_S = 10.0
 """A connection must send each request's head within this, however it trickles it."""
 
 
+_HEAD_TOO_LARGE: Final = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\ncontent-length: 24\r\n\r\nRequest head too large.\n"
+)
+
+
 class _HeadDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request head.
+    """uvicorn's h11 protocol with a deadline and a size limit for each request head.
 
     A timer starts when the connection opens and again when each answer is
     out.  When it fires and no request is in progress (the head has not ended),
     the connection is closed.  A request in progress is left to the
     application, which bounds its body itself.
+
+    h11's ``max_incomplete_event_size`` bounds only a head it is still waiting
+    for: one that arrives whole in a single read (64 KiB and more) passed.  So
+    the bytes of each head are counted here as they arrive, up to its blank
+    line, and one over :data:`MAX_HEAD_BYTES` is answered 400 and closed.
     """
 
     head_timeout_s = HEAD_TIMEOUT_S
@@ -65,11 +76,39 @@ class _HeadDeadline(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._next_head()
         self._arm_head_timer()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        self._next_head()
         self._arm_head_timer()
+
+    def _next_head(self) -> None:
+        """The bytes that arrive from now on are a request head, until its blank line."""
+        self._head_bytes = 0
+        self._head_tail = b""
+        self._in_head = True
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head and not self._head_fits(data):
+            self.logger.warning("Request head larger than %d bytes.", MAX_HEAD_BYTES)
+            self.transport.write(_HEAD_TOO_LARGE)
+            self.transport.close()
+            return
+        super().data_received(data)
+
+    def _head_fits(self, data: bytes) -> bool:
+        """Count ``data`` into the current head; False once the head passes the limit."""
+        window = self._head_tail + data  # a blank line may straddle two reads
+        end = window.find(b"\r\n\r\n")
+        if end < 0:
+            self._head_bytes += len(data)
+            self._head_tail = window[-3:]
+        else:
+            self._head_bytes += end + 4 - len(self._head_tail)
+            self._in_head = False  # the rest is a body (or a pipelined request: h11 bounds it)
+        return self._head_bytes <= MAX_HEAD_BYTES
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
