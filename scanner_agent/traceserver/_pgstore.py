@@ -48,6 +48,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import itemgetter
 from types import TracebackType
 from typing import Final, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -80,6 +81,9 @@ _ATTEMPTS: Final = 8
 batch's commit of the same event id or code, which the rerun then sees."""
 
 _RETRY: Final = (errors.UniqueViolation, errors.DeadlockDetected)
+
+_KEY_FIELDS: Final = itemgetter(0, 1, 3, 4)
+"""An event row's ``event_keys`` columns: ``event_id``, ``code``, ``action``, ``bill``."""
 
 _RECEIVED_AT: Final = """to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 _SELECT_EVENTS: Final = (
@@ -259,18 +263,33 @@ class PgTraceStore(BatchStore):
 
     @staticmethod
     def _copy(conn: Connection, batch: Batch, rows: list[EventRow], received_at: str) -> None:
-        """Write the new events and their keys with ``COPY`` (the fastest bulk path measured)."""
+        """Write the new events and their keys with ``COPY`` (the fastest bulk path measured).
+
+        A plain batch (:attr:`Batch.plain_json`: no backslash nor control character in
+        any string, its ids included) is already valid ``COPY`` text once its fields are
+        joined by tabs and its rows by newlines, so it is sent as two strings; any other
+        batch goes row by row through psycopg, which escapes.
+        """
         cursor = conn.cursor()
-        with cursor.copy("COPY event_keys (event_id, code, action, bill) FROM STDIN") as copy:
-            for event_id, code, _scheme, action, bill, _at, _source in rows:
-                copy.write_row((event_id, code, action, bill))
-        tail = (batch.device_id, batch.batch_id, received_at)
-        with cursor.copy(
+        keys_sql = "COPY event_keys (event_id, code, action, bill) FROM STDIN"
+        events_sql = (
             "COPY events (event_id, code, scheme, action, bill, scanned_at, source,"
             " device_id, batch_id, received_at) FROM STDIN"
-        ) as copy:
+        )
+        if batch.plain_json is not None:
+            tail = f"\t{batch.device_id}\t{batch.batch_id}\t{received_at}\n"
+            with cursor.copy(keys_sql) as copy:
+                copy.write("\n".join(map("\t".join, map(_KEY_FIELDS, rows))) + "\n")
+            with cursor.copy(events_sql) as copy:
+                copy.write(tail.join(map("\t".join, rows)) + tail)
+            return
+        with cursor.copy(keys_sql) as copy:
             for row in rows:
-                copy.write_row(row + tail)
+                copy.write_row(_KEY_FIELDS(row))
+        end = (batch.device_id, batch.batch_id, received_at)
+        with cursor.copy(events_sql) as copy:
+            for row in rows:
+                copy.write_row(row + end)
 
     def device_for_token(self, token: str) -> str | None:
         """The device of the live dock token ``token`` (:mod:`._tokens`), or None."""

@@ -296,6 +296,24 @@ def test_a_nul_character_is_refused_by_every_backend_and_nothing_is_stored(
     assert server.store.count_events() == 0
 
 
+def test_fields_come_back_exactly_as_sent_from_the_compact_form_and_with_escapes(
+    client: httpx.Client,
+) -> None:
+    """The agent's compact body takes each store's fast path (PostgreSQL: COPY text joined
+    as is); a backslash, tab, newline or quote must take the escaping path, never be mangled."""
+    sent = [
+        make_event(44, bill="SO-1", source="tcp:dock-1"),
+        make_event(45, bill='SO\\2\t"x"\n\\N', source="C:\\scan\\r\r"),
+    ]
+    for event in sent:
+        body = json.dumps(make_batch([event]), separators=(",", ":")).encode()
+        assert statuses(post(client, content=body, key=json.loads(body)["batch_id"])) == [
+            "accepted"
+        ]
+    held = [{key: event[key] for key in sent[0]} for event in all_events(client)]
+    assert held == sent
+
+
 # -- idempotency --------------------------------------------------------------
 
 
