@@ -43,6 +43,7 @@ that fails is closed, not reused.  The schema is ``trace-server migrate``'s
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -234,10 +235,13 @@ class PgTraceStore(BatchStore):
         wanted = set(ids)
         held: set[str] = set()
         holders: Holders = {}
+        # The lists travel as JSON text: psycopg dumps a list element by element in
+        # Python (1.1 ms of CPU for a batch of 500), json.dumps in one C call.
         for event_id, code, action, bill in conn.execute(
             "SELECT event_id, code, action, bill FROM event_keys"
-            " WHERE event_id = ANY(%s) OR code = ANY(%s)",
-            (ids, codes),
+            " WHERE event_id = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))"
+            " OR code = ANY(ARRAY(SELECT json_array_elements_text(%s::json)))",
+            (json.dumps(ids), json.dumps(codes)),
         ):
             if event_id in wanted:
                 held.add(str(event_id))
