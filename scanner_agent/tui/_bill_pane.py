@@ -120,8 +120,8 @@ class BillPane(Vertical):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """Spell the selected scan out under the table."""
-        if event.data_table.id != "bill-scans" or self.view is None:
-            return
+        if event.data_table.id != "bill-scans" or self.view is None or not self.app.is_running:
+            return  # (shutting down: the detail line may be gone already)
         scan = self.selected_scan()
         if scan is None:
             self.query_one("#bill-detail", Static).update("")

@@ -171,8 +171,9 @@ class DispatchScreen(AgentScreen):
     # -- messages ------------------------------------------------------------------
 
     def _live(self) -> bool:
-        """Whether the main views are there to draw on (not while starting or exiting)."""
-        return bool(self.is_running and self.query(StreamView))
+        """Whether the main views are there to draw on: not while starting, nor once the app
+        is shutting down (its widgets go one by one while the agent's threads still report)."""
+        return bool(self.app.is_running and self.is_running and self.query(StreamView))
 
     def on_connected(self, message: Connected) -> None:
         if not self._live():

@@ -176,8 +176,8 @@ class DocksScreen(Screen[None]):
         )
 
     def on_dock_changed(self, message: DockChanged) -> None:
-        if not self.is_running or not self.query("#docks-table"):
-            return
+        if not (self.app.is_running and self.is_running and self.query("#docks-table")):
+            return  # starting, or shutting down while a dock's thread still reports
         table = self.query_one("#docks-table", DataTable)
         dock = self.docks[message.index]
         for column, cell in enumerate(self._cells(dock)):
@@ -186,7 +186,8 @@ class DocksScreen(Screen[None]):
             self._draw_detail(message.index)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        self._draw_detail(event.cursor_row)
+        if self.app.is_running:  # not while shutting down (the detail line may be gone)
+            self._draw_detail(event.cursor_row)
 
     def _draw_detail(self, index: int) -> None:
         """Under the table, the selected dock in full: socket, problem, refusal, alarms."""

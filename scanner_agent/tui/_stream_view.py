@@ -77,6 +77,8 @@ class StreamView(Vertical):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """Spell the selected scan out: whole code, scheme, product, full reason."""
+        if not self.app.is_running:  # shutting down: the detail line may be gone already
+            return
         ev = self._events.get(event.row_key)
         self.query_one("#stream-detail", Static).update(scan_detail(ev) if ev else "")
 
