@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
@@ -39,6 +40,18 @@ def start_thread(name: str, loop: Callable[[], None]) -> threading.Thread:
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     return thread
+
+
+JOIN_S = 2.0
+"""How long closing waits for the loops it stopped (each ends at once: its agent is closed)."""
+
+
+def join_threads(threads: list[threading.Thread], within: float = JOIN_S) -> None:
+    """Wait, at most ``within`` seconds in all, for ``threads`` to end (after they were told
+    to stop), so none outlives its screen and reports into the next one."""
+    deadline = time.monotonic() + within
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class EventSource(Protocol):

@@ -28,7 +28,7 @@ from typing import Any
 from textual.screen import Screen
 
 from scanner_agent.control import AgentStatus, ControlError, ControlUncertain, RemoteError
-from scanner_agent.tui._agent import AgentLink, EventSource, start_thread
+from scanner_agent.tui._agent import AgentLink, EventSource, join_threads, start_thread
 from scanner_agent.tui._messages import (
     BillChanged,
     BillUpdated,
@@ -66,6 +66,7 @@ class AgentScreen(Screen[None]):
         self._stopping = threading.Event()
         self._stream: EventSource | None = None
         self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._commands: queue.SimpleQueue[tuple[str, str, dict[str, Any]] | None] = (
             queue.SimpleQueue()
         )
@@ -73,9 +74,11 @@ class AgentScreen(Screen[None]):
     def start_workers(self) -> None:
         """Start the event, poll and command threads (once, when mounted)."""
         name = f"{type(self).__name__}:{id(self):x}"
-        start_thread(f"{name}:events", self._event_loop)
-        start_thread(f"{name}:poll", self._poll_loop)
-        start_thread(f"{name}:commands", self._command_loop)
+        self._threads = [
+            start_thread(f"{name}:events", self._event_loop),
+            start_thread(f"{name}:poll", self._poll_loop),
+            start_thread(f"{name}:commands", self._command_loop),
+        ]
 
     def stop_workers(self) -> None:
         """Stop the workers and drop the agent's connections (when unmounted)."""
@@ -86,6 +89,7 @@ class AgentScreen(Screen[None]):
         if stream is not None:
             stream.close()
         self.agent.close()
+        join_threads(self._threads)
 
     # -- workers -----------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from scanner_agent.control import AgentStatus, ControlError, RemoteError
-from scanner_agent.tui._agent import AgentLink, start_thread
+from scanner_agent.tui._agent import AgentLink, join_threads, start_thread
 from scanner_agent.tui._dispatch_screen import DispatchScreen
 from scanner_agent.tui._format import (
     LINK_STYLE,
@@ -94,6 +94,7 @@ class DocksScreen(Screen[None]):
         self.reconnect_s = reconnect_s
         self.selected = selected
         self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -118,7 +119,7 @@ class DocksScreen(Screen[None]):
         table = self.query_one("#docks-table", DataTable)
         for i, dock in enumerate(self.docks):
             table.add_row(*self._cells(dock), key=str(i))
-            start_thread(f"docks:{i}", functools.partial(self._poll_dock, i))
+            self._threads.append(start_thread(f"docks:{i}", functools.partial(self._poll_dock, i)))
         table.move_cursor(row=min(self.selected, len(self.docks) - 1), animate=False)
         table.focus()
 
@@ -126,6 +127,7 @@ class DocksScreen(Screen[None]):
         self._stopping.set()
         for dock in self.docks:
             dock.agent.close()
+        join_threads(self._threads)
 
     # -- workers -------------------------------------------------------------------
 
