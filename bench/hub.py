@@ -68,6 +68,9 @@ BATCHES = int(os.environ.get("BENCH_BATCHES", "8"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "500"))
 RATE = int(os.environ.get("BENCH_RATE", "20000"))
 PACED_S = float(os.environ.get("BENCH_PACED_S", "15"))
+DURABLE = os.environ.get("BENCH_PG_DURABLE", "1") != "0"
+"""PostgreSQL with its own durability (fsync, synchronous commit, full page writes), as a site
+runs it; ``BENCH_PG_DURABLE=0`` gives the tests' throwaway settings (no fsync)."""
 TOKEN = "bench-token"
 PERIOD = AGENTS * EVENTS / RATE
 """Seconds between two batches of one agent in the paced phase."""
@@ -307,7 +310,7 @@ def main() -> None:
         sqlite = str(Path(tmp) / "trace.db")
         results["sqlite"] = run(sqlite, 1, token_file, saturated, paced, None)
         log(f"sqlite: {results['sqlite']}")
-        cluster = PostgresCluster(bindir).start()
+        cluster = PostgresCluster(bindir, durable=DURABLE).start()
         try:
             for workers in (1, 2):
                 url = cluster.create_database()
@@ -340,6 +343,7 @@ def main() -> None:
                 "p99_batch_ms_saturated": figure(best, "saturated", "p99_batch_ms"),
                 "offered_events_per_s": RATE,
                 "held_once": all(r["held_once"] for r in results.values()),
+                "postgres_durable": DURABLE,
             }
         )
     )

@@ -49,8 +49,12 @@ def find_bindir() -> Path | None:
 class PostgresCluster:
     """One running PostgreSQL cluster; :meth:`create_database` gives each test its own database."""
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
         self._bindir = bindir
+        self._durable = durable
+        """Run with PostgreSQL's own durability (fsync, synchronous commit, full page
+        writes), as a site would: the benchmarks' setting.  Tests leave it off: a
+        throwaway cluster that no power cut can reach needs no fsync."""
         self._root = Path(tempfile.mkdtemp(prefix="scanner-agent-pg-"))
         self._data = self._root / "data"
         self._run_as: dict[str, Any] = {}
@@ -92,9 +96,10 @@ class PostgresCluster:
         )
         options = (
             f"-c listen_addresses='' -c unix_socket_directories='{self._root}' -p {_PORT}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=200"
         )
+        if not self._durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl",
             "-D",
