@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from rich.cells import cell_len
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 from textual.widgets._footer import FooterKey
 
-from scanner_agent.tui import DispatchApp
+from scanner_agent.tui import DispatchApp, DocksApp
 from scanner_agent.tui._format import (
     REASON_CELLS,
     REASON_SHORT,
@@ -85,3 +86,16 @@ async def test_the_footer_keeps_quit_and_the_views_keys_at_80_columns(
         ), shown
         if not own:
             assert "Remove" not in shown  # not offered where it does nothing
+
+
+async def test_every_column_of_the_docks_overview_shows_whole_at_80_columns() -> None:
+    app = DocksApp([("/run/d1.sock", FakeAgent())], poll_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        table = app.overview.query_one("#docks-table", DataTable)
+        widths = [c.get_render_width(table) for c in table.columns.values()]
+        # The last column ("alarms", then "⚠ 3") ends inside the screen, scrollbar aside.
+        assert sum(widths) <= 80 - 1, widths
+        labels = [str(c.label) for c in table.columns.values()]
+        assert labels[-1] == "alarms"
+        assert all(c.width >= len(str(c.label)) for c in table.columns.values()), labels
