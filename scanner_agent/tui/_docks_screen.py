@@ -41,6 +41,39 @@ from scanner_agent.tui._format import (
     zone,
 )
 
+DOCK_CELLS = 13
+BILL_CELLS = 17
+COLUMNS = (
+    ("dock", DOCK_CELLS),
+    ("link", 12),
+    ("backlog", 7),
+    ("open bill", BILL_CELLS),
+    ("last refusal", 12),
+    ("alarms", 6),
+)
+"""The overview's columns and their widths: with a cell's padding on each side, 79 cells, so
+every one shows whole at 80 columns (the line under the table spells the selected dock out)."""
+
+
+def bill_cell(view: dict[str, Any] | None) -> Text:
+    """The open bill in :data:`BILL_CELLS` cells: its progress (``11/20``, and ``+N``
+    unexpected) whole, its number cut in the middle to make room (``SO-2…001 11/20 +1``)."""
+    full = bill_progress(view, lead="", kind=False)
+    if full.cell_len <= BILL_CELLS or view is None or view["bill"]["state"] != "open":
+        full.truncate(BILL_CELLS, overflow="ellipsis")
+        return full
+    number = str(view["bill"]["number"])
+    progress = full[len(number) + 1 :]
+    figure, _, rest = progress.plain.partition(" +")
+    main = progress[: len(figure)]
+    extra = f" +{rest.split(' ', 1)[0]}" if rest else ""
+    room = BILL_CELLS - main.cell_len - len(extra) - 1
+    out = Text(f"{elide_middle(number, max(room, 1))} ", style="bold cyan")
+    out.append_text(main)
+    out.append(extra, "bold yellow")
+    out.truncate(BILL_CELLS, overflow="ellipsis")
+    return out
+
 
 @dataclass
 class Dock:
@@ -105,12 +138,8 @@ class DocksScreen(Screen[None]):
             id="status-line",
         )
         table: DataTable[Any] = DataTable(id="docks-table", cursor_type="row", zebra_stripes=True)
-        table.add_column("dock", width=14)
-        table.add_column("link", width=12)
-        table.add_column("backlog", width=7)
-        table.add_column("open bill", width=20)
-        table.add_column("last refusal", width=12)
-        table.add_column("alarms", width=6)
+        for label, width in COLUMNS:
+            table.add_column(label, width=width)
         yield table
         yield Static(id="docks-detail", classes="row-detail")
         yield Footer(compact=True)
@@ -161,15 +190,14 @@ class DocksScreen(Screen[None]):
         else:
             link = Text(f"● {st.link.replace('_', ' ')}", style=LINK_STYLE.get(st.link, "bold"))
             backlog = Text(str(st.backlog), justify="right")
-            bill = bill_progress(dock.bill_view, lead="", kind=False)
-            bill.truncate(20, overflow="ellipsis")
+            bill = bill_cell(dock.bill_view)
         refusal = st.last_refusal if st is not None else None
         last = Text("")
         if refusal is not None:
             last = Text(reason_short(refusal.reason or refusal.verdict), "red")
         alarms = list(st.alarms) if dock.connected and st is not None else []
         return (
-            elide_middle(dock.name, 14),
+            elide_middle(dock.name, DOCK_CELLS),
             link,
             backlog,
             bill,
@@ -192,11 +220,14 @@ class DocksScreen(Screen[None]):
             self._draw_detail(event.cursor_row)
 
     def _draw_detail(self, index: int) -> None:
-        """Under the table, the selected dock in full: socket, problem, refusal, alarms."""
+        """Under the table, the selected dock in full: its bill and progress, problem,
+        last refusal, alarms."""
         if not 0 <= index < len(self.docks):
             return
         dock = self.docks[index]
         out = Text(dock.name, style="bold")
+        if dock.connected and dock.bill_view is not None:
+            out.append_text(bill_progress(dock.bill_view))
         if dock.problem:
             out.append(f"  {dock.problem}", "red")
         refusal = dock.status.last_refusal if dock.status is not None else None

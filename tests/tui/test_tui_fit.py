@@ -12,6 +12,7 @@ from textual.widgets import DataTable
 from textual.widgets._footer import FooterKey
 
 from scanner_agent.tui import DispatchApp, DocksApp
+from scanner_agent.tui._docks_screen import BILL_CELLS, bill_cell
 from scanner_agent.tui._format import (
     REASON_CELLS,
     REASON_SHORT,
@@ -19,7 +20,7 @@ from scanner_agent.tui._format import (
     reason_full,
     reason_short,
 )
-from tests.tui.fake_agent import REFUSALS, FakeAgent
+from tests.tui.fake_agent import BILL_VIEW, REFUSALS, FakeAgent
 
 
 @pytest.mark.parametrize("event", REFUSALS, ids=lambda e: str(e["reason"])[:30])
@@ -99,3 +100,12 @@ async def test_every_column_of_the_docks_overview_shows_whole_at_80_columns() ->
         labels = [str(c.label) for c in table.columns.values()]
         assert labels[-1] == "alarms"
         assert all(c.width >= len(str(c.label)) for c in table.columns.values()), labels
+
+
+def test_the_docks_bill_cell_keeps_the_progress_and_cuts_the_number() -> None:
+    cell = bill_cell(BILL_VIEW)  # SO-2026-0001, 11/20 and one unexpected unit
+    assert cell.cell_len <= BILL_CELLS
+    assert cell.plain.endswith(" 11/20 +1"), cell.plain
+    assert cell.plain.startswith("SO-2"), cell.plain
+    assert "…" in cell.plain, cell.plain
+    assert bill_cell(None).plain == "no bill open"
