@@ -6,8 +6,9 @@
 * :class:`CaptureThread` reads frames as fast as the device delivers them into a
   :class:`LatestFrame` slot (a frame replaced before the decoder took it is
   *dropped* and counted, never queued), reopens a live stream that fails with
-  capped exponential backoff, and watches for a stream that stays connected but
-  stops delivering (see its docstring);
+  capped exponential backoff (the kernel's one rule,
+  :func:`~scanner_agent.kernel.backoff_delay`), and watches for a stream that stays
+  connected but stops delivering (see its docstring);
 * :class:`ScriptedCapture` is the in-memory fake camera the tests use.
 """
 
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from drivers.ipcam import STREAM_TIMEOUT_MS, open_stream, safe_url
-from scanner_agent.kernel import DeviceDisconnected, DeviceUnavailable, utc_now
+from scanner_agent.kernel import DeviceDisconnected, DeviceUnavailable, backoff_delay, utc_now
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -393,8 +394,9 @@ class CaptureThread(threading.Thread):
                 cap.close()
 
     def _supervise(self) -> None:
-        delay = self.backoff_initial
+        attempt = 0  # failed opens and lost connections since one last delivered frames
         while not self.stopping.is_set():
+            delay = backoff_delay(attempt, self.backoff_initial, self.backoff_max)
             try:
                 cap = self.opener()
             except Exception as exc:  # DeviceUnavailable, or a cv2.error from the backend
@@ -403,7 +405,7 @@ class CaptureThread(threading.Thread):
                 log.warning("%s: %s; retrying in %.1f s", self.name, exc, delay)
                 self.opened.set()
                 self.stopping.wait(delay)
-                delay = min(delay * 2, self.backoff_max)
+                attempt += 1
                 continue
             self._generation += 1
             generation = self._generation
@@ -436,9 +438,9 @@ class CaptureThread(threading.Thread):
             self.io_errors += 1
             self.reconnects += 1
             if self._delivered:
-                delay = self.backoff_initial  # it worked for a while: start again short
-            self.stopping.wait(delay)
-            delay = min(delay * 2, self.backoff_max)
+                attempt = 0  # it worked for a while: start again short
+            self.stopping.wait(backoff_delay(attempt, self.backoff_initial, self.backoff_max))
+            attempt += 1
 
     def _read(self, cap: Capture, generation: int, outcome: list[BaseException]) -> None:
         """One connection's reader: frames into the slot while it is the current one."""

@@ -1,8 +1,9 @@
 """The one backoff rule: capped exponential delays, with or without full jitter.
 
 Used wherever the agent waits to try again: the sync loop's retries and the
-sinks' polls of work the service does for us (:mod:`scanner_agent.sync`), and a
-hardware source reopening its device (:class:`drivers.device.Backoff`).
+sinks' polls of work the service does for us (:mod:`scanner_agent.sync`), a
+hardware source reopening its device (:class:`drivers.device.Backoff`), and a
+camera reopening its stream (:class:`drivers.capture.CaptureThread`).
 """
 
 from __future__ import annotations
