@@ -42,6 +42,19 @@ def test_one_polling_helper() -> None:
     assert own == []
 
 
+def test_one_free_port_helper() -> None:
+    """A free loopback port comes from :func:`tests.support.net.free_port` alone."""
+    own = sorted(
+        f"{name}:{node.lineno} defines {node.name}"
+        for name, path in modules(("tests",)).items()
+        if name != "tests.support.net"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.name.lstrip("_") == "free_port"
+    )
+    assert own == []
+
+
 DEADLINE_LOOPS = {
     "tests.support.polling": "the one polling helper itself",
     "tests.ops.test_health": "it blocks the daemon's event loop on purpose while it waits",
