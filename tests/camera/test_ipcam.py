@@ -26,7 +26,7 @@ from scanner_agent.outbox import Outbox
 from tests.camera import synth
 from tests.camera.streams import MjpegServer, RtspServer, StreamServer, ffmpeg, video_frames
 from tests.support.agent import run_until_ready
-from tests.support.polling import eventually
+from tests.support.polling import eventually, wait_for
 
 FORMATS = ["DataMatrix", "Code128"]
 
@@ -60,15 +60,11 @@ def test_the_watchdog_gives_up_a_connection_that_stays_open_and_sends_nothing() 
     capture.start()
     try:
         assert blocked.wait(5)
-        deadline = time.monotonic() + 5
-        while capture.stalls == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: capture.stalls, 5, "the stall watchdog")
         assert capture.stalls == 1
         assert capture.reason is not None
         assert capture.reason.startswith("stalled: no frame for 0.3 s")
-        while capture.frames < 20 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert capture.frames >= 20  # a new connection delivers again
+        wait_for(lambda: capture.frames >= 20, 5, "a new connection to deliver again")
     finally:
         capture.stop()
 

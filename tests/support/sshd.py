@@ -18,9 +18,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from tests.support.net import free_port
+from tests.support.polling import wait_for
 
 __all__ = ["MISSING", "SshServer", "find_sshd"]
 
@@ -41,24 +43,20 @@ def find_sshd() -> Path | None:
     return Path(found) if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(
     done: Callable[[], bool], within: float, what: str, proc: subprocess.Popen[bytes], log: Path
 ) -> None:
     """Poll ``done()`` until true; fail with ``proc``'s log if it exits first."""
-    deadline = time.monotonic() + within
-    while not done():
+
+    def ready() -> bool:
+        if done():
+            return True
         if proc.poll() is not None:
             out = log.read_text(errors="replace")
             raise AssertionError(f"{what}: exited {proc.returncode}: {out}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not ready within {within} s")
-        time.sleep(0.05)
+        return False
+
+    wait_for(ready, within, f"{what} to be ready")
 
 
 class SshServer:
@@ -67,7 +65,7 @@ class SshServer:
     def __init__(self, sshd: Path, root: Path) -> None:
         self.root = root
         self.user = getpass.getuser()
-        self.port = _free_port()
+        self.port = free_port()
         self.user_key = root / "user_key"
         self.known_hosts = root / "known_hosts"
         self._sshd = sshd

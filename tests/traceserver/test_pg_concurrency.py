@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import psycopg
 import pytest
 
 from scanner_agent.traceserver import migrate
 from scanner_agent.traceserver._pgstore import PgTraceStore
+from tests.support.polling import wait_for
 
 WRITERS = 4
 BATCHES = 25
@@ -81,17 +81,16 @@ def database(postgres_url: str) -> str:
 
 def wait_for_lock_wait(url: str) -> None:
     """Until some backend of this database waits on a lock (a blocked ingest)."""
-    deadline = time.monotonic() + 30
     with psycopg.connect(url, autocommit=True) as conn:
-        while True:
+
+        def waiting() -> bool:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND wait_event_type = 'Lock'"
             ).fetchone()
-            if row and int(str(row[0])) > 0:
-                return
-            assert time.monotonic() < deadline, "the ingest never blocked"
-            time.sleep(0.01)
+            return bool(row and int(str(row[0])) > 0)
+
+        wait_for(waiting, 30, "the ingest to block on a lock")
 
 
 def test_the_cursor_never_skips_an_event_that_commits_after_a_later_one(database: str) -> None:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,17 +17,13 @@ import httpx
 import pytest
 
 from scanner_agent.traceserver import migrate, open_store
+from tests.support.net import free_port
+from tests.support.polling import wait_for
 
 TOKEN = "test-token"
 SERVER = [sys.executable, "-m", "scanner_agent", "trace-server"]
 AGENTS = 4
 """Concurrent senders of each batch."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cn20(n: int) -> str:
@@ -71,17 +65,19 @@ def start(url: str, token_file: Path, *extra: str) -> tuple[subprocess.Popen[byt
             stderr=err,
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
+
+    def up() -> bool:
         try:
             if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
-                return process, base
+                return True
         except httpx.TransportError:
             pass
         if process.poll() is not None:
             raise AssertionError(log.read_text())
-        assert time.monotonic() < deadline, "trace-server did not come up"
-        time.sleep(0.05)
+        return False
+
+    wait_for(up, 30, "trace-server to come up")
+    return process, base
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:
