@@ -6,6 +6,9 @@ docs/architecture.md. A module may import its own layer and the layers below, ne
 above, with the doors of :data:`DOORS` as the only exceptions. On top of that:
 
 * no import cycle anywhere (:func:`test_no_import_cycle`);
+* the modules imported by name (``importlib.import_module``, from a table such as the source
+  registry's factories) keep the same rules (:data:`BY_NAME`); the cycles such an import
+  closes are listed in :data:`CYCLES_BY_NAME` and may only go;
 * a private module (``_x.py``, or a module inside a ``_x`` package) is imported only from
   inside the package that holds it; everyone else uses the package's ``__all__``;
 * ``drivers`` imports only itself and the kernel (and the standard library and
@@ -231,3 +234,154 @@ def test_no_import_cycle() -> None:
     """No two modules import each other, directly or through others (lazy and
     ``TYPE_CHECKING`` imports counted): each cycle is printed with its modules."""
     assert cycles(EDGES) == []
+
+
+BY_NAME: dict[str, str] = {
+    "drivers.registry": "each source type's factory module and drivers.decode_options",
+    "drivers.hotplug": "pyudev (third-party)",
+    "drivers.usbhid": "PyUSB (third-party)",
+    "drivers.wedge": "evdev (third-party)",
+    "scanner_agent.ops.roles": "each role's modules and each source type's factory module",
+    "scanner_agent.sinks._registry": "the sink package of sync.protocol (SINK_PACKAGES)",
+    "scanner_agent.sinks._lazy": "what a sink package's lazy_exports table names, for it",
+    "scanner_agent.cli.app": "the command modules (COMMANDS)",
+}
+"""The modules that import a module by its name (``importlib.import_module``), which the
+:mod:`ast` graph cannot follow, and what they import: :func:`_imports_by_name` reads those
+names from the tables that hold them, so the rules above hold for them too."""
+
+
+def _calls_import_module(path: object) -> bool:
+    import ast
+    from pathlib import Path
+
+    assert isinstance(path, Path)
+    return any(
+        isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+            or (isinstance(node.func, ast.Name) and node.func.id == "import_module")
+        )
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+    )
+
+
+def _lazy_tables() -> dict[str, set[str]]:
+    """Each package calling ``lazy_exports(__name__, {module: names})``: its modules."""
+    import ast
+
+    found: dict[str, set[str]] = {}
+    for name, path in modules(LIBRARY).items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id.lstrip("_") == "lazy_exports"
+                and len(node.args) == 2
+                and isinstance(node.args[1], ast.Dict)
+            ):
+                keys = node.args[1].keys
+                assert all(isinstance(k, ast.Constant) for k in keys), f"{name}: a computed name"
+                found.setdefault(name, set()).update(
+                    f"{name}.{k.value}" for k in keys if isinstance(k, ast.Constant)
+                )
+    return found
+
+
+def _imports_by_name() -> dict[str, dict[str, int]]:
+    """The edges :data:`BY_NAME` adds to the graph, between the library's own modules (a
+    lazily exported module counts as imported by the package whose table names it)."""
+    from drivers.registry import SOURCE_TYPES
+    from scanner_agent.cli.app import COMMANDS
+    from scanner_agent.ops.roles import ROLES
+    from scanner_agent.sinks import SINK_PACKAGES
+
+    factories = {t.factory.partition(":")[0] for t in SOURCE_TYPES.values()}
+    named: dict[str, set[str]] = {
+        "drivers.registry": factories | {"drivers.decode_options"},
+        "scanner_agent.ops.roles": factories | {m for r in ROLES for m in r.modules},
+        "scanner_agent.sinks._registry": set(SINK_PACKAGES.values()),
+        "scanner_agent.cli.app": set(COMMANDS),
+        **_lazy_tables(),
+    }
+    edges: dict[str, dict[str, int]] = {}
+    for importer, targets in named.items():
+        for target in targets:
+            own = own_module(target, EDGES)
+            if own is not None and own != importer and not importer.startswith(own + "."):
+                edges.setdefault(importer, {})[own] = 0
+    return edges
+
+
+def test_every_import_by_name_is_known() -> None:
+    """A new ``importlib.import_module`` call is added to :data:`BY_NAME` (and its names to
+    :func:`_imports_by_name`), so the graph stays the whole graph."""
+    calling = {name for name, path in modules(LIBRARY).items() if _calls_import_module(path)}
+    assert calling == set(BY_NAME)
+
+
+def test_imports_by_name_keep_the_layers() -> None:
+    """The same rules over the graph with the imports by name added: no upward import, no
+    private module from outside its package, drivers on the kernel alone, no cycle."""
+    by_name = _imports_by_name()
+    assert by_name, "no import by name found: the tables moved?"
+    merged = {m: {**EDGES[m], **by_name.get(m, {})} for m in EDGES}
+    bad = sorted(
+        f"{importer} imports {target} by name"
+        for importer, targets in by_name.items()
+        for target in targets
+        if (
+            _layer_of(target) > _layer_of(importer)
+            or ((owner := _private_owner(target)) is not None and not _covers(owner, importer))
+            or (
+                importer.split(".")[0] == "drivers"
+                and target.split(".")[0] != "drivers"
+                and not _covers("scanner_agent.kernel", target)
+            )
+        )
+    )
+    assert bad == []
+    found = {frozenset(c) for c in cycles(merged)}
+    known = {frozenset(c) for c in CYCLES_BY_NAME.values()}
+    assert sorted(map(sorted, found - known)) == [], "a new cycle through an import by name"
+    assert sorted(map(sorted, known - found)) == [], "gone: remove it from CYCLES_BY_NAME"
+
+
+CYCLES_BY_NAME: dict[str, tuple[str, ...]] = {
+    "the source registry names each driver's factory; the drivers import its source_name "
+    "(and tcp its LISTEN_ANY), which read the registry's table": (
+        "drivers.camera",
+        "drivers.registry",
+        "drivers.replay",
+        "drivers.serialport",
+        "drivers.tcp",
+    ),
+    "the sink registry names each sink package; each sink's build() and doctor checks() "
+    "take its AgentSettings protocol (a TYPE_CHECKING import)": (
+        "scanner_agent.sinks._registry",
+        "scanner_agent.sinks.alihealth",
+        "scanner_agent.sinks.alihealth._doctor",
+        "scanner_agent.sinks.alihealth._sink",
+        "scanner_agent.sinks.epcis",
+        "scanner_agent.sinks.epcis._doctor",
+        "scanner_agent.sinks.epcis._sink",
+        "scanner_agent.sinks.trace_api",
+        "scanner_agent.sinks.trace_api._doctor",
+        "scanner_agent.sinks.trace_api._sink",
+    ),
+    "roles only tries to import the core role's entry points (the daemon) to say whether "
+    "this install can run it; the daemon's serve() runs the preflight, which asks roles": (
+        "scanner_agent.daemon",
+        "scanner_agent.daemon._serve",
+        "scanner_agent.ops.preflight",
+        "scanner_agent.ops.roles",
+    ),
+    "COMMANDS names cli.ops, whose main() (python -m scanner_agent.cli.ops, run alone by the "
+    "system Python at install) builds its parser with cli.app": (
+        "scanner_agent.cli.app",
+        "scanner_agent.cli.ops",
+    ),
+}
+"""The cycles that only an import by name closes (the static graph has none: see
+:func:`test_no_import_cycle`), each with how it closes. They are plugin tables naming their
+plugins, which import a helper of the table's module back; the list may only shrink."""
