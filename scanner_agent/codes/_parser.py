@@ -22,11 +22,10 @@ from scanner_agent.codes import _cn20, _gs1, _ma
 from scanner_agent.codes._gs1_digital_link import looks_like_digital_link
 from scanner_agent.codes._gs1_element_string import looks_like_element_string
 from scanner_agent.codes._gs1_hri import MAX_HRI
-from scanner_agent.codes._gs1_text import too_long
+from scanner_agent.codes._gs1_text import GS, too_long
 from scanner_agent.codes._result import Decoded, ScanResult, Scheme, one_line
 from scanner_agent.codes._symbology import split_symbology
 
-GS = "\x1d"
 ISO_15434_HEADER = "[)>\x1e"
 TERMINATORS = "\r\n\t"
 """What scanners append to a read (CR, LF, CR LF, Tab): never data."""
