@@ -187,3 +187,42 @@ async def test_rows_an_earlier_version_stored_are_found_and_removed_from_any_for
     for raw, _old, new in LEGACY:
         removal = await call(sock, "bill.remove", number="SO-OLD", code=raw, reason="damaged")
         assert removal["code"] == new
+
+
+def write_legacy_refusals(path: Path) -> None:
+    """Duplicate refusals of the legacy codes, aggregated as the schema-8 agent kept them."""
+    from scanner_agent.outbox import RejectRecord
+    from scanner_agent.outbox._rejects import record_rejects
+
+    db = sqlite3.connect(path, isolation_level=None)
+    refused = [
+        RejectRecord(raw, old, "duplicate scan", "duplicate", "test-dock", "tcp:old", at)
+        for i, (raw, old, _new) in enumerate(LEGACY)
+        for at in (f"2026-11-01T0{8 + i}:10:00.000", f"2026-11-01T0{8 + i}:20:00.000")
+    ]
+    record_rejects(db, refused, 1000)
+    db.close()
+
+
+async def test_refusals_an_earlier_version_kept_are_found_from_any_form(
+    make_config: Callable[..., Any],
+    start_agent: Callable[..., Any],
+    trace_server: TraceServerThread,
+    sock: Path,
+) -> None:
+    cfg = make_config(trace_server.url, control={"socket": str(sock)}, sync={"enabled": False})
+    write_legacy_rows(Path(cfg.outbox.path), "SO-OLD")
+    write_legacy_refusals(Path(cfg.outbox.path))
+    agent = await start_agent(cfg)
+    for raw, _old, new in LEGACY:
+        for form in (raw, new):
+            found = await call(sock, "lookup", code=form)
+            assert [(r["code"], r["count"]) for r in found["refused"]] == [(new, 2)], form
+    # The last refusal before the start, as the status shows it: today's code.
+    last = (await agent.daemon.agent_status()).last_refusal
+    assert last is not None
+    assert (last.verdict, last.code) == ("duplicate", LEGACY[-1][2])
+    await agent.stop()
+    with sqlite3.connect(cfg.outbox.path) as db:
+        kept = sorted(db.execute("SELECT raw FROM rejects").fetchall())
+    assert kept == sorted((raw,) for raw, _old, _new in LEGACY), "each sample's raw scan kept"

@@ -15,6 +15,7 @@ from scanner_agent.outbox import (
     EventResult,
     NewScan,
     Outbox,
+    RejectRecord,
     _connect,
     uuid7,
 )
@@ -263,6 +264,92 @@ def test_codes_listed_by_migration_9_are_re_derived_once_with_their_checksum(
     assert codes == ["(01)09506000134352(21)S0\\(9)", scans[1].code, scans[2].code, taken]
     for _seq, _code, crc, *values in rows:
         assert crc == text_checksum(values) or values[CHECKED_FIELDS.index("source")] == "damaged"
+
+
+def test_refusals_of_codes_an_earlier_version_stored_are_re_derived_and_merged(
+    tmp_path: Path,
+) -> None:
+    # At schema 8 (an agent before issue 15's code form), refusal aggregates of GS1 codes in
+    # the old form: lookup by today's code, and the status' last refusal, must find them.
+    from scanner_agent.outbox._rejects import _key
+
+    path = tmp_path / "o.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
+    for version, name, fn in MIGRATIONS[:8]:
+        fn(db)
+        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-01-01')", (version, name))
+    db.execute("PRAGMA user_version = 8")
+    gtin = "09506000134352"
+    new = {  # raw -> the code it gets today
+        f"]d201{gtin}21A(9)": f"(01){gtin}(21)A\\(9)",
+        f"]d201{gtin}21B(9)": f"(01){gtin}(21)B\\(9)",
+        f"]d201{gtin}21C(9)": f"(01){gtin}(21)C\\(9)",
+    }
+    a, b, c = new
+
+    def put(
+        raw: str, code: str, verdict: str, at: str, count: int, last: str | None, keyed: bool
+    ) -> None:
+        rec = RejectRecord(raw, code, "duplicate scan", verdict, "dock", "tcp:old", at)
+        db.execute(
+            "INSERT INTO rejects (raw, code, reason, verdict, device_id, source, scanned_at, "
+            "count, last_at, agg_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                raw,
+                code,
+                rec.reason,
+                verdict,
+                "dock",
+                "tcp:old",
+                at,
+                count,
+                last,
+                _key(rec) if keyed else None,
+            ),
+        )
+
+    old_a, old_b = f"(01){gtin}(21)A(9)", f"(01){gtin}(21)B(9)"
+    # 1: an aggregate of duplicates of A, in the old form.
+    put(a, old_a, "duplicate", "2026-01-01T10:05:00.000", 3, "2026-01-01T10:40:00.000", True)
+    # 2: B in the old form and 3: B as the same hour's later refusals stored it in the new
+    # form (the same key once re-derived): one aggregate of 2 + 4, first and last times kept.
+    put(b, old_b, "duplicate", "2026-01-01T11:10:00.000", 2, "2026-01-01T11:20:00.000", True)
+    put(b, new[b], "duplicate", "2026-01-01T11:30:00.000", 4, "2026-01-01T11:50:00.000", True)
+    # 4: a row from before aggregation (no key), 5: a raw scan that is no longer GS1 today.
+    put(c, f"(01){gtin}(21)C(9)", "duplicate", "2026-01-01T09:00:00.000", 1, None, False)
+    put("(junk", "(junk", "invalid", "2026-01-01T12:00:00.000", 1, "2026-01-01T12:00:00.000", True)
+    db.close()
+    with Outbox.open(path) as box:
+        box.recode_legacy(new.get)
+        assert box.recode_legacy(lambda raw: "never asked") == 0
+        with box.bills() as store:
+            found = {code: store.code_refusals(code, 10) for code in new.values()}
+            assert store.code_refusals(old_a, 10) == []
+        assert [(r["count"], r["scanned_at"], r["last_at"]) for r in found[new[a]]] == [
+            (3, "2026-01-01T10:05:00.000", "2026-01-01T10:40:00.000")
+        ]
+        assert [(r["count"], r["scanned_at"], r["last_at"]) for r in found[new[b]]] == [
+            (6, "2026-01-01T11:10:00.000", "2026-01-01T11:50:00.000")
+        ]
+        assert [r["count"] for r in found[new[c]]] == [1]
+        rows = {(r.raw, r.code) for r in box.rejects()}
+        assert rows == {(a, new[a]), (b, new[b]), (c, new[c]), ("(junk", "(junk")}, "raw kept"
+        # A later duplicate of B in the same hour adds to the one aggregate.
+        with sqlite3.connect(path) as db:
+            keys = dict(db.execute("SELECT code, agg_key FROM rejects").fetchall())
+        assert keys[new[b]] == _key(
+            RejectRecord(
+                b,
+                new[b],
+                "duplicate scan",
+                "duplicate",
+                "dock",
+                "tcp:old",
+                "2026-01-01T11:10:00.000",
+            )
+        )
+        assert keys[new[c]] is None
 
 
 def test_a_file_a_newer_agent_migrated_is_refused_untouched_even_from_the_wal(
