@@ -195,7 +195,8 @@ class BillBook:
         """Give GS1 rows an earlier version stored the code their scan gets today (once).
 
         Codes from before the ``\\(`` escape and the (01)-first order are found by
-        no form a person types now; see ``scanner_agent/outbox/_recode.py``.
+        no form a person types now; the scans and the refusal aggregates holding one
+        get today's; see ``scanner_agent/outbox/_recode.py``.
         """
         return self.outbox.recode_legacy(_gs1_code_of)
 

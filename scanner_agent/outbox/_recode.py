@@ -7,6 +7,12 @@ lists the rows that may hold such a code; :meth:`OutboxRecodes.recode_legacy`
 gives each the code the same scan gets today, computed by the caller from the
 raw scan (the codes package's rule: the outbox does not parse codes), so that
 ``lookup``, ``bill remove --code`` and the duplicate check find it again.
+
+Refusals kept then are aggregates (``rejects``) holding the code text of their
+sample scan; migration 10 lists those that may hold an old form, and the same
+call re-derives each from its sample's raw scan, so that ``lookup`` lists the
+duplicates refused before the upgrade and the status' last refusal, read back at
+start, shows today's code.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections.abc import Callable
 
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, text_checksum
 from scanner_agent.outbox._core import OutboxCore
+from scanner_agent.outbox._rejects import recode_reject
 
 __all__ = ["OutboxRecodes"]
 
@@ -24,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _CODE = CHECKED_FIELDS.index("code")
 _RAW = CHECKED_FIELDS.index("raw")
+_REFUSALS_PER_STEP = 500
+"""Listed refusals re-derived per transaction: their raw scans are held in memory at once."""
 
 
 class OutboxRecodes(OutboxCore):
@@ -37,7 +46,11 @@ class OutboxRecodes(OutboxCore):
         and is reported as it was). A row whose checksum does not match is left as
         it is, for the check on lease to quarantine; a row whose new code another
         row of the same bill already holds (the carton scanned again after the
-        upgrade) keeps its old one, with a warning. Returns the rows changed.
+        upgrade) keeps its old one, with a warning.
+
+        Then the refusal aggregates migration 10 listed, each from its sample's raw
+        scan (:meth:`_recode_refusals`). Returns the scans and refusal aggregates
+        changed.
         """
         with self.atomic() as db:
             rows = db.execute(
@@ -71,4 +84,43 @@ class OutboxRecodes(OutboxCore):
             db.execute("DELETE FROM legacy_codes")
         if changed:
             log.info("outbox %s: %d GS1 codes of an earlier version re-derived", self.path, changed)
+        return changed + self._recode_refusals(derive)
+
+    def _recode_refusals(self, derive: Callable[[str], str | None]) -> int:
+        """Give each listed refusal aggregate the code ``derive`` says for its sample raw scan.
+
+        An aggregate keeps one sample, its first refusal; the others it counts were of
+        the same code (duplicates are aggregated per code), or are kept only as a count
+        (any other verdict), so the sample's code is the aggregate's. Where ``derive``
+        gives None (the raw scan is not a GS1 trace code today: a refusal of a malformed
+        scan, or one whose sample was never kept whole) the aggregate keeps its old code
+        text, as it was refused; ``lookup`` by today's form does not list it. A new code
+        another aggregate already holds merges the two (:func:`recode_reject`).
+
+        The list is at most the table's cap (``outbox.rejects_max_rows``) and is worked
+        through :data:`_REFUSALS_PER_STEP` rows per transaction, each step taking its rows
+        off the list: memory stays bounded, and a stop half way resumes at the next start.
+        Returns the aggregates changed.
+        """
+        changed = 0
+        while True:
+            with self.atomic() as db:
+                rows = db.execute(
+                    "SELECT l.id, r.raw, r.code FROM legacy_rejects l "
+                    "LEFT JOIN rejects r ON r.id = l.id ORDER BY l.id LIMIT ?",
+                    (_REFUSALS_PER_STEP,),
+                ).fetchall()
+                if not rows:
+                    break
+                for row_id, raw, code in rows:
+                    new = None if raw is None else derive(raw)  # None: capped or pruned since
+                    if new is not None and new != code and recode_reject(db, row_id, new):
+                        changed += 1
+                db.execute("DELETE FROM legacy_rejects WHERE id <= ?", (rows[-1][0],))
+        if changed:
+            log.info(
+                "outbox %s: %d refusals of GS1 codes of an earlier version re-derived",
+                self.path,
+                changed,
+            )
         return changed

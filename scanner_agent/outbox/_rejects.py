@@ -32,6 +32,7 @@ __all__ = [
     "prune_rejects",
     "reason_kind",
     "reason_label",
+    "recode_reject",
     "record_rejects",
 ]
 
@@ -117,6 +118,44 @@ def record_rejects(db: sqlite3.Connection, refused: Sequence[RejectRecord], max_
             row[8] = r.scanned_at
     db.executemany(_UPSERT, list(groups.values()))
     cap_rejects(db, max_rows)
+
+
+def recode_reject(db: sqlite3.Connection, row_id: int, code: str) -> bool:
+    """Give aggregate ``row_id`` the code ``code`` (in the caller's transaction); False if gone.
+
+    For a code whose stored form changed (:mod:`scanner_agent.outbox._recode`): the row's
+    key follows (a duplicate's includes its code; a row from before aggregation has none
+    and keeps none). When the new key is another aggregate's, the two are one aggregate
+    by the rules above: counts add, the first and last times are the earliest and latest,
+    the earlier first refusal stays the sample, and this row goes.
+    """
+    row = db.execute(
+        "SELECT raw, reason, verdict, device_id, source, scanned_at, count, "
+        f"{REJECT_LAST_AT}, agg_key FROM rejects WHERE id = ?",
+        (row_id,),
+    ).fetchone()
+    if row is None:
+        return False
+    raw, reason, verdict, device_id, source, scanned_at, count, last_at, old_key = row
+    key = None
+    if old_key is not None:
+        key = _key(RejectRecord(raw, code, reason, verdict, device_id, source, scanned_at))
+    if key is not None and key != old_key:
+        other = db.execute(
+            "SELECT id, scanned_at FROM rejects WHERE agg_key = ?", (key,)
+        ).fetchone()
+        if other is not None:
+            sample = (raw, reason, scanned_at) if scanned_at < other[1] else (None, None, None)
+            db.execute(
+                "UPDATE rejects SET count = count + ?, "
+                f"last_at = max({REJECT_LAST_AT}, ?), raw = COALESCE(?, raw), "
+                "reason = COALESCE(?, reason), scanned_at = COALESCE(?, scanned_at) WHERE id = ?",
+                (count, last_at, *sample, other[0]),
+            )
+            db.execute("DELETE FROM rejects WHERE id = ?", (row_id,))
+            return True
+    db.execute("UPDATE rejects SET code = ?, agg_key = ? WHERE id = ?", (code, key, row_id))
+    return True
 
 
 def cap_rejects(db: sqlite3.Connection, max_rows: int) -> int:

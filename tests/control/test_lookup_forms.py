@@ -198,7 +198,7 @@ def write_legacy_refusals(path: Path) -> None:
     refused = [
         RejectRecord(raw, old, "duplicate scan", "duplicate", "test-dock", "tcp:old", at)
         for i, (raw, old, _new) in enumerate(LEGACY)
-        for at in (f"2026-11-01T0{8 + i}:10:00.000", f"2026-11-01T0{8 + i}:20:00.000")
+        for at in (f"2026-11-01T{8 + i:02d}:10:00.000", f"2026-11-01T{8 + i:02d}:20:00.000")
     ]
     record_rejects(db, refused, 1000)
     db.close()

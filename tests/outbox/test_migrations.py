@@ -267,10 +267,11 @@ def test_codes_listed_by_migration_9_are_re_derived_once_with_their_checksum(
 
 
 def test_refusals_of_codes_an_earlier_version_stored_are_re_derived_and_merged(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # At schema 8 (an agent before issue 15's code form), refusal aggregates of GS1 codes in
     # the old form: lookup by today's code, and the status' last refusal, must find them.
+    from scanner_agent.outbox import _recode
     from scanner_agent.outbox._rejects import _key
 
     path = tmp_path / "o.db"
@@ -320,8 +321,9 @@ def test_refusals_of_codes_an_earlier_version_stored_are_re_derived_and_merged(
     put(c, f"(01){gtin}(21)C(9)", "duplicate", "2026-01-01T09:00:00.000", 1, None, False)
     put("(junk", "(junk", "invalid", "2026-01-01T12:00:00.000", 1, "2026-01-01T12:00:00.000", True)
     db.close()
+    monkeypatch.setattr(_recode, "_REFUSALS_PER_STEP", 2)  # the list is worked in steps
     with Outbox.open(path) as box:
-        box.recode_legacy(new.get)
+        assert box.recode_legacy(new.get) == 3
         assert box.recode_legacy(lambda raw: "never asked") == 0
         with box.bills() as store:
             found = {code: store.code_refusals(code, 10) for code in new.values()}
