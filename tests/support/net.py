@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.support.polling import wait_for
 
 
 def free_port() -> int:
@@ -17,3 +23,25 @@ def listening(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+_LISTENING = re.compile(r"listening on (https?://[^\s,\"]+)")
+
+
+def served_url(log: Path, proc: subprocess.Popen[Any], within: float = 60.0) -> str:
+    """The URL ``trace-server --listen HOST:0`` says it listens on, read from its ``log``.
+
+    A port chosen before the server starts can be taken by another process in between, and
+    a health check would then reach that one; the server's own line names the socket it
+    bound, so the answer comes from this process or the test fails.  Fails if ``proc``
+    exits first, with its log.
+    """
+
+    def said() -> str | None:
+        found = _LISTENING.search(log.read_text(errors="replace"))
+        if found is None:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            return None
+        return found.group(1)
+
+    return str(wait_for(said, within, "trace-server to say where it listens"))

@@ -23,8 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanner_agent.traceserver import TraceServerThread
-from tests.support.net import free_port
-from tests.support.polling import wait_for
+from tests.support.net import served_url
 
 TOKEN = "trace-t0ken-5Yq"
 AGENT = [sys.executable, "-m", "scanner_agent"]
@@ -92,42 +91,36 @@ def test_a_token_with_anything_added_is_refused(
 
 
 def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Start ``trace-server`` with ``args``; the status of an authorized read and its stderr."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *AGENT,
-            "trace-server",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--db",
-            str(tmp_path / "t.db"),
-            *args,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """Start ``trace-server`` with ``args``; the status of an authorized read and its stderr.
+
+    It listens on port 0 and the test reads the port it bound from its own log line: a port
+    picked in advance could be taken in between, and the read would reach another server."""
+    log = tmp_path / f"server-{len(list(tmp_path.glob('server-*.log')))}.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                *AGENT,
+                "trace-server",
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                str(tmp_path / "t.db"),
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
     try:
-
-        def up() -> bool:
-            assert proc.poll() is None, proc.communicate()[1]
-            try:
-                httpx.get(url + "/v1/health")
-            except httpx.TransportError:
-                return False
-            return True
-
-        wait_for(up, 60, "trace-server to start")
+        url = served_url(log, proc)
+        assert httpx.get(url + "/v1/health").status_code == 200
         status = httpx.get(
             url + "/v1/events", headers={"Authorization": f"Bearer {TOKEN}"}
         ).status_code
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    return status, err
+        proc.wait(timeout=60)
+    return status, log.read_text()
 
 
 def test_the_token_comes_from_a_file_or_a_variable_and_never_shows(tmp_path: Path) -> None:
