@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from scanner_agent.traceserver import migrate, open_store
-from tests.support.net import free_port
-from tests.support.polling import wait_for
+from tests.support.net import served_url
 
 TOKEN = "test-token"
 SERVER = [sys.executable, "-m", "scanner_agent", "trace-server"]
@@ -52,31 +51,21 @@ def batch(n: int, codes: range) -> dict[str, object]:
 
 
 def start(url: str, token_file: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    log = token_file.with_name(f"server-{port}.log")
+    """A trace-server on port 0 and the URL its own log line gives (a port picked in advance
+    could be taken by another process before the server binds it)."""
+    log = token_file.with_name(f"server-{len(list(token_file.parent.glob('server-*.log')))}.log")
     with log.open("ab") as err:
         process = subprocess.Popen(
             [
                 *SERVER,
-                *("--db", url, "--listen", f"127.0.0.1:{port}", "--token-file", str(token_file)),
+                *("--db", url, "--listen", "127.0.0.1:0", "--token-file", str(token_file)),
                 *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=err,
         )
-    base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            if httpx.get(base + "/v1/health", timeout=1).status_code == 200:
-                return True
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(log.read_text())
-        return False
-
-    wait_for(up, 30, "trace-server to come up")
+    base = served_url(log, process)
+    assert httpx.get(base + "/v1/health", timeout=10).status_code == 200
     return process, base
 
 
