@@ -100,7 +100,9 @@ def serve_workers(listen: str, settings: WorkerSettings, workers: int) -> None:
     try:
         for process in processes:
             process.start()
-        log.info("trace service listening on %s:%d with %d workers", host, port, workers)
+        # The bound address, not the one asked for: --listen HOST:0 says which port it got.
+        bound = format_address(*sock.getsockname()[:2])
+        log.info("trace service listening on http://%s with %d workers", bound, workers)
         while not stop.wait(0.5):
             dead = [p for p in processes if not p.is_alive()]
             if dead:
