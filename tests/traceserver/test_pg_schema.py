@@ -14,6 +14,7 @@ import pytest
 
 from scanner_agent.traceserver import TraceServerThread, migrate
 from scanner_agent.traceserver._pgschema import SCHEMA_VERSION, ensure_partitions
+from tests.support.postgres import PostgresCluster
 
 TOKEN = "test-token"
 
@@ -121,3 +122,31 @@ def test_partitions_ahead_are_made_once_and_a_month_already_in_default_is_left(
 def test_the_server_refuses_a_database_not_migrated_for_it(postgres_url: str) -> None:
     with pytest.raises(RuntimeError, match="trace-server migrate"):
         TraceServerThread(postgres_url, TOKEN).start()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("migrate",),
+        ("token", "list"),
+        ("--token", "a-shared-token-for-the-test"),  # serve, one worker
+        ("--workers", "2", "--token", "a-shared-token-for-the-test"),
+    ],
+    ids=["migrate", "token-list", "serve", "serve-workers"],
+)
+def test_an_unreachable_or_unmigrated_database_is_one_error_line_not_a_traceback(
+    postgres_cluster: PostgresCluster, postgres_url: str, args: tuple[str, ...]
+) -> None:
+    """What an operator mistyping the URI, or starting before `migrate`, sees: the CLI's
+    one-line error and its exit status, never a Python traceback, and never the password."""
+    missing = postgres_cluster.url("no_such_db").replace("postgres@", "postgres:S3cretPw@")
+    cases = [missing]
+    if args[0] != "migrate":
+        cases.append(postgres_url)  # exists, never migrated
+    for url in cases:
+        result = run_cli(*args, "--db", url, "--listen", "127.0.0.1:0")
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+        assert "S3cretPw" not in result.stderr + result.stdout
+        lines = [line for line in result.stderr.splitlines() if "--token shows" not in line]
+        assert len(lines) == 1 and lines[0].startswith("scanner-agent: error: trace-server"), lines
