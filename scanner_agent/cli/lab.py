@@ -51,11 +51,19 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def cmd_trace_server(args: argparse.Namespace) -> int:
     """Run the trace service, or (``migrate``) bring its PostgreSQL schema up to date."""
-    from scanner_agent.asgi import ServerStartError
     from scanner_agent.ops.logs import setup_logging
-    from scanner_agent.traceserver import serve
+    from scanner_agent.traceserver import database_errors
 
     setup_logging("info")
+    with database_errors(args.db):  # one error line, never a driver's traceback
+        return _trace_server(args)
+
+
+def _trace_server(args: argparse.Namespace) -> int:
+    """``serve`` (the default), ``migrate`` or ``token``."""
+    from scanner_agent.asgi import ServerStartError
+    from scanner_agent.traceserver import serve
+
     if args.action == "migrate":
         return _migrate(args.db)
     if args.action == "token":

@@ -17,6 +17,8 @@ from scanner_agent.traceserver._app import (
     create_app,
 )
 from scanner_agent.traceserver._backends import (
+    DatabaseError,
+    database_errors,
     is_postgres,
     issue_token,
     list_tokens,
@@ -51,6 +53,7 @@ __all__ = [
     "REASON_NOT_REGISTERED",
     "SCHEMES",
     "BatchStore",
+    "DatabaseError",
     "Fault",
     "Faults",
     "IssuedToken",
@@ -59,6 +62,7 @@ __all__ = [
     "TraceStore",
     "WorkerSettings",
     "create_app",
+    "database_errors",
     "fingerprint",
     "is_postgres",
     "issue_token",

@@ -10,18 +10,59 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.traceserver import _tokens
-from scanner_agent.traceserver._ingest import BatchStore
+from scanner_agent.traceserver._ingest import BatchStore, SchemaMismatch
 from scanner_agent.traceserver._store import Synchronous, TraceStore
 from scanner_agent.traceserver._tokens import IssuedToken
 
-__all__ = ["is_postgres", "issue_token", "list_tokens", "migrate", "open_store", "revoke_token"]
+__all__ = [
+    "DatabaseError",
+    "database_errors",
+    "is_postgres",
+    "issue_token",
+    "list_tokens",
+    "migrate",
+    "open_store",
+    "revoke_token",
+]
 
 
 def is_postgres(db: str | Path) -> bool:
     """True for a libpq URI (``postgresql://`` or ``postgres://``): the PostgreSQL backend."""
     return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
+
+
+class DatabaseError(ScannerAgentError):
+    """The database at ``--db`` cannot serve: unreachable, refused, or not at this code's schema."""
+
+
+@contextmanager
+def database_errors(db: str | Path) -> Iterator[None]:
+    """The driver's errors and a schema mismatch as one :class:`DatabaseError` line.
+
+    What an operator who mistyped the URI, or started the service before
+    ``trace-server migrate``, must read is the server's own message, on one line
+    and without the URI's password, not a Python traceback.
+    """
+    if not is_postgres(db):
+        try:
+            yield
+        except SchemaMismatch as exc:
+            raise DatabaseError(f"trace-server: {exc}") from exc
+        return
+    import psycopg
+
+    try:
+        yield
+    except (psycopg.Error, SchemaMismatch) as exc:
+        message = " ".join(str(exc).split())
+        password = urlsplit(str(db)).password
+        if password:
+            message = message.replace(password, "***")
+        raise DatabaseError(f"trace-server: database: {message}") from exc
 
 
 def open_store(db: str | Path, *, synchronous: Synchronous = "NORMAL") -> BatchStore:

@@ -30,6 +30,7 @@ from scanner_agent.traceserver._protocol import (
 __all__ = [
     "BatchStore",
     "Holders",
+    "SchemaMismatch",
     "Stored",
     "Verdicts",
     "classify",
@@ -131,6 +132,11 @@ def classify(
             holders[code, action, bill] = event_id
             rows.append(event)
     return others, rows
+
+
+class SchemaMismatch(RuntimeError):
+    """The store's schema is not the version this code reads and writes (the server never
+    changes a PostgreSQL schema: ``trace-server migrate`` does); the CLI says it in one line."""
 
 
 Stored = tuple[int, bytes, Verdicts | None, int]

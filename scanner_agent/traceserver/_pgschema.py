@@ -25,6 +25,8 @@ from typing import Final
 
 import psycopg
 
+from scanner_agent.traceserver._ingest import SchemaMismatch
+
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_partitions", "migrate", "schema_version"]
 
 _LOCK_MIGRATE: Final = 0x5343_414E_0001
@@ -126,7 +128,7 @@ def migrate(url: str, *, months_ahead: int = 3) -> list[int]:
             )
             current = schema_version(conn)
             if current > SCHEMA_VERSION:
-                raise RuntimeError(
+                raise SchemaMismatch(
                     f"database schema version {current} is newer than this service's "
                     f"{SCHEMA_VERSION}: upgrade scanner-agent"
                 )

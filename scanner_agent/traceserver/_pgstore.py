@@ -60,6 +60,7 @@ from psycopg import errors
 from scanner_agent.traceserver._ingest import (
     BatchStore,
     Holders,
+    SchemaMismatch,
     Stored,
     classify,
     replayed,
@@ -160,7 +161,7 @@ class PgTraceStore(BatchStore):
     """Batches and events held by the trace service in a PostgreSQL database at ``url``.
 
     ``pool_size`` bounds the connections this process opens (the web server's
-    worker threads share them).  Raises RuntimeError when the database is not
+    worker threads share them).  Raises SchemaMismatch when the database is not
     at :data:`~._pgschema.SCHEMA_VERSION` (run ``trace-server migrate``).
     """
 
@@ -169,7 +170,7 @@ class PgTraceStore(BatchStore):
         with psycopg.connect(url, autocommit=True) as conn:
             version = schema_version(conn)
         if version != SCHEMA_VERSION:
-            raise RuntimeError(
+            raise SchemaMismatch(
                 f"trace store {redact_url(url)}: schema version {version}, expected "
                 f"{SCHEMA_VERSION}: run `scanner-agent trace-server migrate --db URL`"
             )

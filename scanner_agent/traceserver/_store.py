@@ -37,6 +37,7 @@ from typing import Final, Literal, Self
 from scanner_agent.sqlrows import MAX_VARIABLES, SIZE_STEP, size_class
 from scanner_agent.traceserver._ingest import (
     BatchStore,
+    SchemaMismatch,
     Stored,
     Verdicts,
     classify,
@@ -238,7 +239,7 @@ class TraceStore(BatchStore):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         # Every statement is IF NOT EXISTS: running them all brings an older version up.
         if not 0 <= version <= SCHEMA_VERSION:
-            raise RuntimeError(
+            raise SchemaMismatch(
                 f"trace store {self._path}: schema version {version}, expected {SCHEMA_VERSION}"
             )
         conn.execute("BEGIN IMMEDIATE")

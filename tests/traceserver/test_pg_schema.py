@@ -149,4 +149,5 @@ def test_an_unreachable_or_unmigrated_database_is_one_error_line_not_a_traceback
         assert "Traceback" not in result.stderr, result.stderr
         assert "S3cretPw" not in result.stderr + result.stdout
         lines = [line for line in result.stderr.splitlines() if "--token shows" not in line]
-        assert len(lines) == 1 and lines[0].startswith("scanner-agent: error: trace-server"), lines
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("scanner-agent: error: trace-server"), lines
