@@ -30,6 +30,8 @@ raises it.  tests/kernel/test_errors.py checks this drawing against the classes:
     │   └── RemoteError [control]   the daemon answered with an error
     ├── InstallError [ops]          the installation cannot proceed
     ├── RequestRefused [traceserver]  the reference trace service refuses a request (4xx)
+    ├── DatabaseError [traceserver]  the reference trace service's database cannot serve
+    │   └── SchemaMismatch [traceserver]  at another schema version (``trace-server migrate``)
     └── SyncError                   talking to the trace service or a platform
         ├── TransientSyncError      worth retrying: network, timeout, 5xx, 429
         │   ├── NetworkError [sync]     no answer (connect, timeout, TLS)

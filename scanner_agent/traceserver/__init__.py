@@ -17,7 +17,6 @@ from scanner_agent.traceserver._app import (
     create_app,
 )
 from scanner_agent.traceserver._backends import (
-    DatabaseError,
     database_errors,
     is_postgres,
     issue_token,
@@ -27,7 +26,7 @@ from scanner_agent.traceserver._backends import (
     revoke_token,
 )
 from scanner_agent.traceserver._faults import Fault, Faults
-from scanner_agent.traceserver._ingest import BatchStore
+from scanner_agent.traceserver._ingest import BatchStore, DatabaseError, SchemaMismatch
 from scanner_agent.traceserver._protocol import (
     ACTIONS,
     REASON_NOT_REGISTERED,
@@ -58,6 +57,7 @@ __all__ = [
     "Faults",
     "IssuedToken",
     "RequestRefused",
+    "SchemaMismatch",
     "TraceServerThread",
     "TraceStore",
     "WorkerSettings",

@@ -12,14 +12,12 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.traceserver import _tokens
-from scanner_agent.traceserver._ingest import BatchStore, SchemaMismatch
+from scanner_agent.traceserver._ingest import BatchStore, DatabaseError, SchemaMismatch
 from scanner_agent.traceserver._store import Synchronous, TraceStore
 from scanner_agent.traceserver._tokens import IssuedToken
 
 __all__ = [
-    "DatabaseError",
     "database_errors",
     "is_postgres",
     "issue_token",
@@ -33,10 +31,6 @@ __all__ = [
 def is_postgres(db: str | Path) -> bool:
     """True for a libpq URI (``postgresql://`` or ``postgres://``): the PostgreSQL backend."""
     return isinstance(db, str) and db.startswith(("postgresql://", "postgres://"))
-
-
-class DatabaseError(ScannerAgentError):
-    """The database at ``--db`` cannot serve: unreachable, refused, or not at this code's schema."""
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Final
 
+from scanner_agent.kernel import ScannerAgentError
 from scanner_agent.traceserver._protocol import (
     Batch,
     EventRow,
@@ -29,6 +30,7 @@ from scanner_agent.traceserver._protocol import (
 
 __all__ = [
     "BatchStore",
+    "DatabaseError",
     "Holders",
     "SchemaMismatch",
     "Stored",
@@ -134,9 +136,17 @@ def classify(
     return others, rows
 
 
-class SchemaMismatch(RuntimeError):
+class DatabaseError(ScannerAgentError):
+    """The store's database cannot serve: unreachable, refused, or at another schema.
+
+    The CLI says it in one line (``database_errors``): an operator who mistyped the
+    URI or started the service before ``trace-server migrate`` reads no traceback.
+    """
+
+
+class SchemaMismatch(DatabaseError):
     """The store's schema is not the version this code reads and writes (the server never
-    changes a PostgreSQL schema: ``trace-server migrate`` does); the CLI says it in one line."""
+    changes a PostgreSQL schema: ``trace-server migrate`` does)."""
 
 
 Stored = tuple[int, bytes, Verdicts | None, int]

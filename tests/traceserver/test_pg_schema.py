@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from scanner_agent.traceserver import TraceServerThread, migrate
+from scanner_agent.traceserver import SchemaMismatch, TraceServerThread, migrate
 from scanner_agent.traceserver._pgschema import SCHEMA_VERSION, ensure_partitions
 from tests.support.postgres import PostgresCluster
 
@@ -120,7 +120,7 @@ def test_partitions_ahead_are_made_once_and_a_month_already_in_default_is_left(
 
 
 def test_the_server_refuses_a_database_not_migrated_for_it(postgres_url: str) -> None:
-    with pytest.raises(RuntimeError, match="trace-server migrate"):
+    with pytest.raises(SchemaMismatch, match="trace-server migrate"):
         TraceServerThread(postgres_url, TOKEN).start()
 
 

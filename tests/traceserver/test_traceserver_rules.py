@@ -16,6 +16,7 @@ from scanner_agent.traceserver import (
     SCHEMES,
     Faults,
     RequestRefused,
+    SchemaMismatch,
     TraceStore,
     create_app,
     fingerprint,
@@ -235,7 +236,7 @@ def test_store_refuses_a_database_from_a_newer_schema(tmp_path: Path) -> None:
     raw.execute("PRAGMA user_version = 99")
     raw.close()
 
-    with pytest.raises(RuntimeError, match="schema version 99"):
+    with pytest.raises(SchemaMismatch, match="schema version 99"):
         TraceStore(path)
 
 
