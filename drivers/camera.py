@@ -49,7 +49,7 @@ from drivers.capture import (
 )
 from drivers.decoders import FrameDecoder, FrameResult, Symbol
 from drivers.ipcam import STREAM_TIMEOUT_MS, safe_url
-from drivers.registry import source_name
+from drivers.naming import source_label
 from scanner_agent.kernel import (
     ConfigError,
     DeviceStatus,
@@ -415,7 +415,7 @@ def build(name: str, options: dict[str, Any]) -> CameraSource:
         raise ConfigError(f"source.confirm_frames: expected >= 1, got {options['confirm_frames']}")
     decoder = frame_decoder(options)
     return CameraSource(
-        source_name("camera", name, {**options, "device": safe_url(options["device"])}),
+        source_label("camera", name, safe_url(options["device"])),
         options["device"],
         decoder,
         width=options["width"],

@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from drivers.naming import source_label
 from drivers.tcp_limits import parse_allowlist
+from scanner_agent.kernel import LISTEN_ANY as LISTEN_ANY  # re-exported: the listen default
 from scanner_agent.kernel import ConfigError, parse_host_port, unknown_key
 
 if TYPE_CHECKING:
@@ -60,8 +62,6 @@ COMMON_KEYS = ("type", "name", "action", "bill")
 """Keys every ``[[source]]`` table may have beside its type's own options (the config
 reads them; the type's options are the rest of the table)."""
 TERMINATOR_CHOICES = ("lf", "cr", "crlf", "tab")
-LISTEN_ANY = "0.0.0.0"  # noqa: S104 - what an empty host asks for
-"""The host of a ``listen`` written without one (``:9100``): every IPv4 interface."""
 HIDPOS_BACKENDS = ("auto", "hidraw", "pyusb")
 """Values of a hidpos source's ``backend`` key (drivers.usbhid.BACKENDS, not imported here)."""
 
@@ -413,10 +413,7 @@ def _checked(opt: Option, value: Any, key: str) -> Any:
 
 def source_name(type_name: str, name: str, options: Mapping[str, Any]) -> str:
     """The label used in logs and scans: ``name``, else ``<type>:<main option>``."""
-    if name:
-        return name
-    st = SOURCE_TYPES[type_name]
-    return f"{type_name}:{options.get(st.main_option, '')}"
+    return source_label(type_name, name, options.get(SOURCE_TYPES[type_name].main_option, ""))
 
 
 def build_source(

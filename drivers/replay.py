@@ -17,7 +17,7 @@ import sys
 from typing import Any, cast
 
 from drivers.framing import Frame, LineFramer
-from drivers.registry import source_name
+from drivers.naming import source_label
 from scanner_agent.kernel import Intake, Lane, RawScan
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class ReplaySource:
 def build(name: str, options: dict[str, Any]) -> ReplaySource:
     """Factory used by :mod:`drivers.registry`."""
     return ReplaySource(
-        source_name("replay", name, options),
+        source_label("replay", name, options["path"]),
         options["path"],
         rate=options["rate"],
         terminator=options["terminator"],

@@ -55,9 +55,9 @@ import serial
 from drivers import honeywell, hotplug, ssi
 from drivers.device import DeviceSource
 from drivers.framing import DEFAULT_MAX_FRAME, Frame, FrameError, FrameEvent
+from drivers.naming import source_label
 from drivers.profiles import Profile
 from drivers.reader import device_errors
-from drivers.registry import source_name
 from drivers.serial_protocols import (
     SSI_RESPONSE_TIMEOUT_S,
     HoneywellStream,
@@ -378,7 +378,7 @@ class SerialSource(DeviceSource[bytes]):
 def build(name: str, options: dict[str, Any]) -> SerialSource:
     """Factory used by :mod:`drivers.registry`."""
     return SerialSource(
-        source_name("serial", name, options),
+        source_label("serial", name, options["port"]),
         options["port"],
         profile=load_source_profile(options["profile"], "source"),
         protocol=options["protocol"],

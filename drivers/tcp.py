@@ -31,10 +31,10 @@ import socket
 from typing import Any
 
 from drivers import tcp_protocol as proto
-from drivers.registry import LISTEN_ANY, source_name
+from drivers.naming import source_label
 from drivers.tcp_conn import READ_SIZE, Connection, Shared, TcpStats
 from drivers.tcp_limits import TcpLimits, allowed, parse_allowlist
-from scanner_agent.kernel import Intake, parse_host_port
+from scanner_agent.kernel import LISTEN_ANY, Intake, parse_host_port
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def build(name: str, options: dict[str, Any]) -> TcpSource:
     """Factory used by :mod:`drivers.registry`."""
     host, port = parse_host_port(options["listen"], "listen", default_host=LISTEN_ANY)
     return TcpSource(
-        source_name("tcp", name, options),
+        source_label("tcp", name, options["listen"]),
         host,
         port,
         ack=options["ack"],

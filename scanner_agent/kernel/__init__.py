@@ -23,7 +23,7 @@ Import from here, never from the private modules.
 from __future__ import annotations
 
 from scanner_agent.kernel._actions import ACTIONS
-from scanner_agent.kernel._addresses import parse_host_port
+from scanner_agent.kernel._addresses import LISTEN_ANY, parse_host_port
 from scanner_agent.kernel._backoff import backoff_delay
 from scanner_agent.kernel._errors import (
     AuthError,
@@ -64,6 +64,7 @@ from scanner_agent.kernel._words import plural
 
 __all__ = [
     "ACTIONS",
+    "LISTEN_ANY",
     "PLATFORM_PARAMS",
     "AuthError",
     "BatchRejectedError",

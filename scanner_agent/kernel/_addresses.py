@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from scanner_agent.kernel._errors import ConfigError
 
-__all__ = ["parse_host_port"]
+__all__ = ["LISTEN_ANY", "parse_host_port"]
+
+LISTEN_ANY = "0.0.0.0"  # noqa: S104 - what an empty host asks for
+"""The host of a ``listen`` written without one (``:9100``): every IPv4 interface."""
 
 MAX_PORT = 65535
 

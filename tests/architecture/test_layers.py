@@ -348,14 +348,6 @@ def test_imports_by_name_keep_the_layers() -> None:
 
 
 CYCLES_BY_NAME: dict[str, tuple[str, ...]] = {
-    "the source registry names each driver's factory; the drivers import its source_name "
-    "(and tcp its LISTEN_ANY), which read the registry's table": (
-        "drivers.camera",
-        "drivers.registry",
-        "drivers.replay",
-        "drivers.serialport",
-        "drivers.tcp",
-    ),
     "the sink registry names each sink package; each sink's build() and doctor checks() "
     "take its AgentSettings protocol (a TYPE_CHECKING import)": (
         "scanner_agent.sinks._registry",
