@@ -21,6 +21,7 @@ import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scanner_agent.traceserver._faults import Faults
-from scanner_agent.traceserver._ingest import BatchStore, error_body
+from scanner_agent.traceserver._ingest import BatchStore, DatabaseError, error_body
 from scanner_agent.traceserver._openapi import openapi_json
 from scanner_agent.traceserver._protocol import RequestRefused
 from scanner_agent.traceserver._tokens import PREFIX
@@ -349,6 +350,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, exc.detail, exc.headers)
 
 
+UNAVAILABLE_RETRY_AFTER_S: Final = 5
+"""Retry-After of a 503 answered while the store's database cannot serve."""
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    log.warning("%s %s: %s", request.method, request.url.path, exc)  # the detail stays here
+    return _error(
+        503,
+        "the trace store is unavailable, retry later",
+        {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+    )
+
+
 async def _server_error(request: Request, exc: Exception) -> Response:
     return _error(500, "internal server error")
 
@@ -396,7 +410,11 @@ def create_app(
             Route("/v1/health", api.health, methods=["GET"]),
             Route("/openapi.json", api.openapi, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            DatabaseError: _database_error,
+            Exception: _server_error,
+        },
         middleware=[Middleware(_CloseUnreadBodies)],
     )
     app.state.store = store

@@ -59,6 +59,7 @@ from psycopg import errors
 
 from scanner_agent.traceserver._ingest import (
     BatchStore,
+    DatabaseError,
     Holders,
     SchemaMismatch,
     Stored,
@@ -83,6 +84,9 @@ _ATTEMPTS: Final = 8
 batch's commit of the same event id or code, which the rerun then sees."""
 
 _RETRY: Final = (errors.UniqueViolation, errors.DeadlockDetected)
+_UNAVAILABLE: Final = (psycopg.OperationalError, errors.ReadOnlySqlTransaction)
+"""The database down, restarting, refusing connections, or read-only (a replica): not this
+request's fault, and over by itself (a deadlock still there after every rerun is one too)."""
 
 _KEY_FIELDS: Final = itemgetter(0, 1, 3, 4)
 """An event row's ``event_keys`` columns: ``event_id``, ``code``, ``action``, ``bill``."""
@@ -124,6 +128,16 @@ class _Pool:
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
+        """A pooled connection; the database's unavailability becomes :class:`DatabaseError`
+        (the app answers it 503 with Retry-After: a client retries, nothing was stored)."""
+        try:
+            with self._checkout() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise DatabaseError(f"database unavailable: {' '.join(str(exc).split())}") from exc
+
+    @contextmanager
+    def _checkout(self) -> Iterator[Connection]:
         self._slots.acquire()
         try:
             try:

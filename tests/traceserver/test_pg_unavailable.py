@@ -56,6 +56,14 @@ def admin(cluster: PostgresCluster, name: str, sql: str) -> None:
         )
 
 
+def send_until_stored(url: str, batch_id: str) -> None:
+    """Send as the agent does after a 503: again.  A pooled connection the database ended is
+    found dead only when used, and answers its request 503 once; the pool holds at most 8."""
+    statuses = [send(url, batch_id).status_code for _ in range(9)]
+    assert 200 in statuses, statuses
+    assert set(statuses[: statuses.index(200)]) <= {503}, statuses
+
+
 def assert_unavailable(response: httpx.Response) -> None:
     assert response.status_code == 503, response.text
     assert int(response.headers["Retry-After"]) > 0
@@ -81,7 +89,7 @@ def test_a_read_only_database_answers_batches_503_and_still_serves_lookups(
         admin(
             postgres_cluster, name, f'ALTER DATABASE "{name}" RESET default_transaction_read_only'
         )
-        assert send(trace.url, "on-replica").status_code == 200
+        send_until_stored(trace.url, "on-replica")
 
 
 def test_a_database_refusing_connections_answers_503_and_the_service_recovers(
@@ -99,7 +107,7 @@ def test_a_database_refusing_connections_answers_503_and_the_service_recovers(
             assert_unavailable(code)
         finally:
             admin(postgres_cluster, name, f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
-        assert send(trace.url, "while-down").status_code == 200
+        send_until_stored(trace.url, "while-down")
         with psycopg.connect(postgres_url) as conn:
             row = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM events").fetchone()
         assert row == (6, 6)
