@@ -34,7 +34,7 @@ def served_url(log: Path, proc: subprocess.Popen[Any], within: float = 60.0) -> 
     A port chosen before the server starts can be taken by another process in between, and
     a health check would then reach that one; the server's own line names the socket it
     bound, so the answer comes from this process or the test fails.  Fails if ``proc``
-    exits first, with its log.
+    exits first, with its log; a process that never says it is stopped, not left running.
     """
 
     def said() -> str | None:
@@ -44,4 +44,9 @@ def served_url(log: Path, proc: subprocess.Popen[Any], within: float = 60.0) -> 
             return None
         return found.group(1)
 
-    return str(wait_for(said, within, "trace-server to say where it listens"))
+    try:
+        return str(wait_for(said, within, "trace-server to say where it listens"))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
