@@ -24,7 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scanner_agent.ops import logs
-from tests.support.net import free_port
+from tests.support.net import source_port
 from tests.support.polling import wait_for
 
 PRIORITY = re.compile(r"^<([0-7])>(.*)$")
@@ -62,9 +62,8 @@ def test_the_daemon_prefixes_every_stderr_line_with_its_priority_under_the_journ
     tmp_path: Path,
 ) -> None:
     """A real daemon: info at start, warnings (the link is down), an error (a refused reload)."""
-    port = free_port()
     config = tmp_path / "agent.toml"
-    _write_config(config, port=port)
+    _write_config(config, port=0)  # the port it binds is read from its log: none to race for
     stderr_path = tmp_path / "stderr"
     with stderr_path.open("wb") as stderr:
         env = {
@@ -80,6 +79,8 @@ def test_the_daemon_prefixes_every_stderr_line_with_its_priority_under_the_journ
             env=env,
         )
         try:
+            port = source_port(stderr_path, proc)
+
             # Something was scanned, so the sync loop has a batch to fail to send.
             def scanned() -> bool:
                 try:

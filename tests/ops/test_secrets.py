@@ -23,7 +23,7 @@ import pytest
 
 from scanner_agent.traceserver import TraceServerThread
 from tests.support.agent import TOKEN
-from tests.support.net import free_port, listening
+from tests.support.net import source_port
 from tests.support.polling import wait_for
 
 AGENT = [sys.executable, "-m", "scanner_agent"]
@@ -41,9 +41,13 @@ def assert_clean(*texts: str) -> None:
 
 
 def _write_config(
-    path: Path, *, url: str, token: str, port: int = 0, socket_path: str = ""
+    path: Path, *, url: str, token: str, port: int | None = None, socket_path: str = ""
 ) -> Path:
-    source = f'[[source]]\ntype = "tcp"\nlisten = "127.0.0.1:{port}"\nack = true\n' if port else ""
+    source = (
+        f'[[source]]\ntype = "tcp"\nlisten = "127.0.0.1:{port}"\nack = true\n'
+        if port is not None
+        else ""
+    )
     path.write_text(
         f"""
 device_id = "secret-dock"
@@ -127,13 +131,12 @@ def test_a_running_daemon_refuses_bad_tokens_on_reload_and_keeps_syncing(
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
     token.chmod(0o600)
-    port = free_port()
     sock = str(tmp_path / "control.sock")
     config = _write_config(
         tmp_path / "agent.toml",
         url=service.url,
         token=f'token_file = "{token}"',
-        port=port,
+        port=0,  # the port it binds is read from its log: none picked in advance to race for
         socket_path=sock,
     )
     log = tmp_path / "daemon.log"
@@ -142,10 +145,7 @@ def test_a_running_daemon_refuses_bad_tokens_on_reload_and_keeps_syncing(
             [*AGENT, "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=err
         )
     try:
-        wait_for(
-            lambda: listening(port) or proc.poll() is not None, within=60, what="the TCP source"
-        )
-        assert proc.poll() is None, log.read_text()
+        port = source_port(log, proc)
 
         def reload(content: bytes, expect: str) -> None:
             before = log.read_text().count("reload: ")

@@ -50,3 +50,28 @@ def served_url(log: Path, proc: subprocess.Popen[Any], within: float = 60.0) -> 
         proc.kill()
         proc.wait()
         raise
+
+
+_SOURCE_LISTENING = re.compile(rb": listening on 127\.0\.0\.1:(\d+)")
+
+
+def source_port(log: Path, proc: subprocess.Popen[Any], within: float = 60.0) -> int:
+    """The port a ``run`` daemon's TCP source (``listen = "127.0.0.1:0"``) says it bound.
+
+    As :func:`served_url`: a port picked in advance can be taken before the daemon binds
+    it, and a scan would then go to another process.  Needs ``log_level`` info or lower.
+    """
+
+    def said() -> int | None:
+        found = _SOURCE_LISTENING.search(log.read_bytes())
+        if found is None:
+            assert proc.poll() is None, log.read_text(errors="replace")
+            return None
+        return int(found.group(1))
+
+    try:
+        return int(wait_for(said, within, "the daemon's TCP source to say its port"))
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
