@@ -4,7 +4,9 @@ A contract over both stores (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from scanner_agent.traceserver import TraceServerThread, TraceStore, is_postgres
+from scanner_agent.traceserver import TraceServerThread, TraceStore, is_postgres, issue_token
 from tests.traceserver._stores import BACKENDS, fresh_db
 
 SHARED = "shared-demo-token"
@@ -144,3 +146,21 @@ def test_an_sqlite_store_made_before_dock_tokens_gains_them(tmp_path: Path) -> N
         assert send(server.url, token, batch("dock-1", 1)).status_code == 200
     with sqlite3.connect(db) as lite:
         assert lite.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_a_new_sqlite_store_holding_the_token_hashes_is_not_world_readable(
+    tmp_path: Path,
+) -> None:
+    """The store keeps the docks' token hashes and every event: created 0640 whatever the
+    umask (as the agent's outbox is), and SQLite gives its -wal and -shm the same mode."""
+    path = tmp_path / "trace.db"
+    old = os.umask(0o022)
+    try:
+        TraceStore(path).close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    issue_token(str(path), "dock-1")
+    with TraceStore(path):
+        for side in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert stat.S_IMODE(side.stat().st_mode) == 0o640, side
