@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -159,6 +160,27 @@ def _insert_or_ignore(
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
+FILE_MODE: Final = 0o640
+"""A new store's mode, whatever the umask: it holds the docks' token hashes and every event
+(the agent's outbox uses the same).  SQLite gives the ``-wal`` and ``-shm`` the file's mode."""
+
+
+def _create(path: str) -> None:
+    """Create ``path`` empty with :data:`FILE_MODE` (never through a symlink) unless it exists."""
+    if path == ":memory:":
+        return
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE
+        )
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, FILE_MODE)  # the umask took bits off the mode given to open
+    finally:
+        os.close(fd)
+
+
 def _connect(path: str, synchronous: Synchronous, *, readonly: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
@@ -190,6 +212,7 @@ class TraceStore(BatchStore):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._path = str(path)
         self._write_lock = threading.Lock()
+        _create(self._path)
         self._writer = _connect(self._path, synchronous, readonly=False)
         try:
             self._create_schema()
