@@ -440,3 +440,19 @@ def test_metrics_listen_is_checked_after_resolution(listen: str, accepted: bool)
     else:
         with pytest.raises(ConfigError, match=r"metrics\.listen"):
             config_from_dict({"metrics": {"listen": listen}})
+
+
+def test_find_source_takes_a_source_by_name_or_device_and_names_the_others() -> None:
+    cfg = AgentConfig(
+        sources=(
+            SourceConfig("camera", name="dock-door", options={"device": "/dev/video0"}),
+            SourceConfig("camera", options={"device": "rtsp://cam"}),
+            SourceConfig("tcp", name="fixed", options={"listen": "127.0.0.1:9100"}),
+        )
+    )
+    assert cfg.find_source("camera", "dock-door").options["device"] == "/dev/video0"
+    assert cfg.find_source("camera", "rtsp://cam").name == ""
+    with pytest.raises(ConfigError, match="Expected one of dock-door, rtsp://cam"):
+        cfg.find_source("camera", "fixed")  # a source of another type is not a camera
+    with pytest.raises(ConfigError, match="it has no serial source"):
+        cfg.find_source("serial", "fixed")

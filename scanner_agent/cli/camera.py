@@ -73,15 +73,10 @@ def decode_options(args: argparse.Namespace) -> dict[str, Any]:
         from scanner_agent.config import DEFAULT_CONFIG_PATH, load_config
 
         cfg = load_config(Path(args.config) if args.config else DEFAULT_CONFIG_PATH)
-        cameras = [s for s in cfg.sources if s.type == "camera"]
-        match = [s for s in cameras if args.source in (s.name, s.options.get("device"))]
-        if not match:
-            names = ", ".join(s.name or str(s.options.get("device")) for s in cameras)
-            raise UsageError(
-                f"Failed to find camera source {args.source!r} in the config: "
-                + (f"Expected one of {names}" if names else "it has no camera source")
-            )
-        given.update(match[0].options)
+        try:
+            given.update(cfg.find_source("camera", args.source).options)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
     given["device"] = "-"  # the paths on the command line take its place
     if args.decoder is not None:
         given["decoder"] = args.decoder

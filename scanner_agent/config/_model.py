@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scanner_agent.kernel import ConfigError
 from scanner_agent.sinks import SINK_PACKAGES, read_token
 from scanner_agent.sinks.alihealth import AliHealthSettings
 from scanner_agent.sinks.epcis import EpcisSettings
@@ -222,3 +223,22 @@ class AgentConfig:
     def default_bill(self, action: str) -> str:
         """The bill a scan goes to when neither its source nor an open bill names one."""
         return self.scan.bill or f"{self.device_id}-{action}"
+
+    def find_source(self, type_: str, name: str) -> SourceConfig:
+        """The ``type_`` source called ``name`` (its name, or its ``device`` option).
+
+        For commands that borrow a configured source's settings, such as
+        ``decode --source``, so they run as that source does.
+
+        Raises:
+            ConfigError: no such source; the message names those there are, or says there is none.
+        """
+        sources = [s for s in self.sources if s.type == type_]
+        for source in sources:
+            if name in (source.name, source.options.get("device")):
+                return source
+        names = ", ".join(s.name or str(s.options.get("device")) for s in sources)
+        raise ConfigError(
+            f"Failed to find {type_} source {name!r} in the config: "
+            + (f"Expected one of {names}" if names else f"it has no {type_} source")
+        )
