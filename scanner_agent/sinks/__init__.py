@@ -38,7 +38,7 @@ from scanner_agent.sinks._registry import (
     sink_names,
     sink_package,
 )
-from scanner_agent.sinks._settings import check_url, require, url_problem
+from scanner_agent.sinks._settings import HttpSettings, check_url, require, url_problem
 
 __all__ = [
     "CREDENTIAL_RULE",
@@ -48,6 +48,7 @@ __all__ = [
     "DoctorKit",
     "Finding",
     "FindingStatus",
+    "HttpSettings",
     "SinkPackage",
     "build_sink",
     "check_secret",

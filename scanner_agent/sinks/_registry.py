@@ -56,7 +56,10 @@ class SyncSettings(TraceApiSettings, Protocol):
 
 
 class AgentSettings(Protocol):
-    """What a sink reads of the agent's settings (:class:`scanner_agent.config.AgentConfig`)."""
+    """What the sinks read of the agent's settings (:class:`scanner_agent.config.AgentConfig`):
+    every sink package's own settings type in one (``TraceApiAgentSettings``,
+    ``AliHealthAgentSettings``, ``EpcisAgentSettings``), which a sink declares itself so that
+    it never imports this registry back."""
 
     @property
     def device_id(self) -> str: ...

@@ -8,10 +8,31 @@ read (``check-config``, ``run``, a client built by hand).
 from __future__ import annotations
 
 import urllib.parse
+from typing import Protocol
 
 from scanner_agent.kernel import ConfigError
 
-__all__ = ["check_url", "require", "url_problem"]
+__all__ = ["HttpSettings", "check_url", "require", "url_problem"]
+
+
+class HttpSettings(Protocol):
+    """What every sink's HTTP client reads of ``[sync]`` whatever its protocol: the
+    timeouts and TLS of the one HTTP layer (:func:`scanner_agent.sync.build_ssl_context`)."""
+
+    @property
+    def connect_timeout_s(self) -> float: ...
+    @property
+    def read_timeout_s(self) -> float: ...
+    @property
+    def write_timeout_s(self) -> float: ...
+    @property
+    def verify_tls(self) -> bool: ...
+    @property
+    def ca_bundle(self) -> str: ...
+    @property
+    def client_cert(self) -> str: ...
+    @property
+    def client_key(self) -> str: ...
 
 
 def require(condition: bool, key: str, message: str) -> None:

@@ -348,19 +348,6 @@ def test_imports_by_name_keep_the_layers() -> None:
 
 
 CYCLES_BY_NAME: dict[str, tuple[str, ...]] = {
-    "the sink registry names each sink package; each sink's build() and doctor checks() "
-    "take its AgentSettings protocol (a TYPE_CHECKING import)": (
-        "scanner_agent.sinks._registry",
-        "scanner_agent.sinks.alihealth",
-        "scanner_agent.sinks.alihealth._doctor",
-        "scanner_agent.sinks.alihealth._sink",
-        "scanner_agent.sinks.epcis",
-        "scanner_agent.sinks.epcis._doctor",
-        "scanner_agent.sinks.epcis._sink",
-        "scanner_agent.sinks.trace_api",
-        "scanner_agent.sinks.trace_api._doctor",
-        "scanner_agent.sinks.trace_api._sink",
-    ),
     "roles only tries to import the core role's entry points (the daemon) to say whether "
     "this install can run it; the daemon's serve() runs the preflight, which asks roles": (
         "scanner_agent.daemon",

@@ -46,7 +46,12 @@ from scanner_agent.sinks.alihealth._protocol import (
     top_timestamp,
     upload_params,
 )
-from scanner_agent.sinks.alihealth._settings import AliHealthSettings, check_calls, check_settings
+from scanner_agent.sinks.alihealth._settings import (
+    AliHealthAgentSettings,
+    AliHealthSettings,
+    check_calls,
+    check_settings,
+)
 
 _lazy = _lazy_exports(
     __name__,
@@ -99,6 +104,7 @@ __all__ = [
     "SERVICE_CHECK",
     "SIGN_METHODS",
     "STATUS_EVENT",
+    "AliHealthAgentSettings",
     "AliHealthClient",
     "AliHealthConfig",
     "AliHealthSettings",

@@ -28,7 +28,7 @@ from scanner_agent.sinks.alihealth._settings import AliHealthSettings
 from scanner_agent.sync import date_offset_s
 
 if TYPE_CHECKING:
-    from scanner_agent.sinks._registry import AgentSettings
+    from scanner_agent.sinks.alihealth._settings import AliHealthAgentSettings
 
 __all__ = ["CHECK_NAMES", "SERVICE_CHECK", "checks"]
 
@@ -39,7 +39,7 @@ CHECK_NAMES = ("app secret", SERVICE_CHECK, "clock")
 _GATEWAY_HINT = "alihealth.url should be the TOP gateway, https://eco.taobao.com/router/rest"
 
 
-def checks(settings: AgentSettings, kit: DoctorKit) -> Iterator[Finding]:
+def checks(settings: AliHealthAgentSettings, kit: DoctorKit) -> Iterator[Finding]:
     """The app secret file, then one signed read-only call (bill status) to the gateway."""
     ali = settings.alihealth
     checked, secret = kit.credential("app secret", ali.app_secret_file, "", ali.read_secret)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from scanner_agent.kernel import CredentialError, platform_params
 from scanner_agent.sinks._credentials import read_secret_file
@@ -22,7 +23,7 @@ from scanner_agent.sinks.alihealth._protocol import (
     SIGN_METHODS,
 )
 
-__all__ = ["AliHealthSettings", "check_calls", "check_settings"]
+__all__ = ["AliHealthAgentSettings", "AliHealthSettings", "check_calls", "check_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,15 @@ class AliHealthSettings:
         if not self.app_secret_file:
             raise CredentialError("alihealth.app_secret_file: not set", problem="unset")
         return read_secret_file(self.app_secret_file, "alihealth.app_secret_file")
+
+
+class AliHealthAgentSettings(Protocol):
+    """What the 码上放心 sink (``build``, ``names``) and its doctor checks read of the agent's
+    settings: declared here, so the sink depends on its own settings and not on the
+    registry that names it (:data:`scanner_agent.sinks.SINK_PACKAGES`)."""
+
+    @property
+    def alihealth(self) -> AliHealthSettings: ...
 
 
 def _one_of(values: tuple[str, ...] | list[str]) -> str:

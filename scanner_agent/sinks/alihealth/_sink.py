@@ -69,7 +69,7 @@ from scanner_agent.sync import Admission, SinkContext, SinkNames
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread
-    from scanner_agent.sinks._registry import AgentSettings
+    from scanner_agent.sinks.alihealth._settings import AliHealthAgentSettings
 
 __all__ = ["AliHealthSink", "BillPayload", "alihealth_admission", "build", "names"]
 
@@ -355,7 +355,7 @@ class AliHealthSink:
             )
 
 
-def build(settings: AgentSettings, context: SinkContext) -> AliHealthSink:
+def build(settings: AliHealthAgentSettings, context: SinkContext) -> AliHealthSink:
     """The sink for ``[alihealth]``, signing with the app secret in ``context.token``."""
     ali = settings.alihealth
     client = AliHealthClient(
@@ -385,7 +385,7 @@ def build(settings: AgentSettings, context: SinkContext) -> AliHealthSink:
     )
 
 
-def names(settings: AgentSettings) -> SinkNames:
+def names(settings: AliHealthAgentSettings) -> SinkNames:
     """``码上放心 (<alihealth.url>)``, its app key or secret, and the secret's file."""
     ali = settings.alihealth
     return SinkNames(

@@ -22,6 +22,7 @@ from scanner_agent.sinks._lazy import lazy_exports as _lazy_exports
 from scanner_agent.sinks.epcis._settings import (
     CONTENT_TYPES,
     ERROR_BEHAVIOURS,
+    EpcisAgentSettings,
     EpcisSettings,
     check_capture,
     check_settings,
@@ -93,6 +94,7 @@ __all__ = [
     "CaptureJob",
     "CaptureProblem",
     "Child",
+    "EpcisAgentSettings",
     "EpcisCaptureClient",
     "EpcisCaptureConfig",
     "EpcisConfig",

@@ -13,7 +13,7 @@ from scanner_agent.sinks._doctor import DoctorKit, Finding
 from scanner_agent.sync import build_ssl_context
 
 if TYPE_CHECKING:
-    from scanner_agent.sinks._registry import AgentSettings
+    from scanner_agent.sinks.epcis._settings import EpcisAgentSettings
 
 __all__ = ["CHECK_NAMES", "SERVICE_CHECK", "checks"]
 
@@ -22,7 +22,7 @@ CHECK_NAMES = ("token", SERVICE_CHECK, "clock")
 """The lines :func:`checks` reports (each skipped when syncing is off)."""
 
 
-def checks(settings: AgentSettings, kit: DoctorKit) -> Iterator[Finding]:
+def checks(settings: EpcisAgentSettings, kit: DoctorKit) -> Iterator[Finding]:
     """The token, then an authenticated ``GET /capture`` (the capture job list)."""
     ep = settings.epcis
     token_check, token = kit.credential("token", ep.token_file, ep.token_env, ep.read_token)

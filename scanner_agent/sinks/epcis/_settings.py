@@ -10,11 +10,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from scanner_agent.sinks._credentials import read_token
-from scanner_agent.sinks._settings import check_url, require
+from scanner_agent.sinks._settings import HttpSettings, check_url, require
 
-__all__ = ["CONTENT_TYPES", "ERROR_BEHAVIOURS", "EpcisSettings", "check_capture", "check_settings"]
+__all__ = [
+    "CONTENT_TYPES",
+    "ERROR_BEHAVIOURS",
+    "EpcisAgentSettings",
+    "EpcisSettings",
+    "check_capture",
+    "check_settings",
+]
 
 CONTENT_TYPES = ("application/json", "application/ld+json")
 """Request types of ``/capture``: the REST binding's, and JSON-LD named as such."""
@@ -63,6 +71,18 @@ class EpcisSettings:
             ConfigError: the file or variable cannot be read or is refused.
         """
         return read_token(self.token_file, self.token_env, "epcis")
+
+
+class EpcisAgentSettings(Protocol):
+    """What the EPCIS sink (``build``, ``names``) and its doctor checks read of the agent's
+    settings: ``[epcis]``, and the timeouts and TLS of ``[sync]``.  Declared here, so the
+    sink depends on its own settings and not on the registry that names it
+    (:data:`scanner_agent.sinks.SINK_PACKAGES`)."""
+
+    @property
+    def epcis(self) -> EpcisSettings: ...
+    @property
+    def sync(self) -> HttpSettings: ...
 
 
 def check_capture(

@@ -36,7 +36,7 @@ from scanner_agent.sync import Admission, SinkContext, SinkNames, build_ssl_cont
 
 if TYPE_CHECKING:
     from scanner_agent.outbox import OutboxThread
-    from scanner_agent.sinks._registry import AgentSettings
+    from scanner_agent.sinks.epcis._settings import EpcisAgentSettings
 
 __all__ = ["EPCIS_ADMISSION", "EpcisPayload", "EpcisSink", "build", "carton_units", "names"]
 
@@ -143,7 +143,7 @@ class EpcisSink:
         await self.client.aclose()
 
 
-def build(settings: AgentSettings, context: SinkContext) -> EpcisSink:
+def build(settings: EpcisAgentSettings, context: SinkContext) -> EpcisSink:
     """The sink for ``[epcis]``, with the timeouts and TLS of ``[sync]``."""
     ep, sc = settings.epcis, settings.sync
     capture = EpcisCaptureConfig(
@@ -170,7 +170,7 @@ def build(settings: AgentSettings, context: SinkContext) -> EpcisSink:
     return EpcisSink(client, context.thread)
 
 
-def names(settings: AgentSettings) -> SinkNames:
+def names(settings: EpcisAgentSettings) -> SinkNames:
     """``the EPCIS repository (<epcis.url>)``, its token and where the token comes from."""
     ep = settings.epcis
     source = f"epcis.token_file ({ep.token_file})" if ep.token_file else f"${ep.token_env or '?'}"

@@ -19,6 +19,7 @@ import typing
 from scanner_agent.sinks._lazy import lazy_exports as _lazy_exports
 from scanner_agent.sinks.trace_api._settings import (
     MAX_BATCH_EVENTS,
+    TraceApiAgentSettings,
     TraceApiSettings,
     check_settings,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "RESULT_STATUSES",
     "SERVICE_CHECK",
     "TRACE_API_ADMISSION",
+    "TraceApiAgentSettings",
     "TraceApiClient",
     "TraceApiSettings",
     "build",

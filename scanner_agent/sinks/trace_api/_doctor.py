@@ -13,7 +13,7 @@ from scanner_agent.sinks._doctor import DoctorKit, Finding
 from scanner_agent.sync import build_ssl_context
 
 if TYPE_CHECKING:
-    from scanner_agent.sinks._registry import AgentSettings
+    from scanner_agent.sinks.trace_api._settings import TraceApiAgentSettings
 
 __all__ = ["CHECK_NAMES", "SERVICE_CHECK", "checks"]
 
@@ -22,7 +22,7 @@ CHECK_NAMES = (SERVICE_CHECK, "token", "clock")
 """The lines :func:`checks` reports, in order (each skipped when syncing is off)."""
 
 
-def checks(settings: AgentSettings, kit: DoctorKit) -> Iterator[Finding]:
+def checks(settings: TraceApiAgentSettings, kit: DoctorKit) -> Iterator[Finding]:
     """The token file, the service's health, the token, the clock."""
     sc = settings.sync
     token_check, token = kit.credential("token", sc.token_file, sc.token_env, sc.read_token)
@@ -68,7 +68,7 @@ def checks(settings: AgentSettings, kit: DoctorKit) -> Iterator[Finding]:
     yield kit.clock(health.headers.get("Date"), kit.now())
 
 
-def _token_check(client: httpx.Client, token: str, settings: AgentSettings) -> Finding:
+def _token_check(client: httpx.Client, token: str, settings: TraceApiAgentSettings) -> Finding:
     if not token:
         return Finding(
             "token",

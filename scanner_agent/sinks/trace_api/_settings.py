@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from scanner_agent.sinks._settings import check_url, require
+from scanner_agent.sinks._settings import HttpSettings, check_url, require
 
-__all__ = ["MAX_BATCH_EVENTS", "TraceApiSettings", "check_settings"]
+__all__ = ["MAX_BATCH_EVENTS", "TraceApiAgentSettings", "TraceApiSettings", "check_settings"]
 
 MAX_BATCH_EVENTS = 50_000
 """Most events in one ``POST /v1/batches`` (docs/trace-api.md)."""
 
 
-class TraceApiSettings(Protocol):
-    """What the Trace API v1 client and its sink read of ``[sync]``."""
+class TraceApiSettings(HttpSettings, Protocol):
+    """What the Trace API v1 client and its sink read of ``[sync]``: the HTTP layer's keys
+    and these."""
 
     @property
     def url(self) -> str: ...
@@ -36,24 +37,21 @@ class TraceApiSettings(Protocol):
     def gzip_level(self) -> int: ...
     @property
     def max_in_flight(self) -> int: ...
-    @property
-    def connect_timeout_s(self) -> float: ...
-    @property
-    def read_timeout_s(self) -> float: ...
-    @property
-    def write_timeout_s(self) -> float: ...
-    @property
-    def verify_tls(self) -> bool: ...
-    @property
-    def ca_bundle(self) -> str: ...
-    @property
-    def client_cert(self) -> str: ...
-    @property
-    def client_key(self) -> str: ...
 
     def read_token(self) -> str:
         """The bearer token from ``token_file`` or ``token_env`` (empty: none)."""
         ...
+
+
+class TraceApiAgentSettings(Protocol):
+    """What the Trace API sink (``build``, ``names``) and its doctor checks read of the
+    agent's settings: declared here, so the sink depends on its own settings and not on
+    the registry that names it (:data:`scanner_agent.sinks.SINK_PACKAGES`)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def sync(self) -> TraceApiSettings: ...
 
 
 def check_settings(sync: TraceApiSettings) -> None:

@@ -13,12 +13,12 @@ from scanner_agent.sinks.trace_api._client import TraceApiClient
 from scanner_agent.sync import SinkContext, SinkNames
 
 if TYPE_CHECKING:
-    from scanner_agent.sinks._registry import AgentSettings
+    from scanner_agent.sinks.trace_api._settings import TraceApiAgentSettings
 
 __all__ = ["build", "names"]
 
 
-def build(settings: AgentSettings, context: SinkContext) -> TraceApiClient:
+def build(settings: TraceApiAgentSettings, context: SinkContext) -> TraceApiClient:
     """The client for ``[sync]``'s trace service, telling ``context.observers`` of each POST."""
     return TraceApiClient(
         settings.sync,
@@ -29,7 +29,7 @@ def build(settings: AgentSettings, context: SinkContext) -> TraceApiClient:
     )
 
 
-def names(settings: AgentSettings) -> SinkNames:
+def names(settings: TraceApiAgentSettings) -> SinkNames:
     """``the trace service (<sync.url>)``, its token and where the token comes from."""
     sc = settings.sync
     source = f"sync.token_file ({sc.token_file})" if sc.token_file else f"${sc.token_env or '?'}"
