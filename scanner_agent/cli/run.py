@@ -20,7 +20,7 @@ def _config_path(args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from scanner_agent.daemon import serve
+    from scanner_agent.ops.serve import serve
 
     serve(load(args), _config_path(args), log_level=args.log_level)
     return 0

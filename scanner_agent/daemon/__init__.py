@@ -24,16 +24,16 @@ One concern per module:
   built from the running parts;
 * ``_housekeeping``: pruning and checkpointing the outbox, systemd's watchdog
   and status line;
-* ``_services``: the optional metrics endpoint (loaded only when configured);
-* ``_serve``: :func:`serve`, ``scanner-agent run`` as one call: preflight, the
-  process set up (logging, interpreter, umask), the daemon run until a signal.
+* ``_services``: the optional metrics endpoint (loaded only when configured).
+
+``scanner-agent run`` as one call (preflight, the process set up, this daemon run until a
+signal) is :func:`scanner_agent.ops.serve.serve`: the daemon imports no preflight.
 """
 
 from scanner_agent.daemon._daemon import Daemon, install_signal_handlers
 from scanner_agent.daemon._housekeeping import HOUSEKEEPING_INTERVAL_S
 from scanner_agent.daemon._lifecycle import DaemonState
 from scanner_agent.daemon._reload import RELOADABLE, ReloadResult
-from scanner_agent.daemon._serve import serve
 from scanner_agent.daemon._wiring import BoundIntake
 
 __all__ = [
@@ -44,5 +44,4 @@ __all__ = [
     "DaemonState",
     "ReloadResult",
     "install_signal_handlers",
-    "serve",
 ]

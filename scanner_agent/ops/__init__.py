@@ -3,6 +3,7 @@
 One public module per job, each imported as itself (the package holds no names):
 
 * :mod:`.preflight`: what ``run`` and ``check-config`` refuse before anything starts;
+* :mod:`.serve`: ``run`` as one call: the preflight, the process set up, the daemon run;
 * :mod:`.doctor`: ``scanner-agent doctor``, every check of a box, as a report;
 * :mod:`.install`: install, upgrade and uninstall as a systemd service, the udev rules;
 * :mod:`.roles`: which roles (daemon, TUI, camera, ...) this install can play, and the hint

@@ -348,13 +348,6 @@ def test_imports_by_name_keep_the_layers() -> None:
 
 
 CYCLES_BY_NAME: dict[str, tuple[str, ...]] = {
-    "roles only tries to import the core role's entry points (the daemon) to say whether "
-    "this install can run it; the daemon's serve() runs the preflight, which asks roles": (
-        "scanner_agent.daemon",
-        "scanner_agent.daemon._serve",
-        "scanner_agent.ops.preflight",
-        "scanner_agent.ops.roles",
-    ),
     "COMMANDS names cli.ops, whose main() (python -m scanner_agent.cli.ops, run alone by the "
     "system Python at install) builds its parser with cli.app": (
         "scanner_agent.cli.app",

@@ -1,9 +1,11 @@
-"""``scanner-agent run`` as one library call: the process set up for the daemon, then the
-daemon run until SIGTERM or SIGINT.
+"""``scanner-agent run`` as one library call: the preflight, the process set up for the
+daemon, then the daemon run until SIGTERM or SIGINT.
 
 Process-wide settings (logging, the interpreter's tuning, the umask) belong here and not
 in :meth:`Daemon.run`: a daemon built inside another program (a test, the demo) leaves
-that program's process alone.
+that program's process alone.  This is ops, beside the daemon rather than inside it: the
+daemon imports no preflight, so :mod:`.roles`, which imports the daemon by name to say
+whether this install can run it, closes no cycle through the preflight that asks it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 
 from scanner_agent import interpreter
 from scanner_agent.config import AgentConfig
-from scanner_agent.daemon._daemon import Daemon, install_signal_handlers
+from scanner_agent.daemon import Daemon, install_signal_handlers
 from scanner_agent.ops.logs import setup_logging
 from scanner_agent.ops.preflight import RunAs, preflight
+
+__all__ = ["PRIVATE_UMASK", "serve"]
 
 PRIVATE_UMASK = 0o027
 """``run``'s umask: files at most 0640, directories 0750 (the unit's ``UMask=`` too)."""
