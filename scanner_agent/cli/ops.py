@@ -180,7 +180,7 @@ def register(add: AddCommand) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m scanner_agent.cli.ops COMMAND``: the operations commands alone."""
-    from scanner_agent.cli.app import parser_for, run
+    from scanner_agent.cli._dispatch import parser_for, run
 
     return run(parser_for([register]).parse_args(argv))
 

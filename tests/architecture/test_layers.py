@@ -7,8 +7,7 @@ above, with the doors of :data:`DOORS` as the only exceptions. On top of that:
 
 * no import cycle anywhere (:func:`test_no_import_cycle`);
 * the modules imported by name (``importlib.import_module``, from a table such as the source
-  registry's factories) keep the same rules (:data:`BY_NAME`); the cycles such an import
-  closes are listed in :data:`CYCLES_BY_NAME` and may only go;
+  registry's factories) keep the same rules (:data:`BY_NAME`), no cycle included;
 * a private module (``_x.py``, or a module inside a ``_x`` package) is imported only from
   inside the package that holds it; everyone else uses the package's ``__all__``;
 * ``drivers`` imports only itself and the kernel (and the standard library and
@@ -341,19 +340,4 @@ def test_imports_by_name_keep_the_layers() -> None:
         )
     )
     assert bad == []
-    found = {frozenset(c) for c in cycles(merged)}
-    known = {frozenset(c) for c in CYCLES_BY_NAME.values()}
-    assert sorted(map(sorted, found - known)) == [], "a new cycle through an import by name"
-    assert sorted(map(sorted, known - found)) == [], "gone: remove it from CYCLES_BY_NAME"
-
-
-CYCLES_BY_NAME: dict[str, tuple[str, ...]] = {
-    "COMMANDS names cli.ops, whose main() (python -m scanner_agent.cli.ops, run alone by the "
-    "system Python at install) builds its parser with cli.app": (
-        "scanner_agent.cli.app",
-        "scanner_agent.cli.ops",
-    ),
-}
-"""The cycles that only an import by name closes (the static graph has none: see
-:func:`test_no_import_cycle`), each with how it closes. They are plugin tables naming their
-plugins, which import a helper of the table's module back; the list may only shrink."""
+    assert cycles(merged) == [], "a cycle through an import by name"
