@@ -4,6 +4,7 @@ it was not migrated for."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -151,3 +152,25 @@ def test_an_unreachable_or_unmigrated_database_is_one_error_line_not_a_traceback
         lines = [line for line in result.stderr.splitlines() if "--token shows" not in line]
         assert len(lines) == 1, lines
         assert lines[0].startswith("scanner-agent: error: trace-server"), lines
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("migrate",), ("token", "list"), ("--token", "a-shared-token-for-the-test")],
+    ids=["migrate", "token-list", "serve"],
+)
+def test_a_database_host_that_never_answers_is_one_error_line_not_a_hang(
+    args: tuple[str, ...],
+) -> None:
+    """A database address that takes the TCP connection and never speaks (a host half up, a
+    firewall swallowing the reply): libpq alone would wait forever, so every command and each
+    pooled connection stops after the connect timeout with the CLI's one error line."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never accepts or answers
+        url = f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/db?sslmode=disable"
+        result = run_cli(*args, "--db", url, "--listen", "127.0.0.1:0")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "--token shows" not in line]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("scanner-agent: error: trace-server"), lines
+    assert "timeout" in lines[0], lines
