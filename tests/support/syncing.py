@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from scanner_agent.outbox import RowState
-from scanner_agent.traceserver import TraceStore
+from scanner_agent.traceserver import BatchStore, TraceStore
 from tests.support.agent import RunningAgent, acks
 
 FAST_SYNC: dict[str, Any] = {
@@ -28,8 +28,8 @@ def codes(prefix: int, n: int) -> list[str]:
     return [f"8{prefix:02d}{i:017d}" for i in range(n)]
 
 
-def held_events(store: TraceStore) -> list[dict[str, str]]:
-    """Every event the service holds, read page by page through the store."""
+def held_events(store: BatchStore) -> list[dict[str, str]]:
+    """Every event the service holds, read page by page through the store (either backend)."""
     out: list[dict[str, str]] = []
     after = 0
     while True:

@@ -39,6 +39,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from scanner_agent.traceserver import EVENT_COLUMNS, TraceServerThread, issue_token
+from tests.support.syncing import held_events
 from tests.traceserver._stores import BACKENDS, fresh_db
 
 TOKEN = "fuzz-token-0123456789"
@@ -195,7 +196,7 @@ def test_the_service_answers_every_generated_request_as_its_document_says(
                 ledger.record(case.body, response.status_code, response.content)
 
         exchange()
-        stored = all_events(server.store)
+        stored = held_events(server.store)
         held_batches = server.store.count_batches()
     assert ledger.accepted, ledger.statuses  # the run reached the store
     assert 403 in ledger.statuses, ledger.statuses  # and the dock token's device rule
@@ -209,14 +210,3 @@ def test_the_service_answers_every_generated_request_as_its_document_says(
             event
         )
     assert held_batches == len(ledger.sent)
-
-
-def all_events(store: Any) -> list[dict[str, str]]:
-    events: list[dict[str, str]] = []
-    after = 0
-    while True:
-        page, last = store.events_after(after, 1000)
-        if last is None:
-            return events
-        events += page
-        after = last
