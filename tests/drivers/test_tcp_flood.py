@@ -101,6 +101,7 @@ async def test_a_flood_of_worst_case_frames_delays_neither_a_scanner_nor_the_wat
         floods = [Flood(port_of(source)) for _ in range(8)]
         try:
             await eventually(lambda: all(f.replies >= 16 for f in floods), what="the flood to run")
+            await eventually(lambda: bool(notify.pings()), what="a watchdog ping before the scans")
             began = time.monotonic()
             scanner = await Scanner.connect(port_of(source))
             for i in range(15):  # round trips, each waiting for its reply
@@ -117,6 +118,12 @@ async def test_a_flood_of_worst_case_frames_delays_neither_a_scanner_nor_the_wat
             await eventually(
                 lambda: all(f.replies > n for f, n in zip(floods, replied, strict=True)),
                 what="more flood replies",
+            )
+            # The last gap ends at the first ping after the scans: wait for it while the
+            # daemon still runs (leaving first stopped the daemon before it, and the check
+            # below had no end to measure); a late ping still fails that check.
+            await eventually(
+                lambda: any(t > ended for t in notify.pings()), what="a watchdog ping after"
             )
         finally:
             for f in floods:
