@@ -84,9 +84,9 @@ def _token_store(db: str | Path) -> Iterator[tuple[_tokens.Connection, _tokens.D
     store); it is brought to the current schema as the server would.
     """
     if is_postgres(db):
-        import psycopg
+        from scanner_agent.traceserver._pgschema import connect
 
-        with psycopg.connect(str(db)) as pg:
+        with connect(str(db), autocommit=False) as pg:
             yield pg, _tokens.PG
         return
     if not Path(db).is_file():

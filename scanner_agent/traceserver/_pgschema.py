@@ -24,10 +24,20 @@ from datetime import UTC, date, datetime
 from typing import Final
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
 
 from scanner_agent.traceserver._ingest import SchemaMismatch
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "ensure_partitions", "migrate", "schema_version"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "connect",
+    "ensure_partitions",
+    "migrate",
+    "schema_version",
+]
 
 _LOCK_MIGRATE: Final = 0x5343_414E_0001
 """Advisory lock key held while migrating ("SCAN" 1)."""
@@ -112,6 +122,20 @@ def schema_version(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return int(str(row[0])) if row else 0
 
 
+CONNECT_TIMEOUT_S: Final = 10
+"""How long a connection attempt waits for the database unless the URI sets libpq's
+``connect_timeout`` itself.  Without one libpq waits for ever on a host that takes the TCP
+connection and never answers, holding a pool slot and every request queued behind it."""
+
+
+def connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[TupleRow]:
+    """A connection to ``url``, given up after :data:`CONNECT_TIMEOUT_S` (or the URI's own
+    ``connect_timeout``): every connection the service, ``migrate`` and ``token`` open."""
+    if "connect_timeout" in conninfo_to_dict(url):
+        return psycopg.connect(url, autocommit=autocommit)
+    return psycopg.connect(url, autocommit=autocommit, connect_timeout=CONNECT_TIMEOUT_S)
+
+
 def migrate(url: str, *, months_ahead: int = 3) -> list[int]:
     """Apply the migrations ``url`` lacks and create the coming months' partitions.
 
@@ -119,7 +143,7 @@ def migrate(url: str, *, months_ahead: int = 3) -> list[int]:
     database migrated by a newer version of this service.
     """
     applied: list[int] = []
-    with psycopg.connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_MIGRATE,))
         try:
             conn.execute(

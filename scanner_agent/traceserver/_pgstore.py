@@ -67,7 +67,7 @@ from scanner_agent.traceserver._ingest import (
     replayed,
     reply_for,
 )
-from scanner_agent.traceserver._pgschema import SCHEMA_VERSION, schema_version
+from scanner_agent.traceserver._pgschema import SCHEMA_VERSION, connect, schema_version
 from scanner_agent.traceserver._protocol import Batch, EventRow
 from scanner_agent.traceserver._store import EVENT_COLUMNS
 
@@ -143,7 +143,7 @@ class _Pool:
             try:
                 conn = self._idle.get_nowait()
             except queue.Empty:
-                conn = psycopg.connect(self._url, autocommit=True)
+                conn = connect(self._url)
                 with self._lock:
                     self._all.add(conn)
             try:
@@ -181,7 +181,7 @@ class PgTraceStore(BatchStore):
 
     def __init__(self, url: str, *, pool_size: int = 8) -> None:
         self._url = url
-        with psycopg.connect(url, autocommit=True) as conn:
+        with connect(url) as conn:
             version = schema_version(conn)
         if version != SCHEMA_VERSION:
             raise SchemaMismatch(

@@ -12,9 +12,15 @@ from datetime import UTC, date, datetime
 import httpx
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from scanner_agent.traceserver import SchemaMismatch, TraceServerThread, migrate
-from scanner_agent.traceserver._pgschema import SCHEMA_VERSION, ensure_partitions
+from scanner_agent.traceserver._pgschema import (
+    CONNECT_TIMEOUT_S,
+    SCHEMA_VERSION,
+    connect,
+    ensure_partitions,
+)
 from tests.support.postgres import PostgresCluster
 
 TOKEN = "test-token"
@@ -174,3 +180,13 @@ def test_a_database_host_that_never_answers_is_one_error_line_not_a_hang(
     assert len(lines) == 1, lines
     assert lines[0].startswith("scanner-agent: error: trace-server"), lines
     assert "timeout" in lines[0], lines
+
+
+def test_connections_take_the_default_connect_timeout_unless_the_uri_sets_one(
+    postgres_url: str,
+) -> None:
+    """The default bounds a silent host; an installer's own ``connect_timeout`` wins."""
+    with connect(postgres_url) as conn:
+        assert f"connect_timeout={CONNECT_TIMEOUT_S}" in conn.info.dsn.split()
+    with connect(make_conninfo(postgres_url, connect_timeout=3)) as conn:
+        assert "connect_timeout=3" in conn.info.dsn.split()
