@@ -32,7 +32,7 @@ from typing import Any
 
 from drivers import tcp_protocol as proto
 from drivers.naming import source_label
-from drivers.tcp_conn import READ_SIZE, Connection, Shared, TcpStats
+from drivers.tcp_conn import READ_SIZE, Connection, Shared, StoppableReader, TcpStats
 from drivers.tcp_limits import TcpLimits, allowed, parse_allowlist
 from scanner_agent.kernel import LISTEN_ANY, Intake, parse_host_port
 
@@ -120,13 +120,15 @@ class TcpSource:
         until sources have stopped), so a clean stop never leaves a committed
         scan without its ACK.
         """
-        server = await asyncio.start_server(
-            lambda r, w: self._serve(intake, r, w),
-            self.host,
-            self.port,
-            reuse_address=True,
-            limit=READ_SIZE,
-        )
+
+        def protocol() -> asyncio.StreamReaderProtocol:
+            # asyncio.start_server's own factory, with a reader a stop can end.
+            return asyncio.StreamReaderProtocol(
+                StoppableReader(READ_SIZE), lambda r, w: self._serve(intake, r, w)
+            )
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(protocol, self.host, self.port, reuse_address=True)
         sock = server.sockets[0].getsockname()
         self.bound = (str(sock[0]), int(sock[1]))
         log.info("%s: listening on %s:%d", self.name, *self.bound)
@@ -142,11 +144,7 @@ class TcpSource:
 
     async def _drain_connections(self) -> None:
         for conn in self._conns.values():
-            # Stop the socket first: data arriving after EOF would break the reader.
-            transport = conn.writer.transport
-            if isinstance(transport, asyncio.ReadTransport) and not transport.is_closing():
-                transport.pause_reading()
-            conn.reader.feed_eof()  # the handler stops reading and answers what it has
+            conn.reader.stop()  # the handler reads what has arrived, answers it, then ends
             conn.wake.set()
         handlers = set(self._conns)
         if not handlers:
@@ -177,6 +175,7 @@ class TcpSource:
             return
         task = asyncio.current_task()
         assert task is not None
+        assert isinstance(reader, StoppableReader)  # made by run()'s protocol factory
         conn = self._conns[task] = Connection(self._shared, host, device, reader, writer, task)
         self.stats.connections += 1
         self._tune_socket(writer)
@@ -185,9 +184,12 @@ class TcpSource:
         finally:
             self._conns.pop(task, None)
             self._shared.flush_logs()
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            try:
+                await conn.linger()  # the replies reach the peer before the socket closes
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
 
     def _refuse(self, writer: asyncio.StreamWriter, message: str) -> None:
         self.stats.refused += 1

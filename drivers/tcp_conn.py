@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, SupportsIndex
 
 from drivers import tcp_protocol as proto
 from drivers.framing import Frame, FrameEvent, LineFramer
@@ -29,6 +30,14 @@ READ_SIZE = 16 * 1024
 """Bytes asked of a connection per read.  A read's frames are all submitted before the
 next read, so one read holds at most READ_SIZE / 2 frames (one-byte lines), and the
 stream reader buffers at most twice this much per connection."""
+
+LINGER_S = 2.0
+"""After its last reply, how long a connection the agent ends waits for the peer to close.
+
+Closing a socket with the peer's bytes still unread makes the kernel reset the connection,
+and a reset throws away the replies not yet sent: a scanner still sending at a stop would miss
+the ACKs of scans that were committed.  So the agent sends its FIN after the replies and reads
+(and drops) what comes until the peer closes too, or this long (a lingering close)."""
 
 _NOT_REFUSALS = (Verdict.ACCEPTED, Verdict.FULL, Verdict.ERROR)
 """Outcomes that do not count against a peer's refused-frames rate: its scan was good
@@ -203,6 +212,45 @@ class Shared:
         )
 
 
+class StoppableReader(asyncio.StreamReader):
+    """asyncio's stream reader, which a stop can end while the peer is still sending.
+
+    A stop ends reading at what has arrived: the handler reads the buffer to its end, commits
+    and answers it.  asyncio's reader alone cannot: once its buffer drains it resumes a
+    transport that its own flow control had paused, and bytes arriving after ``feed_eof``
+    then fail its assertion inside the event loop ("feed_data after feed_eof"), which drops
+    the connection before the replies are written.  Here they are dropped instead (never
+    framed, never answered: the scanner sends them again), and the peer's own close is
+    noted for the lingering close (:data:`LINGER_S`).
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit=limit)
+        self.stopped = False
+        """Reading ended by the agent: later bytes are dropped."""
+        self.peer_gone = asyncio.Event()
+        """The peer closed (EOF, reset or loss of the connection)."""
+
+    def stop(self) -> None:
+        """End reading at what has arrived (an EOF for the handler after the buffer)."""
+        if not self.stopped:
+            super().feed_eof()
+            self.stopped = True
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        if not self.stopped:
+            super().feed_data(data)
+
+    def feed_eof(self) -> None:
+        self.peer_gone.set()
+        if not self.stopped:
+            super().feed_eof()
+
+    def set_exception(self, exc: Exception) -> None:
+        self.peer_gone.set()
+        super().set_exception(exc)
+
+
 class Connection:
     """One connection: reads, frames and submits its frames, and answers each in order."""
 
@@ -226,7 +274,7 @@ class Connection:
         shared: Shared,
         peer: str,
         device: str,
-        reader: asyncio.StreamReader,
+        reader: StoppableReader,
         writer: asyncio.StreamWriter,
         task: asyncio.Task[Any],
     ) -> None:
@@ -293,7 +341,9 @@ class Connection:
             if framer.in_frame and (events or not partial):
                 waited = 0.0  # a new frame began in this read
             await self._submit(intake, events, replies)
-        if not self.stop_reading:
+        if not self.stop_reading and not self.reader.stopped:
+            # The peer closed: its last frame may lack the terminator.  A frame cut by the
+            # agent's stop is no frame: unanswered, the scanner sends it again.
             await self._submit(intake, framer.flush(), replies)
 
     def _timed_out(self, framer: LineFramer, replies: asyncio.Queue[_Reply | None]) -> None:
@@ -429,6 +479,21 @@ class Connection:
             return True
         self.close_now()
         return False
+
+    async def linger(self) -> None:
+        """The lingering close (:data:`LINGER_S`): FIN after the replies already queued, then
+        read and drop until the peer closes.  An evicted or broken connection was dropped."""
+        if self.stop_reading:
+            return
+        self.reader.stop()
+        transport = self.writer.transport
+        with contextlib.suppress(Exception):  # the peer may be gone: close anyway
+            if isinstance(transport, asyncio.ReadTransport) and not transport.is_reading():
+                transport.resume_reading()  # paused by the reader's flow control
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            async with asyncio.timeout(LINGER_S):
+                await self.reader.peer_gone.wait()
 
     def close_now(self) -> None:
         """Stop reading, drop the socket and end any pause (eviction, a peer taking nothing)."""
