@@ -32,8 +32,9 @@ from typing import Any
 
 from drivers import tcp_protocol as proto
 from drivers.naming import source_label
-from drivers.tcp_conn import READ_SIZE, Connection, Shared, StoppableReader, TcpStats
+from drivers.tcp_conn import READ_SIZE, Connection, Shared, TcpStats
 from drivers.tcp_limits import TcpLimits, allowed, parse_allowlist
+from drivers.tcp_stream import StoppableReader
 from scanner_agent.kernel import LISTEN_ANY, Intake, parse_host_port
 
 log = logging.getLogger(__name__)

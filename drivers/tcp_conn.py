@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, SupportsIndex
+from typing import Any, NamedTuple
 
 from drivers import tcp_protocol as proto
 from drivers.framing import Frame, FrameEvent, LineFramer
 from drivers.tcp_limits import LogThrottle, PeerBuckets, TcpLimits
+from drivers.tcp_stream import LINGER_S, StoppableReader
 from scanner_agent.kernel import Intake, RawScan, ScanOutcome, Verdict, utc_now
 
 log = logging.getLogger("drivers.tcp")
@@ -30,14 +30,6 @@ READ_SIZE = 16 * 1024
 """Bytes asked of a connection per read.  A read's frames are all submitted before the
 next read, so one read holds at most READ_SIZE / 2 frames (one-byte lines), and the
 stream reader buffers at most twice this much per connection."""
-
-LINGER_S = 2.0
-"""After its last reply, how long a connection the agent ends waits for the peer to close.
-
-Closing a socket with the peer's bytes still unread makes the kernel reset the connection,
-and a reset throws away the replies not yet sent: a scanner still sending at a stop would miss
-the ACKs of scans that were committed.  So the agent sends its FIN after the replies and reads
-(and drops) what comes until the peer closes too, or this long (a lingering close)."""
 
 _NOT_REFUSALS = (Verdict.ACCEPTED, Verdict.FULL, Verdict.ERROR)
 """Outcomes that do not count against a peer's refused-frames rate: its scan was good
@@ -210,45 +202,6 @@ class Shared:
             proto.format_outcome(f, o, self.limits.max_frame)
             for f, o in zip(frames, outcomes, strict=True)
         )
-
-
-class StoppableReader(asyncio.StreamReader):
-    """asyncio's stream reader, which a stop can end while the peer is still sending.
-
-    A stop ends reading at what has arrived: the handler reads the buffer to its end, commits
-    and answers it.  asyncio's reader alone cannot: once its buffer drains it resumes a
-    transport that its own flow control had paused, and bytes arriving after ``feed_eof``
-    then fail its assertion inside the event loop ("feed_data after feed_eof"), which drops
-    the connection before the replies are written.  Here they are dropped instead (never
-    framed, never answered: the scanner sends them again), and the peer's own close is
-    noted for the lingering close (:data:`LINGER_S`).
-    """
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit=limit)
-        self.stopped = False
-        """Reading ended by the agent: later bytes are dropped."""
-        self.peer_gone = asyncio.Event()
-        """The peer closed (EOF, reset or loss of the connection)."""
-
-    def stop(self) -> None:
-        """End reading at what has arrived (an EOF for the handler after the buffer)."""
-        if not self.stopped:
-            super().feed_eof()
-            self.stopped = True
-
-    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
-        if not self.stopped:
-            super().feed_data(data)
-
-    def feed_eof(self) -> None:
-        self.peer_gone.set()
-        if not self.stopped:
-            super().feed_eof()
-
-    def set_exception(self, exc: Exception) -> None:
-        self.peer_gone.set()
-        super().set_exception(exc)
 
 
 class Connection:
