@@ -19,9 +19,8 @@ from drivers.tcp_protocol import parse_reply
 from scanner_agent.codes import parse_gs1, parse_scan
 from scanner_agent.control import ControlClient
 from scanner_agent.outbox import NewScan, uuid7
-from scanner_agent.outbox._checksum import text_checksum
-from scanner_agent.outbox._schema import MIGRATIONS
 from scanner_agent.traceserver import TraceServerThread
+from tests.support.outbox import insert_checked, outbox_at_schema
 
 GTIN = "09506000134352"
 GS = "\x1d"
@@ -128,42 +127,35 @@ LEGACY = [
 
 def write_legacy_rows(path: Path, bill: str) -> None:
     """An outbox at schema 8 (before issue 15's code form) holding the rows as it stored them."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
-    for version, name, fn in MIGRATIONS:
-        if version > 8:
-            break
-        fn(db)
-        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-11-01')", (version, name))
-    db.execute("PRAGMA user_version = 8")
+    db = outbox_at_schema(path, 8)
     at = "2026-11-01T08:00:00+00:00"
     db.execute(
         "INSERT INTO bills (number, type, action, device_id, opened_at) VALUES (?, 201, 'ship', ?, ?)",
         (bill, "test-dock", at),
     )
-    for raw, old, _new in LEGACY:
-        scan = NewScan(
-            uuid7(),
-            old,
-            "gs1",
-            raw,
-            raw[:3],
-            "ship",
-            bill,
-            "test-dock",
-            "tcp:old",
-            at,
-            GTIN,
-            GTIN,
-            None,
-            None,
-            parse_scan(raw).serial,
-        )
-        db.execute(
-            f"INSERT INTO scans ({', '.join(NewScan._fields)}, dup_guard, crc) "
-            f"VALUES ({', '.join('?' * len(NewScan._fields))}, 0, ?)",
-            (*scan, text_checksum(scan)),
-        )
+    insert_checked(
+        db,
+        (
+            NewScan(
+                uuid7(),
+                old,
+                "gs1",
+                raw,
+                raw[:3],
+                "ship",
+                bill,
+                "test-dock",
+                "tcp:old",
+                at,
+                GTIN,
+                GTIN,
+                None,
+                None,
+                parse_scan(raw).serial,
+            )
+            for raw, old, _new in LEGACY
+        ),
+    )
     db.close()
 
 

@@ -21,18 +21,12 @@ from scanner_agent.outbox import (
 )
 from scanner_agent.outbox._checksum import CHECKED_FIELDS, text_checksum
 from scanner_agent.outbox._schema import MIGRATIONS
+from tests.support.outbox import insert_checked, outbox_at_schema
 
 
 def _v3_file(path: Path) -> tuple[list[str], str]:
     """An outbox at schema 3 with two scans in flight in one batch and one pending."""
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
-    for version, name, fn in MIGRATIONS:
-        if version > 3:
-            break
-        fn(db)
-        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-01-01')", (version, name))
-    db.execute("PRAGMA user_version = 3")
+    db = outbox_at_schema(path, 3)
     ids = [uuid7() for _ in range(3)]
     for i, event_id in enumerate(ids):
         code = f"8{i:019d}"
@@ -216,12 +210,7 @@ def test_codes_listed_by_migration_9_are_re_derived_once_with_their_checksum(
     # Three GS1 rows at schema 8: one to re-derive, one damaged since (its checksum no longer
     # matches: left for the quarantine), and one whose new code a later row already holds.
     path = tmp_path / "o.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
-    for version, name, fn in MIGRATIONS[:8]:
-        fn(db)
-        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-01-01')", (version, name))
-    db.execute("PRAGMA user_version = 8")
+    db = outbox_at_schema(path, 8)
     scans = [
         NewScan(
             uuid7(),
@@ -237,12 +226,7 @@ def test_codes_listed_by_migration_9_are_re_derived_once_with_their_checksum(
         )
         for i in range(3)
     ]
-    for scan in scans:
-        db.execute(
-            f"INSERT INTO scans ({', '.join(NewScan._fields)}, dup_guard, crc) "
-            f"VALUES ({', '.join('?' * len(NewScan._fields))}, 0, ?)",
-            (*scan, text_checksum(scan)),
-        )
+    insert_checked(db, scans)
     db.execute("UPDATE scans SET source = 'damaged' WHERE seq = 2")
     db.close()
     taken = "(01)09506000134352(21)S2\\(9)"
@@ -275,12 +259,7 @@ def test_refusals_of_codes_an_earlier_version_stored_are_re_derived_and_merged(
     from scanner_agent.outbox._rejects import _key
 
     path = tmp_path / "o.db"
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("CREATE TABLE _migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)")
-    for version, name, fn in MIGRATIONS[:8]:
-        fn(db)
-        db.execute("INSERT INTO _migrations VALUES (?, ?, '2026-01-01')", (version, name))
-    db.execute("PRAGMA user_version = 8")
+    db = outbox_at_schema(path, 8)
     gtin = "09506000134352"
     new = {  # raw -> the code it gets today
         f"]d201{gtin}21A(9)": f"(01){gtin}(21)A\\(9)",
